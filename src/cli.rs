@@ -1,0 +1,363 @@
+//! The command-line front door: clap arguments in, validated library calls
+//! out. Nothing here decides anything the library could.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::features::{self, FeatureOptions, FeatureTable};
+use crate::logs::LogSource;
+use crate::logs::import::{self, ColumnMapping, ImportOptions, InputFormat, TsFormat};
+use crate::time::{format_instant, parse_instant};
+use crate::workload::{GenerateOptions, Generator, profile};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "shadowcast",
+    version,
+    about = "Predicts the hot and high-churn keys of a database under migration, so they can be copied first.",
+    long_about = "Predicts the hot and high-churn keys of a database under migration, so they can be copied first.\n\n\
+        Start with `shadowcast demo`: it generates a sample workload, computes per-key features and shows \
+        the hottest and highest-churn keys. Logging goes to stderr; set RUST_LOG (e.g. RUST_LOG=info) for more."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the main job end to end on embedded defaults: generate a sample workload, compute features, show the hottest and highest-churn keys.
+    Demo(DemoArgs),
+    /// Write realistic synthetic access logs (deterministic by seed) as Hive-partitioned Parquet.
+    Generate(GenerateArgs),
+    /// Convert CSV or JSON-lines access logs into shadowcast's Parquet layout.
+    Import(ImportArgs),
+    /// Compute per-key features as of a cut-off time and write them as Parquet.
+    Features(FeaturesArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct DemoArgs {
+    /// Working directory for the generated logs and features (generated logs in it are replaced).
+    #[arg(long, default_value = "shadowcast-demo")]
+    pub dir: PathBuf,
+    /// Events to generate.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub events: u64,
+    /// Keys to list per ranking.
+    #[arg(long, default_value_t = 10)]
+    pub top: usize,
+    /// Random seed of the workload.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+}
+
+#[derive(Args, Debug)]
+pub struct GenerateArgs {
+    /// Output directory; partitions are written below it as dt=YYYY-MM-DD/hour=HH/part-0.parquet.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Workload profile: oltp (default; users, products, sessions, carts), read-heavy, write-heavy, deletes.
+    #[arg(long, default_value = "oltp", value_parser = clap::builder::PossibleValuesParser::new(profile::names()))]
+    pub profile: String,
+    /// Total events to write.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub events: u64,
+    /// Hours of traffic to spread them over.
+    #[arg(long, default_value_t = 72)]
+    pub hours: u32,
+    /// First hour (UTC), e.g. 2026-11-01 or 2026-11-01T06:00:00Z.
+    #[arg(long, default_value = "2026-11-01", value_parser = parse_instant)]
+    pub start: i64,
+    /// Random seed: the same seed and options give the same logs.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Replace partitions (dt=… directories) already present under --out.
+    #[arg(long)]
+    pub overwrite: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ImportArgs {
+    /// Input file: .csv or .jsonl (optionally .gz).
+    pub input: PathBuf,
+    /// Output directory for the Parquet partitions.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Input format (guessed from the file name when omitted).
+    #[arg(long, value_enum)]
+    pub format: Option<InputFormat>,
+    /// Column mapping FIELD=SOURCE, repeatable. Fields: ts, key, table_name (or table), op, size_bytes (or size), tenant, latency_us. Defaults: each field from the column of the same name; tenant and latency unmapped.
+    #[arg(long = "map", value_name = "FIELD=SOURCE")]
+    pub mappings: Vec<String>,
+    /// How the time column is written.
+    #[arg(long, value_enum, default_value = "rfc3339")]
+    pub ts_format: TsFormat,
+    /// Extra operation spellings INPUT=read|insert|update|delete, repeatable. Already understood: read/get/select, insert/add/create, update/write/set/put/upsert/cas/incr, delete/del/remove.
+    #[arg(long = "op-map", value_name = "INPUT=OP")]
+    pub op_map: Vec<String>,
+    /// Table name for every row when the input has no table column (use with --map table=).
+    #[arg(long, default_value = "default")]
+    pub table: String,
+    /// Shift all times so the first row is at this instant (for traces whose times are request indices).
+    #[arg(long, value_parser = parse_instant)]
+    pub rebase_to: Option<i64>,
+}
+
+#[derive(Args, Debug)]
+pub struct FeaturesArgs {
+    /// Access logs: a Parquet file, a directory, or a Hive-partitioned tree.
+    #[arg(long)]
+    pub logs: PathBuf,
+    /// Cut-off time T (UTC): features use events at or before it. `latest` means the last event in the logs.
+    #[arg(long)]
+    pub as_of: String,
+    /// Ignore events before this time (default: all history).
+    #[arg(long, value_parser = parse_instant)]
+    pub since: Option<i64>,
+    /// Output Parquet file.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Also print the N hottest and highest-churn keys.
+    #[arg(long, default_value_t = 0)]
+    pub top: usize,
+}
+
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Demo(args) => demo(args),
+        Command::Generate(args) => generate(args).map(|_| ()),
+        Command::Import(args) => import_logs(args),
+        Command::Features(args) => features_command(args),
+    }
+}
+
+fn progress(total: u64, what: &str) -> ProgressBar {
+    let bar = ProgressBar::new(total);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{msg:>10} [{bar:30}] {human_pos}/{human_len} {per_sec} eta {eta}",
+        )
+        .expect("static template")
+        .progress_chars("=> "),
+    );
+    bar.set_message(what.to_string());
+    bar
+}
+
+fn generate(args: GenerateArgs) -> Result<u64> {
+    let profile = profile::named(&args.profile).expect("clap checked the profile name");
+    if args.overwrite {
+        remove_partitions(&args.out)?;
+    }
+    let generator = Generator::new(GenerateOptions {
+        profile,
+        seed: args.seed,
+        events: args.events,
+        start: args.start,
+        hours: args.hours,
+    });
+    let bar = progress(args.events, "generate");
+    let started = Instant::now();
+    let report = generator.write(&args.out, &|events| bar.inc(events))?;
+    bar.finish_and_clear();
+    let seconds = started.elapsed().as_secs_f64();
+    eprintln!(
+        "wrote {} events ({} new keys) in {} files under {} in {:.1}s ({:.0} events/s)",
+        report.events,
+        report.keys_created,
+        report.files.len(),
+        args.out.display(),
+        seconds,
+        report.events as f64 / seconds.max(1e-9),
+    );
+    Ok(report.events)
+}
+
+/// Removes `dt=…` directories under `root` (and nothing else).
+fn remove_partitions(root: &Path) -> Result<()> {
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return Ok(());
+    };
+    for entry in entries {
+        let entry = entry.with_context(|| format!("listing {}", root.display()))?;
+        if entry.file_name().to_string_lossy().starts_with("dt=") && entry.path().is_dir() {
+            std::fs::remove_dir_all(entry.path())
+                .with_context(|| format!("removing {}", entry.path().display()))?;
+        }
+    }
+    Ok(())
+}
+
+fn import_logs(args: ImportArgs) -> Result<()> {
+    let format = match args.format.or_else(|| InputFormat::from_path(&args.input)) {
+        Some(format) => format,
+        None => bail!(
+            "{}: cannot tell the format from the name; pass --format csv or --format jsonl",
+            args.input.display()
+        ),
+    };
+    let mut mapping = ColumnMapping::default();
+    for assignment in &args.mappings {
+        mapping
+            .apply(assignment)
+            .map_err(anyhow::Error::msg)
+            .context("--map")?;
+    }
+    let mut op_names = import::default_op_names();
+    for assignment in &args.op_map {
+        import::apply_op_name(&mut op_names, assignment)
+            .map_err(anyhow::Error::msg)
+            .context("--op-map")?;
+    }
+    let options = ImportOptions {
+        format,
+        mapping,
+        ts_format: args.ts_format,
+        op_names,
+        default_table: args.table,
+        rebase_to: args.rebase_to,
+    };
+    let bar = ProgressBar::new_spinner();
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} import {human_pos} rows {per_sec}")
+            .expect("static template"),
+    );
+    let started = Instant::now();
+    let report = import::import(&args.input, &args.out, &options, &|rows| bar.inc(rows))?;
+    bar.finish_and_clear();
+    let span = match (report.first_ts, report.last_ts) {
+        (Some(first), Some(last)) => format!(
+            " spanning {} to {}",
+            format_instant(first),
+            format_instant(last)
+        ),
+        _ => String::new(),
+    };
+    eprintln!(
+        "imported {} rows{span} into {} partition files under {} in {:.1}s",
+        report.rows,
+        report.files.len(),
+        args.out.display(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+fn resolve_as_of(text: &str, source: &LogSource) -> Result<i64> {
+    if text != "latest" {
+        return parse_instant(text)
+            .map_err(anyhow::Error::msg)
+            .context("--as-of");
+    }
+    let plan = source.plan(crate::logs::TimeRange::ALL)?;
+    plan.stats()
+        .data_span
+        .map(|(_, last)| last)
+        .context("--as-of latest: the logs carry no time statistics; give an explicit time")
+}
+
+fn compute_features(logs: &Path, as_of: &str, since: Option<i64>) -> Result<FeatureTable> {
+    let source = LogSource::open(logs)?;
+    let as_of = resolve_as_of(as_of, &source)?;
+    let bar = ProgressBar::new_spinner();
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} features {human_pos} events {per_sec}")
+            .expect("static template"),
+    );
+    let started = Instant::now();
+    let table = features::compute(&source, FeatureOptions { as_of, since }, &|rows| {
+        bar.inc(rows)
+    })?;
+    bar.finish_and_clear();
+    let seconds = started.elapsed().as_secs_f64();
+    eprintln!(
+        "features of {} keys from {} events as of {} in {:.2}s ({:.0} events/s)",
+        table.rows.len(),
+        table.events_scanned,
+        format_instant(as_of),
+        seconds,
+        table.events_scanned as f64 / seconds.max(1e-9)
+    );
+    Ok(table)
+}
+
+fn features_command(args: FeaturesArgs) -> Result<()> {
+    let table = compute_features(&args.logs, &args.as_of, args.since)?;
+    table.write_parquet(&args.out)?;
+    eprintln!("wrote {}", args.out.display());
+    if args.top > 0 {
+        print_summary(&table, args.top);
+    }
+    Ok(())
+}
+
+fn demo(args: DemoArgs) -> Result<()> {
+    let logs = args.dir.join("logs");
+    let features_path = args.dir.join("features.parquet");
+    eprintln!(
+        "1/3 generating {} events (profile oltp, seed {}) into {}",
+        args.events,
+        args.seed,
+        logs.display()
+    );
+    generate(GenerateArgs {
+        out: logs.clone(),
+        profile: "oltp".into(),
+        events: args.events,
+        hours: 72,
+        start: parse_instant("2026-11-01").expect("valid literal"),
+        seed: args.seed,
+        overwrite: true,
+    })?;
+    eprintln!("2/3 computing features as of the last event");
+    let table = compute_features(&logs, "latest", None)?;
+    table.write_parquet(&features_path)?;
+    eprintln!("3/3 wrote {}\n", features_path.display());
+    print_summary(&table, args.top);
+    Ok(())
+}
+
+/// Prints the keys most likely to be read (decayed reads, 6h half-life) and
+/// written (decayed writes, 6h half-life) soon.
+pub fn print_summary(table: &FeatureTable, top: usize) {
+    let keys = table.rows.len().max(1) as f64;
+    let deleted = table.rows.iter().filter(|r| r.is_deleted).count();
+    let active_24h = table.rows.iter().filter(|r| r.events_24h() > 0).count();
+    println!(
+        "{} keys as of {}: {:.1}% active in the last 24h, {:.1}% deleted",
+        table.rows.len(),
+        format_instant(table.as_of),
+        100.0 * active_24h as f64 / keys,
+        100.0 * deleted as f64 / keys
+    );
+    let section = |title: &str, score: &dyn Fn(&features::KeyFeatures) -> f64| {
+        println!("\n{title}");
+        println!(
+            "{:<10} {:<20} {:>10} {:>10} {:>10} {:>9} {:>8}",
+            "table", "key", "score", "events_1h", "events_24h", "read_share", "size"
+        );
+        for row in table.top_by(top, score) {
+            println!(
+                "{:<10} {:<20} {:>10.2} {:>10} {:>10} {:>9.2} {:>8}",
+                row.table,
+                row.key_display(),
+                score(row),
+                row.events[0],
+                row.events_24h(),
+                row.read_share,
+                row.size_last
+            );
+        }
+    };
+    section("hottest keys (decayed reads, 6h half-life)", &|r| {
+        r.reads_decay[1]
+    });
+    section("highest-churn keys (decayed writes, 6h half-life)", &|r| {
+        r.writes_decay[1]
+    });
+}

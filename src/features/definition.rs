@@ -1,0 +1,163 @@
+//! The feature set `shadowcast.access`, version 1: names, windows and exact
+//! formulas. `sql/features.sql` implements the same definitions; change both
+//! together and bump [`FEATURE_SET_VERSION`].
+//!
+//! Conventions, all relative to the cut-off T (events after T are ignored):
+//! * a window of length w holds events with `T - w < ts <= T`;
+//! * a decayed counter with half-life h sums `exp(-ln 2 * (T - ts) / h)`;
+//! * "writes" are inserts, updates and deletes;
+//! * ties at the latest time are broken by the larger op code (delete wins)
+//!   for `is_deleted`, and by the larger size for `size_last`;
+//! * sizes saturate at [`SIZE_CAP`] bytes (1 TiB - 1);
+//! * time of day is UTC;
+//! * a key's prefix is everything before its last `:` or `/`; keys with no
+//!   such prefix have `prefix_events_24h = 0`.
+
+use super::state::{CutOff, KeyState};
+use crate::time::{DAY_US, HOUR_US, SECOND_US};
+
+pub const FEATURE_SET_NAME: &str = "shadowcast.access";
+pub const FEATURE_SET_VERSION: u32 = 1;
+
+/// Count windows, by suffix and length.
+pub const WINDOWS: [(&str, i64); 4] = [
+    ("1h", HOUR_US),
+    ("6h", 6 * HOUR_US),
+    ("24h", DAY_US),
+    ("7d", 7 * DAY_US),
+];
+
+/// Half-lives of the decayed read and write counters.
+pub const DECAY_HALF_LIVES: [(&str, i64); 3] =
+    [("1h", HOUR_US), ("6h", 6 * HOUR_US), ("24h", DAY_US)];
+
+/// Keys on each side, in key order within a table, that make up a key's range neighbourhood.
+pub const RANGE_NEIGHBOURS: usize = 8;
+
+pub const SIZE_CAP: i64 = (1 << 40) - 1;
+
+/// Characters that end a key's prefix.
+pub const PREFIX_DELIMITERS: [u8; 2] = [b':', b'/'];
+
+/// The features of one key as of the cut-off.
+#[derive(Clone, Debug, PartialEq)]
+pub struct KeyFeatures {
+    pub table: String,
+    pub key: Vec<u8>,
+    pub first_seen_age_s: f64,
+    /// Events in each of [`WINDOWS`].
+    pub events: [i64; 4],
+    pub reads_total: i64,
+    pub writes_total: i64,
+    /// Decayed reads at each of [`DECAY_HALF_LIVES`].
+    pub reads_decay: [f64; 3],
+    pub writes_decay: [f64; 3],
+    pub secs_since_last_read: Option<f64>,
+    pub secs_since_last_write: Option<f64>,
+    pub read_share: f64,
+    /// Writes in the last 7 days per hour the key has existed in them (at least one hour).
+    pub change_rate_per_h: f64,
+    pub size_last: i64,
+    pub size_max: i64,
+    pub is_deleted: bool,
+    /// Share of all events in UTC hours [0,6), [6,12), [12,18), [18,24).
+    pub tod_share: [f64; 4],
+    /// Share of all events whose time of day falls in the 6 hours after T's.
+    pub tod_share_next_6h: f64,
+    /// Events in the last 24h to other keys of the same table and prefix.
+    pub prefix_events_24h: i64,
+    /// Events in the last 24h to the [`RANGE_NEIGHBOURS`] keys on each side.
+    pub range_events_24h: i64,
+}
+
+impl KeyFeatures {
+    /// Turns a finished aggregate into features; neighbourhood features are
+    /// filled in later, when all keys are known.
+    pub(crate) fn from_state(table: String, key: Vec<u8>, state: &KeyState, cut: &CutOff) -> Self {
+        let seconds = |us: i64| us as f64 / SECOND_US as f64;
+        let since = |last: i64| (last != i64::MIN).then(|| seconds(cut.as_of - last));
+        let total = state.reads + state.writes;
+        let share = |count: u32| count as f64 / total as f64;
+        let observed_hours =
+            ((cut.as_of - state.first_ts) as f64 / HOUR_US as f64).clamp(1.0, 168.0);
+        KeyFeatures {
+            table,
+            key,
+            first_seen_age_s: seconds(cut.as_of - state.first_ts),
+            events: state.events.map(i64::from),
+            reads_total: state.reads as i64,
+            writes_total: state.writes as i64,
+            reads_decay: state.read_decay,
+            writes_decay: state.write_decay,
+            secs_since_last_read: since(state.last_read_ts),
+            secs_since_last_write: since(state.last_write_ts),
+            read_share: state.reads as f64 / total as f64,
+            change_rate_per_h: f64::from(state.writes_7d) / observed_hours,
+            size_last: state.last_size,
+            size_max: state.size_max,
+            is_deleted: state.last_event_code.rem_euclid(4) == 3,
+            tod_share: state.tod.map(share),
+            tod_share_next_6h: share(state.tod_next_6h),
+            prefix_events_24h: 0,
+            range_events_24h: 0,
+        }
+    }
+
+    pub fn events_24h(&self) -> i64 {
+        self.events[2]
+    }
+
+    /// The key's prefix (before its last delimiter), if it has a non-empty one.
+    pub fn prefix(&self) -> Option<&[u8]> {
+        let end = self
+            .key
+            .iter()
+            .rposition(|b| PREFIX_DELIMITERS.contains(b))?;
+        (end > 0).then(|| &self.key[..end])
+    }
+
+    /// The key for display: as text when it is UTF-8, else hex.
+    pub fn key_display(&self) -> String {
+        match std::str::from_utf8(&self.key) {
+            Ok(text) => text.to_string(),
+            Err(_) => self.key.iter().map(|b| format!("{b:02x}")).collect(),
+        }
+    }
+}
+
+/// Fills `prefix_events_24h` and `range_events_24h`. `rows` must be sorted
+/// by (table, key bytes).
+pub(crate) fn fill_neighbourhood(rows: &mut [KeyFeatures]) {
+    let mut start = 0;
+    while start < rows.len() {
+        let end = start + rows[start..].partition_point(|row| row.table == rows[start].table);
+        fill_table_neighbourhood(&mut rows[start..end]);
+        start = end;
+    }
+}
+
+fn fill_table_neighbourhood(rows: &mut [KeyFeatures]) {
+    let mut running = Vec::with_capacity(rows.len() + 1);
+    running.push(0i64);
+    for row in rows.iter() {
+        running.push(running.last().expect("seeded") + row.events_24h());
+    }
+    for index in 0..rows.len() {
+        let low = index.saturating_sub(RANGE_NEIGHBOURS);
+        let high = (index + RANGE_NEIGHBOURS + 1).min(rows.len());
+        rows[index].range_events_24h = running[high] - running[low] - rows[index].events_24h();
+    }
+
+    let mut by_prefix: ahash::AHashMap<Vec<u8>, i64> = ahash::AHashMap::new();
+    for row in rows.iter() {
+        if let Some(prefix) = row.prefix() {
+            *by_prefix.entry(prefix.to_vec()).or_default() += row.events_24h();
+        }
+    }
+    for row in rows.iter_mut() {
+        row.prefix_events_24h = match row.prefix() {
+            Some(prefix) => by_prefix[prefix] - row.events_24h(),
+            None => 0,
+        };
+    }
+}

@@ -1,0 +1,22 @@
+//! Stage 2 — per-key features.
+//!
+//! Takes: a [`LogSource`](crate::logs::LogSource) and a cut-off time T.
+//!
+//! Gives: a [`FeatureTable`] with one row of [`KeyFeatures`] per (table, key)
+//! seen at or before T, in the named, versioned feature set of
+//! [`definition`], sorted by table then key bytes; written to and read from
+//! Parquet by [`table`].
+//!
+//! Guarantees: every feature is a mergeable aggregate (sum, count, min, max),
+//! so the scan splits across files and threads and merges exactly; memory
+//! grows with distinct keys, not events; events after T are never read.
+//! `sql/features.sql` computes the same table in DuckDB or Spark SQL.
+
+mod compute;
+pub mod definition;
+mod state;
+pub mod table;
+
+pub use compute::{FeatureOptions, compute};
+pub use definition::{FEATURE_SET_NAME, FEATURE_SET_VERSION, KeyFeatures};
+pub use table::{FeatureFileError, FeatureTable};

@@ -1,0 +1,167 @@
+//! Per-key aggregate state. Every field is a sum, a count, a min or a max
+//! (or a lexicographic max of a pair), so two states for the same key built
+//! from disjoint events merge exactly, in any order.
+
+use super::definition::{DECAY_HALF_LIVES, SIZE_CAP, WINDOWS};
+use crate::logs::Op;
+use crate::time::{DAY_US, HOUR_US};
+
+const LN_2: f64 = std::f64::consts::LN_2;
+const WEEK_US: i64 = 7 * DAY_US;
+const TOD_BUCKET_US: i64 = 6 * HOUR_US;
+
+/// Quantities that depend only on the cut-off, computed once per scan.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct CutOff {
+    pub as_of: i64,
+    /// Time of day of the cut-off, to find events in the 6 hours after it.
+    pub as_of_tod: i64,
+}
+
+impl CutOff {
+    pub fn new(as_of: i64) -> Self {
+        CutOff {
+            as_of,
+            as_of_tod: as_of.rem_euclid(DAY_US),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct KeyState {
+    pub first_ts: i64,
+    /// `i64::MIN` when never read / written.
+    pub last_read_ts: i64,
+    pub last_write_ts: i64,
+    /// max of `ts * 4 + op code`: its op decides `is_deleted`.
+    pub last_event_code: i64,
+    /// Lexicographic max of (ts, capped size): the latest size, ties to the larger.
+    pub last_ts: i64,
+    pub last_size: i64,
+    pub size_max: i64,
+    pub reads: u64,
+    pub writes: u64,
+    pub writes_7d: u32,
+    pub events: [u32; WINDOWS.len()],
+    pub read_decay: [f64; DECAY_HALF_LIVES.len()],
+    pub write_decay: [f64; DECAY_HALF_LIVES.len()],
+    pub tod: [u32; 4],
+    pub tod_next_6h: u32,
+}
+
+impl KeyState {
+    pub fn empty() -> Self {
+        KeyState {
+            first_ts: i64::MAX,
+            last_read_ts: i64::MIN,
+            last_write_ts: i64::MIN,
+            last_event_code: i64::MIN,
+            last_ts: i64::MIN,
+            last_size: i64::MIN,
+            size_max: i64::MIN,
+            reads: 0,
+            writes: 0,
+            writes_7d: 0,
+            events: [0; WINDOWS.len()],
+            read_decay: [0.0; DECAY_HALF_LIVES.len()],
+            write_decay: [0.0; DECAY_HALF_LIVES.len()],
+            tod: [0; 4],
+            tod_next_6h: 0,
+        }
+    }
+
+    /// Adds one event at or before the cut-off.
+    #[inline]
+    pub fn add(&mut self, cut: &CutOff, ts: i64, op: Op, size: i64) {
+        let age = cut.as_of - ts;
+        for (count, (_, window)) in self.events.iter_mut().zip(WINDOWS) {
+            *count += u32::from(age < window);
+        }
+        let decay = if op == Op::Read {
+            self.reads += 1;
+            self.last_read_ts = self.last_read_ts.max(ts);
+            &mut self.read_decay
+        } else {
+            self.writes += 1;
+            self.last_write_ts = self.last_write_ts.max(ts);
+            self.writes_7d += u32::from(age < WEEK_US);
+            &mut self.write_decay
+        };
+        for (value, (_, half_life)) in decay.iter_mut().zip(DECAY_HALF_LIVES) {
+            *value += (-LN_2 * age as f64 / half_life as f64).exp();
+        }
+        self.first_ts = self.first_ts.min(ts);
+        self.last_event_code = self.last_event_code.max(ts * 4 + i64::from(op.code()));
+        let size = size.min(SIZE_CAP);
+        if (ts, size) > (self.last_ts, self.last_size) {
+            self.last_ts = ts;
+            self.last_size = size;
+        }
+        self.size_max = self.size_max.max(size);
+        let tod = ts.rem_euclid(DAY_US);
+        self.tod[(tod / TOD_BUCKET_US) as usize] += 1;
+        self.tod_next_6h += u32::from((tod - cut.as_of_tod).rem_euclid(DAY_US) < TOD_BUCKET_US);
+    }
+
+    pub fn merge(&mut self, other: &KeyState) {
+        self.first_ts = self.first_ts.min(other.first_ts);
+        self.last_read_ts = self.last_read_ts.max(other.last_read_ts);
+        self.last_write_ts = self.last_write_ts.max(other.last_write_ts);
+        self.last_event_code = self.last_event_code.max(other.last_event_code);
+        if (other.last_ts, other.last_size) > (self.last_ts, self.last_size) {
+            self.last_ts = other.last_ts;
+            self.last_size = other.last_size;
+        }
+        self.size_max = self.size_max.max(other.size_max);
+        self.reads += other.reads;
+        self.writes += other.writes;
+        self.writes_7d += other.writes_7d;
+        for (a, b) in self.events.iter_mut().zip(other.events) {
+            *a += b;
+        }
+        for (a, b) in self.read_decay.iter_mut().zip(other.read_decay) {
+            *a += b;
+        }
+        for (a, b) in self.write_decay.iter_mut().zip(other.write_decay) {
+            *a += b;
+        }
+        for (a, b) in self.tod.iter_mut().zip(other.tod) {
+            *a += b;
+        }
+        self.tod_next_6h += other.tod_next_6h;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merging_split_streams_equals_one_stream() {
+        let cut = CutOff::new(10 * DAY_US);
+        let events: Vec<(i64, Op, i64)> = (0..200)
+            .map(|i| {
+                let op = Op::ALL[(i * 7 % 4) as usize];
+                (cut.as_of - i * 97 * 60_000_000, op, (i * 31) % 500)
+            })
+            .collect();
+        let mut whole = KeyState::empty();
+        let (mut left, mut right) = (KeyState::empty(), KeyState::empty());
+        for (i, &(ts, op, size)) in events.iter().enumerate() {
+            whole.add(&cut, ts, op, size);
+            if i % 3 == 0 { &mut left } else { &mut right }.add(&cut, ts, op, size);
+        }
+        right.merge(&left);
+        assert_eq!(right.reads, whole.reads);
+        assert_eq!(right.events, whole.events);
+        assert_eq!(right.tod, whole.tod);
+        assert_eq!(
+            (right.last_ts, right.last_size),
+            (whole.last_ts, whole.last_size)
+        );
+        assert_eq!(right.last_event_code, whole.last_event_code);
+        for (a, b) in right.read_decay.iter().zip(whole.read_decay) {
+            assert!((a - b).abs() <= 1e-12 * b.abs().max(1.0));
+        }
+    }
+}
