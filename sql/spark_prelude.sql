@@ -1,0 +1,12 @@
+-- Spark SQL set-up for features.sql. Replace {logs} with the log directory
+-- (Spark discovers dt=/hour= partitions itself) and {as_of_us} with the
+-- cut-off in microseconds. Keys must be strings (cast binary keys to hex
+-- first if yours are not UTF-8).
+CREATE OR REPLACE TEMP VIEW access_log AS
+SELECT unix_micros(ts) AS ts_us,
+       CAST(key AS STRING) AS key,
+       table_name,
+       op,
+       CAST(size_bytes AS BIGINT) AS size_bytes
+FROM parquet.`{logs}`;
+CREATE OR REPLACE TEMP VIEW params AS SELECT CAST({as_of_us} AS BIGINT) AS as_of_us;

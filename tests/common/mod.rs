@@ -1,0 +1,140 @@
+//! Fixtures shared by the integration tests: running the real binary and
+//! writing small Parquet logs with any schema (including wrong ones).
+#![allow(dead_code)]
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Arc;
+
+use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray};
+use parquet::arrow::ArrowWriter;
+use parquet::file::properties::WriterProperties;
+
+/// Runs the `shadowcast` binary with `args`, output captured (so stderr is not a terminal).
+pub fn shadowcast(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_shadowcast"))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("the shadowcast binary runs")
+}
+
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+pub fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Runs the binary and panics with its stderr unless it succeeds.
+pub fn shadowcast_ok(args: &[&str]) -> Output {
+    let output = shadowcast(args);
+    assert!(
+        output.status.success(),
+        "shadowcast {args:?} failed:\n{}",
+        stderr(&output)
+    );
+    output
+}
+
+/// Runs the binary, expects failure, and returns stderr.
+pub fn shadowcast_err(args: &[&str]) -> String {
+    let output = shadowcast(args);
+    assert!(
+        !output.status.success(),
+        "shadowcast {args:?} should have failed"
+    );
+    stderr(&output)
+}
+
+pub fn path_str(path: &Path) -> &str {
+    path.to_str().expect("UTF-8 temp paths")
+}
+
+/// One access for hand-built logs.
+#[derive(Clone, Debug)]
+pub struct Event {
+    pub ts_ms: i64,
+    pub table: &'static str,
+    pub key: String,
+    pub op: &'static str,
+    pub size: i64,
+}
+
+/// Writes events as a Parquet file with plain (non-dictionary) string
+/// columns and millisecond timestamps: a layout shadowcast's own writer does
+/// not produce, as a team's log shipper might.
+pub fn write_events(path: &Path, events: &[Event], row_group_rows: usize) -> PathBuf {
+    let columns: Vec<(&str, ArrayRef)> = vec![
+        (
+            "ts",
+            Arc::new(
+                TimestampMillisecondArray::from_iter_values(events.iter().map(|e| e.ts_ms))
+                    .with_timezone("UTC"),
+            ),
+        ),
+        (
+            "key",
+            Arc::new(StringArray::from_iter_values(
+                events.iter().map(|e| e.key.as_str()),
+            )),
+        ),
+        (
+            "table_name",
+            Arc::new(StringArray::from_iter_values(
+                events.iter().map(|e| e.table),
+            )),
+        ),
+        (
+            "op",
+            Arc::new(StringArray::from_iter_values(events.iter().map(|e| e.op))),
+        ),
+        (
+            "size_bytes",
+            Arc::new(Int64Array::from_iter_values(events.iter().map(|e| e.size))),
+        ),
+    ];
+    write_columns(path, columns, row_group_rows)
+}
+
+/// Writes arbitrary columns to a Parquet file.
+pub fn write_columns(
+    path: &Path,
+    columns: Vec<(&str, ArrayRef)>,
+    row_group_rows: usize,
+) -> PathBuf {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).expect("create fixture dir");
+    }
+    let batch = RecordBatch::try_from_iter(columns).expect("fixture columns line up");
+    let properties = WriterProperties::builder()
+        .set_max_row_group_row_count(Some(row_group_rows))
+        .build();
+    let mut writer = ArrowWriter::try_new(
+        File::create(path).expect("create fixture"),
+        batch.schema(),
+        Some(properties),
+    )
+    .expect("parquet writer");
+    writer.write(&batch).expect("write fixture");
+    writer.close().expect("close fixture");
+    path.to_path_buf()
+}
+
+/// A few valid events in one table.
+pub fn few_events(start_ms: i64) -> Vec<Event> {
+    (0..10)
+        .map(|i| Event {
+            ts_ms: start_ms + i * 60_000,
+            table: "users",
+            key: format!("user:{}", i % 3),
+            op: if i % 4 == 0 { "update" } else { "read" },
+            size: 100 + i,
+        })
+        .collect()
+}
+
+/// Milliseconds of 2026-11-20T00:00:00Z.
+pub const DAY_2026_11_20_MS: i64 = 1_795_132_800_000;

@@ -1,0 +1,307 @@
+//! Feature values through the real binary, checked against a naive,
+//! independent computation written here from the definitions (one key at a
+//! time, calendar arithmetic from chrono, no shared code with the engine).
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Timelike};
+use common::*;
+use rand::{Rng, SeedableRng};
+use shadowcast::features::{FeatureTable, KeyFeatures};
+
+const HOUR_MS: i64 = 3_600_000;
+const AS_OF_MS: i64 = DAY_2026_11_20_MS + 10 * 24 * HOUR_MS + 13 * HOUR_MS + 17 * 60_000;
+
+fn reference_events() -> Vec<Event> {
+    let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(7);
+    let keys: Vec<(&'static str, String)> = (0..40)
+        .map(|i| ("orders", format!("order:{i:03}")))
+        .chain((0..12).map(|i| ("users", format!("u/{}/{i}", i % 3))))
+        .chain(
+            ["plain", ":lead", "tail:", "x:y:z"]
+                .into_iter()
+                .map(|k| ("users", k.to_string())),
+        )
+        .collect();
+    let ops = ["read", "read", "read", "insert", "update", "delete"];
+    let mut events: Vec<Event> = (0..3000)
+        .map(|_| {
+            let (table, key) = keys[rng.random_range(0..keys.len())].clone();
+            Event {
+                // ten days before the cut-off up to two hours after it
+                ts_ms: AS_OF_MS - rng.random_range(-2 * HOUR_MS..240 * HOUR_MS),
+                table,
+                key,
+                op: ops[rng.random_range(0..ops.len())],
+                size: rng.random_range(0..5000),
+            }
+        })
+        .collect();
+    let at = |ts_ms, key: &str, op, size| Event {
+        ts_ms,
+        table: "orders",
+        key: key.to_string(),
+        op,
+        size,
+    };
+    // exactly on window edges: age 1h is outside the 1h window, age 0 inside
+    events.push(at(AS_OF_MS - HOUR_MS, "order:001", "read", 10));
+    events.push(at(AS_OF_MS, "order:002", "read", 11));
+    // ties at the latest instant: delete wins the op, the larger size wins the size
+    let tie = AS_OF_MS - 5 * 60_000;
+    events.push(at(tie, "order:900", "update", 700));
+    events.push(at(tie, "order:900", "delete", 20));
+    events.push(at(tie, "order:900", "read", 300));
+    events.push(at(tie - 1, "order:900", "insert", 9000));
+    // a key that only exists after the cut-off
+    events.push(at(AS_OF_MS + 1, "order:999", "insert", 5));
+    events
+}
+
+fn expected(events: &[Event]) -> Vec<KeyFeatures> {
+    let as_of_us = AS_OF_MS * 1000;
+    let mut per_key: BTreeMap<(String, Vec<u8>), Vec<&Event>> = BTreeMap::new();
+    for event in events.iter().filter(|e| e.ts_ms <= AS_OF_MS) {
+        per_key
+            .entry((event.table.to_string(), event.key.as_bytes().to_vec()))
+            .or_default()
+            .push(event);
+    }
+    let time_of_day_us = |ms: i64| {
+        let t = DateTime::from_timestamp_millis(ms).unwrap();
+        i64::from(t.num_seconds_from_midnight()) * 1_000_000 + i64::from(t.nanosecond() / 1000)
+    };
+    let mut rows: Vec<KeyFeatures> = per_key
+        .iter()
+        .map(|((table, key), evs)| {
+            let age_us = |e: &Event| as_of_us - e.ts_ms * 1000;
+            let count =
+                |pred: &dyn Fn(&Event) -> bool| evs.iter().filter(|e| pred(e)).count() as i64;
+            let decay = |read: bool, hours: f64| -> f64 {
+                evs.iter()
+                    .filter(|e| (e.op == "read") == read)
+                    .map(|e| (-std::f64::consts::LN_2 * age_us(e) as f64 / (hours * 3.6e9)).exp())
+                    .sum()
+            };
+            let total = evs.len() as f64;
+            let first = evs.iter().map(|e| e.ts_ms).min().unwrap();
+            let last = evs.iter().map(|e| e.ts_ms).max().unwrap();
+            let at_last: Vec<&&Event> = evs.iter().filter(|e| e.ts_ms == last).collect();
+            let last_of = |read: bool| {
+                evs.iter()
+                    .filter(|e| (e.op == "read") == read)
+                    .map(|e| e.ts_ms)
+                    .max()
+            };
+            let hour_of = |e: &Event| DateTime::from_timestamp_millis(e.ts_ms).unwrap().hour();
+            let writes_7d = count(&|e| e.op != "read" && age_us(e) < 7 * 24 * 3_600_000_000);
+            KeyFeatures {
+                table: table.clone(),
+                key: key.clone(),
+                first_seen_age_s: (AS_OF_MS - first) as f64 / 1000.0,
+                events: [1, 6, 24, 168].map(|h| count(&|e| age_us(e) < h * 3_600_000_000)),
+                reads_total: count(&|e| e.op == "read"),
+                writes_total: count(&|e| e.op != "read"),
+                reads_decay: [1.0, 6.0, 24.0].map(|h| decay(true, h)),
+                writes_decay: [1.0, 6.0, 24.0].map(|h| decay(false, h)),
+                secs_since_last_read: last_of(true).map(|t| (AS_OF_MS - t) as f64 / 1000.0),
+                secs_since_last_write: last_of(false).map(|t| (AS_OF_MS - t) as f64 / 1000.0),
+                read_share: count(&|e| e.op == "read") as f64 / total,
+                change_rate_per_h: writes_7d as f64
+                    / ((AS_OF_MS - first) as f64 / HOUR_MS as f64).clamp(1.0, 168.0),
+                size_last: at_last.iter().map(|e| e.size).max().unwrap(),
+                size_max: evs.iter().map(|e| e.size).max().unwrap(),
+                is_deleted: at_last.iter().any(|e| e.op == "delete"),
+                tod_share: [0, 6, 12, 18]
+                    .map(|h| count(&|e| (h..h + 6).contains(&hour_of(e))) as f64 / total),
+                tod_share_next_6h: count(&|e| {
+                    (time_of_day_us(e.ts_ms) - time_of_day_us(AS_OF_MS)).rem_euclid(86_400_000_000)
+                        < 21_600_000_000
+                }) as f64
+                    / total,
+                prefix_events_24h: 0,
+                range_events_24h: 0,
+            }
+        })
+        .collect();
+    // neighbourhoods, by brute force over all pairs
+    let snapshot = rows.clone();
+    let prefix = |key: &[u8]| -> Option<Vec<u8>> {
+        let text = std::str::from_utf8(key).unwrap();
+        let (before, _) = text.rsplit_once([':', '/'])?;
+        (!before.is_empty()).then(|| before.as_bytes().to_vec())
+    };
+    for (i, row) in rows.iter_mut().enumerate() {
+        let same_table: Vec<(usize, &KeyFeatures)> = snapshot
+            .iter()
+            .enumerate()
+            .filter(|(_, other)| other.table == row.table)
+            .collect();
+        let position = same_table.iter().position(|(j, _)| *j == i).unwrap();
+        row.range_events_24h = same_table
+            .iter()
+            .enumerate()
+            .filter(|(p, _)| *p != position && p.abs_diff(position) <= 8)
+            .map(|(_, (_, other))| other.events[2])
+            .sum();
+        row.prefix_events_24h = match prefix(&row.key) {
+            None => 0,
+            Some(mine) => same_table
+                .iter()
+                .filter(|(j, other)| *j != i && prefix(&other.key).as_ref() == Some(&mine))
+                .map(|(_, other)| other.events[2])
+                .sum(),
+        };
+    }
+    rows
+}
+
+fn close(a: f64, b: f64) -> bool {
+    (a - b).abs() <= 1e-12 * a.abs().max(b.abs()).max(1.0)
+}
+
+fn assert_same(actual: &KeyFeatures, wanted: &KeyFeatures) {
+    let what = format!("{} {}", wanted.table, wanted.key_display());
+    assert_eq!(actual.events, wanted.events, "events {what}");
+    assert_eq!(
+        (actual.reads_total, actual.writes_total),
+        (wanted.reads_total, wanted.writes_total),
+        "{what}"
+    );
+    assert_eq!(
+        (actual.size_last, actual.size_max, actual.is_deleted),
+        (wanted.size_last, wanted.size_max, wanted.is_deleted),
+        "last event {what}"
+    );
+    assert_eq!(
+        actual.prefix_events_24h, wanted.prefix_events_24h,
+        "prefix {what}"
+    );
+    assert_eq!(
+        actual.range_events_24h, wanted.range_events_24h,
+        "range {what}"
+    );
+    let floats = |f: &KeyFeatures| {
+        let mut v = vec![
+            f.first_seen_age_s,
+            f.read_share,
+            f.change_rate_per_h,
+            f.tod_share_next_6h,
+        ];
+        v.extend(f.reads_decay);
+        v.extend(f.writes_decay);
+        v.extend(f.tod_share);
+        v
+    };
+    for (index, (a, b)) in floats(actual).into_iter().zip(floats(wanted)).enumerate() {
+        assert!(close(a, b), "float #{index} of {what}: {a} vs {b}");
+    }
+    for (a, b) in [
+        (actual.secs_since_last_read, wanted.secs_since_last_read),
+        (actual.secs_since_last_write, wanted.secs_since_last_write),
+    ] {
+        assert!(
+            a.is_some() == b.is_some() && close(a.unwrap_or(0.0), b.unwrap_or(0.0)),
+            "recency of {what}: {a:?} vs {b:?}"
+        );
+    }
+}
+
+#[test]
+fn features_match_an_independent_computation() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = reference_events();
+    // three files, small row groups, so the scan splits, prunes and merges
+    let third = events.len() / 3;
+    for (index, chunk) in [
+        &events[..third],
+        &events[third..2 * third],
+        &events[2 * third..],
+    ]
+    .iter()
+    .enumerate()
+    {
+        let mut sorted = chunk.to_vec();
+        sorted.sort_by_key(|e| e.ts_ms);
+        write_events(
+            &dir.path().join(format!("logs/part-{index}.parquet")),
+            &sorted,
+            97,
+        );
+    }
+    let out = dir.path().join("features.parquet");
+    let as_of = shadowcast::time::format_instant(AS_OF_MS * 1000);
+    shadowcast_ok(&[
+        "features",
+        "--logs",
+        path_str(&dir.path().join("logs")),
+        "--as-of",
+        &as_of,
+        "--out",
+        path_str(&out),
+    ]);
+
+    let table = FeatureTable::read_parquet(&out, None).expect("readable feature table");
+    assert_eq!(table.as_of, AS_OF_MS * 1000);
+    let wanted = expected(&events);
+    let actual_keys: Vec<_> = table
+        .rows
+        .iter()
+        .map(|r| (r.table.clone(), r.key_display()))
+        .collect();
+    let wanted_keys: Vec<_> = wanted
+        .iter()
+        .map(|r| (r.table.clone(), r.key_display()))
+        .collect();
+    assert_eq!(
+        actual_keys, wanted_keys,
+        "same keys in the same (table, key) order"
+    );
+    assert!(
+        !actual_keys.iter().any(|(_, k)| k == "order:999"),
+        "events after the cut-off are ignored"
+    );
+    for (actual, wanted) in table.rows.iter().zip(&wanted) {
+        assert_same(actual, wanted);
+    }
+    let tie = table.rows.iter().find(|r| r.key == b"order:900").unwrap();
+    assert!(
+        tie.is_deleted && tie.size_last == 700,
+        "tie-breaks: {tie:?}"
+    );
+}
+
+#[test]
+fn threads_do_not_change_the_result() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut events = reference_events();
+    events.sort_by_key(|e| e.ts_ms);
+    write_events(&dir.path().join("logs/all.parquet"), &events, 50);
+    let as_of = shadowcast::time::format_instant(AS_OF_MS * 1000);
+    let run = |threads: &str, name: &str| {
+        let out = dir.path().join(name);
+        let status = std::process::Command::new(env!("CARGO_BIN_EXE_shadowcast"))
+            .args([
+                "features",
+                "--logs",
+                path_str(&dir.path().join("logs")),
+                "--as-of",
+                &as_of,
+                "--out",
+                path_str(&out),
+            ])
+            .env("SHADOWCAST_THREADS", threads)
+            .output()
+            .unwrap();
+        assert!(status.status.success(), "{}", stderr(&status));
+        FeatureTable::read_parquet(&out, None).unwrap().rows
+    };
+    let one = run("1", "one.parquet");
+    let four = run("4", "four.parquet");
+    assert_eq!(one.len(), four.len());
+    for (a, b) in one.iter().zip(&four) {
+        assert_same(a, b);
+    }
+}

@@ -1,0 +1,130 @@
+//! `sql/features.sql` run by DuckDB over the same Parquet logs gives the
+//! same feature table as the native engine. Needs Python with `duckdb`
+//! (installed by `scripts/test.sh`).
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::*;
+use shadowcast::features::{FeatureTable, KeyFeatures};
+
+fn run_duckdb(logs: &Path, as_of_us: i64, out: &Path) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("sql/run_duckdb.py");
+    let output = Command::new("python3")
+        .arg(script)
+        .arg(logs)
+        .arg(as_of_us.to_string())
+        .arg(out)
+        .output()
+        .expect("python3 runs (scripts/test.sh installs what this test needs)");
+    assert!(
+        output.status.success(),
+        "DuckDB run failed (is the duckdb Python package installed? scripts/test.sh installs it):\n{}",
+        stderr(&output)
+    );
+}
+
+fn floats(f: &KeyFeatures) -> Vec<f64> {
+    let mut v = vec![
+        f.first_seen_age_s,
+        f.read_share,
+        f.change_rate_per_h,
+        f.tod_share_next_6h,
+    ];
+    v.extend(f.reads_decay);
+    v.extend(f.writes_decay);
+    v.extend(f.tod_share);
+    v.push(f.secs_since_last_read.unwrap_or(-1.0));
+    v.push(f.secs_since_last_write.unwrap_or(-1.0));
+    v
+}
+
+#[test]
+fn duckdb_running_the_sql_file_equals_the_native_features() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    shadowcast_ok(&[
+        "generate",
+        "--out",
+        path_str(&logs),
+        "--profile",
+        "oltp",
+        "--events",
+        "60000",
+        "--hours",
+        "30",
+        "--seed",
+        "11",
+        "--start",
+        "2026-11-19T20:00:00Z",
+    ]);
+    // A cut-off inside the data: later events exist and must be ignored by both.
+    let as_of = "2026-11-20T21:30:00Z";
+    let native = dir.path().join("native.parquet");
+    shadowcast_ok(&[
+        "features",
+        "--logs",
+        path_str(&logs),
+        "--as-of",
+        as_of,
+        "--out",
+        path_str(&native),
+    ]);
+    let native = FeatureTable::read_parquet(&native, None).unwrap();
+
+    let sql = dir.path().join("sql.parquet");
+    run_duckdb(&logs, native.as_of, &sql);
+    let sql = FeatureTable::read_parquet(&sql, Some(native.as_of)).unwrap();
+
+    assert!(
+        native.rows.len() > 5_000,
+        "a real workload: {} keys",
+        native.rows.len()
+    );
+    assert_eq!(sql.rows.len(), native.rows.len(), "same number of keys");
+    let mut neighbourhoods_seen = 0;
+    for (s, n) in sql.rows.iter().zip(&native.rows) {
+        let what = format!("{} {}", n.table, n.key_display());
+        assert_eq!((&s.table, &s.key), (&n.table, &n.key), "same key order");
+        assert_eq!(s.events, n.events, "{what}");
+        assert_eq!(
+            (s.reads_total, s.writes_total),
+            (n.reads_total, n.writes_total),
+            "{what}"
+        );
+        assert_eq!(
+            (s.size_last, s.size_max, s.is_deleted),
+            (n.size_last, n.size_max, n.is_deleted),
+            "{what}"
+        );
+        assert_eq!(
+            (s.prefix_events_24h, s.range_events_24h),
+            (n.prefix_events_24h, n.range_events_24h),
+            "{what}"
+        );
+        assert_eq!(
+            s.secs_since_last_read.is_some(),
+            n.secs_since_last_read.is_some(),
+            "{what}"
+        );
+        assert_eq!(
+            s.secs_since_last_write.is_some(),
+            n.secs_since_last_write.is_some(),
+            "{what}"
+        );
+        for (index, (a, b)) in floats(s).into_iter().zip(floats(n)).enumerate() {
+            // Sums of exponentials are added in a different order: allow rounding.
+            assert!(
+                (a - b).abs() <= 1e-9 * a.abs().max(b.abs()).max(1.0),
+                "float #{index} of {what}: sql {a} native {b}"
+            );
+        }
+        neighbourhoods_seen += usize::from(n.range_events_24h > 0);
+    }
+    assert!(
+        neighbourhoods_seen > 100,
+        "neighbourhood features are exercised"
+    );
+}
