@@ -288,7 +288,12 @@ fn compute_features(logs: &Path, as_of: &str, since: Option<i64>) -> Result<Feat
 
 fn features_command(args: FeaturesArgs) -> Result<()> {
     let table = compute_features(&args.logs, &args.as_of, args.since)?;
+    let started = Instant::now();
     table.write_parquet(&args.out)?;
+    tracing::info!(
+        seconds = started.elapsed().as_secs_f64(),
+        "wrote feature table"
+    );
     eprintln!("wrote {}", args.out.display());
     if args.top > 0 {
         print_summary(&table, args.top);

@@ -98,7 +98,7 @@ fn expected(events: &[Event]) -> Vec<KeyFeatures> {
             let hour_of = |e: &Event| DateTime::from_timestamp_millis(e.ts_ms).unwrap().hour();
             let writes_7d = count(&|e| e.op != "read" && age_us(e) < 7 * 24 * 3_600_000_000);
             KeyFeatures {
-                table: table.clone(),
+                table: table.as_str().into(),
                 key: key.clone(),
                 first_seen_age_s: (AS_OF_MS - first) as f64 / 1000.0,
                 events: [1, 6, 24, 168].map(|h| count(&|e| age_us(e) < h * 3_600_000_000)),

@@ -1,55 +1,90 @@
-//! Building the feature table from a scan: one accumulator per worker,
-//! merged exactly at the end.
+//! Building the feature table from a scan: one accumulator per worker, its
+//! keys split into shards by hash, so that merging the workers' states and
+//! finishing the features both run shard by shard on all cores.
 
-use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use hashbrown::HashTable;
+use rayon::prelude::*;
 
 use super::FeatureTable;
 use super::definition::{KeyFeatures, fill_neighbourhood};
 use super::state::{CutOff, KeyState};
 use crate::logs::{AccessBatch, LogError, LogSource, TimeRange};
 
-type KeyMap = HashMap<Box<[u8]>, KeyState, ahash::RandomState>;
+/// Shards per accumulator: enough for parallel merging on many cores and
+/// small per-shard tables, few enough that empty shards cost nothing.
+const SHARDS: usize = 64;
+
+/// Seeds are fixed so that every worker puts a key in the same shard.
+fn key_hasher() -> ahash::RandomState {
+    ahash::RandomState::with_seeds(0x5ad0, 0xca57, 0xfea7, 0x0de5)
+}
+
+fn shard_of(hash: u64) -> usize {
+    // hashbrown indexes buckets by the low bits and tags by the top seven:
+    // take the shard from bits in between so shards do not skew either.
+    (hash >> 32) as usize % SHARDS
+}
+
+struct Entry {
+    table: u32,
+    key: Box<[u8]>,
+    state: KeyState,
+}
+
+/// Table names seen by any worker, with ids shared by all of them.
+#[derive(Clone, Default)]
+struct TableRegistry {
+    // A std Mutex: taken once per batch, never across an await or a long step.
+    names: Arc<Mutex<Vec<Arc<str>>>>,
+}
+
+impl TableRegistry {
+    fn ids_of(&self, names: &[String]) -> Vec<u32> {
+        let mut known = self.names.lock().expect("table registry poisoned");
+        names
+            .iter()
+            .map(|name| {
+                let position = known.iter().position(|known| **known == **name);
+                position.unwrap_or_else(|| {
+                    known.push(name.as_str().into());
+                    known.len() - 1
+                }) as u32
+            })
+            .collect()
+    }
+
+    fn names(&self) -> Vec<Arc<str>> {
+        self.names.lock().expect("table registry poisoned").clone()
+    }
+}
 
 /// Per-key states of the events one worker has seen.
-pub(crate) struct Accumulator {
+struct Accumulator {
     cut: CutOff,
-    table_names: Vec<String>,
-    table_ids: HashMap<String, usize>,
-    /// One map per table id: looking a key up needs no allocation.
-    keys: Vec<KeyMap>,
+    hasher: ahash::RandomState,
+    tables: TableRegistry,
+    shards: Vec<HashTable<Entry>>,
     keys_are_utf8: bool,
     events: u64,
 }
 
 impl Accumulator {
-    pub fn new(cut: CutOff) -> Self {
+    fn new(cut: CutOff, tables: TableRegistry) -> Self {
         Accumulator {
             cut,
-            table_names: Vec::new(),
-            table_ids: HashMap::new(),
-            keys: Vec::new(),
+            hasher: key_hasher(),
+            tables,
+            shards: (0..SHARDS).map(|_| HashTable::new()).collect(),
             keys_are_utf8: true,
             events: 0,
         }
     }
 
-    fn table_id(&mut self, name: &str) -> usize {
-        if let Some(&id) = self.table_ids.get(name) {
-            return id;
-        }
-        let id = self.table_names.len();
-        self.table_names.push(name.to_string());
-        self.table_ids.insert(name.to_string(), id);
-        self.keys.push(KeyMap::default());
-        id
-    }
-
-    pub fn add_batch(&mut self, batch: &AccessBatch) {
-        let ids: Vec<usize> = batch
-            .table_names()
-            .iter()
-            .map(|name| self.table_id(name))
-            .collect();
+    fn add_batch(&mut self, batch: &AccessBatch) {
+        let ids = self.tables.ids_of(batch.table_names());
         self.keys_are_utf8 &= batch.keys_are_utf8();
         self.events += batch.len() as u64;
         let cut = self.cut;
@@ -59,63 +94,152 @@ impl Accumulator {
             .zip(batch.table_index())
             .zip(batch.ops())
             .zip(batch.sizes());
-        for (row, (((&ts, &table), &op), &size)) in rows.enumerate() {
-            let map = &mut self.keys[ids[table as usize]];
+        for (row, (((&ts, &table_index), &op), &size)) in rows.enumerate() {
+            let table = ids[table_index as usize];
             let key = batch.key(row);
-            match map.get_mut(key) {
-                Some(state) => state.add(&cut, ts, op, size),
+            let hash = self.hasher.hash_one((table, key));
+            let shard = &mut self.shards[shard_of(hash)];
+            match shard.find_mut(hash, |entry| entry.table == table && *entry.key == *key) {
+                Some(entry) => entry.state.add(&cut, ts, op, size),
                 None => {
                     let mut state = KeyState::empty();
                     state.add(&cut, ts, op, size);
-                    map.insert(key.into(), state);
+                    let hasher = &self.hasher;
+                    shard.insert_unique(
+                        hash,
+                        Entry {
+                            table,
+                            key: key.into(),
+                            state,
+                        },
+                        |entry| hasher.hash_one((entry.table, &*entry.key)),
+                    );
                 }
             }
         }
     }
+}
 
-    /// Folds `other` into `self`; the result is the same whatever the order.
-    pub fn merge(&mut self, other: Accumulator) {
-        self.keys_are_utf8 &= other.keys_are_utf8;
-        self.events += other.events;
-        for (name, map) in other.table_names.into_iter().zip(other.keys) {
-            let id = self.table_id(&name);
-            let mine = &mut self.keys[id];
-            if mine.is_empty() {
-                *mine = map;
-                continue;
-            }
-            mine.reserve(map.len());
-            for (key, state) in map {
-                match mine.get_mut(&key) {
-                    Some(existing) => existing.merge(&state),
-                    None => {
-                        mine.insert(key, state);
-                    }
+/// Merges one shard's tables from every worker into the largest of them.
+fn merge_shard(mut tables: Vec<HashTable<Entry>>, hasher: &ahash::RandomState) -> Vec<Entry> {
+    tables.sort_by_key(|table| std::cmp::Reverse(table.len()));
+    let mut tables = tables.into_iter();
+    let Some(mut merged) = tables.next() else {
+        return Vec::new();
+    };
+    let hash_of = |e: &Entry| hasher.hash_one((e.table, &*e.key));
+    merged.reserve(tables.as_slice().iter().map(HashTable::len).sum(), hash_of);
+    for table in tables {
+        for entry in table {
+            let hash = hasher.hash_one((entry.table, &*entry.key));
+            match merged.find_mut(hash, |mine| {
+                mine.table == entry.table && mine.key == entry.key
+            }) {
+                Some(mine) => mine.state.merge(&entry.state),
+                None => {
+                    merged.insert_unique(hash, entry, hash_of);
                 }
             }
         }
     }
+    merged.into_iter().collect()
+}
 
-    pub fn finish(self) -> FeatureTable {
-        let cut = self.cut;
-        let mut tables: Vec<(String, KeyMap)> =
-            self.table_names.into_iter().zip(self.keys).collect();
-        tables.sort_by(|a, b| a.0.cmp(&b.0));
-        let mut rows = Vec::with_capacity(tables.iter().map(|(_, map)| map.len()).sum());
-        for (table, map) in tables {
-            let mut entries: Vec<(Box<[u8]>, KeyState)> = map.into_iter().collect();
-            entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-            rows.extend(entries.into_iter().map(|(key, state)| {
-                KeyFeatures::from_state(table.clone(), key.into_vec(), &state, &cut)
-            }));
+struct SortRecord {
+    table_rank: u32,
+    key_prefix: u128,
+    shard: u32,
+    index: u32,
+}
+
+/// The first 16 bytes of a key, zero-padded, as a big-endian number: ordering
+/// by it agrees with byte order wherever two prefixes differ.
+fn key_prefix(key: &[u8]) -> u128 {
+    let mut bytes = [0u8; 16];
+    let len = key.len().min(16);
+    bytes[..len].copy_from_slice(&key[..len]);
+    u128::from_be_bytes(bytes)
+}
+
+/// Merges the workers' states and turns them into the sorted feature table.
+fn finish(accumulators: Vec<Accumulator>, cut: CutOff, tables: &TableRegistry) -> FeatureTable {
+    let started = Instant::now();
+    let keys_are_utf8 = accumulators.iter().all(|a| a.keys_are_utf8);
+    let events = accumulators.iter().map(|a| a.events).sum();
+    let mut per_shard: Vec<Vec<HashTable<Entry>>> = (0..SHARDS).map(|_| Vec::new()).collect();
+    for accumulator in accumulators {
+        for (shard, table) in accumulator.shards.into_iter().enumerate() {
+            per_shard[shard].push(table);
         }
-        fill_neighbourhood(&mut rows);
-        FeatureTable {
-            as_of: cut.as_of,
-            keys_are_utf8: self.keys_are_utf8,
-            events_scanned: self.events,
-            rows,
-        }
+    }
+    let hasher = key_hasher();
+    let shards: Vec<Vec<Entry>> = per_shard
+        .into_par_iter()
+        .map(|tables| merge_shard(tables, &hasher))
+        .collect();
+    tracing::info!(
+        seconds = started.elapsed().as_secs_f64(),
+        "merged worker states"
+    );
+
+    let started = Instant::now();
+    let names = tables.names();
+    let mut rank_of_table = vec![0u32; names.len()];
+    let mut by_name: Vec<usize> = (0..names.len()).collect();
+    by_name.sort_by(|&a, &b| names[a].cmp(&names[b]));
+    for (rank, &id) in by_name.iter().enumerate() {
+        rank_of_table[id] = rank as u32;
+    }
+    // Sort small (table rank, key prefix, position) records instead of the
+    // entries; the prefix settles most comparisons without touching the keys.
+    let mut order: Vec<SortRecord> = shards
+        .iter()
+        .enumerate()
+        .flat_map(|(shard, entries)| {
+            let rank_of_table = &rank_of_table;
+            entries
+                .iter()
+                .enumerate()
+                .map(move |(index, entry)| SortRecord {
+                    table_rank: rank_of_table[entry.table as usize],
+                    key_prefix: key_prefix(&entry.key),
+                    shard: shard as u32,
+                    index: index as u32,
+                })
+        })
+        .collect();
+    let entry = |record: &SortRecord| &shards[record.shard as usize][record.index as usize];
+    order.par_sort_unstable_by(|a, b| {
+        (a.table_rank, a.key_prefix)
+            .cmp(&(b.table_rank, b.key_prefix))
+            .then_with(|| entry(a).key.cmp(&entry(b).key))
+    });
+    let mut rows: Vec<KeyFeatures> = order
+        .par_iter()
+        .map(|position| {
+            let entry = entry(position);
+            KeyFeatures::from_state(
+                names[entry.table as usize].clone(),
+                entry.key.to_vec(),
+                &entry.state,
+                &cut,
+            )
+        })
+        .collect();
+    drop(order);
+    // Freeing millions of keys takes a while: let another thread do it.
+    rayon::spawn(move || drop(shards));
+    fill_neighbourhood(&mut rows);
+    tracing::info!(
+        seconds = started.elapsed().as_secs_f64(),
+        keys = rows.len(),
+        "finished features"
+    );
+    FeatureTable {
+        as_of: cut.as_of,
+        keys_are_utf8,
+        events_scanned: events,
+        rows,
     }
 }
 
@@ -147,15 +271,13 @@ pub fn compute(
         "scanning access logs"
     );
     let cut = CutOff::new(options.as_of);
+    let tables = TableRegistry::default();
+    let started = Instant::now();
     let partials = plan.fold(
-        || Accumulator::new(cut),
+        || Accumulator::new(cut, tables.clone()),
         |accumulator, batch| accumulator.add_batch(batch),
         on_rows,
     )?;
-    let mut partials = partials.into_iter();
-    let mut merged = partials.next().unwrap_or_else(|| Accumulator::new(cut));
-    for partial in partials {
-        merged.merge(partial);
-    }
-    Ok(merged.finish())
+    tracing::info!(seconds = started.elapsed().as_secs_f64(), "scanned");
+    Ok(finish(partials, cut, &tables))
 }

@@ -13,6 +13,8 @@
 //! * a key's prefix is everything before its last `:` or `/`; keys with no
 //!   such prefix have `prefix_events_24h = 0`.
 
+use std::sync::Arc;
+
 use super::state::{CutOff, KeyState};
 use crate::time::{DAY_US, HOUR_US, SECOND_US};
 
@@ -42,7 +44,7 @@ pub const PREFIX_DELIMITERS: [u8; 2] = [b':', b'/'];
 /// The features of one key as of the cut-off.
 #[derive(Clone, Debug, PartialEq)]
 pub struct KeyFeatures {
-    pub table: String,
+    pub table: Arc<str>,
     pub key: Vec<u8>,
     pub first_seen_age_s: f64,
     /// Events in each of [`WINDOWS`].
@@ -73,7 +75,12 @@ pub struct KeyFeatures {
 impl KeyFeatures {
     /// Turns a finished aggregate into features; neighbourhood features are
     /// filled in later, when all keys are known.
-    pub(crate) fn from_state(table: String, key: Vec<u8>, state: &KeyState, cut: &CutOff) -> Self {
+    pub(crate) fn from_state(
+        table: Arc<str>,
+        key: Vec<u8>,
+        state: &KeyState,
+        cut: &CutOff,
+    ) -> Self {
         let seconds = |us: i64| us as f64 / SECOND_US as f64;
         let since = |last: i64| (last != i64::MIN).then(|| seconds(cut.as_of - last));
         let total = state.reads + state.writes;
@@ -148,16 +155,20 @@ fn fill_table_neighbourhood(rows: &mut [KeyFeatures]) {
         rows[index].range_events_24h = running[high] - running[low] - rows[index].events_24h();
     }
 
-    let mut by_prefix: ahash::AHashMap<Vec<u8>, i64> = ahash::AHashMap::new();
+    let mut by_prefix: ahash::AHashMap<&[u8], i64> = ahash::AHashMap::new();
     for row in rows.iter() {
         if let Some(prefix) = row.prefix() {
-            *by_prefix.entry(prefix.to_vec()).or_default() += row.events_24h();
+            *by_prefix.entry(prefix).or_default() += row.events_24h();
         }
     }
-    for row in rows.iter_mut() {
-        row.prefix_events_24h = match row.prefix() {
-            Some(prefix) => by_prefix[prefix] - row.events_24h(),
-            None => 0,
-        };
+    let prefix_events: Vec<i64> = rows
+        .iter()
+        .map(|row| {
+            row.prefix()
+                .map_or(0, |prefix| by_prefix[prefix] - row.events_24h())
+        })
+        .collect();
+    for (row, events) in rows.iter_mut().zip(prefix_events) {
+        row.prefix_events_24h = events;
     }
 }

@@ -13,9 +13,11 @@ use arrow_array::{
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::arrow_writer::compute_leaves;
 use parquet::basic::Compression;
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
+use rayon::prelude::*;
 
 use super::definition::{
     DECAY_HALF_LIVES, FEATURE_SET_NAME, FEATURE_SET_VERSION, KeyFeatures, WINDOWS,
@@ -121,72 +123,91 @@ fn schema(keys_are_utf8: bool) -> SchemaRef {
     Arc::new(Schema::new(fields))
 }
 
-impl FeatureTable {
-    pub fn to_record_batch(&self) -> RecordBatch {
-        let rows = &self.rows;
-        let ints = |f: &dyn Fn(&KeyFeatures) -> i64| -> ArrayRef {
-            Arc::new(Int64Array::from_iter_values(rows.iter().map(f)))
-        };
-        let floats = |f: &dyn Fn(&KeyFeatures) -> f64| -> ArrayRef {
-            Arc::new(Float64Array::from_iter_values(rows.iter().map(f)))
-        };
-        let key: ArrayRef = if self.keys_are_utf8 {
+/// Rows per row group of a written feature table.
+const WRITE_ROW_GROUP_ROWS: usize = 256 * 1024;
+
+type ColumnBuilder = Box<dyn Fn(&[KeyFeatures]) -> ArrayRef + Send + Sync>;
+
+fn ints(value: impl Fn(&KeyFeatures) -> i64 + Send + Sync + 'static) -> ColumnBuilder {
+    Box::new(move |rows| Arc::new(Int64Array::from_iter_values(rows.iter().map(&value))))
+}
+
+fn floats(value: impl Fn(&KeyFeatures) -> f64 + Send + Sync + 'static) -> ColumnBuilder {
+    Box::new(move |rows| Arc::new(Float64Array::from_iter_values(rows.iter().map(&value))))
+}
+
+fn optional_floats(
+    value: impl Fn(&KeyFeatures) -> Option<f64> + Send + Sync + 'static,
+) -> ColumnBuilder {
+    Box::new(move |rows| Arc::new(rows.iter().map(&value).collect::<Float64Array>()))
+}
+
+/// One builder per column, in [`column_names`] order.
+fn column_builders(keys_are_utf8: bool) -> Vec<ColumnBuilder> {
+    let mut builders: Vec<ColumnBuilder> = vec![
+        Box::new(|rows| {
             Arc::new(StringArray::from_iter_values(
-                rows.iter()
-                    .map(|r| std::str::from_utf8(&r.key).expect("UTF-8 keys")),
+                rows.iter().map(|r| &*r.table),
             ))
+        }),
+        if keys_are_utf8 {
+            Box::new(|rows| {
+                Arc::new(StringArray::from_iter_values(
+                    rows.iter()
+                        .map(|r| std::str::from_utf8(&r.key).expect("UTF-8 keys")),
+                ))
+            })
         } else {
-            Arc::new(BinaryArray::from_iter_values(
-                rows.iter().map(|r| r.key.as_slice()),
-            ))
-        };
-        let mut columns: Vec<ArrayRef> = vec![
-            Arc::new(StringArray::from_iter_values(
-                rows.iter().map(|r| r.table.as_str()),
-            )),
-            key,
-            floats(&|r| r.first_seen_age_s),
-        ];
-        for window in 0..WINDOWS.len() {
-            columns.push(ints(&|r| r.events[window]));
-        }
-        columns.push(ints(&|r| r.reads_total));
-        columns.push(ints(&|r| r.writes_total));
-        for half_life in 0..DECAY_HALF_LIVES.len() {
-            columns.push(floats(&|r| r.reads_decay[half_life]));
-        }
-        for half_life in 0..DECAY_HALF_LIVES.len() {
-            columns.push(floats(&|r| r.writes_decay[half_life]));
-        }
-        columns.push(Arc::new(
-            rows.iter()
-                .map(|r| r.secs_since_last_read)
-                .collect::<Float64Array>(),
-        ));
-        columns.push(Arc::new(
-            rows.iter()
-                .map(|r| r.secs_since_last_write)
-                .collect::<Float64Array>(),
-        ));
-        columns.push(floats(&|r| r.read_share));
-        columns.push(floats(&|r| r.change_rate_per_h));
-        columns.push(ints(&|r| r.size_last));
-        columns.push(ints(&|r| r.size_max));
-        columns.push(Arc::new(
+            Box::new(|rows| {
+                Arc::new(BinaryArray::from_iter_values(
+                    rows.iter().map(|r| r.key.as_slice()),
+                ))
+            })
+        },
+        floats(|r| r.first_seen_age_s),
+    ];
+    builders.extend((0..WINDOWS.len()).map(|w| ints(move |r| r.events[w])));
+    builders.push(ints(|r| r.reads_total));
+    builders.push(ints(|r| r.writes_total));
+    builders.extend((0..DECAY_HALF_LIVES.len()).map(|h| floats(move |r| r.reads_decay[h])));
+    builders.extend((0..DECAY_HALF_LIVES.len()).map(|h| floats(move |r| r.writes_decay[h])));
+    builders.push(optional_floats(|r| r.secs_since_last_read));
+    builders.push(optional_floats(|r| r.secs_since_last_write));
+    builders.push(floats(|r| r.read_share));
+    builders.push(floats(|r| r.change_rate_per_h));
+    builders.push(ints(|r| r.size_last));
+    builders.push(ints(|r| r.size_max));
+    builders.push(Box::new(|rows| {
+        Arc::new(
             rows.iter()
                 .map(|r| Some(r.is_deleted))
                 .collect::<BooleanArray>(),
-        ));
-        for bucket in 0..4 {
-            columns.push(floats(&|r| r.tod_share[bucket]));
-        }
-        columns.push(floats(&|r| r.tod_share_next_6h));
-        columns.push(ints(&|r| r.prefix_events_24h));
-        columns.push(ints(&|r| r.range_events_24h));
-        RecordBatch::try_new(schema(self.keys_are_utf8), columns).expect("columns match schema")
+        )
+    }));
+    builders.extend((0..4).map(|b| floats(move |r| r.tod_share[b])));
+    builders.push(floats(|r| r.tod_share_next_6h));
+    builders.push(ints(|r| r.prefix_events_24h));
+    builders.push(ints(|r| r.range_events_24h));
+    builders
+}
+
+fn record_batch_of(rows: &[KeyFeatures], keys_are_utf8: bool) -> RecordBatch {
+    let columns: Vec<ArrayRef> = column_builders(keys_are_utf8)
+        .par_iter()
+        .map(|build| build(rows))
+        .collect();
+    RecordBatch::try_new(schema(keys_are_utf8), columns).expect("columns match schema")
+}
+
+impl FeatureTable {
+    /// All rows as one record batch.
+    pub fn to_record_batch(&self) -> RecordBatch {
+        record_batch_of(&self.rows, self.keys_are_utf8)
     }
 
-    /// Writes the table with its feature-set name, version and cut-off in the file metadata.
+    /// Writes the table with its feature-set name, version and cut-off in the
+    /// file metadata. Row groups are built and their columns encoded in
+    /// parallel.
     pub fn write_parquet(&self, path: &Path) -> Result<(), FeatureFileError> {
         let display = path.display().to_string();
         let parquet_error = |source| FeatureFileError::Parquet {
@@ -208,15 +229,45 @@ impl FeatureTable {
             KeyValue::new(META_VERSION.into(), FEATURE_SET_VERSION.to_string()),
             KeyValue::new(META_AS_OF.into(), format_instant(self.as_of)),
         ];
+        // Most feature values are distinct: dictionary pages would be built
+        // and then abandoned for them, so only low-cardinality columns get one.
         let properties = WriterProperties::builder()
             .set_compression(Compression::SNAPPY)
             .set_key_value_metadata(Some(metadata))
+            .set_dictionary_enabled(false)
+            .set_column_dictionary_enabled("table_name".into(), true)
             .build();
-        let batch = self.to_record_batch();
-        let mut writer =
-            ArrowWriter::try_new(file, batch.schema(), Some(properties)).map_err(parquet_error)?;
-        writer.write(&batch).map_err(parquet_error)?;
-        writer.close().map_err(parquet_error)?;
+        let schema = schema(self.keys_are_utf8);
+        let writer =
+            ArrowWriter::try_new(file, schema.clone(), Some(properties)).map_err(parquet_error)?;
+        let (mut file_writer, factory) = writer.into_serialized_writer().map_err(parquet_error)?;
+        let fields: Vec<_> = schema.fields().iter().cloned().collect();
+        for (index, rows) in self.rows.chunks(WRITE_ROW_GROUP_ROWS).enumerate() {
+            let batch = record_batch_of(rows, self.keys_are_utf8);
+            let writers = factory
+                .create_column_writers(index)
+                .map_err(parquet_error)?;
+            let chunks = writers
+                .into_par_iter()
+                .zip(batch.columns().par_iter())
+                .zip(fields.par_iter())
+                .map(|((mut writer, array), field)| {
+                    for leaf in compute_leaves(field, array)? {
+                        writer.write(&leaf)?;
+                    }
+                    writer.close()
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(parquet_error)?;
+            let mut row_group = file_writer.next_row_group().map_err(parquet_error)?;
+            for chunk in chunks {
+                chunk
+                    .append_to_row_group(&mut row_group)
+                    .map_err(parquet_error)?;
+            }
+            row_group.close().map_err(parquet_error)?;
+        }
+        file_writer.close().map_err(parquet_error)?;
         Ok(())
     }
 
@@ -340,7 +391,7 @@ impl FeatureTable {
             let deleted = deleted.as_boolean();
             for i in 0..batch.num_rows() {
                 rows.push(KeyFeatures {
-                    table: tables.value(i).to_string(),
+                    table: tables.value(i).into(),
                     key: keys.value(i).to_vec(),
                     first_seen_age_s: first_seen[i],
                     events: [events[0][i], events[1][i], events[2][i], events[3][i]],
