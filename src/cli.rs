@@ -277,7 +277,7 @@ fn compute_features(logs: &Path, as_of: &str, since: Option<i64>) -> Result<Feat
     let seconds = started.elapsed().as_secs_f64();
     eprintln!(
         "features of {} keys from {} events as of {} in {:.2}s ({:.0} events/s)",
-        table.rows.len(),
+        table.len(),
         table.events_scanned,
         format_instant(as_of),
         seconds,
@@ -330,12 +330,16 @@ fn demo(args: DemoArgs) -> Result<()> {
 /// Prints the keys most likely to be read (decayed reads, 6h half-life) and
 /// written (decayed writes, 6h half-life) soon.
 pub fn print_summary(table: &FeatureTable, top: usize) {
-    let keys = table.rows.len().max(1) as f64;
-    let deleted = table.rows.iter().filter(|r| r.is_deleted).count();
-    let active_24h = table.rows.iter().filter(|r| r.events_24h() > 0).count();
+    let keys = table.len().max(1) as f64;
+    let (deleted, active_24h) = table.rows().fold((0, 0), |(deleted, active), row| {
+        (
+            deleted + usize::from(row.is_deleted),
+            active + usize::from(row.events_24h() > 0),
+        )
+    });
     println!(
         "{} keys as of {}: {:.1}% active in the last 24h, {:.1}% deleted",
-        table.rows.len(),
+        table.len(),
         format_instant(table.as_of),
         100.0 * active_24h as f64 / keys,
         100.0 * deleted as f64 / keys
@@ -351,7 +355,7 @@ pub fn print_summary(table: &FeatureTable, top: usize) {
                 "{:<10} {:<20} {:>10.2} {:>10} {:>10} {:>9.2} {:>8}",
                 row.table,
                 row.key_display(),
-                score(row),
+                score(&row),
                 row.events[0],
                 row.events_24h(),
                 row.read_share,

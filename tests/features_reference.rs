@@ -247,8 +247,7 @@ fn features_match_an_independent_computation() {
     assert_eq!(table.as_of, AS_OF_MS * 1000);
     let wanted = expected(&events);
     let actual_keys: Vec<_> = table
-        .rows
-        .iter()
+        .rows()
         .map(|r| (r.table.clone(), r.key_display()))
         .collect();
     let wanted_keys: Vec<_> = wanted
@@ -263,10 +262,11 @@ fn features_match_an_independent_computation() {
         !actual_keys.iter().any(|(_, k)| k == "order:999"),
         "events after the cut-off are ignored"
     );
-    for (actual, wanted) in table.rows.iter().zip(&wanted) {
+    let rows: Vec<_> = table.rows().collect();
+    for (actual, wanted) in rows.iter().zip(&wanted) {
         assert_same(actual, wanted);
     }
-    let tie = table.rows.iter().find(|r| r.key == b"order:900").unwrap();
+    let tie = rows.iter().find(|r| r.key == b"order:900").unwrap();
     assert!(
         tie.is_deleted && tie.size_last == 700,
         "tie-breaks: {tie:?}"
@@ -296,7 +296,10 @@ fn threads_do_not_change_the_result() {
             .output()
             .unwrap();
         assert!(status.status.success(), "{}", stderr(&status));
-        FeatureTable::read_parquet(&out, None).unwrap().rows
+        FeatureTable::read_parquet(&out, None)
+            .unwrap()
+            .rows()
+            .collect::<Vec<_>>()
     };
     let one = run("1", "one.parquet");
     let four = run("4", "four.parquet");

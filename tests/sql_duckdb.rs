@@ -79,13 +79,14 @@ fn duckdb_running_the_sql_file_equals_the_native_features() {
     let sql = FeatureTable::read_parquet(&sql, Some(native.as_of)).unwrap();
 
     assert!(
-        native.rows.len() > 5_000,
+        native.len() > 5_000,
         "a real workload: {} keys",
-        native.rows.len()
+        native.len()
     );
-    assert_eq!(sql.rows.len(), native.rows.len(), "same number of keys");
+    assert_eq!(sql.len(), native.len(), "same number of keys");
     let mut neighbourhoods_seen = 0;
-    for (s, n) in sql.rows.iter().zip(&native.rows) {
+    let (sql_rows, native_rows): (Vec<_>, Vec<_>) = (sql.rows().collect(), native.rows().collect());
+    for (s, n) in sql_rows.iter().zip(&native_rows) {
         let what = format!("{} {}", n.table, n.key_display());
         assert_eq!((&s.table, &s.key), (&n.table, &n.key), "same key order");
         assert_eq!(s.events, n.events, "{what}");

@@ -9,8 +9,9 @@ use hashbrown::HashTable;
 use rayon::prelude::*;
 
 use super::FeatureTable;
-use super::definition::{KeyFeatures, fill_neighbourhood};
+use super::definition::{KeyFeatures, neighbourhood};
 use super::state::{CutOff, KeyState};
+use super::table::{BATCH_ROWS, record_batch_of};
 use crate::logs::{AccessBatch, LogError, LogSource, TimeRange};
 
 /// Shards per accumulator: enough for parallel merging on many cores and
@@ -214,33 +215,48 @@ fn finish(accumulators: Vec<Accumulator>, cut: CutOff, tables: &TableRegistry) -
             .cmp(&(b.table_rank, b.key_prefix))
             .then_with(|| entry(a).key.cmp(&entry(b).key))
     });
-    let mut rows: Vec<KeyFeatures> = order
+    let events_24h: Vec<i64> = order
         .par_iter()
-        .map(|position| {
-            let entry = entry(position);
-            KeyFeatures::from_state(
-                names[entry.table as usize].clone(),
-                entry.key.to_vec(),
-                &entry.state,
-                &cut,
-            )
+        .map(|record| i64::from(entry(record).state.events[2]))
+        .collect();
+    let (prefix_events, range_events) = neighbourhood(
+        |row| order[row].table_rank,
+        |row| &entry(&order[row]).key,
+        &events_24h,
+    );
+    let batches = order
+        .par_chunks(BATCH_ROWS)
+        .enumerate()
+        .map(|(chunk, records)| {
+            let first = chunk * BATCH_ROWS;
+            let rows: Vec<KeyFeatures> = records
+                .iter()
+                .enumerate()
+                .map(|(offset, record)| {
+                    let entry = entry(record);
+                    let mut row = KeyFeatures::from_state(
+                        names[entry.table as usize].clone(),
+                        entry.key.to_vec(),
+                        &entry.state,
+                        &cut,
+                    );
+                    row.prefix_events_24h = prefix_events[first + offset];
+                    row.range_events_24h = range_events[first + offset];
+                    row
+                })
+                .collect();
+            record_batch_of(&rows, keys_are_utf8)
         })
         .collect();
-    drop(order);
     // Freeing millions of keys takes a while: let another thread do it.
     rayon::spawn(move || drop(shards));
-    fill_neighbourhood(&mut rows);
+    let table = FeatureTable::from_batches(cut.as_of, keys_are_utf8, events, batches);
     tracing::info!(
         seconds = started.elapsed().as_secs_f64(),
-        keys = rows.len(),
+        keys = table.len(),
         "finished features"
     );
-    FeatureTable {
-        as_of: cut.as_of,
-        keys_are_utf8,
-        events_scanned: events,
-        rows,
-    }
+    table
 }
 
 /// Options of one feature computation.

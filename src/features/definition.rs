@@ -132,43 +132,70 @@ impl KeyFeatures {
     }
 }
 
-/// Fills `prefix_events_24h` and `range_events_24h`. `rows` must be sorted
-/// by (table, key bytes).
-pub(crate) fn fill_neighbourhood(rows: &mut [KeyFeatures]) {
-    let mut start = 0;
-    while start < rows.len() {
-        let end = start + rows[start..].partition_point(|row| row.table == rows[start].table);
-        fill_table_neighbourhood(&mut rows[start..end]);
-        start = end;
-    }
+/// A key's prefix (before its last delimiter), if it has a non-empty one.
+pub fn key_prefix(key: &[u8]) -> Option<&[u8]> {
+    let end = key.iter().rposition(|b| PREFIX_DELIMITERS.contains(b))?;
+    (end > 0).then(|| &key[..end])
 }
 
-fn fill_table_neighbourhood(rows: &mut [KeyFeatures]) {
-    let mut running = Vec::with_capacity(rows.len() + 1);
-    running.push(0i64);
-    for row in rows.iter() {
-        running.push(running.last().expect("seeded") + row.events_24h());
-    }
-    for index in 0..rows.len() {
-        let low = index.saturating_sub(RANGE_NEIGHBOURS);
-        let high = (index + RANGE_NEIGHBOURS + 1).min(rows.len());
-        rows[index].range_events_24h = running[high] - running[low] - rows[index].events_24h();
-    }
+/// `prefix_events_24h` and `range_events_24h` of every row, for rows given
+/// in (table, key byte) order by `table_of`, `key_of` and `events_24h`.
+pub(crate) fn neighbourhood<'k>(
+    table_of: impl Fn(usize) -> u32,
+    key_of: impl Fn(usize) -> &'k [u8],
+    events_24h: &[i64],
+) -> (Vec<i64>, Vec<i64>) {
+    let rows = events_24h.len();
+    let mut prefix_events = vec![0i64; rows];
+    let mut range_events = vec![0i64; rows];
+    let mut start = 0;
+    while start < rows {
+        let table = table_of(start);
+        let end = (start..rows)
+            .find(|&row| table_of(row) != table)
+            .unwrap_or(rows);
+        let events = &events_24h[start..end];
 
-    let mut by_prefix: ahash::AHashMap<&[u8], i64> = ahash::AHashMap::new();
-    for row in rows.iter() {
-        if let Some(prefix) = row.prefix() {
-            *by_prefix.entry(prefix).or_default() += row.events_24h();
+        let mut running = Vec::with_capacity(events.len() + 1);
+        running.push(0i64);
+        for count in events {
+            running.push(running.last().expect("seeded") + count);
         }
+        for (index, range) in range_events[start..end].iter_mut().enumerate() {
+            let low = index.saturating_sub(RANGE_NEIGHBOURS);
+            let high = (index + RANGE_NEIGHBOURS + 1).min(events.len());
+            *range = running[high] - running[low] - events[index];
+        }
+
+        // Sorted keys keep a prefix's keys mostly together: total each run of
+        // equal prefixes, then add the runs up per prefix.
+        let mut runs: Vec<(&[u8], usize, usize, i64)> = Vec::new();
+        for (row, &count) in events_24h.iter().enumerate().take(end).skip(start) {
+            let Some(prefix) = key_prefix(key_of(row)) else {
+                continue;
+            };
+            match runs.last_mut() {
+                Some((last, _, run_end, sum)) if *last == prefix && *run_end == row => {
+                    *run_end = row + 1;
+                    *sum += count;
+                }
+                _ => runs.push((prefix, row, row + 1, count)),
+            }
+        }
+        let mut totals: ahash::AHashMap<&[u8], i64> = ahash::AHashMap::new();
+        for &(prefix, _, _, sum) in &runs {
+            *totals.entry(prefix).or_default() += sum;
+        }
+        for &(prefix, run_start, run_end, _) in &runs {
+            let total = totals[prefix];
+            for (prefix_total, count) in prefix_events[run_start..run_end]
+                .iter_mut()
+                .zip(&events_24h[run_start..run_end])
+            {
+                *prefix_total = total - count;
+            }
+        }
+        start = end;
     }
-    let prefix_events: Vec<i64> = rows
-        .iter()
-        .map(|row| {
-            row.prefix()
-                .map_or(0, |prefix| by_prefix[prefix] - row.events_24h())
-        })
-        .collect();
-    for (row, events) in rows.iter_mut().zip(prefix_events) {
-        row.prefix_events_24h = events;
-    }
+    (prefix_events, range_events)
 }

@@ -28,7 +28,9 @@ const META_SET: &str = "shadowcast.feature_set";
 const META_VERSION: &str = "shadowcast.feature_set_version";
 const META_AS_OF: &str = "shadowcast.as_of";
 
-/// Features of every key as of one cut-off, sorted by (table, key bytes).
+/// Features of every key as of one cut-off, sorted by (table, key bytes),
+/// held column by column in record batches of the schema of [`column_names`]
+/// (at most [`BATCH_ROWS`] rows each); [`FeatureTable::rows`] gives typed rows.
 #[derive(Clone, Debug)]
 pub struct FeatureTable {
     pub as_of: i64,
@@ -36,7 +38,7 @@ pub struct FeatureTable {
     pub keys_are_utf8: bool,
     /// Events that went into the table.
     pub events_scanned: u64,
-    pub rows: Vec<KeyFeatures>,
+    batches: Vec<RecordBatch>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -123,8 +125,8 @@ fn schema(keys_are_utf8: bool) -> SchemaRef {
     Arc::new(Schema::new(fields))
 }
 
-/// Rows per row group of a written feature table.
-const WRITE_ROW_GROUP_ROWS: usize = 256 * 1024;
+/// Rows per batch in memory and per row group on disk.
+pub const BATCH_ROWS: usize = 256 * 1024;
 
 type ColumnBuilder = Box<dyn Fn(&[KeyFeatures]) -> ArrayRef + Send + Sync>;
 
@@ -191,7 +193,7 @@ fn column_builders(keys_are_utf8: bool) -> Vec<ColumnBuilder> {
     builders
 }
 
-fn record_batch_of(rows: &[KeyFeatures], keys_are_utf8: bool) -> RecordBatch {
+pub(crate) fn record_batch_of(rows: &[KeyFeatures], keys_are_utf8: bool) -> RecordBatch {
     let columns: Vec<ArrayRef> = column_builders(keys_are_utf8)
         .par_iter()
         .map(|build| build(rows))
@@ -199,10 +201,91 @@ fn record_batch_of(rows: &[KeyFeatures], keys_are_utf8: bool) -> RecordBatch {
     RecordBatch::try_new(schema(keys_are_utf8), columns).expect("columns match schema")
 }
 
+/// Reads row `row` of a batch in the schema of [`column_names`]; the
+/// indices follow that order (a round-trip test holds them to it).
+fn row_of(batch: &RecordBatch, row: usize) -> KeyFeatures {
+    let column = |index: usize| batch.column(index);
+    let int = |index: usize| column(index).as_primitive::<Int64Type>().value(row);
+    let float = |index: usize| column(index).as_primitive::<Float64Type>().value(row);
+    let optional = |index: usize| {
+        let values = column(index).as_primitive::<Float64Type>();
+        values.is_valid(row).then(|| values.value(row))
+    };
+    let key = match column(1).data_type() {
+        DataType::Utf8 => column(1).as_string::<i32>().value(row).as_bytes().to_vec(),
+        _ => column(1).as_binary::<i32>().value(row).to_vec(),
+    };
+    KeyFeatures {
+        table: column(0).as_string::<i32>().value(row).into(),
+        key,
+        first_seen_age_s: float(2),
+        events: [int(3), int(4), int(5), int(6)],
+        reads_total: int(7),
+        writes_total: int(8),
+        reads_decay: [float(9), float(10), float(11)],
+        writes_decay: [float(12), float(13), float(14)],
+        secs_since_last_read: optional(15),
+        secs_since_last_write: optional(16),
+        read_share: float(17),
+        change_rate_per_h: float(18),
+        size_last: int(19),
+        size_max: int(20),
+        is_deleted: column(21).as_boolean().value(row),
+        tod_share: [float(22), float(23), float(24), float(25)],
+        tod_share_next_6h: float(26),
+        prefix_events_24h: int(27),
+        range_events_24h: int(28),
+    }
+}
+
 impl FeatureTable {
-    /// All rows as one record batch.
-    pub fn to_record_batch(&self) -> RecordBatch {
-        record_batch_of(&self.rows, self.keys_are_utf8)
+    /// A table from rows already in (table, key) order.
+    pub fn from_rows(
+        as_of: i64,
+        keys_are_utf8: bool,
+        events_scanned: u64,
+        rows: &[KeyFeatures],
+    ) -> Self {
+        let batches = rows
+            .par_chunks(BATCH_ROWS)
+            .map(|chunk| record_batch_of(chunk, keys_are_utf8))
+            .collect();
+        Self::from_batches(as_of, keys_are_utf8, events_scanned, batches)
+    }
+
+    pub(crate) fn from_batches(
+        as_of: i64,
+        keys_are_utf8: bool,
+        events_scanned: u64,
+        batches: Vec<RecordBatch>,
+    ) -> Self {
+        FeatureTable {
+            as_of,
+            keys_are_utf8,
+            events_scanned,
+            batches,
+        }
+    }
+
+    /// Number of keys.
+    pub fn len(&self) -> usize {
+        self.batches.iter().map(RecordBatch::num_rows).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The columns, batch by batch, in the schema of [`column_names`].
+    pub fn batches(&self) -> &[RecordBatch] {
+        &self.batches
+    }
+
+    /// Every row, typed, in (table, key) order.
+    pub fn rows(&self) -> impl Iterator<Item = KeyFeatures> + '_ {
+        self.batches
+            .iter()
+            .flat_map(|batch| (0..batch.num_rows()).map(move |row| row_of(batch, row)))
     }
 
     /// Writes the table with its feature-set name, version and cut-off in the
@@ -242,8 +325,7 @@ impl FeatureTable {
             ArrowWriter::try_new(file, schema.clone(), Some(properties)).map_err(parquet_error)?;
         let (mut file_writer, factory) = writer.into_serialized_writer().map_err(parquet_error)?;
         let fields: Vec<_> = schema.fields().iter().cloned().collect();
-        for (index, rows) in self.rows.chunks(WRITE_ROW_GROUP_ROWS).enumerate() {
-            let batch = record_batch_of(rows, self.keys_are_utf8);
+        for (index, batch) in self.batches.iter().enumerate() {
             let writers = factory
                 .create_column_writers(index)
                 .map_err(parquet_error)?;
@@ -317,130 +399,131 @@ impl FeatureTable {
             None => as_of_if_missing
                 .ok_or_else(|| mismatch("no cut-off recorded in the file".into()))?,
         };
-        let reader = builder.build().map_err(parquet_error)?;
-        let mut rows = Vec::new();
-        let mut keys_are_utf8 = true;
+        let key_type = builder
+            .schema()
+            .field_with_name("key")
+            .map(|field| field.data_type().clone())
+            .map_err(|_| mismatch("missing column `key`".into()))?;
+        let keys_are_utf8 = !matches!(
+            key_type,
+            DataType::Binary | DataType::LargeBinary | DataType::BinaryView
+        );
+        let canonical = schema(keys_are_utf8);
+        let reader = builder
+            .with_batch_size(BATCH_ROWS)
+            .build()
+            .map_err(parquet_error)?;
+        let mut batches = Vec::new();
+        let mut events_scanned = 0u64;
         for batch in reader {
             let batch = batch.map_err(|e| parquet_error(e.into()))?;
-            let column = |name: &str| {
-                batch
-                    .column_by_name(name)
-                    .cloned()
-                    .ok_or_else(|| mismatch(format!("missing column `{name}`")))
-            };
-            let ints = |name: &str| -> Result<Vec<i64>, FeatureFileError> {
-                let array = arrow_cast::cast(&column(name)?, &DataType::Int64)
-                    .map_err(|e| mismatch(format!("column `{name}`: {e}")))?;
-                Ok(array.as_primitive::<Int64Type>().values().to_vec())
-            };
-            let floats = |name: &str| -> Result<Vec<Option<f64>>, FeatureFileError> {
-                let array = arrow_cast::cast(&column(name)?, &DataType::Float64)
-                    .map_err(|e| mismatch(format!("column `{name}`: {e}")))?;
-                Ok(array.as_primitive::<Float64Type>().iter().collect())
-            };
-            let required = |name: &str| -> Result<Vec<f64>, FeatureFileError> {
-                floats(name)?
-                    .into_iter()
-                    .map(|v| v.ok_or_else(|| mismatch(format!("column `{name}` has a null"))))
-                    .collect()
-            };
-            let tables = arrow_cast::cast(&column("table_name")?, &DataType::Utf8)
-                .map_err(|e| mismatch(format!("column `table_name`: {e}")))?;
-            let key_column = column("key")?;
-            keys_are_utf8 &= matches!(
-                key_column.data_type(),
-                DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
-            );
-            let keys = arrow_cast::cast(&key_column, &DataType::Binary)
-                .map_err(|e| mismatch(format!("column `key`: {e}")))?;
-            let deleted = arrow_cast::cast(&column("is_deleted")?, &DataType::Boolean)
-                .map_err(|e| mismatch(format!("column `is_deleted`: {e}")))?;
-            let names = column_names();
-            let events: Vec<Vec<i64>> = names[3..7]
+            let columns = canonical
+                .fields()
                 .iter()
-                .map(|n| ints(n))
-                .collect::<Result<_, _>>()?;
-            let reads_decay: Vec<Vec<f64>> = names[9..12]
-                .iter()
-                .map(|n| required(n))
-                .collect::<Result<_, _>>()?;
-            let writes_decay: Vec<Vec<f64>> = names[12..15]
-                .iter()
-                .map(|n| required(n))
-                .collect::<Result<_, _>>()?;
-            let tod: Vec<Vec<f64>> = names[22..26]
-                .iter()
-                .map(|n| required(n))
-                .collect::<Result<_, _>>()?;
-            let (first_seen, reads, writes) = (
-                required("first_seen_age_s")?,
-                ints("reads_total")?,
-                ints("writes_total")?,
-            );
-            let (since_read, since_write) = (
-                floats("secs_since_last_read")?,
-                floats("secs_since_last_write")?,
-            );
-            let (read_share, change_rate) =
-                (required("read_share")?, required("change_rate_per_h")?);
-            let (size_last, size_max) = (ints("size_last")?, ints("size_max")?);
-            let next_6h = required("tod_share_next_6h")?;
-            let (prefix, range) = (ints("prefix_events_24h")?, ints("range_events_24h")?);
-            let tables = tables.as_string::<i32>();
-            let keys = keys.as_binary::<i32>();
-            let deleted = deleted.as_boolean();
-            for i in 0..batch.num_rows() {
-                rows.push(KeyFeatures {
-                    table: tables.value(i).into(),
-                    key: keys.value(i).to_vec(),
-                    first_seen_age_s: first_seen[i],
-                    events: [events[0][i], events[1][i], events[2][i], events[3][i]],
-                    reads_total: reads[i],
-                    writes_total: writes[i],
-                    reads_decay: [reads_decay[0][i], reads_decay[1][i], reads_decay[2][i]],
-                    writes_decay: [writes_decay[0][i], writes_decay[1][i], writes_decay[2][i]],
-                    secs_since_last_read: since_read[i],
-                    secs_since_last_write: since_write[i],
-                    read_share: read_share[i],
-                    change_rate_per_h: change_rate[i],
-                    size_last: size_last[i],
-                    size_max: size_max[i],
-                    is_deleted: deleted.is_valid(i) && deleted.value(i),
-                    tod_share: [tod[0][i], tod[1][i], tod[2][i], tod[3][i]],
-                    tod_share_next_6h: next_6h[i],
-                    prefix_events_24h: prefix[i],
-                    range_events_24h: range[i],
-                });
+                .map(|field| {
+                    let name = field.name();
+                    let column = batch
+                        .column_by_name(name)
+                        .ok_or_else(|| mismatch(format!("missing column `{name}`")))?;
+                    arrow_cast::cast(column, field.data_type())
+                        .map_err(|e| mismatch(format!("column `{name}`: {e}")))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let batch = RecordBatch::try_new(canonical.clone(), columns)
+                .map_err(|e| mismatch(e.to_string()))?;
+            for name in ["reads_total", "writes_total"] {
+                let counts = batch.column_by_name(name).expect("canonical column");
+                events_scanned += counts
+                    .as_primitive::<Int64Type>()
+                    .values()
+                    .iter()
+                    .sum::<i64>() as u64;
             }
+            batches.push(batch);
         }
-        let events_scanned = rows
-            .iter()
-            .map(|r| (r.reads_total + r.writes_total) as u64)
-            .sum();
-        Ok(FeatureTable {
+        Ok(FeatureTable::from_batches(
             as_of,
             keys_are_utf8,
             events_scanned,
-            rows,
-        })
+            batches,
+        ))
     }
 
     /// The `n` rows with the highest `score`, best first (ties by table, key).
-    pub fn top_by(&self, n: usize, score: impl Fn(&KeyFeatures) -> f64) -> Vec<&KeyFeatures> {
-        let mut ranked: Vec<(f64, &KeyFeatures)> =
-            self.rows.iter().map(|r| (score(r), r)).collect();
+    pub fn top_by(&self, n: usize, score: impl Fn(&KeyFeatures) -> f64) -> Vec<KeyFeatures> {
+        // Positions are in (table, key) order, so ties go to the earlier one.
+        let mut ranked: Vec<(f64, usize, usize)> = self
+            .batches
+            .iter()
+            .enumerate()
+            .flat_map(|(b, batch)| (0..batch.num_rows()).map(move |row| (b, row)))
+            .map(|(b, row)| (score(&row_of(&self.batches[b], row)), b, row))
+            .collect();
         let n = n.min(ranked.len());
         if n == 0 {
             return Vec::new();
         }
-        let by_score = |a: &(f64, &KeyFeatures), b: &(f64, &KeyFeatures)| {
+        let by_score = |a: &(f64, usize, usize), b: &(f64, usize, usize)| {
             b.0.total_cmp(&a.0)
-                .then_with(|| a.1.table.cmp(&b.1.table))
-                .then_with(|| a.1.key.cmp(&b.1.key))
+                .then_with(|| (a.1, a.2).cmp(&(b.1, b.2)))
         };
         ranked.select_nth_unstable_by(n - 1, by_score);
         ranked.truncate(n);
         ranked.sort_by(by_score);
-        ranked.into_iter().map(|(_, row)| row).collect()
+        ranked
+            .into_iter()
+            .map(|(_, b, row)| row_of(&self.batches[b], row))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample_row(index: i64) -> KeyFeatures {
+        let f = index as f64;
+        KeyFeatures {
+            table: "t".into(),
+            key: format!("k:{index:03}").into_bytes(),
+            first_seen_age_s: f + 0.5,
+            events: [index, index + 1, index + 2, index + 3],
+            reads_total: index + 4,
+            writes_total: index + 5,
+            reads_decay: [f + 0.1, f + 0.2, f + 0.3],
+            writes_decay: [f + 0.4, f + 0.6, f + 0.7],
+            secs_since_last_read: (index % 2 == 0).then_some(f + 0.8),
+            secs_since_last_write: (index % 3 == 0).then_some(f + 0.9),
+            read_share: 0.25,
+            change_rate_per_h: f + 1.1,
+            size_last: index + 6,
+            size_max: index + 7,
+            is_deleted: index % 5 == 0,
+            tod_share: [0.1, 0.2, 0.3, 0.4],
+            tod_share_next_6h: 0.6,
+            prefix_events_24h: index + 8,
+            range_events_24h: index + 9,
+        }
+    }
+
+    #[test]
+    fn rows_round_trip_through_columns_and_parquet() {
+        let rows: Vec<KeyFeatures> = (0..50).map(sample_row).collect();
+        let table = FeatureTable::from_rows(7, true, 0, &rows);
+        assert_eq!(table.rows().collect::<Vec<_>>(), rows);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.parquet");
+        table.write_parquet(&path).unwrap();
+        let read = FeatureTable::read_parquet(&path, None).unwrap();
+        assert_eq!(read.as_of, 7);
+        assert_eq!(read.rows().collect::<Vec<_>>(), rows);
+        assert_eq!(
+            table
+                .top_by(2, |r| r.reads_decay[0])
+                .iter()
+                .map(|r| r.reads_total)
+                .collect::<Vec<_>>(),
+            [53, 52]
+        );
     }
 }
