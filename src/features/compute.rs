@@ -5,13 +5,16 @@
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use arrow_array::cast::AsArray;
+use arrow_array::types::Int64Type;
+use arrow_array::{ArrayRef, BinaryArray, RecordBatch, StringArray};
 use hashbrown::HashTable;
 use rayon::prelude::*;
 
 use super::FeatureTable;
 use super::definition::{KeyFeatures, neighbourhood};
 use super::state::{CutOff, KeyState};
-use super::table::{BATCH_ROWS, record_batch_of};
+use super::table::{BATCH_ROWS, BatchBuilder, with_neighbourhood};
 use crate::logs::{AccessBatch, LogError, LogSource, TimeRange};
 
 /// Shards per accumulator: enough for parallel merging on many cores and
@@ -215,41 +218,26 @@ fn finish(accumulators: Vec<Accumulator>, cut: CutOff, tables: &TableRegistry) -
             .cmp(&(b.table_rank, b.key_prefix))
             .then_with(|| entry(a).key.cmp(&entry(b).key))
     });
-    let events_24h: Vec<i64> = order
-        .par_iter()
-        .map(|record| i64::from(entry(record).state.events[2]))
-        .collect();
-    let (prefix_events, range_events) = neighbourhood(
-        |row| order[row].table_rank,
-        |row| &entry(&order[row]).key,
-        &events_24h,
-    );
-    let batches = order
+    let batches: Vec<RecordBatch> = order
         .par_chunks(BATCH_ROWS)
-        .enumerate()
-        .map(|(chunk, records)| {
-            let first = chunk * BATCH_ROWS;
-            let rows: Vec<KeyFeatures> = records
-                .iter()
-                .enumerate()
-                .map(|(offset, record)| {
-                    let entry = entry(record);
-                    let mut row = KeyFeatures::from_state(
-                        names[entry.table as usize].clone(),
-                        entry.key.to_vec(),
-                        &entry.state,
-                        &cut,
-                    );
-                    row.prefix_events_24h = prefix_events[first + offset];
-                    row.range_events_24h = range_events[first + offset];
-                    row
-                })
-                .collect();
-            record_batch_of(&rows, keys_are_utf8)
+        .map(|records| {
+            let mut builder = BatchBuilder::new(keys_are_utf8, records.len());
+            for record in records {
+                let entry = entry(record);
+                builder.push(&KeyFeatures::from_state(
+                    names[entry.table as usize].clone(),
+                    entry.key.to_vec(),
+                    &entry.state,
+                    &cut,
+                ));
+            }
+            builder.finish()
         })
         .collect();
+    drop(order);
     // Freeing millions of keys takes a while: let another thread do it.
     rayon::spawn(move || drop(shards));
+    let batches = fill_neighbourhood(batches);
     let table = FeatureTable::from_batches(cut.as_of, keys_are_utf8, events, batches);
     tracing::info!(
         seconds = started.elapsed().as_secs_f64(),
@@ -257,6 +245,72 @@ fn finish(accumulators: Vec<Accumulator>, cut: CutOff, tables: &TableRegistry) -
         "finished features"
     );
     table
+}
+
+/// Computes the neighbourhood columns from the batches' own key and
+/// `events_24h` columns, read in order.
+fn fill_neighbourhood(batches: Vec<RecordBatch>) -> Vec<RecordBatch> {
+    let column = |batch: &RecordBatch, name: &str| {
+        batch
+            .column_by_name(name)
+            .expect("canonical column")
+            .clone()
+    };
+    let tables: Vec<_> = batches.iter().map(|b| column(b, "table_name")).collect();
+    let keys: Vec<_> = batches.iter().map(|b| column(b, "key")).collect();
+    let tables: Vec<&StringArray> = tables.iter().map(|a| a.as_string::<i32>()).collect();
+    let key_arrays: Vec<KeyColumn> = keys.iter().map(KeyColumn::of).collect();
+    let events_24h: Vec<i64> = batches
+        .iter()
+        .flat_map(|b| {
+            column(b, "events_24h")
+                .as_primitive::<Int64Type>()
+                .values()
+                .to_vec()
+        })
+        .collect();
+    let locate = |row: usize| (row / BATCH_ROWS, row % BATCH_ROWS);
+    let (prefix_events, range_events) = neighbourhood(
+        |row| {
+            let (batch, offset) = locate(row);
+            tables[batch].value(offset)
+        },
+        |row| {
+            let (batch, offset) = locate(row);
+            key_arrays[batch].value(offset)
+        },
+        &events_24h,
+    );
+    batches
+        .iter()
+        .enumerate()
+        .map(|(index, batch)| {
+            let rows = index * BATCH_ROWS..index * BATCH_ROWS + batch.num_rows();
+            with_neighbourhood(batch, &prefix_events[rows.clone()], &range_events[rows])
+        })
+        .collect()
+}
+
+/// A key column of either accepted type, read as bytes.
+enum KeyColumn<'a> {
+    Utf8(&'a StringArray),
+    Binary(&'a BinaryArray),
+}
+
+impl<'a> KeyColumn<'a> {
+    fn of(array: &'a ArrayRef) -> Self {
+        match array.as_string_opt::<i32>() {
+            Some(strings) => KeyColumn::Utf8(strings),
+            None => KeyColumn::Binary(array.as_binary::<i32>()),
+        }
+    }
+
+    fn value(&self, row: usize) -> &'a [u8] {
+        match self {
+            KeyColumn::Utf8(strings) => strings.value(row).as_bytes(),
+            KeyColumn::Binary(bytes) => bytes.value(row),
+        }
+    }
 }
 
 /// Options of one feature computation.

@@ -141,7 +141,7 @@ pub fn key_prefix(key: &[u8]) -> Option<&[u8]> {
 /// `prefix_events_24h` and `range_events_24h` of every row, for rows given
 /// in (table, key byte) order by `table_of`, `key_of` and `events_24h`.
 pub(crate) fn neighbourhood<'k>(
-    table_of: impl Fn(usize) -> u32,
+    table_of: impl Fn(usize) -> &'k str,
     key_of: impl Fn(usize) -> &'k [u8],
     events_24h: &[i64],
 ) -> (Vec<i64>, Vec<i64>) {

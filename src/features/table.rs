@@ -5,11 +5,10 @@ use std::fs::File;
 use std::path::Path;
 use std::sync::Arc;
 
+use arrow_array::builder::{BinaryBuilder, BooleanBuilder, Float64Builder, StringBuilder};
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float64Type, Int64Type};
-use arrow_array::{
-    Array, ArrayRef, BinaryArray, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray,
-};
+use arrow_array::{Array, ArrayRef, Float64Array, Int64Array, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -128,77 +127,134 @@ fn schema(keys_are_utf8: bool) -> SchemaRef {
 /// Rows per batch in memory and per row group on disk.
 pub const BATCH_ROWS: usize = 256 * 1024;
 
-type ColumnBuilder = Box<dyn Fn(&[KeyFeatures]) -> ArrayRef + Send + Sync>;
-
-fn ints(value: impl Fn(&KeyFeatures) -> i64 + Send + Sync + 'static) -> ColumnBuilder {
-    Box::new(move |rows| Arc::new(Int64Array::from_iter_values(rows.iter().map(&value))))
+/// How one numeric column takes its value from a row, with the values so far.
+enum ColumnValues {
+    Int(fn(&KeyFeatures) -> i64, Vec<i64>),
+    Float(fn(&KeyFeatures) -> f64, Vec<f64>),
+    OptionalFloat(fn(&KeyFeatures) -> Option<f64>, Float64Builder),
+    Bool(fn(&KeyFeatures) -> bool, BooleanBuilder),
 }
 
-fn floats(value: impl Fn(&KeyFeatures) -> f64 + Send + Sync + 'static) -> ColumnBuilder {
-    Box::new(move |rows| Arc::new(Float64Array::from_iter_values(rows.iter().map(&value))))
+/// The numeric columns after `table_name` and `key`, in [`column_names`] order.
+fn numeric_columns(capacity: usize) -> Vec<ColumnValues> {
+    use ColumnValues::{Bool, Float, Int, OptionalFloat};
+    let int = |value: fn(&KeyFeatures) -> i64| Int(value, Vec::with_capacity(capacity));
+    let float = |value: fn(&KeyFeatures) -> f64| Float(value, Vec::with_capacity(capacity));
+    vec![
+        float(|r| r.first_seen_age_s),
+        int(|r| r.events[0]),
+        int(|r| r.events[1]),
+        int(|r| r.events[2]),
+        int(|r| r.events[3]),
+        int(|r| r.reads_total),
+        int(|r| r.writes_total),
+        float(|r| r.reads_decay[0]),
+        float(|r| r.reads_decay[1]),
+        float(|r| r.reads_decay[2]),
+        float(|r| r.writes_decay[0]),
+        float(|r| r.writes_decay[1]),
+        float(|r| r.writes_decay[2]),
+        OptionalFloat(
+            |r| r.secs_since_last_read,
+            Float64Builder::with_capacity(capacity),
+        ),
+        OptionalFloat(
+            |r| r.secs_since_last_write,
+            Float64Builder::with_capacity(capacity),
+        ),
+        float(|r| r.read_share),
+        float(|r| r.change_rate_per_h),
+        int(|r| r.size_last),
+        int(|r| r.size_max),
+        Bool(|r| r.is_deleted, BooleanBuilder::with_capacity(capacity)),
+        float(|r| r.tod_share[0]),
+        float(|r| r.tod_share[1]),
+        float(|r| r.tod_share[2]),
+        float(|r| r.tod_share[3]),
+        float(|r| r.tod_share_next_6h),
+        int(|r| r.prefix_events_24h),
+        int(|r| r.range_events_24h),
+    ]
 }
 
-fn optional_floats(
-    value: impl Fn(&KeyFeatures) -> Option<f64> + Send + Sync + 'static,
-) -> ColumnBuilder {
-    Box::new(move |rows| Arc::new(rows.iter().map(&value).collect::<Float64Array>()))
+/// Builds one record batch row by row: each row is pushed into every column
+/// at once, so a batch is built in a single pass over its rows.
+pub(crate) struct BatchBuilder {
+    keys_are_utf8: bool,
+    tables: StringBuilder,
+    utf8_keys: StringBuilder,
+    binary_keys: BinaryBuilder,
+    values: Vec<ColumnValues>,
 }
 
-/// One builder per column, in [`column_names`] order.
-fn column_builders(keys_are_utf8: bool) -> Vec<ColumnBuilder> {
-    let mut builders: Vec<ColumnBuilder> = vec![
-        Box::new(|rows| {
-            Arc::new(StringArray::from_iter_values(
-                rows.iter().map(|r| &*r.table),
-            ))
-        }),
-        if keys_are_utf8 {
-            Box::new(|rows| {
-                Arc::new(StringArray::from_iter_values(
-                    rows.iter()
-                        .map(|r| std::str::from_utf8(&r.key).expect("UTF-8 keys")),
-                ))
-            })
+impl BatchBuilder {
+    pub fn new(keys_are_utf8: bool, capacity: usize) -> Self {
+        BatchBuilder {
+            keys_are_utf8,
+            tables: StringBuilder::with_capacity(capacity, capacity * 8),
+            utf8_keys: StringBuilder::new(),
+            binary_keys: BinaryBuilder::new(),
+            values: numeric_columns(capacity),
+        }
+    }
+
+    pub fn push(&mut self, row: &KeyFeatures) {
+        self.tables.append_value(&row.table);
+        if self.keys_are_utf8 {
+            self.utf8_keys
+                .append_value(std::str::from_utf8(&row.key).expect("UTF-8 keys"));
         } else {
-            Box::new(|rows| {
-                Arc::new(BinaryArray::from_iter_values(
-                    rows.iter().map(|r| r.key.as_slice()),
-                ))
-            })
-        },
-        floats(|r| r.first_seen_age_s),
-    ];
-    builders.extend((0..WINDOWS.len()).map(|w| ints(move |r| r.events[w])));
-    builders.push(ints(|r| r.reads_total));
-    builders.push(ints(|r| r.writes_total));
-    builders.extend((0..DECAY_HALF_LIVES.len()).map(|h| floats(move |r| r.reads_decay[h])));
-    builders.extend((0..DECAY_HALF_LIVES.len()).map(|h| floats(move |r| r.writes_decay[h])));
-    builders.push(optional_floats(|r| r.secs_since_last_read));
-    builders.push(optional_floats(|r| r.secs_since_last_write));
-    builders.push(floats(|r| r.read_share));
-    builders.push(floats(|r| r.change_rate_per_h));
-    builders.push(ints(|r| r.size_last));
-    builders.push(ints(|r| r.size_max));
-    builders.push(Box::new(|rows| {
-        Arc::new(
-            rows.iter()
-                .map(|r| Some(r.is_deleted))
-                .collect::<BooleanArray>(),
-        )
-    }));
-    builders.extend((0..4).map(|b| floats(move |r| r.tod_share[b])));
-    builders.push(floats(|r| r.tod_share_next_6h));
-    builders.push(ints(|r| r.prefix_events_24h));
-    builders.push(ints(|r| r.range_events_24h));
-    builders
+            self.binary_keys.append_value(&row.key);
+        }
+        for column in &mut self.values {
+            match column {
+                ColumnValues::Int(value, out) => out.push(value(row)),
+                ColumnValues::Float(value, out) => out.push(value(row)),
+                ColumnValues::OptionalFloat(value, out) => out.append_option(value(row)),
+                ColumnValues::Bool(value, out) => out.append_value(value(row)),
+            }
+        }
+    }
+
+    pub fn finish(mut self) -> RecordBatch {
+        let keys: ArrayRef = if self.keys_are_utf8 {
+            Arc::new(self.utf8_keys.finish())
+        } else {
+            Arc::new(self.binary_keys.finish())
+        };
+        let mut columns: Vec<ArrayRef> = vec![Arc::new(self.tables.finish()), keys];
+        columns.extend(self.values.into_iter().map(|column| -> ArrayRef {
+            match column {
+                ColumnValues::Int(_, values) => Arc::new(Int64Array::from(values)),
+                ColumnValues::Float(_, values) => Arc::new(Float64Array::from(values)),
+                ColumnValues::OptionalFloat(_, mut values) => Arc::new(values.finish()),
+                ColumnValues::Bool(_, mut values) => Arc::new(values.finish()),
+            }
+        }));
+        RecordBatch::try_new(schema(self.keys_are_utf8), columns).expect("columns match schema")
+    }
 }
 
-pub(crate) fn record_batch_of(rows: &[KeyFeatures], keys_are_utf8: bool) -> RecordBatch {
-    let columns: Vec<ArrayRef> = column_builders(keys_are_utf8)
-        .par_iter()
-        .map(|build| build(rows))
-        .collect();
-    RecordBatch::try_new(schema(keys_are_utf8), columns).expect("columns match schema")
+fn record_batch_of(rows: &[KeyFeatures], keys_are_utf8: bool) -> RecordBatch {
+    let mut builder = BatchBuilder::new(keys_are_utf8, rows.len());
+    for row in rows {
+        builder.push(row);
+    }
+    builder.finish()
+}
+
+/// Replaces `prefix_events_24h` and `range_events_24h` (the last two
+/// columns), which need every row of a table before they are known.
+pub(crate) fn with_neighbourhood(
+    batch: &RecordBatch,
+    prefix_events: &[i64],
+    range_events: &[i64],
+) -> RecordBatch {
+    let mut columns = batch.columns().to_vec();
+    let count = columns.len();
+    columns[count - 2] = Arc::new(Int64Array::from(prefix_events.to_vec()));
+    columns[count - 1] = Arc::new(Int64Array::from(range_events.to_vec()));
+    RecordBatch::try_new(batch.schema(), columns).expect("same schema")
 }
 
 /// Reads row `row` of a batch in the schema of [`column_names`]; the
