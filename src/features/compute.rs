@@ -2,6 +2,8 @@
 //! keys split into shards by hash, so that merging the workers' states and
 //! finishing the features both run shard by shard on all cores.
 
+use std::collections::BinaryHeap;
+use std::collections::binary_heap::PeekMut;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -20,6 +22,8 @@ use crate::logs::{AccessBatch, LogError, LogSource, TimeRange};
 /// Shards per accumulator: enough for parallel merging on many cores and
 /// small per-shard tables, few enough that empty shards cost nothing.
 const SHARDS: usize = 64;
+// The merge records each row's shard in a byte.
+const _: () = assert!(SHARDS <= 256);
 
 /// Seeds are fixed so that every worker puts a key in the same shard.
 fn key_hasher() -> ahash::RandomState {
@@ -149,21 +153,108 @@ fn merge_shard(mut tables: Vec<HashTable<Entry>>, hasher: &ahash::RandomState) -
     merged.into_iter().collect()
 }
 
-struct SortRecord {
-    table_rank: u32,
-    key_prefix: u128,
-    shard: u32,
-    index: u32,
+/// The output order of entries: table name, then key bytes.
+struct KeyOrder {
+    rank_of_table: Vec<u32>,
 }
 
-/// The first 16 bytes of a key, zero-padded, as a big-endian number: ordering
-/// by it agrees with byte order wherever two prefixes differ.
-fn key_prefix(key: &[u8]) -> u128 {
-    let mut bytes = [0u8; 16];
-    let len = key.len().min(16);
-    bytes[..len].copy_from_slice(&key[..len]);
-    u128::from_be_bytes(bytes)
+impl KeyOrder {
+    fn new(names: &[Arc<str>]) -> Self {
+        let mut by_name: Vec<usize> = (0..names.len()).collect();
+        by_name.sort_by(|&a, &b| names[a].cmp(&names[b]));
+        let mut rank_of_table = vec![0u32; names.len()];
+        for (rank, &id) in by_name.iter().enumerate() {
+            rank_of_table[id] = rank as u32;
+        }
+        KeyOrder { rank_of_table }
+    }
+
+    /// Table rank and the first 16 key bytes (zero-padded, big-endian):
+    /// ordering by it agrees with the full order wherever two differ, so
+    /// most comparisons never touch the keys.
+    fn coarse(&self, entry: &Entry) -> (u32, u128) {
+        let mut bytes = [0u8; 16];
+        let len = entry.key.len().min(16);
+        bytes[..len].copy_from_slice(&entry.key[..len]);
+        (
+            self.rank_of_table[entry.table as usize],
+            u128::from_be_bytes(bytes),
+        )
+    }
+
+    /// Sorts one shard's entries, moving each entry once.
+    fn sort(&self, entries: Vec<Entry>) -> Vec<Entry> {
+        let mut records: Vec<((u32, u128), u32)> = entries
+            .iter()
+            .enumerate()
+            .map(|(index, entry)| (self.coarse(entry), index as u32))
+            .collect();
+        records.sort_unstable_by(|a, b| {
+            a.0.cmp(&b.0)
+                .then_with(|| entries[a.1 as usize].key.cmp(&entries[b.1 as usize].key))
+        });
+        let mut slots: Vec<Option<Entry>> = entries.into_iter().map(Some).collect();
+        records
+            .iter()
+            .map(|&(_, index)| slots[index as usize].take().expect("each index once"))
+            .collect()
+    }
+
+    /// Merges sorted shards: the shard of each row, in output order.
+    fn merge(&self, shards: &[Vec<Entry>]) -> Vec<u8> {
+        let mut sequence = Vec::with_capacity(shards.iter().map(Vec::len).sum());
+        let head = |shard: usize, position: usize| {
+            shards[shard].get(position).map(|entry| MergeHead {
+                coarse: self.coarse(entry),
+                key: &entry.key,
+                shard: shard as u8,
+                position,
+            })
+        };
+        let mut heap: BinaryHeap<MergeHead> = (0..shards.len())
+            .filter_map(|shard| head(shard, 0))
+            .collect();
+        while let Some(mut top) = heap.peek_mut() {
+            sequence.push(top.shard);
+            match head(top.shard as usize, top.position + 1) {
+                Some(next) => *top = next,
+                None => {
+                    PeekMut::pop(top);
+                }
+            }
+        }
+        sequence
+    }
 }
+
+/// The smallest unmerged entry of one shard; ordered so that the max-heap
+/// pops the smallest key first.
+struct MergeHead<'a> {
+    coarse: (u32, u128),
+    key: &'a [u8],
+    shard: u8,
+    position: usize,
+}
+
+impl Ord for MergeHead<'_> {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (other.coarse, other.key).cmp(&(self.coarse, self.key))
+    }
+}
+
+impl PartialOrd for MergeHead<'_> {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl PartialEq for MergeHead<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other).is_eq()
+    }
+}
+
+impl Eq for MergeHead<'_> {}
 
 /// Merges the workers' states and turns them into the sorted feature table.
 fn finish(accumulators: Vec<Accumulator>, cut: CutOff, tables: &TableRegistry) -> FeatureTable {
@@ -188,42 +279,34 @@ fn finish(accumulators: Vec<Accumulator>, cut: CutOff, tables: &TableRegistry) -
 
     let started = Instant::now();
     let names = tables.names();
-    let mut rank_of_table = vec![0u32; names.len()];
-    let mut by_name: Vec<usize> = (0..names.len()).collect();
-    by_name.sort_by(|&a, &b| names[a].cmp(&names[b]));
-    for (rank, &id) in by_name.iter().enumerate() {
-        rank_of_table[id] = rank as u32;
-    }
-    // Sort small (table rank, key prefix, position) records instead of the
-    // entries; the prefix settles most comparisons without touching the keys.
-    let mut order: Vec<SortRecord> = shards
-        .iter()
-        .enumerate()
-        .flat_map(|(shard, entries)| {
-            let rank_of_table = &rank_of_table;
-            entries
-                .iter()
-                .enumerate()
-                .map(move |(index, entry)| SortRecord {
-                    table_rank: rank_of_table[entry.table as usize],
-                    key_prefix: key_prefix(&entry.key),
-                    shard: shard as u32,
-                    index: index as u32,
-                })
-        })
+    let key_order = KeyOrder::new(&names);
+    let shards: Vec<Vec<Entry>> = shards
+        .into_par_iter()
+        .map(|entries| key_order.sort(entries))
         .collect();
-    let entry = |record: &SortRecord| &shards[record.shard as usize][record.index as usize];
-    order.par_sort_unstable_by(|a, b| {
-        (a.table_rank, a.key_prefix)
-            .cmp(&(b.table_rank, b.key_prefix))
-            .then_with(|| entry(a).key.cmp(&entry(b).key))
-    });
-    let batches: Vec<RecordBatch> = order
+    let shard_sequence = key_order.merge(&shards);
+    tracing::debug!(seconds = started.elapsed().as_secs_f64(), "sorted keys");
+
+    // Each batch reads every shard front to back from where the previous
+    // batch stopped: sequential reads, whatever the key order.
+    let mut chunk_starts = Vec::with_capacity(shard_sequence.len() / BATCH_ROWS + 1);
+    let mut cursor = [0u32; SHARDS];
+    for (row, &shard) in shard_sequence.iter().enumerate() {
+        if row % BATCH_ROWS == 0 {
+            chunk_starts.push(cursor);
+        }
+        cursor[shard as usize] += 1;
+    }
+    let batches: Vec<RecordBatch> = shard_sequence
         .par_chunks(BATCH_ROWS)
-        .map(|records| {
-            let mut builder = BatchBuilder::new(keys_are_utf8, records.len());
-            for record in records {
-                let entry = entry(record);
+        .zip(chunk_starts.par_iter())
+        .map(|(sequence, start)| {
+            let mut cursor = *start;
+            let mut builder = BatchBuilder::new(keys_are_utf8, sequence.len());
+            for &shard in sequence {
+                let position = &mut cursor[shard as usize];
+                let entry = &shards[shard as usize][*position as usize];
+                *position += 1;
                 builder.push(&KeyFeatures::from_state(
                     names[entry.table as usize].clone(),
                     entry.key.to_vec(),
@@ -234,9 +317,12 @@ fn finish(accumulators: Vec<Accumulator>, cut: CutOff, tables: &TableRegistry) -
             builder.finish()
         })
         .collect();
-    drop(order);
     // Freeing millions of keys takes a while: let another thread do it.
     rayon::spawn(move || drop(shards));
+    tracing::debug!(
+        seconds = started.elapsed().as_secs_f64(),
+        "built feature batches"
+    );
     let batches = fill_neighbourhood(batches);
     let table = FeatureTable::from_batches(cut.as_of, keys_are_utf8, events, batches);
     tracing::info!(
