@@ -1,6 +1,6 @@
 //! Building the feature table from a scan: one accumulator per worker, its
-//! keys split into shards by hash, so that merging the workers' states and
-//! finishing the features both run shard by shard on all cores.
+//! keys split into shards by hash, so that merging the workers' states,
+//! sorting and building the output all run shard by shard on all cores.
 
 use std::collections::BinaryHeap;
 use std::collections::binary_heap::PeekMut;
@@ -36,10 +36,66 @@ fn shard_of(hash: u64) -> usize {
     (hash >> 32) as usize % SHARDS
 }
 
-struct Entry {
-    table: u32,
-    key: Box<[u8]>,
-    state: KeyState,
+/// The key states of one shard. Keys and states live in flat arenas indexed
+/// by slot; the hash index holds only (hash, slot), so growing and probing it
+/// moves 12 bytes per key, and no key is a separate allocation.
+#[derive(Default)]
+struct Shard {
+    index: HashTable<(u64, u32)>,
+    tables: Vec<u32>,
+    /// End of each slot's key in `key_bytes` (its start is the previous end).
+    key_ends: Vec<u32>,
+    key_bytes: Vec<u8>,
+    states: Vec<KeyState>,
+}
+
+impl Shard {
+    fn len(&self) -> usize {
+        self.states.len()
+    }
+
+    fn key(&self, slot: usize) -> &[u8] {
+        let start = if slot == 0 {
+            0
+        } else {
+            self.key_ends[slot - 1] as usize
+        };
+        &self.key_bytes[start..self.key_ends[slot] as usize]
+    }
+
+    fn find(&self, hash: u64, table: u32, key: &[u8]) -> Option<usize> {
+        self.index
+            .find(hash, |&(stored, slot)| {
+                stored == hash
+                    && self.tables[slot as usize] == table
+                    && self.key(slot as usize) == key
+            })
+            .map(|&(_, slot)| slot as usize)
+    }
+
+    fn insert(&mut self, hash: u64, table: u32, key: &[u8], state: KeyState) {
+        let slot = self.states.len() as u32;
+        self.key_bytes.extend_from_slice(key);
+        let end = u32::try_from(self.key_bytes.len()).expect("a shard holds under 4 GiB of keys");
+        self.key_ends.push(end);
+        self.tables.push(table);
+        self.states.push(state);
+        self.index
+            .insert_unique(hash, (hash, slot), |&(stored, _)| stored);
+    }
+
+    /// Adds every key state of `other` to this shard.
+    fn absorb(&mut self, other: Shard) {
+        self.index.reserve(other.len(), |&(stored, _)| stored);
+        for &(hash, slot) in other.index.iter() {
+            let slot = slot as usize;
+            let (table, key) = (other.tables[slot], other.key(slot));
+            match self.find(hash, table, key) {
+                Some(mine) => self.states[mine].merge(&other.states[slot]),
+                None => self.insert(hash, table, key, other.states[slot].clone()),
+            }
+        }
+    }
 }
 
 /// Table names seen by any worker, with ids shared by all of them.
@@ -74,7 +130,7 @@ struct Accumulator {
     cut: CutOff,
     hasher: ahash::RandomState,
     tables: TableRegistry,
-    shards: Vec<HashTable<Entry>>,
+    shards: Vec<Shard>,
     keys_are_utf8: bool,
     events: u64,
 }
@@ -85,7 +141,7 @@ impl Accumulator {
             cut,
             hasher: key_hasher(),
             tables,
-            shards: (0..SHARDS).map(|_| HashTable::new()).collect(),
+            shards: (0..SHARDS).map(|_| Shard::default()).collect(),
             keys_are_utf8: true,
             events: 0,
         }
@@ -107,53 +163,30 @@ impl Accumulator {
             let key = batch.key(row);
             let hash = self.hasher.hash_one((table, key));
             let shard = &mut self.shards[shard_of(hash)];
-            match shard.find_mut(hash, |entry| entry.table == table && *entry.key == *key) {
-                Some(entry) => entry.state.add(&cut, ts, op, size),
+            match shard.find(hash, table, key) {
+                Some(slot) => shard.states[slot].add(&cut, ts, op, size),
                 None => {
                     let mut state = KeyState::empty();
                     state.add(&cut, ts, op, size);
-                    let hasher = &self.hasher;
-                    shard.insert_unique(
-                        hash,
-                        Entry {
-                            table,
-                            key: key.into(),
-                            state,
-                        },
-                        |entry| hasher.hash_one((entry.table, &*entry.key)),
-                    );
+                    shard.insert(hash, table, key, state);
                 }
             }
         }
     }
 }
 
-/// Merges one shard's tables from every worker into the largest of them.
-fn merge_shard(mut tables: Vec<HashTable<Entry>>, hasher: &ahash::RandomState) -> Vec<Entry> {
-    tables.sort_by_key(|table| std::cmp::Reverse(table.len()));
-    let mut tables = tables.into_iter();
-    let Some(mut merged) = tables.next() else {
-        return Vec::new();
-    };
-    let hash_of = |e: &Entry| hasher.hash_one((e.table, &*e.key));
-    merged.reserve(tables.as_slice().iter().map(HashTable::len).sum(), hash_of);
-    for table in tables {
-        for entry in table {
-            let hash = hasher.hash_one((entry.table, &*entry.key));
-            match merged.find_mut(hash, |mine| {
-                mine.table == entry.table && mine.key == entry.key
-            }) {
-                Some(mine) => mine.state.merge(&entry.state),
-                None => {
-                    merged.insert_unique(hash, entry, hash_of);
-                }
-            }
-        }
+/// Merges one shard from every worker into the largest of them.
+fn merge_shard(mut parts: Vec<Shard>) -> Shard {
+    parts.sort_by_key(|part| std::cmp::Reverse(part.len()));
+    let mut parts = parts.into_iter();
+    let mut merged = parts.next().unwrap_or_default();
+    for part in parts {
+        merged.absorb(part);
     }
-    merged.into_iter().collect()
+    merged
 }
 
-/// The output order of entries: table name, then key bytes.
+/// The output order of keys: table name, then key bytes.
 struct KeyOrder {
     rank_of_table: Vec<u32>,
 }
@@ -172,41 +205,36 @@ impl KeyOrder {
     /// Table rank and the first 16 key bytes (zero-padded, big-endian):
     /// ordering by it agrees with the full order wherever two differ, so
     /// most comparisons never touch the keys.
-    fn coarse(&self, entry: &Entry) -> (u32, u128) {
+    fn coarse(&self, shard: &Shard, slot: usize) -> (u32, u128) {
+        let key = shard.key(slot);
         let mut bytes = [0u8; 16];
-        let len = entry.key.len().min(16);
-        bytes[..len].copy_from_slice(&entry.key[..len]);
+        let len = key.len().min(16);
+        bytes[..len].copy_from_slice(&key[..len]);
         (
-            self.rank_of_table[entry.table as usize],
+            self.rank_of_table[shard.tables[slot] as usize],
             u128::from_be_bytes(bytes),
         )
     }
 
-    /// Sorts one shard's entries, moving each entry once.
-    fn sort(&self, entries: Vec<Entry>) -> Vec<Entry> {
-        let mut records: Vec<((u32, u128), u32)> = entries
-            .iter()
-            .enumerate()
-            .map(|(index, entry)| (self.coarse(entry), index as u32))
+    /// The slots of one shard in output order.
+    fn sort(&self, shard: &Shard) -> Vec<u32> {
+        let mut records: Vec<((u32, u128), u32)> = (0..shard.len())
+            .map(|slot| (self.coarse(shard, slot), slot as u32))
             .collect();
         records.sort_unstable_by(|a, b| {
             a.0.cmp(&b.0)
-                .then_with(|| entries[a.1 as usize].key.cmp(&entries[b.1 as usize].key))
+                .then_with(|| shard.key(a.1 as usize).cmp(shard.key(b.1 as usize)))
         });
-        let mut slots: Vec<Option<Entry>> = entries.into_iter().map(Some).collect();
-        records
-            .iter()
-            .map(|&(_, index)| slots[index as usize].take().expect("each index once"))
-            .collect()
+        records.into_iter().map(|(_, slot)| slot).collect()
     }
 
-    /// Merges sorted shards: the shard of each row, in output order.
-    fn merge(&self, shards: &[Vec<Entry>]) -> Vec<u8> {
-        let mut sequence = Vec::with_capacity(shards.iter().map(Vec::len).sum());
+    /// Merges the sorted shards: the shard of each row, in output order.
+    fn merge(&self, shards: &[Shard], sorted: &[Vec<u32>]) -> Vec<u8> {
+        let mut sequence = Vec::with_capacity(shards.iter().map(Shard::len).sum());
         let head = |shard: usize, position: usize| {
-            shards[shard].get(position).map(|entry| MergeHead {
-                coarse: self.coarse(entry),
-                key: &entry.key,
+            sorted[shard].get(position).map(|&slot| MergeHead {
+                coarse: self.coarse(&shards[shard], slot as usize),
+                key: shards[shard].key(slot as usize),
                 shard: shard as u8,
                 position,
             })
@@ -227,7 +255,7 @@ impl KeyOrder {
     }
 }
 
-/// The smallest unmerged entry of one shard; ordered so that the max-heap
+/// The smallest unmerged key of one shard; ordered so that the max-heap
 /// pops the smallest key first.
 struct MergeHead<'a> {
     coarse: (u32, u128),
@@ -261,17 +289,13 @@ fn finish(accumulators: Vec<Accumulator>, cut: CutOff, tables: &TableRegistry) -
     let started = Instant::now();
     let keys_are_utf8 = accumulators.iter().all(|a| a.keys_are_utf8);
     let events = accumulators.iter().map(|a| a.events).sum();
-    let mut per_shard: Vec<Vec<HashTable<Entry>>> = (0..SHARDS).map(|_| Vec::new()).collect();
+    let mut per_shard: Vec<Vec<Shard>> = (0..SHARDS).map(|_| Vec::new()).collect();
     for accumulator in accumulators {
-        for (shard, table) in accumulator.shards.into_iter().enumerate() {
-            per_shard[shard].push(table);
+        for (index, shard) in accumulator.shards.into_iter().enumerate() {
+            per_shard[index].push(shard);
         }
     }
-    let hasher = key_hasher();
-    let shards: Vec<Vec<Entry>> = per_shard
-        .into_par_iter()
-        .map(|tables| merge_shard(tables, &hasher))
-        .collect();
+    let shards: Vec<Shard> = per_shard.into_par_iter().map(merge_shard).collect();
     tracing::info!(
         seconds = started.elapsed().as_secs_f64(),
         "merged worker states"
@@ -280,15 +304,15 @@ fn finish(accumulators: Vec<Accumulator>, cut: CutOff, tables: &TableRegistry) -
     let started = Instant::now();
     let names = tables.names();
     let key_order = KeyOrder::new(&names);
-    let shards: Vec<Vec<Entry>> = shards
-        .into_par_iter()
-        .map(|entries| key_order.sort(entries))
+    let sorted: Vec<Vec<u32>> = shards
+        .par_iter()
+        .map(|shard| key_order.sort(shard))
         .collect();
-    let shard_sequence = key_order.merge(&shards);
+    let shard_sequence = key_order.merge(&shards, &sorted);
     tracing::debug!(seconds = started.elapsed().as_secs_f64(), "sorted keys");
 
-    // Each batch reads every shard front to back from where the previous
-    // batch stopped: sequential reads, whatever the key order.
+    // Each batch walks every shard's sorted slots from where the previous
+    // batch stopped.
     let mut chunk_starts = Vec::with_capacity(shard_sequence.len() / BATCH_ROWS + 1);
     let mut cursor = [0u32; SHARDS];
     for (row, &shard) in shard_sequence.iter().enumerate() {
@@ -303,22 +327,22 @@ fn finish(accumulators: Vec<Accumulator>, cut: CutOff, tables: &TableRegistry) -
         .map(|(sequence, start)| {
             let mut cursor = *start;
             let mut builder = BatchBuilder::new(keys_are_utf8, sequence.len());
-            for &shard in sequence {
-                let position = &mut cursor[shard as usize];
-                let entry = &shards[shard as usize][*position as usize];
+            for &index in sequence {
+                let position = &mut cursor[index as usize];
+                let slot = sorted[index as usize][*position as usize] as usize;
                 *position += 1;
+                let shard = &shards[index as usize];
                 builder.push(&KeyFeatures::from_state(
-                    names[entry.table as usize].clone(),
-                    entry.key.to_vec(),
-                    &entry.state,
+                    names[shard.tables[slot] as usize].clone(),
+                    shard.key(slot).to_vec(),
+                    &shard.states[slot],
                     &cut,
                 ));
             }
             builder.finish()
         })
         .collect();
-    // Freeing millions of keys takes a while: let another thread do it.
-    rayon::spawn(move || drop(shards));
+    drop(shards);
     tracing::debug!(
         seconds = started.elapsed().as_secs_f64(),
         "built feature batches"
