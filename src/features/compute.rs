@@ -84,6 +84,25 @@ impl Shard {
             .insert_unique(hash, (hash, slot), |&(stored, _)| stored);
     }
 
+    /// The shard's keys and states in the order of `slots`, without an index.
+    fn reordered(&self, slots: &[u32]) -> Shard {
+        let mut out = Shard {
+            index: HashTable::new(),
+            tables: Vec::with_capacity(slots.len()),
+            key_ends: Vec::with_capacity(slots.len()),
+            key_bytes: Vec::with_capacity(self.key_bytes.len()),
+            states: Vec::with_capacity(slots.len()),
+        };
+        for &slot in slots {
+            let slot = slot as usize;
+            out.tables.push(self.tables[slot]);
+            out.key_bytes.extend_from_slice(self.key(slot));
+            out.key_ends.push(out.key_bytes.len() as u32);
+            out.states.push(self.states[slot].clone());
+        }
+        out
+    }
+
     /// Adds every key state of `other` to this shard.
     fn absorb(&mut self, other: Shard) {
         self.index.reserve(other.len(), |&(stored, _)| stored);
@@ -186,6 +205,9 @@ fn merge_shard(mut parts: Vec<Shard>) -> Shard {
     merged
 }
 
+/// Table rank and leading key bytes: see [`KeyOrder::coarse`].
+type Coarse = (u32, u128, u64);
+
 /// The output order of keys: table name, then key bytes.
 struct KeyOrder {
     rank_of_table: Vec<u32>,
@@ -202,44 +224,47 @@ impl KeyOrder {
         KeyOrder { rank_of_table }
     }
 
-    /// Table rank and the first 16 key bytes (zero-padded, big-endian):
+    /// Table rank and the first 24 key bytes (zero-padded, big-endian):
     /// ordering by it agrees with the full order wherever two differ, so
     /// most comparisons never touch the keys.
-    fn coarse(&self, shard: &Shard, slot: usize) -> (u32, u128) {
+    fn coarse(&self, shard: &Shard, slot: usize) -> Coarse {
         let key = shard.key(slot);
-        let mut bytes = [0u8; 16];
-        let len = key.len().min(16);
+        let mut bytes = [0u8; 24];
+        let len = key.len().min(24);
         bytes[..len].copy_from_slice(&key[..len]);
+        let (high, low) = bytes.split_at(16);
         (
             self.rank_of_table[shard.tables[slot] as usize],
-            u128::from_be_bytes(bytes),
+            u128::from_be_bytes(high.try_into().expect("16 bytes")),
+            u64::from_be_bytes(low.try_into().expect("8 bytes")),
         )
     }
 
-    /// The slots of one shard in output order.
-    fn sort(&self, shard: &Shard) -> Vec<u32> {
-        let mut records: Vec<((u32, u128), u32)> = (0..shard.len())
+    /// The shard's keys and states in output order.
+    fn sort(&self, shard: &Shard) -> Shard {
+        let mut records: Vec<(Coarse, u32)> = (0..shard.len())
             .map(|slot| (self.coarse(shard, slot), slot as u32))
             .collect();
         records.sort_unstable_by(|a, b| {
             a.0.cmp(&b.0)
                 .then_with(|| shard.key(a.1 as usize).cmp(shard.key(b.1 as usize)))
         });
-        records.into_iter().map(|(_, slot)| slot).collect()
+        let slots: Vec<u32> = records.into_iter().map(|(_, slot)| slot).collect();
+        shard.reordered(&slots)
     }
 
-    /// Merges the sorted shards: the shard of each row, in output order.
-    fn merge(&self, shards: &[Shard], sorted: &[Vec<u32>]) -> Vec<u8> {
-        let mut sequence = Vec::with_capacity(shards.iter().map(Shard::len).sum());
+    /// Merges sorted shards: the shard of each row, in output order.
+    fn merge(&self, sorted: &[Shard]) -> Vec<u8> {
+        let mut sequence = Vec::with_capacity(sorted.iter().map(Shard::len).sum());
         let head = |shard: usize, position: usize| {
-            sorted[shard].get(position).map(|&slot| MergeHead {
-                coarse: self.coarse(&shards[shard], slot as usize),
-                key: shards[shard].key(slot as usize),
+            (position < sorted[shard].len()).then(|| MergeHead {
+                coarse: self.coarse(&sorted[shard], position),
+                key: sorted[shard].key(position),
                 shard: shard as u8,
                 position,
             })
         };
-        let mut heap: BinaryHeap<MergeHead> = (0..shards.len())
+        let mut heap: BinaryHeap<MergeHead> = (0..sorted.len())
             .filter_map(|shard| head(shard, 0))
             .collect();
         while let Some(mut top) = heap.peek_mut() {
@@ -258,7 +283,7 @@ impl KeyOrder {
 /// The smallest unmerged key of one shard; ordered so that the max-heap
 /// pops the smallest key first.
 struct MergeHead<'a> {
-    coarse: (u32, u128),
+    coarse: Coarse,
     key: &'a [u8],
     shard: u8,
     position: usize,
@@ -304,15 +329,15 @@ fn finish(accumulators: Vec<Accumulator>, cut: CutOff, tables: &TableRegistry) -
     let started = Instant::now();
     let names = tables.names();
     let key_order = KeyOrder::new(&names);
-    let sorted: Vec<Vec<u32>> = shards
-        .par_iter()
-        .map(|shard| key_order.sort(shard))
+    let shards: Vec<Shard> = shards
+        .into_par_iter()
+        .map(|shard| key_order.sort(&shard))
         .collect();
-    let shard_sequence = key_order.merge(&shards, &sorted);
+    let shard_sequence = key_order.merge(&shards);
     tracing::debug!(seconds = started.elapsed().as_secs_f64(), "sorted keys");
 
-    // Each batch walks every shard's sorted slots from where the previous
-    // batch stopped.
+    // Each batch reads every sorted shard front to back from where the
+    // previous batch stopped.
     let mut chunk_starts = Vec::with_capacity(shard_sequence.len() / BATCH_ROWS + 1);
     let mut cursor = [0u32; SHARDS];
     for (row, &shard) in shard_sequence.iter().enumerate() {
@@ -329,7 +354,7 @@ fn finish(accumulators: Vec<Accumulator>, cut: CutOff, tables: &TableRegistry) -
             let mut builder = BatchBuilder::new(keys_are_utf8, sequence.len());
             for &index in sequence {
                 let position = &mut cursor[index as usize];
-                let slot = sorted[index as usize][*position as usize] as usize;
+                let slot = *position as usize;
                 *position += 1;
                 let shard = &shards[index as usize];
                 builder.push(&KeyFeatures::from_state(
