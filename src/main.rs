@@ -2,6 +2,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use shadowcast::cli::{Cli, run};
+use shadowcast::logs::reader::worker_count;
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
@@ -11,6 +12,12 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
+    // One thread budget for scans and for the rayon pool (generation,
+    // merging, writing), so SHADOWCAST_THREADS caps the whole process.
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(worker_count())
+        .build_global()
+        .expect("the global thread pool is configured once, at start-up");
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

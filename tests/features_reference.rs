@@ -158,57 +158,6 @@ fn expected(events: &[Event]) -> Vec<KeyFeatures> {
     rows
 }
 
-fn close(a: f64, b: f64) -> bool {
-    (a - b).abs() <= 1e-12 * a.abs().max(b.abs()).max(1.0)
-}
-
-fn assert_same(actual: &KeyFeatures, wanted: &KeyFeatures) {
-    let what = format!("{} {}", wanted.table, wanted.key_display());
-    assert_eq!(actual.events, wanted.events, "events {what}");
-    assert_eq!(
-        (actual.reads_total, actual.writes_total),
-        (wanted.reads_total, wanted.writes_total),
-        "{what}"
-    );
-    assert_eq!(
-        (actual.size_last, actual.size_max, actual.is_deleted),
-        (wanted.size_last, wanted.size_max, wanted.is_deleted),
-        "last event {what}"
-    );
-    assert_eq!(
-        actual.prefix_events_24h, wanted.prefix_events_24h,
-        "prefix {what}"
-    );
-    assert_eq!(
-        actual.range_events_24h, wanted.range_events_24h,
-        "range {what}"
-    );
-    let floats = |f: &KeyFeatures| {
-        let mut v = vec![
-            f.first_seen_age_s,
-            f.read_share,
-            f.change_rate_per_h,
-            f.tod_share_next_6h,
-        ];
-        v.extend(f.reads_decay);
-        v.extend(f.writes_decay);
-        v.extend(f.tod_share);
-        v
-    };
-    for (index, (a, b)) in floats(actual).into_iter().zip(floats(wanted)).enumerate() {
-        assert!(close(a, b), "float #{index} of {what}: {a} vs {b}");
-    }
-    for (a, b) in [
-        (actual.secs_since_last_read, wanted.secs_since_last_read),
-        (actual.secs_since_last_write, wanted.secs_since_last_write),
-    ] {
-        assert!(
-            a.is_some() == b.is_some() && close(a.unwrap_or(0.0), b.unwrap_or(0.0)),
-            "recency of {what}: {a:?} vs {b:?}"
-        );
-    }
-}
-
 #[test]
 fn features_match_an_independent_computation() {
     let dir = tempfile::tempdir().unwrap();
@@ -264,7 +213,7 @@ fn features_match_an_independent_computation() {
     );
     let rows: Vec<_> = table.rows().collect();
     for (actual, wanted) in rows.iter().zip(&wanted) {
-        assert_same(actual, wanted);
+        assert_features_match(actual, wanted, 1e-12);
     }
     let tie = rows.iter().find(|r| r.key == b"order:900").unwrap();
     assert!(
@@ -305,6 +254,6 @@ fn threads_do_not_change_the_result() {
     let four = run("4", "four.parquet");
     assert_eq!(one.len(), four.len());
     for (a, b) in one.iter().zip(&four) {
-        assert_same(a, b);
+        assert_features_match(a, b, 1e-12);
     }
 }

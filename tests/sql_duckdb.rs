@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::Command;
 
 use common::*;
-use shadowcast::features::{FeatureTable, KeyFeatures};
+use shadowcast::features::FeatureTable;
 
 fn run_duckdb(logs: &Path, as_of_us: i64, out: &Path) {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("sql/run_duckdb.py");
@@ -24,21 +24,6 @@ fn run_duckdb(logs: &Path, as_of_us: i64, out: &Path) {
         "DuckDB run failed (is the duckdb Python package installed? scripts/test.sh installs it):\n{}",
         stderr(&output)
     );
-}
-
-fn floats(f: &KeyFeatures) -> Vec<f64> {
-    let mut v = vec![
-        f.first_seen_age_s,
-        f.read_share,
-        f.change_rate_per_h,
-        f.tod_share_next_6h,
-    ];
-    v.extend(f.reads_decay);
-    v.extend(f.writes_decay);
-    v.extend(f.tod_share);
-    v.push(f.secs_since_last_read.unwrap_or(-1.0));
-    v.push(f.secs_since_last_write.unwrap_or(-1.0));
-    v
 }
 
 #[test]
@@ -87,41 +72,7 @@ fn duckdb_running_the_sql_file_equals_the_native_features() {
     let mut neighbourhoods_seen = 0;
     let (sql_rows, native_rows): (Vec<_>, Vec<_>) = (sql.rows().collect(), native.rows().collect());
     for (s, n) in sql_rows.iter().zip(&native_rows) {
-        let what = format!("{} {}", n.table, n.key_display());
-        assert_eq!((&s.table, &s.key), (&n.table, &n.key), "same key order");
-        assert_eq!(s.events, n.events, "{what}");
-        assert_eq!(
-            (s.reads_total, s.writes_total),
-            (n.reads_total, n.writes_total),
-            "{what}"
-        );
-        assert_eq!(
-            (s.size_last, s.size_max, s.is_deleted),
-            (n.size_last, n.size_max, n.is_deleted),
-            "{what}"
-        );
-        assert_eq!(
-            (s.prefix_events_24h, s.range_events_24h),
-            (n.prefix_events_24h, n.range_events_24h),
-            "{what}"
-        );
-        assert_eq!(
-            s.secs_since_last_read.is_some(),
-            n.secs_since_last_read.is_some(),
-            "{what}"
-        );
-        assert_eq!(
-            s.secs_since_last_write.is_some(),
-            n.secs_since_last_write.is_some(),
-            "{what}"
-        );
-        for (index, (a, b)) in floats(s).into_iter().zip(floats(n)).enumerate() {
-            // Sums of exponentials are added in a different order: allow rounding.
-            assert!(
-                (a - b).abs() <= 1e-9 * a.abs().max(b.abs()).max(1.0),
-                "float #{index} of {what}: sql {a} native {b}"
-            );
-        }
+        assert_features_match(s, n, 1e-9);
         neighbourhoods_seen += usize::from(n.range_events_24h > 0);
     }
     assert!(

@@ -319,7 +319,7 @@ impl ScanPlan {
     }
 }
 
-/// Worker threads for scans: all cores unless `SHADOWCAST_THREADS` says otherwise.
+/// Worker threads for parallel work: all cores unless `SHADOWCAST_THREADS` says otherwise.
 pub fn worker_count() -> usize {
     std::env::var("SHADOWCAST_THREADS")
         .ok()

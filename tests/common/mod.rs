@@ -10,6 +10,7 @@ use std::sync::Arc;
 use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray};
 use parquet::arrow::ArrowWriter;
 use parquet::file::properties::WriterProperties;
+use shadowcast::features::KeyFeatures;
 
 /// Runs the `shadowcast` binary with `args`, output captured (so stderr is not a terminal).
 pub fn shadowcast(args: &[&str]) -> Output {
@@ -138,3 +139,56 @@ pub fn few_events(start_ms: i64) -> Vec<Event> {
 
 /// Milliseconds of 2026-11-20T00:00:00Z.
 pub const DAY_2026_11_20_MS: i64 = 1_795_132_800_000;
+
+/// Asserts two feature rows agree: exactly on keys, counts, sizes and
+/// neighbourhoods; within `relative` on floating-point values (sums of
+/// exponentials differ in the last bits when added in another order).
+pub fn assert_features_match(actual: &KeyFeatures, wanted: &KeyFeatures, relative: f64) {
+    let what = format!("{} {}", wanted.table, wanted.key_display());
+    assert_eq!(
+        (&actual.table, &actual.key),
+        (&wanted.table, &wanted.key),
+        "same key"
+    );
+    assert_eq!(actual.events, wanted.events, "events of {what}");
+    assert_eq!(
+        (actual.reads_total, actual.writes_total),
+        (wanted.reads_total, wanted.writes_total),
+        "totals of {what}"
+    );
+    assert_eq!(
+        (actual.size_last, actual.size_max, actual.is_deleted),
+        (wanted.size_last, wanted.size_max, wanted.is_deleted),
+        "last event of {what}"
+    );
+    assert_eq!(
+        (actual.prefix_events_24h, actual.range_events_24h),
+        (wanted.prefix_events_24h, wanted.range_events_24h),
+        "neighbourhood of {what}"
+    );
+    let close = |a: f64, b: f64| (a - b).abs() <= relative * a.abs().max(b.abs()).max(1.0);
+    let floats = |f: &KeyFeatures| {
+        let mut values = vec![
+            f.first_seen_age_s,
+            f.read_share,
+            f.change_rate_per_h,
+            f.tod_share_next_6h,
+        ];
+        values.extend(f.reads_decay);
+        values.extend(f.writes_decay);
+        values.extend(f.tod_share);
+        values
+    };
+    for (index, (a, b)) in floats(actual).into_iter().zip(floats(wanted)).enumerate() {
+        assert!(close(a, b), "float #{index} of {what}: {a} vs {b}");
+    }
+    for (a, b) in [
+        (actual.secs_since_last_read, wanted.secs_since_last_read),
+        (actual.secs_since_last_write, wanted.secs_since_last_write),
+    ] {
+        assert!(
+            a.is_some() == b.is_some() && close(a.unwrap_or(0.0), b.unwrap_or(0.0)),
+            "recency of {what}: {a:?} vs {b:?}"
+        );
+    }
+}
