@@ -25,7 +25,8 @@ pub struct TableProfile {
     /// Shares of read, insert, update, delete; sum to 1.
     pub op_mix: [f64; 4],
     /// Share of accesses to a key chosen uniformly (the cold tail that makes
-    /// one-hit wonders), derived from the cluster's one-hit-wonder ratio.
+    /// one-hit wonders), set by hand so the generated one-hit-wonder ratio
+    /// comes near the cluster's (the README lists both).
     pub uniform_share: f64,
     /// Share of accesses to trending cohorts that warm up and cool down.
     pub trending_share: f64,
