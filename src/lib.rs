@@ -8,5 +8,6 @@
 pub mod cli;
 pub mod features;
 pub mod logs;
+pub mod model;
 pub mod time;
 pub mod workload;

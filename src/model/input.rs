@@ -1,0 +1,138 @@
+//! Model inputs: the numeric features of a [`FeatureTable`] as a matrix, and
+//! the preprocessing every model learns and carries, so callers always pass
+//! raw features.
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::Float64Type;
+use arrow_schema::DataType;
+use ndarray::{Array2, ArrayView2, Axis};
+use serde::{Deserialize, Serialize};
+
+use crate::features::FeatureTable;
+use crate::features::table::column_names;
+
+/// Recency of something that never happened, in seconds (about 116 days):
+/// older than anything a cut-off looks back at.
+const NEVER_SECONDS: f64 = 1e7;
+
+/// Names of the model inputs, in column order: every feature except the
+/// table name and the key.
+pub fn input_names() -> Vec<String> {
+    column_names().into_iter().skip(2).collect()
+}
+
+/// One row per key, one column per input; booleans as 0/1, missing values NaN.
+pub fn raw_inputs(table: &FeatureTable) -> Array2<f64> {
+    let names = input_names();
+    let mut inputs = Array2::<f64>::zeros((table.len(), names.len()));
+    let mut first = 0;
+    for batch in table.batches() {
+        let rows = batch.num_rows();
+        for (column, name) in names.iter().enumerate() {
+            let values = batch
+                .column_by_name(name)
+                .expect("canonical feature column");
+            let values =
+                arrow_cast::cast(values, &DataType::Float64).expect("numeric feature column");
+            let values = values.as_primitive::<Float64Type>();
+            for (row, value) in values.iter().enumerate() {
+                inputs[[first + row, column]] = value.unwrap_or(f64::NAN);
+            }
+        }
+        first += rows;
+    }
+    inputs
+}
+
+/// Learned input preprocessing: missing recency becomes "long ago",
+/// heavy-tailed inputs (counts, decayed counters, sizes, ages) are put on a
+/// log scale, and every input is standardized with the training mean and
+/// standard deviation.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Preprocess {
+    pub input_names: Vec<String>,
+    log_scaled: Vec<bool>,
+    mean: Vec<f64>,
+    scale: Vec<f64>,
+}
+
+impl Preprocess {
+    pub fn fit(raw: ArrayView2<f64>) -> Self {
+        let input_names = input_names();
+        let log_scaled: Vec<bool> = input_names
+            .iter()
+            .map(|name| !(name.contains("share") || name == "is_deleted"))
+            .collect();
+        let mut preprocess = Preprocess {
+            input_names,
+            log_scaled,
+            mean: vec![0.0; raw.ncols()],
+            scale: vec![1.0; raw.ncols()],
+        };
+        let transformed = preprocess.transform(raw);
+        let rows = transformed.nrows().max(1) as f64;
+        for (column, values) in transformed.axis_iter(Axis(1)).enumerate() {
+            let mean = values.sum() / rows;
+            let variance = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / rows;
+            preprocess.mean[column] = mean;
+            preprocess.scale[column] = if variance > 1e-12 {
+                variance.sqrt()
+            } else {
+                1.0
+            };
+        }
+        preprocess
+    }
+
+    fn transform(&self, raw: ArrayView2<f64>) -> Array2<f64> {
+        let mut out = raw.to_owned();
+        for mut row in out.axis_iter_mut(Axis(0)) {
+            for (column, value) in row.iter_mut().enumerate() {
+                let filled = if value.is_nan() {
+                    NEVER_SECONDS
+                } else {
+                    *value
+                };
+                let scaled = if self.log_scaled[column] {
+                    filled.max(0.0).ln_1p()
+                } else {
+                    filled
+                };
+                *value = (scaled - self.mean[column]) / self.scale[column];
+            }
+        }
+        out
+    }
+
+    /// Raw inputs in, model-ready inputs out.
+    pub fn apply(&self, raw: ArrayView2<f64>) -> Array2<f64> {
+        self.transform(raw)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn preprocessing_standardizes_and_fills_missing_values() {
+        let columns = input_names().len();
+        let mut raw = Array2::<f64>::zeros((4, columns));
+        for row in 0..4 {
+            for column in 0..columns {
+                raw[[row, column]] = (row * 10 + column) as f64;
+            }
+        }
+        raw[[2, 13]] = f64::NAN;
+        let preprocess = Preprocess::fit(raw.view());
+        let ready = preprocess.apply(raw.view());
+        for column in ready.axis_iter(Axis(1)) {
+            assert!(column.sum().abs() < 1e-9, "centred");
+            assert!(column.iter().all(|v| v.is_finite()));
+        }
+        assert!(
+            ready[[2, 13]] > ready[[3, 13]],
+            "never read counts as longest ago"
+        );
+    }
+}

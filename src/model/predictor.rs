@@ -1,0 +1,409 @@
+//! The model kinds and what every model predicts for a key: the probability
+//! that it is hot, the probability that it churns, and its expected accesses
+//! in the horizon (for ranking).
+//!
+//! * `logistic`: linfa-logistic for the two classes, and least squares
+//!   (linfa-linear) on log(1 + accesses) for the count. (linfa-linear's
+//!   Poisson/Tweedie regressor would fit counts more directly, but its
+//!   optimizer did not return on correlated inputs in our tests.)
+//! * `tree` and `forest`: smartcore regression trees / random forests. A
+//!   regression tree fitted to 0/1 labels predicts the share of positives in
+//!   each leaf, a probability; the count is fitted on log(1 + accesses).
+//!   (linfa-trees' decision tree only predicts labels, and ranking keys needs
+//!   scores.)
+
+use linfa::prelude::*;
+use linfa_linear::{FittedLinearRegression, LinearRegression};
+use linfa_logistic::{FittedLogisticRegression, LogisticRegression};
+use ndarray::{Array1, Array2, ArrayView2};
+use serde::{Deserialize, Serialize};
+use smartcore::ensemble::random_forest_regressor::{
+    RandomForestRegressor, RandomForestRegressorParameters,
+};
+use smartcore::linalg::basic::matrix::DenseMatrix;
+use smartcore::tree::decision_tree_regressor::{
+    DecisionTreeRegressor, DecisionTreeRegressorParameters,
+};
+
+use super::ModelError;
+use super::input::Preprocess;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelKind {
+    /// Logistic regression (classes) and linear regression on log counts.
+    Logistic,
+    /// One regression tree per target.
+    Tree,
+    /// A random forest per target.
+    Forest,
+}
+
+impl std::fmt::Display for ModelKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ModelKind::Logistic => "logistic",
+            ModelKind::Tree => "tree",
+            ModelKind::Forest => "forest",
+        })
+    }
+}
+
+/// Hyperparameters, checked by [`Hyperparameters::check`] before training.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Hyperparameters {
+    pub kind: ModelKind,
+    /// L2 penalty of the logistic regressions (default 1.0).
+    pub l2: f64,
+    /// Optimizer iterations of the logistic regressions (default 100).
+    pub max_iterations: u64,
+    /// Depth limit of trees (default 10).
+    pub max_depth: u16,
+    /// Fewest training rows per leaf (default 20).
+    pub min_samples_leaf: usize,
+    /// Trees per forest (default 20).
+    pub trees: usize,
+    /// Training rows kept (uniform sample) per model (default 200 000).
+    pub max_rows: usize,
+    pub seed: u64,
+}
+
+impl Hyperparameters {
+    pub fn new(kind: ModelKind) -> Self {
+        Hyperparameters {
+            kind,
+            l2: 1.0,
+            max_iterations: 100,
+            max_depth: 10,
+            min_samples_leaf: 20,
+            trees: 20,
+            max_rows: 200_000,
+            seed: 1,
+        }
+    }
+
+    pub fn check(self) -> Result<Self, ModelError> {
+        let bad = |field: &'static str, problem: &str| {
+            Err(ModelError::InvalidHyperparameter {
+                field,
+                problem: problem.to_string(),
+            })
+        };
+        if !(self.l2.is_finite() && self.l2 >= 0.0) {
+            return bad("l2", "must be a finite number >= 0");
+        }
+        if self.max_iterations == 0 {
+            return bad("max_iterations", "must be at least 1");
+        }
+        if self.max_depth == 0 {
+            return bad("max_depth", "must be at least 1");
+        }
+        if self.min_samples_leaf == 0 {
+            return bad("min_samples_leaf", "must be at least 1");
+        }
+        if self.trees == 0 {
+            return bad("trees", "must be at least 1");
+        }
+        if self.max_rows < 100 {
+            return bad("max_rows", "must be at least 100");
+        }
+        Ok(self)
+    }
+}
+
+type Tree = DecisionTreeRegressor<f64, f64, DenseMatrix<f64>, Vec<f64>>;
+type Forest = RandomForestRegressor<f64, f64, DenseMatrix<f64>, Vec<f64>>;
+
+/// Predicts one target.
+#[derive(Serialize, Deserialize)]
+enum Target {
+    /// The training labels held a single value: predict it.
+    Constant(f64),
+    Logistic(FittedLogisticRegression<f64, bool>),
+    /// Least squares on log(1 + value).
+    LogLinear(FittedLinearRegression<f64>),
+    /// Fitted on the value itself (classes) or on log(1 + value) (counts).
+    Tree {
+        tree: Tree,
+        log_count: bool,
+    },
+    Forest {
+        forest: Forest,
+        log_count: bool,
+    },
+}
+
+fn dense(x: ArrayView2<f64>) -> DenseMatrix<f64> {
+    let values: Vec<f64> = x.as_standard_layout().iter().copied().collect();
+    DenseMatrix::new(x.nrows(), x.ncols(), values, false).expect("shape matches values")
+}
+
+fn fit_error(target: &'static str, error: impl std::fmt::Display) -> ModelError {
+    ModelError::Training {
+        target,
+        problem: error.to_string(),
+    }
+}
+
+impl Target {
+    fn fit_class(
+        name: &'static str,
+        x: &Array2<f64>,
+        y: &[bool],
+        hyper: &Hyperparameters,
+    ) -> Result<Self, ModelError> {
+        let positives = y.iter().filter(|v| **v).count();
+        if positives == 0 || positives == y.len() {
+            return Ok(Target::Constant(positives as f64 / y.len().max(1) as f64));
+        }
+        match hyper.kind {
+            ModelKind::Logistic => {
+                let data = Dataset::new(x.clone(), Array1::from(y.to_vec()));
+                LogisticRegression::default()
+                    .alpha(hyper.l2)
+                    .max_iterations(hyper.max_iterations)
+                    .fit(&data)
+                    .map(Target::Logistic)
+                    .map_err(|e| fit_error(name, e))
+            }
+            _ => {
+                let values: Vec<f64> = y.iter().map(|&v| f64::from(u8::from(v))).collect();
+                Self::fit_tree(name, x, values, hyper, false)
+            }
+        }
+    }
+
+    fn fit_count(
+        name: &'static str,
+        x: &Array2<f64>,
+        y: &[f64],
+        hyper: &Hyperparameters,
+    ) -> Result<Self, ModelError> {
+        if y.iter().all(|v| *v == y[0]) {
+            return Ok(Target::Constant(y.first().copied().unwrap_or(0.0)));
+        }
+        match hyper.kind {
+            ModelKind::Logistic => {
+                let logs: Array1<f64> = y.iter().map(|v| v.ln_1p()).collect();
+                LinearRegression::new()
+                    .fit(&Dataset::new(x.clone(), logs))
+                    .map(Target::LogLinear)
+                    .map_err(|e| fit_error(name, e))
+            }
+            _ => Self::fit_tree(name, x, y.iter().map(|v| v.ln_1p()).collect(), hyper, true),
+        }
+    }
+
+    fn fit_tree(
+        name: &'static str,
+        x: &Array2<f64>,
+        y: Vec<f64>,
+        hyper: &Hyperparameters,
+        log_count: bool,
+    ) -> Result<Self, ModelError> {
+        let matrix = dense(x.view());
+        match hyper.kind {
+            ModelKind::Forest => {
+                let parameters = RandomForestRegressorParameters {
+                    max_depth: Some(hyper.max_depth),
+                    min_samples_leaf: hyper.min_samples_leaf,
+                    min_samples_split: 2 * hyper.min_samples_leaf,
+                    n_trees: hyper.trees,
+                    m: None,
+                    keep_samples: false,
+                    seed: hyper.seed,
+                };
+                Forest::fit(&matrix, &y, parameters)
+                    .map(|forest| Target::Forest { forest, log_count })
+                    .map_err(|e| fit_error(name, e))
+            }
+            _ => {
+                let parameters = DecisionTreeRegressorParameters {
+                    max_depth: Some(hyper.max_depth),
+                    min_samples_leaf: hyper.min_samples_leaf,
+                    min_samples_split: 2 * hyper.min_samples_leaf,
+                    seed: Some(hyper.seed),
+                };
+                Tree::fit(&matrix, &y, parameters)
+                    .map(|tree| Target::Tree { tree, log_count })
+                    .map_err(|e| fit_error(name, e))
+            }
+        }
+    }
+
+    fn predict(&self, x: ArrayView2<f64>) -> Vec<f64> {
+        let from_log = |values: Vec<f64>, log_count: bool| {
+            if log_count {
+                values.into_iter().map(|v| v.exp_m1().max(0.0)).collect()
+            } else {
+                values.into_iter().map(|v| v.clamp(0.0, 1.0)).collect()
+            }
+        };
+        match self {
+            Target::Constant(value) => vec![*value; x.nrows()],
+            Target::Logistic(model) => {
+                // linfa-logistic gives the probability of the majority class.
+                let probabilities = model.predict_probabilities(&x);
+                if model.labels().pos.class {
+                    probabilities.to_vec()
+                } else {
+                    probabilities.mapv(|p| 1.0 - p).to_vec()
+                }
+            }
+            Target::LogLinear(model) => {
+                let linear = x.dot(model.params()) + model.intercept();
+                linear.mapv(|v| v.exp_m1().max(0.0)).to_vec()
+            }
+            Target::Tree { tree, log_count } => from_log(
+                tree.predict(&dense(x)).expect("fitted tree predicts"),
+                *log_count,
+            ),
+            Target::Forest { forest, log_count } => from_log(
+                forest.predict(&dense(x)).expect("fitted forest predicts"),
+                *log_count,
+            ),
+        }
+    }
+}
+
+/// Scores of a batch of keys, one entry per key.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Scores {
+    pub hot: Vec<f64>,
+    pub churn: Vec<f64>,
+    pub accesses: Vec<f64>,
+}
+
+/// Training inputs: raw features and the three targets, one row per key and cut-off.
+pub struct TrainingSet {
+    pub raw: Array2<f64>,
+    pub hot: Vec<bool>,
+    pub churn: Vec<bool>,
+    pub accesses: Vec<f64>,
+}
+
+/// A trained model: preprocessing and one predictor per target.
+#[derive(Serialize, Deserialize)]
+pub struct Predictor {
+    pub hyperparameters: Hyperparameters,
+    pub preprocess: Preprocess,
+    hot: Target,
+    churn: Target,
+    accesses: Target,
+}
+
+impl Predictor {
+    pub fn fit(set: &TrainingSet, hyper: &Hyperparameters) -> Result<Self, ModelError> {
+        let preprocess = Preprocess::fit(set.raw.view());
+        let x = preprocess.apply(set.raw.view());
+        Ok(Predictor {
+            hyperparameters: hyper.clone(),
+            hot: Target::fit_class("hot", &x, &set.hot, hyper)?,
+            churn: Target::fit_class("churn", &x, &set.churn, hyper)?,
+            accesses: Target::fit_count("accesses", &x, &set.accesses, hyper)?,
+            preprocess,
+        })
+    }
+
+    /// Scores keys from their raw inputs (see [`super::input::raw_inputs`]).
+    pub fn score(&self, raw: ArrayView2<f64>) -> Scores {
+        let x = self.preprocess.apply(raw);
+        Scores {
+            hot: self.hot.predict(x.view()),
+            churn: self.churn.predict(x.view()),
+            accesses: self.accesses.predict(x.view()),
+        }
+    }
+
+    pub fn kind(&self) -> ModelKind {
+        self.hyperparameters.kind
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::input::input_names;
+
+    /// Keys whose first input (events in the last hour) decides everything.
+    fn separable(rows: usize) -> TrainingSet {
+        let columns = input_names().len();
+        let mut raw = Array2::<f64>::zeros((rows, columns));
+        let mut hot = Vec::new();
+        let mut churn = Vec::new();
+        let mut accesses = Vec::new();
+        for row in 0..rows {
+            let activity = (row % 10) as f64;
+            for column in 0..columns {
+                raw[[row, column]] =
+                    activity * (1.0 + column as f64 * 0.01) + (row % 7) as f64 * 0.001;
+            }
+            hot.push(activity >= 8.0);
+            churn.push(activity <= 1.0);
+            accesses.push(activity * 3.0);
+        }
+        TrainingSet {
+            raw,
+            hot,
+            churn,
+            accesses,
+        }
+    }
+
+    #[test]
+    fn every_kind_learns_a_separable_target_and_survives_serialization() {
+        let set = separable(600);
+        for kind in [ModelKind::Logistic, ModelKind::Tree, ModelKind::Forest] {
+            let mut hyper = Hyperparameters::new(kind);
+            hyper.min_samples_leaf = 5;
+            hyper.trees = 5;
+            let model = Predictor::fit(&set, &hyper).unwrap();
+            let scores = model.score(set.raw.view());
+            let mean = |values: &[f64], pick: &dyn Fn(usize) -> bool| {
+                let chosen: Vec<f64> = (0..values.len())
+                    .filter(|&i| pick(i))
+                    .map(|i| values[i])
+                    .collect();
+                chosen.iter().sum::<f64>() / chosen.len() as f64
+            };
+            let hot_mean = mean(&scores.hot, &|i| set.hot[i]);
+            assert!(hot_mean > 0.8, "{kind}: hot keys score high ({hot_mean})");
+            assert!(
+                mean(&scores.hot, &|i| !set.hot[i]) < 0.2,
+                "{kind}: others score low"
+            );
+            assert!(
+                mean(&scores.churn, &|i| set.churn[i]) > 0.8,
+                "{kind}: churn"
+            );
+            assert!(
+                mean(&scores.accesses, &|i| set.accesses[i] > 20.0)
+                    > mean(&scores.accesses, &|i| set.accesses[i] < 5.0),
+                "{kind}: counts rank"
+            );
+            let json = serde_json::to_string(&model).unwrap();
+            let back: Predictor = serde_json::from_str(&json).unwrap();
+            assert_eq!(
+                back.score(set.raw.view()),
+                scores,
+                "{kind}: same scores after a round trip"
+            );
+        }
+    }
+
+    #[test]
+    fn a_single_class_becomes_a_constant() {
+        let mut set = separable(200);
+        set.churn = vec![false; 200];
+        let model = Predictor::fit(&set, &Hyperparameters::new(ModelKind::Logistic)).unwrap();
+        assert!(model.score(set.raw.view()).churn.iter().all(|p| *p == 0.0));
+    }
+
+    #[test]
+    fn bad_hyperparameters_name_the_field() {
+        let mut hyper = Hyperparameters::new(ModelKind::Forest);
+        hyper.trees = 0;
+        let error = hyper.check().unwrap_err().to_string();
+        assert!(error.contains("trees"), "{error}");
+    }
+}
