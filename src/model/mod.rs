@@ -11,9 +11,12 @@
 //! Guarantees: training never reads an event after its cut-off; a model
 //! carries its own input preprocessing, so callers pass raw features.
 
+pub mod evaluate;
+pub mod handle;
 pub mod input;
 pub mod labels;
 pub mod predictor;
+pub mod registry;
 pub mod train;
 
 use std::path::PathBuf;

@@ -8,6 +8,8 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
+mod model_commands;
+
 use crate::features::{self, FeatureOptions, FeatureTable};
 use crate::logs::LogSource;
 use crate::logs::import::{self, ColumnMapping, ImportOptions, InputFormat, TsFormat};
@@ -38,6 +40,12 @@ pub enum Command {
     Import(ImportArgs),
     /// Compute per-key features as of a cut-off time and write them as Parquet.
     Features(FeaturesArgs),
+    /// Train a model of near-future hot and high-churn keys over rolling cut-offs and store it in the registry.
+    Train(model_commands::TrainArgs),
+    /// Compare models, heuristics and the oracle on a cut-off the models never trained on.
+    Evaluate(model_commands::EvaluateArgs),
+    /// List, show, promote and roll back stored models.
+    Models(model_commands::ModelsArgs),
 }
 
 #[derive(Args, Debug)]
@@ -133,6 +141,9 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Generate(args) => generate(args).map(|_| ()),
         Command::Import(args) => import_logs(args),
         Command::Features(args) => features_command(args),
+        Command::Train(args) => model_commands::train_command(args),
+        Command::Evaluate(args) => model_commands::evaluate_command(args),
+        Command::Models(args) => model_commands::models_command(args),
     }
 }
 

@@ -1,0 +1,436 @@
+//! `train`, `evaluate` and `models`: clap arguments in, model-stage calls out.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use super::resolve_as_of;
+use crate::logs::LogSource;
+use crate::model::evaluate::{self, MethodResult};
+use crate::model::labels::LabelRules;
+use crate::model::predictor::{Hyperparameters, ModelKind};
+use crate::model::registry::{LoadedModel, Registry};
+use crate::model::train::{self, LabelledCutoff, TrainOptions};
+use crate::time::{format_instant, parse_duration};
+
+#[derive(Args, Debug)]
+pub struct TrainArgs {
+    /// Access logs: a Parquet file, a directory, or a Hive-partitioned tree.
+    #[arg(long)]
+    pub logs: PathBuf,
+    /// Training cut-off T: no event after it is read. `latest` means the last event.
+    #[arg(long)]
+    pub as_of: String,
+    /// Horizon H of the labels, e.g. 6h.
+    #[arg(long, default_value = "6h", value_parser = parse_duration)]
+    pub horizon: i64,
+    /// Where to store the model: REGISTRY/NAME (a new version is added), e.g. models/oltp.
+    #[arg(long)]
+    pub out: PathBuf,
+    #[arg(long, value_enum, default_value = "logistic")]
+    pub kind: ModelKind,
+    /// Rolling cut-offs T-H, T-2H, ... to learn from.
+    #[arg(long, default_value_t = 4)]
+    pub cutoffs: usize,
+    /// A key is hot when in this top share of keys by accesses or bytes read in the horizon.
+    #[arg(long, default_value_t = 0.05)]
+    pub hot_share: f64,
+    /// A key is high-churn when written at least this many times in the horizon.
+    #[arg(long, default_value_t = 2)]
+    pub churn_min_writes: u64,
+    /// L2 penalty of the logistic regressions.
+    #[arg(long, default_value_t = 1.0)]
+    pub l2: f64,
+    /// Optimizer iterations of the logistic regressions.
+    #[arg(long, default_value_t = 100)]
+    pub max_iterations: u64,
+    /// Depth limit of trees.
+    #[arg(long, default_value_t = 10)]
+    pub max_depth: u16,
+    /// Fewest training rows per tree leaf.
+    #[arg(long, default_value_t = 20)]
+    pub min_samples_leaf: usize,
+    /// Trees per forest.
+    #[arg(long, default_value_t = 20)]
+    pub trees: usize,
+    /// Training rows kept (uniform sample over keys and cut-offs).
+    #[arg(long, default_value_t = 200_000)]
+    pub max_rows: usize,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Also make the new version the active one.
+    #[arg(long)]
+    pub promote: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct EvaluateArgs {
+    /// Access logs, including the horizon after the cut-off.
+    #[arg(long)]
+    pub logs: PathBuf,
+    /// Evaluation cut-off T; the models must have been trained with a cut-off at or before it.
+    #[arg(long)]
+    pub as_of: String,
+    /// Horizon H judged after T.
+    #[arg(long, default_value = "6h", value_parser = parse_duration)]
+    pub horizon: i64,
+    /// Models to compare: REGISTRY/NAME (its active version, else its newest) or REGISTRY/NAME/VERSION. Repeatable.
+    #[arg(long = "model")]
+    pub models: Vec<PathBuf>,
+    /// Write the results as Parquet here (long format, for notebooks).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// A key is hot when in this top share of keys by accesses or bytes read in the horizon.
+    #[arg(long, default_value_t = 0.05)]
+    pub hot_share: f64,
+    /// A key is high-churn when written at least this many times in the horizon.
+    #[arg(long, default_value_t = 2)]
+    pub churn_min_writes: u64,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ModelsCommand {
+    /// Every model with its versions and the active one.
+    List,
+    /// A version's manifest (the active one when VERSION is omitted).
+    Show {
+        name: String,
+        version: Option<String>,
+    },
+    /// Make VERSION the active version of NAME (after checking it loads).
+    Promote { name: String, version: String },
+    /// Return NAME to the version promoted before the active one.
+    Rollback { name: String },
+}
+
+#[derive(Args, Debug)]
+pub struct ModelsArgs {
+    /// The model registry directory.
+    #[arg(long, default_value = "models")]
+    pub registry: PathBuf,
+    #[command(subcommand)]
+    pub command: ModelsCommand,
+}
+
+fn spinner(what: &str) -> ProgressBar {
+    let bar = ProgressBar::new_spinner();
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {prefix} {wide_msg} {elapsed}")
+            .expect("static template"),
+    );
+    bar.set_prefix(what.to_string());
+    bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    bar
+}
+
+/// Splits REGISTRY/NAME into the registry and the name.
+fn registry_and_name(path: &Path) -> Result<(Registry, String)> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .with_context(|| {
+            format!(
+                "{}: expected REGISTRY/NAME, e.g. models/oltp",
+                path.display()
+            )
+        })?;
+    let root = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    Ok((Registry::new(root), name))
+}
+
+pub fn train_command(args: TrainArgs) -> Result<()> {
+    let source = LogSource::open(&args.logs)?;
+    let as_of = resolve_as_of(&args.as_of, &source)?;
+    let (registry, name) = registry_and_name(&args.out)?;
+    let options = TrainOptions {
+        as_of,
+        horizon: args.horizon,
+        cutoffs: args.cutoffs,
+        rules: LabelRules {
+            hot_share: args.hot_share,
+            churn_min_writes: args.churn_min_writes,
+        },
+        hyperparameters: Hyperparameters {
+            kind: args.kind,
+            l2: args.l2,
+            max_iterations: args.max_iterations,
+            max_depth: args.max_depth,
+            min_samples_leaf: args.min_samples_leaf,
+            trees: args.trees,
+            max_rows: args.max_rows,
+            seed: args.seed,
+        },
+    }
+    .check()?;
+    let bar = spinner("train");
+    let started = Instant::now();
+    let trained = train::train(&source, &options, &|step| bar.set_message(step.to_string()))?;
+    bar.finish_and_clear();
+    // In-sample figures on the newest training cut-off: a sanity check, not
+    // the honest comparison (that is `shadowcast evaluate` on a later cut-off).
+    let newest = &trained.cutoffs[0];
+    let half_life = evaluate::best_half_life(newest);
+    let results = evaluate::compare(
+        newest,
+        half_life,
+        &[(name.clone(), &trained.predictor)],
+        options.hyperparameters.seed,
+    );
+    let mine = results
+        .iter()
+        .find(|r| r.method == name)
+        .expect("the model is judged");
+    let metrics = BTreeMap::from([
+        ("in_sample_auc_hot".to_string(), mine.auc_hot),
+        ("in_sample_auc_churn".to_string(), mine.auc_churn),
+        (
+            "in_sample_capture_accesses_10pct_keys".to_string(),
+            mine.capture_keys[2],
+        ),
+        (
+            "training_seconds".to_string(),
+            started.elapsed().as_secs_f64(),
+        ),
+    ]);
+    let manifest = registry.save(&name, &trained.predictor, trained.window, metrics)?;
+    eprintln!(
+        "trained {} model {} {} on {} rows from {} cut-offs in {:.1}s",
+        manifest.kind,
+        manifest.name,
+        manifest.version,
+        manifest.window.rows_used,
+        manifest.window.cutoffs.len(),
+        started.elapsed().as_secs_f64()
+    );
+    if args.promote {
+        registry.promote(&name, &manifest.version)?;
+        eprintln!("promoted {} {}", manifest.name, manifest.version);
+    }
+    println!(
+        "{}",
+        registry
+            .root()
+            .join(&name)
+            .join(&manifest.version)
+            .display()
+    );
+    Ok(())
+}
+
+/// Loads REGISTRY/NAME (active, else newest) or REGISTRY/NAME/VERSION.
+fn load_model(path: &Path) -> Result<LoadedModel> {
+    let as_version = path
+        .parent()
+        .and_then(|parent| registry_and_name(parent).ok())
+        .filter(|(registry, name)| {
+            registry
+                .versions(name)
+                .map(|v| !v.is_empty())
+                .unwrap_or(false)
+        });
+    if let Some((registry, name)) = as_version {
+        let version = path
+            .file_name()
+            .expect("has a parent, so a name")
+            .to_string_lossy();
+        if registry.versions(&name)?.iter().any(|v| *v == version) {
+            return Ok(registry.load(&name, &version)?);
+        }
+    }
+    let (registry, name) = registry_and_name(path)?;
+    let version = match registry.active(&name)? {
+        Some(version) => version,
+        None => registry
+            .versions(&name)?
+            .pop()
+            .with_context(|| format!("{}: no model versions there", path.display()))?,
+    };
+    Ok(registry.load(&name, &version)?)
+}
+
+pub fn evaluate_command(args: EvaluateArgs) -> Result<()> {
+    let source = LogSource::open(&args.logs)?;
+    let as_of = resolve_as_of(&args.as_of, &source)?;
+    let models = args
+        .models
+        .iter()
+        .map(|path| load_model(path))
+        .collect::<Result<Vec<_>>>()?;
+    for model in &models {
+        let trained_until =
+            crate::time::parse_instant(&model.manifest.window.as_of).map_err(anyhow::Error::msg)?;
+        if trained_until > as_of {
+            bail!(
+                "model {} {} was trained with data up to {}, after the evaluation cut-off {}: evaluate at a later cut-off",
+                model.manifest.name,
+                model.manifest.version,
+                model.manifest.window.as_of,
+                format_instant(as_of)
+            );
+        }
+    }
+    let rules = LabelRules {
+        hot_share: args.hot_share,
+        churn_min_writes: args.churn_min_writes,
+    };
+    let bar = spinner("evaluate");
+    bar.set_message("tuning the decayed-counter half-life on the cut-off before");
+    let half_life = match LabelledCutoff::build(&source, as_of - args.horizon, args.horizon, &rules)
+    {
+        Ok(past) => evaluate::best_half_life(&past),
+        Err(_) => 1,
+    };
+    bar.set_message(format!(
+        "labelling {} + {}s",
+        format_instant(as_of),
+        args.horizon / 1_000_000
+    ));
+    let cutoff = LabelledCutoff::build(&source, as_of, args.horizon, &rules)
+        .context("evaluation needs logs after the cut-off")?;
+    let named: Vec<(String, &crate::model::predictor::Predictor)> = models
+        .iter()
+        .map(|m| {
+            (
+                format!("{}-{}", m.manifest.name, m.manifest.version),
+                &m.predictor,
+            )
+        })
+        .collect();
+    let results = evaluate::compare(&cutoff, half_life, &named, args.seed);
+    bar.finish_and_clear();
+    print_results(
+        &results,
+        cutoff.features.len(),
+        &format_instant(as_of),
+        args.horizon,
+    );
+    if let Some(out) = &args.out {
+        evaluate::write_report(out, &format_instant(as_of), &results)?;
+        eprintln!("wrote {}", out.display());
+    }
+    Ok(())
+}
+
+fn print_results(results: &[MethodResult], keys: usize, as_of: &str, horizon: i64) {
+    println!(
+        "{keys} keys at {as_of}, judged on the next {}h",
+        horizon / 3_600_000_000
+    );
+    println!(
+        "{:<22} {:>7} {:>7} {:>7} {:>7} | {:>6} {:>6} {:>6} {:>6} | {:>6} {:>6} | {:>8}",
+        "method",
+        "auc_hot",
+        "auc_chn",
+        "p@1%hot",
+        "p@1%chn",
+        "cap1%",
+        "cap5%",
+        "cap10%",
+        "cap20%",
+        "byte5%",
+        "byte10%",
+        "%oracle10"
+    );
+    let oracle = results.iter().find(|r| r.method == "oracle");
+    for r in results {
+        let share = oracle.map_or(f64::NAN, |o| r.capture_keys[2] / o.capture_keys[2]);
+        println!(
+            "{:<22} {:>7.3} {:>7.3} {:>7.3} {:>7.3} | {:>6.3} {:>6.3} {:>6.3} {:>6.3} | {:>6.3} {:>6.3} | {:>7.1}%",
+            r.method,
+            r.auc_hot,
+            r.auc_churn,
+            r.precision_hot,
+            r.precision_churn,
+            r.capture_keys[0],
+            r.capture_keys[1],
+            r.capture_keys[2],
+            r.capture_keys[3],
+            r.capture_bytes[1],
+            r.capture_bytes[2],
+            100.0 * share
+        );
+    }
+    let is_heuristic = |r: &&MethodResult| {
+        ["random", "most-recent", "most-frequent"].contains(&r.method.as_str())
+            || r.method.starts_with("decayed-")
+    };
+    let best_heuristic = results
+        .iter()
+        .filter(is_heuristic)
+        .max_by(|a, b| a.capture_keys[2].total_cmp(&b.capture_keys[2]));
+    let models: Vec<&MethodResult> = results
+        .iter()
+        .filter(|r| !is_heuristic(r) && r.method != "oracle")
+        .collect();
+    if let (Some(heuristic), Some(oracle)) = (best_heuristic, oracle) {
+        for model in models {
+            let verdict = if model.capture_keys[2] > heuristic.capture_keys[2] {
+                "beats"
+            } else {
+                "does NOT beat"
+            };
+            println!(
+                "{} {verdict} the best heuristic ({}) at a 10% key budget: {:.1}% vs {:.1}% of accesses captured; {:.1}% of the oracle's capture",
+                model.method,
+                heuristic.method,
+                100.0 * model.capture_keys[2],
+                100.0 * heuristic.capture_keys[2],
+                100.0 * model.capture_keys[2] / oracle.capture_keys[2]
+            );
+        }
+    }
+}
+
+pub fn models_command(args: ModelsArgs) -> Result<()> {
+    let registry = Registry::new(&args.registry);
+    match args.command {
+        ModelsCommand::List => {
+            for name in registry.names()? {
+                let active = registry.active(&name)?;
+                for version in registry.versions(&name)? {
+                    let manifest = registry.manifest(&name, &version)?;
+                    let marker = if active.as_deref() == Some(version.as_str()) {
+                        "*"
+                    } else {
+                        " "
+                    };
+                    println!(
+                        "{marker} {name:<16} {version:<5} {:<8} trained to {} horizon {}s  {}",
+                        manifest.kind,
+                        manifest.window.as_of,
+                        manifest.window.horizon_seconds,
+                        manifest.feature_set_label()
+                    );
+                }
+            }
+        }
+        ModelsCommand::Show { name, version } => {
+            let version = match version {
+                Some(version) => version,
+                None => registry
+                    .active(&name)?
+                    .with_context(|| format!("model {name} has no active version; name one"))?,
+            };
+            let manifest = registry.manifest(&name, &version)?;
+            println!("{}", serde_json::to_string_pretty(&manifest)?);
+        }
+        ModelsCommand::Promote { name, version } => {
+            registry.promote(&name, &version)?;
+            println!("{name} {version} is now active");
+        }
+        ModelsCommand::Rollback { name } => {
+            let loaded = registry.rollback(&name)?;
+            println!("{name} rolled back to {}", loaded.manifest.version);
+        }
+    }
+    Ok(())
+}

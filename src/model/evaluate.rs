@@ -1,0 +1,366 @@
+//! The honest comparison: every method ranks the same keys at a cut-off none
+//! of them trained on, and is judged on what then happened.
+//!
+//! Methods: random, most recent (LRU-like), most frequent (LFU-like), the
+//! time-decayed counter with the half-life that did best on the cut-off
+//! before (tuned on past data only), each model, and the oracle.
+//!
+//! Metrics, per method: ROC AUC and precision at 1% of keys for hot and for
+//! high-churn; capture — the share of the horizon's accesses that fall on the
+//! top 1/5/10/20% of keys, and the share of its bytes read that fall on the
+//! keys chosen within 1/5/10/20% of the bytes (keys taken by score per byte)
+//! — also as a fraction of the oracle's capture. Keys first seen in the
+//! horizon count in the totals: no method can pick them.
+
+use rand::{Rng, SeedableRng};
+use serde::Serialize;
+
+use super::input::raw_inputs;
+use super::predictor::Predictor;
+use super::train::LabelledCutoff;
+use crate::features::KeyFeatures;
+use crate::features::definition::DECAY_HALF_LIVES;
+
+pub const BUDGETS: [f64; 4] = [0.01, 0.05, 0.10, 0.20];
+
+/// How one method ranks keys.
+pub struct Ranking {
+    pub method: String,
+    /// Higher is more likely hot / more accesses.
+    pub hot: Vec<f64>,
+    /// Higher is more likely to churn.
+    pub churn: Vec<f64>,
+    /// What the key is worth for byte budgets (divided by its size to rank);
+    /// `None`: the hot score.
+    pub byte_value: Option<Vec<f64>>,
+}
+
+/// A method's results at one cut-off.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct MethodResult {
+    pub method: String,
+    pub auc_hot: f64,
+    pub auc_churn: f64,
+    pub precision_hot: f64,
+    pub precision_churn: f64,
+    /// Capture of accesses at each of [`BUDGETS`] of keys.
+    pub capture_keys: [f64; 4],
+    /// Capture of bytes read at each of [`BUDGETS`] of bytes.
+    pub capture_bytes: [f64; 4],
+}
+
+/// Area under the ROC curve of `scores` for `labels` (ties count half);
+/// `NaN` when one class is absent.
+pub fn roc_auc(scores: &[f64], labels: &[bool]) -> f64 {
+    let positives = labels.iter().filter(|l| **l).count() as f64;
+    let negatives = labels.len() as f64 - positives;
+    if positives == 0.0 || negatives == 0.0 {
+        return f64::NAN;
+    }
+    let mut order: Vec<usize> = (0..scores.len()).collect();
+    order.sort_by(|&a, &b| scores[a].total_cmp(&scores[b]));
+    // Sum of positive ranks, with tied scores sharing their average rank.
+    let mut rank_sum = 0.0;
+    let mut start = 0;
+    while start < order.len() {
+        let mut end = start;
+        while end < order.len() && scores[order[end]] == scores[order[start]] {
+            end += 1;
+        }
+        let average_rank = (start + end + 1) as f64 / 2.0;
+        rank_sum += order[start..end].iter().filter(|&&i| labels[i]).count() as f64 * average_rank;
+        start = end;
+    }
+    (rank_sum - positives * (positives + 1.0) / 2.0) / (positives * negatives)
+}
+
+/// Indices by descending score; ties keep key order.
+fn descending(scores: &[f64]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..scores.len()).collect();
+    order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
+    order
+}
+
+fn precision_at(scores: &[f64], labels: &[bool], share: f64) -> f64 {
+    let k = ((scores.len() as f64 * share).ceil() as usize).clamp(1, scores.len().max(1));
+    let order = descending(scores);
+    order.iter().take(k).filter(|&&i| labels[i]).count() as f64 / k as f64
+}
+
+/// Judges `ranking` on the outcomes of `cutoff`.
+pub fn judge(ranking: &Ranking, cutoff: &LabelledCutoff, sizes: &[f64]) -> MethodResult {
+    let keys = cutoff.outcomes.len();
+    let total_accesses = cutoff.total.accesses.max(1) as f64;
+    let total_bytes_read = cutoff.total.bytes_read.max(1) as f64;
+    let order = descending(&ranking.hot);
+    let capture_keys = BUDGETS.map(|budget| {
+        let k = (keys as f64 * budget).ceil() as usize;
+        order
+            .iter()
+            .take(k)
+            .map(|&i| cutoff.outcomes[i].accesses as f64)
+            .sum::<f64>()
+            / total_accesses
+    });
+    let value = ranking.byte_value.as_ref().unwrap_or(&ranking.hot);
+    let per_byte: Vec<f64> = value
+        .iter()
+        .zip(sizes)
+        .map(|(v, size)| v / size.max(1.0))
+        .collect();
+    let by_density = descending(&per_byte);
+    let all_bytes: f64 = sizes.iter().sum();
+    let capture_bytes = BUDGETS.map(|budget| {
+        let allowance = all_bytes * budget;
+        let mut used = 0.0;
+        let mut read = 0.0;
+        for &i in &by_density {
+            if used + sizes[i] > allowance {
+                continue;
+            }
+            used += sizes[i];
+            read += cutoff.outcomes[i].bytes_read as f64;
+        }
+        read / total_bytes_read
+    });
+    MethodResult {
+        method: ranking.method.clone(),
+        auc_hot: roc_auc(&ranking.hot, &cutoff.hot),
+        auc_churn: roc_auc(&ranking.churn, &cutoff.churn),
+        precision_hot: precision_at(&ranking.hot, &cutoff.hot, 0.01),
+        precision_churn: precision_at(&ranking.churn, &cutoff.churn, 0.01),
+        capture_keys,
+        capture_bytes,
+    }
+}
+
+fn from_rows(
+    method: &str,
+    rows: &[KeyFeatures],
+    hot: impl Fn(&KeyFeatures) -> f64,
+    churn: impl Fn(&KeyFeatures) -> f64,
+) -> Ranking {
+    Ranking {
+        method: method.to_string(),
+        hot: rows.iter().map(hot).collect(),
+        churn: rows.iter().map(churn).collect(),
+        byte_value: None,
+    }
+}
+
+/// The heuristics, the decayed counter using half-life index `half_life`.
+pub fn heuristics(rows: &[KeyFeatures], half_life: usize, seed: u64) -> Vec<Ranking> {
+    let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(seed);
+    let random: Vec<f64> = rows.iter().map(|_| rng.random()).collect();
+    let recency = |secs: Option<f64>| -secs.unwrap_or(f64::INFINITY);
+    vec![
+        Ranking {
+            method: "random".into(),
+            hot: random.clone(),
+            churn: random,
+            byte_value: None,
+        },
+        from_rows(
+            "most-recent",
+            rows,
+            |r| recency(r.secs_since_last_read).max(recency(r.secs_since_last_write)),
+            |r| recency(r.secs_since_last_write),
+        ),
+        from_rows(
+            "most-frequent",
+            rows,
+            |r| (r.reads_total + r.writes_total) as f64,
+            |r| r.writes_total as f64,
+        ),
+        from_rows(
+            &format!("decayed-{}", DECAY_HALF_LIVES[half_life].0),
+            rows,
+            |r| r.reads_decay[half_life] + r.writes_decay[half_life],
+            |r| r.writes_decay[half_life],
+        ),
+    ]
+}
+
+/// The half-life whose decayed counter captured the most accesses at a 10%
+/// key budget on `cutoff` (a past cut-off: no peeking at the evaluation).
+pub fn best_half_life(cutoff: &LabelledCutoff) -> usize {
+    let rows: Vec<KeyFeatures> = cutoff.features.rows().collect();
+    let sizes: Vec<f64> = rows.iter().map(|r| r.size_last as f64).collect();
+    (0..DECAY_HALF_LIVES.len())
+        .max_by(|&a, &b| {
+            let capture =
+                |h: usize| judge(&heuristics(&rows, h, 0)[3], cutoff, &sizes).capture_keys[2];
+            capture(a).total_cmp(&capture(b))
+        })
+        .expect("half-lives exist")
+}
+
+/// The model's ranking: expected accesses for hot (it ranks), churn probability.
+pub fn model_ranking(name: &str, predictor: &Predictor, cutoff: &LabelledCutoff) -> Ranking {
+    let scores = predictor.score(raw_inputs(&cutoff.features).view());
+    Ranking {
+        method: name.to_string(),
+        hot: scores.accesses,
+        churn: scores.churn,
+        byte_value: None,
+    }
+}
+
+/// The oracle: the true future.
+pub fn oracle(cutoff: &LabelledCutoff) -> Ranking {
+    Ranking {
+        method: "oracle".into(),
+        hot: cutoff.outcomes.iter().map(|o| o.accesses as f64).collect(),
+        churn: cutoff.outcomes.iter().map(|o| o.writes as f64).collect(),
+        byte_value: Some(
+            cutoff
+                .outcomes
+                .iter()
+                .map(|o| o.bytes_read as f64)
+                .collect(),
+        ),
+    }
+}
+
+/// Every method judged on `cutoff`, oracle last.
+pub fn compare(
+    cutoff: &LabelledCutoff,
+    half_life: usize,
+    models: &[(String, &Predictor)],
+    seed: u64,
+) -> Vec<MethodResult> {
+    let rows: Vec<KeyFeatures> = cutoff.features.rows().collect();
+    let sizes: Vec<f64> = rows.iter().map(|r| r.size_last as f64).collect();
+    let mut rankings = heuristics(&rows, half_life, seed);
+    rankings.extend(
+        models
+            .iter()
+            .map(|(name, predictor)| model_ranking(name, predictor, cutoff)),
+    );
+    rankings.push(oracle(cutoff));
+    rankings.iter().map(|r| judge(r, cutoff, &sizes)).collect()
+}
+
+/// Writes results as long-format Parquet (method, metric, budget, value,
+/// share of the oracle's value), for notebooks.
+pub fn write_report(
+    path: &std::path::Path,
+    as_of: &str,
+    results: &[MethodResult],
+) -> Result<(), super::ModelError> {
+    use std::sync::Arc;
+
+    use arrow_array::{ArrayRef, Float64Array, RecordBatch, StringArray};
+
+    let oracle = results.iter().find(|r| r.method == "oracle");
+    let mut rows: Vec<(String, &'static str, f64, f64, f64)> = Vec::new();
+    for result in results {
+        for (metric, value, oracle_value) in [
+            ("auc_hot", result.auc_hot, oracle.map(|o| o.auc_hot)),
+            ("auc_churn", result.auc_churn, oracle.map(|o| o.auc_churn)),
+            (
+                "precision_hot_1pct",
+                result.precision_hot,
+                oracle.map(|o| o.precision_hot),
+            ),
+            (
+                "precision_churn_1pct",
+                result.precision_churn,
+                oracle.map(|o| o.precision_churn),
+            ),
+        ] {
+            rows.push((
+                result.method.clone(),
+                metric,
+                f64::NAN,
+                value,
+                value / oracle_value.unwrap_or(f64::NAN),
+            ));
+        }
+        for (index, budget) in BUDGETS.iter().enumerate() {
+            let oracle_keys = oracle.map_or(f64::NAN, |o| o.capture_keys[index]);
+            let oracle_bytes = oracle.map_or(f64::NAN, |o| o.capture_bytes[index]);
+            rows.push((
+                result.method.clone(),
+                "capture_accesses_by_keys",
+                *budget,
+                result.capture_keys[index],
+                result.capture_keys[index] / oracle_keys,
+            ));
+            rows.push((
+                result.method.clone(),
+                "capture_bytes_read_by_bytes",
+                *budget,
+                result.capture_bytes[index],
+                result.capture_bytes[index] / oracle_bytes,
+            ));
+        }
+    }
+    let columns: Vec<(&str, ArrayRef)> = vec![
+        (
+            "as_of",
+            Arc::new(StringArray::from_iter_values(rows.iter().map(|_| as_of))),
+        ),
+        (
+            "method",
+            Arc::new(StringArray::from_iter_values(
+                rows.iter().map(|r| r.0.as_str()),
+            )),
+        ),
+        (
+            "metric",
+            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.1))),
+        ),
+        (
+            "budget",
+            Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.2))),
+        ),
+        (
+            "value",
+            Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.3))),
+        ),
+        (
+            "share_of_oracle",
+            Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.4))),
+        ),
+    ];
+    let batch = RecordBatch::try_from_iter(columns).expect("report columns line up");
+    let io = |source| super::ModelError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(io)?;
+    }
+    let file = std::fs::File::create(path).map_err(io)?;
+    let parquet = |e: parquet::errors::ParquetError| super::ModelError::Io {
+        path: path.to_path_buf(),
+        source: std::io::Error::other(e),
+    };
+    let mut writer =
+        parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).map_err(parquet)?;
+    writer.write(&batch).map_err(parquet)?;
+    writer.close().map_err(parquet)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auc_of_perfect_inverse_and_tied_rankings() {
+        let labels = [false, false, true, true];
+        assert_eq!(roc_auc(&[0.1, 0.2, 0.8, 0.9], &labels), 1.0);
+        assert_eq!(roc_auc(&[0.9, 0.8, 0.2, 0.1], &labels), 0.0);
+        assert_eq!(roc_auc(&[0.5; 4], &labels), 0.5);
+        assert!(roc_auc(&[0.5; 4], &[true; 4]).is_nan());
+    }
+
+    #[test]
+    fn precision_counts_the_top_share() {
+        let scores: Vec<f64> = (0..200).map(f64::from).collect();
+        let labels: Vec<bool> = (0..200).map(|i| i >= 199).collect();
+        assert_eq!(precision_at(&scores, &labels, 0.01), 0.5);
+    }
+}
