@@ -1,0 +1,309 @@
+//! Models end to end: train, list, promote, roll back and evaluate through
+//! the binary on generated logs; load refusals and atomic swaps through the
+//! library on the real model files.
+
+mod common;
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use common::*;
+use shadowcast::features::{FeatureOptions, compute};
+use shadowcast::logs::LogSource;
+use shadowcast::model::ModelError;
+use shadowcast::model::handle::ModelHandle;
+use shadowcast::model::input::raw_inputs;
+use shadowcast::model::registry::Registry;
+use shadowcast::time::parse_instant;
+
+/// 36 hours of the oltp profile, shared by the tests of this file.
+fn logs(dir: &Path) -> std::path::PathBuf {
+    let logs = dir.join("logs");
+    shadowcast_ok(&[
+        "generate",
+        "--out",
+        path_str(&logs),
+        "--events",
+        "60000",
+        "--hours",
+        "36",
+        "--seed",
+        "4",
+    ]);
+    logs
+}
+
+fn train(logs: &Path, out: &Path, kind: &str, promote: bool) -> String {
+    let mut args = vec![
+        "train",
+        "--logs",
+        path_str(logs),
+        "--as-of",
+        "2026-11-02T06:00:00Z",
+        "--horizon",
+        "3h",
+        "--cutoffs",
+        "3",
+        "--out",
+        path_str(out),
+        "--kind",
+        kind,
+        "--max-rows",
+        "4000",
+        "--trees",
+        "4",
+    ];
+    if promote {
+        args.push("--promote");
+    }
+    stdout(&shadowcast_ok(&args)).trim().to_string()
+}
+
+#[test]
+fn train_list_promote_rollback_and_evaluate_through_the_binary() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = logs(dir.path());
+    let registry = dir.path().join("models");
+    let model = registry.join("oltp");
+
+    let v1 = train(&logs, &model, "logistic", true);
+    assert!(v1.ends_with("oltp/v1"), "{v1}");
+    let manifest: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(Path::new(&v1).join("manifest.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(manifest["feature_set"], "shadowcast.access");
+    assert_eq!(manifest["feature_set_version"], 1);
+    assert_eq!(manifest["kind"], "logistic");
+    assert_eq!(manifest["window"]["as_of"], "2026-11-02T06:00:00Z");
+    assert_eq!(manifest["window"]["cutoffs"].as_array().unwrap().len(), 3);
+    assert_eq!(manifest["model_sha256"].as_str().unwrap().len(), 64);
+    assert!(manifest["metrics"]["in_sample_auc_hot"].as_f64().unwrap() > 0.5);
+
+    let v2 = train(&logs, &model, "tree", false);
+    assert!(v2.ends_with("oltp/v2"), "{v2}");
+    let list = stdout(&shadowcast_ok(&[
+        "models",
+        "--registry",
+        path_str(&registry),
+        "list",
+    ]));
+    assert!(list.contains("* oltp             v1"), "{list}");
+    assert!(list.contains("  oltp             v2    tree"), "{list}");
+
+    shadowcast_ok(&[
+        "models",
+        "--registry",
+        path_str(&registry),
+        "promote",
+        "oltp",
+        "v2",
+    ]);
+    let shown = stdout(&shadowcast_ok(&[
+        "models",
+        "--registry",
+        path_str(&registry),
+        "show",
+        "oltp",
+    ]));
+    assert!(shown.contains("\"version\": \"v2\""), "{shown}");
+    let rolled = stdout(&shadowcast_ok(&[
+        "models",
+        "--registry",
+        path_str(&registry),
+        "rollback",
+        "oltp",
+    ]));
+    assert!(rolled.contains("rolled back to v1"), "{rolled}");
+    let error = shadowcast_err(&[
+        "models",
+        "--registry",
+        path_str(&registry),
+        "rollback",
+        "oltp",
+    ]);
+    assert!(error.contains("no earlier promotion"), "{error}");
+
+    let report = dir.path().join("eval.parquet");
+    let output = shadowcast_ok(&[
+        "evaluate",
+        "--logs",
+        path_str(&logs),
+        "--as-of",
+        "2026-11-02T09:00:00Z",
+        "--horizon",
+        "3h",
+        "--model",
+        &v1,
+        "--model",
+        &v2,
+        "--out",
+        path_str(&report),
+    ]);
+    let table = stdout(&output);
+    for method in [
+        "random",
+        "most-recent",
+        "most-frequent",
+        "decayed-",
+        "oltp-v1",
+        "oltp-v2",
+        "oracle",
+    ] {
+        assert!(table.contains(method), "{method} missing from:\n{table}");
+    }
+    assert!(
+        table.contains("the best heuristic"),
+        "a verdict per model:\n{table}"
+    );
+    let rows = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+        std::fs::File::open(&report).unwrap(),
+    )
+    .unwrap()
+    .build()
+    .unwrap()
+    .map(|b| b.unwrap().num_rows())
+    .sum::<usize>();
+    assert_eq!(
+        rows,
+        7 * (4 + 2 * 4),
+        "7 methods x (4 scores + 2 captures x 4 budgets)"
+    );
+
+    // A model trained on data after the evaluation cut-off is refused.
+    let error = shadowcast_err(&[
+        "evaluate",
+        "--logs",
+        path_str(&logs),
+        "--as-of",
+        "2026-11-02T03:00:00Z",
+        "--horizon",
+        "3h",
+        "--model",
+        &v1,
+    ]);
+    assert!(
+        error.contains("trained with data up to 2026-11-02T06:00:00Z"),
+        "{error}"
+    );
+}
+
+#[test]
+fn the_handle_swaps_atomically_and_refuses_broken_models() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = logs(dir.path());
+    let root = dir.path().join("models");
+    train(&logs, &root.join("m"), "logistic", true);
+    train(&logs, &root.join("m"), "tree", false);
+    let registry = Registry::new(&root);
+
+    let source = LogSource::open(&logs).unwrap();
+    let features = compute(
+        &source,
+        FeatureOptions {
+            as_of: parse_instant("2026-11-02T09:00:00Z").unwrap(),
+            since: None,
+        },
+        &|_| {},
+    )
+    .unwrap();
+    let raw = raw_inputs(&features);
+    let expected_v1 = registry
+        .load("m", "v1")
+        .unwrap()
+        .predictor
+        .score(raw.view());
+    let expected_v2 = registry
+        .load("m", "v2")
+        .unwrap()
+        .predictor
+        .score(raw.view());
+    assert_ne!(expected_v1, expected_v2);
+
+    // Scoring threads see one whole model per request while the main thread swaps.
+    let handle = ModelHandle::new(registry.load("m", "v1").unwrap());
+    let done = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        for _ in 0..2 {
+            scope.spawn(|| {
+                let mut seen = 0;
+                while !done.load(Ordering::Relaxed) || seen == 0 {
+                    let model = handle.current();
+                    let scores = model.predictor.score(raw.view());
+                    let expected = if model.manifest.version == "v1" {
+                        &expected_v1
+                    } else {
+                        &expected_v2
+                    };
+                    assert_eq!(&scores, expected, "a request saw a mixed model");
+                    seen += 1;
+                }
+            });
+        }
+        for round in 0..20 {
+            let version = if round % 2 == 0 { "v2" } else { "v1" };
+            handle.load_and_swap(&registry, "m", version).unwrap();
+        }
+        done.store(true, Ordering::Relaxed);
+    });
+    let serving = handle.current().manifest.version.clone();
+
+    // Truncated model file: refused by the checksum, the serving model stays.
+    let model_file = root.join("m/v2/model.json");
+    let bytes = std::fs::read(&model_file).unwrap();
+    std::fs::write(&model_file, &bytes[..bytes.len() / 2]).unwrap();
+    let error = handle
+        .load_and_swap(&registry, "m", "v2")
+        .err()
+        .expect("refused");
+    assert!(matches!(error, ModelError::Checksum { .. }), "{error}");
+    assert!(error.to_string().contains("m/v2/model.json"), "{error}");
+    assert_eq!(
+        handle.current().manifest.version,
+        serving,
+        "the current model keeps serving"
+    );
+
+    // A model of another feature set version.
+    let manifest_file = root.join("m/v1/manifest.json");
+    let text = std::fs::read_to_string(&manifest_file).unwrap();
+    std::fs::write(
+        &manifest_file,
+        text.replace("\"feature_set_version\": 1", "\"feature_set_version\": 2"),
+    )
+    .unwrap();
+    let error = handle
+        .load_and_swap(&registry, "m", "v1")
+        .err()
+        .expect("refused");
+    assert!(
+        error
+            .to_string()
+            .contains("trained on feature set shadowcast.access v2"),
+        "{error}"
+    );
+    assert_eq!(handle.current().manifest.version, serving);
+
+    // A manifest that is not JSON at all.
+    std::fs::write(&manifest_file, "{ not json").unwrap();
+    let error = handle
+        .load_and_swap(&registry, "m", "v1")
+        .err()
+        .expect("refused");
+    assert!(
+        error.to_string().contains("corrupt or truncated model"),
+        "{error}"
+    );
+
+    // Promotion checks the model loads first, so a broken one never becomes active.
+    let error = shadowcast_err(&[
+        "models",
+        "--registry",
+        path_str(&root),
+        "promote",
+        "m",
+        "v2",
+    ]);
+    assert!(error.contains("checksum mismatch"), "{error}");
+    assert_eq!(registry.active("m").unwrap().as_deref(), Some("v1"));
+}
