@@ -5,7 +5,7 @@
 use arrow_array::cast::AsArray;
 use arrow_array::types::Float64Type;
 use arrow_schema::DataType;
-use ndarray::{Array2, ArrayView2, Axis};
+use ndarray::{Array2, ArrayView1, ArrayView2, Axis};
 use serde::{Deserialize, Serialize};
 
 use crate::features::FeatureTable;
@@ -44,6 +44,14 @@ pub fn raw_inputs(table: &FeatureTable) -> Array2<f64> {
     inputs
 }
 
+/// log(1 + x), approximated (micromath, absolute error under 0.001): far
+/// finer than what separates keys after standardization, several times
+/// faster than the exact function, and it runs for most inputs of every key
+/// scored. Training and scoring use the same function.
+fn log_scale(value: f64) -> f64 {
+    f64::from(micromath::F32(1.0 + value.max(0.0) as f32).ln().0)
+}
+
 /// Learned input preprocessing: missing recency becomes "long ago",
 /// heavy-tailed inputs (counts, decayed counters, sizes, ages) are put on a
 /// log scale, and every input is standardized with the training mean and
@@ -53,7 +61,8 @@ pub struct Preprocess {
     pub input_names: Vec<String>,
     log_scaled: Vec<bool>,
     mean: Vec<f64>,
-    scale: Vec<f64>,
+    /// 1 / standard deviation (1 for constant inputs).
+    inverse_scale: Vec<f64>,
 }
 
 impl Preprocess {
@@ -67,7 +76,7 @@ impl Preprocess {
             input_names,
             log_scaled,
             mean: vec![0.0; raw.ncols()],
-            scale: vec![1.0; raw.ncols()],
+            inverse_scale: vec![1.0; raw.ncols()],
         };
         let transformed = preprocess.transform(raw);
         let rows = transformed.nrows().max(1) as f64;
@@ -75,8 +84,8 @@ impl Preprocess {
             let mean = values.sum() / rows;
             let variance = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / rows;
             preprocess.mean[column] = mean;
-            preprocess.scale[column] = if variance > 1e-12 {
-                variance.sqrt()
+            preprocess.inverse_scale[column] = if variance > 1e-12 {
+                1.0 / variance.sqrt()
             } else {
                 1.0
             };
@@ -85,23 +94,36 @@ impl Preprocess {
     }
 
     fn transform(&self, raw: ArrayView2<f64>) -> Array2<f64> {
-        let mut out = raw.to_owned();
-        for mut row in out.axis_iter_mut(Axis(0)) {
-            for (column, value) in row.iter_mut().enumerate() {
-                let filled = if value.is_nan() {
-                    NEVER_SECONDS
-                } else {
-                    *value
-                };
-                let scaled = if self.log_scaled[column] {
-                    filled.max(0.0).ln_1p()
-                } else {
-                    filled
-                };
-                *value = (scaled - self.mean[column]) / self.scale[column];
-            }
+        let mut out = Array2::<f64>::zeros(raw.dim());
+        for (raw_row, mut row) in raw.axis_iter(Axis(0)).zip(out.axis_iter_mut(Axis(0))) {
+            let row = row.as_slice_mut().expect("a fresh array is contiguous");
+            self.apply_row(raw_row, row);
         }
         out
+    }
+
+    /// One key's raw inputs into `out` (one slot per input).
+    pub fn apply_row(&self, raw: ArrayView1<f64>, out: &mut [f64]) {
+        match raw.as_slice() {
+            Some(values) => self.apply_slice(values, out),
+            None => self.apply_slice(&raw.to_vec(), out),
+        }
+    }
+
+    fn apply_slice(&self, raw: &[f64], out: &mut [f64]) {
+        let columns = raw
+            .iter()
+            .zip(&self.log_scaled)
+            .zip(self.mean.iter().zip(&self.inverse_scale));
+        for (slot, ((&value, &log_scaled), (mean, inverse_scale))) in out.iter_mut().zip(columns) {
+            let filled = if value.is_nan() { NEVER_SECONDS } else { value };
+            let scaled = if log_scaled {
+                log_scale(filled)
+            } else {
+                filled
+            };
+            *slot = (scaled - mean) * inverse_scale;
+        }
     }
 
     /// Raw inputs in, model-ready inputs out.

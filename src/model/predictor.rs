@@ -231,6 +231,35 @@ impl Target {
         }
     }
 
+    /// Whether the target is a function of a linear score (predictable row by row).
+    fn is_linear(&self) -> bool {
+        matches!(
+            self,
+            Target::Constant(_) | Target::Logistic(_) | Target::LogLinear(_)
+        )
+    }
+
+    /// The prediction of a linear target for one preprocessed row.
+    fn predict_row(&self, x: &[f64]) -> f64 {
+        let linear = |weights: &Array1<f64>, intercept: f64| {
+            let weights = weights.as_slice().expect("fitted weights are contiguous");
+            weights.iter().zip(x).map(|(w, v)| w * v).sum::<f64>() + intercept
+        };
+        match self {
+            Target::Constant(value) => *value,
+            Target::Logistic(model) => {
+                // linfa-logistic's score is for the majority class.
+                let z = linear(model.params(), model.intercept());
+                let z = if model.labels().pos.class { z } else { -z };
+                1.0 / (1.0 + (-z).exp())
+            }
+            Target::LogLinear(model) => linear(model.params(), model.intercept()).exp_m1().max(0.0),
+            Target::Tree { .. } | Target::Forest { .. } => {
+                unreachable!("trees predict whole matrices")
+            }
+        }
+    }
+
     fn predict(&self, x: ArrayView2<f64>) -> Vec<f64> {
         let from_log = |values: Vec<f64>, log_count: bool| {
             if log_count {
@@ -240,20 +269,10 @@ impl Target {
             }
         };
         match self {
-            Target::Constant(value) => vec![*value; x.nrows()],
-            Target::Logistic(model) => {
-                // linfa-logistic gives the probability of the majority class.
-                let probabilities = model.predict_probabilities(&x);
-                if model.labels().pos.class {
-                    probabilities.to_vec()
-                } else {
-                    probabilities.mapv(|p| 1.0 - p).to_vec()
-                }
-            }
-            Target::LogLinear(model) => {
-                let linear = x.dot(model.params()) + model.intercept();
-                linear.mapv(|v| v.exp_m1().max(0.0)).to_vec()
-            }
+            Target::Constant(_) | Target::Logistic(_) | Target::LogLinear(_) => x
+                .axis_iter(ndarray::Axis(0))
+                .map(|row| self.predict_row(row.as_slice().expect("contiguous rows")))
+                .collect(),
             Target::Tree { tree, log_count } => from_log(
                 tree.predict(&dense(x)).expect("fitted tree predicts"),
                 *log_count,
@@ -307,12 +326,36 @@ impl Predictor {
 
     /// Scores keys from their raw inputs (see [`super::input::raw_inputs`]).
     pub fn score(&self, raw: ArrayView2<f64>) -> Scores {
+        if [&self.hot, &self.churn, &self.accesses]
+            .iter()
+            .all(|t| t.is_linear())
+        {
+            return self.score_by_row(raw);
+        }
         let x = self.preprocess.apply(raw);
         Scores {
             hot: self.hot.predict(x.view()),
             churn: self.churn.predict(x.view()),
             accesses: self.accesses.predict(x.view()),
         }
+    }
+
+    /// Linear models: one pass, one preprocessed row at a time, no matrix.
+    fn score_by_row(&self, raw: ArrayView2<f64>) -> Scores {
+        let keys = raw.nrows();
+        let mut scores = Scores {
+            hot: Vec::with_capacity(keys),
+            churn: Vec::with_capacity(keys),
+            accesses: Vec::with_capacity(keys),
+        };
+        let mut row = vec![0.0; raw.ncols()];
+        for raw_row in raw.axis_iter(ndarray::Axis(0)) {
+            self.preprocess.apply_row(raw_row, &mut row);
+            scores.hot.push(self.hot.predict_row(&row));
+            scores.churn.push(self.churn.predict_row(&row));
+            scores.accesses.push(self.accesses.predict_row(&row));
+        }
+        scores
     }
 
     pub fn kind(&self) -> ModelKind {

@@ -1,0 +1,94 @@
+//! Scoring throughput of each model kind, on one core, beside the decayed
+//! counter heuristic computed from the same raw inputs.
+//!
+//! `cargo bench --bench model_scoring` generates a workload (oltp profile,
+//! 4M events over 72 hours), computes features at the 60th hour, trains each
+//! kind on the cut-offs before it and scores every key repeatedly. Prints
+//! keys/s per core and the ratio to the heuristic; BENCHMARKS.md records it.
+
+use std::time::Instant;
+
+use ndarray::Axis;
+use shadowcast::features::{FeatureOptions, compute};
+use shadowcast::logs::LogSource;
+use shadowcast::model::input::{input_names, raw_inputs};
+use shadowcast::model::labels::LabelRules;
+use shadowcast::model::predictor::{Hyperparameters, ModelKind};
+use shadowcast::model::train::{TrainOptions, train};
+use shadowcast::time::{HOUR_US, parse_instant};
+use shadowcast::workload::{GenerateOptions, Generator, profile};
+
+fn main() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let start = parse_instant("2026-11-01").expect("date");
+    Generator::new(GenerateOptions {
+        profile: profile::named("oltp").expect("profile"),
+        seed: 1,
+        events: 4_000_000,
+        start,
+        hours: 72,
+    })
+    .write(dir.path(), &|_| {})
+    .expect("generate");
+    let source = LogSource::open(dir.path()).expect("logs");
+    let as_of = start + 60 * HOUR_US;
+    let features =
+        compute(&source, FeatureOptions { as_of, since: None }, &|_| {}).expect("features");
+    let raw = raw_inputs(&features);
+    let keys = raw.nrows();
+    println!("{keys} keys, {} inputs each; one thread", raw.ncols());
+
+    let decay_column = input_names()
+        .iter()
+        .position(|n| n == "reads_decay_6h")
+        .expect("column");
+    let heuristic_rate = {
+        let started = Instant::now();
+        let mut rounds = 0;
+        let mut checksum = 0.0;
+        while started.elapsed().as_secs_f64() < 2.0 {
+            for row in raw.axis_iter(Axis(0)) {
+                checksum += row[decay_column] + row[decay_column + 3];
+            }
+            rounds += 1;
+        }
+        std::hint::black_box(checksum);
+        (rounds * keys) as f64 / started.elapsed().as_secs_f64()
+    };
+    println!("| scorer | keys/s per core | vs heuristic | training (s) |");
+    println!("| --- | ---: | ---: | ---: |");
+    println!(
+        "| decayed-counter heuristic (2 inputs, no model) | {:.2} M | 1.00x | - |",
+        heuristic_rate / 1e6
+    );
+
+    for kind in [ModelKind::Logistic, ModelKind::Tree, ModelKind::Forest] {
+        let options = TrainOptions {
+            as_of,
+            horizon: 6 * HOUR_US,
+            cutoffs: 4,
+            rules: LabelRules::default(),
+            hyperparameters: Hyperparameters {
+                max_rows: 100_000,
+                ..Hyperparameters::new(kind)
+            },
+        }
+        .check()
+        .expect("valid options");
+        let started = Instant::now();
+        let model = train(&source, &options, &|_| {}).expect("training");
+        let training = started.elapsed().as_secs_f64();
+        let started = Instant::now();
+        let mut rounds = 0;
+        while started.elapsed().as_secs_f64() < 3.0 || rounds == 0 {
+            std::hint::black_box(model.predictor.score(raw.view()));
+            rounds += 1;
+        }
+        let rate = (rounds * keys) as f64 / started.elapsed().as_secs_f64();
+        println!(
+            "| {kind} | {:.2} M | {:.2}x | {training:.1} |",
+            rate / 1e6,
+            rate / heuristic_rate
+        );
+    }
+}
