@@ -2,8 +2,9 @@
 //! that it is hot, the probability that it churns, and its expected accesses
 //! in the horizon (for ranking).
 //!
-//! * `logistic`: linfa-logistic for the two classes, and least squares
-//!   (linfa-linear) on log(1 + accesses) for the count. (linfa-linear's
+//! * `logistic`: linfa-logistic for the two classes, and ridge regression
+//!   (least squares from linfa-linear on data augmented with the penalty)
+//!   on log(1 + accesses) for the count. (linfa-linear's
 //!   Poisson/Tweedie regressor would fit counts more directly, but its
 //!   optimizer did not return on correlated inputs in our tests.)
 //! * `tree` and `forest`: smartcore regression trees / random forests. A
@@ -31,7 +32,7 @@ use super::input::Preprocess;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum ModelKind {
-    /// Logistic regression (classes) and linear regression on log counts.
+    /// Logistic regression (classes) and ridge regression on log counts.
     Logistic,
     /// One regression tree per target.
     Tree,
@@ -53,7 +54,7 @@ impl std::fmt::Display for ModelKind {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Hyperparameters {
     pub kind: ModelKind,
-    /// L2 penalty of the logistic regressions (default 1.0).
+    /// L2 penalty of the logistic and log-count regressions (default 1.0).
     pub l2: f64,
     /// Optimizer iterations of the logistic regressions (default 100).
     pub max_iterations: u64,
@@ -184,9 +185,21 @@ impl Target {
         }
         match hyper.kind {
             ModelKind::Logistic => {
-                let logs: Array1<f64> = y.iter().map(|v| v.ln_1p()).collect();
+                // Ridge regression by augmentation: one extra row per input,
+                // sqrt(l2) on the diagonal with target 0, then least squares.
+                // It keeps the fit solvable when inputs are constant or
+                // collinear (a single-table workload, say).
+                let inputs = x.ncols();
+                let penalty = Array2::from_diag_elem(inputs, hyper.l2.sqrt());
+                let augmented = ndarray::concatenate(ndarray::Axis(0), &[x.view(), penalty.view()])
+                    .expect("same input columns");
+                let logs: Array1<f64> = y
+                    .iter()
+                    .map(|v| v.ln_1p())
+                    .chain(std::iter::repeat_n(0.0, inputs))
+                    .collect();
                 LinearRegression::new()
-                    .fit(&Dataset::new(x.clone(), logs))
+                    .fit(&Dataset::new(augmented, logs))
                     .map(Target::LogLinear)
                     .map_err(|e| fit_error(name, e))
             }
@@ -432,6 +445,21 @@ mod tests {
                 "{kind}: same scores after a round trip"
             );
         }
+    }
+
+    #[test]
+    fn constant_inputs_do_not_break_the_count_regression() {
+        let mut set = separable(300);
+        set.raw.column_mut(5).fill(3.0);
+        set.raw.column_mut(6).fill(0.0);
+        let model = Predictor::fit(&set, &Hyperparameters::new(ModelKind::Logistic)).unwrap();
+        assert!(
+            model
+                .score(set.raw.view())
+                .accesses
+                .iter()
+                .all(|v| v.is_finite())
+        );
     }
 
     #[test]
