@@ -307,3 +307,73 @@ fn the_handle_swaps_atomically_and_refuses_broken_models() {
     assert!(error.contains("checksum mismatch"), "{error}");
     assert_eq!(registry.active("m").unwrap().as_deref(), Some("v1"));
 }
+
+#[test]
+fn train_and_evaluate_on_imported_logs() {
+    let dir = tempfile::tempdir().unwrap();
+    // Two hours of a trace in the shared layout: a hot set that drifts every 20 minutes.
+    let mut csv = String::from("ts_ms,key,op,size_bytes,table\n");
+    for i in 0..30_000u64 {
+        let ts_ms = i * 240;
+        let phase = ts_ms / 1_200_000;
+        let key = if i % 3 == 0 {
+            (i * 7919) % 5000
+        } else {
+            phase * 50 + (i * 31) % 50
+        };
+        let op = if i % 10 == 0 { "write" } else { "read" };
+        csv.push_str(&format!("{ts_ms},blk:{key:06},{op},4096,vol\n"));
+    }
+    let input = dir.path().join("trace.csv");
+    std::fs::write(&input, csv).unwrap();
+    let logs = dir.path().join("logs");
+    shadowcast_ok(&[
+        "import",
+        path_str(&input),
+        "--out",
+        path_str(&logs),
+        "--map",
+        "ts=ts_ms",
+        "--map",
+        "table=table",
+        "--ts-format",
+        "ms",
+        "--rebase-to",
+        "2026-11-01T00:00:00Z",
+    ]);
+    let out = dir.path().join("models/trace");
+    let version = stdout(&shadowcast_ok(&[
+        "train",
+        "--logs",
+        path_str(&logs),
+        "--as-of",
+        "2026-11-01T01:20:00Z",
+        "--horizon",
+        "10m",
+        "--cutoffs",
+        "3",
+        "--out",
+        path_str(&out),
+        "--max-rows",
+        "2000",
+    ]))
+    .trim()
+    .to_string();
+    let table = stdout(&shadowcast_ok(&[
+        "evaluate",
+        "--logs",
+        path_str(&logs),
+        "--as-of",
+        "2026-11-01T01:30:00Z",
+        "--horizon",
+        "10m",
+        "--model",
+        &version,
+    ]));
+    assert!(
+        table.contains("trace-v1") && table.contains("oracle"),
+        "{table}"
+    );
+    let oracle_line = table.lines().find(|l| l.starts_with("oracle")).unwrap();
+    assert!(oracle_line.trim_end().ends_with("100.0%"), "{oracle_line}");
+}
