@@ -177,7 +177,7 @@ pub fn train_command(args: TrainArgs) -> Result<()> {
     bar.finish_and_clear();
     // In-sample figures on the newest training cut-off: a sanity check, not
     // the honest comparison (that is `shadowcast evaluate` on a later cut-off).
-    let newest = &trained.cutoffs[0];
+    let newest = &trained.newest;
     let half_life = evaluate::best_half_life(newest);
     let results = evaluate::compare(
         newest,

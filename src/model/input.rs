@@ -2,6 +2,7 @@
 //! the preprocessing every model learns and carries, so callers always pass
 //! raw features.
 
+use arrow_array::Array;
 use arrow_array::cast::AsArray;
 use arrow_array::types::Float64Type;
 use arrow_schema::DataType;
@@ -23,23 +24,40 @@ pub fn input_names() -> Vec<String> {
 
 /// One row per key, one column per input; booleans as 0/1, missing values NaN.
 pub fn raw_inputs(table: &FeatureTable) -> Array2<f64> {
+    let all: Vec<usize> = (0..table.len()).collect();
+    raw_inputs_of(table, &all)
+}
+
+/// Like [`raw_inputs`], for the given rows only (in ascending order).
+pub fn raw_inputs_of(table: &FeatureTable, rows: &[usize]) -> Array2<f64> {
     let names = input_names();
-    let mut inputs = Array2::<f64>::zeros((table.len(), names.len()));
+    let mut inputs = Array2::<f64>::zeros((rows.len(), names.len()));
+    let mut next = 0;
     let mut first = 0;
     for batch in table.batches() {
-        let rows = batch.num_rows();
-        for (column, name) in names.iter().enumerate() {
-            let values = batch
-                .column_by_name(name)
-                .expect("canonical feature column");
-            let values =
-                arrow_cast::cast(values, &DataType::Float64).expect("numeric feature column");
-            let values = values.as_primitive::<Float64Type>();
-            for (row, value) in values.iter().enumerate() {
-                inputs[[first + row, column]] = value.unwrap_or(f64::NAN);
+        let end = first + batch.num_rows();
+        let taken = rows[next..].partition_point(|&row| row < end);
+        let wanted = &rows[next..next + taken];
+        if !wanted.is_empty() {
+            for (column, name) in names.iter().enumerate() {
+                let values = batch
+                    .column_by_name(name)
+                    .expect("canonical feature column");
+                let values =
+                    arrow_cast::cast(values, &DataType::Float64).expect("numeric feature column");
+                let values = values.as_primitive::<Float64Type>();
+                for (offset, &row) in wanted.iter().enumerate() {
+                    let local = row - first;
+                    inputs[[next + offset, column]] = if values.is_valid(local) {
+                        values.value(local)
+                    } else {
+                        f64::NAN
+                    };
+                }
             }
         }
-        first += rows;
+        next += taken;
+        first = end;
     }
     inputs
 }
@@ -135,6 +153,39 @@ impl Preprocess {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn selected_rows_decode_like_the_whole_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let logs = dir.path().join("logs");
+        crate::workload::Generator::new(crate::workload::GenerateOptions {
+            profile: crate::workload::profile::named("oltp").unwrap(),
+            seed: 2,
+            events: 5_000,
+            start: 0,
+            hours: 3,
+        })
+        .write(&logs, &|_| {})
+        .unwrap();
+        let source = crate::logs::LogSource::open(&logs).unwrap();
+        let options = crate::features::FeatureOptions {
+            as_of: 3 * crate::time::HOUR_US,
+            since: None,
+        };
+        let table = crate::features::compute(&source, options, &|_| {}).unwrap();
+        let all = raw_inputs(&table);
+        let rows = [0, 7, 8, table.len() - 1];
+        let some = raw_inputs_of(&table, &rows);
+        for (index, &row) in rows.iter().enumerate() {
+            for column in 0..all.ncols() {
+                let (a, b) = (all[[row, column]], some[[index, column]]);
+                assert!(
+                    a == b || (a.is_nan() && b.is_nan()),
+                    "row {row} column {column}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn preprocessing_standardizes_and_fills_missing_values() {

@@ -64,7 +64,7 @@ pub struct Hyperparameters {
     pub min_samples_leaf: usize,
     /// Trees per forest (default 20).
     pub trees: usize,
-    /// Training rows kept (uniform sample) per model (default 200 000).
+    /// Training rows kept: a uniform sample of each cut-off, split evenly (default 200 000).
     pub max_rows: usize,
     pub seed: u64,
 }

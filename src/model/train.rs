@@ -2,12 +2,12 @@
 //! model learns from cut-offs T−H, T−2H, …, each labelled by its own next
 //! window, so every label lies at or before T and nothing after T is read.
 
-use ndarray::{Array2, Axis, concatenate};
+use ndarray::{Axis, concatenate};
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
 use super::ModelError;
-use super::input::raw_inputs;
+use super::input::raw_inputs_of;
 use super::labels::{Horizon, LabelRules, Outcome, classify};
 use super::predictor::{Hyperparameters, Predictor, TrainingSet};
 use crate::features::{self, FeatureOptions, FeatureTable};
@@ -110,17 +110,23 @@ pub struct TrainingWindow {
 pub struct TrainedModel {
     pub predictor: Predictor,
     pub window: TrainingWindow,
-    /// The labelled training cut-offs, for picking heuristic settings.
-    pub cutoffs: Vec<LabelledCutoff>,
+    /// The newest training cut-off, labelled (for in-sample checks).
+    pub newest: LabelledCutoff,
 }
 
-/// Trains a model; `on_step` hears what is being done.
+/// Trains a model; `on_step` hears what is being done. Memory holds one
+/// cut-off's features at a time plus the sampled training rows.
 pub fn train(
     source: &LogSource,
     options: &TrainOptions,
     on_step: &dyn Fn(&str),
 ) -> Result<TrainedModel, ModelError> {
-    let mut cutoffs = Vec::new();
+    let hyper = &options.hyperparameters;
+    let quota = (hyper.max_rows / options.cutoffs).max(1);
+    let mut samples = Vec::new();
+    let mut cutoffs_used = Vec::new();
+    let mut rows_available = 0;
+    let mut newest = None;
     for step in 1..=options.cutoffs {
         let cutoff = options.as_of - step as i64 * options.horizon;
         on_step(&format!(
@@ -128,15 +134,27 @@ pub fn train(
             options.cutoffs,
             format_instant(cutoff)
         ));
-        match LabelledCutoff::build(source, cutoff, options.horizon, &options.rules) {
-            Ok(labelled) => cutoffs.push(labelled),
+        let labelled = match LabelledCutoff::build(source, cutoff, options.horizon, &options.rules)
+        {
+            Ok(labelled) => labelled,
             Err(ModelError::Logs(LogError::NothingInRange { .. })) => {
                 tracing::warn!(cutoff = %format_instant(cutoff), "no history before this cut-off; skipped");
+                continue;
             }
             Err(error) => return Err(error),
+        };
+        rows_available += labelled.outcomes.len();
+        cutoffs_used.push(format_instant(cutoff));
+        samples.push(sample(
+            &labelled,
+            quota,
+            hyper.seed.wrapping_add(step as u64),
+        ));
+        if newest.is_none() {
+            newest = Some(labelled);
         }
     }
-    if cutoffs.is_empty() {
+    let Some(newest) = newest else {
         return Err(ModelError::InvalidOption {
             field: "as_of",
             problem: format!(
@@ -146,23 +164,18 @@ pub fn train(
                 format_instant(options.as_of)
             ),
         });
-    }
-    let set = training_set(
-        &cutoffs,
-        options.hyperparameters.max_rows,
-        options.hyperparameters.seed,
-    );
-    let rows_available = cutoffs.iter().map(|c| c.outcomes.len()).sum();
+    };
+    let set = stack(samples);
     on_step(&format!(
         "fitting {} model on {} rows",
-        options.hyperparameters.kind,
+        hyper.kind,
         set.hot.len()
     ));
-    let predictor = Predictor::fit(&set, &options.hyperparameters)?;
+    let predictor = Predictor::fit(&set, hyper)?;
     let window = TrainingWindow {
         as_of: format_instant(options.as_of),
         horizon_seconds: options.horizon / 1_000_000,
-        cutoffs: cutoffs.iter().map(|c| format_instant(c.cutoff)).collect(),
+        cutoffs: cutoffs_used,
         rules: options.rules,
         rows_available,
         rows_used: set.hot.len(),
@@ -170,39 +183,43 @@ pub fn train(
     Ok(TrainedModel {
         predictor,
         window,
-        cutoffs,
+        newest,
     })
 }
 
-/// Stacks the cut-offs' rows and keeps a uniform sample of at most `max_rows`.
-fn training_set(cutoffs: &[LabelledCutoff], max_rows: usize, seed: u64) -> TrainingSet {
-    let raws: Vec<Array2<f64>> = cutoffs.iter().map(|c| raw_inputs(&c.features)).collect();
-    let views: Vec<_> = raws.iter().map(|r| r.view()).collect();
-    let raw = concatenate(Axis(0), &views).expect("same input columns");
-    let hot: Vec<bool> = cutoffs.iter().flat_map(|c| c.hot.iter().copied()).collect();
-    let churn: Vec<bool> = cutoffs
-        .iter()
-        .flat_map(|c| c.churn.iter().copied())
-        .collect();
-    let accesses: Vec<f64> = cutoffs
-        .iter()
-        .flat_map(|c| c.outcomes.iter().map(|o| o.accesses as f64))
-        .collect();
-    if raw.nrows() <= max_rows {
-        return TrainingSet {
-            raw,
-            hot,
-            churn,
-            accesses,
-        };
-    }
-    let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(seed);
-    let mut keep = rand::seq::index::sample(&mut rng, raw.nrows(), max_rows).into_vec();
-    keep.sort_unstable();
+/// A uniform sample of at most `quota` keys of one cut-off.
+fn sample(cutoff: &LabelledCutoff, quota: usize, seed: u64) -> TrainingSet {
+    let keys = cutoff.outcomes.len();
+    let mut rows: Vec<usize> = if keys <= quota {
+        (0..keys).collect()
+    } else {
+        let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(seed);
+        rand::seq::index::sample(&mut rng, keys, quota).into_vec()
+    };
+    rows.sort_unstable();
     TrainingSet {
-        raw: raw.select(Axis(0), &keep),
-        hot: keep.iter().map(|&i| hot[i]).collect(),
-        churn: keep.iter().map(|&i| churn[i]).collect(),
-        accesses: keep.iter().map(|&i| accesses[i]).collect(),
+        raw: raw_inputs_of(&cutoff.features, &rows),
+        hot: rows.iter().map(|&i| cutoff.hot[i]).collect(),
+        churn: rows.iter().map(|&i| cutoff.churn[i]).collect(),
+        accesses: rows
+            .iter()
+            .map(|&i| cutoff.outcomes[i].accesses as f64)
+            .collect(),
+    }
+}
+
+fn stack(samples: Vec<TrainingSet>) -> TrainingSet {
+    let views: Vec<_> = samples.iter().map(|s| s.raw.view()).collect();
+    TrainingSet {
+        raw: concatenate(Axis(0), &views).expect("same input columns"),
+        hot: samples.iter().flat_map(|s| s.hot.iter().copied()).collect(),
+        churn: samples
+            .iter()
+            .flat_map(|s| s.churn.iter().copied())
+            .collect(),
+        accesses: samples
+            .iter()
+            .flat_map(|s| s.accesses.iter().copied())
+            .collect(),
     }
 }
