@@ -311,7 +311,8 @@ fn the_handle_swaps_atomically_and_refuses_broken_models() {
 #[test]
 fn train_and_evaluate_on_imported_logs() {
     let dir = tempfile::tempdir().unwrap();
-    // Two hours of a trace in the shared layout: a hot set that drifts every 20 minutes.
+    // Two hours of a read-only trace in the shared layout (like most of the
+    // public traces): a hot set that drifts every 20 minutes.
     let mut csv = String::from("ts_ms,key,op,size_bytes,table\n");
     for i in 0..30_000u64 {
         let ts_ms = i * 240;
@@ -321,8 +322,7 @@ fn train_and_evaluate_on_imported_logs() {
         } else {
             phase * 50 + (i * 31) % 50
         };
-        let op = if i % 10 == 0 { "write" } else { "read" };
-        csv.push_str(&format!("{ts_ms},blk:{key:06},{op},4096,vol\n"));
+        csv.push_str(&format!("{ts_ms},blk:{key:06},read,4096,vol\n"));
     }
     let input = dir.path().join("trace.csv");
     std::fs::write(&input, csv).unwrap();

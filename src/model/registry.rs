@@ -35,7 +35,8 @@ pub struct Manifest {
     pub feature_set_version: u32,
     pub hyperparameters: Hyperparameters,
     pub window: TrainingWindow,
-    /// Metrics measured at training time, by name.
+    /// Metrics measured at training time, by name; undefined ones (an AUC
+    /// with one class absent, say) are left out.
     pub metrics: BTreeMap<String, f64>,
     pub created: String,
     pub model_sha256: String,
@@ -142,7 +143,11 @@ impl Registry {
             feature_set_version: FEATURE_SET_VERSION,
             hyperparameters: predictor.hyperparameters.clone(),
             window,
-            metrics,
+            // JSON has no NaN: an undefined metric is omitted, not written as null.
+            metrics: metrics
+                .into_iter()
+                .filter(|(_, value)| value.is_finite())
+                .collect(),
             created: crate::time::format_instant(
                 chrono::Utc::now().timestamp() * crate::time::SECOND_US,
             ),
