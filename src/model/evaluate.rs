@@ -91,7 +91,11 @@ fn precision_at(scores: &[f64], labels: &[bool], share: f64) -> f64 {
 pub fn judge(ranking: &Ranking, cutoff: &LabelledCutoff, sizes: &[f64]) -> MethodResult {
     let keys = cutoff.outcomes.len();
     let total_accesses = cutoff.total.accesses.max(1) as f64;
-    let total_bytes_read = cutoff.total.bytes_read.max(1) as f64;
+    // Traces without sizes read no bytes: their byte capture is undefined.
+    let total_bytes_read = match cutoff.total.bytes_read {
+        0 => f64::NAN,
+        bytes => bytes as f64,
+    };
     let order = descending(&ranking.hot);
     let capture_keys = BUDGETS.map(|budget| {
         let k = (keys as f64 * budget).ceil() as usize;
