@@ -17,6 +17,26 @@ use crate::model::registry::{LoadedModel, Registry};
 use crate::model::train::{self, LabelledCutoff, TrainOptions};
 use crate::time::{format_instant, parse_duration};
 
+/// How outcomes become the hot and high-churn classes.
+#[derive(Args, Debug)]
+pub struct LabelArgs {
+    /// A key is hot when in this top share of keys by accesses or bytes read in the horizon.
+    #[arg(long, default_value_t = 0.05)]
+    pub hot_share: f64,
+    /// A key is high-churn when written at least this many times in the horizon.
+    #[arg(long, default_value_t = 2)]
+    pub churn_min_writes: u64,
+}
+
+impl LabelArgs {
+    fn rules(&self) -> LabelRules {
+        LabelRules {
+            hot_share: self.hot_share,
+            churn_min_writes: self.churn_min_writes,
+        }
+    }
+}
+
 #[derive(Args, Debug)]
 pub struct TrainArgs {
     /// Access logs: a Parquet file, a directory, or a Hive-partitioned tree.
@@ -36,12 +56,8 @@ pub struct TrainArgs {
     /// Rolling cut-offs T-H, T-2H, ... to learn from.
     #[arg(long, default_value_t = 4)]
     pub cutoffs: usize,
-    /// A key is hot when in this top share of keys by accesses or bytes read in the horizon.
-    #[arg(long, default_value_t = 0.05)]
-    pub hot_share: f64,
-    /// A key is high-churn when written at least this many times in the horizon.
-    #[arg(long, default_value_t = 2)]
-    pub churn_min_writes: u64,
+    #[command(flatten)]
+    pub labels: LabelArgs,
     /// L2 penalty of the logistic regressions.
     #[arg(long, default_value_t = 1.0)]
     pub l2: f64,
@@ -84,12 +100,8 @@ pub struct EvaluateArgs {
     /// Write the results as Parquet here (long format, for notebooks).
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// A key is hot when in this top share of keys by accesses or bytes read in the horizon.
-    #[arg(long, default_value_t = 0.05)]
-    pub hot_share: f64,
-    /// A key is high-churn when written at least this many times in the horizon.
-    #[arg(long, default_value_t = 2)]
-    pub churn_min_writes: u64,
+    #[command(flatten)]
+    pub labels: LabelArgs,
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
 }
@@ -155,10 +167,7 @@ pub fn train_command(args: TrainArgs) -> Result<()> {
         as_of,
         horizon: args.horizon,
         cutoffs: args.cutoffs,
-        rules: LabelRules {
-            hot_share: args.hot_share,
-            churn_min_writes: args.churn_min_writes,
-        },
+        rules: args.labels.rules(),
         hyperparameters: Hyperparameters {
             kind: args.kind,
             l2: args.l2,
@@ -278,10 +287,7 @@ pub fn evaluate_command(args: EvaluateArgs) -> Result<()> {
             );
         }
     }
-    let rules = LabelRules {
-        hot_share: args.hot_share,
-        churn_min_writes: args.churn_min_writes,
-    };
+    let rules = args.labels.rules();
     let bar = spinner("evaluate");
     bar.set_message("tuning the decayed-counter half-life on the cut-off before");
     let half_life = match LabelledCutoff::build(&source, as_of - args.horizon, args.horizon, &rules)
