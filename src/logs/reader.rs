@@ -288,7 +288,7 @@ impl ScanPlan {
             first_row += rows;
             if unit.fully_in_range {
                 visit(&checked);
-            } else if let Some(in_range) = self.keep_in_range(&batch, &checked, &file.path)? {
+            } else if let Some(in_range) = self.keep_in_range(&batch, checked, &file.path)? {
                 visit(&in_range);
             }
         }
@@ -296,10 +296,11 @@ impl ScanPlan {
     }
 
     /// Drops rows outside the plan's range; `None` when none are left.
+    /// `checked` is `batch` already converted: kept as is when every row is in range.
     fn keep_in_range(
         &self,
         batch: &RecordBatch,
-        checked: &AccessBatch,
+        checked: AccessBatch,
         path: &Path,
     ) -> Result<Option<AccessBatch>, LogError> {
         let mask: BooleanArray = checked
@@ -309,7 +310,7 @@ impl ScanPlan {
             .collect();
         match mask.true_count() {
             0 => Ok(None),
-            n if n == checked.len() => Ok(Some(AccessBatch::from_record_batch(batch, path, 0)?)),
+            n if n == checked.len() => Ok(Some(checked)),
             _ => {
                 let filtered = arrow_select::filter::filter_record_batch(batch, &mask)
                     .expect("mask length equals batch length");
