@@ -497,9 +497,9 @@ fn open_file(file: &LogFile) -> Result<OpenedFile, LogError> {
     let metadata = if hinted.fields() == file_schema.fields() {
         metadata
     } else {
-        let handle = File::open(path).map_err(|e| LogError::io(path, e))?;
-        ArrowReaderMetadata::load(
-            &handle,
+        // Same parsed footer, new schema: no second read of the file.
+        ArrowReaderMetadata::try_new(
+            metadata.metadata().clone(),
             ArrowReaderOptions::new().with_schema(Arc::new(hinted)),
         )
         .map_err(corrupt)?
