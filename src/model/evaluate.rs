@@ -176,13 +176,18 @@ pub fn heuristics(rows: &[KeyFeatures], half_life: usize, seed: u64) -> Vec<Rank
             |r| (r.reads_total + r.writes_total) as f64,
             |r| r.writes_total as f64,
         ),
-        from_rows(
-            &format!("decayed-{}", DECAY_HALF_LIVES[half_life].0),
-            rows,
-            |r| r.reads_decay[half_life] + r.writes_decay[half_life],
-            |r| r.writes_decay[half_life],
-        ),
+        decayed(rows, half_life),
     ]
+}
+
+/// The time-decayed counter with half-life index `half_life`.
+fn decayed(rows: &[KeyFeatures], half_life: usize) -> Ranking {
+    from_rows(
+        &format!("decayed-{}", DECAY_HALF_LIVES[half_life].0),
+        rows,
+        |r| r.reads_decay[half_life] + r.writes_decay[half_life],
+        |r| r.writes_decay[half_life],
+    )
 }
 
 /// The half-life whose decayed counter captured the most accesses at a 10%
@@ -190,12 +195,11 @@ pub fn heuristics(rows: &[KeyFeatures], half_life: usize, seed: u64) -> Vec<Rank
 pub fn best_half_life(cutoff: &LabelledCutoff) -> usize {
     let rows: Vec<KeyFeatures> = cutoff.features.rows().collect();
     let sizes: Vec<f64> = rows.iter().map(|r| r.size_last as f64).collect();
-    (0..DECAY_HALF_LIVES.len())
-        .max_by(|&a, &b| {
-            let capture =
-                |h: usize| judge(&heuristics(&rows, h, 0)[3], cutoff, &sizes).capture_keys[2];
-            capture(a).total_cmp(&capture(b))
-        })
+    let captures: Vec<f64> = (0..DECAY_HALF_LIVES.len())
+        .map(|h| judge(&decayed(&rows, h), cutoff, &sizes).capture_keys[2])
+        .collect();
+    (0..captures.len())
+        .max_by(|&a, &b| captures[a].total_cmp(&captures[b]))
         .expect("half-lives exist")
 }
 
