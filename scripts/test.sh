@@ -1,8 +1,18 @@
 #!/usr/bin/env bash
 # The project's test command: installs what the tests need beyond cargo
-# (DuckDB's Python package, for the SQL-equality test), then runs them.
+# (DuckDB's Python package, for the SQL-equality test; fontconfig, FreeType
+# and a sans-serif font, for the evaluation chart), then runs them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+if ! pkg-config --exists fontconfig freetype2 2>/dev/null || [ -z "$(fc-list 2>/dev/null)" ]; then
+    echo "installing fontconfig, FreeType and DejaVu fonts (Debian) for the evaluation chart"
+    sudo=""
+    if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi
+    $sudo apt-get update -qq
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+        pkg-config libfontconfig1-dev libfreetype-dev fontconfig fonts-dejavu-core >/dev/null
+fi
 
 if ! python3 -c "import duckdb" 2>/dev/null; then
     echo "installing duckdb (Python) for the SQL-equality test"

@@ -125,6 +125,7 @@ fn train_list_promote_rollback_and_evaluate_through_the_binary() {
     assert!(error.contains("no earlier promotion"), "{error}");
 
     let report = dir.path().join("eval.parquet");
+    let chart = dir.path().join("charts/eval.png");
     let output = shadowcast_ok(&[
         "evaluate",
         "--logs",
@@ -139,6 +140,8 @@ fn train_list_promote_rollback_and_evaluate_through_the_binary() {
         &v2,
         "--out",
         path_str(&report),
+        "--chart",
+        path_str(&chart),
     ]);
     let table = stdout(&output);
     for method in [
@@ -166,9 +169,19 @@ fn train_list_promote_rollback_and_evaluate_through_the_binary() {
     .sum::<usize>();
     assert_eq!(
         rows,
-        7 * (4 + 2 * 4),
-        "7 methods x (4 scores + 2 captures x 4 budgets)"
+        7 * (4 + 2 * 20),
+        "7 methods x (4 scores + 2 captures x 20 budgets)"
     );
+    let methods = [
+        "random",
+        "most-recent",
+        "most-frequent",
+        "decayed",
+        "oltp-v1",
+        "oltp-v2",
+        "oracle",
+    ];
+    assert_chart_draws(&chart, &methods);
 
     // A model trained on data after the evaluation cut-off is refused.
     let error = shadowcast_err(&[
@@ -376,4 +389,32 @@ fn train_and_evaluate_on_imported_logs() {
     );
     let oracle_line = table.lines().find(|l| l.starts_with("oracle")).unwrap();
     assert!(oracle_line.trim_end().ends_with("100.0%"), "{oracle_line}");
+}
+
+/// The chart is a PNG of the documented size in which every method's curve
+/// colour covers a line's worth of pixels.
+fn assert_chart_draws(path: &Path, methods: &[&str]) {
+    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(path).unwrap()));
+    let mut reader = decoder.read_info().unwrap();
+    let mut pixels = vec![0; reader.output_buffer_size()];
+    let info = reader.next_frame(&mut pixels).unwrap();
+    assert_eq!(
+        (info.width, info.height),
+        (
+            shadowcast::model::chart::WIDTH,
+            shadowcast::model::chart::HEIGHT
+        )
+    );
+    let channels = info.color_type.samples();
+    let colours = shadowcast::model::chart::series_colours(methods);
+    for (method, (red, green, blue)) in methods.iter().zip(colours) {
+        let count = pixels[..info.buffer_size()]
+            .chunks(channels)
+            .filter(|p| (p[0], p[1], p[2]) == (red, green, blue))
+            .count();
+        assert!(
+            count > 500,
+            "{method}'s curve colour covers only {count} pixels"
+        );
+    }
 }

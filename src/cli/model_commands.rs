@@ -100,6 +100,9 @@ pub struct EvaluateArgs {
     /// Write the results as Parquet here (long format, for notebooks).
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Draw capture against budget for every method to this PNG.
+    #[arg(long)]
+    pub chart: Option<PathBuf>,
     #[command(flatten)]
     pub labels: LabelArgs,
     #[arg(long, default_value_t = 1)]
@@ -322,6 +325,16 @@ pub fn evaluate_command(args: EvaluateArgs) -> Result<()> {
     if let Some(out) = &args.out {
         evaluate::write_report(out, &format_instant(as_of), &results)?;
         eprintln!("wrote {}", out.display());
+    }
+    if let Some(chart) = &args.chart {
+        let subtitle = format!(
+            "{} keys at {}, next {}h",
+            cutoff.features.len(),
+            format_instant(as_of),
+            args.horizon / 3_600_000_000
+        );
+        crate::model::chart::write_chart(chart, &subtitle, &results)?;
+        eprintln!("wrote {}", chart.display());
     }
     Ok(())
 }

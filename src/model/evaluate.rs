@@ -23,6 +23,19 @@ use crate::features::definition::DECAY_HALF_LIVES;
 
 pub const BUDGETS: [f64; 4] = [0.01, 0.05, 0.10, 0.20];
 
+/// The capture curve is measured at every whole percent up to this one.
+pub const CURVE_PERCENT: usize = 20;
+
+/// Budget of point `index` of a capture curve.
+pub fn curve_budget(index: usize) -> f64 {
+    (index + 1) as f64 / 100.0
+}
+
+/// Index of `budget` (one of [`BUDGETS`]) on a capture curve.
+fn curve_index(budget: f64) -> usize {
+    (budget * 100.0).round() as usize - 1
+}
+
 /// How one method ranks keys.
 pub struct Ranking {
     pub method: String,
@@ -47,6 +60,10 @@ pub struct MethodResult {
     pub capture_keys: [f64; 4],
     /// Capture of bytes read at each of [`BUDGETS`] of bytes.
     pub capture_bytes: [f64; 4],
+    /// Capture of accesses at 1%, 2%, … [`CURVE_PERCENT`]% of keys.
+    pub curve_keys: Vec<f64>,
+    /// Capture of bytes read at 1%, 2%, … [`CURVE_PERCENT`]% of bytes.
+    pub curve_bytes: Vec<f64>,
 }
 
 /// Area under the ROC curve of `scores` for `labels` (ties count half);
@@ -97,15 +114,18 @@ pub fn judge(ranking: &Ranking, cutoff: &LabelledCutoff, sizes: &[f64]) -> Metho
         bytes => bytes as f64,
     };
     let order = descending(&ranking.hot);
-    let capture_keys = BUDGETS.map(|budget| {
-        let k = (keys as f64 * budget).ceil() as usize;
-        order
-            .iter()
-            .take(k)
-            .map(|&i| cutoff.outcomes[i].accesses as f64)
-            .sum::<f64>()
-            / total_accesses
-    });
+    let mut taken = 0;
+    let mut captured = 0.0;
+    let curve_keys: Vec<f64> = (0..CURVE_PERCENT)
+        .map(|index| {
+            let k = (keys as f64 * curve_budget(index)).ceil() as usize;
+            for &i in &order[taken..k.min(keys)] {
+                captured += cutoff.outcomes[i].accesses as f64;
+            }
+            taken = k.min(keys);
+            captured / total_accesses
+        })
+        .collect();
     let value = ranking.byte_value.as_ref().unwrap_or(&ranking.hot);
     let per_byte: Vec<f64> = value
         .iter()
@@ -114,27 +134,31 @@ pub fn judge(ranking: &Ranking, cutoff: &LabelledCutoff, sizes: &[f64]) -> Metho
         .collect();
     let by_density = descending(&per_byte);
     let all_bytes: f64 = sizes.iter().sum();
-    let capture_bytes = BUDGETS.map(|budget| {
-        let allowance = all_bytes * budget;
-        let mut used = 0.0;
-        let mut read = 0.0;
-        for &i in &by_density {
-            if used + sizes[i] > allowance {
-                continue;
+    let curve_bytes: Vec<f64> = (0..CURVE_PERCENT)
+        .map(|index| {
+            let allowance = all_bytes * curve_budget(index);
+            let mut used = 0.0;
+            let mut read = 0.0;
+            for &i in &by_density {
+                if used + sizes[i] > allowance {
+                    continue;
+                }
+                used += sizes[i];
+                read += cutoff.outcomes[i].bytes_read as f64;
             }
-            used += sizes[i];
-            read += cutoff.outcomes[i].bytes_read as f64;
-        }
-        read / total_bytes_read
-    });
+            read / total_bytes_read
+        })
+        .collect();
     MethodResult {
         method: ranking.method.clone(),
         auc_hot: roc_auc(&ranking.hot, &cutoff.hot),
         auc_churn: roc_auc(&ranking.churn, &cutoff.churn),
         precision_hot: precision_at(&ranking.hot, &cutoff.hot, 0.01),
         precision_churn: precision_at(&ranking.churn, &cutoff.churn, 0.01),
-        capture_keys,
-        capture_bytes,
+        capture_keys: BUDGETS.map(|budget| curve_keys[curve_index(budget)]),
+        capture_bytes: BUDGETS.map(|budget| curve_bytes[curve_index(budget)]),
+        curve_keys,
+        curve_bytes,
     }
 }
 
@@ -250,7 +274,8 @@ pub fn compare(
 }
 
 /// Writes results as long-format Parquet (method, metric, budget, value,
-/// share of the oracle's value), for notebooks.
+/// share of the oracle's value), for notebooks; capture at every point of
+/// the curve.
 pub fn write_report(
     path: &std::path::Path,
     as_of: &str,
@@ -285,22 +310,22 @@ pub fn write_report(
                 value / oracle_value.unwrap_or(f64::NAN),
             ));
         }
-        for (index, budget) in BUDGETS.iter().enumerate() {
-            let oracle_keys = oracle.map_or(f64::NAN, |o| o.capture_keys[index]);
-            let oracle_bytes = oracle.map_or(f64::NAN, |o| o.capture_bytes[index]);
+        for index in 0..CURVE_PERCENT {
+            let oracle_keys = oracle.map_or(f64::NAN, |o| o.curve_keys[index]);
+            let oracle_bytes = oracle.map_or(f64::NAN, |o| o.curve_bytes[index]);
             rows.push((
                 result.method.clone(),
                 "capture_accesses_by_keys",
-                *budget,
-                result.capture_keys[index],
-                result.capture_keys[index] / oracle_keys,
+                curve_budget(index),
+                result.curve_keys[index],
+                result.curve_keys[index] / oracle_keys,
             ));
             rows.push((
                 result.method.clone(),
                 "capture_bytes_read_by_bytes",
-                *budget,
-                result.capture_bytes[index],
-                result.capture_bytes[index] / oracle_bytes,
+                curve_budget(index),
+                result.curve_bytes[index],
+                result.curve_bytes[index] / oracle_bytes,
             ));
         }
     }

@@ -11,6 +11,7 @@
 //! Guarantees: training never reads an event after its cut-off; a model
 //! carries its own input preprocessing, so callers pass raw features.
 
+pub mod chart;
 pub mod evaluate;
 pub mod handle;
 pub mod input;
@@ -76,4 +77,7 @@ pub enum ModelError {
 
     #[error("{0}")]
     Registry(String),
+
+    #[error("{path}: drawing the chart failed: {problem}")]
+    Chart { path: PathBuf, problem: String },
 }
