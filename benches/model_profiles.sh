@@ -22,7 +22,7 @@ run() { # name logs train_as_of eval_as_of horizon
     echo "## $name (trained to $train_at, judged on $eval_at + $horizon)"
     "$bin" evaluate --logs "$logs" --as-of "$eval_at" --horizon "$horizon" \
         --model "$dir/models/$name-logistic" --model "$dir/models/$name-tree" --model "$dir/models/$name-forest" \
-        --out "$dir/$name.parquet"
+        --out "$dir/$name.parquet" --chart "$dir/$name.png"
     echo
 }
 
