@@ -9,5 +9,6 @@ pub mod cli;
 pub mod features;
 pub mod logs;
 pub mod model;
+pub mod policy;
 pub mod time;
 pub mod workload;

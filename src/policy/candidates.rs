@@ -1,0 +1,250 @@
+//! The typed hand-off into and out of the policy stage: candidate keys as
+//! columns (metadata, model scores, features) and one decision per key.
+
+use shadowcast_policy::abi::{ANY_DESTINATION, FEATURE_NAMES, NO_TENANT, priority};
+use shadowcast_policy::{Batch, Strings};
+
+use crate::features::FeatureTable;
+use crate::model::input::raw_inputs;
+use crate::model::predictor::Scores;
+
+/// Candidate keys, column by column. Tables and tenants are dictionaries:
+/// `table_ids[i]` indexes `tables`.
+#[derive(Clone, Debug, Default)]
+pub struct Candidates {
+    /// Microseconds since the Unix epoch (UTC) the policy sees as "now".
+    pub now_us: i64,
+    pub tables: Dictionary,
+    pub table_ids: Vec<u32>,
+    pub tenants: Dictionary,
+    /// [`NO_TENANT`] for keys without one.
+    pub tenant_ids: Vec<u32>,
+    /// `key_offsets[i]..key_offsets[i + 1]` are key `i`'s bytes.
+    pub key_offsets: Vec<usize>,
+    pub key_bytes: Vec<u8>,
+    pub size_bytes: Vec<u64>,
+    pub hot: Vec<f64>,
+    pub churn: Vec<f64>,
+    pub expected_accesses: Vec<f64>,
+    /// One column per name of [`FEATURE_NAMES`].
+    pub features: Vec<Vec<f64>>,
+}
+
+impl Candidates {
+    /// Every key of `table` with its `scores` (one per row, in row order).
+    pub fn from_features(table: &FeatureTable, scores: &Scores, now_us: i64) -> Candidates {
+        let inputs = raw_inputs(table);
+        let mut candidates = Candidates {
+            now_us,
+            key_offsets: vec![0],
+            features: inputs.columns().into_iter().map(|c| c.to_vec()).collect(),
+            hot: scores.hot.clone(),
+            churn: scores.churn.clone(),
+            expected_accesses: scores.accesses.clone(),
+            ..Candidates::default()
+        };
+        for row in table.rows() {
+            let table_id = candidates.tables.intern(&row.table);
+            candidates.table_ids.push(table_id);
+            candidates.tenant_ids.push(NO_TENANT);
+            candidates.key_bytes.extend_from_slice(&row.key);
+            candidates.key_offsets.push(candidates.key_bytes.len());
+            candidates.size_bytes.push(row.size_last.max(0) as u64);
+        }
+        candidates
+    }
+
+    /// A small, varied batch for checking a policy before it serves: two
+    /// tables, two tenants and keys without one, sizes from 0 to 1 MiB,
+    /// scores across [0, 1], and missing (NaN) recency features.
+    pub fn canary(now_us: i64) -> Candidates {
+        let keys = 64;
+        let mut candidates = Candidates {
+            now_us,
+            key_offsets: vec![0],
+            ..Candidates::default()
+        };
+        for i in 0..keys {
+            let table = if i % 2 == 0 { "users" } else { "orders" };
+            let table_id = candidates.tables.intern(table);
+            candidates.table_ids.push(table_id);
+            let tenant = match i % 3 {
+                0 => NO_TENANT,
+                1 => candidates.tenants.intern("tenant-1"),
+                _ => candidates.tenants.intern("tenant-2"),
+            };
+            candidates.tenant_ids.push(tenant);
+            candidates
+                .key_bytes
+                .extend_from_slice(format!("{table}:{i:04}").as_bytes());
+            candidates.key_offsets.push(candidates.key_bytes.len());
+            candidates
+                .size_bytes
+                .push(if i == 0 { 0 } else { 1 << (i % 21) });
+            let share = i as f64 / (keys - 1) as f64;
+            candidates.hot.push(share);
+            candidates.churn.push(1.0 - share);
+            candidates.expected_accesses.push(share * 100.0);
+        }
+        candidates.features = FEATURE_NAMES
+            .iter()
+            .map(|name| {
+                (0..keys)
+                    .map(|i| {
+                        if name.starts_with("secs_since") && i % 4 == 0 {
+                            f64::NAN
+                        } else {
+                            (i * 7 % 50) as f64
+                        }
+                    })
+                    .collect()
+            })
+            .collect();
+        candidates
+    }
+
+    pub fn len(&self) -> usize {
+        self.table_ids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn key(&self, index: usize) -> &[u8] {
+        &self.key_bytes[self.key_offsets[index]..self.key_offsets[index + 1]]
+    }
+
+    /// `table/key` for messages: the key as text when it is UTF-8, else hex.
+    pub fn describe(&self, index: usize) -> String {
+        let key = self.key(index);
+        let key = match std::str::from_utf8(key) {
+            Ok(text) => text.to_string(),
+            Err(_) => key.iter().map(|b| format!("{b:02x}")).collect(),
+        };
+        format!("{}/{key}", self.tables.name(self.table_ids[index]))
+    }
+
+    pub fn tenant(&self, index: usize) -> Option<&str> {
+        match self.tenant_ids[index] {
+            NO_TENANT => None,
+            id => Some(self.tenants.name(id)),
+        }
+    }
+}
+
+/// Names laid end to end; a name's id is its position.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Dictionary {
+    /// One more than there are names, starting at 0.
+    pub offsets: Vec<u32>,
+    pub bytes: Vec<u8>,
+}
+
+impl Default for Dictionary {
+    fn default() -> Self {
+        Dictionary {
+            offsets: vec![0],
+            bytes: Vec::new(),
+        }
+    }
+}
+
+impl Dictionary {
+    pub fn len(&self) -> usize {
+        self.offsets.len() - 1
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn name(&self, id: u32) -> &str {
+        self.strings().text(id as usize)
+    }
+
+    /// The id of `name`, added if new. Batches hold few distinct tables
+    /// and tenants, so a scan is cheaper than hashing.
+    pub fn intern(&mut self, name: &str) -> u32 {
+        if let Some(id) = self.strings().position(name) {
+            return id;
+        }
+        self.bytes.extend_from_slice(name.as_bytes());
+        self.offsets.push(self.bytes.len() as u32);
+        (self.len() - 1) as u32
+    }
+
+    pub fn strings(&self) -> Strings<'_> {
+        Strings {
+            offsets: &self.offsets,
+            bytes: &self.bytes,
+        }
+    }
+}
+
+/// A view of keys `range` as the SDK's [`Batch`], for running a policy
+/// natively; `key_offsets` is scratch space for the rebased key offsets.
+pub fn native_batch<'a>(
+    candidates: &'a Candidates,
+    range: std::ops::Range<usize>,
+    key_offsets: &'a mut Vec<u32>,
+) -> Batch<'a> {
+    let base = candidates.key_offsets[range.start];
+    key_offsets.clear();
+    key_offsets.extend(
+        candidates.key_offsets[range.start..=range.end]
+            .iter()
+            .map(|o| (o - base) as u32),
+    );
+    let mut features = [None; FEATURE_NAMES.len()];
+    for (slot, column) in features.iter_mut().zip(&candidates.features) {
+        *slot = Some(&column[range.clone()]);
+    }
+    Batch {
+        len: range.len(),
+        now_us: candidates.now_us,
+        size_bytes: Some(&candidates.size_bytes[range.clone()]),
+        hot: Some(&candidates.hot[range.clone()]),
+        churn: Some(&candidates.churn[range.clone()]),
+        expected_accesses: Some(&candidates.expected_accesses[range.clone()]),
+        table_ids: Some(&candidates.table_ids[range.clone()]),
+        table_names: candidates.tables.strings(),
+        tenant_ids: Some(&candidates.tenant_ids[range.clone()]),
+        tenant_names: candidates.tenants.strings(),
+        keys: Some(Strings {
+            offsets: key_offsets,
+            bytes: &candidates.key_bytes[base..candidates.key_offsets[range.end]],
+        }),
+        features,
+    }
+}
+
+/// One decision per candidate key.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Decisions {
+    pub weight: Vec<f64>,
+    pub priority: Vec<u32>,
+    pub not_before_us: Vec<i64>,
+    pub destination: Vec<u32>,
+}
+
+impl Decisions {
+    /// The built-in default: every key weight 1, normal priority, any time,
+    /// any destination — the model's ranking unchanged.
+    pub fn neutral(len: usize) -> Decisions {
+        Decisions {
+            weight: vec![1.0; len],
+            priority: vec![priority::NORMAL; len],
+            not_before_us: vec![0; len],
+            destination: vec![ANY_DESTINATION; len],
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.weight.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.weight.is_empty()
+    }
+}
