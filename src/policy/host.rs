@@ -574,7 +574,7 @@ impl PolicyInstance {
             .call(&mut self.store, size)
             .map_err(|e| self.failure(during, e))? as u32 as usize;
         let memory_len = self.memory.data_size(&self.store);
-        if ptr == 0 || ptr % 8 != 0 || ptr + bytes > memory_len {
+        if ptr == 0 || !ptr.is_multiple_of(8) || ptr + bytes > memory_len {
             return Err(PolicyError::BadRegion {
                 policy: self.name.clone(),
                 problem: format!(

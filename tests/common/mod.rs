@@ -192,3 +192,53 @@ pub fn assert_features_match(actual: &KeyFeatures, wanted: &KeyFeatures, relativ
         );
     }
 }
+
+/// A policy module in WAT that speaks ABI v1, asks for `columns` (a bit
+/// mask) and runs `decide_body` as `shadowcast_decide` (locals `$count`,
+/// `$i`, `$weights`, `$sizes` are set before it; it must leave an i32).
+/// `extra` adds or overrides exports (with `abi_version` standing for the
+/// version export's body). Hostile variants are built from it.
+pub fn policy_wat(columns: u64, decide_body: &str, extra: &str, abi_version: i32) -> String {
+    format!(
+        r#"(module
+  (memory (export "memory") 1)
+  (func (export "shadowcast_abi_version") (result i32) i32.const {abi_version})
+  (func (export "shadowcast_columns") (result i64) i64.const {columns})
+  (func (export "shadowcast_alloc") (param $size i32) (result i32)
+    (local $missing i32)
+    (local.set $missing
+      (i32.sub
+        (i32.shr_u (i32.add (local.get $size) (i32.const 131071)) (i32.const 16))
+        (memory.size)))
+    (if (i32.gt_s (local.get $missing) (i32.const 0))
+      (then (if (i32.eq (memory.grow (local.get $missing)) (i32.const -1)) (then unreachable))))
+    i32.const 65536)
+  (func (export "shadowcast_decide") (param $batch i32) (result i32)
+    (local $count i32) (local $i i32) (local $weights i32) (local $sizes i32)
+    (local.set $count (i32.load offset=4 (local.get $batch)))
+    (local.set $weights (i32.load offset=24 (local.get $batch)))
+    (local.set $sizes (i32.load offset=40 (local.get $batch)))
+    {decide_body})
+  {extra}
+)"#
+    )
+}
+
+/// A `decide_body` writing `weight_expr` (an f64 expression that may use
+/// `$i`) as every key's weight and returning the count.
+pub fn weights_body(weight_expr: &str) -> String {
+    format!(
+        r#"(block $done
+      (loop $next
+        (br_if $done (i32.ge_u (local.get $i) (local.get $count)))
+        (f64.store (i32.add (local.get $weights) (i32.shl (local.get $i) (i32.const 3))) {weight_expr})
+        (local.set $i (i32.add (local.get $i) (i32.const 1)))
+        (br $next)))
+    local.get $count"#
+    )
+}
+
+/// The repository's hand-written WAT example.
+pub fn example_wat() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/examples/wat/favour-small-rows.wat")
+}
