@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
 mod model_commands;
+mod policy_commands;
 
 use crate::features::{self, FeatureOptions, FeatureTable};
 use crate::logs::LogSource;
@@ -46,6 +47,8 @@ pub enum Command {
     Evaluate(model_commands::EvaluateArgs),
     /// List, show, promote and roll back stored models.
     Models(model_commands::ModelsArgs),
+    /// Validate a WebAssembly policy, or run it over real features to see how it changes the ranking.
+    Policy(policy_commands::PolicyArgs),
 }
 
 #[derive(Args, Debug)]
@@ -144,6 +147,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Train(args) => model_commands::train_command(args),
         Command::Evaluate(args) => model_commands::evaluate_command(args),
         Command::Models(args) => model_commands::models_command(args),
+        Command::Policy(args) => policy_commands::policy_command(args),
     }
 }
 

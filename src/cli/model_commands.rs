@@ -239,7 +239,7 @@ pub fn train_command(args: TrainArgs) -> Result<()> {
 }
 
 /// Loads REGISTRY/NAME (active, else newest) or REGISTRY/NAME/VERSION.
-fn load_model(path: &Path) -> Result<LoadedModel> {
+pub(super) fn load_model(path: &Path) -> Result<LoadedModel> {
     let as_version = path
         .parent()
         .and_then(|parent| registry_and_name(parent).ok())

@@ -242,3 +242,31 @@ pub fn weights_body(weight_expr: &str) -> String {
 pub fn example_wat() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/examples/wat/favour-small-rows.wat")
 }
+
+/// Builds the SDK example policies (policies/examples) to
+/// wasm32-unknown-unknown once per test binary and returns the folder
+/// holding the `.wasm` files.
+pub fn example_policies() -> PathBuf {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+            let target = std::env::var_os("CARGO_TARGET_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| root.join("target"))
+                .join("policy-examples");
+            let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+                .args(["build", "--release", "--offline", "--target", "wasm32-unknown-unknown"])
+                .arg("--manifest-path")
+                .arg(root.join("policies/examples/Cargo.toml"))
+                .env("CARGO_TARGET_DIR", &target)
+                .status()
+                .expect("cargo runs");
+            assert!(
+                status.success(),
+                "building the example policies failed (is the target installed? `rustup target add wasm32-unknown-unknown`)"
+            );
+            target.join("wasm32-unknown-unknown/release")
+        })
+        .clone()
+}
