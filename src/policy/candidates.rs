@@ -220,7 +220,7 @@ pub fn native_batch<'a>(
 }
 
 /// One decision per candidate key.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Decisions {
     pub weight: Vec<f64>,
     pub priority: Vec<u32>,
@@ -232,11 +232,36 @@ impl Decisions {
     /// The built-in default: every key weight 1, normal priority, any time,
     /// any destination — the model's ranking unchanged.
     pub fn neutral(len: usize) -> Decisions {
+        let mut decisions = Decisions::with_capacity(len);
+        decisions.extend_neutral(len);
+        decisions
+    }
+
+    /// Appends `len` neutral decisions.
+    pub fn extend_neutral(&mut self, len: usize) {
+        self.weight.extend(std::iter::repeat_n(1.0, len));
+        self.priority
+            .extend(std::iter::repeat_n(priority::NORMAL, len));
+        self.not_before_us.extend(std::iter::repeat_n(0, len));
+        self.destination
+            .extend(std::iter::repeat_n(ANY_DESTINATION, len));
+    }
+
+    /// Empties every column, keeping their memory.
+    pub fn clear(&mut self) {
+        self.weight.clear();
+        self.priority.clear();
+        self.not_before_us.clear();
+        self.destination.clear();
+    }
+
+    /// Empty, with room for `len` keys.
+    pub fn with_capacity(len: usize) -> Decisions {
         Decisions {
-            weight: vec![1.0; len],
-            priority: vec![priority::NORMAL; len],
-            not_before_us: vec![0; len],
-            destination: vec![ANY_DESTINATION; len],
+            weight: Vec::with_capacity(len),
+            priority: Vec::with_capacity(len),
+            not_before_us: Vec::with_capacity(len),
+            destination: Vec::with_capacity(len),
         }
     }
 

@@ -504,10 +504,28 @@ fn put<T: bytemuck::Pod>(region: &mut [u8], at: usize, values: &[T]) {
     region[at..at + bytes.len()].copy_from_slice(bytes);
 }
 
-fn get<T: bytemuck::Pod>(region: &[u8], at: usize, out: &mut [T]) {
-    let bytes: &mut [u8] = bytemuck::cast_slice_mut(out);
-    let len = bytes.len();
-    bytes.copy_from_slice(&region[at..at + len]);
+/// Appends `count` values of `T` read at `at` to `out`.
+fn append<T: bytemuck::Pod>(region: &[u8], at: usize, count: usize, out: &mut Vec<T>) {
+    let bytes = &region[at..at + count * std::mem::size_of::<T>()];
+    match bytemuck::try_cast_slice::<u8, T>(bytes) {
+        Ok(values) => out.extend_from_slice(values),
+        Err(_) => out.extend(
+            bytes
+                .chunks_exact(std::mem::size_of::<T>())
+                .map(bytemuck::pod_read_unaligned::<T>),
+        ),
+    }
+}
+
+/// Sets `count` values of `T` at `at` to `value`.
+fn preset<T: bytemuck::Pod>(region: &mut [u8], at: usize, count: usize, value: T) {
+    let bytes = &mut region[at..at + count * std::mem::size_of::<T>()];
+    match bytemuck::try_cast_slice_mut::<u8, T>(bytes) {
+        Ok(values) => values.fill(value),
+        Err(_) => bytes
+            .chunks_exact_mut(std::mem::size_of::<T>())
+            .for_each(|chunk| chunk.copy_from_slice(bytemuck::bytes_of(&value))),
+    }
 }
 
 impl PolicyInstance {
@@ -587,7 +605,7 @@ impl PolicyInstance {
     }
 
     /// Runs the policy over keys `range` of `candidates`, checks every
-    /// output and writes them to `out` at the same positions.
+    /// output and appends them to `out`, which holds the keys before `range`.
     pub fn decide(
         &mut self,
         candidates: &Candidates,
@@ -622,25 +640,29 @@ impl PolicyInstance {
             });
         }
         let region = &self.memory.data(&self.store)[base..base + layout.total];
-        get(
+        append(
             region,
             layout.parts[&header::WEIGHT],
-            &mut out.weight[range.clone()],
+            count,
+            &mut out.weight,
         );
-        get(
+        append(
             region,
             layout.parts[&header::PRIORITY],
-            &mut out.priority[range.clone()],
+            count,
+            &mut out.priority,
         );
-        get(
+        append(
             region,
             layout.parts[&header::NOT_BEFORE],
-            &mut out.not_before_us[range.clone()],
+            count,
+            &mut out.not_before_us,
         );
-        get(
+        append(
             region,
             layout.parts[&header::DESTINATION],
-            &mut out.destination[range.clone()],
+            count,
+            &mut out.destination,
         );
         check_outputs(&self.name, candidates, out, range)
     }
@@ -684,17 +706,13 @@ fn write_batch(
     );
     let at = |field: usize| layout.parts.get(&field).copied();
     let weights = at(header::WEIGHT).expect("outputs always placed");
-    region[weights..weights + 8 * count]
-        .chunks_exact_mut(8)
-        .for_each(|w| w.copy_from_slice(&f64::NAN.to_le_bytes()));
+    preset(region, weights, count, f64::NAN);
     let priorities = at(header::PRIORITY).expect("outputs always placed");
-    region[priorities..priorities + 4 * count]
-        .chunks_exact_mut(4)
-        .for_each(|p| p.copy_from_slice(&priority::NORMAL.to_le_bytes()));
+    preset(region, priorities, count, priority::NORMAL);
     let not_before = at(header::NOT_BEFORE).expect("outputs always placed");
-    region[not_before..not_before + 8 * count].fill(0);
+    preset(region, not_before, count, 0i64);
     let destinations = at(header::DESTINATION).expect("outputs always placed");
-    region[destinations..destinations + 4 * count].fill(0);
+    preset(region, destinations, count, abi::ANY_DESTINATION);
     if let Some(o) = at(header::SIZE_BYTES) {
         put(region, o, &candidates.size_bytes[range.clone()]);
     }
@@ -760,6 +778,18 @@ pub fn check_outputs(
     out: &Decisions,
     range: Range<usize>,
 ) -> Result<(), PolicyError> {
+    let all_valid = out.weight[range.clone()]
+        .iter()
+        .fold(true, |ok, w| ok & w.is_finite() & (*w >= 0.0))
+        && out.priority[range.clone()]
+            .iter()
+            .fold(true, |ok, p| ok & (*p <= priority::FIRST))
+        && out.not_before_us[range.clone()]
+            .iter()
+            .fold(true, |ok, t| ok & (*t >= 0));
+    if all_valid {
+        return Ok(());
+    }
     for index in range {
         let problem = if !out.weight[index].is_finite() || out.weight[index] < 0.0 {
             Some((

@@ -37,13 +37,18 @@ struct LoadedPolicy {
 }
 
 impl LoadedPolicy {
-    fn run(&self, host: &PolicyHost, candidates: &Candidates) -> Result<Decisions, PolicyError> {
+    fn run(
+        &self,
+        host: &PolicyHost,
+        candidates: &Candidates,
+        mut out: Decisions,
+    ) -> Result<Decisions, PolicyError> {
         let idle = self.idle.lock().expect("instance pool").pop();
         let mut instance = match idle {
             Some(instance) => instance,
             None => host.instantiate(&self.compiled, &self.config)?,
         };
-        let mut out = Decisions::neutral(candidates.len());
+        out.clear();
         let step = host.limits().batch_keys;
         for start in (0..candidates.len()).step_by(step) {
             let end = (start + step).min(candidates.len());
@@ -148,17 +153,26 @@ impl PolicyRegistry {
     /// unloaded and the batch goes to the one before it, down to the
     /// built-in default, so every batch gets decisions.
     pub fn decide(&self, candidates: &Candidates) -> Decided {
+        self.decide_reusing(candidates, Decisions::with_capacity(candidates.len()))
+    }
+
+    /// [`PolicyRegistry::decide`], writing into `buffer` (the decisions of
+    /// an earlier call): callers deciding batch after batch skip allocating
+    /// and faulting in fresh output memory each time.
+    pub fn decide_reusing(&self, candidates: &Candidates, mut buffer: Decisions) -> Decided {
         let mut failures = Vec::new();
         loop {
             let active = self.loaded.read().expect("policy list").last().cloned();
             let Some(policy) = active else {
+                buffer.clear();
+                buffer.extend_neutral(candidates.len());
                 return Decided {
-                    decisions: Decisions::neutral(candidates.len()),
+                    decisions: buffer,
                     policy: BUILTIN.to_string(),
                     failures,
                 };
             };
-            match policy.run(&self.host, candidates) {
+            match policy.run(&self.host, candidates, std::mem::take(&mut buffer)) {
                 Ok(decisions) => {
                     return Decided {
                         decisions,
@@ -183,6 +197,6 @@ impl PolicyRegistry {
 fn canary(host: &PolicyHost, policy: &LoadedPolicy) -> Result<(), PolicyError> {
     let now_us = chrono::Utc::now().timestamp_micros();
     let sample = Candidates::canary(now_us);
-    let decisions = policy.run(host, &sample)?;
+    let decisions = policy.run(host, &sample, Decisions::with_capacity(sample.len()))?;
     check_outputs(&policy.compiled.name, &sample, &decisions, 0..sample.len())
 }
