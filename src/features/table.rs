@@ -18,9 +18,7 @@ use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
 use rayon::prelude::*;
 
-use super::definition::{
-    DECAY_HALF_LIVES, FEATURE_SET_NAME, FEATURE_SET_VERSION, KeyFeatures, WINDOWS,
-};
+use super::definition::{FEATURE_SET_NAME, FEATURE_SET_VERSION, KeyFeatures};
 use crate::time::{format_instant, parse_instant};
 
 const META_SET: &str = "shadowcast.feature_set";
@@ -58,41 +56,16 @@ pub enum FeatureFileError {
     Mismatch { path: String, problem: String },
 }
 
-/// Column names in file order.
+/// Column names in file order: the table, the key, then every numeric
+/// feature. The feature names are the policy ABI's list (policies see the
+/// same features under the same names); a test checks that they follow
+/// [`super::definition::WINDOWS`] and [`super::definition::DECAY_HALF_LIVES`].
 pub fn column_names() -> Vec<String> {
-    let mut names: Vec<String> = vec!["table_name".into(), "key".into(), "first_seen_age_s".into()];
-    names.extend(WINDOWS.iter().map(|(suffix, _)| format!("events_{suffix}")));
-    names.extend(["reads_total".into(), "writes_total".into()]);
-    names.extend(
-        DECAY_HALF_LIVES
-            .iter()
-            .map(|(suffix, _)| format!("reads_decay_{suffix}")),
-    );
-    names.extend(
-        DECAY_HALF_LIVES
-            .iter()
-            .map(|(suffix, _)| format!("writes_decay_{suffix}")),
-    );
-    names.extend(
-        [
-            "secs_since_last_read",
-            "secs_since_last_write",
-            "read_share",
-            "change_rate_per_h",
-            "size_last",
-            "size_max",
-            "is_deleted",
-            "tod_share_00_06",
-            "tod_share_06_12",
-            "tod_share_12_18",
-            "tod_share_18_24",
-            "tod_share_next_6h",
-            "prefix_events_24h",
-            "range_events_24h",
-        ]
-        .map(String::from),
-    );
-    names
+    ["table_name", "key"]
+        .into_iter()
+        .chain(shadowcast_policy::abi::FEATURE_NAMES)
+        .map(String::from)
+        .collect()
 }
 
 fn schema(keys_are_utf8: bool) -> SchemaRef {
@@ -536,6 +509,24 @@ impl FeatureTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::features::definition::{DECAY_HALF_LIVES, WINDOWS};
+
+    #[test]
+    fn feature_names_follow_the_windows_and_half_lives() {
+        let names = column_names();
+        for (suffix, _) in WINDOWS {
+            assert!(
+                names.contains(&format!("events_{suffix}")),
+                "events_{suffix}"
+            );
+        }
+        for (suffix, _) in DECAY_HALF_LIVES {
+            assert!(names.contains(&format!("reads_decay_{suffix}")));
+            assert!(names.contains(&format!("writes_decay_{suffix}")));
+        }
+        let counted = 2 + 1 + WINDOWS.len() + 2 + 2 * DECAY_HALF_LIVES.len() + 14;
+        assert_eq!(names.len(), counted);
+    }
 
     fn sample_row(index: i64) -> KeyFeatures {
         let f = index as f64;
