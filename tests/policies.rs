@@ -253,3 +253,31 @@ fn swapping_while_deciding_never_mixes_policies() {
     assert_eq!(listed.len(), 2);
     assert_eq!(listed.iter().filter(|p| p.active).count(), 1);
 }
+
+#[test]
+fn keys_reach_the_policy_rebased_per_call() {
+    let registry = registry();
+    // weight = 1000 x the key's offset within its call + its first byte,
+    // read through the key offsets and bytes (column bit 6).
+    let offset = "(i32.load (i32.add (i32.load offset=88 (local.get $batch)) (i32.shl (local.get $i) (i32.const 2))))";
+    let first_byte =
+        format!("(i32.load8_u (i32.add (i32.load offset=92 (local.get $batch)) {offset}))");
+    let weight =
+        format!("(f64.convert_i32_u (i32.add (i32.mul {offset} (i32.const 1000)) {first_byte}))");
+    registry
+        .load(
+            "keys",
+            policy_wat(1 << 6, &weights_body(&weight), "", 1).as_bytes(),
+            b"",
+        )
+        .unwrap();
+    let candidates = candidates();
+    let decided = registry.decide(&candidates);
+    assert!(decided.failures.is_empty(), "{:?}", decided.failures);
+    for i in 0..candidates.len() {
+        let call_start = candidates.key_offsets[i / 100 * 100];
+        let expected =
+            (candidates.key_offsets[i] - call_start) * 1000 + candidates.key(i)[0] as usize;
+        assert_eq!(decided.decisions.weight[i], expected as f64, "key {i}");
+    }
+}

@@ -453,29 +453,24 @@ impl Layout {
                 place(field, width * count, &mut parts);
             }
         }
-        if wants(abi::Column::TABLE) {
-            place(
+        for (column, offsets_field, bytes_field, names) in [
+            (
+                abi::Column::TABLE,
                 header::TABLE_NAMES_OFFSETS,
-                4 * candidates.tables.offsets.len(),
-                &mut parts,
-            );
-            place(
                 header::TABLE_NAMES_BYTES,
-                candidates.tables.bytes.len(),
-                &mut parts,
-            );
-        }
-        if wants(abi::Column::TENANT) {
-            place(
+                &candidates.tables,
+            ),
+            (
+                abi::Column::TENANT,
                 header::TENANT_NAMES_OFFSETS,
-                4 * candidates.tenants.offsets.len(),
-                &mut parts,
-            );
-            place(
                 header::TENANT_NAMES_BYTES,
-                candidates.tenants.bytes.len(),
-                &mut parts,
-            );
+                &candidates.tenants,
+            ),
+        ] {
+            if wants(column) {
+                place(offsets_field, 4 * names.offsets.len(), &mut parts);
+                place(bytes_field, names.bytes.len(), &mut parts);
+            }
         }
         if wants(abi::Column::KEY) {
             place(header::KEY_OFFSETS, 4 * (count + 1), &mut parts);
@@ -502,6 +497,22 @@ impl Layout {
 fn put<T: bytemuck::Pod>(region: &mut [u8], at: usize, values: &[T]) {
     let bytes: &[u8] = bytemuck::cast_slice(values);
     region[at..at + bytes.len()].copy_from_slice(bytes);
+}
+
+/// Writes `values` one after another from `at`.
+fn put_each<T: bytemuck::Pod>(
+    region: &mut [u8],
+    at: usize,
+    values: impl ExactSizeIterator<Item = T>,
+) {
+    let bytes = &mut region[at..at + values.len() * std::mem::size_of::<T>()];
+    match bytemuck::try_cast_slice_mut::<u8, T>(bytes) {
+        Ok(slots) => slots.iter_mut().zip(values).for_each(|(slot, v)| *slot = v),
+        Err(_) => bytes
+            .chunks_exact_mut(std::mem::size_of::<T>())
+            .zip(values)
+            .for_each(|(chunk, v)| chunk.copy_from_slice(bytemuck::bytes_of(&v))),
+    }
 }
 
 /// Appends `count` values of `T` read at `at` to `out`.
@@ -725,42 +736,36 @@ fn write_batch(
     if let Some(o) = at(header::EXPECTED_ACCESSES) {
         put(region, o, &candidates.expected_accesses[range.clone()]);
     }
-    if let Some(o) = at(header::TABLE_IDS) {
-        put(region, o, &candidates.table_ids[range.clone()]);
-        put(
-            region,
-            at(header::TABLE_NAMES_OFFSETS).expect("with ids"),
-            &candidates.tables.offsets,
-        );
-        put(
-            region,
-            at(header::TABLE_NAMES_BYTES).expect("with ids"),
-            &candidates.tables.bytes,
-        );
-    }
-    if let Some(o) = at(header::TENANT_IDS) {
-        put(region, o, &candidates.tenant_ids[range.clone()]);
-        put(
-            region,
-            at(header::TENANT_NAMES_OFFSETS).expect("with ids"),
-            &candidates.tenants.offsets,
-        );
-        put(
-            region,
-            at(header::TENANT_NAMES_BYTES).expect("with ids"),
-            &candidates.tenants.bytes,
-        );
+    for (ids_field, offsets_field, bytes_field, ids, names) in [
+        (
+            header::TABLE_IDS,
+            header::TABLE_NAMES_OFFSETS,
+            header::TABLE_NAMES_BYTES,
+            &candidates.table_ids,
+            &candidates.tables,
+        ),
+        (
+            header::TENANT_IDS,
+            header::TENANT_NAMES_OFFSETS,
+            header::TENANT_NAMES_BYTES,
+            &candidates.tenant_ids,
+            &candidates.tenants,
+        ),
+    ] {
+        if let Some(o) = at(ids_field) {
+            put(region, o, &ids[range.clone()]);
+            put(region, layout.parts[&offsets_field], &names.offsets);
+            put(region, layout.parts[&bytes_field], &names.bytes);
+        }
     }
     if let Some(o) = at(header::KEY_OFFSETS) {
         let first = candidates.key_offsets[range.start];
-        for (i, offset) in candidates.key_offsets[range.start..=range.end]
+        let rebased = candidates.key_offsets[range.start..=range.end]
             .iter()
-            .enumerate()
-        {
-            put(region, o + 4 * i, &[(offset - first) as u32]);
-        }
+            .map(|offset| (offset - first) as u32);
+        put_each(region, o, rebased);
         let bytes = &candidates.key_bytes[first..candidates.key_offsets[range.end]];
-        put(region, at(header::KEY_BYTES).expect("with offsets"), bytes);
+        put(region, layout.parts[&header::KEY_BYTES], bytes);
     }
     for (i, placed) in layout.features.iter().enumerate() {
         if let Some(o) = placed {
@@ -772,7 +777,7 @@ fn write_batch(
 
 /// Every output of keys `range` is in range: finite weights ≥ 0, a known
 /// priority class, a non-negative earliest time.
-pub fn check_outputs(
+fn check_outputs(
     policy: &str,
     candidates: &Candidates,
     out: &Decisions,

@@ -11,7 +11,7 @@ use std::time::SystemTime;
 
 use super::PolicyError;
 use super::candidates::{Candidates, Decisions};
-use super::host::{CompiledPolicy, PolicyHost, PolicyInstance, check_outputs};
+use super::host::{CompiledPolicy, PolicyHost, PolicyInstance};
 
 /// The name decisions carry when no policy is loaded.
 pub const BUILTIN: &str = "builtin-default";
@@ -193,10 +193,10 @@ impl PolicyRegistry {
     }
 }
 
-/// The canary: the policy must decide a varied sample batch with valid outputs.
+/// The canary: the policy must decide a varied sample batch; every call
+/// checks its outputs, so running it is the check.
 fn canary(host: &PolicyHost, policy: &LoadedPolicy) -> Result<(), PolicyError> {
-    let now_us = chrono::Utc::now().timestamp_micros();
-    let sample = Candidates::canary(now_us);
-    let decisions = policy.run(host, &sample, Decisions::with_capacity(sample.len()))?;
-    check_outputs(&policy.compiled.name, &sample, &decisions, 0..sample.len())
+    let sample = Candidates::canary(chrono::Utc::now().timestamp_micros());
+    policy.run(host, &sample, Decisions::with_capacity(sample.len()))?;
+    Ok(())
 }
