@@ -70,12 +70,7 @@ pub fn write_chart(
         path: path.to_path_buf(),
         problem,
     };
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(|source| ModelError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-    }
+    super::create_parent_dir(path)?;
     let root = BitMapBackend::new(path, (WIDTH, HEIGHT)).into_drawing_area();
     let draw = || -> Result<(), Box<dyn std::error::Error>> {
         root.fill(&WHITE)?;

@@ -362,9 +362,7 @@ pub fn write_report(
         path: path.to_path_buf(),
         source,
     };
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(io)?;
-    }
+    super::create_parent_dir(path)?;
     let file = std::fs::File::create(path).map_err(io)?;
     let parquet = |e: parquet::errors::ParquetError| super::ModelError::Io {
         path: path.to_path_buf(),
