@@ -6,8 +6,9 @@
 //! `cargo bench --bench policy_cost` (builds the examples to wasm32 first:
 //! `rustup target add wasm32-unknown-unknown`). One thread; 1M keys.
 
-use std::path::Path;
-use std::process::Command;
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 use std::time::{Duration, Instant};
 
 use favour_small_rows::FavourSmallRows;
@@ -62,35 +63,14 @@ fn best(mut run: impl FnMut()) -> f64 {
         / KEYS as f64
 }
 
-fn build_examples(root: &Path) -> std::path::PathBuf {
-    let target = root.join("target/policy-examples");
-    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args([
-            "build",
-            "--release",
-            "--offline",
-            "--target",
-            "wasm32-unknown-unknown",
-        ])
-        .arg("--manifest-path")
-        .arg(root.join("policies/examples/Cargo.toml"))
-        .env("CARGO_TARGET_DIR", &target)
-        .status()
-        .expect("cargo runs");
-    assert!(status.success(), "building the example policies failed");
-    target.join("wasm32-unknown-unknown/release")
-}
-
 fn millis(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1e3)
 }
 
 fn main() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let sdk_module =
-        std::fs::read(build_examples(root).join("favour_small_rows.wasm")).expect("built module");
-    let wat_module =
-        std::fs::read(root.join("policies/examples/wat/favour-small-rows.wat")).expect("wat");
+    let sdk_module = std::fs::read(common::example_policies().join("favour_small_rows.wasm"))
+        .expect("built module");
+    let wat_module = std::fs::read(common::example_wat()).expect("wat");
     let candidates = candidates();
 
     let mut native = FavourSmallRows::configure(&Config::default()).expect("config");
