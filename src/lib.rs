@@ -1,14 +1,18 @@
 //! shadowcast: predicts which keys of a database under migration will be hot
 //! or high-churn, and hands executors prioritized batches to copy early.
 //!
-//! Modules follow the data flow: [`logs`] → [`features`] → (models, policies,
-//! scheduler, API: later stages). [`workload`] generates realistic access
+//! Modules follow the data flow: [`logs`] → [`features`] → [`model`] →
+//! [`policy`] → [`scheduler`] (over the durable [`state`]) → (API: a later
+//! stage). [`workload`] generates realistic access
 //! logs for development, tests and benchmarks.
 
 pub mod cli;
 pub mod features;
+pub mod keys;
 pub mod logs;
 pub mod model;
 pub mod policy;
+pub mod scheduler;
+pub mod state;
 pub mod time;
 pub mod workload;

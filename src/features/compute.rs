@@ -10,13 +10,13 @@ use std::time::Instant;
 use arrow_array::cast::AsArray;
 use arrow_array::types::Int64Type;
 use arrow_array::{ArrayRef, BinaryArray, RecordBatch, StringArray};
-use hashbrown::HashTable;
 use rayon::prelude::*;
 
 use super::FeatureTable;
 use super::definition::{KeyFeatures, neighbourhood};
 use super::state::{CutOff, KeyState};
 use super::table::{BATCH_ROWS, BatchBuilder, with_neighbourhood};
+use crate::keys::{KeyArena, key_hasher};
 use crate::logs::{AccessBatch, LogError, LogSource, TimeRange};
 
 /// Shards per accumulator: enough for parallel merging on many cores and
@@ -25,27 +25,16 @@ const SHARDS: usize = 64;
 // The merge records each row's shard in a byte.
 const _: () = assert!(SHARDS <= 256);
 
-/// Seeds are fixed so that every worker puts a key in the same shard.
-fn key_hasher() -> ahash::RandomState {
-    ahash::RandomState::with_seeds(0x5ad0, 0xca57, 0xfea7, 0x0de5)
-}
-
 fn shard_of(hash: u64) -> usize {
     // hashbrown indexes buckets by the low bits and tags by the top seven:
     // take the shard from bits in between so shards do not skew either.
     (hash >> 32) as usize % SHARDS
 }
 
-/// The key states of one shard. Keys and states live in flat arenas indexed
-/// by slot; the hash index holds only (hash, slot), so growing and probing it
-/// moves 12 bytes per key, and no key is a separate allocation.
+/// The key states of one shard: keys in a flat arena, states by slot.
 #[derive(Default)]
 struct Shard {
-    index: HashTable<(u64, u32)>,
-    tables: Vec<u32>,
-    /// End of each slot's key in `key_bytes` (its start is the previous end).
-    key_ends: Vec<u32>,
-    key_bytes: Vec<u8>,
+    keys: KeyArena,
     states: Vec<KeyState>,
 }
 
@@ -55,60 +44,40 @@ impl Shard {
     }
 
     fn key(&self, slot: usize) -> &[u8] {
-        let start = if slot == 0 {
-            0
-        } else {
-            self.key_ends[slot - 1] as usize
-        };
-        &self.key_bytes[start..self.key_ends[slot] as usize]
+        self.keys.key(slot)
+    }
+
+    fn table(&self, slot: usize) -> u32 {
+        self.keys.table(slot)
     }
 
     fn find(&self, hash: u64, table: u32, key: &[u8]) -> Option<usize> {
-        self.index
-            .find(hash, |&(stored, slot)| {
-                stored == hash
-                    && self.tables[slot as usize] == table
-                    && self.key(slot as usize) == key
-            })
-            .map(|&(_, slot)| slot as usize)
+        self.keys.find(hash, table, key)
     }
 
     fn insert(&mut self, hash: u64, table: u32, key: &[u8], state: KeyState) {
-        let slot = self.states.len() as u32;
-        self.key_bytes.extend_from_slice(key);
-        let end = u32::try_from(self.key_bytes.len()).expect("a shard holds under 4 GiB of keys");
-        self.key_ends.push(end);
-        self.tables.push(table);
+        self.keys
+            .insert(hash, table, key)
+            .expect("a shard holds under 4 GiB of keys");
         self.states.push(state);
-        self.index
-            .insert_unique(hash, (hash, slot), |&(stored, _)| stored);
     }
 
     /// The shard's keys and states in the order of `slots`, without an index.
     fn reordered(&self, slots: &[u32]) -> Shard {
-        let mut out = Shard {
-            index: HashTable::new(),
-            tables: Vec::with_capacity(slots.len()),
-            key_ends: Vec::with_capacity(slots.len()),
-            key_bytes: Vec::with_capacity(self.key_bytes.len()),
-            states: Vec::with_capacity(slots.len()),
-        };
-        for &slot in slots {
-            let slot = slot as usize;
-            out.tables.push(self.tables[slot]);
-            out.key_bytes.extend_from_slice(self.key(slot));
-            out.key_ends.push(out.key_bytes.len() as u32);
-            out.states.push(self.states[slot].clone());
+        Shard {
+            keys: self.keys.reordered(slots),
+            states: slots
+                .iter()
+                .map(|&slot| self.states[slot as usize].clone())
+                .collect(),
         }
-        out
     }
 
     /// Adds every key state of `other` to this shard.
     fn absorb(&mut self, other: Shard) {
-        self.index.reserve(other.len(), |&(stored, _)| stored);
-        for &(hash, slot) in other.index.iter() {
-            let slot = slot as usize;
-            let (table, key) = (other.tables[slot], other.key(slot));
+        self.keys.reserve(other.len());
+        for (hash, slot) in other.keys.hashed_slots() {
+            let (table, key) = (other.table(slot), other.key(slot));
             match self.find(hash, table, key) {
                 Some(mine) => self.states[mine].merge(&other.states[slot]),
                 None => self.insert(hash, table, key, other.states[slot].clone()),
@@ -234,7 +203,7 @@ impl KeyOrder {
         bytes[..len].copy_from_slice(&key[..len]);
         let (high, low) = bytes.split_at(16);
         (
-            self.rank_of_table[shard.tables[slot] as usize],
+            self.rank_of_table[shard.table(slot) as usize],
             u128::from_be_bytes(high.try_into().expect("16 bytes")),
             u64::from_be_bytes(low.try_into().expect("8 bytes")),
         )
@@ -358,7 +327,7 @@ fn finish(accumulators: Vec<Accumulator>, cut: CutOff, tables: &TableRegistry) -
                 *position += 1;
                 let shard = &shards[index as usize];
                 builder.push(&KeyFeatures::from_state(
-                    names[shard.tables[slot] as usize].clone(),
+                    names[shard.table(slot) as usize].clone(),
                     shard.key(slot).to_vec(),
                     &shard.states[slot],
                     &cut,

@@ -29,7 +29,7 @@ pub struct LogSource {
     files: Vec<LogFile>,
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 struct LogFile {
     path: PathBuf,
     /// `[start, end)` of the Hive partition the file sits in, if any.
@@ -70,6 +70,26 @@ impl LogSource {
 
     pub fn file_count(&self) -> usize {
         self.files.len()
+    }
+
+    /// The files found, in path order.
+    pub fn paths(&self) -> impl Iterator<Item = &Path> {
+        self.files.iter().map(|file| file.path.as_path())
+    }
+
+    /// The same source restricted to the files `keep` accepts (their
+    /// partitions still checked), or `None` when it accepts none.
+    pub fn only(&self, keep: impl Fn(&Path) -> bool) -> Option<LogSource> {
+        let files: Vec<LogFile> = self
+            .files
+            .iter()
+            .filter(|file| keep(&file.path))
+            .cloned()
+            .collect();
+        (!files.is_empty()).then(|| LogSource {
+            root: self.root.clone(),
+            files,
+        })
     }
 
     /// Reads the footers of the files that may hold events in `range`,

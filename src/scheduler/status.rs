@@ -1,0 +1,218 @@
+//! The status record: where the keys are, how far the migration got, how
+//! fast it moves. Exported as JSON and as a one-row Parquet file whose
+//! columns are the JSON's fields flattened with `.`.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow_array::{ArrayRef, BooleanArray, Float64Array, RecordBatch, StringArray};
+use arrow_schema::{DataType, Field, Schema};
+use parquet::arrow::ArrowWriter;
+
+use super::{Confidence, Phase, Scheduler};
+use crate::state::Location;
+use crate::time::SECOND_US;
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct LocationCounts {
+    pub keys: u64,
+    pub bytes: u64,
+}
+
+impl LocationCounts {
+    fn add(&mut self, bytes: u64) {
+        self.keys += 1;
+        self.bytes += bytes;
+    }
+}
+
+/// Running totals since the service started.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Counters {
+    pub leased: u64,
+    pub accepted: u64,
+    pub duplicates: u64,
+    pub stale_acks: u64,
+    pub failures: u64,
+    pub redelivered: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Status {
+    pub generated_at_us: i64,
+    pub phase: Phase,
+    pub paused: bool,
+    pub bandwidth_bytes_per_s: Option<u64>,
+    pub total: LocationCounts,
+    pub source_only: LocationCounts,
+    pub leased: LocationCounts,
+    /// In the destination at a version at least the latest write seen.
+    pub current: LocationCounts,
+    /// In the destination, written since it was copied.
+    pub stale: LocationCounts,
+    pub sample: LocationCounts,
+    pub sample_current: LocationCounts,
+    /// Share of the model's predicted accesses on keys already current.
+    pub predicted_access_share_in_destination: f64,
+    pub confidence: Confidence,
+    pub confidence_threshold: f64,
+    /// Over the last minute.
+    pub throughput_bytes_per_s: f64,
+    pub throughput_keys_per_s: f64,
+    /// Seconds until every key is current at the current throughput.
+    pub eta_seconds: Option<f64>,
+    pub live_leases: u64,
+    pub counters: Counters,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("writing the status to {path}: {problem}")]
+pub struct StatusExportError {
+    path: std::path::PathBuf,
+    problem: String,
+}
+
+impl Status {
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("a status serializes")
+    }
+
+    /// Writes the record as one Parquet row.
+    pub fn write_parquet(&self, path: &Path) -> Result<(), StatusExportError> {
+        let failed = |problem: String| StatusExportError {
+            path: path.to_path_buf(),
+            problem,
+        };
+        let mut columns = Vec::new();
+        flatten(
+            "",
+            &serde_json::to_value(self).expect("serializes"),
+            &mut columns,
+        );
+        let (fields, arrays): (Vec<Field>, Vec<ArrayRef>) = columns
+            .into_iter()
+            .map(|(name, value)| match value {
+                serde_json::Value::Bool(b) => (
+                    Field::new(name, DataType::Boolean, false),
+                    Arc::new(BooleanArray::from(vec![b])) as ArrayRef,
+                ),
+                serde_json::Value::Number(n) => (
+                    Field::new(name, DataType::Float64, false),
+                    Arc::new(Float64Array::from(vec![n.as_f64()])) as ArrayRef,
+                ),
+                serde_json::Value::Null => (
+                    Field::new(name, DataType::Float64, true),
+                    Arc::new(Float64Array::from(vec![None::<f64>])) as ArrayRef,
+                ),
+                other => (
+                    Field::new(name, DataType::Utf8, false),
+                    Arc::new(StringArray::from(vec![
+                        other.as_str().map_or(other.to_string(), str::to_string),
+                    ])) as ArrayRef,
+                ),
+            })
+            .unzip();
+        let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays)
+            .map_err(|e| failed(e.to_string()))?;
+        let file = std::fs::File::create(path).map_err(|e| failed(e.to_string()))?;
+        let mut writer =
+            ArrowWriter::try_new(file, batch.schema(), None).map_err(|e| failed(e.to_string()))?;
+        writer.write(&batch).map_err(|e| failed(e.to_string()))?;
+        writer.close().map_err(|e| failed(e.to_string()))?;
+        Ok(())
+    }
+}
+
+fn flatten(prefix: &str, value: &serde_json::Value, out: &mut Vec<(String, serde_json::Value)>) {
+    match value {
+        serde_json::Value::Object(fields) => {
+            for (name, field) in fields {
+                let name = if prefix.is_empty() {
+                    name.clone()
+                } else {
+                    format!("{prefix}.{name}")
+                };
+                flatten(&name, field, out);
+            }
+        }
+        leaf => out.push((prefix.to_string(), leaf.clone())),
+    }
+}
+
+impl Scheduler {
+    /// The status record as of `now_us` (moves the phase on first, as
+    /// [`tick`](Scheduler::tick) does).
+    pub fn status(&mut self, now_us: i64) -> Status {
+        self.tick(now_us);
+        let mut status = Status {
+            generated_at_us: now_us,
+            phase: self.phase,
+            paused: self.paused,
+            bandwidth_bytes_per_s: self.bandwidth.rate(),
+            total: LocationCounts::default(),
+            source_only: LocationCounts::default(),
+            leased: LocationCounts::default(),
+            current: LocationCounts::default(),
+            stale: LocationCounts::default(),
+            sample: LocationCounts::default(),
+            sample_current: LocationCounts::default(),
+            predicted_access_share_in_destination: 0.0,
+            confidence: self.confidence(now_us),
+            confidence_threshold: self.config.confidence.threshold,
+            throughput_bytes_per_s: 0.0,
+            throughput_keys_per_s: 0.0,
+            eta_seconds: None,
+            live_leases: self.leases.len() as u64,
+            counters: self.counters,
+        };
+        let (mut expected_total, mut expected_current) = (0.0, 0.0);
+        for id in self.map.ids() {
+            let record = self.map.record(id);
+            let plan = &self.plans[id.index()];
+            let bytes = record.size_bytes;
+            status.total.add(bytes);
+            expected_total += plan.expected as f64;
+            let location = record.location();
+            if plan.lease != 0 {
+                status.leased.add(bytes);
+            } else {
+                match location {
+                    Location::SourceOnly => status.source_only.add(bytes),
+                    Location::Current => {}
+                    Location::Stale => status.stale.add(bytes),
+                }
+            }
+            if location == Location::Current {
+                status.current.add(bytes);
+                expected_current += plan.expected as f64;
+            }
+            if record.in_sample {
+                status.sample.add(bytes);
+                if location == Location::Current {
+                    status.sample_current.add(bytes);
+                }
+            }
+        }
+        if expected_total > 0.0 {
+            status.predicted_access_share_in_destination = expected_current / expected_total;
+        }
+        if let Some(&(oldest, _, _)) = self.copied.front() {
+            let span = ((now_us - oldest) as f64 / SECOND_US as f64).max(1.0);
+            let (bytes, keys) = self
+                .copied
+                .iter()
+                .fold((0u64, 0u64), |(b, k), &(_, bytes, keys)| {
+                    (b + bytes, k + keys)
+                });
+            status.throughput_bytes_per_s = bytes as f64 / span;
+            status.throughput_keys_per_s = keys as f64 / span;
+        }
+        let remaining = status.total.bytes - status.current.bytes;
+        if remaining == 0 {
+            status.eta_seconds = Some(0.0);
+        } else if status.throughput_bytes_per_s > 0.0 {
+            status.eta_seconds = Some(remaining as f64 / status.throughput_bytes_per_s);
+        }
+        status
+    }
+}

@@ -1,0 +1,268 @@
+//! State — the durable location map.
+//!
+//! Takes: changes from the scheduler, in batches: keys registered (table,
+//! key, size), copies acknowledged (the version copied), writes seen (the
+//! latest version), shadow-sample membership, and the migration's settings
+//! (phase, pause, budget, which log files were ingested).
+//!
+//! Gives: a [`LocationMap`] that answers, for every tracked key, where it is
+//! ([`Location`]: only in the source, in the destination and current, or in
+//! the destination but stale) and its versions, from memory; and the same
+//! map back after a restart.
+//!
+//! Guarantees: [`LocationMap::commit`] writes one redb transaction with
+//! immediate durability before it changes the map in memory, so when it
+//! returns the change survives `kill -9` or a power cut, and a crash during
+//! it leaves the map as it was. A key's location is derived from its two
+//! versions, never stored beside them, so the two cannot disagree. Leases
+//! are the scheduler's and are not stored: a restart voids them and their
+//! keys are offered again.
+
+mod store;
+
+use std::path::{Path, PathBuf};
+
+use store::Store;
+
+use crate::keys::{KeyArena, key_hasher};
+
+/// A tracked key's position in the map, stable for the life of the process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct KeyId(pub u32);
+
+impl KeyId {
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("state store {path}: {problem}")]
+    Store { path: PathBuf, problem: String },
+
+    #[error("state store {path}: corrupt record for key {key}: {problem}")]
+    Corrupt {
+        path: PathBuf,
+        key: String,
+        problem: String,
+    },
+
+    #[error("state store {path}: {}", crate::keys::ArenaFull)]
+    Full { path: PathBuf },
+}
+
+/// Where a key's data is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Location {
+    /// Not copied yet.
+    SourceOnly,
+    /// Copied at a version at least as new as the latest write seen.
+    Current,
+    /// Copied, then written again: the destination's copy is out of date.
+    Stale,
+}
+
+/// What the map keeps for one key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KeyRecord {
+    pub size_bytes: u64,
+    /// The version the destination holds, if the key was ever copied.
+    pub copied_version: Option<u64>,
+    /// The newest write version seen (0 when no write was seen).
+    pub latest_write: u64,
+    /// Drawn into the shadow sample.
+    pub in_sample: bool,
+}
+
+impl KeyRecord {
+    pub fn new(size_bytes: u64) -> Self {
+        KeyRecord {
+            size_bytes,
+            copied_version: None,
+            latest_write: 0,
+            in_sample: false,
+        }
+    }
+
+    pub fn location(&self) -> Location {
+        match self.copied_version {
+            None => Location::SourceOnly,
+            Some(copied) if copied >= self.latest_write => Location::Current,
+            Some(_) => Location::Stale,
+        }
+    }
+}
+
+/// Every tracked key, its table and record, kept in memory and mirrored in
+/// a redb file.
+pub struct LocationMap {
+    path: PathBuf,
+    store: Store,
+    tables: Vec<String>,
+    hasher: ahash::RandomState,
+    keys: KeyArena,
+    records: Vec<KeyRecord>,
+}
+
+/// One change to commit: a key (new or known) and its new record.
+pub type Change = (KeyId, KeyRecord);
+
+impl LocationMap {
+    /// Opens the map stored at `path` (created when missing) and loads
+    /// every key into memory.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, StateError> {
+        let path = path.as_ref().to_path_buf();
+        let store = Store::open(&path)?;
+        let mut map = LocationMap {
+            tables: store.tables()?,
+            path,
+            store,
+            hasher: key_hasher(),
+            keys: KeyArena::default(),
+            records: Vec::new(),
+        };
+        let LocationMap {
+            path,
+            store,
+            hasher,
+            keys,
+            records,
+            ..
+        } = &mut map;
+        store.for_each_key(|table, key, record| {
+            keys.insert(hasher.hash_one((table, key)), table, key)
+                .map_err(|_| StateError::Full { path: path.clone() })?;
+            records.push(record);
+            Ok(())
+        })?;
+        Ok(map)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    /// Every key id, in the order keys were first tracked.
+    pub fn ids(&self) -> impl Iterator<Item = KeyId> + use<> {
+        (0..self.records.len() as u32).map(KeyId)
+    }
+
+    pub fn tables(&self) -> &[String] {
+        &self.tables
+    }
+
+    /// The id of `table`, registering (and storing) it when new.
+    pub fn table_id(&mut self, table: &str) -> Result<u32, StateError> {
+        if let Some(id) = self.tables.iter().position(|t| t == table) {
+            return Ok(id as u32);
+        }
+        let id = self.tables.len() as u32;
+        self.store.put_table(id, table)?;
+        self.tables.push(table.to_string());
+        Ok(id)
+    }
+
+    pub fn find(&self, table: u32, key: &[u8]) -> Option<KeyId> {
+        let hash = self.hasher.hash_one((table, key));
+        self.keys
+            .find(hash, table, key)
+            .map(|slot| KeyId(slot as u32))
+    }
+
+    /// The id of (`table`, `key`), tracking it in memory with `record` when
+    /// new. A new key is stored by the next [`commit`](Self::commit) that
+    /// names it; `true` says it was new.
+    pub fn track(
+        &mut self,
+        table: u32,
+        key: &[u8],
+        record: KeyRecord,
+    ) -> Result<(KeyId, bool), StateError> {
+        let hash = self.hasher.hash_one((table, key));
+        if let Some(slot) = self.keys.find(hash, table, key) {
+            return Ok((KeyId(slot as u32), false));
+        }
+        let slot = self
+            .keys
+            .insert(hash, table, key)
+            .map_err(|_| StateError::Full {
+                path: self.path.clone(),
+            })?;
+        self.records.push(record);
+        Ok((KeyId(slot as u32), true))
+    }
+
+    pub fn key(&self, id: KeyId) -> &[u8] {
+        self.keys.key(id.index())
+    }
+
+    pub fn table_of(&self, id: KeyId) -> u32 {
+        self.keys.table(id.index())
+    }
+
+    pub fn table_name(&self, id: KeyId) -> &str {
+        &self.tables[self.table_of(id) as usize]
+    }
+
+    pub fn record(&self, id: KeyId) -> KeyRecord {
+        self.records[id.index()]
+    }
+
+    /// `table/key` for messages: the key as text when it is UTF-8, else hex.
+    pub fn describe(&self, id: KeyId) -> String {
+        let key = self.key(id);
+        let key = match std::str::from_utf8(key) {
+            Ok(text) => text.to_string(),
+            Err(_) => key.iter().map(|b| format!("{b:02x}")).collect(),
+        };
+        format!("{}/{key}", self.table_name(id))
+    }
+
+    /// Stores `changes` and `settings` (name, JSON) in one durable
+    /// transaction, then applies the changes in memory. On error nothing
+    /// changes.
+    pub fn commit(
+        &mut self,
+        changes: &[Change],
+        settings: &[(&str, String)],
+    ) -> Result<(), StateError> {
+        if changes.is_empty() && settings.is_empty() {
+            return Ok(());
+        }
+        self.store.put(
+            changes
+                .iter()
+                .map(|&(id, record)| (self.table_of(id), self.key(id), record)),
+            settings,
+        )?;
+        for &(id, record) in changes {
+            self.records[id.index()] = record;
+        }
+        Ok(())
+    }
+
+    /// A stored setting (JSON), if set.
+    pub fn setting(&self, name: &str) -> Result<Option<String>, StateError> {
+        self.store.setting(name)
+    }
+
+    /// Stores `settings` (name, JSON) in one durable transaction.
+    pub fn set_settings(&mut self, settings: &[(&str, String)]) -> Result<(), StateError> {
+        self.commit(&[], settings)
+    }
+
+    /// Bytes of memory the map holds: keys, index and records.
+    pub fn memory_bytes(&self) -> usize {
+        self.keys.memory_bytes() + self.records.capacity() * std::mem::size_of::<KeyRecord>()
+    }
+}
