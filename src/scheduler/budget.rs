@@ -27,12 +27,16 @@ impl Bandwidth {
         self.rate
     }
 
+    /// A new rate; from unlimited, the bucket starts full.
     pub fn set_rate(&mut self, rate: Option<u64>, now_us: i64) {
         self.refill(now_us);
-        self.rate = rate;
-        if let Some(rate) = rate {
-            self.tokens = self.tokens.min(rate as f64);
+        if let Some(new) = rate {
+            self.tokens = match self.rate {
+                None => new as f64,
+                Some(_) => self.tokens.min(new as f64),
+            };
         }
+        self.rate = rate;
     }
 
     fn refill(&mut self, now_us: i64) {
@@ -78,6 +82,8 @@ mod tests {
         assert_eq!(budget.available(60 * SECOND_US), Ok(1000), "capped at 1 s");
         budget.set_rate(None, 60 * SECOND_US);
         assert_eq!(budget.available(60 * SECOND_US), Ok(u64::MAX));
+        budget.set_rate(Some(300), 60 * SECOND_US);
+        assert_eq!(budget.available(60 * SECOND_US), Ok(300), "starts full");
         budget.set_rate(Some(0), 60 * SECOND_US);
         assert!(
             budget.available(61 * SECOND_US).is_err(),
