@@ -15,6 +15,9 @@ const TABLES: TableDefinition<u32, &str> = TableDefinition::new("tables");
 const SETTINGS: TableDefinition<&str, &str> = TableDefinition::new("settings");
 
 const RECORD_LEN: usize = 25;
+/// redb's page cache. The map is read whole once at start and then only
+/// written, so a large cache would only hold pages nobody reads again.
+const CACHE_BYTES: usize = 32 << 20;
 const COPIED: u8 = 1;
 const IN_SAMPLE: u8 = 2;
 
@@ -70,10 +73,13 @@ impl Store {
                 problem: format!("creating its folder: {e}"),
             })?;
         }
-        let db = Database::create(path).map_err(|e| StateError::Store {
-            path: path.to_path_buf(),
-            problem: format!("cannot open: {e}"),
-        })?;
+        let db = Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create(path)
+            .map_err(|e| StateError::Store {
+                path: path.to_path_buf(),
+                problem: format!("cannot open: {e}"),
+            })?;
         let store = Store {
             path: path.to_path_buf(),
             db,

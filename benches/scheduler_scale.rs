@@ -1,0 +1,135 @@
+//! Scheduler scale: tracking and ranking many keys.
+//!
+//! `cargo bench --bench scheduler_scale [-- KEYS]` (default 10 million).
+//! Registers KEYS candidates in a fresh location map (one redb
+//! transaction), ranks them by benefit per byte, and leases and
+//! acknowledges a first batch; reports time per step, resident memory per
+//! tracked key, and the ranking beside a plain `sort_unstable` of the same
+//! number of `f32` scores in the same run.
+
+use std::time::Instant;
+
+use rand::{Rng, SeedableRng};
+use shadowcast::policy::{Candidates, Decisions};
+use shadowcast::scheduler::{Ack, AckResult, LeaseRequest, Phase, Scheduler, SchedulerConfig};
+use shadowcast_policy::abi::{FEATURE_NAMES, NO_TENANT};
+
+fn resident_bytes(field: &str) -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find(|line| line.starts_with(field))
+        .and_then(|line| line.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+fn candidates(keys: usize) -> Candidates {
+    let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(11);
+    let mut candidates = Candidates {
+        now_us: 0,
+        key_offsets: Vec::with_capacity(keys + 1),
+        ..Candidates::default()
+    };
+    candidates.key_offsets.push(0);
+    let tables = ["users", "orders", "sessions", "carts"].map(|t| candidates.tables.intern(t));
+    for i in 0..keys {
+        candidates.table_ids.push(tables[i % 4]);
+        candidates.tenant_ids.push(NO_TENANT);
+        candidates
+            .key_bytes
+            .extend_from_slice(format!("key:{i:010}").as_bytes());
+        candidates.key_offsets.push(candidates.key_bytes.len());
+        candidates.size_bytes.push(rng.random_range(16..4096));
+        candidates.hot.push(rng.random());
+        candidates.churn.push(rng.random());
+        candidates
+            .expected_accesses
+            .push(rng.random::<f64>() * 100.0);
+    }
+    candidates.features = FEATURE_NAMES.iter().map(|_| Vec::new()).collect();
+    candidates
+}
+
+fn main() {
+    let keys: usize = std::env::args()
+        .skip(1)
+        .find_map(|a| a.parse().ok())
+        .unwrap_or(10_000_000);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let candidates = candidates(keys);
+    let decisions = Decisions::neutral(keys);
+    let key_bytes = candidates.key_bytes.len() as f64 / keys as f64;
+    let before = resident_bytes("VmRSS:");
+
+    let started = Instant::now();
+    let mut scheduler =
+        Scheduler::open(dir.path().join("state.redb"), SchedulerConfig::default(), 0)
+            .expect("open");
+    scheduler.plan(&candidates, &decisions).expect("plan");
+    let first_plan = started.elapsed();
+    let tracked = resident_bytes("VmRSS:").saturating_sub(before);
+
+    let started = Instant::now();
+    scheduler.plan(&candidates, &decisions).expect("re-plan");
+    let replan = started.elapsed();
+
+    let mut scores: Vec<f32> = candidates
+        .expected_accesses
+        .iter()
+        .zip(&candidates.size_bytes)
+        .map(|(e, s)| (*e / *s as f64) as f32)
+        .collect();
+    let started = Instant::now();
+    scores.sort_unstable_by(|a, b| b.total_cmp(a));
+    let plain_sort = started.elapsed();
+
+    scheduler.force_phase(Phase::Background).expect("phase");
+    let started = Instant::now();
+    let request = LeaseRequest {
+        max_keys: 1000,
+        max_bytes: u64::MAX,
+        tables: Vec::new(),
+    };
+    let lease = scheduler.lease(&request, 1).expect("lease");
+    let acks: Vec<Ack> = lease
+        .keys
+        .iter()
+        .map(|k| Ack {
+            table: k.table.clone(),
+            key: k.key.clone(),
+            result: AckResult::Copied { version: 1 },
+        })
+        .collect();
+    scheduler.acknowledge(lease.id, &acks, 1).expect("ack");
+    let lease_ack = started.elapsed();
+
+    println!("scheduler scale, {keys} keys (keys average {key_bytes:.1} bytes):");
+    println!(
+        "  register + rank + draw sample (first plan, one redb transaction): {:.2} s",
+        first_plan.as_secs_f64()
+    );
+    println!(
+        "  re-rank all keys (plan again):                              {:.2} s",
+        replan.as_secs_f64()
+    );
+    println!(
+        "  plain sort_unstable of {keys} f32 scores (baseline):       {:.2} s  -> re-rank is {:.1}x a bare sort",
+        plain_sort.as_secs_f64(),
+        replan.as_secs_f64() / plain_sort.as_secs_f64()
+    );
+    println!(
+        "  first lease + ack of 1000 keys:                             {:.1} ms",
+        lease_ack.as_secs_f64() * 1e3
+    );
+    println!(
+        "  resident memory for the tracked keys: {:.0} MiB = {:.0} bytes per key (location map alone: {:.0} bytes per key)",
+        tracked as f64 / (1 << 20) as f64,
+        tracked as f64 / keys as f64,
+        scheduler.map().memory_bytes() as f64 / keys as f64
+    );
+    println!(
+        "  peak resident memory of the whole run (candidates included): {:.0} MiB",
+        resident_bytes("VmHWM:") as f64 / (1 << 20) as f64
+    );
+}
