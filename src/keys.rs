@@ -5,6 +5,14 @@
 
 use hashbrown::HashTable;
 
+/// A key for messages: as text when it is UTF-8, else hex.
+pub fn display_key(key: &[u8]) -> String {
+    match std::str::from_utf8(key) {
+        Ok(text) => text.to_string(),
+        Err(_) => key.iter().map(|b| format!("{b:02x}")).collect(),
+    }
+}
+
 /// Seeds are fixed so that a key hashes the same in every worker and run.
 pub fn key_hasher() -> ahash::RandomState {
     ahash::RandomState::with_seeds(0x5ad0, 0xca57, 0xfea7, 0x0de5)

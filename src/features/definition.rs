@@ -125,10 +125,7 @@ impl KeyFeatures {
 
     /// The key for display: as text when it is UTF-8, else hex.
     pub fn key_display(&self) -> String {
-        match std::str::from_utf8(&self.key) {
-            Ok(text) => text.to_string(),
-            Err(_) => self.key.iter().map(|b| format!("{b:02x}")).collect(),
-        }
+        crate::keys::display_key(&self.key)
     }
 }
 

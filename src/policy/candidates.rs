@@ -117,12 +117,11 @@ impl Candidates {
 
     /// `table/key` for messages: the key as text when it is UTF-8, else hex.
     pub fn describe(&self, index: usize) -> String {
-        let key = self.key(index);
-        let key = match std::str::from_utf8(key) {
-            Ok(text) => text.to_string(),
-            Err(_) => key.iter().map(|b| format!("{b:02x}")).collect(),
-        };
-        format!("{}/{key}", self.tables.name(self.table_ids[index]))
+        format!(
+            "{}/{}",
+            self.tables.name(self.table_ids[index]),
+            crate::keys::display_key(self.key(index))
+        )
     }
 
     pub fn tenant(&self, index: usize) -> Option<&str> {

@@ -220,12 +220,11 @@ impl LocationMap {
 
     /// `table/key` for messages: the key as text when it is UTF-8, else hex.
     pub fn describe(&self, id: KeyId) -> String {
-        let key = self.key(id);
-        let key = match std::str::from_utf8(key) {
-            Ok(text) => text.to_string(),
-            Err(_) => key.iter().map(|b| format!("{b:02x}")).collect(),
-        };
-        format!("{}/{key}", self.table_name(id))
+        format!(
+            "{}/{}",
+            self.table_name(id),
+            crate::keys::display_key(self.key(id))
+        )
     }
 
     /// Stores `changes` and `settings` (name, JSON) in one durable
