@@ -832,7 +832,7 @@ impl Scheduler {
     ) -> Result<Vec<AckOutcome>, SchedulerError> {
         self.release_due(now_us);
         let mut outcomes = Vec::with_capacity(acks.len());
-        let mut changes: Vec<(KeyId, KeyRecord)> = Vec::new();
+        let mut changes: HashMap<KeyId, KeyRecord> = HashMap::new();
         let mut released = Vec::new();
         let mut accepted_bytes = 0u64;
         for ack in acks {
@@ -842,10 +842,9 @@ impl Scheduler {
             };
             let held_here = lease != 0 && self.plans[id.index()].lease == lease;
             let record = changes
-                .iter()
-                .rev()
-                .find(|(changed, _)| *changed == id)
-                .map_or(self.map.record(id), |(_, r)| *r);
+                .get(&id)
+                .copied()
+                .unwrap_or_else(|| self.map.record(id));
             let outcome = match &ack.result {
                 AckResult::Copied { version } => {
                     if *version < record.latest_write {
@@ -856,13 +855,13 @@ impl Scheduler {
                     } else if record.copied_version.is_some_and(|c| c >= *version) {
                         AckOutcome::AlreadyCurrent
                     } else {
-                        changes.push((
+                        changes.insert(
                             id,
                             KeyRecord {
                                 copied_version: Some(*version),
                                 ..record
                             },
-                        ));
+                        );
                         accepted_bytes += record.size_bytes;
                         AckOutcome::Accepted
                     }
@@ -881,6 +880,7 @@ impl Scheduler {
             }
             outcomes.push(outcome);
         }
+        let changes: Vec<(KeyId, KeyRecord)> = changes.into_iter().collect();
         self.map.commit(&changes, &[])?;
         for id in released {
             self.plans[id.index()].lease = 0;
