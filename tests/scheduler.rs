@@ -83,6 +83,17 @@ fn open(dir: &Path, config: SchedulerConfig) -> Scheduler {
     Scheduler::open(dir.join("state.redb"), config, T0).expect("open scheduler")
 }
 
+/// A scheduler at `dir` with `many(keys)` planned (neutral decisions), in `phase`.
+fn planned(dir: &Path, config: SchedulerConfig, keys: usize, phase: Phase) -> Scheduler {
+    let (_, candidates) = many(keys);
+    let mut scheduler = open(dir, config);
+    scheduler
+        .plan(&candidates, &Decisions::neutral(candidates.len()))
+        .unwrap();
+    scheduler.force_phase(phase).unwrap();
+    scheduler
+}
+
 fn request(max_keys: usize) -> LeaseRequest {
     LeaseRequest {
         max_keys,
@@ -181,18 +192,15 @@ fn ranks_by_benefit_per_byte_with_classes_exclusions_and_not_before() {
 #[test]
 fn batches_hold_key_byte_and_bandwidth_limits_that_change_at_run_time() {
     let dir = tempfile::tempdir().unwrap();
-    let mut scheduler = open(
+    let mut scheduler = planned(
         dir.path(),
         SchedulerConfig {
             max_batch_keys: 50,
             ..config()
         },
+        300,
+        Phase::Background,
     );
-    let (_, candidates) = many(300);
-    scheduler
-        .plan(&candidates, &Decisions::neutral(candidates.len()))
-        .unwrap();
-    scheduler.force_phase(Phase::Background).unwrap();
 
     let capped = scheduler.lease(&request(1000), T0).unwrap();
     assert_eq!(capped.keys.len(), 50, "the configured batch cap wins");
@@ -241,12 +249,7 @@ fn batches_hold_key_byte_and_bandwidth_limits_that_change_at_run_time() {
 #[test]
 fn a_write_after_a_copy_resyncs_first_and_only_current_versions_count() {
     let dir = tempfile::tempdir().unwrap();
-    let mut scheduler = open(dir.path(), config());
-    let (_, candidates) = many(20);
-    scheduler
-        .plan(&candidates, &Decisions::neutral(candidates.len()))
-        .unwrap();
-    scheduler.force_phase(Phase::Background).unwrap();
+    let mut scheduler = planned(dir.path(), config(), 20, Phase::Background);
     // The least valuable key, copied at version 5.
     let key = "k00019";
     let outcome = scheduler
@@ -334,18 +337,15 @@ fn a_write_after_a_copy_resyncs_first_and_only_current_versions_count() {
 #[test]
 fn expired_and_failed_keys_are_offered_again_and_extensions_hold_them() {
     let dir = tempfile::tempdir().unwrap();
-    let mut scheduler = open(
+    let mut scheduler = planned(
         dir.path(),
         SchedulerConfig {
             lease_duration_us: 10 * SECOND,
             ..config()
         },
+        30,
+        Phase::Background,
     );
-    let (_, candidates) = many(30);
-    scheduler
-        .plan(&candidates, &Decisions::neutral(candidates.len()))
-        .unwrap();
-    scheduler.force_phase(Phase::Background).unwrap();
 
     let dead = scheduler.lease(&request(5), T0).unwrap();
     let kept = scheduler.lease(&request(5), T0).unwrap();
@@ -782,11 +782,7 @@ fn new_log_files_are_ingested_incrementally_and_bad_ones_are_named() {
 #[test]
 fn the_status_exports_as_json_and_parquet() {
     let dir = tempfile::tempdir().unwrap();
-    let mut scheduler = open(dir.path(), config());
-    let (_, candidates) = many(50);
-    scheduler
-        .plan(&candidates, &Decisions::neutral(candidates.len()))
-        .unwrap();
+    let mut scheduler = planned(dir.path(), config(), 50, Phase::Shadowing);
     let lease = scheduler.lease(&request(5), T0).unwrap();
     scheduler
         .acknowledge(lease.id, &copied(&lease), T0)
