@@ -166,16 +166,17 @@ impl Pair {
     }
 }
 
-/// Confidence of a destination holding the keys flagged `true`, given the
-/// bytes written recently (decayed over an hour) and all source bytes.
+/// Confidence of a destination holding the keys flagged `true` (of all the
+/// source's keys), given the bytes written recently (decayed over an hour).
 pub fn measure(
     keys: impl Iterator<Item = (KeyProfile, bool)>,
     recent_written_bytes: f64,
-    source_bytes: u64,
     config: &ConfidenceConfig,
 ) -> Confidence {
     let [mut size, mut table, mut frequency, mut write_rate] = [(); 4].map(|_| Pair::default());
+    let mut source_bytes = 0u64;
     for (key, in_destination) in keys {
+        source_bytes += key.size_bytes;
         size.add(
             (u64::BITS - key.size_bytes.leading_zeros()) as usize,
             in_destination,
@@ -252,29 +253,23 @@ mod tests {
         let even = measure(
             keys.iter().enumerate().map(|(i, k)| (*k, i % 4 < 2)),
             0.0,
-            10_000,
             &config,
         );
         assert!(even.value > 0.95, "{even:?}");
         // Only table 0: the table distribution is half off.
-        let one_table = measure(
-            keys.iter().map(|k| (*k, k.table == 0)),
-            0.0,
-            10_000,
-            &config,
-        );
+        let one_table = measure(keys.iter().map(|k| (*k, k.table == 0)), 0.0, &config);
         assert!(
             (one_table.similarity.table - 0.5).abs() < 1e-9,
             "{one_table:?}"
         );
         assert!(one_table.value < even.value);
-        let empty = measure(keys.iter().map(|k| (*k, false)), 0.0, 10_000, &config);
+        let empty = measure(keys.iter().map(|k| (*k, false)), 0.0, &config);
         assert_eq!(empty.value, 0.0);
         // 1% of the bytes rewritten in the last hour halves it.
+        let source_bytes: u64 = keys.iter().map(|k| k.size_bytes).sum();
         let churning = measure(
             keys.iter().enumerate().map(|(i, k)| (*k, i % 4 < 2)),
-            100.0,
-            10_000,
+            source_bytes as f64 / 100.0,
             &config,
         );
         assert!((churning.change_factor - 0.5).abs() < 1e-9);

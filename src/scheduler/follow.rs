@@ -57,18 +57,23 @@ struct FileKeys {
 }
 
 impl FileKeys {
+    /// The slot of `table`, added when new.
+    fn slot_of(&mut self, table: &str) -> usize {
+        match self.tables.iter().position(|t| t == table) {
+            Some(slot) => slot,
+            None => {
+                self.tables.push(table.to_string());
+                self.keys.push(AHashMap::new());
+                self.tables.len() - 1
+            }
+        }
+    }
+
     fn add(&mut self, batch: &AccessBatch) {
         let slots: Vec<usize> = batch
             .table_names()
             .iter()
-            .map(|name| match self.tables.iter().position(|t| t == name) {
-                Some(slot) => slot,
-                None => {
-                    self.tables.push(name.clone());
-                    self.keys.push(AHashMap::new());
-                    self.tables.len() - 1
-                }
-            })
+            .map(|name| self.slot_of(name))
             .collect();
         for row in 0..batch.len() {
             let keys = &mut self.keys[slots[batch.table_index()[row] as usize]];
@@ -98,14 +103,7 @@ impl FileKeys {
 
     fn merge(mut self, other: FileKeys) -> FileKeys {
         for (table, keys) in other.tables.into_iter().zip(other.keys) {
-            let slot = match self.tables.iter().position(|t| *t == table) {
-                Some(slot) => slot,
-                None => {
-                    self.tables.push(table);
-                    self.keys.push(AHashMap::new());
-                    self.tables.len() - 1
-                }
-            };
+            let slot = self.slot_of(&table);
             for (key, theirs) in keys {
                 self.keys[slot]
                     .entry(key)

@@ -461,8 +461,7 @@ impl Scheduler {
     }
 
     fn find(&self, table: &str, key: &[u8]) -> Option<KeyId> {
-        let table = self.map.tables().iter().position(|t| t == table)?;
-        self.map.find(table as u32, key)
+        self.map.find(self.map.find_table(table)?, key)
     }
 
     /// Tracks (`table`, `key`) in memory (stored by the caller's next commit).
@@ -753,7 +752,8 @@ impl Scheduler {
             request
                 .tables
                 .iter()
-                .filter_map(|name| self.map.tables().iter().position(|t| t == name))
+                .filter_map(|name| self.map.find_table(name))
+                .map(|id| id as usize)
                 .collect()
         };
         let id = self.next_lease;
@@ -1057,11 +1057,6 @@ impl Scheduler {
     }
 
     fn confidence(&self, now_us: i64) -> Confidence {
-        let source_bytes: u64 = self
-            .map
-            .ids()
-            .map(|id| self.map.record(id).size_bytes)
-            .sum();
         confidence::measure(
             self.map.ids().map(|id| {
                 let plan = &self.plans[id.index()];
@@ -1077,7 +1072,6 @@ impl Scheduler {
                 )
             }),
             self.recent_writes.at(now_us),
-            source_bytes,
             &self.config.confidence,
         )
     }

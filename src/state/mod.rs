@@ -161,10 +161,18 @@ impl LocationMap {
         &self.tables
     }
 
+    /// The id of `table`, if any key of it is tracked.
+    pub fn find_table(&self, table: &str) -> Option<u32> {
+        self.tables
+            .iter()
+            .position(|t| t == table)
+            .map(|id| id as u32)
+    }
+
     /// The id of `table`, registering (and storing) it when new.
     pub fn table_id(&mut self, table: &str) -> Result<u32, StateError> {
-        if let Some(id) = self.tables.iter().position(|t| t == table) {
-            return Ok(id as u32);
+        if let Some(id) = self.find_table(table) {
+            return Ok(id);
         }
         let id = self.tables.len() as u32;
         self.store.put_table(id, table)?;
