@@ -50,7 +50,7 @@ pub use budget::Bandwidth;
 pub use confidence::{Confidence, ConfidenceConfig};
 pub use follow::IngestReport;
 pub use sample::{SampleConfig, SampleOf, SampleShares};
-pub use status::{LocationCounts, Status};
+pub use status::{LocationCounts, Status, StatusExportError};
 
 use crate::policy::{Candidates, Decisions};
 use crate::state::{KeyId, KeyRecord, Location, LocationMap, StateError};
