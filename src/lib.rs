@@ -2,17 +2,19 @@
 //! or high-churn, and hands executors prioritized batches to copy early.
 //!
 //! Modules follow the data flow: [`logs`] → [`features`] → [`model`] →
-//! [`policy`] → [`scheduler`] (over the durable [`state`]) → (API: a later
-//! stage). [`workload`] generates realistic access
+//! [`policy`] → [`scheduler`] (over the durable [`state`]) → [`service`]
+//! (the gRPC API, configured by [`config`]). [`workload`] generates realistic access
 //! logs for development, tests and benchmarks.
 
 pub mod cli;
+pub mod config;
 pub mod features;
 pub mod keys;
 pub mod logs;
 pub mod model;
 pub mod policy;
 pub mod scheduler;
+pub mod service;
 pub mod state;
 pub mod time;
 pub mod workload;

@@ -121,3 +121,10 @@ mod tests {
         assert!(parse_duration("3y").unwrap_err().contains("unknown unit"));
     }
 }
+
+/// The wall clock, in microseconds since the Unix epoch.
+pub fn now_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_micros() as i64)
+}

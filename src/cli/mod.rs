@@ -49,6 +49,8 @@ pub enum Command {
     Models(model_commands::ModelsArgs),
     /// Validate a WebAssembly policy, or run it over real features to see how it changes the ranking.
     Policy(policy_commands::PolicyArgs),
+    /// Serve the gRPC API: plan from the logs, lease batches to executors, track where every key is.
+    Serve(crate::config::ServeArgs),
 }
 
 #[derive(Args, Debug)]
@@ -148,7 +150,48 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Evaluate(args) => model_commands::evaluate_command(args),
         Command::Models(args) => model_commands::models_command(args),
         Command::Policy(args) => policy_commands::policy_command(args),
+        Command::Serve(args) => serve(args),
     }
+}
+
+/// A multi-threaded runtime for the network commands.
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(crate::logs::reader::worker_count())
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .expect("installing the SIGTERM handler");
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+    eprintln!("shutting down: finishing the calls under way");
+}
+
+fn serve(args: crate::config::ServeArgs) -> Result<()> {
+    let config = crate::config::ServeConfig::resolve(args)?;
+    runtime()?.block_on(crate::service::serve(
+        config,
+        |address| {
+            println!("shadowcast listening on {address}");
+            use std::io::Write as _;
+            let _ = std::io::stdout().flush();
+        },
+        shutdown_signal(),
+    ))
 }
 
 fn progress(total: u64, what: &str) -> ProgressBar {
@@ -264,16 +307,10 @@ fn import_logs(args: ImportArgs) -> Result<()> {
 }
 
 fn resolve_as_of(text: &str, source: &LogSource) -> Result<i64> {
-    if text != "latest" {
-        return parse_instant(text)
-            .map_err(anyhow::Error::msg)
-            .context("--as-of");
-    }
-    let plan = source.plan(crate::logs::TimeRange::ALL)?;
-    plan.stats()
-        .data_span
-        .map(|(_, last)| last)
-        .context("--as-of latest: the logs carry no time statistics; give an explicit time")
+    source
+        .resolve_as_of(text)
+        .map_err(anyhow::Error::msg)
+        .context("--as-of")
 }
 
 fn compute_features(logs: &Path, as_of: &str, since: Option<i64>) -> Result<FeatureTable> {

@@ -9,7 +9,9 @@ use super::model_commands::load_model;
 use crate::features::FeatureTable;
 use crate::model::input::raw_inputs;
 use crate::policy::registry::Decided;
-use crate::policy::{Candidates, Decisions, PolicyHost, PolicyLimits, PolicyRegistry};
+use crate::policy::{
+    Candidates, Decisions, PolicyHost, PolicyLimits, PolicyRegistry, scheduling_order,
+};
 use crate::time::{format_instant, parse_instant};
 
 #[derive(Args, Debug)]
@@ -120,21 +122,6 @@ fn registry(args: &PolicyFileArgs) -> Result<PolicyRegistry> {
         ..PolicyLimits::default()
     };
     Ok(PolicyRegistry::new(PolicyHost::new(limits)?))
-}
-
-/// Keys in scheduling order: priority class first, then benefit (expected
-/// accesses times weight); excluded keys (weight 0) are left out.
-pub fn scheduling_order(candidates: &Candidates, decisions: &Decisions) -> Vec<usize> {
-    let mut order: Vec<usize> = (0..candidates.len())
-        .filter(|&i| decisions.weight[i] > 0.0)
-        .collect();
-    let benefit = |i: usize| candidates.expected_accesses[i] * decisions.weight[i];
-    order.sort_by(|&a, &b| {
-        decisions.priority[b]
-            .cmp(&decisions.priority[a])
-            .then(benefit(b).total_cmp(&benefit(a)))
-    });
-    order
 }
 
 fn quantile(sorted: &[f64], q: f64) -> f64 {

@@ -64,6 +64,20 @@ impl LogSource {
         Ok(LogSource { root, files })
     }
 
+    /// The instant `text` names: `latest` (the last event in the logs, from
+    /// the files' time statistics) or a time [`parse_instant`] reads.
+    ///
+    /// [`parse_instant`]: crate::time::parse_instant
+    pub fn resolve_as_of(&self, text: &str) -> Result<i64, String> {
+        if text != "latest" {
+            return crate::time::parse_instant(text);
+        }
+        let plan = self.plan(TimeRange::ALL).map_err(|e| e.to_string())?;
+        plan.stats().data_span.map(|(_, last)| last).ok_or_else(|| {
+            "`latest`: the logs carry no time statistics; give an explicit time".to_string()
+        })
+    }
+
     pub fn root(&self) -> &Path {
         &self.root
     }

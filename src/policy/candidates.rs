@@ -272,3 +272,18 @@ impl Decisions {
         self.weight.is_empty()
     }
 }
+
+/// Keys in scheduling order: priority class first, then benefit (expected
+/// accesses times weight); excluded keys (weight 0) are left out.
+pub fn scheduling_order(candidates: &Candidates, decisions: &Decisions) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..candidates.len())
+        .filter(|&i| decisions.weight[i] > 0.0)
+        .collect();
+    let benefit = |i: usize| candidates.expected_accesses[i] * decisions.weight[i];
+    order.sort_by(|&a, &b| {
+        decisions.priority[b]
+            .cmp(&decisions.priority[a])
+            .then(benefit(b).total_cmp(&benefit(a)))
+    });
+    order
+}

@@ -21,7 +21,7 @@ pub mod registry;
 
 use std::time::Duration;
 
-pub use candidates::{Candidates, Decisions};
+pub use candidates::{Candidates, Decisions, scheduling_order};
 pub use host::{PolicyHost, PolicyLimits};
 pub use registry::{PolicyInfo, PolicyRegistry};
 

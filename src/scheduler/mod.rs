@@ -46,11 +46,12 @@ use std::path::Path;
 use rayon::prelude::*;
 use shadowcast_policy::abi::{FEATURE_NAMES, priority};
 
+pub use crate::state::LocationCounts;
 pub use budget::Bandwidth;
 pub use confidence::{Confidence, ConfidenceConfig};
 pub use follow::IngestReport;
 pub use sample::{SampleConfig, SampleOf, SampleShares};
-pub use status::{LocationCounts, Status, StatusExportError};
+pub use status::{Counters, Gauges, Status, StatusExportError};
 
 use crate::policy::{Candidates, Decisions};
 use crate::state::{KeyId, KeyRecord, Location, LocationMap, StateError};
@@ -375,6 +376,8 @@ pub struct Scheduler {
     /// (time, bytes, keys) of accepted copies in the last minute.
     copied: VecDeque<(i64, u64, u64)>,
     counters: status::Counters,
+    /// The confidence last measured (by a tick in SHADOWING or a status).
+    last_confidence: Option<f64>,
     /// When [`Scheduler::tick`] last ran (acknowledgements run it at most
     /// once a second: it scans every key).
     ticked_at_us: i64,
@@ -429,6 +432,7 @@ impl Scheduler {
             copied: VecDeque::new(),
             counters: Default::default(),
             ticked_at_us: now_us,
+            last_confidence: None,
             config,
             map,
         };
@@ -990,12 +994,9 @@ impl Scheduler {
         self.copied
             .retain(|&(at, _, _)| at > now_us - 60 * SECOND_US);
         let next = match self.phase {
-            Phase::Shadowing
-                if self.confidence(now_us).value >= self.config.confidence.threshold =>
-            {
-                Some(Phase::Background)
-            }
-            Phase::Background if self.all_current() => Some(Phase::CutoverReady),
+            Phase::Shadowing => (self.confidence(now_us).value >= self.config.confidence.threshold)
+                .then_some(Phase::Background),
+            Phase::Background => self.all_current().then_some(Phase::CutoverReady),
             _ => None,
         };
         if let Some(phase) = next
@@ -1006,9 +1007,7 @@ impl Scheduler {
     }
 
     fn all_current(&self) -> bool {
-        self.map
-            .ids()
-            .all(|id| self.map.record(id).location() == Location::Current)
+        self.map.totals(Location::Current).keys == self.map.len() as u64
     }
 
     fn set_phase(&mut self, phase: Phase) -> Result<(), SchedulerError> {
@@ -1056,8 +1055,8 @@ impl Scheduler {
         Ok(())
     }
 
-    fn confidence(&self, now_us: i64) -> Confidence {
-        confidence::measure(
+    fn confidence(&mut self, now_us: i64) -> Confidence {
+        let confidence = confidence::measure(
             self.map.ids().map(|id| {
                 let plan = &self.plans[id.index()];
                 let record = self.map.record(id);
@@ -1073,6 +1072,8 @@ impl Scheduler {
             }),
             self.recent_writes.at(now_us),
             &self.config.confidence,
-        )
+        );
+        self.last_confidence = Some(confidence.value);
+        confidence
     }
 }

@@ -10,21 +10,8 @@ use arrow_schema::{DataType, Field, Schema};
 use parquet::arrow::ArrowWriter;
 
 use super::{Confidence, Phase, Scheduler};
-use crate::state::Location;
+use crate::state::{Location, LocationCounts};
 use crate::time::SECOND_US;
-
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
-pub struct LocationCounts {
-    pub keys: u64,
-    pub bytes: u64,
-}
-
-impl LocationCounts {
-    fn add(&mut self, bytes: u64) {
-        self.keys += 1;
-        self.bytes += bytes;
-    }
-}
 
 /// Running totals since the service started.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
@@ -214,5 +201,47 @@ impl Scheduler {
             status.eta_seconds = Some(remaining as f64 / status.throughput_bytes_per_s);
         }
         status
+    }
+}
+
+/// The figures a metrics scrape shows, read without scanning every key.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Gauges {
+    pub phase: Phase,
+    pub paused: bool,
+    pub bandwidth_bytes_per_s: Option<u64>,
+    pub source_only: LocationCounts,
+    pub current: LocationCounts,
+    pub stale: LocationCounts,
+    /// Keys waiting in line per priority class, highest class first
+    /// (keys skipped later for their phase or location included).
+    pub queued: [u64; 4],
+    pub live_leases: u64,
+    /// The confidence last measured, if any.
+    pub confidence: Option<f64>,
+    pub counters: Counters,
+}
+
+impl Scheduler {
+    pub fn gauges(&self) -> Gauges {
+        let mut queued = [0u64; 4];
+        for table in &self.queues {
+            for (slot, count) in queued.iter_mut().enumerate() {
+                let fresh = &table.fresh[slot];
+                *count += (table.resync[slot].len() + fresh.order.len() - fresh.cursor) as u64;
+            }
+        }
+        Gauges {
+            phase: self.phase,
+            paused: self.paused,
+            bandwidth_bytes_per_s: self.bandwidth.rate(),
+            source_only: self.map.totals(Location::SourceOnly),
+            current: self.map.totals(Location::Current),
+            stale: self.map.totals(Location::Stale),
+            queued,
+            live_leases: self.leases.len() as u64,
+            confidence: self.last_confidence,
+            counters: self.counters,
+        }
     }
 }

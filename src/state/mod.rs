@@ -104,6 +104,40 @@ pub struct LocationMap {
     hasher: ahash::RandomState,
     keys: KeyArena,
     records: Vec<KeyRecord>,
+    /// Keys and bytes per [`Location`], kept as records change so nobody
+    /// has to scan every key for them.
+    totals: [LocationCounts; 3],
+}
+
+/// A number of keys and their bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct LocationCounts {
+    pub keys: u64,
+    pub bytes: u64,
+}
+
+impl LocationCounts {
+    pub fn add(&mut self, bytes: u64) {
+        self.keys += 1;
+        self.bytes += bytes;
+    }
+
+    fn remove(&mut self, bytes: u64) {
+        self.keys -= 1;
+        self.bytes -= bytes;
+    }
+}
+
+fn slot_of(record: &KeyRecord) -> usize {
+    slot(record.location())
+}
+
+fn slot(location: Location) -> usize {
+    match location {
+        Location::SourceOnly => 0,
+        Location::Current => 1,
+        Location::Stale => 2,
+    }
 }
 
 /// One change to commit: a key (new or known) and its new record.
@@ -122,6 +156,7 @@ impl LocationMap {
             hasher: key_hasher(),
             keys: KeyArena::default(),
             records: Vec::new(),
+            totals: Default::default(),
         };
         let LocationMap {
             path,
@@ -129,11 +164,13 @@ impl LocationMap {
             hasher,
             keys,
             records,
+            totals,
             ..
         } = &mut map;
         store.for_each_key(|table, key, record| {
             keys.insert(hasher.hash_one((table, key)), table, key)
                 .map_err(|_| StateError::Full { path: path.clone() })?;
+            totals[slot_of(&record)].add(record.size_bytes);
             records.push(record);
             Ok(())
         })?;
@@ -206,6 +243,7 @@ impl LocationMap {
             .map_err(|_| StateError::Full {
                 path: self.path.clone(),
             })?;
+        self.totals[slot_of(&record)].add(record.size_bytes);
         self.records.push(record);
         Ok((KeyId(slot as u32), true))
     }
@@ -253,7 +291,9 @@ impl LocationMap {
             settings,
         )?;
         for &(id, record) in changes {
-            self.records[id.index()] = record;
+            let before = std::mem::replace(&mut self.records[id.index()], record);
+            self.totals[slot_of(&before)].remove(before.size_bytes);
+            self.totals[slot_of(&record)].add(record.size_bytes);
         }
         Ok(())
     }
@@ -266,6 +306,11 @@ impl LocationMap {
     /// Stores `settings` (name, JSON) in one durable transaction.
     pub fn set_settings(&mut self, settings: &[(&str, String)]) -> Result<(), StateError> {
         self.commit(&[], settings)
+    }
+
+    /// Keys and bytes at `location`, without a scan.
+    pub fn totals(&self, location: Location) -> LocationCounts {
+        self.totals[slot(location)]
     }
 
     /// Bytes of memory the map holds: keys, index and records.

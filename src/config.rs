@@ -1,0 +1,407 @@
+//! The service's settings: embedded defaults, overridden by a TOML file,
+//! overridden by environment variables and flags (`shadowcast serve
+//! --help` lists every one with its variable).
+//!
+//! Takes: [`ServeArgs`] (flags and `SHADOWCAST_*` variables, parsed by
+//! clap) and the TOML file they name. Gives: a checked [`ServeConfig`].
+//! Guarantees: every setting has one name in all three places (the TOML
+//! key is the flag without `--`, with `_` for `-`); an unknown TOML key or
+//! a bad value is an error naming the file, the key and the problem.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+use serde::Deserialize;
+
+use crate::scheduler::SchedulerConfig;
+use crate::time::SECOND_US;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {problem}")]
+    Parse { path: PathBuf, problem: String },
+    #[error("setting `{setting}`: {problem}")]
+    Invalid {
+        setting: &'static str,
+        problem: String,
+    },
+}
+
+/// Flags of `shadowcast serve`; each also reads an environment variable
+/// and a key of the `--config` file.
+#[derive(Args, Debug, Default, Clone)]
+pub struct ServeArgs {
+    /// TOML file of settings (keys as the flags below, without `--`, `_` for `-`).
+    #[arg(long, env = "SHADOWCAST_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:50051].
+    #[arg(long, env = "SHADOWCAST_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Directory of the durable state (location map, phase, settings) [default: shadowcast-state].
+    #[arg(long, env = "SHADOWCAST_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Access logs to plan from and follow (Parquet file, directory or Hive tree) [default: shadowcast-demo/logs].
+    #[arg(long, env = "SHADOWCAST_LOGS")]
+    pub logs: Option<PathBuf>,
+    /// Cut-off of the features the plan is made from: `latest` or a time [default: latest].
+    #[arg(long, env = "SHADOWCAST_AS_OF")]
+    pub as_of: Option<String>,
+    /// Model registry directory [default: models].
+    #[arg(long, env = "SHADOWCAST_MODELS")]
+    pub models: Option<PathBuf>,
+    /// Model name in the registry; its active version plans [default: default].
+    #[arg(long, env = "SHADOWCAST_MODEL")]
+    pub model: Option<String>,
+    /// Policy modules to load at start, in order (the last is active); `PATH` or `PATH=CONFIG_FILE`.
+    #[arg(long = "policy", env = "SHADOWCAST_POLICIES", value_delimiter = ',')]
+    pub policies: Vec<String>,
+    /// Seconds between scans of the logs for new files (0: off) [default: 10].
+    #[arg(long, env = "SHADOWCAST_FOLLOW_SECONDS")]
+    pub follow_seconds: Option<f64>,
+    /// Seconds a lease lasts unless extended [default: 30].
+    #[arg(long, env = "SHADOWCAST_LEASE_SECONDS")]
+    pub lease_seconds: Option<f64>,
+    /// Most keys in one batch [default: 10000].
+    #[arg(long, env = "SHADOWCAST_MAX_BATCH_KEYS")]
+    pub max_batch_keys: Option<usize>,
+    /// Most bytes in one batch [default: 268435456].
+    #[arg(long, env = "SHADOWCAST_MAX_BATCH_BYTES")]
+    pub max_batch_bytes: Option<u64>,
+    /// Global copy budget in bytes per second (0: unlimited) [default: 0].
+    #[arg(long, env = "SHADOWCAST_BANDWIDTH_BYTES_PER_S")]
+    pub bandwidth_bytes_per_s: Option<u64>,
+    /// Confidence at which SHADOWING moves on to BACKGROUND [default: 0.9].
+    #[arg(long, env = "SHADOWCAST_CONFIDENCE_THRESHOLD")]
+    pub confidence_threshold: Option<f64>,
+    /// Share of keys in the shadow sample [default: 0.1].
+    #[arg(long, env = "SHADOWCAST_SAMPLE_FRACTION")]
+    pub sample_fraction: Option<f64>,
+    /// Share of keys, by predicted accesses, that SHADOWING copies besides the sample [default: 0.05].
+    #[arg(long, env = "SHADOWCAST_PREDICTED_HOT_SHARE")]
+    pub predicted_hot_share: Option<f64>,
+    /// PEM certificate chain; with --tls-key, serve over TLS.
+    #[arg(long, env = "SHADOWCAST_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "SHADOWCAST_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// Bearer tokens executors present (lease, acknowledge, report writes, look up, read status).
+    #[arg(
+        long = "executor-token",
+        env = "SHADOWCAST_EXECUTOR_TOKENS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub executor_tokens: Vec<String>,
+    /// Bearer tokens operators present (everything, including models, policies and migration control).
+    #[arg(
+        long = "admin-token",
+        env = "SHADOWCAST_ADMIN_TOKENS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub admin_tokens: Vec<String>,
+}
+
+/// The TOML file: the same settings as the flags.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSettings {
+    listen: Option<SocketAddr>,
+    state_dir: Option<PathBuf>,
+    logs: Option<PathBuf>,
+    as_of: Option<String>,
+    models: Option<PathBuf>,
+    model: Option<String>,
+    policies: Option<Vec<String>>,
+    follow_seconds: Option<f64>,
+    lease_seconds: Option<f64>,
+    max_batch_keys: Option<usize>,
+    max_batch_bytes: Option<u64>,
+    bandwidth_bytes_per_s: Option<u64>,
+    confidence_threshold: Option<f64>,
+    sample_fraction: Option<f64>,
+    predicted_hot_share: Option<f64>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    executor_tokens: Option<Vec<String>>,
+    admin_tokens: Option<Vec<String>>,
+}
+
+/// A policy module to load at start.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PolicyFile {
+    pub module: PathBuf,
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Tls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// Every setting of the service, checked.
+#[derive(Clone, Debug)]
+pub struct ServeConfig {
+    pub listen: SocketAddr,
+    pub state_dir: PathBuf,
+    pub logs: PathBuf,
+    pub as_of: String,
+    pub models: PathBuf,
+    pub model: String,
+    pub policies: Vec<PolicyFile>,
+    /// `None`: do not follow the logs.
+    pub follow_every: Option<std::time::Duration>,
+    pub scheduler: SchedulerConfig,
+    pub tls: Option<Tls>,
+    pub executor_tokens: Vec<String>,
+    pub admin_tokens: Vec<String>,
+}
+
+impl ServeConfig {
+    /// Defaults, then the file named by `args.config`, then `args`.
+    pub fn resolve(args: ServeArgs) -> Result<ServeConfig, ConfigError> {
+        let file = match &args.config {
+            Some(path) => read_file(path)?,
+            None => FileSettings::default(),
+        };
+        let list = |flag: Vec<String>, file: Option<Vec<String>>| {
+            if flag.is_empty() {
+                file.unwrap_or_default()
+            } else {
+                flag
+            }
+        };
+        let positive = |setting: &'static str, seconds: f64| {
+            if seconds.is_finite() && seconds >= 0.0 {
+                Ok(seconds)
+            } else {
+                Err(ConfigError::Invalid {
+                    setting,
+                    problem: format!("must be a number of seconds ≥ 0, got {seconds}"),
+                })
+            }
+        };
+        let defaults = SchedulerConfig::default();
+        let mut scheduler = SchedulerConfig {
+            max_batch_keys: args
+                .max_batch_keys
+                .or(file.max_batch_keys)
+                .unwrap_or(defaults.max_batch_keys),
+            max_batch_bytes: args
+                .max_batch_bytes
+                .or(file.max_batch_bytes)
+                .unwrap_or(defaults.max_batch_bytes),
+            bandwidth_bytes_per_s: args
+                .bandwidth_bytes_per_s
+                .or(file.bandwidth_bytes_per_s)
+                .filter(|&rate| rate > 0),
+            lease_duration_us: (positive(
+                "lease_seconds",
+                args.lease_seconds.or(file.lease_seconds).unwrap_or(30.0),
+            )? * SECOND_US as f64) as i64,
+            predicted_hot_share: args
+                .predicted_hot_share
+                .or(file.predicted_hot_share)
+                .unwrap_or(defaults.predicted_hot_share),
+            ..defaults
+        };
+        if let Some(threshold) = args.confidence_threshold.or(file.confidence_threshold) {
+            scheduler.confidence.threshold = threshold;
+        }
+        if let Some(fraction) = args.sample_fraction.or(file.sample_fraction) {
+            scheduler.sample.fraction = fraction;
+        }
+        let scheduler = scheduler.check().map_err(|error| ConfigError::Invalid {
+            setting: "scheduler",
+            problem: error.to_string(),
+        })?;
+        let follow = positive(
+            "follow_seconds",
+            args.follow_seconds.or(file.follow_seconds).unwrap_or(10.0),
+        )?;
+        let tls = match (
+            args.tls_cert.or(file.tls_cert),
+            args.tls_key.or(file.tls_key),
+        ) {
+            (Some(cert), Some(key)) => Some(Tls { cert, key }),
+            (None, None) => None,
+            (Some(_), None) | (None, Some(_)) => {
+                return Err(ConfigError::Invalid {
+                    setting: "tls_cert / tls_key",
+                    problem: "set both or neither".into(),
+                });
+            }
+        };
+        let executor_tokens = list(args.executor_tokens, file.executor_tokens);
+        let admin_tokens = list(args.admin_tokens, file.admin_tokens);
+        for (setting, tokens) in [
+            ("executor_tokens", &executor_tokens),
+            ("admin_tokens", &admin_tokens),
+        ] {
+            if tokens.iter().any(|t| t.trim().is_empty()) {
+                return Err(ConfigError::Invalid {
+                    setting,
+                    problem: "a token is empty".into(),
+                });
+            }
+        }
+        if executor_tokens.iter().any(|t| admin_tokens.contains(t)) {
+            return Err(ConfigError::Invalid {
+                setting: "executor_tokens",
+                problem: "a token is both an executor and an admin token; keep them apart".into(),
+            });
+        }
+        let listen = args
+            .listen
+            .or(file.listen)
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 50051)));
+        if executor_tokens.is_empty() && admin_tokens.is_empty() && !listen.ip().is_loopback() {
+            return Err(ConfigError::Invalid {
+                setting: "listen",
+                problem: format!(
+                    "{listen} is not a loopback address, and no tokens are configured: \
+                     set admin_tokens and executor_tokens to listen beyond this machine"
+                ),
+            });
+        }
+        Ok(ServeConfig {
+            listen,
+            state_dir: args
+                .state_dir
+                .or(file.state_dir)
+                .unwrap_or_else(|| "shadowcast-state".into()),
+            logs: args
+                .logs
+                .or(file.logs)
+                .unwrap_or_else(|| "shadowcast-demo/logs".into()),
+            as_of: args.as_of.or(file.as_of).unwrap_or_else(|| "latest".into()),
+            models: args
+                .models
+                .or(file.models)
+                .unwrap_or_else(|| "models".into()),
+            model: args
+                .model
+                .or(file.model)
+                .unwrap_or_else(|| "default".into()),
+            policies: list(args.policies, file.policies)
+                .iter()
+                .map(|spec| parse_policy(spec))
+                .collect(),
+            follow_every: (follow > 0.0).then(|| std::time::Duration::from_secs_f64(follow)),
+            scheduler,
+            tls,
+            executor_tokens,
+            admin_tokens,
+        })
+    }
+
+    /// Whether callers must present a token.
+    pub fn requires_tokens(&self) -> bool {
+        !(self.executor_tokens.is_empty() && self.admin_tokens.is_empty())
+    }
+
+    /// The location map's file.
+    pub fn state_file(&self) -> PathBuf {
+        self.state_dir.join("locations.redb")
+    }
+}
+
+fn read_file(path: &Path) -> Result<FileSettings, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|error| ConfigError::Parse {
+        path: path.to_path_buf(),
+        problem: error.to_string(),
+    })
+}
+
+fn parse_policy(spec: &str) -> PolicyFile {
+    match spec.split_once('=') {
+        Some((module, config)) => PolicyFile {
+            module: module.into(),
+            config: Some(config.into()),
+        },
+        None => PolicyFile {
+            module: spec.into(),
+            config: None,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(text: &str) -> tempfile::NamedTempFile {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), text).unwrap();
+        file
+    }
+
+    #[test]
+    fn flags_override_the_file_which_overrides_defaults() {
+        let file = write("lease_seconds = 5\nmax_batch_keys = 100\nlogs = \"from-file\"\n");
+        let config = ServeConfig::resolve(ServeArgs {
+            config: Some(file.path().into()),
+            max_batch_keys: Some(7),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(config.scheduler.max_batch_keys, 7);
+        assert_eq!(config.scheduler.lease_duration_us, 5 * SECOND_US);
+        assert_eq!(config.logs, PathBuf::from("from-file"));
+        assert_eq!(config.listen.to_string(), "127.0.0.1:50051");
+        assert!(!config.requires_tokens());
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_named() {
+        let file = write("lease_secs = 5\n");
+        let error = ServeConfig::resolve(ServeArgs {
+            config: Some(file.path().into()),
+            ..Default::default()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("lease_secs"), "{error}");
+        let error = ServeConfig::resolve(ServeArgs {
+            confidence_threshold: Some(1.5),
+            ..Default::default()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("threshold"), "{error}");
+    }
+
+    #[test]
+    fn open_listening_needs_tokens_and_tokens_stay_apart() {
+        let open = ServeArgs {
+            listen: Some("0.0.0.0:50051".parse().unwrap()),
+            ..Default::default()
+        };
+        let error = ServeConfig::resolve(open.clone()).unwrap_err().to_string();
+        assert!(error.contains("loopback"), "{error}");
+        let shared = ServeArgs {
+            executor_tokens: vec!["same".into()],
+            admin_tokens: vec!["same".into()],
+            ..open.clone()
+        };
+        assert!(ServeConfig::resolve(shared).is_err());
+        let tokens = ServeArgs {
+            executor_tokens: vec!["e".into()],
+            admin_tokens: vec!["a".into()],
+            ..open
+        };
+        assert!(ServeConfig::resolve(tokens).unwrap().requires_tokens());
+    }
+}

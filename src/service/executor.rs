@@ -1,0 +1,281 @@
+//! The `Executor` service: lease (long-poll), extend, acknowledge, report
+//! writes. Requests are checked field by field, then handed to the
+//! scheduler as its own typed values.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tonic::{Request, Response, Status};
+
+use super::proto::{self, executor_server::Executor, key_ack};
+use super::{Shared, blocking, invalid, scheduler_status};
+use crate::scheduler::{Ack, AckOutcome, AckResult, Idle, LeaseRequest, WriteEvent};
+use crate::time::now_us;
+
+/// The longest long poll a client may ask for.
+const MAX_WAIT: Duration = Duration::from_secs(60);
+/// How often a waiting lease call looks again without being woken.
+const RECHECK: Duration = Duration::from_millis(250);
+
+pub struct ExecutorApi {
+    shared: Arc<Shared>,
+}
+
+impl ExecutorApi {
+    pub fn new(shared: Arc<Shared>) -> Self {
+        ExecutorApi { shared }
+    }
+}
+
+fn check_key(field: &str, table: &str, key: &[u8]) -> Result<(), Status> {
+    if table.is_empty() {
+        return Err(invalid(format!("{field}.table"), "is empty"));
+    }
+    if key.is_empty() {
+        return Err(invalid(format!("{field}.key"), "is empty"));
+    }
+    Ok(())
+}
+
+fn lease_request(request: &proto::LeaseRequest) -> Result<(LeaseRequest, Duration), Status> {
+    if request.max_keys == 0 {
+        return Err(invalid("max_keys", "must be at least 1"));
+    }
+    if request.max_bytes == 0 {
+        return Err(invalid("max_bytes", "must be at least 1"));
+    }
+    let wait = Duration::from_millis(request.wait_ms.into());
+    if wait > MAX_WAIT {
+        return Err(invalid(
+            "wait_ms",
+            format!(
+                "must be at most {} (got {})",
+                MAX_WAIT.as_millis(),
+                request.wait_ms
+            ),
+        ));
+    }
+    if let Some(i) = request.tables.iter().position(String::is_empty) {
+        return Err(invalid(format!("tables[{i}]"), "is empty"));
+    }
+    Ok((
+        LeaseRequest {
+            max_keys: request.max_keys as usize,
+            max_bytes: request.max_bytes,
+            tables: request.tables.clone(),
+        },
+        wait,
+    ))
+}
+
+fn idle_response(idle: Idle, now: i64) -> proto::LeaseResponse {
+    let (reason, retry_after_ms) = match idle {
+        Idle::Paused => (proto::IdleReason::Paused, 1_000),
+        Idle::OverBudget { retry_after_us } => (
+            proto::IdleReason::OverBudget,
+            (retry_after_us.max(0) as u64).div_ceil(1_000),
+        ),
+        Idle::NothingDue { next_due_us } => (
+            proto::IdleReason::NothingDue,
+            next_due_us.map_or(0, |due| ((due - now).max(0) as u64).div_ceil(1_000)),
+        ),
+        Idle::Done => (proto::IdleReason::Done, 0),
+    };
+    proto::LeaseResponse {
+        idle_reason: reason as i32,
+        retry_after_ms,
+        ..Default::default()
+    }
+}
+
+fn outcome_message(outcome: &AckOutcome) -> proto::KeyAckResult {
+    use proto::AckOutcome as Wire;
+    let (outcome, latest_write, reason) = match outcome {
+        AckOutcome::Accepted => (Wire::Accepted, 0, String::new()),
+        AckOutcome::AlreadyCurrent => (
+            Wire::AlreadyCurrent,
+            0,
+            "the destination already holds this version or a newer one".into(),
+        ),
+        AckOutcome::Stale {
+            copied,
+            latest_write,
+        } => (
+            Wire::Stale,
+            *latest_write,
+            format!(
+                "copied version {copied} is older than the latest write {latest_write}; the key will be offered again"
+            ),
+        ),
+        AckOutcome::Requeued => (Wire::Requeued, 0, "back in line".into()),
+        AckOutcome::NotLeased => (
+            Wire::NotLeased,
+            0,
+            "this lease does not hold the key; the failure is ignored".into(),
+        ),
+        AckOutcome::UnknownKey => (
+            Wire::UnknownKey,
+            0,
+            "shadowcast does not track this key".into(),
+        ),
+    };
+    proto::KeyAckResult {
+        outcome: outcome as i32,
+        latest_write,
+        reason,
+    }
+}
+
+#[tonic::async_trait]
+impl Executor for ExecutorApi {
+    async fn lease(
+        &self,
+        request: Request<proto::LeaseRequest>,
+    ) -> Result<Response<proto::LeaseResponse>, Status> {
+        let (wanted, wait) = lease_request(request.get_ref())?;
+        let deadline = Instant::now() + wait;
+        let metrics = &self.shared.metrics;
+        metrics.lease_calls.inc();
+        loop {
+            // Registered before looking, so a wake-up between the look and
+            // the wait is not missed.
+            let woken = self.shared.work.notified();
+            tokio::pin!(woken);
+            woken.as_mut().enable();
+            let now = now_us();
+            let leased = self.shared.scheduler().lease(&wanted, now);
+            match leased {
+                Ok(lease) => {
+                    metrics.keys_leased.add(lease.keys.len() as u64);
+                    let keys = lease
+                        .keys
+                        .into_iter()
+                        .map(|key| proto::LeasedKey {
+                            table: key.table,
+                            key: key.key.into(),
+                            size_bytes: key.size_bytes,
+                            priority: key.priority as i32 + 1,
+                            destination: key.destination,
+                            min_version: key.min_version,
+                        })
+                        .collect();
+                    return Ok(Response::new(proto::LeaseResponse {
+                        lease_id: lease.id,
+                        expires_at_us: lease.expires_us,
+                        keys,
+                        ..Default::default()
+                    }));
+                }
+                Err(idle) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() || matches!(idle, Idle::Done) {
+                        metrics.idle_answers.inc();
+                        return Ok(Response::new(idle_response(idle, now)));
+                    }
+                    let mut pause = left.min(RECHECK);
+                    if let Idle::OverBudget { retry_after_us } = idle {
+                        pause = pause.min(Duration::from_micros(retry_after_us.max(1) as u64));
+                    }
+                    let _ = tokio::time::timeout(pause, woken).await;
+                }
+            }
+        }
+    }
+
+    async fn extend_lease(
+        &self,
+        request: Request<proto::ExtendLeaseRequest>,
+    ) -> Result<Response<proto::ExtendLeaseResponse>, Status> {
+        let lease = request.get_ref().lease_id;
+        if lease == 0 {
+            return Err(invalid("lease_id", "must be a lease's id (not 0)"));
+        }
+        let expires_at_us = self
+            .shared
+            .scheduler()
+            .extend(lease, now_us())
+            .map_err(scheduler_status)?;
+        Ok(Response::new(proto::ExtendLeaseResponse { expires_at_us }))
+    }
+
+    async fn acknowledge(
+        &self,
+        request: Request<proto::AcknowledgeRequest>,
+    ) -> Result<Response<proto::AcknowledgeResponse>, Status> {
+        let request = request.into_inner();
+        if request.acks.is_empty() {
+            return Err(invalid("acks", "is empty"));
+        }
+        let mut acks = Vec::with_capacity(request.acks.len());
+        for (i, ack) in request.acks.into_iter().enumerate() {
+            check_key(&format!("acks[{i}]"), &ack.table, &ack.key)?;
+            let result = match ack.result {
+                Some(key_ack::Result::CopiedVersion(version)) => AckResult::Copied { version },
+                Some(key_ack::Result::Failure(reason)) => AckResult::Failed { reason },
+                None => {
+                    return Err(invalid(
+                        format!("acks[{i}].result"),
+                        "is missing: set copied_version or failure",
+                    ));
+                }
+            };
+            acks.push(Ack {
+                table: ack.table,
+                key: ack.key.into(),
+                result,
+            });
+        }
+        let shared = self.shared.clone();
+        let lease = request.lease_id;
+        let outcomes = blocking(move || {
+            shared
+                .scheduler()
+                .acknowledge(lease, &acks, now_us())
+                .map_err(scheduler_status)
+        })
+        .await?;
+        let metrics = &self.shared.metrics;
+        metrics.ack_calls.inc();
+        if outcomes
+            .iter()
+            .any(|o| matches!(o, AckOutcome::Stale { .. } | AckOutcome::Requeued))
+        {
+            self.shared.work.notify_waiters();
+        }
+        Ok(Response::new(proto::AcknowledgeResponse {
+            results: outcomes.iter().map(outcome_message).collect(),
+        }))
+    }
+
+    async fn report_writes(
+        &self,
+        request: Request<proto::ReportWritesRequest>,
+    ) -> Result<Response<proto::ReportWritesResponse>, Status> {
+        let request = request.into_inner();
+        let mut writes = Vec::with_capacity(request.writes.len());
+        for (i, write) in request.writes.into_iter().enumerate() {
+            check_key(&format!("writes[{i}]"), &write.table, &write.key)?;
+            writes.push(WriteEvent {
+                table: write.table,
+                key: write.key.into(),
+                version: write.version,
+                size_bytes: write.size_bytes,
+            });
+        }
+        let shared = self.shared.clone();
+        let report = blocking(move || {
+            shared
+                .scheduler()
+                .record_writes(&writes, now_us())
+                .map_err(scheduler_status)
+        })
+        .await?;
+        if report.made_stale > 0 || report.new_keys > 0 {
+            self.shared.work.notify_waiters();
+        }
+        Ok(Response::new(proto::ReportWritesResponse {
+            new_keys: report.new_keys as u64,
+            made_stale: report.made_stale as u64,
+        }))
+    }
+}

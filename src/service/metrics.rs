@@ -1,0 +1,226 @@
+//! Prometheus metrics at `/metrics` (text format 0.0.4): the scheduler's
+//! counters and gauges, read without scanning keys, and the service's own
+//! request counters.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::Shared;
+use crate::scheduler::Phase;
+
+#[derive(Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    pub fn inc(&self) {
+        self.add(1);
+    }
+
+    pub fn add(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
+
+    fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// What the service counts itself.
+#[derive(Default)]
+pub struct Requests {
+    pub lease_calls: Counter,
+    pub idle_answers: Counter,
+    pub keys_leased: Counter,
+    pub ack_calls: Counter,
+    pub lookups: Counter,
+}
+
+pub fn mount(router: &mut axum::Router, shared: Arc<Shared>) {
+    let route = axum::routing::get(move || {
+        let shared = shared.clone();
+        async move {
+            (
+                [("content-type", "text/plain; version=0.0.4")],
+                render(&shared),
+            )
+        }
+    });
+    *router = std::mem::take(router).route("/metrics", route);
+}
+
+fn escape(label: &str) -> String {
+    label
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+fn render(shared: &Shared) -> String {
+    let gauges = shared.scheduler().gauges();
+    let serving = shared.serving();
+    let mut out = String::new();
+    let mut metric = |name: &str, kind: &str, help: &str, samples: &[(String, f64)]| {
+        let _ = writeln!(out, "# HELP shadowcast_{name} {help}");
+        let _ = writeln!(out, "# TYPE shadowcast_{name} {kind}");
+        for (labels, value) in samples {
+            let _ = writeln!(out, "shadowcast_{name}{labels} {value}");
+        }
+    };
+    let one = |value: f64| vec![(String::new(), value)];
+    let counters = gauges.counters;
+    let requests = &shared.metrics;
+    metric(
+        "lease_calls_total",
+        "counter",
+        "Lease calls answered.",
+        &one(requests.lease_calls.get() as f64),
+    );
+    metric(
+        "lease_idle_total",
+        "counter",
+        "Lease calls answered without keys.",
+        &one(requests.idle_answers.get() as f64),
+    );
+    metric(
+        "keys_leased_total",
+        "counter",
+        "Keys handed out in leases.",
+        &one(counters.leased as f64),
+    );
+    metric(
+        "ack_calls_total",
+        "counter",
+        "Acknowledge calls answered.",
+        &one(requests.ack_calls.get() as f64),
+    );
+    metric(
+        "acks_total",
+        "counter",
+        "Acknowledged keys by outcome.",
+        &[
+            ("{outcome=\"accepted\"}".into(), counters.accepted as f64),
+            (
+                "{outcome=\"already_current\"}".into(),
+                counters.duplicates as f64,
+            ),
+            ("{outcome=\"stale\"}".into(), counters.stale_acks as f64),
+            ("{outcome=\"failed\"}".into(), counters.failures as f64),
+        ],
+    );
+    metric(
+        "keys_redelivered_total",
+        "counter",
+        "Keys put back in line by an expired lease.",
+        &one(counters.redelivered as f64),
+    );
+    metric(
+        "lookups_total",
+        "counter",
+        "Keys located for routing.",
+        &one(requests.lookups.get() as f64),
+    );
+    let classes = ["first", "early", "normal", "last"];
+    let queued: Vec<(String, f64)> = classes
+        .iter()
+        .zip(gauges.queued)
+        .map(|(class, n)| (format!("{{priority=\"{class}\"}}"), n as f64))
+        .collect();
+    metric(
+        "queue_depth",
+        "gauge",
+        "Keys waiting in line per priority class.",
+        &queued,
+    );
+    metric(
+        "live_leases",
+        "gauge",
+        "Leases not yet finished or expired.",
+        &one(gauges.live_leases as f64),
+    );
+    let locations = [
+        ("source_only", gauges.source_only),
+        ("current", gauges.current),
+        ("stale", gauges.stale),
+    ];
+    metric(
+        "keys",
+        "gauge",
+        "Tracked keys by location.",
+        &locations
+            .iter()
+            .map(|(l, c)| (format!("{{location=\"{l}\"}}"), c.keys as f64))
+            .collect::<Vec<_>>(),
+    );
+    metric(
+        "bytes",
+        "gauge",
+        "Bytes of tracked keys by location.",
+        &locations
+            .iter()
+            .map(|(l, c)| (format!("{{location=\"{l}\"}}"), c.bytes as f64))
+            .collect::<Vec<_>>(),
+    );
+    if let Some(confidence) = gauges.confidence {
+        metric(
+            "confidence",
+            "gauge",
+            "The confidence last measured (0..1).",
+            &one(confidence),
+        );
+    }
+    let phases = [
+        Phase::Shadowing,
+        Phase::Background,
+        Phase::CutoverReady,
+        Phase::Done,
+    ];
+    metric(
+        "phase",
+        "gauge",
+        "1 for the migration's phase.",
+        &phases
+            .iter()
+            .map(|p| {
+                (
+                    format!("{{phase=\"{p}\"}}"),
+                    f64::from(u8::from(*p == gauges.phase)),
+                )
+            })
+            .collect::<Vec<_>>(),
+    );
+    metric(
+        "paused",
+        "gauge",
+        "1 when the operator paused the migration.",
+        &one(f64::from(u8::from(gauges.paused))),
+    );
+    if let Some(rate) = gauges.bandwidth_bytes_per_s {
+        metric(
+            "bandwidth_bytes_per_second",
+            "gauge",
+            "The copy budget.",
+            &one(rate as f64),
+        );
+    }
+    metric(
+        "plan_info",
+        "gauge",
+        "The model and policy of the current plan.",
+        &[(
+            format!(
+                "{{model=\"{}\",policy=\"{}\"}}",
+                escape(&serving.model),
+                escape(&serving.policy)
+            ),
+            1.0,
+        )],
+    );
+    metric(
+        "planned_keys",
+        "gauge",
+        "Keys in the current plan.",
+        &one(serving.keys as f64),
+    );
+    out
+}

@@ -1,0 +1,183 @@
+//! Runs the stages before the scheduler for the service: features of the
+//! logs as of the cut-off, the serving model's scores, the active policy's
+//! decisions, then [`Scheduler::plan`].
+//!
+//! Takes: the logs, the model registry and name, the policy registry.
+//! Gives: a plan in the scheduler, and the top [`Prediction`]s behind it.
+//! Guarantees: a failed step (no logs yet, a model that does not load)
+//! leaves the previous plan in place; the features are kept, so a model
+//! promotion or a policy change re-plans without re-reading the logs.
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use crate::features::{self, FeatureOptions, FeatureTable};
+use crate::logs::{LogError, LogSource};
+use crate::model::input::raw_inputs;
+use crate::model::registry::{LoadedModel, Manifest, Registry};
+use crate::policy::{Candidates, PolicyRegistry, scheduling_order};
+use crate::scheduler::Scheduler;
+
+/// How many predictions the service keeps for `TopPredictions`.
+pub const KEPT_PREDICTIONS: usize = 10_000;
+
+/// One key as the last plan saw it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Prediction {
+    pub table: String,
+    pub key: Vec<u8>,
+    pub expected_accesses: f64,
+    pub p_hot: f64,
+    pub p_churn: f64,
+    pub weight: f64,
+    pub priority: u32,
+    pub destination: u32,
+    pub not_before_us: i64,
+    pub size_bytes: u64,
+}
+
+/// What one plan used and gave.
+#[derive(Clone, Debug, Default)]
+pub struct PlanSummary {
+    pub keys: usize,
+    pub as_of_us: i64,
+    /// `name/version` of the model.
+    pub model: String,
+    pub policy: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error("the logs at {path}: {problem}")]
+    Logs { path: PathBuf, problem: String },
+    #[error(transparent)]
+    Model(#[from] crate::model::ModelError),
+    #[error(transparent)]
+    Scheduler(#[from] crate::scheduler::SchedulerError),
+}
+
+pub struct Planner {
+    logs: PathBuf,
+    as_of: String,
+    models: Registry,
+    model_name: String,
+    policies: PolicyRegistry,
+    features: Option<FeatureTable>,
+    predictions: Vec<Prediction>,
+    last: Option<PlanSummary>,
+}
+
+impl Planner {
+    pub fn new(
+        logs: PathBuf,
+        as_of: String,
+        models: Registry,
+        model_name: String,
+        policies: PolicyRegistry,
+    ) -> Self {
+        Planner {
+            logs,
+            as_of,
+            models,
+            model_name,
+            policies,
+            features: None,
+            predictions: Vec::new(),
+            last: None,
+        }
+    }
+
+    pub fn models(&self) -> &Registry {
+        &self.models
+    }
+
+    pub fn model_name(&self) -> &str {
+        &self.model_name
+    }
+
+    pub fn policies(&self) -> &PolicyRegistry {
+        &self.policies
+    }
+
+    pub fn predictions(&self) -> &[Prediction] {
+        &self.predictions
+    }
+
+    pub fn last(&self) -> Option<&PlanSummary> {
+        self.last.as_ref()
+    }
+
+    /// Recomputes the features from the logs. `Ok(false)`: there are no
+    /// log files yet.
+    pub fn refresh_features(&mut self) -> Result<bool, PlanError> {
+        let logs_error = |problem: String| PlanError::Logs {
+            path: self.logs.clone(),
+            problem,
+        };
+        let source = match LogSource::open(&self.logs) {
+            Ok(source) => source,
+            Err(LogError::NoFiles { .. }) => return Ok(false),
+            Err(error) => return Err(logs_error(error.to_string())),
+        };
+        let as_of = source.resolve_as_of(&self.as_of).map_err(logs_error)?;
+        let table = features::compute(&source, FeatureOptions { as_of, since: None }, &|_| {})
+            .map_err(|error| logs_error(error.to_string()))?;
+        self.features = Some(table);
+        Ok(true)
+    }
+
+    /// Scores the kept features with the serving model, decides them with
+    /// the active policy and plans the scheduler. `Ok(None)`: no features
+    /// yet (no logs).
+    pub fn plan(&mut self, scheduler: &Mutex<Scheduler>) -> Result<Option<PlanSummary>, PlanError> {
+        let Some(table) = &self.features else {
+            return Ok(None);
+        };
+        let model = self.models.load_active(&self.model_name)?;
+        let scores = model.predictor.score(raw_inputs(table).view());
+        let candidates = Candidates::from_features(table, &scores, table.as_of);
+        let decided = self.policies.decide(&candidates);
+        for failure in &decided.failures {
+            tracing::error!(%failure, "policy failed while planning and was unloaded");
+        }
+        scheduler
+            .lock()
+            .expect("scheduler lock")
+            .plan(&candidates, &decided.decisions)?;
+        let decisions = &decided.decisions;
+        self.predictions = scheduling_order(&candidates, decisions)
+            .into_iter()
+            .take(KEPT_PREDICTIONS)
+            .map(|i| Prediction {
+                table: candidates.tables.name(candidates.table_ids[i]).to_string(),
+                key: candidates.key(i).to_vec(),
+                expected_accesses: candidates.expected_accesses[i],
+                p_hot: candidates.hot[i],
+                p_churn: candidates.churn[i],
+                weight: decisions.weight[i],
+                priority: decisions.priority[i],
+                destination: decisions.destination[i],
+                not_before_us: decisions.not_before_us[i],
+                size_bytes: candidates.size_bytes[i],
+            })
+            .collect();
+        let summary = PlanSummary {
+            keys: candidates.len(),
+            as_of_us: table.as_of,
+            model: model_label(&model.manifest),
+            policy: decided.policy,
+        };
+        tracing::info!(keys = summary.keys, model = %summary.model, policy = %summary.policy, "planned");
+        self.last = Some(summary.clone());
+        Ok(Some(summary))
+    }
+
+    /// The model the next plan will use.
+    pub fn serving_model(&self) -> Result<LoadedModel, PlanError> {
+        Ok(self.models.load_active(&self.model_name)?)
+    }
+}
+
+pub fn model_label(manifest: &Manifest) -> String {
+    format!("{}/{}", manifest.name, manifest.version)
+}
