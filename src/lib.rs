@@ -8,6 +8,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod executor;
 pub mod features;
 pub mod keys;
 pub mod logs;

@@ -51,6 +51,58 @@ pub enum Command {
     Policy(policy_commands::PolicyArgs),
     /// Serve the gRPC API: plan from the logs, lease batches to executors, track where every key is.
     Serve(crate::config::ServeArgs),
+    /// Copy rows by key from a source database to a destination as the service leases them (the reference executor).
+    Executor(ExecutorArgs),
+    /// Fill a database (SQLite or PostgreSQL) with the rows the access logs describe, for trying the executor.
+    Seed(SeedArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ExecutorArgs {
+    /// The service: http://HOST:PORT, or https://HOST:PORT with --tls-ca.
+    #[arg(
+        long,
+        env = "SHADOWCAST_ENDPOINT",
+        default_value = "http://127.0.0.1:50051"
+    )]
+    pub endpoint: String,
+    /// Bearer token (an executor token).
+    #[arg(long, env = "SHADOWCAST_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// PEM certificate of the authority that signed the service's certificate.
+    #[arg(long, env = "SHADOWCAST_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
+    /// Source database: sqlite:PATH or postgres://USER@HOST/DB.
+    #[arg(long)]
+    pub source: String,
+    /// Destination database: sqlite:PATH or postgres://USER@HOST/DB.
+    #[arg(long)]
+    pub destination: String,
+    /// Name in the service's logs and metrics.
+    #[arg(long, default_value = "executor")]
+    pub id: String,
+    /// Keys per batch.
+    #[arg(long, default_value_t = 1000)]
+    pub max_keys: u32,
+    /// Bytes per batch.
+    #[arg(long, default_value_t = 64 << 20)]
+    pub max_bytes: u64,
+    /// Only these tables (comma-separated); all when absent.
+    #[arg(long, value_delimiter = ',')]
+    pub tables: Vec<String>,
+    /// Stop once every key is current (CUTOVER_READY) instead of when the migration is DONE.
+    #[arg(long)]
+    pub until_ready: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct SeedArgs {
+    /// Access logs (Parquet file, directory or Hive tree).
+    #[arg(long)]
+    pub logs: PathBuf,
+    /// Database to fill: sqlite:PATH or postgres://USER@HOST/DB.
+    #[arg(long)]
+    pub database: String,
 }
 
 #[derive(Args, Debug)]
@@ -151,7 +203,56 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Models(args) => model_commands::models_command(args),
         Command::Policy(args) => policy_commands::policy_command(args),
         Command::Serve(args) => serve(args),
+        Command::Executor(args) => executor(args),
+        Command::Seed(args) => seed(args).map(|_| ()),
     }
+}
+
+fn executor(args: ExecutorArgs) -> Result<()> {
+    let mut source = crate::executor::open(&args.source)?;
+    let mut destination = crate::executor::open(&args.destination)?;
+    let options = crate::executor::ExecutorOptions {
+        endpoint: args.endpoint,
+        token: args.token,
+        tls_ca: args.tls_ca,
+        id: args.id,
+        max_keys: args.max_keys,
+        max_bytes: args.max_bytes,
+        tables: args.tables,
+        until: if args.until_ready {
+            crate::executor::Until::CutoverReady
+        } else {
+            crate::executor::Until::Done
+        },
+    };
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            if let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                runtime.block_on(shutdown_signal());
+                stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+        });
+    }
+    let report = crate::executor::run(&options, source.as_mut(), destination.as_mut(), &stop)?;
+    eprintln!(
+        "{} leases, {} keys ({} bytes): {} accepted, {} stale, {} failed",
+        report.leases, report.keys, report.bytes, report.accepted, report.stale, report.failed
+    );
+    Ok(())
+}
+
+fn seed(args: SeedArgs) -> Result<u64> {
+    let source = LogSource::open(&args.logs)?;
+    let activity = crate::logs::activity::KeyActivity::scan(&source).map_err(anyhow::Error::msg)?;
+    let mut database = crate::executor::open(&args.database)?;
+    let rows = crate::executor::seed(database.as_mut(), &activity)?;
+    eprintln!("seeded {rows} rows into {}", args.database);
+    Ok(rows)
 }
 
 /// A multi-threaded runtime for the network commands.

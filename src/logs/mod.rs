@@ -12,6 +12,7 @@
 //! memory stays bounded by one record batch per worker. Every error names the
 //! file, and where it applies the column and row, that is wrong.
 
+pub mod activity;
 pub mod batch;
 pub mod import;
 pub mod reader;

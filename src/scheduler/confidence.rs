@@ -221,9 +221,16 @@ pub struct RecentWrites {
 }
 
 impl RecentWrites {
-    pub fn add(&mut self, bytes: u64, now_us: i64) {
-        self.bytes = self.at(now_us) + bytes as f64;
-        self.at_us = self.at_us.max(now_us);
+    /// Adds `bytes` written at `written_us` (which may be earlier than
+    /// writes added before: log files arrive out of order).
+    pub fn add(&mut self, bytes: u64, written_us: i64) {
+        if written_us >= self.at_us {
+            self.bytes = self.at(written_us) + bytes as f64;
+            self.at_us = written_us;
+        } else {
+            let age = (self.at_us - written_us) as f64 / HOUR_US as f64;
+            self.bytes += bytes as f64 * (-age).exp();
+        }
     }
 
     pub fn at(&self, now_us: i64) -> f64 {

@@ -8,10 +8,9 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use ahash::AHashMap;
-
 use super::{Observed, Scheduler, SchedulerError};
-use crate::logs::{AccessBatch, LogSource, Op, TimeRange};
+use crate::logs::LogSource;
+use crate::logs::activity::KeyActivity;
 
 const INGESTED: &str = "ingested_files";
 
@@ -38,97 +37,6 @@ fn stamp(path: &Path) -> Option<Stamp> {
         .ok()?
         .as_nanos();
     Some((metadata.len(), modified))
-}
-
-/// Per key of one file: accesses, writes, and the latest event.
-#[derive(Clone, Copy)]
-struct Delta {
-    accesses: u64,
-    writes: u64,
-    last_ts: i64,
-    last_size: i64,
-    last_write_ts: i64,
-}
-
-#[derive(Default)]
-struct FileKeys {
-    tables: Vec<String>,
-    keys: Vec<AHashMap<Box<[u8]>, Delta>>,
-}
-
-impl FileKeys {
-    /// The slot of `table`, added when new.
-    fn slot_of(&mut self, table: &str) -> usize {
-        match self.tables.iter().position(|t| t == table) {
-            Some(slot) => slot,
-            None => {
-                self.tables.push(table.to_string());
-                self.keys.push(AHashMap::new());
-                self.tables.len() - 1
-            }
-        }
-    }
-
-    fn add(&mut self, batch: &AccessBatch) {
-        let slots: Vec<usize> = batch
-            .table_names()
-            .iter()
-            .map(|name| self.slot_of(name))
-            .collect();
-        for row in 0..batch.len() {
-            let keys = &mut self.keys[slots[batch.table_index()[row] as usize]];
-            let (ts, op, size) = (batch.ts()[row], batch.ops()[row], batch.sizes()[row]);
-            let key = batch.key(row);
-            let delta = match keys.get_mut(key) {
-                Some(delta) => delta,
-                None => keys.entry(key.into()).or_insert(Delta {
-                    accesses: 0,
-                    writes: 0,
-                    last_ts: i64::MIN,
-                    last_size: 0,
-                    last_write_ts: i64::MIN,
-                }),
-            };
-            delta.accesses += 1;
-            if ts >= delta.last_ts {
-                delta.last_ts = ts;
-                delta.last_size = size;
-            }
-            if op != Op::Read {
-                delta.writes += 1;
-                delta.last_write_ts = delta.last_write_ts.max(ts);
-            }
-        }
-    }
-
-    fn merge(mut self, other: FileKeys) -> FileKeys {
-        for (table, keys) in other.tables.into_iter().zip(other.keys) {
-            let slot = self.slot_of(&table);
-            for (key, theirs) in keys {
-                self.keys[slot]
-                    .entry(key)
-                    .and_modify(|mine| {
-                        mine.accesses += theirs.accesses;
-                        mine.writes += theirs.writes;
-                        if theirs.last_ts >= mine.last_ts {
-                            mine.last_ts = theirs.last_ts;
-                            mine.last_size = theirs.last_size;
-                        }
-                        mine.last_write_ts = mine.last_write_ts.max(theirs.last_write_ts);
-                    })
-                    .or_insert(theirs);
-            }
-        }
-        self
-    }
-}
-
-fn scan(source: &LogSource) -> Result<FileKeys, String> {
-    let plan = source.plan(TimeRange::ALL).map_err(|e| e.to_string())?;
-    let parts = plan
-        .fold(FileKeys::default, |keys, batch| keys.add(batch), &|_| {})
-        .map_err(|e| e.to_string())?;
-    Ok(parts.into_iter().fold(FileKeys::default(), FileKeys::merge))
 }
 
 impl Scheduler {
@@ -171,7 +79,7 @@ impl Scheduler {
             let one = source
                 .only(|p| p == path)
                 .expect("the file is in the source");
-            let keys = match scan(&one) {
+            let keys = match KeyActivity::scan(&one) {
                 Ok(keys) => keys,
                 Err(problem) => {
                     tracing::warn!(file = %path.display(), %problem, "log file skipped");
@@ -180,16 +88,20 @@ impl Scheduler {
                 }
             };
             let mut observed = Vec::new();
-            for (table, keys) in keys.tables.iter().zip(&keys.keys) {
-                for (key, delta) in keys {
-                    report.events += delta.accesses;
+            for (table, keys) in keys.tables() {
+                for (key, activity) in keys {
+                    report.events += activity.accesses;
                     observed.push(Observed {
                         table,
                         key,
-                        size_bytes: Some(delta.last_size.max(0) as u64),
-                        write_version: (delta.writes > 0)
-                            .then_some(delta.last_write_ts.max(0) as u64),
-                        accesses: delta.accesses,
+                        size_bytes: Some(activity.last_size.max(0) as u64),
+                        write_version: (activity.writes > 0)
+                            .then_some(activity.last_write_ts.max(0) as u64),
+                        written: (activity.writes > 0).then_some((
+                            activity.writes * activity.last_size.max(1) as u64,
+                            activity.last_write_ts,
+                        )),
+                        accesses: activity.accesses,
                     });
                 }
             }

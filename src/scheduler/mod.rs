@@ -284,6 +284,8 @@ struct Observed<'a> {
     key: &'a [u8],
     size_bytes: Option<u64>,
     write_version: Option<u64>,
+    /// Bytes written and when (the logs know; reported writes happen now).
+    written: Option<(u64, i64)>,
     accesses: u64,
 }
 
@@ -933,6 +935,7 @@ impl Scheduler {
                 key: &write.key,
                 size_bytes: write.size_bytes,
                 write_version: Some(write.version),
+                written: None,
                 accesses: 0,
             })
             .collect();
@@ -958,7 +961,8 @@ impl Scheduler {
             }
             if let Some(version) = seen.write_version {
                 record.latest_write = record.latest_write.max(version);
-                self.recent_writes.add(record.size_bytes.max(1), now_us);
+                let (bytes, at_us) = seen.written.unwrap_or((record.size_bytes.max(1), now_us));
+                self.recent_writes.add(bytes, at_us);
             }
             self.plans[id.index()].frequency += seen.accesses as f32;
             if !new && *record == before {

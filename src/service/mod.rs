@@ -17,6 +17,7 @@
 //!   loopback (the configuration refuses anything else).
 
 mod auth;
+pub mod client;
 mod executor;
 mod management;
 mod metrics;

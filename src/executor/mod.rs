@@ -1,0 +1,326 @@
+//! Stage 7 — the reference executor: the template a team adapts to its
+//! own stores.
+//!
+//! Takes: a shadowcast endpoint, a source and a destination [`Database`].
+//! Gives: rows copied by key, source → destination, batch by batch as the
+//! service leases them, each acknowledged with the version copied.
+//!
+//! Guarantees: a destination row is never replaced by an older version
+//! (writes are conditional on the version); a key absent from the source is
+//! removed from the destination, acknowledged at the version the lease
+//! asked for; a batch the databases fail on is acknowledged as failed, so
+//! its keys go back in line at once instead of waiting for the lease to
+//! expire.
+
+mod postgres;
+mod sqlite;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::service::client::{Clients, connect};
+use crate::service::proto::{self, key_ack};
+
+/// A row as the executor moves it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Row {
+    pub version: u64,
+    pub value: Vec<u8>,
+}
+
+/// One key to write to the destination: the source's row, or its absence.
+#[derive(Clone, Copy, Debug)]
+pub struct Copy<'a> {
+    pub key: &'a [u8],
+    pub version: u64,
+    /// `None`: the key is gone from the source.
+    pub value: Option<&'a [u8]>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{database}: {problem}")]
+pub struct DatabaseError {
+    pub database: String,
+    pub problem: String,
+}
+
+/// A store holding rows by (table, key), each with a version. Tables have
+/// the columns `key` (bytes, primary key), `version` (64-bit integer) and
+/// `value` (bytes).
+pub trait Database: Send {
+    /// The rows of `keys` (in order; `None` for a missing row), read in one
+    /// consistent snapshot. A table that does not exist has no rows.
+    fn read(&mut self, table: &str, keys: &[&[u8]]) -> Result<Vec<Option<Row>>, DatabaseError>;
+
+    /// Applies `copies` in one transaction, creating the table if needed: a
+    /// row is written unless the stored version is newer; an absent row
+    /// deletes the stored one unless that is newer.
+    fn write(&mut self, table: &str, copies: &[Copy]) -> Result<(), DatabaseError>;
+
+    /// Every table and its rows, sorted by key (for checks of small stores).
+    fn dump(&mut self) -> Result<Vec<(String, Vec<(Vec<u8>, Row)>)>, DatabaseError>;
+}
+
+/// Opens `url`: `postgres://…` / `postgresql://…`, or `sqlite:PATH` (a bare
+/// path is a SQLite file too).
+pub fn open(url: &str) -> Result<Box<dyn Database>, DatabaseError> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Box::new(postgres::Postgres::connect(url)?))
+    } else {
+        let path = url.strip_prefix("sqlite:").unwrap_or(url);
+        Ok(Box::new(sqlite::Sqlite::open(path.as_ref())?))
+    }
+}
+
+/// `"name"`, safe to put in SQL whatever `name` holds.
+fn quoted(table: &str) -> String {
+    format!("\"{}\"", table.replace('"', "\"\""))
+}
+
+fn to_sql_version(version: u64) -> i64 {
+    i64::try_from(version).unwrap_or(i64::MAX)
+}
+
+/// When to stop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Until {
+    /// The operator ends the migration (phase DONE).
+    Done,
+    /// Every key is current (phase CUTOVER_READY) and nothing is due.
+    CutoverReady,
+}
+
+#[derive(Clone, Debug)]
+pub struct ExecutorOptions {
+    pub endpoint: String,
+    pub token: Option<String>,
+    pub tls_ca: Option<std::path::PathBuf>,
+    pub id: String,
+    pub max_keys: u32,
+    pub max_bytes: u64,
+    pub tables: Vec<String>,
+    pub until: Until,
+}
+
+/// What one executor did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ExecutorReport {
+    pub leases: u64,
+    pub keys: u64,
+    pub bytes: u64,
+    pub accepted: u64,
+    pub stale: u64,
+    pub failed: u64,
+}
+
+/// Leases, copies and acknowledges until `options.until` or `stop`.
+pub fn run(
+    options: &ExecutorOptions,
+    source: &mut dyn Database,
+    destination: &mut dyn Database,
+    stop: &AtomicBool,
+) -> anyhow::Result<ExecutorReport> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let mut clients = runtime.block_on(connect(
+        &options.endpoint,
+        options.token.as_deref(),
+        options.tls_ca.as_deref(),
+    ))?;
+    let mut report = ExecutorReport::default();
+    while !stop.load(Ordering::Relaxed) {
+        let lease = runtime
+            .block_on(clients.executor.lease(proto::LeaseRequest {
+                executor_id: options.id.clone(),
+                max_keys: options.max_keys,
+                max_bytes: options.max_bytes,
+                tables: options.tables.clone(),
+                wait_ms: 1_000,
+            }))?
+            .into_inner();
+        if lease.keys.is_empty() {
+            if finished(&runtime, &mut clients, &lease, options.until)? {
+                break;
+            }
+            let pause = Duration::from_millis(lease.retry_after_ms.min(1_000));
+            std::thread::sleep(pause);
+            continue;
+        }
+        report.leases += 1;
+        let acks = copy_batch(&runtime, &mut clients, &lease, source, destination);
+        report.keys += lease.keys.len() as u64;
+        report.bytes += lease.keys.iter().map(|k| k.size_bytes).sum::<u64>();
+        let results = runtime
+            .block_on(clients.executor.acknowledge(proto::AcknowledgeRequest {
+                lease_id: lease.lease_id,
+                acks,
+            }))?
+            .into_inner()
+            .results;
+        for result in results {
+            match proto::AckOutcome::try_from(result.outcome) {
+                Ok(proto::AckOutcome::Accepted | proto::AckOutcome::AlreadyCurrent) => {
+                    report.accepted += 1
+                }
+                Ok(proto::AckOutcome::Stale) => report.stale += 1,
+                _ => report.failed += 1,
+            }
+        }
+    }
+    Ok(report)
+}
+
+fn finished(
+    runtime: &tokio::runtime::Runtime,
+    clients: &mut Clients,
+    lease: &proto::LeaseResponse,
+    until: Until,
+) -> anyhow::Result<bool> {
+    if lease.idle_reason == proto::IdleReason::Done as i32 {
+        return Ok(true);
+    }
+    if until == Until::CutoverReady && lease.idle_reason == proto::IdleReason::NothingDue as i32 {
+        let status = runtime
+            .block_on(clients.management.get_status(proto::GetStatusRequest {}))?
+            .into_inner();
+        return Ok(status.phase == proto::Phase::CutoverReady as i32 && status.live_leases == 0);
+    }
+    Ok(false)
+}
+
+/// Copies one lease's keys table by table and says what to acknowledge.
+fn copy_batch(
+    runtime: &tokio::runtime::Runtime,
+    clients: &mut Clients,
+    lease: &proto::LeaseResponse,
+    source: &mut dyn Database,
+    destination: &mut dyn Database,
+) -> Vec<proto::KeyAck> {
+    let started = Instant::now();
+    let lease_length =
+        Duration::from_micros((lease.expires_at_us - crate::time::now_us()).max(0) as u64);
+    let mut by_table: Vec<(&str, Vec<&proto::LeasedKey>)> = Vec::new();
+    for key in &lease.keys {
+        match by_table.iter_mut().find(|(t, _)| *t == key.table) {
+            Some((_, keys)) => keys.push(key),
+            None => by_table.push((&key.table, vec![key])),
+        }
+    }
+    let mut acks = Vec::with_capacity(lease.keys.len());
+    for (table, keys) in by_table {
+        if started.elapsed() > lease_length / 2 {
+            // A slow batch keeps its lease rather than being handed out twice.
+            let _ = runtime.block_on(clients.executor.extend_lease(proto::ExtendLeaseRequest {
+                lease_id: lease.lease_id,
+            }));
+        }
+        let ack = |key: &proto::LeasedKey, result| proto::KeyAck {
+            table: key.table.clone(),
+            key: key.key.clone(),
+            result: Some(result),
+        };
+        match copy_table(table, &keys, source, destination) {
+            Ok(versions) => {
+                acks.extend(
+                    keys.iter()
+                        .zip(versions)
+                        .map(|(key, v)| ack(key, key_ack::Result::CopiedVersion(v))),
+                );
+            }
+            Err(error) => {
+                tracing::warn!(%error, table, keys = keys.len(), "copy failed; acknowledging as failed");
+                acks.extend(
+                    keys.iter()
+                        .map(|key| ack(key, key_ack::Result::Failure(error.to_string()))),
+                );
+            }
+        }
+    }
+    acks
+}
+
+/// Reads `keys` from the source and writes them to the destination;
+/// returns the version copied of each.
+fn copy_table(
+    table: &str,
+    keys: &[&proto::LeasedKey],
+    source: &mut dyn Database,
+    destination: &mut dyn Database,
+) -> Result<Vec<u64>, DatabaseError> {
+    let names: Vec<&[u8]> = keys.iter().map(|k| k.key.as_ref()).collect();
+    let rows = source.read(table, &names)?;
+    let copies: Vec<Copy> = keys
+        .iter()
+        .zip(&rows)
+        .map(|(key, row)| match row {
+            Some(row) => Copy {
+                key: &key.key,
+                version: row.version,
+                value: Some(&row.value),
+            },
+            None => Copy {
+                key: &key.key,
+                version: key.min_version,
+                value: None,
+            },
+        })
+        .collect();
+    destination.write(table, &copies)?;
+    Ok(copies.iter().map(|c| c.version).collect())
+}
+
+/// Fills `database` with the state the logs describe: every key not
+/// deleted, at its latest write's version (0 when never written), with a
+/// value of its latest size. Returns the rows written.
+pub fn seed(
+    database: &mut dyn Database,
+    activity: &crate::logs::activity::KeyActivity,
+) -> Result<u64, DatabaseError> {
+    let mut rows = 0;
+    for (table, keys) in activity.tables() {
+        let mut sorted: Vec<_> = keys.iter().filter(|(_, a)| !a.deleted).collect();
+        sorted.sort_by(|a, b| a.0.cmp(b.0));
+        let values: Vec<Vec<u8>> = sorted
+            .iter()
+            .map(|(key, a)| {
+                value_of(
+                    key,
+                    a.last_write_ts.max(0) as u64,
+                    a.last_size.max(0) as usize,
+                )
+            })
+            .collect();
+        for (chunk, values) in sorted.chunks(10_000).zip(values.chunks(10_000)) {
+            let copies: Vec<Copy> = chunk
+                .iter()
+                .zip(values)
+                .map(|((key, a), value)| Copy {
+                    key,
+                    version: a.last_write_ts.max(0) as u64,
+                    value: Some(value),
+                })
+                .collect();
+            database.write(table, &copies)?;
+            rows += copies.len() as u64;
+        }
+    }
+    Ok(rows)
+}
+
+/// A row's contents for seeding and simulated writes: `size` bytes that
+/// depend on the key and version, so a wrong version shows in the value.
+pub fn value_of(key: &[u8], version: u64, size: usize) -> Vec<u8> {
+    let mut state = version ^ 0x9e37_79b9_7f4a_7c15;
+    for &byte in key {
+        state = (state ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
+    }
+    (0..size)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect()
+}

@@ -1,0 +1,744 @@
+//! The gRPC service through the real binary and a real gRPC client: leases,
+//! expiry and redelivery, duplicate and stale acknowledgements, writes
+//! after copies, restarts, tokens, malformed requests, metrics, and full
+//! migrations with the reference executor on SQLite and PostgreSQL.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use shadowcast::executor;
+use shadowcast::service::client::{Clients, connect};
+use shadowcast::service::proto::{self, key_ack};
+use tonic::Code;
+
+const BIN: &str = env!("CARGO_BIN_EXE_shadowcast");
+
+fn models() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("models")
+}
+
+/// Small logs, written once per test directory.
+fn logs(dir: &Path) -> PathBuf {
+    let logs = dir.join("logs");
+    let status = Command::new(BIN)
+        .args([
+            "generate", "--events", "20000", "--hours", "12", "--seed", "7", "--out",
+        ])
+        .arg(&logs)
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    logs
+}
+
+fn seed(logs: &Path, database: &str) {
+    let output = Command::new(BIN)
+        .args(["seed", "--database", database, "--logs"])
+        .arg(logs)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+struct Service {
+    child: Child,
+    endpoint: String,
+    address: String,
+}
+
+impl Service {
+    fn start(dir: &Path, logs: &Path, extra: &[&str]) -> Service {
+        let mut child = Command::new(BIN)
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--follow-seconds",
+                "0",
+                "--models",
+            ])
+            .arg(models())
+            .arg("--logs")
+            .arg(logs)
+            .arg("--state-dir")
+            .arg(dir.join("state"))
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let Some(address) = line.trim().strip_prefix("shadowcast listening on ") else {
+            let mut stderr = String::new();
+            child
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut stderr)
+                .unwrap();
+            panic!("the service did not start: {line}\n{stderr}");
+        };
+        Service {
+            endpoint: format!("http://{address}"),
+            address: address.to_string(),
+            child,
+        }
+    }
+
+    async fn clients(&self, token: Option<&str>) -> Clients {
+        connect(&self.endpoint, token, None).await.unwrap()
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, and the exit status.
+    fn terminate(&mut self) -> std::process::ExitStatus {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        self.child.wait().unwrap()
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn lease_request(max_keys: u32) -> proto::LeaseRequest {
+    proto::LeaseRequest {
+        executor_id: "test".into(),
+        max_keys,
+        max_bytes: 1 << 30,
+        tables: vec![],
+        wait_ms: 0,
+    }
+}
+
+fn copied(key: &proto::LeasedKey, version: u64) -> proto::KeyAck {
+    proto::KeyAck {
+        table: key.table.clone(),
+        key: key.key.clone(),
+        result: Some(key_ack::Result::CopiedVersion(version)),
+    }
+}
+
+async fn status(clients: &mut Clients) -> proto::Status {
+    clients
+        .management
+        .get_status(proto::GetStatusRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+async fn force(clients: &mut Clients, phase: proto::Phase) {
+    clients
+        .management
+        .force_phase(proto::ForcePhaseRequest {
+            phase: phase as i32,
+        })
+        .await
+        .unwrap();
+}
+
+/// Runs reference executors in threads until every key is current.
+fn run_executors(endpoint: &str, source: &str, destination: &str, count: usize) -> u64 {
+    let handles: Vec<_> = (0..count)
+        .map(|i| {
+            let (endpoint, source, destination) = (
+                endpoint.to_string(),
+                source.to_string(),
+                destination.to_string(),
+            );
+            std::thread::spawn(move || {
+                let options = executor::ExecutorOptions {
+                    endpoint,
+                    token: None,
+                    tls_ca: None,
+                    id: format!("executor-{i}"),
+                    max_keys: 500,
+                    max_bytes: 64 << 20,
+                    tables: vec![],
+                    until: executor::Until::CutoverReady,
+                };
+                let mut source = executor::open(&source).unwrap();
+                let mut destination = executor::open(&destination).unwrap();
+                let stop = std::sync::atomic::AtomicBool::new(false);
+                executor::run(&options, source.as_mut(), destination.as_mut(), &stop).unwrap()
+            })
+        })
+        .collect();
+    handles
+        .into_iter()
+        .map(|h| h.join().unwrap().accepted)
+        .sum()
+}
+
+fn assert_same(source: &str, destination: &str) -> usize {
+    let mut a = executor::open(source).unwrap().dump().unwrap();
+    let mut b = executor::open(destination).unwrap().dump().unwrap();
+    a.retain(|(_, rows)| !rows.is_empty());
+    b.retain(|(_, rows)| !rows.is_empty());
+    assert_eq!(a.len(), b.len(), "tables differ");
+    let mut rows = 0;
+    for ((table_a, rows_a), (table_b, rows_b)) in a.iter().zip(&b) {
+        assert_eq!(table_a, table_b);
+        assert_eq!(
+            rows_a.len(),
+            rows_b.len(),
+            "rows of {table_a} differ in number"
+        );
+        assert!(rows_a == rows_b, "rows of {table_a} differ");
+        rows += rows_a.len();
+    }
+    assert!(rows > 0);
+    rows
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_leases_are_offered_again_and_acks_are_judged_by_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = logs(dir.path());
+    let service = Service::start(dir.path(), &logs, &["--lease-seconds", "0.5"]);
+    let mut clients = service.clients(None).await;
+    force(&mut clients, proto::Phase::Background).await;
+
+    // An executor that leases and dies: after expiry the same keys come back.
+    let first = clients
+        .executor
+        .lease(lease_request(20))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(first.keys.len(), 20);
+    assert!(
+        first
+            .keys
+            .iter()
+            .all(|k| k.priority != 0 && !k.table.is_empty())
+    );
+    let second = clients
+        .executor
+        .lease(lease_request(20))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        second.keys.iter().all(|k| !first.keys.contains(k)),
+        "leased twice while live"
+    );
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    let mut again = clients
+        .executor
+        .lease(lease_request(40))
+        .await
+        .unwrap()
+        .into_inner();
+    for key in &first.keys {
+        assert!(
+            again
+                .keys
+                .iter()
+                .any(|k| k.key == key.key && k.table == key.table),
+            "an expired key was not offered again"
+        );
+    }
+    let extended = clients
+        .executor
+        .extend_lease(proto::ExtendLeaseRequest {
+            lease_id: again.lease_id,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(extended.expires_at_us >= again.expires_at_us);
+    let gone = clients
+        .executor
+        .extend_lease(proto::ExtendLeaseRequest {
+            lease_id: first.lease_id,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(gone.code(), Code::NotFound);
+
+    // Accepted, then a duplicate, then a write makes the copy stale.
+    let key = again.keys.remove(0);
+    let version = key.min_version;
+    let ack = |version| proto::AcknowledgeRequest {
+        lease_id: again.lease_id,
+        acks: vec![copied(&key, version)],
+    };
+    let outcome = |r: proto::AcknowledgeResponse| r.results[0].outcome;
+    let accepted = clients
+        .executor
+        .acknowledge(ack(version))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(outcome(accepted), proto::AckOutcome::Accepted as i32);
+    let duplicate = clients
+        .executor
+        .acknowledge(ack(version))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(outcome(duplicate), proto::AckOutcome::AlreadyCurrent as i32);
+    let lookup = |clients: &mut Clients| {
+        let mut routing = clients.routing.clone();
+        let request = proto::LookupRequest {
+            tables: vec![proto::TableKeys {
+                table: key.table.clone(),
+                keys: vec![key.key.clone(), b"no-such-key".to_vec().into()],
+            }],
+        };
+        async move {
+            routing
+                .lookup(request)
+                .await
+                .unwrap()
+                .into_inner()
+                .locations
+        }
+    };
+    assert_eq!(
+        lookup(&mut clients).await,
+        vec![
+            proto::KeyLocation::Current as i32,
+            proto::KeyLocation::Unknown as i32
+        ]
+    );
+    let report = clients
+        .executor
+        .report_writes(proto::ReportWritesRequest {
+            writes: vec![proto::Write {
+                table: key.table.clone(),
+                key: key.key.clone(),
+                version: version + 10,
+                size_bytes: Some(100),
+            }],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(report.made_stale, 1);
+    assert_eq!(
+        lookup(&mut clients).await[0],
+        proto::KeyLocation::Stale as i32
+    );
+    let stale = clients
+        .executor
+        .acknowledge(ack(version))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(stale.results[0].outcome, proto::AckOutcome::Stale as i32);
+    assert_eq!(stale.results[0].latest_write, version + 10);
+    // The re-sync goes out first, asking for the new version.
+    let resync = clients
+        .executor
+        .lease(lease_request(1))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(resync.keys[0].key, key.key);
+    assert_eq!(resync.keys[0].min_version, version + 10);
+    let current = clients
+        .executor
+        .acknowledge(proto::AcknowledgeRequest {
+            lease_id: resync.lease_id,
+            acks: vec![copied(&resync.keys[0], version + 10)],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(outcome(current), proto::AckOutcome::Accepted as i32);
+    assert_eq!(
+        lookup(&mut clients).await[0],
+        proto::KeyLocation::Current as i32
+    );
+
+    let status = status(&mut clients).await;
+    assert!(status.keys_redelivered_total >= 20);
+    assert_eq!(status.acks_stale_total, 1);
+    assert_eq!(status.acks_duplicate_total, 1);
+    assert_eq!(status.model, "default/v1");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_requests_are_named_and_the_service_keeps_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = logs(dir.path());
+    let service = Service::start(dir.path(), &logs, &[]);
+    let mut clients = service.clients(None).await;
+    let invalid = |status: tonic::Status, field: &str| {
+        assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+        assert!(
+            status.message().contains(field),
+            "{} should name {field}",
+            status.message()
+        );
+    };
+    invalid(
+        clients.executor.lease(lease_request(0)).await.unwrap_err(),
+        "max_keys",
+    );
+    let mut request = lease_request(1);
+    request.wait_ms = 3_600_000;
+    invalid(
+        clients.executor.lease(request).await.unwrap_err(),
+        "wait_ms",
+    );
+    request = lease_request(1);
+    request.tables = vec!["users".into(), String::new()];
+    invalid(
+        clients.executor.lease(request).await.unwrap_err(),
+        "tables[1]",
+    );
+    let no_result = proto::AcknowledgeRequest {
+        lease_id: 1,
+        acks: vec![proto::KeyAck {
+            table: "users".into(),
+            key: b"k".to_vec().into(),
+            result: None,
+        }],
+    };
+    invalid(
+        clients.executor.acknowledge(no_result).await.unwrap_err(),
+        "acks[0].result",
+    );
+    let empty_key = proto::ReportWritesRequest {
+        writes: vec![proto::Write {
+            table: "users".into(),
+            key: Default::default(),
+            version: 1,
+            size_bytes: None,
+        }],
+    };
+    invalid(
+        clients.executor.report_writes(empty_key).await.unwrap_err(),
+        "writes[0].key",
+    );
+    let phase = proto::ForcePhaseRequest { phase: 42 };
+    invalid(
+        clients.management.force_phase(phase).await.unwrap_err(),
+        "phase",
+    );
+    let limit = proto::TopPredictionsRequest {
+        limit: 0,
+        table: String::new(),
+    };
+    invalid(
+        clients.management.top_predictions(limit).await.unwrap_err(),
+        "limit",
+    );
+    let garbage = proto::LoadPolicyRequest {
+        name: "garbage".into(),
+        module: Some(proto::load_policy_request::Module::Wasm(
+            b"not wasm".to_vec().into(),
+        )),
+        config: Default::default(),
+    };
+    let refused = clients.management.load_policy(garbage).await.unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument);
+    let lookup = proto::LookupRequest {
+        tables: vec![proto::TableKeys {
+            table: String::new(),
+            keys: vec![],
+        }],
+    };
+    invalid(
+        clients.routing.lookup(lookup).await.unwrap_err(),
+        "tables[0].table",
+    );
+
+    // Still serving, and it says so over the standard health service.
+    let top = clients
+        .management
+        .top_predictions(proto::TopPredictionsRequest {
+            limit: 5,
+            table: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(top.predictions.len(), 5);
+    assert!(
+        top.predictions[0].expected_accesses >= top.predictions[4].expected_accesses
+            || top.predictions[0].priority > top.predictions[4].priority
+    );
+    let channel = tonic::transport::Endpoint::from_shared(service.endpoint.clone())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+    let serving = health
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: "shadowcast.v1.Executor".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        serving.status,
+        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    );
+
+    // Prometheus metrics over plain HTTP/1.1 on the same port.
+    let mut http = std::net::TcpStream::connect(&service.address).unwrap();
+    write!(
+        http,
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut page = String::new();
+    http.read_to_string(&mut page).unwrap();
+    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+    for metric in [
+        "shadowcast_keys_leased_total",
+        "shadowcast_acks_total{outcome=\"stale\"}",
+        "shadowcast_keys_redelivered_total",
+        "shadowcast_queue_depth{priority=\"normal\"}",
+        "shadowcast_phase{phase=\"SHADOWING\"} 1",
+        "shadowcast_plan_info{model=\"default/v1\",policy=\"builtin-default\"} 1",
+        "shadowcast_confidence",
+    ] {
+        assert!(page.contains(metric), "no {metric} in\n{page}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_keep_executors_and_admins_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = logs(dir.path());
+    let service = Service::start(
+        dir.path(),
+        &logs,
+        &[
+            "--executor-token",
+            "exec-secret",
+            "--admin-token",
+            "admin-secret",
+        ],
+    );
+    let mut anonymous = service.clients(None).await;
+    let denied = anonymous
+        .executor
+        .lease(lease_request(1))
+        .await
+        .unwrap_err();
+    assert_eq!(denied.code(), Code::Unauthenticated);
+    let mut wrong = service.clients(Some("guess")).await;
+    assert_eq!(
+        wrong
+            .management
+            .get_status(proto::GetStatusRequest {})
+            .await
+            .unwrap_err()
+            .code(),
+        Code::Unauthenticated
+    );
+
+    let mut executor = service.clients(Some("exec-secret")).await;
+    executor.executor.lease(lease_request(1)).await.unwrap();
+    status(&mut executor).await;
+    let promote = proto::PromoteModelRequest {
+        name: "default".into(),
+        version: "v1".into(),
+    };
+    assert_eq!(
+        executor
+            .management
+            .promote_model(promote.clone())
+            .await
+            .unwrap_err()
+            .code(),
+        Code::PermissionDenied
+    );
+    let policy = proto::LoadPolicyRequest {
+        name: "p".into(),
+        module: Some(proto::load_policy_request::Module::Path(
+            "/nonexistent.wasm".into(),
+        )),
+        config: Default::default(),
+    };
+    assert_eq!(
+        executor
+            .management
+            .load_policy(policy)
+            .await
+            .unwrap_err()
+            .code(),
+        Code::PermissionDenied
+    );
+    assert_eq!(
+        executor
+            .management
+            .pause(proto::PauseRequest {})
+            .await
+            .unwrap_err()
+            .code(),
+        Code::PermissionDenied
+    );
+
+    let mut admin = service.clients(Some("admin-secret")).await;
+    let paused = admin
+        .management
+        .pause(proto::PauseRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(paused.paused);
+    let idle = executor
+        .executor
+        .lease(lease_request(1))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(idle.idle_reason, proto::IdleReason::Paused as i32);
+    let model = admin
+        .management
+        .promote_model(promote)
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(model.serving && model.version == "v1");
+
+    // Without tokens, only loopback.
+    let refused = Command::new(BIN)
+        .args(["serve", "--listen", "0.0.0.0:0"])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("listen"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_executor_and_a_killed_service_lose_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = logs(dir.path());
+    let source = format!("sqlite:{}", dir.path().join("source.db").display());
+    let destination = format!("sqlite:{}", dir.path().join("destination.db").display());
+    seed(&logs, &source);
+    let lease_seconds = ["--lease-seconds", "1"];
+    let mut service = Service::start(dir.path(), &logs, &lease_seconds);
+    let mut clients = service.clients(None).await;
+    force(&mut clients, proto::Phase::Background).await;
+
+    // A real executor process, killed while it works.
+    let mut worker = Command::new(BIN)
+        .args([
+            "executor",
+            "--max-keys",
+            "50",
+            "--endpoint",
+            &service.endpoint,
+        ])
+        .args(["--source", &source, "--destination", &destination])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while status(&mut clients).await.current.unwrap().keys < 200 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the executor made no progress"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    worker.kill().unwrap();
+    worker.wait().unwrap();
+
+    // And the service, killed mid-migration, restarted on the same state.
+    let before = status(&mut clients).await;
+    service.kill();
+    let mut service = Service::start(dir.path(), &logs, &lease_seconds);
+    let mut clients = service.clients(None).await;
+    let after = status(&mut clients).await;
+    assert_eq!(after.phase, proto::Phase::Background as i32);
+    assert!(after.current.unwrap().keys >= before.current.unwrap().keys);
+    assert_eq!(after.total.unwrap().keys, before.total.unwrap().keys);
+
+    let endpoint = service.endpoint.clone();
+    let (s, d) = (source.clone(), destination.clone());
+    let migration = tokio::task::spawn_blocking(move || run_executors(&endpoint, &s, &d, 2));
+    tokio::time::timeout(Duration::from_secs(300), migration)
+        .await
+        .expect("the migration finishes within 5 minutes")
+        .unwrap();
+    let done = status(&mut clients).await;
+    assert_eq!(done.phase, proto::Phase::CutoverReady as i32);
+    assert_eq!(done.current.unwrap().keys, done.total.unwrap().keys);
+    assert_same(&source, &destination);
+    // SIGTERM: a clean exit.
+    assert!(service.terminate().success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_migration_on_postgresql_ends_with_equal_databases() {
+    let Ok(admin_url) = std::env::var("SHADOWCAST_TEST_POSTGRES") else {
+        panic!(
+            "SHADOWCAST_TEST_POSTGRES is not set: run the tests with `bash scripts/test.sh`, which starts PostgreSQL"
+        );
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let logs = logs(dir.path());
+    let suffix = std::process::id();
+    let (source, destination) = tokio::task::spawn_blocking(move || {
+        let mut admin = postgres::Client::connect(&admin_url, postgres::NoTls).unwrap();
+        let base = admin_url.rsplit_once('/').unwrap().0.to_string();
+        let mut urls = Vec::new();
+        for role in ["source", "destination"] {
+            let name = format!("shadowcast_{role}_{suffix}");
+            admin
+                .batch_execute(&format!("DROP DATABASE IF EXISTS {name}"))
+                .unwrap();
+            admin
+                .batch_execute(&format!("CREATE DATABASE {name}"))
+                .unwrap();
+            urls.push(format!("{base}/{name}"));
+        }
+        (urls[0].clone(), urls[1].clone())
+    })
+    .await
+    .unwrap();
+    seed(&logs, &source);
+    let service = Service::start(dir.path(), &logs, &["--confidence-threshold", "0.5"]);
+    let mut clients = service.clients(None).await;
+    let endpoint = service.endpoint.clone();
+    let (s, d) = (source.clone(), destination.clone());
+    let migration = tokio::task::spawn_blocking(move || run_executors(&endpoint, &s, &d, 2));
+    let accepted = tokio::time::timeout(Duration::from_secs(300), migration)
+        .await
+        .expect("the migration finishes within 5 minutes")
+        .unwrap();
+    let done = status(&mut clients).await;
+    assert_eq!(
+        done.phase,
+        proto::Phase::CutoverReady as i32,
+        "{}",
+        done.json
+    );
+    assert!(accepted > 0);
+    let rows = tokio::task::spawn_blocking(move || assert_same(&source, &destination))
+        .await
+        .unwrap();
+    assert!(rows > 1_000);
+}
