@@ -2,7 +2,8 @@
 # The project's test command: installs what the tests need beyond cargo
 # (the wasm32 target, for building the example policies; DuckDB's Python
 # package, for the SQL-equality test; fontconfig, FreeType and a sans-serif
-# font, for the evaluation chart), then runs them.
+# font, for the evaluation chart; PostgreSQL, started as a private throwaway
+# server for the executor's migration test), then runs them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,8 +26,32 @@ if ! python3 -c "import duckdb" 2>/dev/null; then
     python3 -m pip install --quiet --disable-pip-version-check "duckdb==2.0.0"
 fi
 
+sudo=""
+if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi
+if [ -z "${SHADOWCAST_TEST_POSTGRES:-}" ]; then
+    pg_bin="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)"
+    if [ -z "$pg_bin" ]; then
+        echo "installing PostgreSQL (Debian) for the executor's migration test"
+        $sudo apt-get update -qq
+        $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+        pg_bin="$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)"
+    fi
+    pg_dir="$(mktemp -d /tmp/shadowcast-pg.XXXXXX)"
+    pg_port="${SHADOWCAST_TEST_POSTGRES_PORT:-54329}"
+    as_pg() {
+        # PostgreSQL refuses to run as root.
+        if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+    }
+    if [ "$(id -u)" = 0 ]; then chown postgres "$pg_dir"; fi
+    as_pg "$pg_bin/initdb" -D "$pg_dir/data" -A trust -U postgres >/dev/null
+    as_pg "$pg_bin/pg_ctl" -D "$pg_dir/data" -l "$pg_dir/server.log" -w \
+        -o "-p $pg_port -k $pg_dir -c listen_addresses=127.0.0.1" start >/dev/null
+    trap 'as_pg "$pg_bin/pg_ctl" -D "$pg_dir/data" -m fast stop >/dev/null; rm -rf "$pg_dir"' EXIT
+    export SHADOWCAST_TEST_POSTGRES="postgres://postgres@127.0.0.1:$pg_port/postgres"
+fi
+
 if cargo fmt --version >/dev/null 2>&1; then
     cargo fmt --all -- --check
     cargo fmt --manifest-path policies/examples/Cargo.toml --all -- --check
 fi
-cargo test --locked --workspace
+cargo test --locked --workspace "$@"
