@@ -85,6 +85,9 @@ pub struct ServeArgs {
     /// Share of keys, by predicted accesses, that SHADOWING copies besides the sample [default: 0.05].
     #[arg(long, env = "SHADOWCAST_PREDICTED_HOT_SHARE")]
     pub predicted_hot_share: Option<f64>,
+    /// Stay in SHADOWING until the confidence threshold even when the sample and predicted-hot keys are all copied.
+    #[arg(long, env = "SHADOWCAST_HOLD_SHADOWING")]
+    pub hold_shadowing: Option<bool>,
     /// PEM certificate chain; with --tls-key, serve over TLS.
     #[arg(long, env = "SHADOWCAST_TLS_CERT")]
     pub tls_cert: Option<PathBuf>,
@@ -128,6 +131,7 @@ struct FileSettings {
     confidence_threshold: Option<f64>,
     sample_fraction: Option<f64>,
     predicted_hot_share: Option<f64>,
+    hold_shadowing: Option<bool>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     executor_tokens: Option<Vec<String>>,
@@ -211,6 +215,10 @@ impl ServeConfig {
                 .predicted_hot_share
                 .or(file.predicted_hot_share)
                 .unwrap_or(defaults.predicted_hot_share),
+            background_when_shadow_copied: !args
+                .hold_shadowing
+                .or(file.hold_shadowing)
+                .unwrap_or(false),
             ..defaults
         };
         if let Some(threshold) = args.confidence_threshold.or(file.confidence_threshold) {

@@ -83,6 +83,13 @@ pub fn hour_floor(micros: i64) -> i64 {
     micros.div_euclid(HOUR_US) * HOUR_US
 }
 
+/// The wall clock, in microseconds since the Unix epoch.
+pub fn now_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_micros() as i64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -120,11 +127,4 @@ mod tests {
         assert!(parse_duration("0h").is_err());
         assert!(parse_duration("3y").unwrap_err().contains("unknown unit"));
     }
-}
-
-/// The wall clock, in microseconds since the Unix epoch.
-pub fn now_us() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_micros() as i64)
 }

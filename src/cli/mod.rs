@@ -8,6 +8,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
+mod demo;
 mod model_commands;
 mod policy_commands;
 
@@ -33,7 +34,7 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Run the main job end to end on embedded defaults: generate a sample workload, compute features, show the hottest and highest-churn keys.
+    /// Run the whole loop on embedded defaults: generate logs and a SQLite source, plan with the shipped model, serve, copy with executors into a SQLite destination while the application writes, check both agree.
     Demo(DemoArgs),
     /// Write realistic synthetic access logs (deterministic by seed) as Hive-partitioned Parquet.
     Generate(GenerateArgs),
@@ -50,7 +51,7 @@ pub enum Command {
     /// Validate a WebAssembly policy, or run it over real features to see how it changes the ranking.
     Policy(policy_commands::PolicyArgs),
     /// Serve the gRPC API: plan from the logs, lease batches to executors, track where every key is.
-    Serve(crate::config::ServeArgs),
+    Serve(Box<crate::config::ServeArgs>),
     /// Copy rows by key from a source database to a destination as the service leases them (the reference executor).
     Executor(ExecutorArgs),
     /// Fill a database (SQLite or PostgreSQL) with the rows the access logs describe, for trying the executor.
@@ -119,6 +120,12 @@ pub struct DemoArgs {
     /// Random seed of the workload.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+    /// Executors copying in parallel.
+    #[arg(long, default_value_t = 2)]
+    pub executors: usize,
+    /// Roughly how long the copy should take: sets the bandwidth budget from the data's size.
+    #[arg(long, default_value_t = 15.0)]
+    pub seconds: f64,
 }
 
 #[derive(Args, Debug)]
@@ -194,7 +201,7 @@ pub struct FeaturesArgs {
 
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Demo(args) => demo(args),
+        Command::Demo(args) => demo::demo(args),
         Command::Generate(args) => generate(args).map(|_| ()),
         Command::Import(args) => import_logs(args),
         Command::Features(args) => features_command(args),
@@ -202,7 +209,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Evaluate(args) => model_commands::evaluate_command(args),
         Command::Models(args) => model_commands::models_command(args),
         Command::Policy(args) => policy_commands::policy_command(args),
-        Command::Serve(args) => serve(args),
+        Command::Serve(args) => serve(*args),
         Command::Executor(args) => executor(args),
         Command::Seed(args) => seed(args).map(|_| ()),
     }
@@ -451,32 +458,6 @@ fn features_command(args: FeaturesArgs) -> Result<()> {
     if args.top > 0 {
         print_summary(&table, args.top);
     }
-    Ok(())
-}
-
-fn demo(args: DemoArgs) -> Result<()> {
-    let logs = args.dir.join("logs");
-    let features_path = args.dir.join("features.parquet");
-    eprintln!(
-        "1/3 generating {} events (profile oltp, seed {}) into {}",
-        args.events,
-        args.seed,
-        logs.display()
-    );
-    generate(GenerateArgs {
-        out: logs.clone(),
-        profile: "oltp".into(),
-        events: args.events,
-        hours: 72,
-        start: parse_instant("2026-11-01").expect("valid literal"),
-        seed: args.seed,
-        overwrite: true,
-    })?;
-    eprintln!("2/3 computing features as of the last event");
-    let table = compute_features(&logs, "latest", None)?;
-    table.write_parquet(&features_path)?;
-    eprintln!("3/3 wrote {}\n", features_path.display());
-    print_summary(&table, args.top);
     Ok(())
 }
 

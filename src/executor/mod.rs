@@ -44,6 +44,9 @@ pub struct DatabaseError {
     pub problem: String,
 }
 
+/// A table's name and its rows by key, sorted by key.
+pub type TableRows = (String, Vec<(Vec<u8>, Row)>);
+
 /// A store holding rows by (table, key), each with a version. Tables have
 /// the columns `key` (bytes, primary key), `version` (64-bit integer) and
 /// `value` (bytes).
@@ -58,7 +61,7 @@ pub trait Database: Send {
     fn write(&mut self, table: &str, copies: &[Copy]) -> Result<(), DatabaseError>;
 
     /// Every table and its rows, sorted by key (for checks of small stores).
-    fn dump(&mut self) -> Result<Vec<(String, Vec<(Vec<u8>, Row)>)>, DatabaseError>;
+    fn dump(&mut self) -> Result<Vec<TableRows>, DatabaseError>;
 }
 
 /// Opens `url`: `postgres://…` / `postgresql://…`, or `sqlite:PATH` (a bare

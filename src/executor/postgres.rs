@@ -3,7 +3,7 @@
 
 use postgres::{Client, NoTls};
 
-use super::{Copy, Database, DatabaseError, Row, quoted, to_sql_version};
+use super::{Copy, Database, DatabaseError, Row, TableRows, quoted, to_sql_version};
 
 pub struct Postgres {
     name: String,
@@ -101,7 +101,7 @@ impl Database for Postgres {
         run(&mut self.client).map_err(|e| self.error(table, e))
     }
 
-    fn dump(&mut self) -> Result<Vec<(String, Vec<(Vec<u8>, Row)>)>, DatabaseError> {
+    fn dump(&mut self) -> Result<Vec<TableRows>, DatabaseError> {
         let run = |client: &mut Client| -> Result<_, postgres::Error> {
             let tables: Vec<String> = client
                 .query(

@@ -2,9 +2,9 @@
 
 use std::path::Path;
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
-use super::{Copy, Database, DatabaseError, Row, quoted, to_sql_version};
+use super::{Copy, Database, DatabaseError, Row, TableRows, quoted, to_sql_version};
 
 pub struct Sqlite {
     name: String,
@@ -87,7 +87,11 @@ impl Database for Sqlite {
     fn write(&mut self, table: &str, copies: &[Copy]) -> Result<(), DatabaseError> {
         let run = |this: &mut Self| -> Result<(), rusqlite::Error> {
             let name = quoted(table);
-            let transaction = this.connection.transaction()?;
+            // Take the write lock up front: a deferred transaction that
+            // upgrades fails at once when another writer holds it.
+            let transaction = this
+                .connection
+                .transaction_with_behavior(TransactionBehavior::Immediate)?;
             transaction.execute(
                 &format!(
                     "CREATE TABLE IF NOT EXISTS {name} \
@@ -117,7 +121,7 @@ impl Database for Sqlite {
         run(self).map_err(|e| self.error(table, e))
     }
 
-    fn dump(&mut self) -> Result<Vec<(String, Vec<(Vec<u8>, Row)>)>, DatabaseError> {
+    fn dump(&mut self) -> Result<Vec<TableRows>, DatabaseError> {
         let run = |this: &mut Self| -> Result<_, rusqlite::Error> {
             let tables: Vec<String> = this
                 .connection

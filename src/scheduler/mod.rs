@@ -19,8 +19,9 @@
 //!   Keys the policy excludes (weight 0) never go out; "not before" times
 //!   hold.
 //! - Phases: SHADOWING leases only the shadow sample and the predicted-hot
-//!   keys; BACKGROUND (when confidence reaches the threshold, or by the
-//!   operator) everything else; CUTOVER_READY when every key is current
+//!   keys; BACKGROUND (when confidence reaches the threshold, when SHADOWING
+//!   has copied all it may unless configured to hold, or by the operator)
+//!   everything else; CUTOVER_READY when every key is current
 //!   (a later write sends it back to BACKGROUND); DONE (operator) leases
 //!   nothing.
 //! - Versions are the source's write versions: the logs give the write's
@@ -133,6 +134,11 @@ pub struct SchedulerConfig {
     /// Share of keys, by predicted accesses, that SHADOWING moves besides
     /// the sample.
     pub predicted_hot_share: f64,
+    /// Move on to BACKGROUND once SHADOWING has nothing left to copy (the
+    /// sample and the predicted-hot keys are current), even below the
+    /// confidence threshold. `false` holds SHADOWING until the threshold
+    /// (or the operator).
+    pub background_when_shadow_copied: bool,
     pub sample: SampleConfig,
     pub confidence: ConfidenceConfig,
 }
@@ -146,6 +152,7 @@ impl Default for SchedulerConfig {
             lease_duration_us: 30 * SECOND_US,
             churn_penalty: 0.5,
             predicted_hot_share: 0.05,
+            background_when_shadow_copied: true,
             sample: SampleConfig::default(),
             confidence: ConfidenceConfig::default(),
         }
@@ -380,6 +387,8 @@ pub struct Scheduler {
     counters: status::Counters,
     /// The confidence last measured (by a tick in SHADOWING or a status).
     last_confidence: Option<f64>,
+    /// SHADOWING found nothing left to lease and nothing under lease.
+    shadow_copied: bool,
     /// When [`Scheduler::tick`] last ran (acknowledgements run it at most
     /// once a second: it scans every key).
     ticked_at_us: i64,
@@ -435,6 +444,7 @@ impl Scheduler {
             counters: Default::default(),
             ticked_at_us: now_us,
             last_confidence: None,
+            shadow_copied: false,
             config,
             map,
         };
@@ -784,6 +794,10 @@ impl Scheduler {
             break;
         }
         if keys.is_empty() {
+            if self.phase == Phase::Shadowing && self.leases.is_empty() && self.deferred.is_empty()
+            {
+                self.shadow_copied = true;
+            }
             let next_due_us = self.deferred.peek().map(|Reverse((due, _))| *due);
             return Err(Idle::NothingDue { next_due_us });
         }
@@ -874,7 +888,7 @@ impl Scheduler {
                 }
                 AckResult::Failed { reason } => {
                     if held_here {
-                        tracing::warn!(key = %self.map.describe(id), %reason, "copy failed; key back in line");
+                        tracing::debug!(key = %self.map.describe(id), %reason, "copy failed; key back in line");
                         AckOutcome::Requeued
                     } else {
                         AckOutcome::NotLeased
@@ -998,8 +1012,11 @@ impl Scheduler {
         self.copied
             .retain(|&(at, _, _)| at > now_us - 60 * SECOND_US);
         let next = match self.phase {
-            Phase::Shadowing => (self.confidence(now_us).value >= self.config.confidence.threshold)
-                .then_some(Phase::Background),
+            Phase::Shadowing => {
+                let confident = self.confidence(now_us).value >= self.config.confidence.threshold;
+                let copied = self.shadow_copied && self.config.background_when_shadow_copied;
+                (confident || copied).then_some(Phase::Background)
+            }
             Phase::Background => self.all_current().then_some(Phase::CutoverReady),
             _ => None,
         };
@@ -1022,6 +1039,7 @@ impl Scheduler {
             .set_settings(&[(PHASE, serde_json::to_string(&phase).expect("phase"))])?;
         tracing::info!(from = %self.phase, to = %phase, "migration phase");
         self.phase = phase;
+        self.shadow_copied = false;
         for queues in &mut self.queues {
             for queue in &mut queues.fresh {
                 queue.cursor = 0;
