@@ -7,12 +7,13 @@
 //! tracked key, and the ranking beside a plain `sort_unstable` of the same
 //! number of `f32` scores in the same run.
 
+mod common;
+
 use std::time::Instant;
 
-use rand::{Rng, SeedableRng};
-use shadowcast::policy::{Candidates, Decisions};
+use common::candidates;
+use shadowcast::policy::Decisions;
 use shadowcast::scheduler::{Ack, AckResult, LeaseRequest, Phase, Scheduler, SchedulerConfig};
-use shadowcast_policy::abi::{FEATURE_NAMES, NO_TENANT};
 
 fn resident_bytes(field: &str) -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -22,33 +23,6 @@ fn resident_bytes(field: &str) -> u64 {
         .and_then(|line| line.split_whitespace().nth(1))
         .and_then(|kb| kb.parse::<u64>().ok())
         .map_or(0, |kb| kb * 1024)
-}
-
-fn candidates(keys: usize) -> Candidates {
-    let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(11);
-    let mut candidates = Candidates {
-        now_us: 0,
-        key_offsets: Vec::with_capacity(keys + 1),
-        ..Candidates::default()
-    };
-    candidates.key_offsets.push(0);
-    let tables = ["users", "orders", "sessions", "carts"].map(|t| candidates.tables.intern(t));
-    for i in 0..keys {
-        candidates.table_ids.push(tables[i % 4]);
-        candidates.tenant_ids.push(NO_TENANT);
-        candidates
-            .key_bytes
-            .extend_from_slice(format!("key:{i:010}").as_bytes());
-        candidates.key_offsets.push(candidates.key_bytes.len());
-        candidates.size_bytes.push(rng.random_range(16..4096));
-        candidates.hot.push(rng.random());
-        candidates.churn.push(rng.random());
-        candidates
-            .expected_accesses
-            .push(rng.random::<f64>() * 100.0);
-    }
-    candidates.features = FEATURE_NAMES.iter().map(|_| Vec::new()).collect();
-    candidates
 }
 
 fn main() {

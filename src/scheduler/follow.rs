@@ -52,6 +52,10 @@ impl Scheduler {
         now_us: i64,
     ) -> Result<IngestReport, SchedulerError> {
         let mut report = IngestReport::default();
+        if !root.exists() {
+            // Not written yet: nothing to follow.
+            return Ok(report);
+        }
         let source = match LogSource::open(root) {
             Ok(source) => source,
             Err(crate::logs::LogError::NoFiles { .. }) => return Ok(report),

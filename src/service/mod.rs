@@ -57,6 +57,8 @@ struct Shared {
     serving: Mutex<PlanSummary>,
     /// Woken when keys may have become available to lease.
     work: Notify,
+    /// Acknowledge calls, to the committer that groups them.
+    acks: tokio::sync::mpsc::UnboundedSender<executor::AckCall>,
     metrics: metrics::Requests,
 }
 
@@ -133,13 +135,16 @@ pub async fn serve(
         config.model.clone(),
         policies,
     );
+    let (acks, ack_calls) = tokio::sync::mpsc::unbounded_channel();
     let shared = Arc::new(Shared {
         scheduler: Mutex::new(scheduler),
         planner: Mutex::new(planner),
         serving: Mutex::new(PlanSummary::default()),
         work: Notify::new(),
+        acks,
         metrics: Default::default(),
     });
+    executor::spawn_committer(Arc::downgrade(&shared), ack_calls);
     let started = std::time::Instant::now();
     {
         let shared = shared.clone();
@@ -173,7 +178,10 @@ pub async fn serve(
     on_listening(address);
     let result = builder
         .add_routes(routes)
-        .serve_with_incoming_shutdown(TcpIncoming::from(listener), shutdown)
+        .serve_with_incoming_shutdown(
+            TcpIncoming::from(listener).with_nodelay(Some(true)),
+            shutdown,
+        )
         .await;
     for task in background {
         task.abort();

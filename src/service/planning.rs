@@ -108,12 +108,15 @@ impl Planner {
     }
 
     /// Recomputes the features from the logs. `Ok(false)`: there are no
-    /// log files yet.
+    /// log files yet (or no log directory).
     pub fn refresh_features(&mut self) -> Result<bool, PlanError> {
         let logs_error = |problem: String| PlanError::Logs {
             path: self.logs.clone(),
             problem,
         };
+        if !self.logs.exists() {
+            return Ok(false);
+        }
         let source = match LogSource::open(&self.logs) {
             Ok(source) => source,
             Err(LogError::NoFiles { .. }) => return Ok(false),

@@ -1,0 +1,236 @@
+//! The gRPC service over loopback: lease + acknowledge throughput with 1, 8
+//! and 32 concurrent executors (1,000-key batches), with p50 and p99 lease
+//! latency, and batched location look-ups over one connection.
+//!
+//! `cargo bench --bench service_throughput [-- KEYS]` (default 2 million).
+//! Plans KEYS keys into a location map once, then for each executor count
+//! serves a fresh copy of it in this process and lets the executors lease
+//! and acknowledge (every key copied at the version asked) for up to 4 s.
+//! Server and clients share this machine's cores, as they would on one
+//! host.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use shadowcast::config::{ServeArgs, ServeConfig};
+use shadowcast::policy::Decisions;
+use shadowcast::scheduler::{Scheduler, SchedulerConfig};
+use shadowcast::service::client::{Clients, connect};
+use shadowcast::service::proto::{self, key_ack};
+
+const BATCH: u32 = 1_000;
+const RUN: Duration = Duration::from_secs(4);
+
+fn config(state: &Path) -> ServeConfig {
+    ServeConfig::resolve(ServeArgs {
+        listen: Some("127.0.0.1:0".parse().unwrap()),
+        state_dir: Some(state.to_path_buf()),
+        logs: Some(state.join("no-logs")),
+        follow_seconds: Some(0.0),
+        ..Default::default()
+    })
+    .expect("config")
+}
+
+async fn start(state: &Path) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
+    let (address_tx, address_rx) = tokio::sync::oneshot::channel();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let config = config(state);
+    tokio::spawn(async move {
+        shadowcast::service::serve(
+            config,
+            move |address| {
+                let _ = address_tx.send(address);
+            },
+            async move {
+                let _ = stop_rx.await;
+            },
+        )
+        .await
+        .expect("serve");
+    });
+    (address_rx.await.expect("listening"), stop_tx)
+}
+
+/// Leases and acknowledges until `deadline` or no keys are left; returns
+/// keys copied and each lease call's latency.
+async fn executor(mut clients: Clients, deadline: Instant) -> (u64, Vec<Duration>) {
+    let mut copied = 0;
+    let mut latencies = Vec::new();
+    while Instant::now() < deadline {
+        let asked = Instant::now();
+        let lease = clients
+            .executor
+            .lease(proto::LeaseRequest {
+                executor_id: "bench".into(),
+                max_keys: BATCH,
+                max_bytes: 1 << 40,
+                tables: vec![],
+                wait_ms: 0,
+            })
+            .await
+            .expect("lease")
+            .into_inner();
+        latencies.push(asked.elapsed());
+        if lease.keys.is_empty() {
+            break;
+        }
+        let acks = lease
+            .keys
+            .into_iter()
+            .map(|key| proto::KeyAck {
+                result: Some(key_ack::Result::CopiedVersion(key.min_version)),
+                table: key.table,
+                key: key.key,
+            })
+            .collect::<Vec<_>>();
+        copied += acks.len() as u64;
+        clients
+            .executor
+            .acknowledge(proto::AcknowledgeRequest {
+                lease_id: lease.lease_id,
+                acks,
+            })
+            .await
+            .expect("acknowledge");
+    }
+    (copied, latencies)
+}
+
+fn percentile(sorted: &[Duration], q: f64) -> Duration {
+    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
+}
+
+fn main() {
+    let keys: usize = std::env::args()
+        .skip(1)
+        .find_map(|a| a.parse().ok())
+        .unwrap_or(2_000_000);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let template = dir.path().join("template");
+    std::fs::create_dir_all(&template).unwrap();
+    let candidates = common::candidates(keys);
+    let started = Instant::now();
+    {
+        let mut scheduler = Scheduler::open(
+            template.join("locations.redb"),
+            SchedulerConfig::default(),
+            0,
+        )
+        .expect("open");
+        scheduler
+            .plan(&candidates, &Decisions::neutral(keys))
+            .expect("plan");
+    }
+    println!(
+        "service throughput: {keys} keys planned in {:.1} s; batches of {BATCH} keys; up to {} s per run",
+        started.elapsed().as_secs_f64(),
+        RUN.as_secs()
+    );
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    println!(
+        "{:>9} {:>12} {:>12} {:>12} {:>12}",
+        "executors", "keys/s", "lease p50", "lease p99", "keys copied"
+    );
+    for executors in [1usize, 8, 32] {
+        let state = dir.path().join(format!("run-{executors}"));
+        std::fs::create_dir_all(&state).unwrap();
+        std::fs::copy(
+            template.join("locations.redb"),
+            state.join("locations.redb"),
+        )
+        .unwrap();
+        runtime.block_on(async {
+            let (address, stop) = start(&state).await;
+            let endpoint = format!("http://{address}");
+            let mut admin = connect(&endpoint, None, None).await.unwrap();
+            admin
+                .management
+                .force_phase(proto::ForcePhaseRequest {
+                    phase: proto::Phase::Background as i32,
+                })
+                .await
+                .unwrap();
+            let mut clients = Vec::new();
+            for _ in 0..executors {
+                clients.push(connect(&endpoint, None, None).await.unwrap());
+            }
+            let started = Instant::now();
+            let deadline = started + RUN;
+            let tasks: Vec<_> = clients
+                .into_iter()
+                .map(|c| tokio::spawn(executor(c, deadline)))
+                .collect();
+            let (mut copied, mut latencies) = (0, Vec::new());
+            for task in tasks {
+                let (n, l) = task.await.unwrap();
+                copied += n;
+                latencies.extend(l);
+            }
+            let elapsed = started.elapsed().as_secs_f64();
+            latencies.sort();
+            println!(
+                "{:>9} {:>12.0} {:>10.2}ms {:>10.2}ms {:>12}",
+                executors,
+                copied as f64 / elapsed,
+                percentile(&latencies, 0.5).as_secs_f64() * 1e3,
+                percentile(&latencies, 0.99).as_secs_f64() * 1e3,
+                copied
+            );
+            let _ = stop.send(());
+        });
+    }
+
+    // Look-ups: one connection, batches of 10,000 keys, for 3 s.
+    let state = dir.path().join("run-lookup");
+    std::fs::create_dir_all(&state).unwrap();
+    std::fs::copy(
+        template.join("locations.redb"),
+        state.join("locations.redb"),
+    )
+    .unwrap();
+    runtime.block_on(async {
+        let (address, stop) = start(&state).await;
+        let mut clients = connect(&format!("http://{address}"), None, None)
+            .await
+            .unwrap();
+        let batch: Vec<proto::TableKeys> = ["users", "orders", "sessions", "carts"]
+            .iter()
+            .enumerate()
+            .map(|(t, table)| proto::TableKeys {
+                table: table.to_string(),
+                keys: (0..2_500)
+                    .map(|i| {
+                        format!("key:{:010}", (i * 4 + t) * 97 % keys)
+                            .into_bytes()
+                            .into()
+                    })
+                    .collect(),
+            })
+            .collect();
+        let started = Instant::now();
+        let mut located = 0u64;
+        while started.elapsed() < Duration::from_secs(3) {
+            let answer = clients
+                .routing
+                .lookup(proto::LookupRequest {
+                    tables: batch.clone(),
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            located += answer.locations.len() as u64;
+        }
+        println!(
+            "look-ups: {:.0} keys/s over one connection (batches of 10,000)",
+            located as f64 / started.elapsed().as_secs_f64()
+        );
+        let _ = stop.send(());
+    });
+}
