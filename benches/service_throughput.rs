@@ -100,6 +100,18 @@ async fn executor(mut clients: Clients, deadline: Instant) -> (u64, Vec<Duration
     (copied, latencies)
 }
 
+/// A copy of the planned state in `dir/name`.
+fn fresh_state(dir: &Path, template: &Path, name: &str) -> std::path::PathBuf {
+    let state = dir.join(name);
+    std::fs::create_dir_all(&state).unwrap();
+    std::fs::copy(
+        template.join("locations.redb"),
+        state.join("locations.redb"),
+    )
+    .unwrap();
+    state
+}
+
 fn percentile(sorted: &[Duration], q: f64) -> Duration {
     sorted[((sorted.len() - 1) as f64 * q).round() as usize]
 }
@@ -139,13 +151,7 @@ fn main() {
         "executors", "keys/s", "lease p50", "lease p99", "keys copied"
     );
     for executors in [1usize, 8, 32] {
-        let state = dir.path().join(format!("run-{executors}"));
-        std::fs::create_dir_all(&state).unwrap();
-        std::fs::copy(
-            template.join("locations.redb"),
-            state.join("locations.redb"),
-        )
-        .unwrap();
+        let state = fresh_state(dir.path(), &template, &format!("run-{executors}"));
         runtime.block_on(async {
             let (address, stop) = start(&state).await;
             let endpoint = format!("http://{address}");
@@ -188,13 +194,7 @@ fn main() {
     }
 
     // Look-ups: one connection, batches of 10,000 keys, for 3 s.
-    let state = dir.path().join("run-lookup");
-    std::fs::create_dir_all(&state).unwrap();
-    std::fs::copy(
-        template.join("locations.redb"),
-        state.join("locations.redb"),
-    )
-    .unwrap();
+    let state = fresh_state(dir.path(), &template, "run-lookup");
     runtime.block_on(async {
         let (address, stop) = start(&state).await;
         let mut clients = connect(&format!("http://{address}"), None, None)

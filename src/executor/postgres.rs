@@ -5,6 +5,17 @@ use postgres::{Client, NoTls};
 
 use super::{Copy, Database, DatabaseError, Row, TableRows, quoted, to_sql_version};
 
+/// A `key, version, value` result row.
+fn keyed_row(row: &postgres::Row) -> (Vec<u8>, Row) {
+    (
+        row.get(0),
+        Row {
+            version: row.get::<_, i64>(1).max(0) as u64,
+            value: row.get(2),
+        },
+    )
+}
+
 pub struct Postgres {
     name: String,
     client: Client,
@@ -48,18 +59,8 @@ impl Database for Postgres {
                 ),
                 &[&keys],
             )?;
-            let mut by_key: std::collections::HashMap<Vec<u8>, Row> = found
-                .into_iter()
-                .map(|row| {
-                    (
-                        row.get::<_, Vec<u8>>(0),
-                        Row {
-                            version: row.get::<_, i64>(1).max(0) as u64,
-                            value: row.get(2),
-                        },
-                    )
-                })
-                .collect();
+            let mut by_key: std::collections::HashMap<Vec<u8>, Row> =
+                found.iter().map(keyed_row).collect();
             Ok(keys.iter().map(|key| by_key.remove(*key)).collect())
         };
         run(&mut self.client).map_err(|e| self.error(table, e))
@@ -121,16 +122,8 @@ impl Database for Postgres {
                         ),
                         &[],
                     )?
-                    .into_iter()
-                    .map(|row| {
-                        (
-                            row.get::<_, Vec<u8>>(0),
-                            Row {
-                                version: row.get::<_, i64>(1).max(0) as u64,
-                                value: row.get(2),
-                            },
-                        )
-                    })
+                    .iter()
+                    .map(keyed_row)
                     .collect();
                 all.push((table, rows));
             }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::Shared;
-use crate::scheduler::Phase;
+use crate::scheduler::{LocationCounts, Phase};
 
 #[derive(Default)]
 pub struct Counter(AtomicU64);
@@ -143,23 +143,23 @@ fn render(shared: &Shared) -> String {
         ("current", gauges.current),
         ("stale", gauges.stale),
     ];
+    let by_location = |value: fn(&LocationCounts) -> u64| -> Vec<(String, f64)> {
+        locations
+            .iter()
+            .map(|(l, c)| (format!("{{location=\"{l}\"}}"), value(c) as f64))
+            .collect()
+    };
     metric(
         "keys",
         "gauge",
         "Tracked keys by location.",
-        &locations
-            .iter()
-            .map(|(l, c)| (format!("{{location=\"{l}\"}}"), c.keys as f64))
-            .collect::<Vec<_>>(),
+        &by_location(|c| c.keys),
     );
     metric(
         "bytes",
         "gauge",
         "Bytes of tracked keys by location.",
-        &locations
-            .iter()
-            .map(|(l, c)| (format!("{{location=\"{l}\"}}"), c.bytes as f64))
-            .collect::<Vec<_>>(),
+        &by_location(|c| c.bytes),
     );
     if let Some(confidence) = gauges.confidence {
         metric(
