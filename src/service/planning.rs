@@ -14,7 +14,7 @@ use std::sync::Mutex;
 use crate::features::{self, FeatureOptions, FeatureTable};
 use crate::logs::{LogError, LogSource};
 use crate::model::input::raw_inputs;
-use crate::model::registry::{LoadedModel, Manifest, Registry};
+use crate::model::registry::{Manifest, Registry};
 use crate::policy::{Candidates, PolicyRegistry, scheduling_order};
 use crate::scheduler::Scheduler;
 
@@ -64,7 +64,6 @@ pub struct Planner {
     policies: PolicyRegistry,
     features: Option<FeatureTable>,
     predictions: Vec<Prediction>,
-    last: Option<PlanSummary>,
 }
 
 impl Planner {
@@ -83,7 +82,6 @@ impl Planner {
             policies,
             features: None,
             predictions: Vec::new(),
-            last: None,
         }
     }
 
@@ -101,10 +99,6 @@ impl Planner {
 
     pub fn predictions(&self) -> &[Prediction] {
         &self.predictions
-    }
-
-    pub fn last(&self) -> Option<&PlanSummary> {
-        self.last.as_ref()
     }
 
     /// Recomputes the features from the logs. `Ok(false)`: there are no
@@ -171,13 +165,7 @@ impl Planner {
             policy: decided.policy,
         };
         tracing::info!(keys = summary.keys, model = %summary.model, policy = %summary.policy, "planned");
-        self.last = Some(summary.clone());
         Ok(Some(summary))
-    }
-
-    /// The model the next plan will use.
-    pub fn serving_model(&self) -> Result<LoadedModel, PlanError> {
-        Ok(self.models.load_active(&self.model_name)?)
     }
 }
 
