@@ -192,22 +192,7 @@ fn run_executors(endpoint: &str, source: &str, destination: &str, count: usize) 
 }
 
 fn assert_same(source: &str, destination: &str) -> usize {
-    let mut a = executor::open(source).unwrap().dump().unwrap();
-    let mut b = executor::open(destination).unwrap().dump().unwrap();
-    a.retain(|(_, rows)| !rows.is_empty());
-    b.retain(|(_, rows)| !rows.is_empty());
-    assert_eq!(a.len(), b.len(), "tables differ");
-    let mut rows = 0;
-    for ((table_a, rows_a), (table_b, rows_b)) in a.iter().zip(&b) {
-        assert_eq!(table_a, table_b);
-        assert_eq!(
-            rows_a.len(),
-            rows_b.len(),
-            "rows of {table_a} differ in number"
-        );
-        assert!(rows_a == rows_b, "rows of {table_a} differ");
-        rows += rows_a.len();
-    }
+    let (_, rows) = executor::compare(source, destination).unwrap();
     assert!(rows > 0);
     rows
 }

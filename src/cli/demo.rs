@@ -201,7 +201,7 @@ pub fn demo(args: DemoArgs) -> Result<()> {
         status.acks_stale_total,
         phase_name(status.phase)
     );
-    let (tables, rows) = compare(&source, &destination)?;
+    let (tables, rows) = executor::compare(&source, &destination)?;
     println!("source and destination agree: {rows} rows in {tables} tables");
     Ok(())
 }
@@ -312,33 +312,4 @@ fn application(
         std::thread::sleep(Duration::from_millis(50));
     }
     Ok((writes, made_stale))
-}
-
-/// Checks that both databases hold the same rows; returns tables and rows.
-fn compare(source: &str, destination: &str) -> Result<(usize, usize)> {
-    let nonempty = |url: &str| -> Result<Vec<executor::TableRows>> {
-        let mut tables = executor::open(url)?.dump()?;
-        tables.retain(|(_, rows)| !rows.is_empty());
-        Ok(tables)
-    };
-    let (a, b) = (nonempty(source)?, nonempty(destination)?);
-    if a.len() != b.len() {
-        bail!(
-            "the source has {} tables, the destination {}",
-            a.len(),
-            b.len()
-        );
-    }
-    let mut rows = 0;
-    for ((table, rows_a), (other, rows_b)) in a.iter().zip(&b) {
-        if table != other || rows_a != rows_b {
-            let differing = rows_a.iter().zip(rows_b).find(|(x, y)| x != y).map_or_else(
-                || "row counts".to_string(),
-                |(x, _)| crate::keys::display_key(&x.0),
-            );
-            bail!("table {table}: source and destination differ (first at {differing})");
-        }
-        rows += rows_a.len();
-    }
-    Ok((a.len(), rows))
 }
