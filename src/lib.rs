@@ -4,8 +4,10 @@
 //! Modules follow the data flow: [`logs`] → [`features`] → [`model`] →
 //! [`policy`] → [`scheduler`] (over the durable [`state`]) → [`service`]
 //! (the gRPC API, configured by [`config`]). [`workload`] generates realistic access
-//! logs for development, tests and benchmarks.
+//! logs for development, tests and benchmarks; [`simulate`] replays logs
+//! through the real stages to measure what each pre-migration strategy buys.
 
+pub mod chart;
 pub mod cli;
 pub mod config;
 pub mod executor;
@@ -16,6 +18,7 @@ pub mod model;
 pub mod policy;
 pub mod scheduler;
 pub mod service;
+pub mod simulate;
 pub mod state;
 pub mod time;
 pub mod workload;

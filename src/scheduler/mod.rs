@@ -410,8 +410,17 @@ impl Scheduler {
         config: SchedulerConfig,
         now_us: i64,
     ) -> Result<Self, SchedulerError> {
+        Self::over(LocationMap::open(path)?, config, now_us)
+    }
+
+    /// A scheduler over a map held in memory only: what a simulation
+    /// replays, with every rule of the durable one and none of its fsyncs.
+    pub fn in_memory(config: SchedulerConfig, now_us: i64) -> Result<Self, SchedulerError> {
+        Self::over(LocationMap::in_memory()?, config, now_us)
+    }
+
+    fn over(map: LocationMap, config: SchedulerConfig, now_us: i64) -> Result<Self, SchedulerError> {
         let config = config.check()?;
-        let map = LocationMap::open(path)?;
         let setting = |name: &str| -> Result<Option<serde_json::Value>, SchedulerError> {
             Ok(map
                 .setting(name)?
@@ -1099,7 +1108,8 @@ impl Scheduler {
         Ok(())
     }
 
-    fn confidence(&mut self, now_us: i64) -> Confidence {
+    /// Measures the migration confidence now (scans every key).
+    pub fn confidence(&mut self, now_us: i64) -> Confidence {
         let confidence = confidence::measure(
             self.map.ids().map(|id| {
                 let plan = &self.plans[id.index()];

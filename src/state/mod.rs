@@ -149,6 +149,18 @@ impl LocationMap {
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StateError> {
         let path = path.as_ref().to_path_buf();
         let store = Store::open(&path)?;
+        Self::load(store, path)
+    }
+
+    /// An empty map kept in memory only (nothing is durable): for
+    /// simulations, which replay a migration many times over.
+    pub fn in_memory() -> Result<Self, StateError> {
+        let label = PathBuf::from("<in memory>");
+        let store = Store::in_memory(&label.to_string_lossy())?;
+        Self::load(store, label)
+    }
+
+    fn load(store: Store, path: PathBuf) -> Result<Self, StateError> {
         let mut map = LocationMap {
             tables: store.tables()?,
             path,

@@ -80,10 +80,28 @@ impl Store {
                 path: path.to_path_buf(),
                 problem: format!("cannot open: {e}"),
             })?;
-        let store = Store {
+        Self::with_tables(Store {
             path: path.to_path_buf(),
             db,
-        };
+        })
+    }
+
+    /// A store held in memory only, for simulations: same transactions,
+    /// nothing survives the process. `label` names it in errors.
+    pub fn in_memory(label: &str) -> Result<Self, StateError> {
+        let db = Database::builder()
+            .create_with_backend(redb::backends::InMemoryBackend::new())
+            .map_err(|e| StateError::Store {
+                path: PathBuf::from(label),
+                problem: format!("cannot create: {e}"),
+            })?;
+        Self::with_tables(Store {
+            path: PathBuf::from(label),
+            db,
+        })
+    }
+
+    fn with_tables(store: Store) -> Result<Self, StateError> {
         store.write(|txn| {
             txn.open_table(KEYS)?;
             txn.open_table(TABLES)?;

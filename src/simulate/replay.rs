@@ -1,0 +1,318 @@
+//! One migration replayed through the real scheduler: the application's
+//! traffic on one side, an executor that copies what it is leased within
+//! the bandwidth budget on the other, the location map in between.
+//!
+//! The rules, step by step (each step is `Timeline::step_us` long, and
+//! cutover falls on a step boundary):
+//! 1. The step's events, in time order. Before cutover the application
+//!    writes to the source: each write is reported to the scheduler (as a
+//!    shadowing module would), and a write to a key current in the
+//!    destination wastes that copy. After cutover it reads and writes the
+//!    destination: a read of a key not current there is a miss (served by
+//!    the source); a write lands in the destination, which then holds the
+//!    key at that version (acknowledged as such).
+//! 2. The executor leases batches from the scheduler as the budget allows
+//!    (waiting out `OverBudget`), copies each key at the version it was
+//!    leased at, and acknowledges them all at the end of the step: a copy
+//!    takes effect for reads from the next step on.
+//! 3. At cutover the budget changes to the background rate and the
+//!    migration is moved to BACKGROUND (everything else moves).
+
+use std::collections::HashSet;
+
+use crate::logs::Op;
+use crate::policy::{Candidates, Decisions};
+use crate::scheduler::{
+    Ack, AckOutcome, AckResult, Idle, LeaseRequest, LocationCounts, Phase, Scheduler,
+    SchedulerConfig, SchedulerError, WriteEvent,
+};
+use crate::state::Location;
+
+use super::Timeline;
+use super::traffic::Traffic;
+
+/// Reads after cutover, and how many the destination served.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Reads {
+    pub reads: u64,
+    pub served: u64,
+    pub bytes: u64,
+    pub bytes_served: u64,
+}
+
+impl Reads {
+    fn add(&mut self, bytes: u64, served: bool) {
+        self.reads += 1;
+        self.bytes += bytes;
+        if served {
+            self.served += 1;
+            self.bytes_served += bytes;
+        }
+    }
+
+    /// Share of reads the destination served (`NaN` without reads).
+    pub fn share(&self) -> f64 {
+        self.served as f64 / self.reads as f64
+    }
+
+    /// Share of bytes read that the destination served.
+    pub fn bytes_share(&self) -> f64 {
+        self.bytes_served as f64 / self.bytes as f64
+    }
+}
+
+/// What one replay measured. Times are microseconds after the window's
+/// start.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Figures {
+    /// Reads in (cutover, end].
+    pub after_cutover: Reads,
+    /// The same, per [`Timeline::bucket_us`] after cutover.
+    pub over_time: Vec<Reads>,
+    /// Accepted copies before cutover (re-syncs included).
+    pub copied_before_cutover: LocationCounts,
+    /// All accepted copies, until the migration completed or gave up.
+    pub copied: LocationCounts,
+    /// Copies made obsolete by a write to the source before cutover.
+    pub wasted: LocationCounts,
+    /// Keys not current in the destination at cutover.
+    pub left_at_cutover: LocationCounts,
+    pub confidence_reached_us: Option<i64>,
+    pub complete_us: Option<i64>,
+}
+
+/// How the migration is run, apart from what is planned.
+#[derive(Clone, Copy, Debug)]
+pub struct Run {
+    pub timeline: Timeline,
+    pub scheduler: SchedulerConfig,
+    /// Budget before cutover, bytes/s; 0 moves nothing.
+    pub rate_before: u64,
+    /// Budget from cutover on, bytes/s (at least 1).
+    pub rate_after: u64,
+    /// Start in BACKGROUND: the order alone decides (no shadow phase).
+    pub plain_order: bool,
+    /// Stop waiting for the migration to complete here.
+    pub give_up_us: i64,
+}
+
+/// Replays `traffic` through a fresh in-memory scheduler planned with
+/// `candidates` and `decisions`.
+pub fn replay(
+    traffic: &Traffic,
+    run: &Run,
+    candidates: &Candidates,
+    decisions: &Decisions,
+) -> Result<Figures, SchedulerError> {
+    let timeline = run.timeline;
+    let config = SchedulerConfig {
+        // Copies are acknowledged at the end of their step: leases outlive it.
+        lease_duration_us: run.scheduler.lease_duration_us.max(2 * timeline.step_us),
+        ..run.scheduler
+    };
+    let mut scheduler = Scheduler::in_memory(config, timeline.start_us)?;
+    scheduler.plan(candidates, decisions)?;
+    if run.plain_order {
+        scheduler.force_phase(Phase::Background)?;
+    }
+    set_rate(&mut scheduler, run.rate_before, timeline.start_us)?;
+    let mut replay = Replayer {
+        traffic,
+        timeline,
+        scheduler,
+        threshold: config.confidence.threshold,
+        figures: Figures {
+            over_time: vec![Reads::default(); timeline.buckets()],
+            ..Figures::default()
+        },
+        next_event: 0,
+    };
+    let mut t = timeline.start_us;
+    let mut steps = 0u64;
+    while t < run.give_up_us {
+        if t == timeline.cutover_us {
+            replay.cut_over(run.rate_after)?;
+        }
+        let step = if t >= timeline.end_us {
+            // No traffic left: only the copying goes on.
+            10 * timeline.step_us
+        } else {
+            timeline.step_us
+        };
+        let next = if t < timeline.cutover_us {
+            (t + step).min(timeline.cutover_us)
+        } else {
+            t + step
+        };
+        replay.apply_traffic(next)?;
+        replay.copy_until(t, next)?;
+        steps += 1;
+        let figures = &mut replay.figures;
+        if figures.complete_us.is_none() && replay.scheduler.map().len() > 0 && all_current(&replay.scheduler) {
+            figures.complete_us = Some(next - timeline.start_us);
+        }
+        // The confidence scans every key: every step in the window, then
+        // every tenth.
+        if replay.figures.confidence_reached_us.is_none()
+            && (next <= timeline.cutover_us || steps % 10 == 0)
+            && replay.scheduler.confidence(next).value >= replay.threshold
+        {
+            replay.figures.confidence_reached_us = Some(next - timeline.start_us);
+        }
+        t = next;
+        let figures = &replay.figures;
+        if t >= timeline.end_us
+            && figures.complete_us.is_some()
+            && figures.confidence_reached_us.is_some()
+        {
+            break;
+        }
+    }
+    Ok(replay.figures)
+}
+
+fn set_rate(scheduler: &mut Scheduler, rate: u64, now_us: i64) -> Result<(), SchedulerError> {
+    if rate == 0 {
+        scheduler.pause()
+    } else {
+        scheduler.resume()?;
+        scheduler.set_bandwidth(Some(rate), now_us)
+    }
+}
+
+fn all_current(scheduler: &Scheduler) -> bool {
+    let gauges = scheduler.gauges();
+    gauges.source_only.keys == 0 && gauges.stale.keys == 0 && gauges.live_leases == 0
+}
+
+/// The size of (`table`, `key`) when it is current in the destination.
+fn current_size(scheduler: &Scheduler, table: &str, key: &[u8]) -> Option<u64> {
+    let map = scheduler.map();
+    let record = map.record(map.find(map.find_table(table)?, key)?);
+    (record.location() == Location::Current).then_some(record.size_bytes)
+}
+
+struct Replayer<'a> {
+    traffic: &'a Traffic,
+    timeline: Timeline,
+    scheduler: Scheduler,
+    threshold: f64,
+    figures: Figures,
+    next_event: usize,
+}
+
+impl Replayer<'_> {
+    fn cut_over(&mut self, rate_after: u64) -> Result<(), SchedulerError> {
+        let gauges = self.scheduler.gauges();
+        self.figures.left_at_cutover = LocationCounts {
+            keys: gauges.source_only.keys + gauges.stale.keys,
+            bytes: gauges.source_only.bytes + gauges.stale.bytes,
+        };
+        self.figures.copied_before_cutover = self.figures.copied;
+        set_rate(
+            &mut self.scheduler,
+            rate_after.max(1),
+            self.timeline.cutover_us,
+        )?;
+        if self.scheduler.phase() == Phase::Shadowing {
+            self.scheduler.force_phase(Phase::Background)?;
+        }
+        Ok(())
+    }
+
+    /// The application's events up to `until`.
+    fn apply_traffic(&mut self, until: i64) -> Result<(), SchedulerError> {
+        let timeline = self.timeline;
+        let mut writes = Vec::new();
+        let mut landed = Vec::new();
+        let mut wasted_keys = HashSet::new();
+        let events = &self.traffic.events;
+        while let Some(event) = events.get(self.next_event).filter(|e| e.ts <= until) {
+            self.next_event += 1;
+            let table = self.traffic.table_name(event.key);
+            let key = self.traffic.key(event.key);
+            let after_cutover = event.ts > timeline.cutover_us;
+            if event.op == Op::Read {
+                if after_cutover && event.ts <= timeline.end_us {
+                    let served = current_size(&self.scheduler, table, key).is_some();
+                    self.figures.after_cutover.add(event.size_bytes, served);
+                    self.figures.over_time[timeline.bucket_of(event.ts)]
+                        .add(event.size_bytes, served);
+                }
+                continue;
+            }
+            let version = event.ts as u64;
+            if after_cutover {
+                landed.push(Ack {
+                    table: table.to_string(),
+                    key: key.to_vec(),
+                    result: AckResult::Copied { version },
+                });
+            } else if let Some(size) = current_size(&self.scheduler, table, key)
+                && wasted_keys.insert(event.key)
+            {
+                self.figures.wasted.add(size);
+            }
+            writes.push(WriteEvent {
+                table: table.to_string(),
+                key: key.to_vec(),
+                version,
+                size_bytes: Some(event.size_bytes),
+            });
+        }
+        self.scheduler.record_writes(&writes, until)?;
+        if !landed.is_empty() {
+            self.scheduler.acknowledge(0, &landed, until)?;
+        }
+        Ok(())
+    }
+
+    /// Leases and copies from `from` to `until` within the budget, and
+    /// acknowledges every copy at `until`.
+    fn copy_until(&mut self, from: i64, until: i64) -> Result<(), SchedulerError> {
+        let request = LeaseRequest {
+            max_keys: usize::MAX,
+            max_bytes: u64::MAX,
+            tables: Vec::new(),
+        };
+        let mut leases: Vec<(u64, Vec<Ack>, Vec<u64>)> = Vec::new();
+        let mut now = from;
+        while now < until {
+            match self.scheduler.lease(&request, now) {
+                Ok(lease) => {
+                    let sizes = lease.keys.iter().map(|k| k.size_bytes).collect();
+                    let acks = lease
+                        .keys
+                        .into_iter()
+                        .map(|k| Ack {
+                            table: k.table,
+                            key: k.key,
+                            result: AckResult::Copied {
+                                version: k.min_version,
+                            },
+                        })
+                        .collect();
+                    leases.push((lease.id, acks, sizes));
+                }
+                Err(Idle::OverBudget { retry_after_us }) => now += retry_after_us.max(1),
+                Err(_) => break,
+            }
+        }
+        if leases.is_empty() {
+            return Ok(());
+        }
+        let calls: Vec<(u64, &[Ack])> = leases
+            .iter()
+            .map(|(id, acks, _)| (*id, acks.as_slice()))
+            .collect();
+        let outcomes = self.scheduler.acknowledge_all(&calls, until)?;
+        for ((_, _, sizes), outcomes) in leases.iter().zip(outcomes) {
+            for (size, outcome) in sizes.iter().zip(outcomes) {
+                if outcome == AckOutcome::Accepted {
+                    self.figures.copied.add(*size);
+                }
+            }
+        }
+        Ok(())
+    }
+}

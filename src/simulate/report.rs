@@ -1,0 +1,1 @@
+//! The simulation's outputs: Parquet for notebooks and PNG charts.
