@@ -75,10 +75,7 @@ pub struct Panel {
 /// Draws `panels` side by side under `title` to `path` (its folder is
 /// created). The error is a sentence naming the cause.
 pub fn write_png(path: &Path, title: &str, panels: &[Panel]) -> Result<(), String> {
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent)
-            .map_err(|e| format!("creating {}: {e}", parent.display()))?;
-    }
+    crate::export::create_parent_dir(path).map_err(|e| format!("creating its folder: {e}"))?;
     let root = BitMapBackend::new(path, (WIDTH, HEIGHT)).into_drawing_area();
     let draw = || -> Result<(), Box<dyn std::error::Error>> {
         root.fill(&WHITE)?;
@@ -124,7 +121,11 @@ fn draw_panel(
     let names: Vec<&str> = panel.series.iter().map(|s| s.name.as_str()).collect();
     let mut drawn = 0;
     for (series, (red, green, blue)) in panel.series.iter().zip(series_colours(&names)) {
-        if series.points.iter().any(|(x, y)| !x.is_finite() || !y.is_finite()) {
+        if series
+            .points
+            .iter()
+            .any(|(x, y)| !x.is_finite() || !y.is_finite())
+        {
             continue;
         }
         let colour = RGBColor(red, green, blue);

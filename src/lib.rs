@@ -11,6 +11,7 @@ pub mod chart;
 pub mod cli;
 pub mod config;
 pub mod executor;
+pub mod export;
 pub mod features;
 pub mod keys;
 pub mod logs;

@@ -11,6 +11,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 mod demo;
 mod model_commands;
 mod policy_commands;
+mod simulate;
 
 use crate::features::{self, FeatureOptions, FeatureTable};
 use crate::logs::LogSource;
@@ -46,6 +47,8 @@ pub enum Command {
     Train(model_commands::TrainArgs),
     /// Compare models, heuristics and the oracle on a cut-off the models never trained on.
     Evaluate(model_commands::EvaluateArgs),
+    /// Replay the logs through a migration and compare pre-migration strategies (none, key order, random, heuristics, the model, model + policy, the oracle) at the same budgets.
+    Simulate(Box<simulate::SimulateArgs>),
     /// List, show, promote and roll back stored models.
     Models(model_commands::ModelsArgs),
     /// Validate a WebAssembly policy, or run it over real features to see how it changes the ranking.
@@ -208,6 +211,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Train(args) => model_commands::train_command(args),
         Command::Evaluate(args) => model_commands::evaluate_command(args),
         Command::Models(args) => model_commands::models_command(args),
+        Command::Simulate(args) => simulate::simulate_command(*args),
         Command::Policy(args) => policy_commands::policy_command(args),
         Command::Serve(args) => serve(*args),
         Command::Executor(args) => executor(args),

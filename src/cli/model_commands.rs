@@ -133,7 +133,7 @@ pub struct ModelsArgs {
     pub command: ModelsCommand,
 }
 
-fn spinner(what: &str) -> ProgressBar {
+pub(super) fn spinner(what: &str) -> ProgressBar {
     let bar = ProgressBar::new_spinner();
     bar.set_style(
         ProgressStyle::with_template("{spinner} {prefix} {wide_msg} {elapsed}")

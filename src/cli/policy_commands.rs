@@ -1,6 +1,6 @@
 //! `policy check` and `policy test`: clap arguments in, policy-stage calls out.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
@@ -66,7 +66,7 @@ fn load(registry: &PolicyRegistry, args: &PolicyFileArgs) -> Result<String> {
             .with_context(|| format!("reading policy configuration {}", path.display()))?,
         None => Vec::new(),
     };
-    let name = policy_name(&args.module);
+    let name = crate::policy::name_from_path(&args.module);
     let info = registry.load(&name, &bytes, &config)?;
     println!(
         "policy {name}: ABI v{} module, sha256 {}, valid (exports, configuration, canary batch)",
@@ -74,12 +74,6 @@ fn load(registry: &PolicyRegistry, args: &PolicyFileArgs) -> Result<String> {
         info.sha256
     );
     Ok(name)
-}
-
-fn policy_name(path: &Path) -> String {
-    path.file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "policy".into())
 }
 
 pub fn policy_command(args: PolicyArgs) -> Result<()> {

@@ -21,8 +21,8 @@ pub fn write_chart(
     subtitle: &str,
     results: &[MethodResult],
 ) -> Result<(), ModelError> {
-    let panel = |title: &str, x_label: &str, y_label: &str, curve: fn(&MethodResult) -> &[f64]| {
-        Panel {
+    let panel =
+        |title: &str, x_label: &str, y_label: &str, curve: fn(&MethodResult) -> &[f64]| Panel {
             title: title.to_string(),
             x_label: x_label.to_string(),
             y_label: y_label.to_string(),
@@ -43,8 +43,7 @@ pub fn write_chart(
                 })
                 .collect(),
             empty_note: "no bytes read in this trace (no sizes)".to_string(),
-        }
-    };
+        };
     let panels = [
         panel(
             "Accesses captured by the top keys",

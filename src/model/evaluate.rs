@@ -283,7 +283,7 @@ pub fn write_report(
 ) -> Result<(), super::ModelError> {
     use std::sync::Arc;
 
-    use arrow_array::{ArrayRef, Float64Array, RecordBatch, StringArray};
+    use arrow_array::{ArrayRef, Float64Array, StringArray};
 
     let oracle = results.iter().find(|r| r.method == "oracle");
     let mut rows: Vec<(String, &'static str, f64, f64, f64)> = Vec::new();
@@ -357,22 +357,10 @@ pub fn write_report(
             Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.4))),
         ),
     ];
-    let batch = RecordBatch::try_from_iter(columns).expect("report columns line up");
-    let io = |source| super::ModelError::Io {
+    crate::export::write_columns(path, columns).map_err(|source| super::ModelError::Io {
         path: path.to_path_buf(),
         source,
-    };
-    super::create_parent_dir(path)?;
-    let file = std::fs::File::create(path).map_err(io)?;
-    let parquet = |e: parquet::errors::ParquetError| super::ModelError::Io {
-        path: path.to_path_buf(),
-        source: std::io::Error::other(e),
-    };
-    let mut writer =
-        parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).map_err(parquet)?;
-    writer.write(&batch).map_err(parquet)?;
-    writer.close().map_err(parquet)?;
-    Ok(())
+    })
 }
 
 #[cfg(test)]

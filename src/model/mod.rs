@@ -24,17 +24,6 @@ use std::path::PathBuf;
 
 use crate::logs::LogError;
 
-/// Creates the folder an output file at `path` goes into.
-fn create_parent_dir(path: &std::path::Path) -> Result<(), ModelError> {
-    match path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        Some(parent) => std::fs::create_dir_all(parent).map_err(|source| ModelError::Io {
-            path: path.to_path_buf(),
-            source,
-        }),
-        None => Ok(()),
-    }
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
     #[error("hyperparameter `{field}` {problem}")]

@@ -25,6 +25,12 @@ pub use candidates::{Candidates, Decisions, scheduling_order};
 pub use host::{PolicyHost, PolicyLimits};
 pub use registry::{PolicyInfo, PolicyRegistry};
 
+/// The name a policy loaded from `path` goes by: the file's stem.
+pub fn name_from_path(path: &std::path::Path) -> String {
+    path.file_stem()
+        .map_or_else(|| "policy".into(), |s| s.to_string_lossy().into_owned())
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum PolicyError {
     #[error("policy limit `{field}` {problem}")]

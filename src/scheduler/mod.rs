@@ -419,7 +419,11 @@ impl Scheduler {
         Self::over(LocationMap::in_memory()?, config, now_us)
     }
 
-    fn over(map: LocationMap, config: SchedulerConfig, now_us: i64) -> Result<Self, SchedulerError> {
+    fn over(
+        map: LocationMap,
+        config: SchedulerConfig,
+        now_us: i64,
+    ) -> Result<Self, SchedulerError> {
         let config = config.check()?;
         let setting = |name: &str| -> Result<Option<serde_json::Value>, SchedulerError> {
             Ok(map

@@ -126,7 +126,11 @@ pub async fn serve(
                 .with_context(|| format!("policy configuration {}", path.display()))?,
             None => Vec::new(),
         };
-        policies.load(&policy_name(&policy.module), &bytes, &settings)?;
+        policies.load(
+            &crate::policy::name_from_path(&policy.module),
+            &bytes,
+            &settings,
+        )?;
     }
     let planner = Planner::new(
         config.logs.clone(),
@@ -189,11 +193,6 @@ pub async fn serve(
     result.context("serving")?;
     tracing::info!("stopped; every accepted call is stored");
     Ok(())
-}
-
-fn policy_name(path: &std::path::Path) -> String {
-    path.file_stem()
-        .map_or_else(|| "policy".into(), |s| s.to_string_lossy().into_owned())
 }
 
 /// Applies the logs not seen yet, then plans from all of them.

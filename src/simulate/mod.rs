@@ -377,7 +377,10 @@ fn check(options: &SimulationOptions, inputs: &Inputs) -> Result<(), SimulateErr
         .iter()
         .find(|b| !(b.is_finite() && **b > 0.0))
     {
-        return Err(invalid("budgets", format!("must be positive shares, got {bad}")));
+        return Err(invalid(
+            "budgets",
+            format!("must be positive shares, got {bad}"),
+        ));
     }
     if !(options.background_factor.is_finite() && options.background_factor > 0.0) {
         return Err(invalid(
@@ -394,7 +397,10 @@ fn check(options: &SimulationOptions, inputs: &Inputs) -> Result<(), SimulateErr
             return Err(invalid("strategies", format!("`{strategy}` needs a model")));
         }
         if *strategy == Strategy::ModelPolicy && inputs.policy.is_none() {
-            return Err(invalid("strategies", format!("`{strategy}` needs a policy")));
+            return Err(invalid(
+                "strategies",
+                format!("`{strategy}` needs a policy"),
+            ));
         }
     }
     Ok(())
@@ -414,7 +420,9 @@ fn predictive(strategy: Strategy) -> bool {
 /// background budget needs to move everything, after the measured period.
 fn give_up(timeline: Timeline, bytes: u64, rate_after: u64) -> i64 {
     let all_us = (3.0 * bytes as f64 / rate_after as f64 * SECOND_US as f64).min(1e17) as i64;
-    timeline.end_us.saturating_add(all_us.max(timeline.window_us()))
+    timeline
+        .end_us
+        .saturating_add(all_us.max(timeline.window_us()))
 }
 
 /// The decayed counter's half-life, tuned (as `evaluate` does) on the
@@ -469,55 +477,64 @@ struct PlanContext<'a> {
 }
 
 impl PlanContext<'_> {
-fn plan(&self, strategy: Strategy) -> Planned {
-    let PlanContext { features, rows, heuristics, traffic, options, inputs } = *self;
-    let sizes: Vec<u64> = rows.iter().map(|r| r.size_last.max(0) as u64).collect();
-    let heuristic = |method: &str| {
-        heuristics
-            .iter()
-            .find(|r| r.method.starts_with(method))
-            .expect("a known heuristic")
-            .hot
-            .clone()
-    };
-    let scores = match strategy {
-        Strategy::Nothing | Strategy::KeyOrder => {
-            let mut order: Vec<usize> = (0..rows.len()).collect();
-            order.sort_by(|&a, &b| (&rows[a].table, &rows[a].key).cmp(&(&rows[b].table, &rows[b].key)));
-            accesses_only(plain_order_scores(&sizes, &order))
-        }
-        Strategy::Random => {
-            let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(options.seed);
-            let draws: Vec<f64> = rows.iter().map(|_| rng.random()).collect();
-            let mut order: Vec<usize> = (0..rows.len()).collect();
-            order.sort_by(|&a, &b| draws[a].total_cmp(&draws[b]));
-            accesses_only(plain_order_scores(&sizes, &order))
-        }
-        Strategy::MostFrequent => accesses_only(heuristic("most-frequent")),
-        Strategy::Decayed => accesses_only(heuristic("decayed")),
-        Strategy::Model | Strategy::ModelPolicy => {
-            let (_, predictor) = inputs.model.as_ref().expect("checked");
-            predictor.score(raw_inputs(features).view())
-        }
-        Strategy::Oracle => accesses_only(reads_after_cutover(rows, traffic, options.timeline)),
-    };
-    let candidates = Candidates::from_features(features, &scores, options.timeline.start_us);
-    let decisions = match (strategy, inputs.policy) {
-        (Strategy::ModelPolicy, Some(policies)) => {
-            let decided = policies.decide(&candidates);
-            for failure in &decided.failures {
-                tracing::error!(%failure, "policy failed in the simulation and was unloaded");
+    fn plan(&self, strategy: Strategy) -> Planned {
+        let PlanContext {
+            features,
+            rows,
+            heuristics,
+            traffic,
+            options,
+            inputs,
+        } = *self;
+        let sizes: Vec<u64> = rows.iter().map(|r| r.size_last.max(0) as u64).collect();
+        let heuristic = |method: &str| {
+            heuristics
+                .iter()
+                .find(|r| r.method.starts_with(method))
+                .expect("a known heuristic")
+                .hot
+                .clone()
+        };
+        let scores = match strategy {
+            Strategy::Nothing | Strategy::KeyOrder => {
+                let mut order: Vec<usize> = (0..rows.len()).collect();
+                order.sort_by(|&a, &b| {
+                    (&rows[a].table, &rows[a].key).cmp(&(&rows[b].table, &rows[b].key))
+                });
+                accesses_only(plain_order_scores(&sizes, &order))
             }
-            decided.decisions
+            Strategy::Random => {
+                let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(options.seed);
+                let draws: Vec<f64> = rows.iter().map(|_| rng.random()).collect();
+                let mut order: Vec<usize> = (0..rows.len()).collect();
+                order.sort_by(|&a, &b| draws[a].total_cmp(&draws[b]));
+                accesses_only(plain_order_scores(&sizes, &order))
+            }
+            Strategy::MostFrequent => accesses_only(heuristic("most-frequent")),
+            Strategy::Decayed => accesses_only(heuristic("decayed")),
+            Strategy::Model | Strategy::ModelPolicy => {
+                let (_, predictor) = inputs.model.as_ref().expect("checked");
+                predictor.score(raw_inputs(features).view())
+            }
+            Strategy::Oracle => accesses_only(reads_after_cutover(rows, traffic, options.timeline)),
+        };
+        let candidates = Candidates::from_features(features, &scores, options.timeline.start_us);
+        let decisions = match (strategy, inputs.policy) {
+            (Strategy::ModelPolicy, Some(policies)) => {
+                let decided = policies.decide(&candidates);
+                for failure in &decided.failures {
+                    tracing::error!(%failure, "policy failed in the simulation and was unloaded");
+                }
+                decided.decisions
+            }
+            _ => Decisions::neutral(candidates.len()),
+        };
+        Planned {
+            strategy,
+            candidates,
+            decisions,
         }
-        _ => Decisions::neutral(candidates.len()),
-    };
-    Planned {
-        strategy,
-        candidates,
-        decisions,
     }
-}
 }
 
 /// Per key of `rows`, its reads in (cutover, end]: the oracle's scores.

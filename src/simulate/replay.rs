@@ -18,7 +18,7 @@
 //! 3. At cutover the budget changes to the background rate and the
 //!    migration is moved to BACKGROUND (everything else moves).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use crate::logs::Op;
 use crate::policy::{Candidates, Decisions};
@@ -29,6 +29,10 @@ use crate::scheduler::{
 use crate::state::Location;
 
 use super::Timeline;
+
+/// Once the traffic is over only copying goes on, in steps this many
+/// times longer.
+const IDLE_STEP_FACTOR: i64 = 10;
 use super::traffic::Traffic;
 
 /// Reads after cutover, and how many the destination served.
@@ -106,8 +110,12 @@ pub fn replay(
 ) -> Result<Figures, SchedulerError> {
     let timeline = run.timeline;
     let config = SchedulerConfig {
-        // Copies are acknowledged at the end of their step: leases outlive it.
-        lease_duration_us: run.scheduler.lease_duration_us.max(2 * timeline.step_us),
+        // Copies are acknowledged at the end of their step: leases outlive
+        // the longest one.
+        lease_duration_us: run
+            .scheduler
+            .lease_duration_us
+            .max(2 * IDLE_STEP_FACTOR * timeline.step_us),
         ..run.scheduler
     };
     let mut scheduler = Scheduler::in_memory(config, timeline.start_us)?;
@@ -134,8 +142,7 @@ pub fn replay(
             replay.cut_over(run.rate_after)?;
         }
         let step = if t >= timeline.end_us {
-            // No traffic left: only the copying goes on.
-            10 * timeline.step_us
+            IDLE_STEP_FACTOR * timeline.step_us
         } else {
             timeline.step_us
         };
@@ -148,13 +155,16 @@ pub fn replay(
         replay.copy_until(t, next)?;
         steps += 1;
         let figures = &mut replay.figures;
-        if figures.complete_us.is_none() && replay.scheduler.map().len() > 0 && all_current(&replay.scheduler) {
+        if figures.complete_us.is_none()
+            && !replay.scheduler.map().is_empty()
+            && all_current(&replay.scheduler)
+        {
             figures.complete_us = Some(next - timeline.start_us);
         }
         // The confidence scans every key: every step in the window, then
         // every tenth.
         if replay.figures.confidence_reached_us.is_none()
-            && (next <= timeline.cutover_us || steps % 10 == 0)
+            && (next <= timeline.cutover_us || steps.is_multiple_of(10))
             && replay.scheduler.confidence(next).value >= replay.threshold
         {
             replay.figures.confidence_reached_us = Some(next - timeline.start_us);
@@ -224,7 +234,8 @@ impl Replayer<'_> {
     fn apply_traffic(&mut self, until: i64) -> Result<(), SchedulerError> {
         let timeline = self.timeline;
         let mut writes = Vec::new();
-        let mut landed = Vec::new();
+        let mut landed: Vec<Option<Ack>> = Vec::new();
+        let mut landed_at: HashMap<u32, usize> = HashMap::new();
         let mut wasted_keys = HashSet::new();
         let events = &self.traffic.events;
         while let Some(event) = events.get(self.next_event).filter(|e| e.ts <= until) {
@@ -243,11 +254,15 @@ impl Replayer<'_> {
             }
             let version = event.ts as u64;
             if after_cutover {
-                landed.push(Ack {
+                // Only the key's last write of the step needs acknowledging.
+                if let Some(earlier) = landed_at.insert(event.key, landed.len()) {
+                    landed[earlier] = None;
+                }
+                landed.push(Some(Ack {
                     table: table.to_string(),
                     key: key.to_vec(),
                     result: AckResult::Copied { version },
-                });
+                }));
             } else if let Some(size) = current_size(&self.scheduler, table, key)
                 && wasted_keys.insert(event.key)
             {
@@ -261,6 +276,7 @@ impl Replayer<'_> {
             });
         }
         self.scheduler.record_writes(&writes, until)?;
+        let landed: Vec<Ack> = landed.into_iter().flatten().collect();
         if !landed.is_empty() {
             self.scheduler.acknowledge(0, &landed, until)?;
         }
