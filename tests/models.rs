@@ -390,31 +390,3 @@ fn train_and_evaluate_on_imported_logs() {
     let oracle_line = table.lines().find(|l| l.starts_with("oracle")).unwrap();
     assert!(oracle_line.trim_end().ends_with("100.0%"), "{oracle_line}");
 }
-
-/// The chart is a PNG of the documented size in which every method's curve
-/// colour covers a line's worth of pixels.
-fn assert_chart_draws(path: &Path, methods: &[&str]) {
-    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(path).unwrap()));
-    let mut reader = decoder.read_info().unwrap();
-    let mut pixels = vec![0; reader.output_buffer_size()];
-    let info = reader.next_frame(&mut pixels).unwrap();
-    assert_eq!(
-        (info.width, info.height),
-        (
-            shadowcast::model::chart::WIDTH,
-            shadowcast::model::chart::HEIGHT
-        )
-    );
-    let channels = info.color_type.samples();
-    let colours = shadowcast::model::chart::series_colours(methods);
-    for (method, (red, green, blue)) in methods.iter().zip(colours) {
-        let count = pixels[..info.buffer_size()]
-            .chunks(channels)
-            .filter(|p| (p[0], p[1], p[2]) == (red, green, blue))
-            .count();
-        assert!(
-            count > 500,
-            "{method}'s curve colour covers only {count} pixels"
-        );
-    }
-}
