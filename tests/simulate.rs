@@ -213,7 +213,7 @@ fn the_command_prints_the_table_and_writes_parquet_and_charts() {
 }
 
 #[test]
-fn a_timeline_past_the_logs_an_unknown_strategy_or_a_zero_budget_is_refused() {
+fn bad_timelines_strategies_budgets_and_unsized_logs_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let log = hand_checked_log(dir.path());
     let error = shadowcast_err(&[
@@ -255,4 +255,28 @@ fn a_timeline_past_the_logs_an_unknown_strategy_or_a_zero_budget_is_refused() {
         "none",
     ]);
     assert!(error.contains("must be positive shares, got 0"), "{error}");
+
+    let unsized_events: Vec<Event> = (0..40)
+        .map(|i| Event {
+            size: 0,
+            ..event(
+                DAY_2026_11_20_MS + i * 60_000,
+                &format!("k{}", i % 4),
+                "read",
+            )
+        })
+        .collect();
+    let unsized_log = write_events(&dir.path().join("unsized.parquet"), &unsized_events, 100);
+    let error = shadowcast_err(&[
+        "simulate",
+        "--logs",
+        path_str(&unsized_log),
+        "--window",
+        "10m",
+        "--after",
+        "10m",
+        "--strategies",
+        "none,oracle",
+    ]);
+    assert!(error.contains("a size of 0 bytes"), "{error}");
 }

@@ -323,6 +323,12 @@ pub fn simulate(
     let bytes: u64 = planned
         .first()
         .map_or(0, |p| p.candidates.size_bytes.iter().sum());
+    if bytes == 0 {
+        return Err(invalid(
+            "budgets",
+            "cannot apply: the logs give every key a size of 0 bytes before the start, and budgets are shares of the bytes",
+        ));
+    }
     let window_s = timeline.window_us() as f64 / SECOND_US as f64;
     let jobs: Vec<(&Planned, f64)> = planned
         .iter()
