@@ -33,6 +33,11 @@ use super::Timeline;
 /// Once the traffic is over only copying goes on, in steps this many
 /// times longer.
 const IDLE_STEP_FACTOR: i64 = 10;
+
+/// How many times the confidence is measured over the window (it scans
+/// every key), which sets how precisely the time it reached the threshold
+/// is known.
+const CONFIDENCE_CHECKS: i64 = 60;
 use super::traffic::Traffic;
 
 /// Reads after cutover, and how many the destination served.
@@ -136,7 +141,7 @@ pub fn replay(
         next_event: 0,
     };
     let mut t = timeline.start_us;
-    let mut steps = 0u64;
+    let mut next_check_us = timeline.start_us;
     while t < run.give_up_us {
         if t == timeline.cutover_us {
             replay.cut_over(run.rate_after)?;
@@ -153,7 +158,6 @@ pub fn replay(
         };
         replay.apply_traffic(next)?;
         replay.copy_until(t, next)?;
-        steps += 1;
         let figures = &mut replay.figures;
         if figures.complete_us.is_none()
             && !replay.scheduler.map().is_empty()
@@ -161,13 +165,19 @@ pub fn replay(
         {
             figures.complete_us = Some(next - timeline.start_us);
         }
-        // The confidence scans every key: every step in the window, then
-        // every tenth.
-        if replay.figures.confidence_reached_us.is_none()
-            && (next <= timeline.cutover_us || steps.is_multiple_of(10))
-            && replay.scheduler.confidence(next).value >= replay.threshold
-        {
-            replay.figures.confidence_reached_us = Some(next - timeline.start_us);
+        // The confidence scans every key: measured CONFIDENCE_CHECKS times
+        // over the window, ten times less often after it.
+        if replay.figures.confidence_reached_us.is_none() && next >= next_check_us {
+            let interval = timeline.window_us() / CONFIDENCE_CHECKS;
+            next_check_us = next
+                + if next < timeline.cutover_us {
+                    interval
+                } else {
+                    10 * interval
+                };
+            if replay.scheduler.confidence(next).value >= replay.threshold {
+                replay.figures.confidence_reached_us = Some(next - timeline.start_us);
+            }
         }
         t = next;
         let figures = &replay.figures;
