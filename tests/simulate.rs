@@ -36,6 +36,16 @@ const SECOND_US: i64 = 1_000_000;
 const START_MS: i64 = DAY_2026_11_20_MS + 3_600_000;
 const START: &str = "2026-11-20T01:00:00Z";
 
+/// `simulate` with `--logs LOG`, the hand-worked timeline and `extra`.
+fn simulate_args<'a>(log: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "simulate", "--logs", log, "--start", START, "--window", "100s", "--after", "100s",
+        "--step", "1s",
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
 fn event(at_ms: i64, key: &str, op: &'static str) -> Event {
     Event {
         ts_ms: at_ms,
@@ -150,29 +160,21 @@ fn the_command_prints_the_table_and_writes_parquet_and_charts() {
     let dir = tempfile::tempdir().unwrap();
     let log = hand_checked_log(dir.path());
     let out = dir.path().join("report");
-    let output = shadowcast_ok(&[
-        "simulate",
-        "--logs",
+    let output = shadowcast_ok(&simulate_args(
         path_str(&log),
-        "--start",
-        START,
-        "--window",
-        "100s",
-        "--after",
-        "100s",
-        "--step",
-        "1s",
-        "--budget",
-        "0.05",
-        "--budgets",
-        "0.02,0.5",
-        "--background-factor",
-        "1000",
-        "--strategies",
-        "none,key-order,most-frequent,oracle",
-        "--out",
-        path_str(&out),
-    ]);
+        &[
+            "--budget",
+            "0.05",
+            "--budgets",
+            "0.02,0.5",
+            "--background-factor",
+            "1000",
+            "--strategies",
+            "none,key-order,most-frequent,oracle",
+            "--out",
+            path_str(&out),
+        ],
+    ));
     let table = stdout(&output);
     for strategy in ["none", "key-order", "most-frequent", "oracle"] {
         assert!(table.contains(strategy), "{strategy} missing:\n{table}");
@@ -239,21 +241,10 @@ fn bad_timelines_strategies_budgets_and_unsized_logs_are_refused() {
         "none,psychic",
     ]);
     assert!(error.contains("unknown strategy `psychic`"), "{error}");
-    let error = shadowcast_err(&[
-        "simulate",
-        "--logs",
+    let error = shadowcast_err(&simulate_args(
         path_str(&log),
-        "--start",
-        START,
-        "--window",
-        "100s",
-        "--after",
-        "100s",
-        "--budgets",
-        "0.1,0",
-        "--strategies",
-        "none",
-    ]);
+        &["--budgets", "0.1,0", "--strategies", "none"],
+    ));
     assert!(error.contains("must be positive shares, got 0"), "{error}");
 
     let unsized_events: Vec<Event> = (0..40)

@@ -318,7 +318,11 @@ fn timeline_columns(simulation: &Simulation) -> Vec<(&'static str, ArrayRef)> {
         .iter()
         .flat_map(|r| (0..r.figures.over_time.len()).map(move |i| (r, i)))
         .collect();
-    let reads = |(r, i): &(&RunResult, usize)| r.figures.over_time[*i];
+    let count = |value: &dyn Fn(&super::Reads) -> u64| -> ArrayRef {
+        Arc::new(UInt64Array::from_iter_values(
+            rows.iter().map(|(r, i)| value(&r.figures.over_time[*i])),
+        ))
+    };
     vec![
         (
             "strategy",
@@ -338,30 +342,10 @@ fn timeline_columns(simulation: &Simulation) -> Vec<(&'static str, ArrayRef)> {
                 rows.iter().map(|(_, i)| (*i + 1) as f64 * bucket_s),
             )),
         ),
-        (
-            "reads",
-            Arc::new(UInt64Array::from_iter_values(
-                rows.iter().map(|row| reads(row).reads),
-            )),
-        ),
-        (
-            "reads_served",
-            Arc::new(UInt64Array::from_iter_values(
-                rows.iter().map(|row| reads(row).served),
-            )),
-        ),
-        (
-            "read_bytes",
-            Arc::new(UInt64Array::from_iter_values(
-                rows.iter().map(|row| reads(row).bytes),
-            )),
-        ),
-        (
-            "read_bytes_served",
-            Arc::new(UInt64Array::from_iter_values(
-                rows.iter().map(|row| reads(row).bytes_served),
-            )),
-        ),
+        ("reads", count(&|r| r.reads)),
+        ("reads_served", count(&|r| r.served)),
+        ("read_bytes", count(&|r| r.bytes)),
+        ("read_bytes_served", count(&|r| r.bytes_served)),
     ]
 }
 
