@@ -1062,7 +1062,8 @@ impl Scheduler {
         }
     }
 
-    fn all_current(&self) -> bool {
+    /// Whether every tracked key is current in the destination (no scan).
+    pub fn all_current(&self) -> bool {
         self.map.totals(Location::Current).keys == self.map.len() as u64
     }
 

@@ -272,7 +272,6 @@ impl Simulation {
 
 /// A strategy's plan: what the scheduler is given.
 struct Planned {
-    strategy: Strategy,
     candidates: Candidates,
     decisions: Decisions,
 }
@@ -307,61 +306,71 @@ pub fn simulate(
     on_step("scoring the keys");
     let rows: Vec<KeyFeatures> = features.rows().collect();
     let heuristics = evaluate::heuristics(&rows, half_life, options.seed);
-    let context = PlanContext {
-        features: &features,
-        rows: &rows,
-        heuristics: &heuristics,
-        traffic: &traffic,
-        options,
-        inputs,
-    };
-    let planned: Vec<Planned> = options
-        .strategies
-        .iter()
-        .map(|&strategy| context.plan(strategy))
-        .collect();
-    let bytes: u64 = planned
-        .first()
-        .map_or(0, |p| p.candidates.size_bytes.iter().sum());
+    let sizes: Vec<u64> = rows.iter().map(|r| r.size_last.max(0) as u64).collect();
+    let bytes: u64 = sizes.iter().sum();
     if bytes == 0 {
         return Err(invalid(
             "budgets",
             "cannot apply: the logs give every key a size of 0 bytes before the start, and budgets are shares of the bytes",
         ));
     }
+    let context = PlanContext {
+        features: &features,
+        rows: &rows,
+        sizes: &sizes,
+        heuristics: &heuristics,
+        traffic: &traffic,
+        options,
+        inputs,
+    };
     let window_s = timeline.window_us() as f64 / SECOND_US as f64;
-    let jobs: Vec<(&Planned, f64)> = planned
-        .iter()
-        .flat_map(|p| options.budgets.iter().map(move |&b| (p, b)))
-        .collect();
-    on_step(&format!("replaying {} runs", jobs.len()));
-    let runs = jobs
+    on_step(&format!(
+        "replaying {} runs",
+        options.strategies.len() * options.budgets.len()
+    ));
+    // Each strategy's plan (its candidates carry every feature column) is
+    // built inside its task and dropped with it, so only the plans being
+    // replayed are held, not one per strategy.
+    let runs = options
+        .strategies
         .par_iter()
-        .map(|&(planned, budget)| {
-            let rate = ((budget * bytes as f64 / window_s).round() as u64).max(1);
-            let rate_after = ((rate as f64 * options.background_factor).round() as u64).max(1);
-            let run = replay::Run {
-                timeline,
-                scheduler: options.scheduler,
-                rate_before: if planned.strategy == Strategy::Nothing {
-                    0
-                } else {
-                    rate
-                },
-                rate_after,
-                plain_order: !predictive(planned.strategy),
-                give_up_us: give_up(timeline, bytes, rate_after),
-            };
-            let figures = replay::replay(&traffic, &run, &planned.candidates, &planned.decisions)?;
-            Ok(RunResult {
-                strategy: planned.strategy,
-                budget,
-                rate_before: run.rate_before,
-                rate_after,
-                figures,
-            })
+        .map(|&strategy| {
+            let planned = context.plan(strategy);
+            options
+                .budgets
+                .par_iter()
+                .map(|&budget| {
+                    let rate = ((budget * bytes as f64 / window_s).round() as u64).max(1);
+                    let rate_after =
+                        ((rate as f64 * options.background_factor).round() as u64).max(1);
+                    let run = replay::Run {
+                        timeline,
+                        scheduler: options.scheduler,
+                        rate_before: if strategy == Strategy::Nothing {
+                            0
+                        } else {
+                            rate
+                        },
+                        rate_after,
+                        plain_order: !predictive(strategy),
+                        give_up_us: give_up(timeline, bytes, rate_after),
+                    };
+                    let figures =
+                        replay::replay(&traffic, &run, &planned.candidates, &planned.decisions)?;
+                    Ok(RunResult {
+                        strategy,
+                        budget,
+                        rate_before: run.rate_before,
+                        rate_after,
+                        figures,
+                    })
+                })
+                .collect::<Result<Vec<_>, SchedulerError>>()
         })
-        .collect::<Result<Vec<_>, SchedulerError>>()?;
+        .collect::<Result<Vec<_>, SchedulerError>>()?
+        .into_iter()
+        .flatten()
+        .collect();
     Ok(Simulation {
         timeline,
         keys: features.len(),
@@ -476,6 +485,8 @@ fn accesses_only(accesses: Vec<f64>) -> Scores {
 struct PlanContext<'a> {
     features: &'a FeatureTable,
     rows: &'a [KeyFeatures],
+    /// Each key's size at the start (as the candidates carry it).
+    sizes: &'a [u64],
     heuristics: &'a [Ranking],
     traffic: &'a Traffic,
     options: &'a SimulationOptions,
@@ -487,12 +498,12 @@ impl PlanContext<'_> {
         let PlanContext {
             features,
             rows,
+            sizes,
             heuristics,
             traffic,
             options,
             inputs,
         } = *self;
-        let sizes: Vec<u64> = rows.iter().map(|r| r.size_last.max(0) as u64).collect();
         let heuristic = |method: &str| {
             heuristics
                 .iter()
@@ -507,14 +518,14 @@ impl PlanContext<'_> {
                 order.sort_by(|&a, &b| {
                     (&rows[a].table, &rows[a].key).cmp(&(&rows[b].table, &rows[b].key))
                 });
-                accesses_only(plain_order_scores(&sizes, &order))
+                accesses_only(plain_order_scores(sizes, &order))
             }
             Strategy::Random => {
                 let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(options.seed);
                 let draws: Vec<f64> = rows.iter().map(|_| rng.random()).collect();
                 let mut order: Vec<usize> = (0..rows.len()).collect();
                 order.sort_by(|&a, &b| draws[a].total_cmp(&draws[b]));
-                accesses_only(plain_order_scores(&sizes, &order))
+                accesses_only(plain_order_scores(sizes, &order))
             }
             Strategy::MostFrequent => accesses_only(heuristic("most-frequent")),
             Strategy::Decayed => accesses_only(heuristic("decayed")),
@@ -536,7 +547,6 @@ impl PlanContext<'_> {
             _ => Decisions::neutral(candidates.len()),
         };
         Planned {
-            strategy,
             candidates,
             decisions,
         }

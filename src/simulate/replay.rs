@@ -161,7 +161,7 @@ pub fn replay(
         let figures = &mut replay.figures;
         if figures.complete_us.is_none()
             && !replay.scheduler.map().is_empty()
-            && all_current(&replay.scheduler)
+            && replay.scheduler.all_current()
         {
             figures.complete_us = Some(next - timeline.start_us);
         }
@@ -198,11 +198,6 @@ fn set_rate(scheduler: &mut Scheduler, rate: u64, now_us: i64) -> Result<(), Sch
         scheduler.resume()?;
         scheduler.set_bandwidth(Some(rate), now_us)
     }
-}
-
-fn all_current(scheduler: &Scheduler) -> bool {
-    let gauges = scheduler.gauges();
-    gauges.source_only.keys == 0 && gauges.stale.keys == 0 && gauges.live_leases == 0
 }
 
 /// The size of (`table`, `key`) when it is current in the destination.
