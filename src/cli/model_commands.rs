@@ -238,6 +238,29 @@ pub fn train_command(args: TrainArgs) -> Result<()> {
     Ok(())
 }
 
+/// Refuses `model` when it was trained on data after `instant` (`what`
+/// names that instant; `advice` says what to do instead): judged there,
+/// it would have seen the future.
+pub(super) fn refuse_if_trained_after(
+    model: &LoadedModel,
+    instant: i64,
+    what: &str,
+    advice: &str,
+) -> Result<()> {
+    let trained_until =
+        crate::time::parse_instant(&model.manifest.window.as_of).map_err(anyhow::Error::msg)?;
+    if trained_until > instant {
+        bail!(
+            "model {} {} was trained with data up to {}, after {what} {}: {advice}",
+            model.manifest.name,
+            model.manifest.version,
+            model.manifest.window.as_of,
+            format_instant(instant)
+        );
+    }
+    Ok(())
+}
+
 /// Loads REGISTRY/NAME (active, else newest) or REGISTRY/NAME/VERSION.
 pub(super) fn load_model(path: &Path) -> Result<LoadedModel> {
     let as_version = path
@@ -278,17 +301,12 @@ pub fn evaluate_command(args: EvaluateArgs) -> Result<()> {
         .map(|path| load_model(path))
         .collect::<Result<Vec<_>>>()?;
     for model in &models {
-        let trained_until =
-            crate::time::parse_instant(&model.manifest.window.as_of).map_err(anyhow::Error::msg)?;
-        if trained_until > as_of {
-            bail!(
-                "model {} {} was trained with data up to {}, after the evaluation cut-off {}: evaluate at a later cut-off",
-                model.manifest.name,
-                model.manifest.version,
-                model.manifest.window.as_of,
-                format_instant(as_of)
-            );
-        }
+        refuse_if_trained_after(
+            model,
+            as_of,
+            "the evaluation cut-off",
+            "evaluate at a later cut-off",
+        )?;
     }
     let rules = args.labels.rules();
     let bar = spinner("evaluate");

@@ -6,7 +6,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 
-use super::model_commands::{load_model, spinner};
+use super::model_commands::{load_model, refuse_if_trained_after, spinner};
 use crate::logs::{LogSource, TimeRange};
 use crate::model::labels::LabelRules;
 use crate::model::predictor::{Hyperparameters, ModelKind, Predictor};
@@ -183,17 +183,12 @@ fn model(
 ) -> Result<(String, Predictor)> {
     if let Some(path) = &args.model {
         let loaded = load_model(path)?;
-        let trained_until = crate::time::parse_instant(&loaded.manifest.window.as_of)
-            .map_err(anyhow::Error::msg)?;
-        if trained_until > timeline.start_us {
-            bail!(
-                "model {} {} was trained with data up to {}, after the simulation's start {}: it would know the future",
-                loaded.manifest.name,
-                loaded.manifest.version,
-                loaded.manifest.window.as_of,
-                format_instant(timeline.start_us)
-            );
-        }
+        refuse_if_trained_after(
+            &loaded,
+            timeline.start_us,
+            "the simulation's start",
+            "it would know the future",
+        )?;
         let label = crate::service::planning::model_label(&loaded.manifest);
         return Ok((label, loaded.predictor));
     }
