@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::{Args, Subcommand};
 
 use super::model_commands::load_model;
@@ -59,15 +59,8 @@ pub enum PolicyCommand {
 }
 
 fn load(registry: &PolicyRegistry, args: &PolicyFileArgs) -> Result<String> {
-    let bytes = std::fs::read(&args.module)
-        .with_context(|| format!("reading policy module {}", args.module.display()))?;
-    let config = match &args.config {
-        Some(path) => std::fs::read(path)
-            .with_context(|| format!("reading policy configuration {}", path.display()))?,
-        None => Vec::new(),
-    };
-    let name = crate::policy::name_from_path(&args.module);
-    let info = registry.load(&name, &bytes, &config)?;
+    let info = registry.load_file(&args.module, args.config.as_deref())?;
+    let name = info.name.clone();
     println!(
         "policy {name}: ABI v{} module, sha256 {}, valid (exports, configuration, canary batch)",
         shadowcast_policy::abi::VERSION,

@@ -216,18 +216,13 @@ fn model(
 
 fn policy(args: &SimulateArgs) -> Result<PolicyRegistry> {
     let registry = PolicyRegistry::new(PolicyHost::new(PolicyLimits::default())?);
-    let (name, module) = match &args.policy {
-        Some(path) => (
-            crate::policy::name_from_path(path),
-            std::fs::read(path).with_context(|| format!("reading policy {}", path.display()))?,
-        ),
-        None => (DEFAULT_POLICY_NAME.to_string(), DEFAULT_POLICY.to_vec()),
+    match &args.policy {
+        Some(path) => registry.load_file(path, args.policy_config.as_deref())?,
+        None => registry.load(
+            DEFAULT_POLICY_NAME,
+            DEFAULT_POLICY,
+            &crate::policy::read_config(args.policy_config.as_deref())?,
+        )?,
     };
-    let config = match &args.policy_config {
-        Some(path) => std::fs::read(path)
-            .with_context(|| format!("reading policy configuration {}", path.display()))?,
-        None => Vec::new(),
-    };
-    registry.load(&name, &module, &config)?;
     Ok(registry)
 }

@@ -25,6 +25,20 @@ pub use candidates::{Candidates, Decisions, scheduling_order};
 pub use host::{PolicyHost, PolicyLimits};
 pub use registry::{PolicyInfo, PolicyRegistry};
 
+/// Reads a policy's `what` ("module" or "configuration") from `path`.
+fn read_file(what: &'static str, path: &std::path::Path) -> Result<Vec<u8>, PolicyError> {
+    std::fs::read(path).map_err(|error| PolicyError::Read {
+        what,
+        path: path.to_path_buf(),
+        error,
+    })
+}
+
+/// The configuration blob at `path`, or an empty one without a path.
+pub fn read_config(path: Option<&std::path::Path>) -> Result<Vec<u8>, PolicyError> {
+    path.map_or(Ok(Vec::new()), |path| read_file("configuration", path))
+}
+
 /// The name a policy loaded from `path` goes by: the file's stem.
 pub fn name_from_path(path: &std::path::Path) -> String {
     path.file_stem()
@@ -47,6 +61,14 @@ pub enum PolicyError {
         path: std::path::PathBuf,
         #[source]
         source: std::io::Error,
+    },
+
+    /// The cause is in the message (not a source), so it reads once.
+    #[error("reading policy {what} {path}: {error}")]
+    Read {
+        what: &'static str,
+        path: std::path::PathBuf,
+        error: std::io::Error,
     },
 
     #[error("policy {policy}: not a valid WebAssembly module: {problem}")]

@@ -114,6 +114,18 @@ impl PolicyRegistry {
             .expect("just loaded"))
     }
 
+    /// [`load`](Self::load)s the module at `module` (named after its file,
+    /// [`super::name_from_path`]) with the configuration at `config`, if any.
+    pub fn load_file(
+        &self,
+        module: &std::path::Path,
+        config: Option<&std::path::Path>,
+    ) -> Result<PolicyInfo, PolicyError> {
+        let bytes = super::read_file("module", module)?;
+        let config = super::read_config(config)?;
+        self.load(&super::name_from_path(module), &bytes, &config)
+    }
+
     /// Removes `name`; if it was active, the one loaded before it serves.
     pub fn unload(&self, name: &str) -> Result<(), PolicyError> {
         let mut loaded = self.loaded.write().expect("policy list");

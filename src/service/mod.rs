@@ -119,18 +119,7 @@ pub async fn serve(
     let scheduler = Scheduler::open(config.state_file(), config.scheduler, now_us())?;
     let policies = PolicyRegistry::new(PolicyHost::new(PolicyLimits::default())?);
     for policy in &config.policies {
-        let bytes = std::fs::read(&policy.module)
-            .with_context(|| format!("policy {}", policy.module.display()))?;
-        let settings = match &policy.config {
-            Some(path) => std::fs::read(path)
-                .with_context(|| format!("policy configuration {}", path.display()))?,
-            None => Vec::new(),
-        };
-        policies.load(
-            &crate::policy::name_from_path(&policy.module),
-            &bytes,
-            &settings,
-        )?;
+        policies.load_file(&policy.module, policy.config.as_deref())?;
     }
     let planner = Planner::new(
         config.logs.clone(),
