@@ -376,7 +376,7 @@ pub fn simulate(
         keys: features.len(),
         bytes,
         budgets: options.budgets.clone(),
-        half_life: evaluate_half_life_name(half_life),
+        half_life: half_life_name(half_life),
         model: inputs.model.as_ref().map(|(label, _)| label.clone()),
         policy: inputs.policy.map(|p| p.active()),
         runs,
@@ -456,7 +456,7 @@ fn tuned_half_life(source: &LogSource, timeline: Timeline) -> usize {
     }
 }
 
-fn evaluate_half_life_name(half_life: usize) -> String {
+fn half_life_name(half_life: usize) -> String {
     crate::features::definition::DECAY_HALF_LIVES[half_life]
         .0
         .to_string()
