@@ -421,7 +421,7 @@ fn phases_run_from_shadowing_to_done_and_the_status_follows() {
         scheduler
             .acknowledge(lease.id, &copied(&lease), now)
             .unwrap();
-        scheduler.tick(now);
+        scheduler.advance(now);
     }
     assert_eq!(scheduler.phase(), Phase::Background);
     assert!(
@@ -439,7 +439,7 @@ fn phases_run_from_shadowing_to_done_and_the_status_follows() {
             .acknowledge(lease.id, &copied(&lease), now)
             .unwrap();
     }
-    scheduler.tick(now);
+    scheduler.advance(now);
     assert_eq!(scheduler.phase(), Phase::CutoverReady);
     let ready = scheduler.status(now);
     assert_eq!(ready.current.keys, 400);
@@ -467,7 +467,7 @@ fn phases_run_from_shadowing_to_done_and_the_status_follows() {
     scheduler
         .acknowledge(resync.id, &copied(&resync), now)
         .unwrap();
-    scheduler.tick(now + 2 * SECOND);
+    scheduler.advance(now + 2 * SECOND);
     assert_eq!(scheduler.phase(), Phase::CutoverReady);
     scheduler.force_phase(Phase::Done).unwrap();
     assert_eq!(scheduler.lease(&request(1), now), Err(Idle::Done));
@@ -701,7 +701,7 @@ fn kill_9_under_load_forgets_no_acknowledged_copy_and_loses_no_key() {
             .unwrap();
     }
     assert_eq!(offered as u64, CRASH_KEYS as u64 - status.current.keys);
-    scheduler.tick(now + 2 * SECOND);
+    scheduler.advance(now + 2 * SECOND);
     assert_eq!(scheduler.phase(), Phase::CutoverReady);
 }
 

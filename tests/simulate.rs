@@ -155,6 +155,44 @@ fn accounting_matches_the_hand_computed_migration() {
     assert!(headline.is_none(), "no model ran, so no headline");
 }
 
+/// At a 50% budget (50 B/s over the 100 s window) the bucket lets one
+/// 1000 B key out about every 20 s: at 0, 19.02, 39.04, 59.06, 79.08 and
+/// 99.1 s, six keys before cutover. SHADOWING admits only the shadow
+/// sample (10% of 10 keys: one key) and the predicted-hot keys (5%: one
+/// key), at most two; once they are copied the scheduler's timer step
+/// moves on to BACKGROUND by itself, so the budget is not left unused. A
+/// migration configured to hold SHADOWING copies at most those two.
+#[test]
+fn shadowing_moves_on_once_its_keys_are_copied_so_the_budget_is_used() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = LogSource::open(hand_checked_log(dir.path())).unwrap();
+    let copied_before_cutover = |background_when_shadow_copied: bool| {
+        let options = SimulationOptions {
+            timeline: Timeline::new(START_MS * 1000, 100 * SECOND_US, 100 * SECOND_US, SECOND_US)
+                .unwrap(),
+            budgets: vec![0.5],
+            background_factor: 10.0,
+            strategies: vec![Strategy::MostFrequent],
+            scheduler: SchedulerConfig {
+                background_when_shadow_copied,
+                ..SchedulerConfig::default()
+            },
+            seed: 1,
+        };
+        let simulation =
+            simulate::simulate(&source, &options, &Inputs::default(), &|_| {}).unwrap();
+        let run = simulation.run(Strategy::MostFrequent, 0.5).unwrap();
+        assert_eq!(run.rate_before, 50);
+        run.figures.copied_before_cutover.bytes
+    };
+    assert_eq!(copied_before_cutover(true), 6000);
+    let held = copied_before_cutover(false);
+    assert!(
+        (1000..=2000).contains(&held),
+        "held in SHADOWING: only the shadow keys move ({held} B)"
+    );
+}
+
 #[test]
 fn the_command_prints_the_table_and_writes_parquet_and_charts() {
     let dir = tempfile::tempdir().unwrap();

@@ -8,7 +8,8 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use super::{Observed, Scheduler, SchedulerError};
+use super::writes::Observed;
+use super::{Scheduler, SchedulerError};
 use crate::logs::LogSource;
 use crate::logs::activity::KeyActivity;
 

@@ -128,9 +128,9 @@ fn flatten(prefix: &str, value: &serde_json::Value, out: &mut Vec<(String, serde
 
 impl Scheduler {
     /// The status record as of `now_us` (moves the phase on first, as
-    /// [`tick`](Scheduler::tick) does).
+    /// [`advance`](Scheduler::advance) does).
     pub fn status(&mut self, now_us: i64) -> Status {
-        self.tick(now_us);
+        self.advance(now_us);
         let mut status = Status {
             generated_at_us: now_us,
             phase: self.phase,
@@ -240,7 +240,7 @@ impl Scheduler {
             stale: self.map.totals(Location::Stale),
             queued,
             live_leases: self.leases.len() as u64,
-            confidence: self.last_confidence,
+            confidence: self.last_confidence.map(|(_, value)| value),
             counters: self.counters,
         }
     }

@@ -256,7 +256,7 @@ fn spawn_background(
             every.tick().await;
             let shared = ticker.clone();
             let ticked = tokio::task::spawn_blocking(move || {
-                shared.scheduler().tick(now_us());
+                shared.scheduler().advance(now_us());
                 shared.work.notify_waiters();
             })
             .await;
@@ -308,7 +308,9 @@ fn scheduler_status(error: crate::scheduler::SchedulerError) -> tonic::Status {
         SchedulerError::InvalidRequest(_) | SchedulerError::InvalidConfig { .. } => {
             tonic::Status::invalid_argument(error.to_string())
         }
-        SchedulerError::MismatchedDecisions { .. } | SchedulerError::State(_) => {
+        SchedulerError::MismatchedDecisions { .. }
+        | SchedulerError::State(_)
+        | SchedulerError::CorruptSetting { .. } => {
             tracing::error!(%error, "scheduler error");
             tonic::Status::unavailable(error.to_string())
         }

@@ -15,7 +15,11 @@
 //!    (waiting out `OverBudget`), copies each key at the version it was
 //!    leased at, and acknowledges them all at the end of the step: a copy
 //!    takes effect for reads from the next step on.
-//! 3. At cutover the budget changes to the background rate and the
+//! 3. At the end of every step the scheduler's own `advance` runs on the
+//!    simulated clock, as the service's timer runs it: phases move on
+//!    (SHADOWING to BACKGROUND once its keys are copied or the confidence
+//!    reaches the threshold), expired leases return, confidence is measured.
+//! 4. At cutover the budget changes to the background rate and the
 //!    migration is moved to BACKGROUND (everything else moves).
 
 use std::collections::{HashMap, HashSet};
@@ -29,6 +33,7 @@ use crate::scheduler::{
 use crate::state::Location;
 
 use super::Timeline;
+use super::traffic::Traffic;
 
 /// Once the traffic is over only copying goes on, in steps this many
 /// times longer.
@@ -38,7 +43,6 @@ const IDLE_STEP_FACTOR: i64 = 10;
 /// every key), which sets how precisely the time it reached the threshold
 /// is known.
 const CONFIDENCE_CHECKS: i64 = 60;
-use super::traffic::Traffic;
 
 /// Reads after cutover, and how many the destination served.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
@@ -121,6 +125,7 @@ pub fn replay(
             .scheduler
             .lease_duration_us
             .max(2 * IDLE_STEP_FACTOR * timeline.step_us),
+        confidence_every_us: (timeline.window_us() / CONFIDENCE_CHECKS).max(1),
         ..run.scheduler
     };
     let mut scheduler = Scheduler::in_memory(config, timeline.start_us)?;
@@ -141,7 +146,6 @@ pub fn replay(
         next_event: 0,
     };
     let mut t = timeline.start_us;
-    let mut next_check_us = timeline.start_us;
     while t < run.give_up_us {
         if t == timeline.cutover_us {
             replay.cut_over(run.rate_after)?;
@@ -158,26 +162,17 @@ pub fn replay(
         };
         replay.apply_traffic(next)?;
         replay.copy_until(t, next)?;
-        let figures = &mut replay.figures;
-        if figures.complete_us.is_none()
+        replay.scheduler.advance(next);
+        if replay.figures.complete_us.is_none()
             && !replay.scheduler.map().is_empty()
             && replay.scheduler.all_current()
         {
-            figures.complete_us = Some(next - timeline.start_us);
+            replay.figures.complete_us = Some(next - timeline.start_us);
         }
-        // The confidence scans every key: measured CONFIDENCE_CHECKS times
-        // over the window, ten times less often after it.
-        if replay.figures.confidence_reached_us.is_none() && next >= next_check_us {
-            let interval = timeline.window_us() / CONFIDENCE_CHECKS;
-            next_check_us = next
-                + if next < timeline.cutover_us {
-                    interval
-                } else {
-                    10 * interval
-                };
-            if replay.scheduler.confidence(next).value >= replay.threshold {
-                replay.figures.confidence_reached_us = Some(next - timeline.start_us);
-            }
+        if replay.figures.confidence_reached_us.is_none()
+            && replay.confidence_now(next) >= replay.threshold
+        {
+            replay.figures.confidence_reached_us = Some(next - timeline.start_us);
         }
         t = next;
         let figures = &replay.figures;
@@ -217,6 +212,23 @@ struct Replayer<'a> {
 }
 
 impl Replayer<'_> {
+    /// The confidence as last measured: by `advance` in SHADOWING, and
+    /// here after it ([`CONFIDENCE_CHECKS`] times over the window before
+    /// cutover, ten times less often after), so the report says when the
+    /// threshold was reached whatever the phase.
+    fn confidence_now(&mut self, now_us: i64) -> f64 {
+        let interval = self.timeline.window_us() / CONFIDENCE_CHECKS;
+        let every = if now_us <= self.timeline.cutover_us {
+            interval
+        } else {
+            10 * interval
+        };
+        match self.scheduler.last_confidence() {
+            Some((at, value)) if now_us - at < every => value,
+            _ => self.scheduler.confidence(now_us).value,
+        }
+    }
+
     fn cut_over(&mut self, rate_after: u64) -> Result<(), SchedulerError> {
         let gauges = self.scheduler.gauges();
         self.figures.left_at_cutover = LocationCounts {

@@ -1,0 +1,88 @@
+//! The scheduler's settings and their checks.
+
+use super::{ConfidenceConfig, SampleConfig, SchedulerError};
+use crate::time::SECOND_US;
+
+/// Scheduler settings; [`check`](Self::check) before use.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SchedulerConfig {
+    /// Most keys in one batch, whatever an executor asks for.
+    pub max_batch_keys: usize,
+    /// Most bytes in one batch (a single larger key still goes out alone).
+    pub max_batch_bytes: u64,
+    /// Global budget in bytes per second; `None` is unlimited.
+    pub bandwidth_bytes_per_s: Option<u64>,
+    /// How long a lease lasts unless extended.
+    pub lease_duration_us: i64,
+    /// How much predicted churn lowers a key's benefit, in [0, 1].
+    pub churn_penalty: f64,
+    /// Share of keys, by predicted accesses, that SHADOWING moves besides
+    /// the sample.
+    pub predicted_hot_share: f64,
+    /// Move on to BACKGROUND once SHADOWING has nothing left to copy (the
+    /// sample and the predicted-hot keys are current), even below the
+    /// confidence threshold. `false` holds SHADOWING until the threshold
+    /// (or the operator).
+    pub background_when_shadow_copied: bool,
+    pub sample: SampleConfig,
+    pub confidence: ConfidenceConfig,
+    /// How often [`advance`](super::Scheduler::advance) measures the
+    /// confidence in SHADOWING (each measure scans every key).
+    pub confidence_every_us: i64,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        SchedulerConfig {
+            max_batch_keys: 10_000,
+            max_batch_bytes: 256 << 20,
+            bandwidth_bytes_per_s: None,
+            lease_duration_us: 30 * SECOND_US,
+            churn_penalty: 0.5,
+            predicted_hot_share: 0.05,
+            background_when_shadow_copied: true,
+            sample: SampleConfig::default(),
+            confidence: ConfidenceConfig::default(),
+            confidence_every_us: SECOND_US,
+        }
+    }
+}
+
+impl SchedulerConfig {
+    pub fn check(self) -> Result<Self, SchedulerError> {
+        let invalid = |field: &'static str, problem: String| {
+            Err(SchedulerError::InvalidConfig { field, problem })
+        };
+        if self.max_batch_keys == 0 {
+            return invalid("max_batch_keys", "must be at least 1".into());
+        }
+        if self.max_batch_bytes == 0 {
+            return invalid("max_batch_bytes", "must be at least 1".into());
+        }
+        if self.confidence_every_us < 0 {
+            return invalid("confidence_every", "must not be negative".into());
+        }
+        if self.lease_duration_us < SECOND_US / 10 {
+            return invalid("lease_duration", "must be at least 100 ms".into());
+        }
+        if !(0.0..=1.0).contains(&self.churn_penalty) {
+            return invalid(
+                "churn_penalty",
+                format!("must be in [0, 1], got {}", self.churn_penalty),
+            );
+        }
+        if !(0.0..=1.0).contains(&self.predicted_hot_share) {
+            return invalid(
+                "predicted_hot_share",
+                format!("must be in [0, 1], got {}", self.predicted_hot_share),
+            );
+        }
+        if let Err(problem) = self.sample.check() {
+            return invalid("sample", problem);
+        }
+        if let Err(problem) = self.confidence.check() {
+            return invalid("confidence", problem);
+        }
+        Ok(self)
+    }
+}

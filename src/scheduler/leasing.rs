@@ -1,0 +1,143 @@
+//! Handing out leases, extending them, and taking back the keys of leases
+//! that expired.
+
+use std::cmp::Reverse;
+
+use super::queues::{CLASSES, class_slot};
+use super::{Idle, Lease, LeaseRequest, LeasedKey, Phase, Scheduler, SchedulerError};
+use crate::state::KeyId;
+
+pub(super) struct LiveLease {
+    pub keys: Vec<KeyId>,
+    pub expires_us: i64,
+}
+
+impl Scheduler {
+    /// Returns the keys of leases that expired by `now_us` to the line and
+    /// releases keys whose "not before" time has come.
+    pub(super) fn release_due(&mut self, now_us: i64) {
+        while let Some(&Reverse((expires, lease))) = self.expiries.peek() {
+            if expires > now_us {
+                break;
+            }
+            self.expiries.pop();
+            let Some(live) = self.leases.get(&lease) else {
+                continue;
+            };
+            if live.expires_us > now_us {
+                // Extended since this entry was pushed.
+                continue;
+            }
+            let live = self.leases.remove(&lease).expect("present");
+            self.counters.redelivered += live.keys.len() as u64;
+            for id in live.keys {
+                if self.plans[id.index()].lease == lease {
+                    self.plans[id.index()].lease = 0;
+                    self.requeue(id);
+                }
+            }
+        }
+        while let Some(&Reverse((due, id))) = self.deferred.peek() {
+            if due > now_us {
+                break;
+            }
+            self.deferred.pop();
+            self.requeue(id);
+        }
+    }
+
+    /// Leases up to the request's (and the configuration's) key and byte
+    /// limits, within the bandwidth budget, or says why it cannot.
+    pub fn lease(&mut self, request: &LeaseRequest, now_us: i64) -> Result<Lease, Idle> {
+        self.release_due(now_us);
+        if self.phase == Phase::Done {
+            return Err(Idle::Done);
+        }
+        if self.paused {
+            return Err(Idle::Paused);
+        }
+        let budget = self
+            .bandwidth
+            .available(now_us)
+            .map_err(|retry_after_us| Idle::OverBudget { retry_after_us })?;
+        let max_keys = request.max_keys.min(self.config.max_batch_keys).max(1);
+        let max_bytes = request
+            .max_bytes
+            .min(self.config.max_batch_bytes)
+            .min(budget)
+            .max(1);
+        let tables: Vec<usize> = if request.tables.is_empty() {
+            (0..self.queues.len()).collect()
+        } else {
+            request
+                .tables
+                .iter()
+                .filter_map(|name| self.map.find_table(name))
+                .map(|id| id as usize)
+                .collect()
+        };
+        let id = self.next_lease;
+        let expires_us = now_us + self.config.lease_duration_us;
+        let mut keys = Vec::new();
+        let mut bytes = 0u64;
+        'classes: for slot in 0..CLASSES.len() {
+            while keys.len() < max_keys {
+                let Some(key) = self.next_in_class(slot, &tables, now_us) else {
+                    continue 'classes;
+                };
+                let size = self.map.record(key).size_bytes;
+                if !keys.is_empty() && bytes + size > max_bytes {
+                    // Too big for what is left of this batch: first in the next one.
+                    self.queues[self.map.table_of(key) as usize].resync[slot].push_front(key);
+                    break 'classes;
+                }
+                bytes += size;
+                self.plans[key.index()].lease = id;
+                keys.push(key);
+            }
+            break;
+        }
+        if keys.is_empty() {
+            let next_due_us = self.deferred.peek().map(|Reverse((due, _))| *due);
+            return Err(Idle::NothingDue { next_due_us });
+        }
+        self.next_lease += 1;
+        self.bandwidth.spend(bytes);
+        self.counters.leased += keys.len() as u64;
+        let leased = keys
+            .iter()
+            .map(|&key| {
+                let plan = &self.plans[key.index()];
+                let record = self.map.record(key);
+                LeasedKey {
+                    table: self.map.table_name(key).to_string(),
+                    key: self.map.key(key).to_vec(),
+                    size_bytes: record.size_bytes,
+                    priority: CLASSES[class_slot(plan.class)],
+                    destination: plan.destination,
+                    min_version: record.latest_write,
+                }
+            })
+            .collect();
+        self.leases.insert(id, LiveLease { keys, expires_us });
+        self.expiries.push(Reverse((expires_us, id)));
+        Ok(Lease {
+            id,
+            expires_us,
+            keys: leased,
+        })
+    }
+
+    /// Extends a live lease by the lease duration from `now_us`.
+    pub fn extend(&mut self, lease: u64, now_us: i64) -> Result<i64, SchedulerError> {
+        self.release_due(now_us);
+        let live = self
+            .leases
+            .get_mut(&lease)
+            .ok_or(SchedulerError::UnknownLease(lease))?;
+        live.expires_us = now_us + self.config.lease_duration_us;
+        let expires = live.expires_us;
+        self.expiries.push(Reverse((expires, lease)));
+        Ok(expires)
+    }
+}

@@ -1,0 +1,213 @@
+//! The lines keys wait in: per table and priority class, keys to re-sync
+//! first, then new work ranked by benefit per byte; and what the scheduler
+//! knows of each key besides its location.
+
+use std::cmp::Reverse;
+use std::collections::VecDeque;
+
+use rayon::prelude::*;
+use shadowcast_policy::abi::priority;
+
+use super::{Phase, Scheduler};
+use crate::state::{KeyId, Location};
+
+/// Priority classes, highest first.
+pub(super) const CLASSES: [u32; 4] = [
+    priority::FIRST,
+    priority::EARLY,
+    priority::NORMAL,
+    priority::LAST,
+];
+
+/// The class marking a key the policy excluded.
+pub(super) const EXCLUDED: u8 = u8::MAX;
+
+/// The scheduler's view of one key, beside the location map's record.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Plan {
+    /// Expected benefit per byte (0 until scored).
+    pub benefit: f32,
+    /// Predicted accesses in the horizon.
+    pub expected: f32,
+    /// Accesses observed (for the sample and the confidence).
+    pub frequency: f32,
+    /// Writes per hour.
+    pub write_rate: f32,
+    /// Priority class, or [`EXCLUDED`].
+    pub class: u8,
+    pub predicted_hot: bool,
+    pub destination: u32,
+    pub not_before_us: i64,
+    /// The lease holding the key, 0 for none.
+    pub lease: u64,
+}
+
+impl Plan {
+    pub const UNSCORED: Plan = Plan {
+        benefit: 0.0,
+        expected: 0.0,
+        frequency: 0.0,
+        write_rate: 0.0,
+        class: priority::NORMAL as u8,
+        predicted_hot: false,
+        destination: 0,
+        not_before_us: 0,
+        lease: 0,
+    };
+}
+
+/// New work of one class and table, best first, and how far leasing got.
+#[derive(Default)]
+pub(super) struct RankedQueue {
+    pub order: Vec<KeyId>,
+    pub cursor: usize,
+}
+
+/// Per table: keys to re-sync and new work, per class.
+#[derive(Default)]
+pub(super) struct TableQueues {
+    pub resync: [VecDeque<KeyId>; 4],
+    pub fresh: [RankedQueue; 4],
+}
+
+pub(super) fn class_slot(class: u8) -> usize {
+    CLASSES
+        .iter()
+        .position(|&c| c as u8 == class)
+        .expect("a known class")
+}
+
+impl Scheduler {
+    /// Ranks all new work per (table, class), best benefit per byte first.
+    /// Keys to re-sync keep their place in line.
+    pub(super) fn rebuild_queues(&mut self) {
+        let tables = self.map.tables().len();
+        self.queues.resize_with(tables, TableQueues::default);
+        let mut buckets: Vec<[Vec<KeyId>; 4]> = (0..tables).map(|_| Default::default()).collect();
+        for id in self.map.ids() {
+            let plan = &self.plans[id.index()];
+            if plan.class != EXCLUDED {
+                buckets[self.map.table_of(id) as usize][class_slot(plan.class)].push(id);
+            }
+        }
+        let plans = &self.plans;
+        for (queues, lists) in self.queues.iter_mut().zip(buckets) {
+            for (queue, mut order) in queues.fresh.iter_mut().zip(lists) {
+                order.par_sort_unstable_by(|a, b| {
+                    plans[b.index()]
+                        .benefit
+                        .total_cmp(&plans[a.index()].benefit)
+                        .then(a.cmp(b))
+                });
+                *queue = RankedQueue { order, cursor: 0 };
+            }
+        }
+    }
+
+    /// Whether new work may go out in the current phase.
+    pub(super) fn phase_admits(&self, id: KeyId) -> bool {
+        match self.phase {
+            Phase::Shadowing => {
+                self.map.record(id).in_sample || self.plans[id.index()].predicted_hot
+            }
+            Phase::Background => true,
+            Phase::CutoverReady => self.map.record(id).location() == Location::Stale,
+            Phase::Done => false,
+        }
+    }
+
+    /// Whether `id` may be leased now; a key held by "not before" goes to
+    /// the deferred heap.
+    pub(super) fn ready(&mut self, id: KeyId, now_us: i64) -> bool {
+        let plan = self.plans[id.index()];
+        if plan.lease != 0
+            || plan.class == EXCLUDED
+            || self.map.record(id).location() == Location::Current
+        {
+            return false;
+        }
+        if plan.not_before_us > now_us {
+            self.deferred.push(Reverse((plan.not_before_us, id)));
+            return false;
+        }
+        true
+    }
+
+    /// Puts a key that needs copying (again) at the front of its line.
+    pub(super) fn requeue(&mut self, id: KeyId) {
+        let plan = self.plans[id.index()];
+        if plan.class != EXCLUDED {
+            self.queues[self.map.table_of(id) as usize].resync[class_slot(plan.class)]
+                .push_back(id);
+        }
+    }
+
+    /// The first key of `table`'s re-sync line in class `slot` that may
+    /// be leased now; keys that may not (leased, excluded, current, held
+    /// back) leave the line.
+    fn front_resync(&mut self, table: usize, slot: usize, now_us: i64) -> Option<KeyId> {
+        while let Some(&id) = self.queues[table].resync[slot].front() {
+            if self.ready(id, now_us) {
+                return Some(id);
+            }
+            self.queues[table].resync[slot].pop_front();
+        }
+        None
+    }
+
+    /// The best new work of `table` in class `slot` that the phase admits
+    /// and that may be leased now; the cursor moves past what may not.
+    fn front_fresh(&mut self, table: usize, slot: usize, now_us: i64) -> Option<KeyId> {
+        while let Some(&id) = {
+            let queue = &self.queues[table].fresh[slot];
+            queue.order.get(queue.cursor)
+        } {
+            if self.phase_admits(id) && self.ready(id, now_us) {
+                return Some(id);
+            }
+            self.queues[table].fresh[slot].cursor += 1;
+        }
+        None
+    }
+
+    /// The next key for `tables` in class slot `slot`, taken from its line:
+    /// re-syncs first, then the best new work across tables.
+    pub(super) fn next_in_class(
+        &mut self,
+        slot: usize,
+        tables: &[usize],
+        now_us: i64,
+    ) -> Option<KeyId> {
+        for &table in tables {
+            if let Some(id) = self.front_resync(table, slot, now_us) {
+                self.queues[table].resync[slot].pop_front();
+                return Some(id);
+            }
+        }
+        let mut best: Option<(f32, usize)> = None;
+        for &table in tables {
+            if let Some(id) = self.front_fresh(table, slot, now_us) {
+                let benefit = self.plans[id.index()].benefit;
+                if best.is_none_or(|(b, _)| benefit > b) {
+                    best = Some((benefit, table));
+                }
+            }
+        }
+        let (_, table) = best?;
+        let queue = &mut self.queues[table].fresh[slot];
+        let id = queue.order[queue.cursor];
+        queue.cursor += 1;
+        Some(id)
+    }
+
+    /// Whether any key of any table and class may be leased now in this
+    /// phase (nothing is taken from the lines).
+    pub(super) fn has_work(&mut self, now_us: i64) -> bool {
+        (0..CLASSES.len()).any(|slot| {
+            (0..self.queues.len()).any(|table| {
+                self.front_resync(table, slot, now_us).is_some()
+                    || self.front_fresh(table, slot, now_us).is_some()
+            })
+        })
+    }
+}

@@ -1,0 +1,132 @@
+//! Planning: the policy stage's candidates and decisions become each key's
+//! benefit, class and hints; the predicted-hot keys are marked and the
+//! shadow sample drawn (once).
+
+use shadowcast_policy::abi::{FEATURE_NAMES, priority};
+
+use super::queues::EXCLUDED;
+use super::settings::SAMPLE_DRAWN;
+use super::{Scheduler, SchedulerError, sample};
+use crate::policy::{Candidates, Decisions};
+use crate::state::{KeyId, KeyRecord};
+
+/// Bytes added to every key's size when ranking by benefit per byte: the
+/// fixed cost of moving a row, so empty rows do not rank infinitely high.
+const PER_KEY_OVERHEAD_BYTES: f64 = 64.0;
+
+impl Scheduler {
+    /// Scores every candidate with the policy's decisions, registers new
+    /// keys, draws the shadow sample (once), and re-ranks all work.
+    pub fn plan(
+        &mut self,
+        candidates: &Candidates,
+        decisions: &Decisions,
+    ) -> Result<(), SchedulerError> {
+        if candidates.len() != decisions.len() {
+            return Err(SchedulerError::MismatchedDecisions {
+                candidates: candidates.len(),
+                decisions: decisions.len(),
+            });
+        }
+        let feature = |name: &str| {
+            FEATURE_NAMES
+                .iter()
+                .position(|f| *f == name)
+                .and_then(|i| candidates.features.get(i))
+                .filter(|column| column.len() == candidates.len())
+        };
+        let (frequency, write_rate) = (feature("events_7d"), feature("change_rate_per_h"));
+        let mut new_keys = Vec::new();
+        for i in 0..candidates.len() {
+            let table = candidates.tables.name(candidates.table_ids[i]);
+            let size = candidates.size_bytes[i];
+            let (id, new) = self.track(table, candidates.key(i), size)?;
+            if new {
+                new_keys.push((id, self.map.record(id)));
+            }
+            let weight = decisions.weight[i];
+            let expected = candidates.expected_accesses[i].max(0.0);
+            let churn = candidates.churn[i].clamp(0.0, 1.0);
+            let benefit = weight * expected * (1.0 - self.config.churn_penalty * churn)
+                / (size as f64 + PER_KEY_OVERHEAD_BYTES);
+            let plan = &mut self.plans[id.index()];
+            plan.benefit = benefit as f32;
+            plan.expected = expected as f32;
+            if let Some(column) = frequency {
+                plan.frequency = column[i].max(0.0) as f32;
+            }
+            if let Some(column) = write_rate {
+                plan.write_rate = column[i].max(0.0) as f32;
+            }
+            plan.class = if weight > 0.0 {
+                decisions.priority[i].min(priority::FIRST) as u8
+            } else {
+                EXCLUDED
+            };
+            plan.destination = decisions.destination[i];
+            plan.not_before_us = decisions.not_before_us[i];
+        }
+        self.map.commit(&new_keys, &[])?;
+        self.mark_predicted_hot();
+        if !self.sample_drawn {
+            self.draw_sample()?;
+        }
+        self.rebuild_queues();
+        Ok(())
+    }
+
+    fn mark_predicted_hot(&mut self) {
+        let wanted = (self.config.predicted_hot_share * self.plans.len() as f64).ceil() as usize;
+        let mut by_expected: Vec<(f32, u32)> = self
+            .plans
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| p.expected > 0.0)
+            .map(|(i, p)| (p.expected, i as u32))
+            .collect();
+        let wanted = wanted.min(by_expected.len());
+        if wanted > 0 && wanted < by_expected.len() {
+            by_expected.select_nth_unstable_by(wanted - 1, |a, b| b.0.total_cmp(&a.0));
+        }
+        for plan in &mut self.plans {
+            plan.predicted_hot = false;
+        }
+        for &(_, i) in &by_expected[..wanted] {
+            self.plans[i as usize].predicted_hot = true;
+        }
+    }
+
+    fn draw_sample(&mut self) -> Result<(), SchedulerError> {
+        let ids: Vec<KeyId> = self.map.ids().collect();
+        let items: Vec<sample::SampleItem> = ids
+            .iter()
+            .map(|&id| {
+                let plan = &self.plans[id.index()];
+                sample::SampleItem {
+                    table: self.map.table_name(id),
+                    key: self.map.key(id),
+                    size_bytes: self.map.record(id).size_bytes,
+                    frequency: plan.frequency as f64,
+                    change_rate: plan.write_rate as f64,
+                    predicted: plan.expected as f64,
+                }
+            })
+            .collect();
+        let drawn = sample::draw(&items, &self.config.sample);
+        let changes: Vec<(KeyId, KeyRecord)> = drawn
+            .into_iter()
+            .map(|position| {
+                let id = ids[position];
+                let record = KeyRecord {
+                    in_sample: true,
+                    ..self.map.record(id)
+                };
+                (id, record)
+            })
+            .collect();
+        self.map
+            .commit(&changes, &[(SAMPLE_DRAWN, "true".to_string())])?;
+        self.sample_drawn = true;
+        Ok(())
+    }
+}

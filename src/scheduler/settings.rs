@@ -1,0 +1,73 @@
+//! Operator settings that survive a restart: phase, pause, bandwidth
+//! budget, and whether the sample was drawn.
+
+use super::{Phase, Scheduler, SchedulerError};
+use crate::state::LocationMap;
+
+pub(super) const PHASE: &str = "phase";
+const PAUSED: &str = "paused";
+const BANDWIDTH: &str = "bandwidth_bytes_per_s";
+pub(super) const SAMPLE_DRAWN: &str = "sample_drawn";
+
+/// What an earlier run stored; `None`/defaults where nothing was stored.
+pub(super) struct StoredSettings {
+    pub phase: Phase,
+    pub paused: bool,
+    /// `Some(rate)` when an operator set the budget (`Some(None)`: unlimited).
+    pub bandwidth: Option<Option<u64>>,
+    pub sample_drawn: bool,
+}
+
+impl StoredSettings {
+    /// Reads the stored settings; a value that does not parse is an error
+    /// naming the setting, never silently replaced by a default.
+    pub fn read(map: &LocationMap) -> Result<Self, SchedulerError> {
+        fn parse<T: serde::de::DeserializeOwned>(
+            map: &LocationMap,
+            name: &'static str,
+        ) -> Result<Option<T>, SchedulerError> {
+            let Some(value) = map.setting(name)? else {
+                return Ok(None);
+            };
+            serde_json::from_str(&value)
+                .map(Some)
+                .map_err(|error| SchedulerError::CorruptSetting {
+                    name,
+                    value,
+                    problem: error.to_string(),
+                })
+        }
+        Ok(StoredSettings {
+            phase: parse(map, PHASE)?.unwrap_or(Phase::Shadowing),
+            paused: parse(map, PAUSED)?.unwrap_or(false),
+            bandwidth: parse(map, BANDWIDTH)?,
+            sample_drawn: parse(map, SAMPLE_DRAWN)?.unwrap_or(false),
+        })
+    }
+}
+
+impl Scheduler {
+    pub fn pause(&mut self) -> Result<(), SchedulerError> {
+        self.map.set_settings(&[(PAUSED, "true".into())])?;
+        self.paused = true;
+        Ok(())
+    }
+
+    pub fn resume(&mut self) -> Result<(), SchedulerError> {
+        self.map.set_settings(&[(PAUSED, "false".into())])?;
+        self.paused = false;
+        Ok(())
+    }
+
+    /// Changes the global budget (bytes per second; `None` unlimited).
+    pub fn set_bandwidth(
+        &mut self,
+        bytes_per_s: Option<u64>,
+        now_us: i64,
+    ) -> Result<(), SchedulerError> {
+        let json = bytes_per_s.map_or("null".to_string(), |b| b.to_string());
+        self.map.set_settings(&[(BANDWIDTH, json)])?;
+        self.bandwidth.set_rate(bytes_per_s, now_us);
+        Ok(())
+    }
+}
