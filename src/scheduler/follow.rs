@@ -24,6 +24,8 @@ pub struct IngestReport {
     pub made_stale: usize,
     /// Files that could not be read, with the reason.
     pub rejected: Vec<(PathBuf, String)>,
+    /// Files applied, with their stamps.
+    applied: Vec<(String, Stamp)>,
 }
 
 /// A file's identity for "has it changed": length and modification time.
@@ -40,60 +42,132 @@ fn stamp(path: &Path) -> Option<Stamp> {
     Some((metadata.len(), modified))
 }
 
-impl Scheduler {
-    /// Scans the `.parquet` files under `root` that are new or changed
-    /// since the last call and applies them: new keys are tracked, sizes
-    /// and access counts updated, and writes raise each key's latest
-    /// version (the write's time in microseconds), making copied keys
-    /// stale. Which files were applied is stored with their effects, in
-    /// the same transaction.
-    pub fn ingest_logs(
-        &mut self,
-        root: &Path,
-        now_us: i64,
-    ) -> Result<IngestReport, SchedulerError> {
-        let mut report = IngestReport::default();
-        if !root.exists() {
-            // Not written yet: nothing to follow.
-            return Ok(report);
-        }
-        let source = match LogSource::open(root) {
-            Ok(source) => source,
-            Err(crate::logs::LogError::NoFiles { .. }) => return Ok(report),
-            Err(error) => {
-                report
-                    .rejected
-                    .push((root.to_path_buf(), error.to_string()));
-                return Ok(report);
+/// One new or changed log file, scanned.
+pub struct ScannedFile {
+    path: PathBuf,
+    stamp: Stamp,
+    keys: KeyActivity,
+}
+
+/// What a [`LogFollower::scan`] found: files to apply, in order, and files
+/// that could not be read.
+#[derive(Default)]
+pub struct ScannedLogs {
+    files: Vec<ScannedFile>,
+    rejected: Vec<(PathBuf, String)>,
+}
+
+impl ScannedLogs {
+    /// How many files were scanned and are ready to apply.
+    pub fn files(&self) -> usize {
+        self.files.len()
+    }
+
+    /// Files that could not be read, with the reason.
+    pub fn rejected(&self) -> &[(PathBuf, String)] {
+        &self.rejected
+    }
+}
+
+/// Finds and scans the log files not applied yet. It needs no scheduler
+/// while it scans (a service runs it beside the scheduler's owner); the
+/// scheduler applies what it found with [`Scheduler::apply_logs`], which
+/// stores the list of applied files with their effects.
+#[derive(Clone)]
+pub struct LogFollower {
+    root: PathBuf,
+    /// Applied files and their stamps, as stored.
+    applied: BTreeMap<String, Stamp>,
+}
+
+impl LogFollower {
+    /// A follower of `root` that knows which files `scheduler` applied
+    /// before (a stored list that does not parse is an error naming it).
+    pub fn new(root: &Path, scheduler: &Scheduler) -> Result<Self, SchedulerError> {
+        let applied = match scheduler.map.setting(INGESTED)? {
+            None => BTreeMap::new(),
+            Some(json) => {
+                serde_json::from_str(&json).map_err(|error| SchedulerError::CorruptSetting {
+                    name: INGESTED,
+                    value: json.chars().take(200).collect(),
+                    problem: error.to_string(),
+                })?
             }
         };
-        let mut ingested: BTreeMap<String, Stamp> = self
-            .map
-            .setting(INGESTED)?
-            .and_then(|json| serde_json::from_str(&json).ok())
-            .unwrap_or_default();
-        let fresh: Vec<(PathBuf, Stamp)> = source
-            .paths()
-            .filter_map(|path| {
-                let stamp = stamp(path)?;
-                let name = path.to_string_lossy().into_owned();
-                (ingested.get(&name) != Some(&stamp)).then(|| (path.to_path_buf(), stamp))
-            })
-            .collect();
-        for (path, file_stamp) in fresh {
+        Ok(LogFollower {
+            root: root.to_path_buf(),
+            applied,
+        })
+    }
+
+    /// Scans the `.parquet` files under the root that are new or changed
+    /// since they were last applied. A missing root or an empty one is
+    /// nothing to follow yet.
+    pub fn scan(&self) -> ScannedLogs {
+        let mut scanned = ScannedLogs::default();
+        if !self.root.exists() {
+            return scanned;
+        }
+        let source = match LogSource::open(&self.root) {
+            Ok(source) => source,
+            Err(crate::logs::LogError::NoFiles { .. }) => return scanned,
+            Err(error) => {
+                scanned
+                    .rejected
+                    .push((self.root.clone(), error.to_string()));
+                return scanned;
+            }
+        };
+        for path in source.paths() {
+            let Some(stamp) = stamp(path) else { continue };
+            if self.applied.get(&*path.to_string_lossy()) == Some(&stamp) {
+                continue;
+            }
             let one = source
                 .only(|p| p == path)
                 .expect("the file is in the source");
-            let keys = match KeyActivity::scan(&one) {
-                Ok(keys) => keys,
+            match KeyActivity::scan(&one) {
+                Ok(keys) => scanned.files.push(ScannedFile {
+                    path: path.to_path_buf(),
+                    stamp,
+                    keys,
+                }),
                 Err(problem) => {
                     tracing::warn!(file = %path.display(), %problem, "log file skipped");
-                    report.rejected.push((path, problem));
-                    continue;
+                    scanned.rejected.push((path.to_path_buf(), problem));
                 }
-            };
+            }
+        }
+        scanned
+    }
+
+    /// Records that `report`'s files were applied (call after
+    /// [`Scheduler::apply_logs`] succeeded).
+    pub fn applied(&mut self, report: &IngestReport) {
+        self.applied
+            .extend(report.applied.iter().map(|(n, s)| (n.clone(), *s)));
+    }
+}
+
+impl Scheduler {
+    /// Applies scanned log files, each in its own commit with the list of
+    /// applied files: new keys are tracked, sizes and access counts
+    /// updated, and writes raise each key's latest version (the write's
+    /// time in microseconds), making copied keys stale.
+    pub fn apply_logs(
+        &mut self,
+        follower: &LogFollower,
+        scanned: &ScannedLogs,
+        now_us: i64,
+    ) -> Result<IngestReport, SchedulerError> {
+        let mut report = IngestReport {
+            rejected: scanned.rejected.clone(),
+            ..IngestReport::default()
+        };
+        let mut applied = follower.applied.clone();
+        for file in &scanned.files {
             let mut observed = Vec::new();
-            for (table, keys) in keys.tables() {
+            for (table, keys) in file.keys.tables() {
                 for (key, activity) in keys {
                     report.events += activity.accesses;
                     observed.push(Observed {
@@ -110,16 +184,31 @@ impl Scheduler {
                     });
                 }
             }
-            ingested.insert(path.to_string_lossy().into_owned(), file_stamp);
+            let name = file.path.to_string_lossy().into_owned();
+            applied.insert(name.clone(), file.stamp);
             let settings = [(
                 INGESTED,
-                serde_json::to_string(&ingested).expect("file stamps serialize"),
+                serde_json::to_string(&applied).expect("file stamps serialize"),
             )];
-            let applied = self.apply_observed(&observed, &settings, now_us)?;
+            let done = self.apply_observed(&observed, &settings, now_us)?;
             report.files += 1;
-            report.new_keys += applied.new_keys;
-            report.made_stale += applied.made_stale;
+            report.new_keys += done.new_keys;
+            report.made_stale += done.made_stale;
+            report.applied.push((name, file.stamp));
         }
         Ok(report)
+    }
+
+    /// Scans and applies the log files under `root` that are new or
+    /// changed since the last call, in one go (a service scans beside the
+    /// scheduler instead: see [`LogFollower`]).
+    pub fn ingest_logs(
+        &mut self,
+        root: &Path,
+        now_us: i64,
+    ) -> Result<IngestReport, SchedulerError> {
+        let follower = LogFollower::new(root, self)?;
+        let scanned = follower.scan();
+        self.apply_logs(&follower, &scanned, now_us)
     }
 }

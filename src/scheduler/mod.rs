@@ -60,7 +60,7 @@ pub use api::{
 pub use budget::Bandwidth;
 pub use confidence::{Confidence, ConfidenceConfig};
 pub use config::SchedulerConfig;
-pub use follow::IngestReport;
+pub use follow::{IngestReport, LogFollower, ScannedLogs};
 pub use phases::Phase;
 pub use sample::{SampleConfig, SampleOf, SampleShares};
 pub use status::{Counters, Gauges, Status, StatusExportError};
@@ -187,6 +187,12 @@ impl Scheduler {
         };
         scheduler.rebuild_queues();
         Ok(scheduler)
+    }
+
+    /// Hands commits to a writer thread from now on (see
+    /// [`LocationMap::pipeline`]); the watch says when each is durable.
+    pub fn pipeline(&mut self) -> crate::state::DurableWatch {
+        self.map.pipeline()
     }
 
     pub fn config(&self) -> &SchedulerConfig {

@@ -8,68 +8,14 @@ use std::time::{Duration, Instant};
 use tonic::{Request, Response, Status};
 
 use super::proto::{self, executor_server::Executor, key_ack};
-use super::{Shared, blocking, invalid, scheduler_status};
+use super::{Shared, invalid};
 use crate::scheduler::{Ack, AckOutcome, AckResult, Idle, LeaseRequest, WriteEvent};
 use crate::time::now_us;
-use std::sync::Weak;
 
 /// The longest long poll a client may ask for.
 const MAX_WAIT: Duration = Duration::from_secs(60);
 /// How often a waiting lease call looks again without being woken.
 const RECHECK: Duration = Duration::from_millis(250);
-
-/// One Acknowledge call waiting for the committer.
-pub struct AckCall {
-    lease: u64,
-    acks: Vec<Ack>,
-    reply: tokio::sync::oneshot::Sender<Result<Vec<AckOutcome>, Status>>,
-}
-
-/// Most calls one commit takes.
-const MOST_CALLS_PER_COMMIT: usize = 256;
-
-/// Commits acknowledgements on its own thread: every call that arrived
-/// while the previous commit was being written goes into the next one, so
-/// concurrent executors share a single fsync instead of queueing for one
-/// each. Ends when the service (the sender's owner) is gone.
-pub fn spawn_committer(
-    shared: Weak<Shared>,
-    mut calls: tokio::sync::mpsc::UnboundedReceiver<AckCall>,
-) {
-    std::thread::Builder::new()
-        .name("ack-committer".into())
-        .spawn(move || {
-            while let Some(first) = calls.blocking_recv() {
-                let mut group = vec![first];
-                while group.len() < MOST_CALLS_PER_COMMIT {
-                    match calls.try_recv() {
-                        Ok(call) => group.push(call),
-                        Err(_) => break,
-                    }
-                }
-                let Some(shared) = shared.upgrade() else {
-                    break;
-                };
-                let batch: Vec<(u64, &[Ack])> =
-                    group.iter().map(|c| (c.lease, c.acks.as_slice())).collect();
-                let result = shared.scheduler().acknowledge_all(&batch, now_us());
-                match result {
-                    Ok(outcomes) => {
-                        for (call, outcomes) in group.into_iter().zip(outcomes) {
-                            let _ = call.reply.send(Ok(outcomes));
-                        }
-                    }
-                    Err(error) => {
-                        let status = scheduler_status(error);
-                        for call in group {
-                            let _ = call.reply.send(Err(status.clone()));
-                        }
-                    }
-                }
-            }
-        })
-        .expect("starting the acknowledgement committer");
-}
 
 pub struct ExecutorApi {
     shared: Arc<Shared>,
@@ -197,7 +143,12 @@ impl Executor for ExecutorApi {
             tokio::pin!(woken);
             woken.as_mut().enable();
             let now = now_us();
-            let leased = self.shared.scheduler().lease(&wanted, now);
+            let asked = wanted.clone();
+            let leased = self
+                .shared
+                .scheduler
+                .run(move |scheduler| scheduler.lease(&asked, now))
+                .await?;
             match leased {
                 Ok(lease) => {
                     metrics.keys_leased.add(lease.keys.len() as u64);
@@ -246,9 +197,10 @@ impl Executor for ExecutorApi {
         }
         let expires_at_us = self
             .shared
-            .scheduler()
-            .extend(lease, now_us())
-            .map_err(scheduler_status)?;
+            .scheduler
+            .run(move |scheduler| scheduler.extend(lease, now_us()))
+            .await?
+            .map_err(super::scheduler_status)?;
         Ok(Response::new(proto::ExtendLeaseResponse { expires_at_us }))
     }
 
@@ -279,18 +231,11 @@ impl Executor for ExecutorApi {
                 result,
             });
         }
-        let (reply, answer) = tokio::sync::oneshot::channel();
-        self.shared
-            .acks
-            .send(AckCall {
-                lease: request.lease_id,
-                acks,
-                reply,
-            })
-            .map_err(|_| Status::unavailable("the service is shutting down"))?;
-        let outcomes = answer
-            .await
-            .map_err(|_| Status::unavailable("the service is shutting down"))??;
+        let outcomes = self
+            .shared
+            .scheduler
+            .acknowledge(request.lease_id, acks)
+            .await?;
         let metrics = &self.shared.metrics;
         metrics.ack_calls.inc();
         if outcomes
@@ -319,14 +264,11 @@ impl Executor for ExecutorApi {
                 size_bytes: write.size_bytes,
             });
         }
-        let shared = self.shared.clone();
-        let report = blocking(move || {
-            shared
-                .scheduler()
-                .record_writes(&writes, now_us())
-                .map_err(scheduler_status)
-        })
-        .await?;
+        let report = self
+            .shared
+            .scheduler
+            .run_durable(move |scheduler| scheduler.record_writes(&writes, now_us()))
+            .await?;
         if report.made_stale > 0 || report.new_keys > 0 {
             self.shared.work.notify_waiters();
         }

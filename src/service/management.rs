@@ -9,7 +9,7 @@ use tonic::{Request, Response, Status};
 use super::auth::require_admin;
 use super::planning::model_label;
 use super::proto::{self, load_policy_request, management_server::Management};
-use super::{Shared, blocking, invalid, scheduler_status};
+use super::{Shared, blocking, invalid};
 use crate::model::ModelError;
 use crate::policy::{PolicyError, PolicyInfo};
 use crate::scheduler::{LocationCounts, Phase};
@@ -26,10 +26,12 @@ impl ManagementApi {
     }
 
     async fn status(&self) -> Result<Response<proto::Status>, Status> {
-        let shared = self.shared.clone();
-        blocking(move || Ok(status_message(&shared)))
-            .await
-            .map(Response::new)
+        let status = self
+            .shared
+            .scheduler
+            .run(|scheduler| scheduler.status(now_us()))
+            .await?;
+        Ok(Response::new(status_message(&self.shared, status)))
     }
 }
 
@@ -49,8 +51,7 @@ fn phase_message(phase: Phase) -> proto::Phase {
     }
 }
 
-fn status_message(shared: &Shared) -> proto::Status {
-    let status = shared.scheduler().status(now_us());
+fn status_message(shared: &Shared, status: crate::scheduler::Status) -> proto::Status {
     let serving = shared.serving();
     proto::Status {
         generated_at_us: status.generated_at_us,
@@ -135,11 +136,11 @@ impl ManagementApi {
     ) -> Result<Response<proto::ModelInfo>, Status> {
         let shared = self.shared.clone();
         blocking(move || {
-            let mut planner = shared.planner();
+            let planner = shared.planner();
             change(planner.models()).map_err(model_status)?;
             let serving = name == planner.model_name();
             if serving {
-                shared.replan(&mut planner).map_err(plan_status)?;
+                shared.replan(&planner).map_err(plan_status)?;
             }
             let loaded = planner.models().load_active(&name).map_err(model_status)?;
             Ok(proto::ModelInfo {
@@ -180,44 +181,44 @@ impl Management for ManagementApi {
                 ),
             ));
         }
-        let shared = self.shared.clone();
-        blocking(move || {
-            let chosen: Vec<_> = shared
-                .planner()
-                .predictions()
-                .iter()
-                .filter(|p| request.table.is_empty() || p.table == request.table)
-                .take(limit)
-                .cloned()
-                .collect();
-            let scheduler = shared.scheduler();
-            let predictions = chosen
-                .into_iter()
-                .map(|p| {
-                    let location = match scheduler.location(&p.table, &p.key) {
-                        Some(Location::SourceOnly) | None => "SOURCE_ONLY",
-                        Some(Location::Current) => "CURRENT",
-                        Some(Location::Stale) => "STALE",
-                    };
-                    proto::Prediction {
-                        table: p.table,
-                        key: p.key.into(),
-                        expected_accesses: p.expected_accesses,
-                        p_hot: p.p_hot,
-                        p_churn: p.p_churn,
-                        weight: p.weight,
-                        priority: p.priority,
-                        destination: p.destination,
-                        not_before_us: p.not_before_us,
-                        size_bytes: p.size_bytes,
-                        location: location.into(),
-                    }
-                })
-                .collect();
-            Ok(proto::TopPredictionsResponse { predictions })
-        })
-        .await
-        .map(Response::new)
+        let chosen: Vec<_> = self
+            .shared
+            .predictions()
+            .iter()
+            .filter(|p| request.table.is_empty() || p.table == request.table)
+            .take(limit)
+            .cloned()
+            .collect();
+        let predictions = self
+            .shared
+            .scheduler
+            .run(move |scheduler| {
+                chosen
+                    .into_iter()
+                    .map(|p| {
+                        let location = match scheduler.location(&p.table, &p.key) {
+                            Some(Location::SourceOnly) | None => "SOURCE_ONLY",
+                            Some(Location::Current) => "CURRENT",
+                            Some(Location::Stale) => "STALE",
+                        };
+                        proto::Prediction {
+                            table: p.table,
+                            key: p.key.into(),
+                            expected_accesses: p.expected_accesses,
+                            p_hot: p.p_hot,
+                            p_churn: p.p_churn,
+                            weight: p.weight,
+                            priority: p.priority,
+                            destination: p.destination,
+                            not_before_us: p.not_before_us,
+                            size_bytes: p.size_bytes,
+                            location: location.into(),
+                        }
+                    })
+                    .collect()
+            })
+            .await?;
+        Ok(Response::new(proto::TopPredictionsResponse { predictions }))
     }
 
     async fn list_models(
@@ -310,12 +311,12 @@ impl Management for ManagementApi {
         };
         let shared = self.shared.clone();
         blocking(move || {
-            let mut planner = shared.planner();
+            let planner = shared.planner();
             let info = planner
                 .policies()
                 .load(&request.name, &bytes, &request.config)
                 .map_err(policy_status)?;
-            shared.replan(&mut planner).map_err(plan_status)?;
+            shared.replan(&planner).map_err(plan_status)?;
             Ok(policy_message(info))
         })
         .await
@@ -331,12 +332,12 @@ impl Management for ManagementApi {
         required("name", &request.name)?;
         let shared = self.shared.clone();
         blocking(move || {
-            let mut planner = shared.planner();
+            let planner = shared.planner();
             planner
                 .policies()
                 .unload(&request.name)
                 .map_err(policy_status)?;
-            shared.replan(&mut planner).map_err(plan_status)?;
+            shared.replan(&planner).map_err(plan_status)?;
             Ok(proto::ListPoliciesResponse {
                 policies: planner
                     .policies()
@@ -355,7 +356,10 @@ impl Management for ManagementApi {
         request: Request<proto::PauseRequest>,
     ) -> Result<Response<proto::Status>, Status> {
         require_admin(&request, "Pause")?;
-        self.shared.scheduler().pause().map_err(scheduler_status)?;
+        self.shared
+            .scheduler
+            .run_durable(|scheduler| scheduler.pause())
+            .await?;
         tracing::info!("migration paused");
         self.status().await
     }
@@ -365,7 +369,10 @@ impl Management for ManagementApi {
         request: Request<proto::ResumeRequest>,
     ) -> Result<Response<proto::Status>, Status> {
         require_admin(&request, "Resume")?;
-        self.shared.scheduler().resume().map_err(scheduler_status)?;
+        self.shared
+            .scheduler
+            .run_durable(|scheduler| scheduler.resume())
+            .await?;
         self.shared.work.notify_waiters();
         tracing::info!("migration resumed");
         self.status().await
@@ -384,9 +391,9 @@ impl Management for ManagementApi {
             ));
         }
         self.shared
-            .scheduler()
-            .set_bandwidth(rate, now_us())
-            .map_err(scheduler_status)?;
+            .scheduler
+            .run_durable(move |scheduler| scheduler.set_bandwidth(rate, now_us()))
+            .await?;
         self.shared.work.notify_waiters();
         tracing::info!(bytes_per_s = ?rate, "bandwidth budget set");
         self.status().await
@@ -413,9 +420,9 @@ impl Management for ManagementApi {
             }
         };
         self.shared
-            .scheduler()
-            .force_phase(phase)
-            .map_err(scheduler_status)?;
+            .scheduler
+            .run_durable(move |scheduler| scheduler.force_phase(phase))
+            .await?;
         self.shared.work.notify_waiters();
         tracing::info!(%phase, at = %format_instant(now_us()), "phase forced by the operator");
         self.status().await

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::Shared;
-use crate::scheduler::{LocationCounts, Phase};
+use crate::scheduler::{Gauges, LocationCounts, Phase};
 
 #[derive(Default)]
 pub struct Counter(AtomicU64);
@@ -40,10 +40,18 @@ pub fn mount(router: &mut axum::Router, shared: Arc<Shared>) {
     let route = axum::routing::get(move || {
         let shared = shared.clone();
         async move {
-            (
-                [("content-type", "text/plain; version=0.0.4")],
-                render(&shared),
-            )
+            match shared.scheduler.run(|scheduler| scheduler.gauges()).await {
+                Ok(gauges) => (
+                    axum::http::StatusCode::OK,
+                    [("content-type", "text/plain; version=0.0.4")],
+                    render(&shared, gauges),
+                ),
+                Err(status) => (
+                    axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                    [("content-type", "text/plain; charset=utf-8")],
+                    status.message().to_string(),
+                ),
+            }
         }
     });
     *router = std::mem::take(router).route("/metrics", route);
@@ -56,8 +64,7 @@ fn escape(label: &str) -> String {
         .replace('\n', "\\n")
 }
 
-fn render(shared: &Shared) -> String {
-    let gauges = shared.scheduler().gauges();
+fn render(shared: &Shared, gauges: Gauges) -> String {
     let serving = shared.serving();
     let mut out = String::new();
     let mut metric = |name: &str, kind: &str, help: &str, samples: &[(String, f64)]| {

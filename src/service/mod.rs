@@ -5,10 +5,28 @@
 //! services, the standard health and reflection services, and Prometheus
 //! metrics at `/metrics`, on one port (HTTP/2 for gRPC, HTTP/1.1 too).
 //!
+//! Concurrency (who owns what, who waits for what):
+//! - The [`Scheduler`] has one owner, a thread driven by messages
+//!   ([`owner`]): handlers send it short jobs and await the answer; they
+//!   never take a lock or block a tokio worker on it. Acknowledgements that
+//!   queue up are applied together.
+//! - Its commits go to the state writer thread, which groups whatever
+//!   queued into one fsync. The owner does not wait for it: a call that
+//!   changed something (acknowledge, report writes, operator commands)
+//!   answers once its commit is durable; a lease or look-up waits for
+//!   nobody's fsync.
+//! - Planning (features, scores, policy decisions) runs on a blocking
+//!   thread under the planner's own lock, beside the scheduler; the result
+//!   is handed to the owner as one message. Log files are scanned beside it
+//!   too, and only what they say about keys is applied by the owner.
+//! - A timer sends the owner one `advance` step every 500 ms (phases,
+//!   lease expiry, confidence) and wakes waiting lease calls.
+//!
 //! Guarantees:
-//! - Everything a call accepts is durable when it answers (the scheduler
-//!   commits before returning); shutdown (SIGTERM, Ctrl-C) stops taking
-//!   calls and lets those under way finish.
+//! - Everything a call accepts is durable when it answers; shutdown
+//!   (SIGTERM, Ctrl-C) stops taking calls and lets those under way finish.
+//!   If the state cannot be written, the service stops with the reason
+//!   (memory may then hold what the disk does not; a restart reloads it).
 //! - A malformed request gets INVALID_ARGUMENT naming the field; no
 //!   request can take the service down.
 //! - With tokens configured, every call needs one: executor tokens reach
@@ -21,6 +39,7 @@ pub mod client;
 mod executor;
 mod management;
 mod metrics;
+mod owner;
 pub mod planning;
 mod routing;
 
@@ -36,8 +55,9 @@ use tonic::transport::{Identity, Server, ServerTlsConfig};
 use crate::config::ServeConfig;
 use crate::model::registry::Registry;
 use crate::policy::{PolicyHost, PolicyLimits, PolicyRegistry};
-use crate::scheduler::Scheduler;
+use crate::scheduler::{LogFollower, Scheduler};
 use crate::time::now_us;
+use owner::SchedulerOwner;
 use planning::{PlanSummary, Planner};
 
 /// The generated API types, clients and servers.
@@ -51,26 +71,18 @@ pub mod proto {
 
 /// What every handler shares.
 struct Shared {
-    scheduler: Mutex<Scheduler>,
+    scheduler: SchedulerOwner,
     planner: Mutex<Planner>,
-    /// What the current plan was made with (readable while a re-plan runs).
+    /// What the current plan was made with, and its top predictions
+    /// (readable while a re-plan runs).
     serving: Mutex<PlanSummary>,
+    predictions: Mutex<Arc<Vec<planning::Prediction>>>,
     /// Woken when keys may have become available to lease.
     work: Notify,
-    /// Acknowledge calls, to the committer that groups them.
-    acks: tokio::sync::mpsc::UnboundedSender<executor::AckCall>,
     metrics: metrics::Requests,
 }
 
 impl Shared {
-    fn scheduler(&self) -> std::sync::MutexGuard<'_, Scheduler> {
-        // A panic while holding the lock cannot leave the scheduler half
-        // changed in a way that matters: every change is committed first.
-        self.scheduler
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
     fn planner(&self) -> std::sync::MutexGuard<'_, Planner> {
         self.planner
             .lock()
@@ -84,15 +96,38 @@ impl Shared {
             .clone()
     }
 
-    /// Plans again from the kept features (after a model or policy change).
-    fn replan(&self, planner: &mut Planner) -> Result<(), planning::PlanError> {
-        if let Some(summary) = planner.plan(&self.scheduler)? {
-            *self
-                .serving
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner) = summary;
-            self.work.notify_waiters();
-        }
+    fn predictions(&self) -> Arc<Vec<planning::Prediction>> {
+        self.predictions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Plans again from the kept features (after a model or policy change):
+    /// computed here, on a blocking thread, then handed to the scheduler's
+    /// owner whole. Executors keep leasing meanwhile.
+    fn replan(&self, planner: &Planner) -> Result<(), planning::PlanError> {
+        let Some(prepared) = planner.prepare()? else {
+            return Ok(());
+        };
+        let prepared = tokio::runtime::Handle::current()
+            .block_on(self.scheduler.run_durable(move |scheduler| {
+                scheduler.plan(&prepared.candidates, &prepared.decisions)?;
+                Ok(prepared)
+            }))
+            .map_err(|status| planning::PlanError::Scheduler(status.message().to_string()))?;
+        let predictions = Planner::top_predictions(&prepared);
+        let summary = prepared.summary;
+        tracing::info!(keys = summary.keys, model = %summary.model, policy = %summary.policy, "planned");
+        *self
+            .serving
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = summary;
+        *self
+            .predictions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(predictions);
+        self.work.notify_waiters();
         Ok(())
     }
 }
@@ -128,22 +163,21 @@ pub async fn serve(
         config.model.clone(),
         policies,
     );
-    let (acks, ack_calls) = tokio::sync::mpsc::unbounded_channel();
+    let follower = LogFollower::new(&config.logs, &scheduler)?;
     let shared = Arc::new(Shared {
-        scheduler: Mutex::new(scheduler),
+        scheduler: SchedulerOwner::start(scheduler),
         planner: Mutex::new(planner),
         serving: Mutex::new(PlanSummary::default()),
+        predictions: Mutex::new(Arc::new(Vec::new())),
         work: Notify::new(),
-        acks,
         metrics: Default::default(),
     });
-    executor::spawn_committer(Arc::downgrade(&shared), ack_calls);
     let started = std::time::Instant::now();
-    {
+    let follower = {
         let shared = shared.clone();
         let logs = config.logs.clone();
-        tokio::task::spawn_blocking(move || initial_plan(&shared, &logs)).await??;
-    }
+        tokio::task::spawn_blocking(move || initial_plan(&shared, &logs, follower)).await??
+    };
     tracing::info!(
         seconds = started.elapsed().as_secs_f64(),
         "state opened and planned"
@@ -167,35 +201,84 @@ pub async fn serve(
             .context("TLS configuration")?;
     }
     let routes = routes(&shared, &config)?;
-    let background = spawn_background(&shared, &config);
+    let background = spawn_background(&shared, &config, follower);
     on_listening(address);
+    let storage_failure = Arc::new(Mutex::new(None));
+    let stop = {
+        let shared = shared.clone();
+        let storage_failure = storage_failure.clone();
+        async move {
+            tokio::select! {
+                () = shutdown => {}
+                problem = shared.scheduler.storage_failed() => {
+                    tracing::error!(%problem, "the state can no longer be stored; stopping");
+                    *storage_failure.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(problem);
+                }
+            }
+        }
+    };
     let result = builder
         .add_routes(routes)
-        .serve_with_incoming_shutdown(
-            TcpIncoming::from(listener).with_nodelay(Some(true)),
-            shutdown,
-        )
+        .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), stop)
         .await;
     for task in background {
         task.abort();
     }
     result.context("serving")?;
+    if let Some(problem) = storage_failure
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .take()
+    {
+        anyhow::bail!("stopped: the state could not be stored ({problem}); restart to reload it");
+    }
     tracing::info!("stopped; every accepted call is stored");
     Ok(())
 }
 
-/// Applies the logs not seen yet, then plans from all of them.
-fn initial_plan(shared: &Shared, logs: &std::path::Path) -> Result<()> {
-    let report = shared.scheduler().ingest_logs(logs, now_us())?;
-    for (path, problem) in &report.rejected {
-        tracing::error!(path = %path.display(), %problem, "log file skipped");
-    }
+/// Applies the logs not seen yet, then plans from all of them; gives the
+/// follower back for the follow task.
+fn initial_plan(
+    shared: &Shared,
+    logs: &std::path::Path,
+    mut follower: LogFollower,
+) -> Result<LogFollower> {
+    follow_once(shared, &mut follower)?;
     let mut planner = shared.planner();
     if planner.refresh_features()? {
-        shared.replan(&mut planner)?;
+        shared.replan(&planner)?;
     } else {
         tracing::warn!(logs = %logs.display(), "no access logs yet: keys arrive as writes are reported and logs appear");
     }
+    Ok(follower)
+}
+
+/// Scans new log files here, then has the scheduler's owner apply them.
+fn follow_once(shared: &Shared, follower: &mut LogFollower) -> Result<()> {
+    let scanned = follower.scan();
+    for (path, problem) in scanned.rejected() {
+        tracing::error!(path = %path.display(), %problem, "log file skipped; retried when it changes");
+    }
+    if scanned.files() == 0 {
+        return Ok(());
+    }
+    let applying = follower.clone();
+    let report = tokio::runtime::Handle::current()
+        .block_on(
+            shared
+                .scheduler
+                .run_durable(move |scheduler| scheduler.apply_logs(&applying, &scanned, now_us())),
+        )
+        .map_err(|status| anyhow::anyhow!("applying log files: {}", status.message()))?;
+    follower.applied(&report);
+    tracing::info!(
+        files = report.files,
+        events = report.events,
+        new_keys = report.new_keys,
+        made_stale = report.made_stale,
+        "followed the logs"
+    );
+    shared.work.notify_waiters();
     Ok(())
 }
 
@@ -242,11 +325,13 @@ fn routes(shared: &Arc<Shared>, config: &ServeConfig) -> Result<tonic::service::
     Ok(routes)
 }
 
-/// The ticker (phases move on, expired leases return, waiting lease calls
-/// wake) and the log follower.
+/// The ticker (one `advance` step: phases move on, expired leases return,
+/// confidence is measured; then waiting lease calls wake) and the log
+/// follower.
 fn spawn_background(
     shared: &Arc<Shared>,
     config: &ServeConfig,
+    mut follower: LogFollower,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     let mut tasks = Vec::new();
     let ticker = shared.clone();
@@ -254,45 +339,36 @@ fn spawn_background(
         let mut every = tokio::time::interval(Duration::from_millis(500));
         loop {
             every.tick().await;
-            let shared = ticker.clone();
-            let ticked = tokio::task::spawn_blocking(move || {
-                shared.scheduler().advance(now_us());
-                shared.work.notify_waiters();
-            })
-            .await;
-            if let Err(error) = ticked {
-                tracing::error!(%error, "scheduler tick failed");
+            if let Err(error) = ticker.scheduler.run(|s| s.advance(now_us())).await {
+                tracing::error!(%error, "scheduler advance failed");
             }
+            ticker.work.notify_waiters();
         }
     }));
     if let Some(period) = config.follow_every {
-        let follower = shared.clone();
-        let logs = config.logs.clone();
+        let shared = shared.clone();
         tasks.push(tokio::spawn(async move {
             let mut every = tokio::time::interval(period);
             every.tick().await;
             loop {
                 every.tick().await;
-                let shared = follower.clone();
-                let logs = logs.clone();
+                let shared = shared.clone();
                 let followed = tokio::task::spawn_blocking(move || {
-                    let report = shared.scheduler().ingest_logs(&logs, now_us());
-                    match report {
-                        Ok(report) => {
-                            for (path, problem) in &report.rejected {
-                                tracing::error!(path = %path.display(), %problem, "log file skipped; retried when it changes");
-                            }
-                            if report.files > 0 {
-                                tracing::info!(files = report.files, events = report.events, new_keys = report.new_keys, made_stale = report.made_stale, "followed the logs");
-                                shared.work.notify_waiters();
-                            }
-                        }
-                        Err(error) => tracing::error!(%error, "following the logs failed; will retry"),
-                    }
+                    let result = follow_once(&shared, &mut follower);
+                    (follower, result)
                 })
                 .await;
-                if let Err(error) = followed {
-                    tracing::error!(%error, "log follower failed");
+                match followed {
+                    Ok((back, result)) => {
+                        follower = back;
+                        if let Err(error) = result {
+                            tracing::error!(%error, "following the logs failed; will retry");
+                        }
+                    }
+                    Err(error) => {
+                        tracing::error!(%error, "log follower failed");
+                        break;
+                    }
                 }
             }
         }));

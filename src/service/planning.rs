@@ -1,22 +1,22 @@
 //! Runs the stages before the scheduler for the service: features of the
 //! logs as of the cut-off, the serving model's scores, the active policy's
-//! decisions, then [`Scheduler::plan`].
+//! decisions, for [`crate::scheduler::Scheduler::plan`].
 //!
 //! Takes: the logs, the model registry and name, the policy registry.
-//! Gives: a plan in the scheduler, and the top [`Prediction`]s behind it.
+//! Gives: a [`PreparedPlan`] computed beside the scheduler (the service
+//! hands it to the scheduler's owner in one message), and the top
+//! [`Prediction`]s behind the plan the scheduler took.
 //! Guarantees: a failed step (no logs yet, a model that does not load)
 //! leaves the previous plan in place; the features are kept, so a model
 //! promotion or a policy change re-plans without re-reading the logs.
 
 use std::path::PathBuf;
-use std::sync::Mutex;
 
 use crate::features::{self, FeatureOptions, FeatureTable};
 use crate::logs::{LogError, LogSource};
 use crate::model::input::raw_inputs;
 use crate::model::registry::{Manifest, Registry};
-use crate::policy::{Candidates, PolicyRegistry, scheduling_order};
-use crate::scheduler::Scheduler;
+use crate::policy::{Candidates, Decisions, PolicyRegistry, scheduling_order};
 
 /// How many predictions the service keeps for `TopPredictions`.
 pub const KEPT_PREDICTIONS: usize = 10_000;
@@ -52,8 +52,8 @@ pub enum PlanError {
     Logs { path: PathBuf, problem: String },
     #[error(transparent)]
     Model(#[from] crate::model::ModelError),
-    #[error(transparent)]
-    Scheduler(#[from] crate::scheduler::SchedulerError),
+    #[error("the scheduler did not take the plan: {0}")]
+    Scheduler(String),
 }
 
 pub struct Planner {
@@ -63,7 +63,6 @@ pub struct Planner {
     model_name: String,
     policies: PolicyRegistry,
     features: Option<FeatureTable>,
-    predictions: Vec<Prediction>,
 }
 
 impl Planner {
@@ -81,7 +80,6 @@ impl Planner {
             model_name,
             policies,
             features: None,
-            predictions: Vec::new(),
         }
     }
 
@@ -95,10 +93,6 @@ impl Planner {
 
     pub fn policies(&self) -> &PolicyRegistry {
         &self.policies
-    }
-
-    pub fn predictions(&self) -> &[Prediction] {
-        &self.predictions
     }
 
     /// Recomputes the features from the logs. `Ok(false)`: there are no
@@ -123,10 +117,10 @@ impl Planner {
         Ok(true)
     }
 
-    /// Scores the kept features with the serving model, decides them with
-    /// the active policy and plans the scheduler. `Ok(None)`: no features
-    /// yet (no logs).
-    pub fn plan(&mut self, scheduler: &Mutex<Scheduler>) -> Result<Option<PlanSummary>, PlanError> {
+    /// Scores the kept features with the serving model and decides them
+    /// with the active policy: everything a plan needs, computed without
+    /// the scheduler. `Ok(None)`: no features yet (no logs).
+    pub fn prepare(&self) -> Result<Option<PreparedPlan>, PlanError> {
         let Some(table) = &self.features else {
             return Ok(None);
         };
@@ -137,12 +131,23 @@ impl Planner {
         for failure in &decided.failures {
             tracing::error!(%failure, "policy failed while planning and was unloaded");
         }
-        scheduler
-            .lock()
-            .expect("scheduler lock")
-            .plan(&candidates, &decided.decisions)?;
-        let decisions = &decided.decisions;
-        self.predictions = scheduling_order(&candidates, decisions)
+        let summary = PlanSummary {
+            keys: candidates.len(),
+            as_of_us: table.as_of,
+            model: model_label(&model.manifest),
+            policy: decided.policy,
+        };
+        Ok(Some(PreparedPlan {
+            candidates,
+            decisions: decided.decisions,
+            summary,
+        }))
+    }
+
+    /// The top predictions of a plan, in scheduling order.
+    pub fn top_predictions(plan: &PreparedPlan) -> Vec<Prediction> {
+        let (candidates, decisions) = (&plan.candidates, &plan.decisions);
+        scheduling_order(candidates, decisions)
             .into_iter()
             .take(KEPT_PREDICTIONS)
             .map(|i| Prediction {
@@ -157,16 +162,15 @@ impl Planner {
                 not_before_us: decisions.not_before_us[i],
                 size_bytes: candidates.size_bytes[i],
             })
-            .collect();
-        let summary = PlanSummary {
-            keys: candidates.len(),
-            as_of_us: table.as_of,
-            model: model_label(&model.manifest),
-            policy: decided.policy,
-        };
-        tracing::info!(keys = summary.keys, model = %summary.model, policy = %summary.policy, "planned");
-        Ok(Some(summary))
+            .collect()
     }
+}
+
+/// A plan computed beside the scheduler, to be handed to it whole.
+pub struct PreparedPlan {
+    pub candidates: Candidates,
+    pub decisions: Decisions,
+    pub summary: PlanSummary,
 }
 
 pub fn model_label(manifest: &Manifest) -> String {

@@ -41,26 +41,30 @@ impl Routing for RoutingApi {
                 return Err(invalid(format!("tables[{i}].table"), "is empty"));
             }
         }
-        let mut locations = Vec::with_capacity(total);
-        {
-            let scheduler = self.shared.scheduler();
-            let map = scheduler.map();
-            for group in &request.tables {
-                let table = map.find_table(&group.table);
-                locations.extend(group.keys.iter().map(|key| {
-                    let location = table
-                        .and_then(|table| map.find(table, key))
-                        .map(|id| map.record(id).location());
-                    let wire = match location {
-                        None => KeyLocation::Unknown,
-                        Some(Location::SourceOnly) => KeyLocation::SourceOnly,
-                        Some(Location::Current) => KeyLocation::Current,
-                        Some(Location::Stale) => KeyLocation::Stale,
-                    };
-                    wire as i32
-                }));
-            }
-        }
+        let locations = self
+            .shared
+            .scheduler
+            .run(move |scheduler| {
+                let map = scheduler.map();
+                let mut locations = Vec::with_capacity(total);
+                for group in &request.tables {
+                    let table = map.find_table(&group.table);
+                    locations.extend(group.keys.iter().map(|key| {
+                        let location = table
+                            .and_then(|table| map.find(table, key))
+                            .map(|id| map.record(id).location());
+                        let wire = match location {
+                            None => KeyLocation::Unknown,
+                            Some(Location::SourceOnly) => KeyLocation::SourceOnly,
+                            Some(Location::Current) => KeyLocation::Current,
+                            Some(Location::Stale) => KeyLocation::Stale,
+                        };
+                        wire as i32
+                    }));
+                }
+                locations
+            })
+            .await?;
         self.shared.metrics.lookups.add(total as u64);
         Ok(Response::new(proto::LookupResponse { locations }))
     }

@@ -18,10 +18,14 @@
 //! are the scheduler's and are not stored: a restart voids them and their
 //! keys are offered again.
 
+mod pipeline;
 mod store;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+pub use pipeline::DurableWatch;
+use pipeline::{Write, Writer};
 use store::Store;
 
 use crate::keys::{KeyArena, key_hasher};
@@ -99,8 +103,15 @@ impl KeyRecord {
 /// a redb file.
 pub struct LocationMap {
     path: PathBuf,
-    store: Store,
+    store: Arc<Store>,
+    /// Set by [`pipeline`](Self::pipeline): commits are written by this
+    /// writer thread instead of before `commit` returns.
+    writer: Option<Writer>,
+    /// Sequence number of the last commit (0: none yet).
+    committed: u64,
     tables: Vec<String>,
+    /// Tables registered since the last commit, stored with the next one.
+    unstored_tables: Vec<u32>,
     hasher: ahash::RandomState,
     keys: KeyArena,
     records: Vec<KeyRecord>,
@@ -164,7 +175,10 @@ impl LocationMap {
         let mut map = LocationMap {
             tables: store.tables()?,
             path,
-            store,
+            store: Arc::new(store),
+            writer: None,
+            committed: 0,
+            unstored_tables: Vec::new(),
             hasher: key_hasher(),
             keys: KeyArena::default(),
             records: Vec::new(),
@@ -218,14 +232,15 @@ impl LocationMap {
             .map(|id| id as u32)
     }
 
-    /// The id of `table`, registering (and storing) it when new.
+    /// The id of `table`, registering it when new (stored by the next
+    /// [`commit`](Self::commit)).
     pub fn table_id(&mut self, table: &str) -> Result<u32, StateError> {
         if let Some(id) = self.find_table(table) {
             return Ok(id);
         }
         let id = self.tables.len() as u32;
-        self.store.put_table(id, table)?;
         self.tables.push(table.to_string());
+        self.unstored_tables.push(id);
         Ok(id)
     }
 
@@ -285,29 +300,76 @@ impl LocationMap {
         )
     }
 
-    /// Stores `changes` and `settings` (name, JSON) in one durable
-    /// transaction, then applies the changes in memory. On error nothing
-    /// changes.
+    /// Stores `changes`, `settings` (name, JSON) and any new table names in
+    /// one transaction, and applies the changes in memory.
+    ///
+    /// By default the transaction is durable before this returns and on
+    /// error nothing changes. Once [`pipeline`](Self::pipeline)d, the write
+    /// goes to the writer thread and the changes apply at once: the commit
+    /// is durable when [`DurableWatch::durable`] resolves for
+    /// [`committed`](Self::committed), and an error here means an earlier
+    /// write failed (see [`pipeline`](pipeline)).
     pub fn commit(
         &mut self,
         changes: &[Change],
         settings: &[(&str, String)],
     ) -> Result<(), StateError> {
-        if changes.is_empty() && settings.is_empty() {
+        if changes.is_empty() && settings.is_empty() && self.unstored_tables.is_empty() {
             return Ok(());
         }
-        self.store.put(
-            changes
-                .iter()
-                .map(|&(id, record)| (self.table_of(id), self.key(id), record)),
-            settings,
-        )?;
+        let tables: Vec<(u32, String)> = self
+            .unstored_tables
+            .iter()
+            .map(|&id| (id, self.tables[id as usize].clone()))
+            .collect();
+        let settings: Vec<(String, String)> = settings
+            .iter()
+            .map(|(name, value)| (name.to_string(), value.clone()))
+            .collect();
+        match &self.writer {
+            None => self.store.put(
+                &tables,
+                changes
+                    .iter()
+                    .map(|&(id, record)| (self.table_of(id), self.key(id), record)),
+                &settings,
+            )?,
+            Some(writer) => writer
+                .send(Write {
+                    seq: self.committed + 1,
+                    tables,
+                    entries: changes
+                        .iter()
+                        .map(|&(id, record)| (self.table_of(id), self.key(id).into(), record))
+                        .collect(),
+                    settings,
+                })
+                .map_err(|problem| pipeline::store_error(&self.path, problem))?,
+        }
+        self.committed += 1;
+        self.unstored_tables.clear();
         for &(id, record) in changes {
             let before = std::mem::replace(&mut self.records[id.index()], record);
             self.totals[slot_of(&before)].remove(before.size_bytes);
             self.totals[slot_of(&record)].add(record.size_bytes);
         }
         Ok(())
+    }
+
+    /// From now on, commits are written by a writer thread that groups
+    /// them (see [`commit`](Self::commit)); the returned watch says when
+    /// each is durable. Dropping the map waits for the queued writes.
+    pub fn pipeline(&mut self) -> DurableWatch {
+        let writer = self
+            .writer
+            .get_or_insert_with(|| Writer::start(self.store.clone()));
+        writer.watch()
+    }
+
+    /// The sequence number of the last commit, to wait for with a
+    /// [`DurableWatch`].
+    pub fn committed(&self) -> u64 {
+        self.committed
     }
 
     /// A stored setting (JSON), if set.

@@ -145,13 +145,6 @@ impl Store {
         Ok(names)
     }
 
-    pub fn put_table(&self, id: u32, name: &str) -> Result<(), StateError> {
-        self.write(|txn| {
-            txn.open_table(TABLES)?.insert(id, name)?;
-            Ok(())
-        })
-    }
-
     /// Calls `visit` with every stored key, in stored order.
     pub fn for_each_key(
         &self,
@@ -177,13 +170,19 @@ impl Store {
         Ok(())
     }
 
-    /// Stores key records and settings in one transaction.
+    /// Stores new table names, key records and settings in one
+    /// transaction (durable when this returns).
     pub fn put<'k>(
         &self,
+        tables: &[(u32, String)],
         entries: impl Iterator<Item = (u32, &'k [u8], KeyRecord)>,
-        settings: &[(&str, String)],
+        settings: &[(String, String)],
     ) -> Result<(), StateError> {
         self.write(|txn| {
+            let mut names = txn.open_table(TABLES)?;
+            for (id, name) in tables {
+                names.insert(*id, name.as_str())?;
+            }
             let mut table = txn.open_table(KEYS)?;
             let mut stored = Vec::new();
             for (table_id, key, record) in entries {
@@ -192,7 +191,7 @@ impl Store {
             }
             let mut table = txn.open_table(SETTINGS)?;
             for (name, value) in settings {
-                table.insert(*name, value.as_str())?;
+                table.insert(name.as_str(), value.as_str())?;
             }
             Ok(())
         })

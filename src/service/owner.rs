@@ -1,0 +1,196 @@
+//! The scheduler's one owner: a thread that holds the [`Scheduler`] and
+//! runs what the handlers send it, one message at a time, so no handler
+//! ever takes a lock or blocks a tokio worker.
+//!
+//! - A handler sends a job (a closure over the scheduler) and awaits its
+//!   answer. Jobs are short: a lease, an extension, a look-up, applying
+//!   writes or scanned log files, swapping in a plan computed elsewhere.
+//! - Acknowledgements that queue up while the owner is busy are applied
+//!   together, in one commit.
+//! - Commits are pipelined (see [`crate::state::DurableWatch`]): the owner
+//!   applies a change in memory and goes on to the next message while the
+//!   state writer fsyncs; a call that changed something answers only once
+//!   its commit is durable. So a lease never waits behind an fsync.
+//! - A job that panics is reported and the owner goes on with the next one.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::mpsc;
+
+use tokio::sync::oneshot;
+use tonic::Status;
+
+use super::scheduler_status;
+use crate::scheduler::{Ack, AckOutcome, Scheduler, SchedulerError};
+use crate::state::DurableWatch;
+use crate::time::now_us;
+
+/// Most acknowledge calls one commit takes.
+const MOST_CALLS_PER_COMMIT: usize = 256;
+
+type Job = Box<dyn FnOnce(&mut Scheduler) + Send>;
+
+enum Message {
+    Run(Job),
+    Acknowledge(AckCall),
+}
+
+struct AckCall {
+    lease: u64,
+    acks: Vec<Ack>,
+    reply: oneshot::Sender<Result<(Vec<AckOutcome>, u64), Status>>,
+}
+
+/// The way to the owner thread; cheap to share.
+pub struct SchedulerOwner {
+    messages: mpsc::Sender<Message>,
+    durable: DurableWatch,
+}
+
+fn gone() -> Status {
+    Status::unavailable("the service is shutting down")
+}
+
+fn not_durable(problem: String) -> Status {
+    Status::unavailable(format!(
+        "the change could not be stored ({problem}); the service must restart"
+    ))
+}
+
+impl SchedulerOwner {
+    /// Moves `scheduler` onto its own thread, with pipelined commits. The
+    /// thread ends, and the scheduler's queued writes are flushed, when
+    /// the last [`SchedulerOwner`] is dropped.
+    pub fn start(mut scheduler: Scheduler) -> SchedulerOwner {
+        let durable = scheduler.pipeline();
+        let (messages, inbox) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("scheduler".into())
+            .spawn(move || own(scheduler, &inbox))
+            .expect("starting the scheduler's owner");
+        SchedulerOwner { messages, durable }
+    }
+
+    /// Runs `job` on the scheduler and returns what it returns.
+    pub async fn run<T: Send + 'static>(
+        &self,
+        job: impl FnOnce(&mut Scheduler) -> T + Send + 'static,
+    ) -> Result<T, Status> {
+        let (reply, answer) = oneshot::channel();
+        self.messages
+            .send(Message::Run(Box::new(move |scheduler| {
+                let _ = reply.send(job(scheduler));
+            })))
+            .map_err(|_| gone())?;
+        answer
+            .await
+            .map_err(|_| Status::internal("the scheduler failed while handling the call"))
+    }
+
+    /// Runs `job`, which may commit changes, and answers once they are
+    /// durable.
+    pub async fn run_durable<T: Send + 'static>(
+        &self,
+        job: impl FnOnce(&mut Scheduler) -> Result<T, SchedulerError> + Send + 'static,
+    ) -> Result<T, Status> {
+        let (result, commit) = self
+            .run(move |scheduler| {
+                let result = job(scheduler);
+                (result, scheduler.map().committed())
+            })
+            .await?;
+        let value = result.map_err(scheduler_status)?;
+        self.durable(commit).await?;
+        Ok(value)
+    }
+
+    /// Applies acknowledgements for `lease` (grouped with whatever other
+    /// calls are waiting) and answers once the accepted copies are durable.
+    pub async fn acknowledge(&self, lease: u64, acks: Vec<Ack>) -> Result<Vec<AckOutcome>, Status> {
+        let (reply, answer) = oneshot::channel();
+        self.messages
+            .send(Message::Acknowledge(AckCall { lease, acks, reply }))
+            .map_err(|_| gone())?;
+        let (outcomes, commit) = answer.await.map_err(|_| gone())??;
+        self.durable(commit).await?;
+        Ok(outcomes)
+    }
+
+    async fn durable(&self, commit: u64) -> Result<(), Status> {
+        self.durable
+            .clone()
+            .durable(commit)
+            .await
+            .map_err(not_durable)
+    }
+
+    /// Resolves if storing changes ever fails (the service must then stop).
+    pub async fn storage_failed(&self) -> String {
+        self.durable.clone().failed().await
+    }
+}
+
+fn own(mut scheduler: Scheduler, inbox: &mpsc::Receiver<Message>) {
+    let mut next = None;
+    loop {
+        let message = match next.take() {
+            Some(message) => message,
+            None => match inbox.recv() {
+                Ok(message) => message,
+                Err(_) => break,
+            },
+        };
+        match message {
+            Message::Run(job) => {
+                let ran = std::panic::catch_unwind(AssertUnwindSafe(|| job(&mut scheduler)));
+                if ran.is_err() {
+                    tracing::error!(
+                        "a scheduler call panicked; the call failed, the service goes on"
+                    );
+                }
+            }
+            Message::Acknowledge(first) => {
+                let mut group = vec![first];
+                while group.len() < MOST_CALLS_PER_COMMIT {
+                    match inbox.try_recv() {
+                        Ok(Message::Acknowledge(call)) => group.push(call),
+                        Ok(other) => {
+                            next = Some(other);
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
+                acknowledge_group(&mut scheduler, group);
+            }
+        }
+    }
+}
+
+fn acknowledge_group(scheduler: &mut Scheduler, group: Vec<AckCall>) {
+    let batch: Vec<(u64, &[Ack])> = group.iter().map(|c| (c.lease, c.acks.as_slice())).collect();
+    let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        scheduler.acknowledge_all(&batch, now_us())
+    }));
+    let commit = scheduler.map().committed();
+    match result {
+        Ok(Ok(outcomes)) => {
+            for (call, outcomes) in group.into_iter().zip(outcomes) {
+                let _ = call.reply.send(Ok((outcomes, commit)));
+            }
+        }
+        Ok(Err(error)) => {
+            let status = scheduler_status(error);
+            for call in group {
+                let _ = call.reply.send(Err(status.clone()));
+            }
+        }
+        Err(_) => {
+            tracing::error!("acknowledging panicked; the calls failed, the service goes on");
+            for call in group {
+                let _ = call.reply.send(Err(Status::internal(
+                    "acknowledging failed in the scheduler",
+                )));
+            }
+        }
+    }
+}
