@@ -1,6 +1,9 @@
 //! The gRPC service over loopback: lease + acknowledge throughput with 1, 8
 //! and 32 concurrent executors (1,000-key batches), with p50 and p99 lease
-//! latency, and batched location look-ups over one connection.
+//! latency, beside the same clients against a bare tonic server that
+//! answers the same message sizes and does no work (the machine's loopback
+//! gRPC limit); and batched location look-ups of random tracked keys over
+//! one connection.
 //!
 //! `cargo bench --bench service_throughput [-- KEYS]` (default 2 million).
 //! Plans KEYS keys into a location map once, then for each executor count
@@ -15,11 +18,15 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use rand::{Rng, SeedableRng};
+
 use shadowcast::config::{ServeArgs, ServeConfig};
 use shadowcast::policy::Decisions;
 use shadowcast::scheduler::{Scheduler, SchedulerConfig};
 use shadowcast::service::client::{Clients, connect};
+use shadowcast::service::proto::executor_server::{Executor, ExecutorServer};
 use shadowcast::service::proto::{self, key_ack};
+use tonic::{Request, Response, Status};
 
 const BATCH: u32 = 1_000;
 const RUN: Duration = Duration::from_secs(4);
@@ -53,6 +60,122 @@ async fn start(state: &Path) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
         .expect("serve");
     });
     (address_rx.await.expect("listening"), stop_tx)
+}
+
+/// The peer: a tonic server with the same API that answers every lease
+/// with the same 1,000 keys (as the service would send them) and every
+/// acknowledgement with 1,000 results, doing nothing else.
+struct Bare {
+    lease: proto::LeaseResponse,
+    ack: proto::AcknowledgeResponse,
+}
+
+#[tonic::async_trait]
+impl Executor for Bare {
+    async fn lease(
+        &self,
+        _: Request<proto::LeaseRequest>,
+    ) -> Result<Response<proto::LeaseResponse>, Status> {
+        Ok(Response::new(self.lease.clone()))
+    }
+
+    async fn extend_lease(
+        &self,
+        _: Request<proto::ExtendLeaseRequest>,
+    ) -> Result<Response<proto::ExtendLeaseResponse>, Status> {
+        Ok(Response::new(proto::ExtendLeaseResponse::default()))
+    }
+
+    async fn acknowledge(
+        &self,
+        _: Request<proto::AcknowledgeRequest>,
+    ) -> Result<Response<proto::AcknowledgeResponse>, Status> {
+        Ok(Response::new(self.ack.clone()))
+    }
+
+    async fn report_writes(
+        &self,
+        _: Request<proto::ReportWritesRequest>,
+    ) -> Result<Response<proto::ReportWritesResponse>, Status> {
+        Ok(Response::new(proto::ReportWritesResponse::default()))
+    }
+}
+
+async fn start_bare(
+    candidates: &shadowcast::policy::Candidates,
+) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
+    let keys = (0..BATCH as usize)
+        .map(|i| proto::LeasedKey {
+            table: candidates.tables.name(candidates.table_ids[i]).to_string(),
+            key: candidates.key(i).to_vec().into(),
+            size_bytes: candidates.size_bytes[i],
+            priority: 3,
+            destination: 0,
+            min_version: 0,
+        })
+        .collect();
+    let bare = Bare {
+        lease: proto::LeaseResponse {
+            lease_id: 1,
+            expires_at_us: 1,
+            keys,
+            ..Default::default()
+        },
+        ack: proto::AcknowledgeResponse {
+            results: (0..BATCH)
+                .map(|_| proto::KeyAckResult {
+                    outcome: proto::AckOutcome::Accepted as i32,
+                    latest_write: 0,
+                    reason: String::new(),
+                })
+                .collect(),
+        },
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        tonic::transport::Server::builder()
+            .add_service(ExecutorServer::new(bare))
+            .serve_with_incoming_shutdown(
+                tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+                async move {
+                    let _ = stop_rx.await;
+                },
+            )
+            .await
+            .expect("bare server");
+    });
+    (address, stop_tx)
+}
+
+/// One run of `executors` clients against `endpoint` for [`RUN`]: keys/s,
+/// lease p50 and p99, keys copied.
+async fn drive(endpoint: &str, executors: usize) -> (f64, Duration, Duration, u64) {
+    let mut clients = Vec::new();
+    for _ in 0..executors {
+        clients.push(connect(endpoint, None, None).await.unwrap());
+    }
+    let started = Instant::now();
+    let deadline = started + RUN;
+    let tasks: Vec<_> = clients
+        .into_iter()
+        .map(|c| tokio::spawn(executor(c, deadline)))
+        .collect();
+    let (mut copied, mut latencies) = (0, Vec::new());
+    for task in tasks {
+        let (n, l) = task.await.unwrap();
+        copied += n;
+        latencies.extend(l);
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    latencies.sort();
+    (
+        copied as f64 / elapsed,
+        percentile(&latencies, 0.5),
+        percentile(&latencies, 0.99),
+        copied,
+    )
 }
 
 /// Leases and acknowledges until `deadline` or no keys are left; returns
@@ -147,12 +270,26 @@ fn main() {
         .build()
         .unwrap();
     println!(
-        "{:>9} {:>12} {:>12} {:>12} {:>12}",
-        "executors", "keys/s", "lease p50", "lease p99", "keys copied"
+        "{:>9} | {:>12} {:>10} {:>10} {:>11} | {:>12} {:>10} {:>10} | {:>8}",
+        "executors",
+        "keys/s",
+        "lease p50",
+        "lease p99",
+        "keys copied",
+        "bare keys/s",
+        "bare p50",
+        "bare p99",
+        "share"
     );
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
     for executors in [1usize, 8, 32] {
         let state = fresh_state(dir.path(), &template, &format!("run-{executors}"));
         runtime.block_on(async {
+            let (bare_address, stop_bare) = start_bare(&candidates).await;
+            let (bare_rate, bare_p50, bare_p99, _) =
+                drive(&format!("http://{bare_address}"), executors).await;
+            let _ = stop_bare.send(());
+
             let (address, stop) = start(&state).await;
             let endpoint = format!("http://{address}");
             let mut admin = connect(&endpoint, None, None).await.unwrap();
@@ -163,72 +300,65 @@ fn main() {
                 })
                 .await
                 .unwrap();
-            let mut clients = Vec::new();
-            for _ in 0..executors {
-                clients.push(connect(&endpoint, None, None).await.unwrap());
-            }
-            let started = Instant::now();
-            let deadline = started + RUN;
-            let tasks: Vec<_> = clients
-                .into_iter()
-                .map(|c| tokio::spawn(executor(c, deadline)))
-                .collect();
-            let (mut copied, mut latencies) = (0, Vec::new());
-            for task in tasks {
-                let (n, l) = task.await.unwrap();
-                copied += n;
-                latencies.extend(l);
-            }
-            let elapsed = started.elapsed().as_secs_f64();
-            latencies.sort();
+            let (rate, p50, p99, copied) = drive(&endpoint, executors).await;
             println!(
-                "{:>9} {:>12.0} {:>10.2}ms {:>10.2}ms {:>12}",
+                "{:>9} | {:>12.0} {:>8.2}ms {:>8.2}ms {:>11} | {:>12.0} {:>8.2}ms {:>8.2}ms | {:>7.1}%",
                 executors,
-                copied as f64 / elapsed,
-                percentile(&latencies, 0.5).as_secs_f64() * 1e3,
-                percentile(&latencies, 0.99).as_secs_f64() * 1e3,
-                copied
+                rate,
+                ms(p50),
+                ms(p99),
+                copied,
+                bare_rate,
+                ms(bare_p50),
+                ms(bare_p99),
+                100.0 * rate / bare_rate
             );
             let _ = stop.send(());
         });
     }
 
-    // Look-ups: one connection, batches of 10,000 keys, for 3 s.
+    // Look-ups: one connection, batches of 10,000 keys drawn at random
+    // from all tracked keys, for 3 s.
     let state = fresh_state(dir.path(), &template, "run-lookup");
     runtime.block_on(async {
         let (address, stop) = start(&state).await;
         let mut clients = connect(&format!("http://{address}"), None, None)
             .await
             .unwrap();
-        let batch: Vec<proto::TableKeys> = ["users", "orders", "sessions", "carts"]
-            .iter()
-            .enumerate()
-            .map(|(t, table)| proto::TableKeys {
-                table: table.to_string(),
-                keys: (0..2_500)
-                    .map(|i| {
-                        format!("key:{:010}", (i * 4 + t) * 97 % keys)
-                            .into_bytes()
-                            .into()
-                    })
-                    .collect(),
-            })
-            .collect();
+        let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(5);
+        let mut batch = || -> Vec<proto::TableKeys> {
+            let mut tables: Vec<proto::TableKeys> = Vec::new();
+            for _ in 0..10_000 {
+                let i = rng.random_range(0..keys);
+                let table = candidates.tables.name(candidates.table_ids[i]);
+                let key = candidates.key(i).to_vec().into();
+                match tables.iter_mut().find(|t| t.table == table) {
+                    Some(group) => group.keys.push(key),
+                    None => tables.push(proto::TableKeys {
+                        table: table.to_string(),
+                        keys: vec![key],
+                    }),
+                }
+            }
+            tables
+        };
+        let batches: Vec<Vec<proto::TableKeys>> = (0..64).map(|_| batch()).collect();
         let started = Instant::now();
         let mut located = 0u64;
+        let mut next = 0;
         while started.elapsed() < Duration::from_secs(3) {
+            let tables = batches[next % batches.len()].clone();
+            next += 1;
             let answer = clients
                 .routing
-                .lookup(proto::LookupRequest {
-                    tables: batch.clone(),
-                })
+                .lookup(proto::LookupRequest { tables })
                 .await
                 .unwrap()
                 .into_inner();
             located += answer.locations.len() as u64;
         }
         println!(
-            "look-ups: {:.0} keys/s over one connection (batches of 10,000)",
+            "look-ups: {:.0} keys/s over one connection (batches of 10,000 random tracked keys)",
             located as f64 / started.elapsed().as_secs_f64()
         );
         let _ = stop.send(());

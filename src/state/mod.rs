@@ -392,3 +392,57 @@ impl LocationMap {
         self.keys.memory_bytes() + self.records.capacity() * std::mem::size_of::<KeyRecord>()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn copied(version: u64) -> KeyRecord {
+        KeyRecord {
+            copied_version: Some(version),
+            ..KeyRecord::new(10)
+        }
+    }
+
+    #[test]
+    fn pipelined_commits_are_durable_in_order_and_flushed_on_drop() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("locations.redb");
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        {
+            let mut map = LocationMap::open(&path).unwrap();
+            let mut watch = map.pipeline();
+            let users = map.table_id("users").unwrap();
+            let (a, _) = map.track(users, b"a", KeyRecord::new(10)).unwrap();
+            map.commit(&[(a, KeyRecord::new(10))], &[]).unwrap();
+            assert_eq!(map.committed(), 1);
+            // Applied in memory at once, before the writer is done.
+            map.commit(&[(a, copied(5))], &[("phase", "\"BACKGROUND\"".into())])
+                .unwrap();
+            assert_eq!(map.record(a).location(), Location::Current);
+            runtime.block_on(watch.durable(2)).unwrap();
+            let orders = map.table_id("orders").unwrap();
+            let (b, _) = map.track(orders, b"b", KeyRecord::new(7)).unwrap();
+            map.commit(&[(b, copied(1)), (a, copied(9))], &[]).unwrap();
+            assert!(watch.failure().is_none());
+            // Dropped without waiting: the writer finishes what was queued.
+        }
+        let map = LocationMap::open(&path).unwrap();
+        assert_eq!(map.tables(), ["users", "orders"]);
+        let a = map.find(0, b"a").unwrap();
+        let b = map.find(1, b"b").unwrap();
+        assert_eq!(
+            map.record(a).copied_version,
+            Some(9),
+            "the later commit wins"
+        );
+        assert_eq!(map.record(b).copied_version, Some(1));
+        assert_eq!(
+            map.setting("phase").unwrap().as_deref(),
+            Some("\"BACKGROUND\"")
+        );
+        assert_eq!(map.totals(Location::Current).keys, 2);
+    }
+}
