@@ -62,6 +62,7 @@ pub use confidence::{Confidence, ConfidenceConfig};
 pub use config::SchedulerConfig;
 pub use follow::{IngestReport, LogFollower, ScannedLogs};
 pub use phases::Phase;
+pub use queues::{Ranking, RankingInput};
 pub use sample::{SampleConfig, SampleOf, SampleShares};
 pub use status::{Counters, Gauges, Status, StatusExportError};
 
@@ -127,6 +128,8 @@ pub struct Scheduler {
     /// [`advance`](Scheduler::advance) measures it at most once per
     /// `confidence.measure_every_us`).
     last_confidence: Option<(i64, f64)>,
+    /// Counts rankings taken, so that an older one is never installed.
+    ranking_generation: u64,
 }
 
 impl Scheduler {
@@ -182,6 +185,7 @@ impl Scheduler {
             copied: VecDeque::new(),
             counters: Default::default(),
             last_confidence: None,
+            ranking_generation: 0,
             config,
             map,
         };

@@ -77,29 +77,117 @@ pub(super) fn class_slot(class: u8) -> usize {
         .expect("a known class")
 }
 
+/// What ranking needs of every key, taken from the scheduler so the sort
+/// can run beside it.
+pub struct RankingInput {
+    /// Which ranking this is: an older one is not installed over a newer.
+    generation: u64,
+    tables: usize,
+    /// Per key id: table, class slot ([`EXCLUDED`] for none) and benefit.
+    keys: Vec<(u32, u8, f32)>,
+}
+
+/// New work per table and class, best first, ready to install.
+pub struct Ranking {
+    generation: u64,
+    /// Keys that existed when the input was taken.
+    keys: usize,
+    orders: Vec<[Vec<KeyId>; 4]>,
+}
+
+/// A sort key ordering by benefit, highest first, then by key id: the
+/// benefit's bits mapped so that unsigned order is `f32::total_cmp` order,
+/// inverted, above the id.
+fn rank_key(benefit: f32, id: u32) -> u64 {
+    let bits = benefit.to_bits();
+    let ascending = if bits & 0x8000_0000 != 0 {
+        !bits
+    } else {
+        bits | 0x8000_0000
+    };
+    (u64::from(!ascending) << 32) | u64::from(id)
+}
+
+impl RankingInput {
+    /// Buckets keys by table and class and sorts each bucket by benefit
+    /// per byte (ties: key order). Needs no scheduler.
+    pub fn rank(self) -> Ranking {
+        let mut buckets: Vec<[Vec<u64>; 4]> =
+            (0..self.tables).map(|_| Default::default()).collect();
+        for (id, &(table, slot, benefit)) in self.keys.iter().enumerate() {
+            if slot != EXCLUDED {
+                buckets[table as usize][slot as usize].push(rank_key(benefit, id as u32));
+            }
+        }
+        let orders = buckets
+            .into_iter()
+            .map(|lists| {
+                lists.map(|mut sorted| {
+                    sorted.par_sort_unstable();
+                    sorted.into_iter().map(|k| KeyId(k as u32)).collect()
+                })
+            })
+            .collect();
+        Ranking {
+            generation: self.generation,
+            keys: self.keys.len(),
+            orders,
+        }
+    }
+}
+
 impl Scheduler {
     /// Ranks all new work per (table, class), best benefit per byte first.
     /// Keys to re-sync keep their place in line.
     pub(super) fn rebuild_queues(&mut self) {
+        let input = self.snapshot_for_ranking();
+        self.install_ranking(input.rank());
+    }
+
+    pub(super) fn snapshot_for_ranking(&mut self) -> RankingInput {
+        self.ranking_generation += 1;
+        let keys = self
+            .map
+            .ids()
+            .map(|id| {
+                let plan = &self.plans[id.index()];
+                let slot = if plan.class == EXCLUDED {
+                    EXCLUDED
+                } else {
+                    class_slot(plan.class) as u8
+                };
+                (self.map.table_of(id), slot, plan.benefit)
+            })
+            .collect();
+        RankingInput {
+            generation: self.ranking_generation,
+            tables: self.map.tables().len(),
+            keys,
+        }
+    }
+
+    /// Planning stage 3: puts a ranking in place of the lines of new work
+    /// (cursors back to the start), unless a newer ranking was taken since.
+    /// Keys tracked after its input was taken go last in their class, as
+    /// unscored keys do. Keys to re-sync keep their place.
+    pub fn install_ranking(&mut self, ranking: Ranking) {
+        if ranking.generation != self.ranking_generation {
+            return;
+        }
         let tables = self.map.tables().len();
         self.queues.resize_with(tables, TableQueues::default);
-        let mut buckets: Vec<[Vec<KeyId>; 4]> = (0..tables).map(|_| Default::default()).collect();
-        for id in self.map.ids() {
-            let plan = &self.plans[id.index()];
-            if plan.class != EXCLUDED {
-                buckets[self.map.table_of(id) as usize][class_slot(plan.class)].push(id);
+        for (queues, orders) in self.queues.iter_mut().zip(ranking.orders) {
+            for (queue, order) in queues.fresh.iter_mut().zip(orders) {
+                *queue = RankedQueue { order, cursor: 0 };
             }
         }
-        let plans = &self.plans;
-        for (queues, lists) in self.queues.iter_mut().zip(buckets) {
-            for (queue, mut order) in queues.fresh.iter_mut().zip(lists) {
-                order.par_sort_unstable_by(|a, b| {
-                    plans[b.index()]
-                        .benefit
-                        .total_cmp(&plans[a.index()].benefit)
-                        .then(a.cmp(b))
-                });
-                *queue = RankedQueue { order, cursor: 0 };
+        for index in ranking.keys..self.plans.len() {
+            let id = KeyId(index as u32);
+            let class = self.plans[index].class;
+            if class != EXCLUDED {
+                self.queues[self.map.table_of(id) as usize].fresh[class_slot(class)]
+                    .order
+                    .push(id);
             }
         }
     }
@@ -209,5 +297,46 @@ impl Scheduler {
                     || self.front_fresh(table, slot, now_us).is_some()
             })
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rank_keys_sort_like_benefit_descending_then_key_order() {
+        let benefits = [
+            0.5f32,
+            -0.0,
+            0.0,
+            f32::INFINITY,
+            1e-30,
+            -3.0,
+            0.5,
+            f32::MIN_POSITIVE,
+            7.25,
+            -f32::INFINITY,
+        ];
+        let mut by_comparator: Vec<u32> = (0..benefits.len() as u32).collect();
+        by_comparator.sort_by(|&a, &b| {
+            benefits[b as usize]
+                .total_cmp(&benefits[a as usize])
+                .then(a.cmp(&b))
+        });
+        let mut by_key: Vec<u64> = benefits
+            .iter()
+            .enumerate()
+            .map(|(id, &b)| rank_key(b, id as u32))
+            .collect();
+        by_key.sort_unstable();
+        let by_key: Vec<u32> = by_key.into_iter().map(|k| k as u32).collect();
+        assert_eq!(by_key, by_comparator);
+        assert_eq!(by_key[0], 3, "infinity first");
+        assert_eq!(
+            &by_key[1..4],
+            [8, 0, 6],
+            "7.25, then the tied 0.5s in key order"
+        );
     }
 }

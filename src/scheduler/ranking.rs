@@ -4,11 +4,22 @@
 
 use shadowcast_policy::abi::{FEATURE_NAMES, priority};
 
-use super::queues::EXCLUDED;
+use super::queues::{EXCLUDED, RankingInput};
 use super::settings::SAMPLE_DRAWN;
 use super::{Scheduler, SchedulerError, sample};
 use crate::policy::{Candidates, Decisions};
 use crate::state::{KeyId, KeyRecord};
+
+/// A plan must decide every candidate.
+fn check_plan(candidates: &Candidates, decisions: &Decisions) -> Result<(), SchedulerError> {
+    if candidates.len() != decisions.len() {
+        return Err(SchedulerError::MismatchedDecisions {
+            candidates: candidates.len(),
+            decisions: decisions.len(),
+        });
+    }
+    Ok(())
+}
 
 /// Bytes added to every key's size when ranking by benefit per byte: the
 /// fixed cost of moving a row, so empty rows do not rank infinitely high.
@@ -16,18 +27,31 @@ const PER_KEY_OVERHEAD_BYTES: f64 = 64.0;
 
 impl Scheduler {
     /// Scores every candidate with the policy's decisions, registers new
-    /// keys, draws the shadow sample (once), and re-ranks all work.
+    /// keys, draws the shadow sample (once), and re-ranks all work: the
+    /// stages below, in one call.
     pub fn plan(
         &mut self,
         candidates: &Candidates,
         decisions: &Decisions,
     ) -> Result<(), SchedulerError> {
-        if candidates.len() != decisions.len() {
-            return Err(SchedulerError::MismatchedDecisions {
-                candidates: candidates.len(),
-                decisions: decisions.len(),
-            });
-        }
+        check_plan(candidates, decisions)?;
+        self.score(candidates, decisions, 0..candidates.len())?;
+        let input = self.ranking_input()?;
+        self.install_ranking(input.rank());
+        Ok(())
+    }
+
+    /// Planning stage 1: scores `candidates[range]` with their decisions
+    /// and registers new keys (committed). A service runs it in slices so
+    /// that lease calls go on between them; the old ranking serves until
+    /// [`install_ranking`](Self::install_ranking).
+    pub fn score(
+        &mut self,
+        candidates: &Candidates,
+        decisions: &Decisions,
+        range: std::ops::Range<usize>,
+    ) -> Result<(), SchedulerError> {
+        check_plan(candidates, decisions)?;
         let feature = |name: &str| {
             FEATURE_NAMES
                 .iter()
@@ -37,7 +61,7 @@ impl Scheduler {
         };
         let (frequency, write_rate) = (feature("events_7d"), feature("change_rate_per_h"));
         let mut new_keys = Vec::new();
-        for i in 0..candidates.len() {
+        for i in range {
             let table = candidates.tables.name(candidates.table_ids[i]);
             let size = candidates.size_bytes[i];
             let (id, new) = self.track(table, candidates.key(i), size)?;
@@ -67,12 +91,18 @@ impl Scheduler {
             plan.not_before_us = decisions.not_before_us[i];
         }
         self.map.commit(&new_keys, &[])?;
+        Ok(())
+    }
+
+    /// Planning stage 2, after the last [`score`](Self::score): marks the
+    /// predicted-hot keys, draws the shadow sample (once), and takes what
+    /// ranking needs, to be ranked anywhere ([`RankingInput::rank`]).
+    pub fn ranking_input(&mut self) -> Result<RankingInput, SchedulerError> {
         self.mark_predicted_hot();
         if !self.sample_drawn {
             self.draw_sample()?;
         }
-        self.rebuild_queues();
-        Ok(())
+        Ok(self.snapshot_for_ranking())
     }
 
     fn mark_predicted_hot(&mut self) {

@@ -69,6 +69,10 @@ pub mod proto {
         tonic::include_file_descriptor_set!("shadowcast_descriptor");
 }
 
+/// Candidates scored per message to the scheduler's owner while re-planning:
+/// small enough that a lease waits at most a few milliseconds behind one.
+const SCORE_SLICE: usize = 50_000;
+
 /// What every handler shares.
 struct Shared {
     scheduler: SchedulerOwner,
@@ -103,21 +107,45 @@ impl Shared {
             .clone()
     }
 
-    /// Plans again from the kept features (after a model or policy change):
-    /// computed here, on a blocking thread, then handed to the scheduler's
-    /// owner whole. Executors keep leasing meanwhile.
+    /// Plans again from the kept features (after a model or policy change,
+    /// or on schedule). Everything heavy happens here, on a blocking
+    /// thread: scores and policy decisions, then the ranking sort. The
+    /// scheduler's owner only takes slices of scoring and the finished
+    /// ranking as separate messages, so executors keep leasing throughout.
     fn replan(&self, planner: &Planner) -> Result<(), planning::PlanError> {
         let Some(prepared) = planner.prepare()? else {
             return Ok(());
         };
-        let prepared = tokio::runtime::Handle::current()
-            .block_on(self.scheduler.run_durable(move |scheduler| {
-                scheduler.plan(&prepared.candidates, &prepared.decisions)?;
-                Ok(prepared)
-            }))
-            .map_err(|status| planning::PlanError::Scheduler(status.message().to_string()))?;
+        let runtime = tokio::runtime::Handle::current();
+        let swap_failed =
+            |status: tonic::Status| planning::PlanError::Scheduler(status.message().to_string());
+        let prepared = Arc::new(prepared);
+        let keys = prepared.candidates.len();
+        for start in (0..keys.max(1)).step_by(SCORE_SLICE) {
+            let slice = start..(start + SCORE_SLICE).min(keys);
+            let plan = prepared.clone();
+            runtime
+                .block_on(self.scheduler.run(move |scheduler| {
+                    scheduler.score(&plan.candidates, &plan.decisions, slice)
+                }))
+                .map_err(swap_failed)?
+                .map_err(|error| planning::PlanError::Scheduler(error.to_string()))?;
+        }
+        let input = runtime
+            .block_on(
+                self.scheduler
+                    .run_durable(|scheduler| scheduler.ranking_input()),
+            )
+            .map_err(swap_failed)?;
+        let ranking = input.rank();
+        runtime
+            .block_on(
+                self.scheduler
+                    .run(move |scheduler| scheduler.install_ranking(ranking)),
+            )
+            .map_err(swap_failed)?;
         let predictions = Planner::top_predictions(&prepared);
-        let summary = prepared.summary;
+        let summary = prepared.summary.clone();
         tracing::info!(keys = summary.keys, model = %summary.model, policy = %summary.policy, "planned");
         *self
             .serving
