@@ -64,6 +64,11 @@ pub struct ServeArgs {
     /// Seconds between scans of the logs for new files (0: off) [default: 10].
     #[arg(long, env = "SHADOWCAST_FOLLOW_SECONDS")]
     pub follow_seconds: Option<f64>,
+    /// How often the plan is made again from fresh features while serving
+    /// (e.g. 15m; `off` never), besides as soon as new logs hold a quarter as
+    /// many events as the plan saw [default: a quarter of the serving model's horizon].
+    #[arg(long, env = "SHADOWCAST_REPLAN_EVERY")]
+    pub replan_every: Option<String>,
     /// Seconds a lease lasts unless extended [default: 30].
     #[arg(long, env = "SHADOWCAST_LEASE_SECONDS")]
     pub lease_seconds: Option<f64>,
@@ -124,6 +129,7 @@ struct FileSettings {
     model: Option<String>,
     policies: Option<Vec<String>>,
     follow_seconds: Option<f64>,
+    replan_every: Option<String>,
     lease_seconds: Option<f64>,
     max_batch_keys: Option<usize>,
     max_batch_bytes: Option<u64>,
@@ -151,6 +157,15 @@ pub struct Tls {
     pub key: PathBuf,
 }
 
+/// When the service plans again while serving.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Replan {
+    /// Every quarter of the serving model's horizon.
+    QuarterHorizon,
+    Every(std::time::Duration),
+    Never,
+}
+
 /// Every setting of the service, checked.
 #[derive(Clone, Debug)]
 pub struct ServeConfig {
@@ -163,6 +178,7 @@ pub struct ServeConfig {
     pub policies: Vec<PolicyFile>,
     /// `None`: do not follow the logs.
     pub follow_every: Option<std::time::Duration>,
+    pub replan: Replan,
     pub scheduler: SchedulerConfig,
     pub tls: Option<Tls>,
     pub executor_tokens: Vec<String>,
@@ -235,6 +251,16 @@ impl ServeConfig {
             "follow_seconds",
             args.follow_seconds.or(file.follow_seconds).unwrap_or(10.0),
         )?;
+        let replan = match args.replan_every.or(file.replan_every).as_deref() {
+            None => Replan::QuarterHorizon,
+            Some("off" | "never" | "0") => Replan::Never,
+            Some(text) => crate::time::parse_duration(text)
+                .map(|us| Replan::Every(std::time::Duration::from_micros(us as u64)))
+                .map_err(|problem| ConfigError::Invalid {
+                    setting: "replan_every",
+                    problem,
+                })?,
+        };
         let tls = match (
             args.tls_cert.or(file.tls_cert),
             args.tls_key.or(file.tls_key),
@@ -304,6 +330,7 @@ impl ServeConfig {
                 .map(|spec| parse_policy(spec))
                 .collect(),
             follow_every: (follow > 0.0).then(|| std::time::Duration::from_secs_f64(follow)),
+            replan,
             scheduler,
             tls,
             executor_tokens,
@@ -389,6 +416,31 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(error.contains("threshold"), "{error}");
+        let error = ServeConfig::resolve(ServeArgs {
+            replan_every: Some("5 parsecs".into()),
+            ..Default::default()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("replan_every"), "{error}");
+    }
+
+    #[test]
+    fn replanning_defaults_to_a_quarter_horizon_and_takes_a_period_or_off() {
+        let replan = |every: Option<&str>| {
+            ServeConfig::resolve(ServeArgs {
+                replan_every: every.map(String::from),
+                ..Default::default()
+            })
+            .unwrap()
+            .replan
+        };
+        assert_eq!(replan(None), Replan::QuarterHorizon);
+        assert_eq!(
+            replan(Some("15m")),
+            Replan::Every(std::time::Duration::from_secs(900))
+        );
+        assert_eq!(replan(Some("off")), Replan::Never);
     }
 
     #[test]

@@ -3,6 +3,8 @@
 //! after copies, restarts, tokens, malformed requests, metrics, and full
 //! migrations with the reference executor on SQLite and PostgreSQL.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -55,15 +57,16 @@ struct Service {
 
 impl Service {
     fn start(dir: &Path, logs: &Path, extra: &[&str]) -> Service {
+        // Not following the logs unless the test says how often.
+        let follow: &[&str] = if extra.contains(&"--follow-seconds") {
+            &[]
+        } else {
+            &["--follow-seconds", "0"]
+        };
         let mut child = Command::new(BIN)
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--follow-seconds",
-                "0",
-                "--models",
-            ])
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(follow)
+            .arg("--models")
             .arg(models())
             .arg("--logs")
             .arg(logs)
@@ -119,6 +122,20 @@ impl Drop for Service {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// `GET /metrics` over plain HTTP/1.1 on the service's port: the page.
+fn metrics_page(address: &str) -> String {
+    let mut http = std::net::TcpStream::connect(address).unwrap();
+    write!(
+        http,
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut page = String::new();
+    http.read_to_string(&mut page).unwrap();
+    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+    page
 }
 
 fn lease_request(max_keys: u32) -> proto::LeaseRequest {
@@ -487,22 +504,14 @@ async fn malformed_requests_are_named_and_the_service_keeps_serving() {
     );
 
     // Prometheus metrics over plain HTTP/1.1 on the same port.
-    let mut http = std::net::TcpStream::connect(&service.address).unwrap();
-    write!(
-        http,
-        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut page = String::new();
-    http.read_to_string(&mut page).unwrap();
-    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+    let page = metrics_page(&service.address);
     for metric in [
         "shadowcast_keys_leased_total",
         "shadowcast_acks_total{outcome=\"stale\"}",
         "shadowcast_keys_redelivered_total",
         "shadowcast_queue_depth{priority=\"normal\"}",
         "shadowcast_phase{phase=\"SHADOWING\"} 1",
-        "shadowcast_plan_info{model=\"default/v1\",policy=\"builtin-default\"} 1",
+        "shadowcast_plan_info{model=\"default/v1\",policy=\"builtin-default\",logs=",
         "shadowcast_confidence",
     ] {
         assert!(page.contains(metric), "no {metric} in\n{page}");
@@ -613,6 +622,82 @@ async fn tokens_keep_executors_and_admins_apart() {
         .unwrap();
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("listen"));
+}
+
+/// The service plans again while serving: on its own schedule, from
+/// features recomputed from the logs it follows, so a key first seen after
+/// the start is scored and a lease goes on meanwhile; status and /metrics
+/// say when and from what the serving plan was made.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_plan_is_made_again_while_serving_from_the_logs_that_arrived() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = logs(dir.path());
+    let service = Service::start(
+        dir.path(),
+        &logs,
+        &["--follow-seconds", "0.2", "--replan-every", "2s"],
+    );
+    let mut clients = service.clients(None).await;
+    let first = status(&mut clients).await;
+    assert!(first.plans_made >= 1);
+    assert!(first.plan_made_at_us > 0 && first.plan_as_of_us > 0);
+    assert_eq!(first.plan_logs, logs.display().to_string());
+    assert!(first.plan_events >= 20_000, "{}", first.plan_events);
+
+    // A new file with a key nobody saw before, a minute after the last event.
+    let later_ms = first.plan_as_of_us / 1000 + 60_000;
+    let events: Vec<common::Event> = (0..50)
+        .map(|i| common::Event {
+            ts_ms: later_ms + i,
+            table: "late_arrivals",
+            key: "first-seen-late".into(),
+            op: "read",
+            size: 100,
+        })
+        .collect();
+    common::write_events(&logs.join("late").join("part-late.parquet"), &events, 1000);
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let fresh = loop {
+        let now = status(&mut clients).await;
+        if now.plan_as_of_us > first.plan_as_of_us {
+            break now;
+        }
+        assert!(Instant::now() < deadline, "no new plan: {now:?}");
+        // Executors keep leasing while plans are made.
+        clients.executor.lease(lease_request(5)).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(fresh.plans_made > first.plans_made);
+    assert_eq!(
+        fresh.plan_as_of_us,
+        (later_ms + 49) * 1000,
+        "cut-off at the newest event"
+    );
+    assert_eq!(fresh.plan_events, first.plan_events + 50);
+    let predictions = clients
+        .management
+        .top_predictions(proto::TopPredictionsRequest {
+            limit: 10_000,
+            table: "late_arrivals".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .predictions;
+    assert_eq!(predictions.len(), 1, "the late key is planned");
+    assert_eq!(&predictions[0].key[..], b"first-seen-late");
+
+    let metrics = metrics_page(&service.address);
+    let plans_total = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("shadowcast_plans_total "))
+        .expect("plans_total in /metrics");
+    assert!(plans_total.parse::<f64>().unwrap() >= 2.0, "{plans_total}");
+    assert!(
+        metrics.contains("shadowcast_plan_made_at_seconds "),
+        "{metrics}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

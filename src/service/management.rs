@@ -81,6 +81,11 @@ fn status_message(shared: &Shared, status: crate::scheduler::Status) -> proto::S
         model: serving.model,
         policy: serving.policy,
         json: status.to_json(),
+        plan_made_at_us: serving.made_at_us,
+        plan_as_of_us: serving.as_of_us,
+        plan_logs: serving.logs,
+        plan_events: serving.events,
+        plans_made: shared.plans_made.load(std::sync::atomic::Ordering::Relaxed),
     }
 }
 

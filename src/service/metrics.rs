@@ -213,15 +213,34 @@ fn render(shared: &Shared, gauges: Gauges) -> String {
     metric(
         "plan_info",
         "gauge",
-        "The model and policy of the current plan.",
+        "The model, policy and logs of the current plan.",
         &[(
             format!(
-                "{{model=\"{}\",policy=\"{}\"}}",
+                "{{model=\"{}\",policy=\"{}\",logs=\"{}\"}}",
                 escape(&serving.model),
-                escape(&serving.policy)
+                escape(&serving.policy),
+                escape(&serving.logs)
             ),
             1.0,
         )],
+    );
+    metric(
+        "plan_made_at_seconds",
+        "gauge",
+        "When the current plan was made (Unix time).",
+        &one(serving.made_at_us as f64 / 1e6),
+    );
+    metric(
+        "plan_as_of_seconds",
+        "gauge",
+        "Cut-off of the current plan's features (Unix time).",
+        &one(serving.as_of_us as f64 / 1e6),
+    );
+    metric(
+        "plans_total",
+        "counter",
+        "Plans made since the service started.",
+        &one(shared.plans_made.load(std::sync::atomic::Ordering::Relaxed) as f64),
     );
     metric(
         "planned_keys",

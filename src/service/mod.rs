@@ -43,6 +43,7 @@ mod owner;
 pub mod planning;
 mod routing;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -52,7 +53,7 @@ use tokio::sync::Notify;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Identity, Server, ServerTlsConfig};
 
-use crate::config::ServeConfig;
+use crate::config::{Replan, ServeConfig};
 use crate::model::registry::Registry;
 use crate::policy::{PolicyHost, PolicyLimits, PolicyRegistry};
 use crate::scheduler::{LogFollower, Scheduler};
@@ -81,6 +82,9 @@ struct Shared {
     /// (readable while a re-plan runs).
     serving: Mutex<PlanSummary>,
     predictions: Mutex<Arc<Vec<planning::Prediction>>>,
+    /// Plans made since the start, and log events followed since the last.
+    plans_made: AtomicU64,
+    events_since_plan: AtomicU64,
     /// Woken when keys may have become available to lease.
     work: Notify,
     metrics: metrics::Requests,
@@ -155,6 +159,7 @@ impl Shared {
             .predictions
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(predictions);
+        self.plans_made.fetch_add(1, Ordering::Relaxed);
         self.work.notify_waiters();
         Ok(())
     }
@@ -197,6 +202,8 @@ pub async fn serve(
         planner: Mutex::new(planner),
         serving: Mutex::new(PlanSummary::default()),
         predictions: Mutex::new(Arc::new(Vec::new())),
+        plans_made: AtomicU64::new(0),
+        events_since_plan: AtomicU64::new(0),
         work: Notify::new(),
         metrics: Default::default(),
     });
@@ -299,6 +306,9 @@ fn follow_once(shared: &Shared, follower: &mut LogFollower) -> Result<()> {
         )
         .map_err(|status| anyhow::anyhow!("applying log files: {}", status.message()))?;
     follower.applied(&report);
+    shared
+        .events_since_plan
+        .fetch_add(report.events, Ordering::Relaxed);
     tracing::info!(
         files = report.files,
         events = report.events,
@@ -373,6 +383,12 @@ fn spawn_background(
             ticker.work.notify_waiters();
         }
     }));
+    if config.replan != Replan::Never {
+        tasks.push(tokio::spawn(replan_while_serving(
+            shared.clone(),
+            config.replan,
+        )));
+    }
     if let Some(period) = config.follow_every {
         let shared = shared.clone();
         tasks.push(tokio::spawn(async move {
@@ -402,6 +418,56 @@ fn spawn_background(
         }));
     }
     tasks
+}
+
+/// Shortest wait before a failed re-plan is tried again.
+const REPLAN_RETRY: Duration = Duration::from_secs(30);
+
+/// Keeps the plan fresh: makes it again from features recomputed from the
+/// logs every `replan` period, or sooner once the followed logs hold a
+/// quarter as many events as the serving plan saw (keys first seen since
+/// are scored too). Runs on a blocking thread beside the scheduler.
+async fn replan_while_serving(shared: Arc<Shared>, replan: Replan) {
+    let mut every = tokio::time::interval(Duration::from_secs(1));
+    let mut last_attempt: Option<std::time::Instant> = None;
+    loop {
+        every.tick().await;
+        let serving = shared.serving();
+        let period = match replan {
+            Replan::Every(period) => period,
+            Replan::QuarterHorizon => {
+                Duration::from_secs((serving.horizon_seconds / 4).max(60) as u64)
+            }
+            Replan::Never => return,
+        };
+        let age = Duration::from_micros((now_us() - serving.made_at_us).max(0) as u64);
+        let fresh_events = shared.events_since_plan.load(Ordering::Relaxed);
+        let enough_new_logs = fresh_events > 0 && fresh_events.saturating_mul(4) >= serving.events;
+        let backing_off = last_attempt.is_some_and(|at| at.elapsed() < REPLAN_RETRY.min(period));
+        if backing_off || !(age >= period || enough_new_logs) {
+            continue;
+        }
+        last_attempt = Some(std::time::Instant::now());
+        let planning = shared.clone();
+        let planned = tokio::task::spawn_blocking(move || {
+            let mut planner = planning.planner();
+            if !planner.refresh_features()? {
+                return Ok(());
+            }
+            planning
+                .events_since_plan
+                .fetch_sub(fresh_events, Ordering::Relaxed);
+            planning.replan(&planner)
+        })
+        .await;
+        match planned {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => {
+                tracing::error!(%error, "re-planning failed; the previous plan stays")
+            }
+            Err(error) => tracing::error!(%error, "re-planning failed; the previous plan stays"),
+        }
+    }
 }
 
 /// Maps a scheduler error to the gRPC status a caller should see.

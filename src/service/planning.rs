@@ -40,9 +40,16 @@ pub struct Prediction {
 #[derive(Clone, Debug, Default)]
 pub struct PlanSummary {
     pub keys: usize,
+    /// When the plan was made.
+    pub made_at_us: i64,
+    /// The features' cut-off.
     pub as_of_us: i64,
-    /// `name/version` of the model.
+    /// The logs the features were computed from, and how many events.
+    pub logs: String,
+    pub events: u64,
+    /// `name/version` of the model, and its horizon.
     pub model: String,
+    pub horizon_seconds: i64,
     pub policy: String,
 }
 
@@ -133,8 +140,12 @@ impl Planner {
         }
         let summary = PlanSummary {
             keys: candidates.len(),
+            made_at_us: crate::time::now_us(),
             as_of_us: table.as_of,
+            logs: self.logs.display().to_string(),
+            events: table.events_scanned,
             model: model_label(&model.manifest),
+            horizon_seconds: model.manifest.window.horizon_seconds,
             policy: decided.policy,
         };
         Ok(Some(PreparedPlan {
