@@ -105,6 +105,7 @@ fn accounting_matches_the_hand_computed_migration() {
         strategies: STRATEGIES.to_vec(),
         scheduler: SchedulerConfig::default(),
         seed: 1,
+        replan_every_us: None,
     };
     let simulation = simulate::simulate(&source, &options, &Inputs::default(), &|_| {}).unwrap();
     assert_eq!((simulation.keys, simulation.bytes), (10, 10_000));
@@ -178,6 +179,7 @@ fn shadowing_moves_on_once_its_keys_are_copied_so_the_budget_is_used() {
                 ..SchedulerConfig::default()
             },
             seed: 1,
+            replan_every_us: None,
         };
         let simulation =
             simulate::simulate(&source, &options, &Inputs::default(), &|_| {}).unwrap();
@@ -191,6 +193,54 @@ fn shadowing_moves_on_once_its_keys_are_copied_so_the_budget_is_used() {
         (1000..=2000).contains(&held),
         "held in SHADOWING: only the shadow keys move ({held} B)"
     );
+}
+
+/// Re-planning during the window catches a key that turns hot after the
+/// start. The hand-worked log plus 20 reads of `k9` between start + 10 s
+/// and start + 30 s, and 6 more just after cutover (18 reads after cutover
+/// in all). At a 20% budget (20 B/s) keys go out at 0, 49.05 and 99.05 s
+/// (each 1000 B debt takes 50 s to repay). The whole key space is the
+/// shadow sample, so only the ranking decides.
+/// - Planned once (as of the start): `k7` (5 reads), `k3` (3), then the
+///   first of the one-event keys, `k0`. Served after cutover: `k7` twice,
+///   `k0` once, then the 4 reads at +60 s and `k9`'s at the end, copied by
+///   then: 8.
+/// - Re-planned every 40 s: at 40 s `k9` has 21 events and goes out at
+///   49.05 s, `k3` at 99.05 s. Served: `k7` twice, `k9` six times, then
+///   the same 5 later reads: 13.
+#[test]
+fn replanning_during_the_window_catches_a_key_that_turns_hot() {
+    let dir = tempfile::tempdir().unwrap();
+    hand_checked_log(dir.path());
+    let mut events: Vec<Event> = (0..20)
+        .map(|i| event(START_MS + 10_000 + i * 1000, "k9", "read"))
+        .collect();
+    events.extend((0..6).map(|_| event(START_MS + 100_500, "k9", "read")));
+    events.sort_by_key(|e| e.ts_ms);
+    write_events(&dir.path().join("hot-k9.parquet"), &events, 1000);
+    let source = LogSource::open(dir.path()).unwrap();
+    let served = |replan_every_us: Option<i64>| {
+        let mut scheduler = SchedulerConfig::default();
+        scheduler.sample.fraction = 1.0;
+        let options = SimulationOptions {
+            timeline: Timeline::new(START_MS * 1000, 100 * SECOND_US, 100 * SECOND_US, SECOND_US)
+                .unwrap(),
+            budgets: vec![0.2],
+            background_factor: 10.0,
+            strategies: vec![Strategy::MostFrequent],
+            scheduler,
+            seed: 1,
+            replan_every_us,
+        };
+        let simulation =
+            simulate::simulate(&source, &options, &Inputs::default(), &|_| {}).unwrap();
+        let figures = &simulation.run(Strategy::MostFrequent, 0.2).unwrap().figures;
+        assert_eq!(figures.after_cutover.reads, 18);
+        assert_eq!(figures.copied_before_cutover.bytes, 3000);
+        figures.after_cutover.served
+    };
+    assert_eq!(served(None), 8, "planned once");
+    assert_eq!(served(Some(40 * SECOND_US)), 13, "re-planned every 40 s");
 }
 
 #[test]

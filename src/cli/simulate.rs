@@ -72,6 +72,9 @@ pub struct SimulateArgs {
     /// Seeds the random strategy and the model's training sample.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Plan the forecasting strategies again every this long (e.g. 1h), from features as of each time, as `serve --replan-every` does. Default: plan once, at the start.
+    #[arg(long, value_parser = parse_duration)]
+    pub replan_every: Option<i64>,
 }
 
 pub fn simulate_command(args: SimulateArgs) -> Result<()> {
@@ -110,6 +113,7 @@ pub fn simulate_command(args: SimulateArgs) -> Result<()> {
         strategies: args.strategies.clone(),
         scheduler: SchedulerConfig::default(),
         seed: args.seed,
+        replan_every_us: args.replan_every,
     };
     let simulation = simulate::simulate(&source, &options, &inputs, &|step| {
         bar.set_message(step.to_string())

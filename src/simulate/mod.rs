@@ -224,6 +224,10 @@ pub struct SimulationOptions {
     pub scheduler: SchedulerConfig,
     /// Seeds the random strategy.
     pub seed: u64,
+    /// Plan the predictive strategies again every this long, from features
+    /// as of each time, as the service does while serving (`None`: plan
+    /// once, at the start).
+    pub replan_every_us: Option<i64>,
 }
 
 /// The model and policy the strategies that need them use.
@@ -314,6 +318,29 @@ pub fn simulate(
             "cannot apply: the logs give every key a size of 0 bytes before the start, and budgets are shares of the bytes",
         ));
     }
+    let replan_times: Vec<i64> = match options.replan_every_us {
+        Some(every) => (1..)
+            .map(|k| timeline.start_us + k * every)
+            .take_while(|&at| at < timeline.end_us)
+            .collect(),
+        None => Vec::new(),
+    };
+    let mut replan_features = Vec::with_capacity(replan_times.len());
+    for (k, &at) in replan_times.iter().enumerate() {
+        on_step(&format!(
+            "features for re-plan {}/{}",
+            k + 1,
+            replan_times.len()
+        ));
+        replan_features.push(features::compute(
+            source,
+            FeatureOptions {
+                as_of: at,
+                since: None,
+            },
+            &|_| {},
+        )?);
+    }
     let context = PlanContext {
         features: &features,
         rows: &rows,
@@ -322,6 +349,7 @@ pub fn simulate(
         traffic: &traffic,
         options,
         inputs,
+        half_life,
     };
     let window_s = timeline.window_us() as f64 / SECOND_US as f64;
     on_step(&format!(
@@ -355,8 +383,22 @@ pub fn simulate(
                         plain_order: !predictive(strategy),
                         give_up_us: give_up(timeline, bytes, rate_after),
                     };
-                    let figures =
-                        replay::replay(&traffic, &run, &planned.candidates, &planned.decisions)?;
+                    let replans = if replans_strategy(strategy) {
+                        replan_times.as_slice()
+                    } else {
+                        &[]
+                    };
+                    let replan = |k: usize| {
+                        let planned = context.plan_from(strategy, &replan_features[k]);
+                        (planned.candidates, planned.decisions)
+                    };
+                    let figures = replay::replay(
+                        &traffic,
+                        &run,
+                        (&planned.candidates, &planned.decisions),
+                        replans,
+                        &replan,
+                    )?;
                     Ok(RunResult {
                         strategy,
                         budget,
@@ -406,6 +448,18 @@ fn check(options: &SimulationOptions, inputs: &Inputs) -> Result<(), SimulateErr
     if options.strategies.is_empty() {
         return Err(invalid("strategies", "needs at least one strategy"));
     }
+    if let Some(every) = options.replan_every_us
+        && every < options.timeline.step_us
+    {
+        return Err(invalid(
+            "replan_every",
+            format!(
+                "must be at least the step ({} s), got {} s",
+                options.timeline.step_us as f64 / SECOND_US as f64,
+                every as f64 / SECOND_US as f64
+            ),
+        ));
+    }
     for strategy in &options.strategies {
         let needs_model = matches!(strategy, Strategy::Model | Strategy::ModelPolicy);
         if needs_model && inputs.model.is_none() {
@@ -428,6 +482,16 @@ fn predictive(strategy: Strategy) -> bool {
     !matches!(
         strategy,
         Strategy::Nothing | Strategy::KeyOrder | Strategy::Random
+    )
+}
+
+/// Strategies that forecast from the logs, and so are planned again from
+/// fresher logs when the simulation re-plans (the plain orders are not
+/// forecasts; the oracle already knows the future).
+fn replans_strategy(strategy: Strategy) -> bool {
+    matches!(
+        strategy,
+        Strategy::MostFrequent | Strategy::Decayed | Strategy::Model | Strategy::ModelPolicy
     )
 }
 
@@ -482,6 +546,7 @@ fn accesses_only(accesses: Vec<f64>) -> Scores {
 }
 
 /// What every strategy's plan is made from.
+#[derive(Clone, Copy)]
 struct PlanContext<'a> {
     features: &'a FeatureTable,
     rows: &'a [KeyFeatures],
@@ -491,9 +556,27 @@ struct PlanContext<'a> {
     traffic: &'a Traffic,
     options: &'a SimulationOptions,
     inputs: &'a Inputs<'a>,
+    /// The decayed counter's tuned half-life (index).
+    half_life: usize,
 }
 
 impl PlanContext<'_> {
+    /// A forecasting strategy's plan from `features` taken later than the
+    /// start (a re-plan): the same scoring, on fresher logs.
+    fn plan_from(&self, strategy: Strategy, features: &FeatureTable) -> Planned {
+        let rows: Vec<KeyFeatures> = features.rows().collect();
+        let heuristics = evaluate::heuristics(&rows, self.half_life, self.options.seed);
+        let sizes: Vec<u64> = rows.iter().map(|r| r.size_last.max(0) as u64).collect();
+        PlanContext {
+            features,
+            rows: &rows,
+            sizes: &sizes,
+            heuristics: &heuristics,
+            ..*self
+        }
+        .plan(strategy)
+    }
+
     fn plan(&self, strategy: Strategy) -> Planned {
         let PlanContext {
             features,
@@ -503,6 +586,7 @@ impl PlanContext<'_> {
             traffic,
             options,
             inputs,
+            half_life: _,
         } = *self;
         let heuristic = |method: &str| {
             heuristics
@@ -535,7 +619,7 @@ impl PlanContext<'_> {
             }
             Strategy::Oracle => accesses_only(reads_after_cutover(rows, traffic, options.timeline)),
         };
-        let candidates = Candidates::from_features(features, &scores, options.timeline.start_us);
+        let candidates = Candidates::from_features(features, &scores, features.as_of);
         let decisions = match (strategy, inputs.policy) {
             (Strategy::ModelPolicy, Some(policies)) => {
                 let decided = policies.decide(&candidates);

@@ -110,13 +110,17 @@ pub struct Run {
 }
 
 /// Replays `traffic` through a fresh in-memory scheduler planned with
-/// `candidates` and `decisions`.
+/// `planned` (candidates and decisions); at each of `replans` (times) the
+/// scheduler is planned again with `replan(index)`, at the first step
+/// boundary at or after it, as a service re-planning while serving.
 pub fn replay(
     traffic: &Traffic,
     run: &Run,
-    candidates: &Candidates,
-    decisions: &Decisions,
+    planned: (&Candidates, &Decisions),
+    replans: &[i64],
+    replan: &dyn Fn(usize) -> (Candidates, Decisions),
 ) -> Result<Figures, SchedulerError> {
+    let (candidates, decisions) = planned;
     let timeline = run.timeline;
     let config = SchedulerConfig {
         // Copies are acknowledged at the end of their step: leases outlive
@@ -146,7 +150,13 @@ pub fn replay(
         next_event: 0,
     };
     let mut t = timeline.start_us;
+    let mut next_replan = 0;
     while t < run.give_up_us {
+        while replans.get(next_replan).is_some_and(|&at| at <= t) {
+            let (candidates, decisions) = replan(next_replan);
+            replay.scheduler.plan(&candidates, &decisions)?;
+            next_replan += 1;
+        }
         if t == timeline.cutover_us {
             replay.cut_over(run.rate_after)?;
         }
