@@ -2,8 +2,9 @@
 //! and 32 concurrent executors (1,000-key batches), with p50 and p99 lease
 //! latency, beside the same clients against a bare tonic server that
 //! answers the same message sizes and does no work (the machine's loopback
-//! gRPC limit); and batched location look-ups of random tracked keys over
-//! one connection.
+//! gRPC limit); executors acknowledge per key, then in the compact form
+//! (the whole lease copied at the versions leased). Then batched location
+//! look-ups of random tracked keys over one connection.
 //!
 //! `cargo bench --bench service_throughput [-- KEYS]` (default 2 million).
 //! Plans KEYS keys into a location map once, then for each executor count
@@ -62,6 +63,14 @@ async fn start(state: &Path) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
     (address_rx.await.expect("listening"), stop_tx)
 }
 
+/// How executors acknowledge: a result per key, or the compact form (the
+/// lease's keys all copied at the versions leased).
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum AckForm {
+    PerKey,
+    Compact,
+}
+
 /// The peer: a tonic server with the same API that answers every lease
 /// with the same 1,000 keys (as the service would send them) and every
 /// acknowledgement with 1,000 results, doing nothing else.
@@ -88,8 +97,14 @@ impl Executor for Bare {
 
     async fn acknowledge(
         &self,
-        _: Request<proto::AcknowledgeRequest>,
+        request: Request<proto::AcknowledgeRequest>,
     ) -> Result<Response<proto::AcknowledgeResponse>, Status> {
+        if request.get_ref().others_copied_at_leased_version {
+            return Ok(Response::new(proto::AcknowledgeResponse {
+                others_accepted: u64::from(BATCH),
+                ..Default::default()
+            }));
+        }
         Ok(Response::new(self.ack.clone()))
     }
 
@@ -129,6 +144,7 @@ async fn start_bare(
                     reason: String::new(),
                 })
                 .collect(),
+            ..Default::default()
         },
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -151,7 +167,7 @@ async fn start_bare(
 
 /// One run of `executors` clients against `endpoint` for [`RUN`]: keys/s,
 /// lease p50 and p99, keys copied.
-async fn drive(endpoint: &str, executors: usize) -> (f64, Duration, Duration, u64) {
+async fn drive(endpoint: &str, executors: usize, form: AckForm) -> (f64, Duration, Duration, u64) {
     let mut clients = Vec::new();
     for _ in 0..executors {
         clients.push(connect(endpoint, None, None).await.unwrap());
@@ -160,7 +176,7 @@ async fn drive(endpoint: &str, executors: usize) -> (f64, Duration, Duration, u6
     let deadline = started + RUN;
     let tasks: Vec<_> = clients
         .into_iter()
-        .map(|c| tokio::spawn(executor(c, deadline)))
+        .map(|c| tokio::spawn(executor(c, deadline, form)))
         .collect();
     let (mut copied, mut latencies) = (0, Vec::new());
     for task in tasks {
@@ -180,7 +196,7 @@ async fn drive(endpoint: &str, executors: usize) -> (f64, Duration, Duration, u6
 
 /// Leases and acknowledges until `deadline` or no keys are left; returns
 /// keys copied and each lease call's latency.
-async fn executor(mut clients: Clients, deadline: Instant) -> (u64, Vec<Duration>) {
+async fn executor(mut clients: Clients, deadline: Instant, form: AckForm) -> (u64, Vec<Duration>) {
     let mut copied = 0;
     let mut latencies = Vec::new();
     while Instant::now() < deadline {
@@ -201,21 +217,25 @@ async fn executor(mut clients: Clients, deadline: Instant) -> (u64, Vec<Duration
         if lease.keys.is_empty() {
             break;
         }
-        let acks = lease
-            .keys
-            .into_iter()
-            .map(|key| proto::KeyAck {
-                result: Some(key_ack::Result::CopiedVersion(key.min_version)),
-                table: key.table,
-                key: key.key,
-            })
-            .collect::<Vec<_>>();
-        copied += acks.len() as u64;
+        copied += lease.keys.len() as u64;
+        let acks = match form {
+            AckForm::PerKey => lease
+                .keys
+                .into_iter()
+                .map(|key| proto::KeyAck {
+                    result: Some(key_ack::Result::CopiedVersion(key.min_version)),
+                    table: key.table,
+                    key: key.key,
+                })
+                .collect::<Vec<_>>(),
+            AckForm::Compact => Vec::new(),
+        };
         clients
             .executor
             .acknowledge(proto::AcknowledgeRequest {
                 lease_id: lease.lease_id,
                 acks,
+                others_copied_at_leased_version: form == AckForm::Compact,
             })
             .await
             .expect("acknowledge");
@@ -270,7 +290,8 @@ fn main() {
         .build()
         .unwrap();
     println!(
-        "{:>9} | {:>12} {:>10} {:>10} {:>11} | {:>12} {:>10} {:>10} | {:>8}",
+        "{:>8} {:>9} | {:>12} {:>10} {:>10} {:>11} | {:>12} {:>10} {:>10} | {:>8}",
+        "acks",
         "executors",
         "keys/s",
         "lease p50",
@@ -282,39 +303,45 @@ fn main() {
         "share"
     );
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
-    for executors in [1usize, 8, 32] {
-        let state = fresh_state(dir.path(), &template, &format!("run-{executors}"));
-        runtime.block_on(async {
-            let (bare_address, stop_bare) = start_bare(&candidates).await;
-            let (bare_rate, bare_p50, bare_p99, _) =
-                drive(&format!("http://{bare_address}"), executors).await;
-            let _ = stop_bare.send(());
+    for form in [AckForm::PerKey, AckForm::Compact] {
+        for executors in [1usize, 8, 32] {
+            let state = fresh_state(dir.path(), &template, &format!("run-{form:?}-{executors}"));
+            runtime.block_on(async {
+                let (bare_address, stop_bare) = start_bare(&candidates).await;
+                let (bare_rate, bare_p50, bare_p99, _) =
+                    drive(&format!("http://{bare_address}"), executors, form).await;
+                let _ = stop_bare.send(());
 
-            let (address, stop) = start(&state).await;
-            let endpoint = format!("http://{address}");
-            let mut admin = connect(&endpoint, None, None).await.unwrap();
-            admin
-                .management
-                .force_phase(proto::ForcePhaseRequest {
-                    phase: proto::Phase::Background as i32,
-                })
-                .await
-                .unwrap();
-            let (rate, p50, p99, copied) = drive(&endpoint, executors).await;
-            println!(
-                "{:>9} | {:>12.0} {:>8.2}ms {:>8.2}ms {:>11} | {:>12.0} {:>8.2}ms {:>8.2}ms | {:>7.1}%",
-                executors,
-                rate,
-                ms(p50),
-                ms(p99),
-                copied,
-                bare_rate,
-                ms(bare_p50),
-                ms(bare_p99),
-                100.0 * rate / bare_rate
-            );
-            let _ = stop.send(());
-        });
+                let (address, stop) = start(&state).await;
+                let endpoint = format!("http://{address}");
+                let mut admin = connect(&endpoint, None, None).await.unwrap();
+                admin
+                    .management
+                    .force_phase(proto::ForcePhaseRequest {
+                        phase: proto::Phase::Background as i32,
+                    })
+                    .await
+                    .unwrap();
+                let (rate, p50, p99, copied) = drive(&endpoint, executors, form).await;
+                println!(
+                    "{:>8} {:>9} | {:>12.0} {:>8.2}ms {:>8.2}ms {:>11} | {:>12.0} {:>8.2}ms {:>8.2}ms | {:>7.1}%",
+                    match form {
+                        AckForm::PerKey => "per-key",
+                        AckForm::Compact => "compact",
+                    },
+                    executors,
+                    rate,
+                    ms(p50),
+                    ms(p99),
+                    copied,
+                    bare_rate,
+                    ms(bare_p50),
+                    ms(bare_p99),
+                    100.0 * rate / bare_rate
+                );
+                let _ = stop.send(());
+            });
+        }
     }
 
     // Look-ups: one connection, batches of 10,000 keys drawn at random

@@ -286,6 +286,7 @@ async fn expired_leases_are_offered_again_and_acks_are_judged_by_version() {
     let ack = |version| proto::AcknowledgeRequest {
         lease_id: again.lease_id,
         acks: vec![copied(&key, version)],
+        others_copied_at_leased_version: false,
     };
     let outcome = |r: proto::AcknowledgeResponse| r.results[0].outcome;
     let accepted = clients
@@ -366,6 +367,7 @@ async fn expired_leases_are_offered_again_and_acks_are_judged_by_version() {
         .acknowledge(proto::AcknowledgeRequest {
             lease_id: resync.lease_id,
             acks: vec![copied(&resync.keys[0], version + 10)],
+            others_copied_at_leased_version: false,
         })
         .await
         .unwrap()
@@ -415,6 +417,7 @@ async fn malformed_requests_are_named_and_the_service_keeps_serving() {
     );
     let no_result = proto::AcknowledgeRequest {
         lease_id: 1,
+        others_copied_at_leased_version: false,
         acks: vec![proto::KeyAck {
             table: "users".into(),
             key: b"k".to_vec().into(),
@@ -622,6 +625,91 @@ async fn tokens_keep_executors_and_admins_apart() {
         .unwrap();
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("listen"));
+}
+
+/// The compact acknowledgement: one named failure, the rest of the lease
+/// taken as copied at the versions leased, a key written since the lease
+/// judged STALE by its position; a second compact call for the finished
+/// lease is NOT_FOUND and changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compact_acknowledgement_judges_each_key_of_the_lease() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = logs(dir.path());
+    let service = Service::start(dir.path(), &logs, &[]);
+    let mut clients = service.clients(None).await;
+    force(&mut clients, proto::Phase::Background).await;
+    let before = status(&mut clients).await;
+    let lease = clients
+        .executor
+        .lease(lease_request(10))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(lease.keys.len(), 10);
+    let written = &lease.keys[3];
+    clients
+        .executor
+        .report_writes(proto::ReportWritesRequest {
+            writes: vec![proto::Write {
+                table: written.table.clone(),
+                key: written.key.clone(),
+                version: written.min_version + 5,
+                size_bytes: None,
+            }],
+        })
+        .await
+        .unwrap();
+    let failed = &lease.keys[7];
+    let compact = proto::AcknowledgeRequest {
+        lease_id: lease.lease_id,
+        acks: vec![proto::KeyAck {
+            table: failed.table.clone(),
+            key: failed.key.clone(),
+            result: Some(key_ack::Result::Failure("disk full".into())),
+        }],
+        others_copied_at_leased_version: true,
+    };
+    let answer = clients
+        .executor
+        .acknowledge(compact.clone())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(answer.results.len(), 1);
+    assert_eq!(
+        answer.results[0].outcome,
+        proto::AckOutcome::Requeued as i32
+    );
+    assert_eq!(answer.others_accepted, 8, "10 keys, one failed, one stale");
+    assert_eq!(answer.others_not_accepted.len(), 1);
+    let stale = &answer.others_not_accepted[0];
+    assert_eq!(stale.position, 3);
+    let result = stale.result.as_ref().unwrap();
+    assert_eq!(result.outcome, proto::AckOutcome::Stale as i32);
+    assert_eq!(result.latest_write, written.min_version + 5);
+    let after = status(&mut clients).await;
+    assert_eq!(
+        after.current.unwrap().keys,
+        before.current.unwrap().keys + 8
+    );
+
+    let again = clients.executor.acknowledge(compact).await.unwrap_err();
+    assert_eq!(again.code(), Code::NotFound, "{again:?}");
+    assert_eq!(
+        status(&mut clients).await.acks_accepted_total,
+        after.acks_accepted_total
+    );
+    let without_lease = clients
+        .executor
+        .acknowledge(proto::AcknowledgeRequest {
+            lease_id: 0,
+            acks: vec![],
+            others_copied_at_leased_version: true,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(without_lease.code(), Code::InvalidArgument);
+    assert!(without_lease.message().contains("lease_id"));
 }
 
 /// The service plans again while serving: on its own schedule, from

@@ -154,14 +154,13 @@ pub fn run(
         let acks = copy_batch(&runtime, &mut clients, &lease, source, destination);
         report.keys += lease.keys.len() as u64;
         report.bytes += lease.keys.iter().map(|k| k.size_bytes).sum::<u64>();
-        let results = runtime
-            .block_on(clients.executor.acknowledge(proto::AcknowledgeRequest {
-                lease_id: lease.lease_id,
-                acks,
-            }))?
-            .into_inner()
-            .results;
-        for result in results {
+        let answer = acknowledge(&runtime, &mut clients, &lease, acks)?;
+        report.accepted += answer.others_accepted;
+        let others = answer
+            .others_not_accepted
+            .into_iter()
+            .filter_map(|p| p.result);
+        for result in answer.results.into_iter().chain(others) {
             match proto::AckOutcome::try_from(result.outcome) {
                 Ok(proto::AckOutcome::Accepted | proto::AckOutcome::AlreadyCurrent) => {
                     report.accepted += 1
@@ -172,6 +171,52 @@ pub fn run(
         }
     }
     Ok(report)
+}
+
+/// Acknowledges a lease compactly: keys copied at exactly the version they
+/// were leased with go unnamed (`others_copied_at_leased_version`), the
+/// rest (failures, newer versions) one by one. If the lease is gone
+/// (expired, or the service restarted), every key is named instead.
+fn acknowledge(
+    runtime: &tokio::runtime::Runtime,
+    clients: &mut Clients,
+    lease: &proto::LeaseResponse,
+    acks: Vec<proto::KeyAck>,
+) -> anyhow::Result<proto::AcknowledgeResponse> {
+    let leased: std::collections::HashMap<(&str, &[u8]), u64> = lease
+        .keys
+        .iter()
+        .map(|k| ((k.table.as_str(), &k.key[..]), k.min_version))
+        .collect();
+    let at_leased_version = |ack: &proto::KeyAck| {
+        matches!(ack.result, Some(key_ack::Result::CopiedVersion(version))
+            if leased.get(&(ack.table.as_str(), &ack.key[..])) == Some(&version))
+    };
+    let compact = acks.len() == lease.keys.len() && acks.iter().any(at_leased_version);
+    if compact {
+        let named: Vec<proto::KeyAck> = acks
+            .iter()
+            .filter(|ack| !at_leased_version(ack))
+            .cloned()
+            .collect();
+        let answer = runtime.block_on(clients.executor.acknowledge(proto::AcknowledgeRequest {
+            lease_id: lease.lease_id,
+            acks: named,
+            others_copied_at_leased_version: true,
+        }));
+        match answer {
+            Ok(answer) => return Ok(answer.into_inner()),
+            Err(status) if status.code() == tonic::Code::NotFound => {}
+            Err(status) => return Err(status.into()),
+        }
+    }
+    Ok(runtime
+        .block_on(clients.executor.acknowledge(proto::AcknowledgeRequest {
+            lease_id: lease.lease_id,
+            acks,
+            others_copied_at_leased_version: false,
+        }))?
+        .into_inner())
 }
 
 fn finished(

@@ -1,88 +1,114 @@
-//! Acknowledgements: a copy counts only if its version is current.
+//! Acknowledgements: a copy counts only if its version is current. Keys
+//! are named one by one, or, in the compact form, a live lease's keys not
+//! named are all taken as copied at the version they were leased at.
 
-use std::collections::HashMap;
-
-use super::{Ack, AckOutcome, AckResult, Scheduler, SchedulerError};
+use super::{Ack, AckCall, AckCallOutcome, AckOutcome, AckResult, Scheduler, SchedulerError};
 use crate::state::{KeyId, KeyRecord, Location};
+
+/// Per-key changes an acknowledgement batch is building, before its commit.
+#[derive(Default)]
+struct Pending {
+    changes: ahash::AHashMap<KeyId, KeyRecord>,
+    accepted_bytes: u64,
+}
 
 impl Scheduler {
     /// Applies an executor's acknowledgements for keys of `lease` (which
     /// may have expired or been voided by a restart: copies are judged by
-    /// their version alone). Accepted copies are durable when this returns.
+    /// their version alone). Accepted copies are committed when this
+    /// returns.
     pub fn acknowledge(
         &mut self,
         lease: u64,
         acks: &[Ack],
         now_us: i64,
     ) -> Result<Vec<AckOutcome>, SchedulerError> {
-        let mut outcomes = self.acknowledge_all(&[(lease, acks)], now_us)?;
-        Ok(outcomes.pop().expect("one call, one answer"))
+        let call = AckCall {
+            lease,
+            acks,
+            others_copied_at_leased_version: false,
+        };
+        let mut outcomes = self.acknowledge_all(&[call], now_us)?;
+        Ok(outcomes.pop().expect("one call, one answer")?.acks)
     }
 
-    /// [`acknowledge`](Self::acknowledge) for several calls (lease, acks)
-    /// in one durable commit, in order (a later call sees the earlier
-    /// ones' copies): a service gathers the calls that arrive while a
-    /// commit is under way. On error none of them is applied.
+    /// [`acknowledge`](Self::acknowledge) for several calls in one commit,
+    /// in order (a later call sees the earlier ones' copies): a service
+    /// gathers the calls that arrive while a commit is under way. The
+    /// compact form (`others_copied_at_leased_version`) needs the lease to
+    /// be live: a call naming an unknown one gets [`UnknownLease`] and
+    /// nothing of it is applied, whatever the others do. On a storage
+    /// error none of them is applied.
+    ///
+    /// [`UnknownLease`]: SchedulerError::UnknownLease
     pub fn acknowledge_all(
         &mut self,
-        calls: &[(u64, &[Ack])],
+        calls: &[AckCall],
         now_us: i64,
-    ) -> Result<Vec<Vec<AckOutcome>>, SchedulerError> {
+    ) -> Result<Vec<Result<AckCallOutcome, SchedulerError>>, SchedulerError> {
         self.release_due(now_us);
-        let mut all_outcomes = Vec::with_capacity(calls.len());
-        let mut changes: HashMap<KeyId, KeyRecord> = HashMap::new();
+        let mut results = Vec::with_capacity(calls.len());
+        let mut pending = Pending::default();
         let mut released = Vec::new();
-        let mut accepted_bytes = 0u64;
-        for &(lease, acks) in calls {
-            let mut outcomes = Vec::with_capacity(acks.len());
-            for ack in acks {
-                let Some(id) = self.find(&ack.table, &ack.key) else {
-                    outcomes.push(AckOutcome::UnknownKey);
+        for call in calls {
+            if call.others_copied_at_leased_version && !self.leases.contains_key(&call.lease) {
+                results.push(Err(SchedulerError::UnknownLease(call.lease)));
+                continue;
+            }
+            let mut outcome = AckCallOutcome::default();
+            let mut named = ahash::AHashSet::new();
+            let mut table_cache: Option<(&str, Option<u32>)> = None;
+            for ack in call.acks {
+                let table = match table_cache {
+                    Some((name, id)) if name == ack.table => id,
+                    _ => {
+                        let id = self.map.find_table(&ack.table);
+                        table_cache = Some((&ack.table, id));
+                        id
+                    }
+                };
+                let Some(id) = table.and_then(|table| self.map.find(table, &ack.key)) else {
+                    outcome.acks.push(AckOutcome::UnknownKey);
                     continue;
                 };
-                let held_here = lease != 0 && self.plans[id.index()].lease == lease;
-                let record = changes
-                    .get(&id)
-                    .copied()
-                    .unwrap_or_else(|| self.map.record(id));
-                let outcome = match &ack.result {
-                    AckResult::Copied { version } => {
-                        if *version < record.latest_write {
-                            AckOutcome::Stale {
-                                copied: *version,
-                                latest_write: record.latest_write,
-                            }
-                        } else if record.copied_version.is_some_and(|c| c >= *version) {
-                            AckOutcome::AlreadyCurrent
-                        } else {
-                            changes.insert(
-                                id,
-                                KeyRecord {
-                                    copied_version: Some(*version),
-                                    ..record
-                                },
-                            );
-                            accepted_bytes += record.size_bytes;
-                            AckOutcome::Accepted
-                        }
+                named.insert(id);
+                let held_here = call.lease != 0 && self.plans[id.index()].lease == call.lease;
+                let judged = match &ack.result {
+                    AckResult::Copied { version } => self.judge_copy(id, *version, &mut pending),
+                    AckResult::Failed { reason } if held_here => {
+                        tracing::debug!(key = %self.map.describe(id), %reason, "copy failed; key back in line");
+                        AckOutcome::Requeued
                     }
-                    AckResult::Failed { reason } => {
-                        if held_here {
-                            tracing::debug!(key = %self.map.describe(id), %reason, "copy failed; key back in line");
-                            AckOutcome::Requeued
-                        } else {
-                            AckOutcome::NotLeased
-                        }
-                    }
+                    AckResult::Failed { .. } => AckOutcome::NotLeased,
                 };
                 if held_here {
-                    released.push((id, lease));
+                    released.push((id, call.lease));
                 }
-                outcomes.push(outcome);
+                outcome.acks.push(judged);
             }
-            all_outcomes.push(outcomes);
+            if call.others_copied_at_leased_version {
+                let live = &self.leases[&call.lease];
+                let others: Vec<(u32, KeyId, u64)> = live
+                    .keys
+                    .iter()
+                    .zip(&live.versions)
+                    .enumerate()
+                    .filter(|(_, (id, _))| {
+                        self.plans[id.index()].lease == call.lease && !named.contains(*id)
+                    })
+                    .map(|(position, (&id, &version))| (position as u32, id, version))
+                    .collect();
+                for (position, id, version) in others {
+                    match self.judge_copy(id, version, &mut pending) {
+                        AckOutcome::Accepted => outcome.others_accepted += 1,
+                        other => outcome.others_not_accepted.push((position, other)),
+                    }
+                    released.push((id, call.lease));
+                }
+            }
+            results.push(Ok(outcome));
         }
-        let changes: Vec<(KeyId, KeyRecord)> = changes.into_iter().collect();
+        let changes: Vec<(KeyId, KeyRecord)> = pending.changes.into_iter().collect();
         self.map.commit(&changes, &[])?;
         for (id, lease) in released {
             if self.plans[id.index()].lease != lease {
@@ -93,28 +119,61 @@ impl Scheduler {
                 self.requeue(id);
             }
         }
-        for &(lease, _) in calls {
-            if let Some(live) = self.leases.get_mut(&lease) {
-                let plans = &self.plans;
-                live.keys.retain(|id| plans[id.index()].lease == lease);
-                if live.keys.is_empty() {
-                    self.leases.remove(&lease);
-                }
+        for call in calls {
+            if let Some(live) = self.leases.get(&call.lease)
+                && live
+                    .keys
+                    .iter()
+                    .all(|id| self.plans[id.index()].lease != call.lease)
+            {
+                self.leases.remove(&call.lease);
             }
         }
-        for outcome in all_outcomes.iter().flatten() {
-            match outcome {
-                AckOutcome::Accepted => self.counters.accepted += 1,
-                AckOutcome::AlreadyCurrent => self.counters.duplicates += 1,
-                AckOutcome::Stale { .. } => self.counters.stale_acks += 1,
-                AckOutcome::Requeued => self.counters.failures += 1,
-                AckOutcome::NotLeased | AckOutcome::UnknownKey => {}
+        for outcome in results.iter().flatten() {
+            self.counters.accepted += outcome.others_accepted;
+            let others = outcome.others_not_accepted.iter().map(|(_, o)| o);
+            for judged in outcome.acks.iter().chain(others) {
+                match judged {
+                    AckOutcome::Accepted => self.counters.accepted += 1,
+                    AckOutcome::AlreadyCurrent => self.counters.duplicates += 1,
+                    AckOutcome::Stale { .. } => self.counters.stale_acks += 1,
+                    AckOutcome::Requeued => self.counters.failures += 1,
+                    AckOutcome::NotLeased | AckOutcome::UnknownKey => {}
+                }
             }
         }
         if !changes.is_empty() {
             self.copied
-                .push_back((now_us, accepted_bytes, changes.len() as u64));
+                .push_back((now_us, pending.accepted_bytes, changes.len() as u64));
         }
-        Ok(all_outcomes)
+        Ok(results)
+    }
+
+    /// Judges a copy of `id` at `version` against what is known, counting
+    /// the batch's earlier copies: accepted copies join `pending`.
+    fn judge_copy(&self, id: KeyId, version: u64, pending: &mut Pending) -> AckOutcome {
+        let record = pending
+            .changes
+            .get(&id)
+            .copied()
+            .unwrap_or_else(|| self.map.record(id));
+        if version < record.latest_write {
+            AckOutcome::Stale {
+                copied: version,
+                latest_write: record.latest_write,
+            }
+        } else if record.copied_version.is_some_and(|c| c >= version) {
+            AckOutcome::AlreadyCurrent
+        } else {
+            pending.changes.insert(
+                id,
+                KeyRecord {
+                    copied_version: Some(version),
+                    ..record
+                },
+            );
+            pending.accepted_bytes += record.size_bytes;
+            AckOutcome::Accepted
+        }
     }
 }

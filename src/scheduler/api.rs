@@ -97,3 +97,25 @@ pub struct WriteReport {
     /// Keys that were current in the destination and are now stale.
     pub made_stale: usize,
 }
+
+/// One acknowledge call: per-key acknowledgements, and optionally the
+/// compact form for the rest of the lease.
+#[derive(Clone, Copy, Debug)]
+pub struct AckCall<'a> {
+    pub lease: u64,
+    pub acks: &'a [Ack],
+    /// Every key of the (live) lease not named in `acks` was copied at the
+    /// version it was leased at.
+    pub others_copied_at_leased_version: bool,
+}
+
+/// What one [`AckCall`] got.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct AckCallOutcome {
+    /// One per entry of `acks`, in order.
+    pub acks: Vec<AckOutcome>,
+    /// For the compact form: how many of the lease's other keys were
+    /// accepted, and the others' outcomes by position in the lease.
+    pub others_accepted: u64,
+    pub others_not_accepted: Vec<(u32, AckOutcome)>,
+}

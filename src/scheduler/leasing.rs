@@ -8,7 +8,11 @@ use super::{Idle, Lease, LeaseRequest, LeasedKey, Phase, Scheduler, SchedulerErr
 use crate::state::KeyId;
 
 pub(super) struct LiveLease {
+    /// The keys as leased, in order (a key is still held while its plan
+    /// names this lease).
     pub keys: Vec<KeyId>,
+    /// The version each key was leased at (its `min_version`).
+    pub versions: Vec<u64>,
     pub expires_us: i64,
 }
 
@@ -29,10 +33,10 @@ impl Scheduler {
                 continue;
             }
             let live = self.leases.remove(&lease).expect("present");
-            self.counters.redelivered += live.keys.len() as u64;
             for id in live.keys {
                 if self.plans[id.index()].lease == lease {
                     self.plans[id.index()].lease = 0;
+                    self.counters.redelivered += 1;
                     self.requeue(id);
                 }
             }
@@ -104,7 +108,7 @@ impl Scheduler {
         self.next_lease += 1;
         self.bandwidth.spend(bytes);
         self.counters.leased += keys.len() as u64;
-        let leased = keys
+        let leased: Vec<LeasedKey> = keys
             .iter()
             .map(|&key| {
                 let plan = &self.plans[key.index()];
@@ -119,7 +123,15 @@ impl Scheduler {
                 }
             })
             .collect();
-        self.leases.insert(id, LiveLease { keys, expires_us });
+        let versions = leased.iter().map(|k: &LeasedKey| k.min_version).collect();
+        self.leases.insert(
+            id,
+            LiveLease {
+                keys,
+                versions,
+                expires_us,
+            },
+        );
         self.expiries.push(Reverse((expires_us, id)));
         Ok(Lease {
             id,

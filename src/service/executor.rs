@@ -209,8 +209,18 @@ impl Executor for ExecutorApi {
         request: Request<proto::AcknowledgeRequest>,
     ) -> Result<Response<proto::AcknowledgeResponse>, Status> {
         let request = request.into_inner();
-        if request.acks.is_empty() {
-            return Err(invalid("acks", "is empty"));
+        let compact = request.others_copied_at_leased_version;
+        if request.acks.is_empty() && !compact {
+            return Err(invalid(
+                "acks",
+                "is empty (name keys, or set others_copied_at_leased_version)",
+            ));
+        }
+        if compact && request.lease_id == 0 {
+            return Err(invalid(
+                "others_copied_at_leased_version",
+                "needs a lease_id (the lease whose other keys were copied)",
+            ));
         }
         let mut acks = Vec::with_capacity(request.acks.len());
         for (i, ack) in request.acks.into_iter().enumerate() {
@@ -231,21 +241,33 @@ impl Executor for ExecutorApi {
                 result,
             });
         }
-        let outcomes = self
+        let outcome = self
             .shared
             .scheduler
-            .acknowledge(request.lease_id, acks)
+            .acknowledge(request.lease_id, acks, compact)
             .await?;
         let metrics = &self.shared.metrics;
         metrics.ack_calls.inc();
-        if outcomes
+        let others = outcome.others_not_accepted.iter().map(|(_, o)| o);
+        if outcome
+            .acks
             .iter()
+            .chain(others)
             .any(|o| matches!(o, AckOutcome::Stale { .. } | AckOutcome::Requeued))
         {
             self.shared.work.notify_waiters();
         }
         Ok(Response::new(proto::AcknowledgeResponse {
-            results: outcomes.iter().map(outcome_message).collect(),
+            results: outcome.acks.iter().map(outcome_message).collect(),
+            others_accepted: outcome.others_accepted,
+            others_not_accepted: outcome
+                .others_not_accepted
+                .iter()
+                .map(|(position, judged)| proto::LeasePositionResult {
+                    position: *position,
+                    result: Some(outcome_message(judged)),
+                })
+                .collect(),
         }))
     }
 

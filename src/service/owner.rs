@@ -20,7 +20,7 @@ use tokio::sync::oneshot;
 use tonic::Status;
 
 use super::scheduler_status;
-use crate::scheduler::{Ack, AckOutcome, Scheduler, SchedulerError};
+use crate::scheduler::{Ack, AckCall, AckCallOutcome, Scheduler, SchedulerError};
 use crate::state::DurableWatch;
 use crate::time::now_us;
 
@@ -31,13 +31,15 @@ type Job = Box<dyn FnOnce(&mut Scheduler) + Send>;
 
 enum Message {
     Run(Job),
-    Acknowledge(AckCall),
+    Acknowledge(WaitingAck),
 }
 
-struct AckCall {
+/// One acknowledge call waiting for the owner.
+struct WaitingAck {
     lease: u64,
     acks: Vec<Ack>,
-    reply: oneshot::Sender<Result<(Vec<AckOutcome>, u64), Status>>,
+    others_copied_at_leased_version: bool,
+    reply: oneshot::Sender<Result<(AckCallOutcome, u64), Status>>,
 }
 
 /// The way to the owner thread; cheap to share.
@@ -105,10 +107,20 @@ impl SchedulerOwner {
 
     /// Applies acknowledgements for `lease` (grouped with whatever other
     /// calls are waiting) and answers once the accepted copies are durable.
-    pub async fn acknowledge(&self, lease: u64, acks: Vec<Ack>) -> Result<Vec<AckOutcome>, Status> {
+    pub async fn acknowledge(
+        &self,
+        lease: u64,
+        acks: Vec<Ack>,
+        others_copied_at_leased_version: bool,
+    ) -> Result<AckCallOutcome, Status> {
         let (reply, answer) = oneshot::channel();
         self.messages
-            .send(Message::Acknowledge(AckCall { lease, acks, reply }))
+            .send(Message::Acknowledge(WaitingAck {
+                lease,
+                acks,
+                others_copied_at_leased_version,
+                reply,
+            }))
             .map_err(|_| gone())?;
         let (outcomes, commit) = answer.await.map_err(|_| gone())??;
         self.durable(commit).await?;
@@ -166,16 +178,26 @@ fn own(mut scheduler: Scheduler, inbox: &mpsc::Receiver<Message>) {
     }
 }
 
-fn acknowledge_group(scheduler: &mut Scheduler, group: Vec<AckCall>) {
-    let batch: Vec<(u64, &[Ack])> = group.iter().map(|c| (c.lease, c.acks.as_slice())).collect();
+fn acknowledge_group(scheduler: &mut Scheduler, group: Vec<WaitingAck>) {
+    let batch: Vec<AckCall> = group
+        .iter()
+        .map(|c| AckCall {
+            lease: c.lease,
+            acks: &c.acks,
+            others_copied_at_leased_version: c.others_copied_at_leased_version,
+        })
+        .collect();
     let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
         scheduler.acknowledge_all(&batch, now_us())
     }));
     let commit = scheduler.map().committed();
     match result {
         Ok(Ok(outcomes)) => {
-            for (call, outcomes) in group.into_iter().zip(outcomes) {
-                let _ = call.reply.send(Ok((outcomes, commit)));
+            for (call, outcome) in group.into_iter().zip(outcomes) {
+                let answer = outcome
+                    .map(|outcome| (outcome, commit))
+                    .map_err(scheduler_status);
+                let _ = call.reply.send(answer);
             }
         }
         Ok(Err(error)) => {

@@ -27,7 +27,7 @@ use std::collections::{HashMap, HashSet};
 use crate::logs::Op;
 use crate::policy::{Candidates, Decisions};
 use crate::scheduler::{
-    Ack, AckOutcome, AckResult, Idle, LeaseRequest, LocationCounts, Phase, Scheduler,
+    Ack, AckCall, AckOutcome, AckResult, Idle, LeaseRequest, LocationCounts, Phase, Scheduler,
     SchedulerConfig, SchedulerError, WriteEvent,
 };
 use crate::state::Location;
@@ -344,14 +344,18 @@ impl Replayer<'_> {
         if leases.is_empty() {
             return Ok(());
         }
-        let calls: Vec<(u64, &[Ack])> = leases
+        let calls: Vec<AckCall> = leases
             .iter()
-            .map(|(id, acks, _)| (*id, acks.as_slice()))
+            .map(|(id, acks, _)| AckCall {
+                lease: *id,
+                acks,
+                others_copied_at_leased_version: false,
+            })
             .collect();
         let outcomes = self.scheduler.acknowledge_all(&calls, until)?;
-        for ((_, _, sizes), outcomes) in leases.iter().zip(outcomes) {
-            for (size, outcome) in sizes.iter().zip(outcomes) {
-                if outcome == AckOutcome::Accepted {
+        for ((_, _, sizes), outcome) in leases.iter().zip(outcomes) {
+            for (size, judged) in sizes.iter().zip(outcome?.acks) {
+                if judged == AckOutcome::Accepted {
                     self.figures.copied.add(*size);
                 }
             }
