@@ -84,6 +84,42 @@ pub struct ServeArgs {
     /// Confidence at which SHADOWING moves on to BACKGROUND [default: 0.9].
     #[arg(long, env = "SHADOWCAST_CONFIDENCE_THRESHOLD")]
     pub confidence_threshold: Option<f64>,
+    /// Weight of the size distribution in the confidence [default: 1].
+    #[arg(long, env = "SHADOWCAST_CONFIDENCE_WEIGHT_SIZE")]
+    pub confidence_weight_size: Option<f64>,
+    /// Weight of the table distribution in the confidence [default: 1].
+    #[arg(long, env = "SHADOWCAST_CONFIDENCE_WEIGHT_TABLE")]
+    pub confidence_weight_table: Option<f64>,
+    /// Weight of the access-frequency distribution in the confidence [default: 1].
+    #[arg(long, env = "SHADOWCAST_CONFIDENCE_WEIGHT_FREQUENCY")]
+    pub confidence_weight_frequency: Option<f64>,
+    /// Weight of the write-rate distribution in the confidence [default: 1].
+    #[arg(long, env = "SHADOWCAST_CONFIDENCE_WEIGHT_WRITE_RATE")]
+    pub confidence_weight_write_rate: Option<f64>,
+    /// Weight of the share of predicted accesses already current in the confidence [default: 1].
+    #[arg(long, env = "SHADOWCAST_CONFIDENCE_WEIGHT_PREDICTED")]
+    pub confidence_weight_predicted: Option<f64>,
+    /// Chance allowed that a sample looks more representative than it is (sets the sampling margin) [default: 0.05].
+    #[arg(long, env = "SHADOWCAST_CONFIDENCE_RISK")]
+    pub confidence_risk: Option<f64>,
+    /// Share of the source's bytes rewritten per hour that halves the confidence [default: 0.01].
+    #[arg(long, env = "SHADOWCAST_CONFIDENCE_CHANGE_HALF_SHARE")]
+    pub confidence_change_half_share: Option<f64>,
+    /// How much predicted churn lowers a key's benefit, in [0, 1] [default: 0.5].
+    #[arg(long, env = "SHADOWCAST_CHURN_PENALTY")]
+    pub churn_penalty: Option<f64>,
+    /// Weight of the uniform component of the shadow sample [default: 0.25].
+    #[arg(long, env = "SHADOWCAST_SAMPLE_SHARE_RANDOM")]
+    pub sample_share_random: Option<f64>,
+    /// Weight of the access-frequency component of the shadow sample [default: 0.25].
+    #[arg(long, env = "SHADOWCAST_SAMPLE_SHARE_FREQUENCY")]
+    pub sample_share_frequency: Option<f64>,
+    /// Weight of the change-rate component of the shadow sample [default: 0.25].
+    #[arg(long, env = "SHADOWCAST_SAMPLE_SHARE_CHANGE_RATE")]
+    pub sample_share_change_rate: Option<f64>,
+    /// Weight of the predicted-access component of the shadow sample [default: 0.25].
+    #[arg(long, env = "SHADOWCAST_SAMPLE_SHARE_PREDICTED")]
+    pub sample_share_predicted: Option<f64>,
     /// Share of keys in the shadow sample [default: 0.1].
     #[arg(long, env = "SHADOWCAST_SAMPLE_FRACTION")]
     pub sample_fraction: Option<f64>,
@@ -135,6 +171,18 @@ struct FileSettings {
     max_batch_bytes: Option<u64>,
     bandwidth_bytes_per_s: Option<u64>,
     confidence_threshold: Option<f64>,
+    confidence_weight_size: Option<f64>,
+    confidence_weight_table: Option<f64>,
+    confidence_weight_frequency: Option<f64>,
+    confidence_weight_write_rate: Option<f64>,
+    confidence_weight_predicted: Option<f64>,
+    confidence_risk: Option<f64>,
+    confidence_change_half_share: Option<f64>,
+    churn_penalty: Option<f64>,
+    sample_share_random: Option<f64>,
+    sample_share_frequency: Option<f64>,
+    sample_share_change_rate: Option<f64>,
+    sample_share_predicted: Option<f64>,
     sample_fraction: Option<f64>,
     predicted_hot_share: Option<f64>,
     hold_shadowing: Option<bool>,
@@ -242,6 +290,73 @@ impl ServeConfig {
         }
         if let Some(fraction) = args.sample_fraction.or(file.sample_fraction) {
             scheduler.sample.fraction = fraction;
+        }
+        let settings: [(Option<f64>, Option<f64>, &mut f64); 12] = [
+            (
+                args.confidence_weight_size,
+                file.confidence_weight_size,
+                &mut scheduler.confidence.weights.size,
+            ),
+            (
+                args.confidence_weight_table,
+                file.confidence_weight_table,
+                &mut scheduler.confidence.weights.table,
+            ),
+            (
+                args.confidence_weight_frequency,
+                file.confidence_weight_frequency,
+                &mut scheduler.confidence.weights.frequency,
+            ),
+            (
+                args.confidence_weight_write_rate,
+                file.confidence_weight_write_rate,
+                &mut scheduler.confidence.weights.write_rate,
+            ),
+            (
+                args.confidence_weight_predicted,
+                file.confidence_weight_predicted,
+                &mut scheduler.confidence.weights.predicted,
+            ),
+            (
+                args.confidence_risk,
+                file.confidence_risk,
+                &mut scheduler.confidence.risk,
+            ),
+            (
+                args.confidence_change_half_share,
+                file.confidence_change_half_share,
+                &mut scheduler.confidence.change_half_share,
+            ),
+            (
+                args.churn_penalty,
+                file.churn_penalty,
+                &mut scheduler.churn_penalty,
+            ),
+            (
+                args.sample_share_random,
+                file.sample_share_random,
+                &mut scheduler.sample.shares.random,
+            ),
+            (
+                args.sample_share_frequency,
+                file.sample_share_frequency,
+                &mut scheduler.sample.shares.frequency,
+            ),
+            (
+                args.sample_share_change_rate,
+                file.sample_share_change_rate,
+                &mut scheduler.sample.shares.change_rate,
+            ),
+            (
+                args.sample_share_predicted,
+                file.sample_share_predicted,
+                &mut scheduler.sample.shares.predicted,
+            ),
+        ];
+        for (flag, from_file, value) in settings {
+            if let Some(set) = flag.or(from_file) {
+                *value = set;
+            }
         }
         let scheduler = scheduler.check().map_err(|error| ConfigError::Invalid {
             setting: "scheduler",
@@ -423,6 +538,39 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(error.contains("replan_every"), "{error}");
+    }
+
+    #[test]
+    fn confidence_churn_and_sample_settings_come_from_file_flag_or_default() {
+        let file = write(
+            "confidence_weight_predicted = 0.0\nchurn_penalty = 0.25\nsample_share_random = 0.5\nconfidence_risk = 0.01\n",
+        );
+        let config = ServeConfig::resolve(ServeArgs {
+            config: Some(file.path().into()),
+            sample_share_random: Some(0.75),
+            ..Default::default()
+        })
+        .unwrap();
+        let scheduler = config.scheduler;
+        assert_eq!(scheduler.confidence.weights.predicted, 0.0);
+        assert_eq!(scheduler.confidence.weights.size, 1.0, "default");
+        assert_eq!(scheduler.confidence.risk, 0.01);
+        assert_eq!(scheduler.churn_penalty, 0.25);
+        assert_eq!(scheduler.sample.shares.random, 0.75, "the flag wins");
+        let error = ServeConfig::resolve(ServeArgs {
+            churn_penalty: Some(2.0),
+            ..Default::default()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("churn_penalty"), "{error}");
+        let error = ServeConfig::resolve(ServeArgs {
+            confidence_risk: Some(0.0),
+            ..Default::default()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("risk"), "{error}");
     }
 
     #[test]

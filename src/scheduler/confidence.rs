@@ -1,11 +1,15 @@
 //! Migration confidence: how well the keys already current in the
-//! destination represent the whole source, discounted by how fast the
-//! source is changing.
+//! destination represent the whole source — allowing for how few keys the
+//! comparison may rest on — and how much of the predicted workload they
+//! already serve, discounted by how fast the source is changing.
 //!
 //! ```text
-//! similarity_d      = 1 − TV(histogram_d(source), histogram_d(destination))
+//! margin_d          = sqrt((k_d · ln 2 + ln(1/risk)) / (2 n)) · sqrt((N − n) / (N − 1))
+//! similarity_d      = max(0, 1 − TV(histogram_d(source), histogram_d(destination)) − margin_d)
 //!                     for d in {size, table, access frequency, write rate}
-//! representativeness = Σ_d weight_d · similarity_d / Σ_d weight_d
+//! predicted_share   = predicted accesses of the current keys / of all keys
+//! representativeness = (Σ_d weight_d · similarity_d + weight_p · predicted_share)
+//!                      / (Σ_d weight_d + weight_p)
 //! change_share      = bytes written in the last hour (decayed) / source bytes
 //! change_factor     = 1 / (1 + change_share / change_half_share)
 //! confidence        = representativeness · change_factor
@@ -14,20 +18,33 @@
 //! TV is the total variation distance (half the L1 distance between the two
 //! normalised histograms), 0 for identical shapes and 1 for disjoint ones.
 //! Histograms count keys: sizes in powers of two, tables by id, access
-//! frequency and write rate (per day) in powers of two of (1 + value). An
-//! empty destination has confidence 0. With the defaults (equal weights,
-//! `change_half_share` 1%), a source rewriting 1% of its bytes an hour
-//! halves the confidence a perfectly representative destination would have.
+//! frequency and write rate (per day) in powers of two of (1 + value).
+//!
+//! The margin is how far the histogram of n keys drawn at random from N
+//! (over k_d non-empty bins) can stray from the source's by chance alone:
+//! with probability at least 1 − risk the true distance is within it (the
+//! L1 deviation bound of Weissman et al., 2003, with the finite-population
+//! correction, so it is 0 once every key is current). A destination
+//! holding a handful of keys therefore cannot look representative however
+//! well its few keys happen to match: at the defaults (risk 5%, about 10
+//! bins), similarity 0.9 needs several hundred keys.
+//!
+//! An empty destination has confidence 0. With the defaults (equal weights
+//! for the four distributions and the predicted share, `change_half_share`
+//! 1%), a source rewriting 1% of its bytes an hour halves the confidence a
+//! perfectly representative destination would have.
 
 use crate::time::HOUR_US;
 
-/// Weights of the four distributions compared.
+/// Weights of the four distributions compared and of the predicted share.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct DimensionWeights {
     pub size: f64,
     pub table: f64,
     pub frequency: f64,
     pub write_rate: f64,
+    /// The share of predicted accesses already current.
+    pub predicted: f64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -37,6 +54,9 @@ pub struct ConfidenceConfig {
     pub weights: DimensionWeights,
     /// Share of the source's bytes rewritten per hour that halves confidence.
     pub change_half_share: f64,
+    /// Chance allowed that a sample's histogram is further from the
+    /// source's than the margin says (sets the margin's width).
+    pub risk: f64,
 }
 
 impl Default for ConfidenceConfig {
@@ -48,8 +68,10 @@ impl Default for ConfidenceConfig {
                 table: 1.0,
                 frequency: 1.0,
                 write_rate: 1.0,
+                predicted: 1.0,
             },
             change_half_share: 0.01,
+            risk: 0.05,
         }
     }
 }
@@ -68,6 +90,7 @@ impl ConfidenceConfig {
             ("table", w.table),
             ("frequency", w.frequency),
             ("write_rate", w.write_rate),
+            ("predicted", w.predicted),
         ] {
             if !(weight.is_finite() && weight >= 0.0) {
                 return Err(format!(
@@ -75,8 +98,14 @@ impl ConfidenceConfig {
                 ));
             }
         }
-        if w.size + w.table + w.frequency + w.write_rate <= 0.0 {
+        if w.size + w.table + w.frequency + w.write_rate + w.predicted <= 0.0 {
             return Err("confidence.weights must not all be 0".into());
+        }
+        if !(self.risk > 0.0 && self.risk < 1.0) {
+            return Err(format!(
+                "confidence.risk must be strictly between 0 and 1, got {}",
+                self.risk
+            ));
         }
         if !(self.change_half_share.is_finite() && self.change_half_share > 0.0) {
             return Err(format!(
@@ -102,6 +131,9 @@ pub struct Confidence {
     pub value: f64,
     pub representativeness: f64,
     pub similarity: Similarities,
+    /// Keys the destination's histograms rest on.
+    pub keys_compared: u64,
+    pub predicted_share: f64,
     pub change_share: f64,
     pub change_factor: f64,
 }
@@ -115,6 +147,8 @@ pub struct KeyProfile {
     pub frequency: f64,
     /// Writes per hour.
     pub write_rate: f64,
+    /// Predicted accesses in the horizon.
+    pub predicted: f64,
 }
 
 fn log2_bucket(value: f64) -> usize {
@@ -147,8 +181,9 @@ impl Pair {
         }
     }
 
-    /// 1 − total variation distance; 0 when either side is empty.
-    fn similarity(&self) -> f64 {
+    /// 1 − total variation distance − the sampling margin; 0 when either
+    /// side is empty.
+    fn similarity(&self, risk: f64) -> f64 {
         let (s, d) = (
             self.source.iter().sum::<u64>() as f64,
             self.destination.iter().sum::<u64>() as f64,
@@ -162,8 +197,25 @@ impl Pair {
             .map(|i| (at(&self.source, i) / s - at(&self.destination, i) / d).abs())
             .sum::<f64>()
             / 2.0;
-        (1.0 - distance).clamp(0.0, 1.0)
+        let occupied = self.source.iter().filter(|&&count| count > 0).count() as f64;
+        (1.0 - distance - sampling_margin(occupied, d, s, risk)).clamp(0.0, 1.0)
     }
+}
+
+/// How far the histogram of `sampled` keys out of `population`, over `bins`
+/// non-empty bins, may stray from the population's by chance, in total
+/// variation, with probability at least 1 − `risk`.
+pub fn sampling_margin(bins: f64, sampled: f64, population: f64, risk: f64) -> f64 {
+    if sampled <= 0.0 {
+        return 1.0;
+    }
+    let finite_population = if population > 1.0 {
+        ((population - sampled).max(0.0) / (population - 1.0)).sqrt()
+    } else {
+        0.0
+    };
+    ((bins * std::f64::consts::LN_2 + (1.0 / risk).ln()) / (2.0 * sampled)).sqrt()
+        * finite_population
 }
 
 /// Confidence of a destination holding the keys flagged `true` (of all the
@@ -175,8 +227,15 @@ pub fn measure(
 ) -> Confidence {
     let [mut size, mut table, mut frequency, mut write_rate] = [(); 4].map(|_| Pair::default());
     let mut source_bytes = 0u64;
+    let (mut keys_compared, mut predicted, mut predicted_current) = (0u64, 0.0, 0.0);
     for (key, in_destination) in keys {
         source_bytes += key.size_bytes;
+        let expected = key.predicted.max(0.0);
+        predicted += expected;
+        if in_destination {
+            keys_compared += 1;
+            predicted_current += expected;
+        }
         size.add(
             (u64::BITS - key.size_bytes.leading_zeros()) as usize,
             in_destination,
@@ -186,17 +245,26 @@ pub fn measure(
         write_rate.add(log2_bucket(key.write_rate * 24.0), in_destination);
     }
     let similarity = Similarities {
-        size: size.similarity(),
-        table: table.similarity(),
-        frequency: frequency.similarity(),
-        write_rate: write_rate.similarity(),
+        size: size.similarity(config.risk),
+        table: table.similarity(config.risk),
+        frequency: frequency.similarity(config.risk),
+        write_rate: write_rate.similarity(config.risk),
+    };
+    let predicted_share = if predicted > 0.0 {
+        predicted_current / predicted
+    } else if keys_compared > 0 {
+        // Nothing predicted: the share of keys stands in.
+        keys_compared as f64 / size.source.iter().sum::<u64>() as f64
+    } else {
+        0.0
     };
     let w = config.weights;
     let representativeness = (w.size * similarity.size
         + w.table * similarity.table
         + w.frequency * similarity.frequency
-        + w.write_rate * similarity.write_rate)
-        / (w.size + w.table + w.frequency + w.write_rate);
+        + w.write_rate * similarity.write_rate
+        + w.predicted * predicted_share)
+        / (w.size + w.table + w.frequency + w.write_rate + w.predicted);
     let change_share = if source_bytes > 0 {
         recent_written_bytes / source_bytes as f64
     } else {
@@ -207,6 +275,8 @@ pub fn measure(
         value: representativeness * change_factor,
         representativeness,
         similarity,
+        keys_compared,
+        predicted_share,
         change_share,
         change_factor,
     }
@@ -249,26 +319,35 @@ mod tests {
             size_bytes,
             frequency: 1.0,
             write_rate: 0.0,
+            predicted: 1.0,
         }
+    }
+
+    /// Only the four distributions (no predicted share).
+    fn shapes_only() -> ConfidenceConfig {
+        let mut config = ConfidenceConfig::default();
+        config.weights.predicted = 0.0;
+        config
     }
 
     #[test]
     fn identical_shapes_score_one_disjoint_ones_less_and_change_discounts() {
-        let config = ConfidenceConfig::default();
+        let config = shapes_only();
         let keys: Vec<KeyProfile> = (0..100).map(|i| profile(i % 2, 100 + i as u64)).collect();
-        // Every other pair of keys: same tables, same sizes buckets.
+        // Every key current: no sampling margin, identical shapes.
+        let all = measure(keys.iter().map(|k| (*k, true)), 0.0, &config);
+        assert_eq!(all.value, 1.0);
+        assert_eq!(all.keys_compared, 100);
+        // Half the keys, same tables and size buckets: close, less the margin.
         let even = measure(
             keys.iter().enumerate().map(|(i, k)| (*k, i % 4 < 2)),
             0.0,
             &config,
         );
-        assert!(even.value > 0.95, "{even:?}");
-        // Only table 0: the table distribution is half off.
+        assert!(even.value > 0.6 && even.value < 1.0, "{even:?}");
+        // Only table 0: the table distribution is half off, and more.
         let one_table = measure(keys.iter().map(|k| (*k, k.table == 0)), 0.0, &config);
-        assert!(
-            (one_table.similarity.table - 0.5).abs() < 1e-9,
-            "{one_table:?}"
-        );
+        assert!(one_table.similarity.table < 0.5, "{one_table:?}");
         assert!(one_table.value < even.value);
         let empty = measure(keys.iter().map(|k| (*k, false)), 0.0, &config);
         assert_eq!(empty.value, 0.0);
@@ -281,6 +360,56 @@ mod tests {
         );
         assert!((churning.change_factor - 0.5).abs() < 1e-9);
         assert!((churning.value - even.value / 2.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn the_margin_matches_the_bound_worked_by_hand() {
+        // k = 10 bins, n = 100 of N = 10 000, risk 5%:
+        // sqrt((10 ln 2 + ln 20) / 200) = sqrt((6.931 + 2.996) / 200) = 0.2228,
+        // times sqrt(9 900 / 9 999) = 0.99504: 0.2217.
+        let margin = sampling_margin(10.0, 100.0, 10_000.0, 0.05);
+        assert!((margin - 0.2217).abs() < 1e-3, "{margin}");
+        assert_eq!(sampling_margin(10.0, 500.0, 500.0, 0.05), 0.0, "census");
+        assert_eq!(sampling_margin(10.0, 0.0, 500.0, 0.05), 1.0, "nothing");
+    }
+
+    /// 20 000 keys over 4 tables, 8 size buckets and 6 frequency buckets;
+    /// a random sample of 30 keys matches the shapes about as well as
+    /// chance allows but rests on too few keys, while 4 000 (a fifth, holding
+    /// a fifth of the predicted accesses plus the predicted-hot keys)
+    /// reaches the threshold.
+    #[test]
+    fn a_small_sample_cannot_reach_the_threshold_and_a_representative_one_does() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(3);
+        let keys: Vec<KeyProfile> = (0..20_000)
+            .map(|i| KeyProfile {
+                table: i % 4,
+                size_bytes: 1 << rng.random_range(4..12),
+                frequency: f64::from(1u32 << rng.random_range(0..6)),
+                write_rate: 0.0,
+                predicted: if i < 1000 { 100.0 } else { 1.0 },
+            })
+            .collect();
+        let config = ConfidenceConfig::default();
+        let mut order: Vec<usize> = (0..keys.len()).collect();
+        for i in (1..order.len()).rev() {
+            order.swap(i, rng.random_range(0..=i));
+        }
+        let sample = |n: usize, hot_too: bool| {
+            let mut chosen = vec![false; keys.len()];
+            for &i in &order[..n] {
+                chosen[i] = true;
+            }
+            if hot_too {
+                chosen[..1000].iter_mut().for_each(|c| *c = true);
+            }
+            measure(keys.iter().zip(chosen).map(|(k, c)| (*k, c)), 0.0, &config)
+        };
+        let small = sample(30, false);
+        assert!(small.value < 0.6, "30 keys: {small:?}");
+        let large = sample(4000, true);
+        assert!(large.value >= config.threshold, "{large:?}");
     }
 
     #[test]

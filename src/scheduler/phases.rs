@@ -111,6 +111,7 @@ impl Scheduler {
                         size_bytes: record.size_bytes,
                         frequency: plan.frequency as f64,
                         write_rate: plan.write_rate as f64,
+                        predicted: plan.expected as f64,
                     },
                     record.location() == Location::Current,
                 )
