@@ -32,21 +32,28 @@ use tonic::{Request, Response, Status};
 const BATCH: u32 = 1_000;
 const RUN: Duration = Duration::from_secs(4);
 
-fn config(state: &Path) -> ServeConfig {
+/// The service over `state`; with `logs`, it plans from them and plans
+/// again every second (each re-plan recomputes every key's features,
+/// scores, ranks and swaps the plan in).
+fn config(state: &Path, logs: Option<&Path>) -> ServeConfig {
     ServeConfig::resolve(ServeArgs {
         listen: Some("127.0.0.1:0".parse().unwrap()),
         state_dir: Some(state.to_path_buf()),
-        logs: Some(state.join("no-logs")),
+        logs: Some(logs.map_or_else(|| state.join("no-logs"), Path::to_path_buf)),
         follow_seconds: Some(0.0),
+        replan_every: Some(if logs.is_some() { "1s" } else { "off" }.into()),
         ..Default::default()
     })
     .expect("config")
 }
 
-async fn start(state: &Path) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
+async fn start(
+    state: &Path,
+    logs: Option<&Path>,
+) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
     let (address_tx, address_rx) = tokio::sync::oneshot::channel();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let config = config(state);
+    let config = config(state, logs);
     tokio::spawn(async move {
         shadowcast::service::serve(
             config,
@@ -243,6 +250,28 @@ async fn executor(mut clients: Clients, deadline: Instant, form: AckForm) -> (u6
     (copied, latencies)
 }
 
+/// One read of every candidate key, a second apart, as an access log.
+fn write_logs(path: &Path, candidates: &shadowcast::policy::Candidates) {
+    use shadowcast::logs::Op;
+    use shadowcast::logs::writer::{AccessEvent, LogBatchBuilder, write_log_file};
+    let mut builder = LogBatchBuilder::new();
+    let start_us = 1_700_000_000_000_000i64;
+    for i in 0..candidates.len() {
+        let key = std::str::from_utf8(candidates.key(i)).expect("UTF-8 keys");
+        builder.push(&AccessEvent {
+            ts: start_us + i as i64 * 1_000_000,
+            key,
+            table: candidates.tables.name(candidates.table_ids[i]),
+            op: Op::Read,
+            size: candidates.size_bytes[i] as i64,
+            tenant: None,
+            latency_us: None,
+        });
+    }
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    write_log_file(path, &builder.finish()).expect("writing the log");
+}
+
 /// A copy of the planned state in `dir/name`.
 fn fresh_state(dir: &Path, template: &Path, name: &str) -> std::path::PathBuf {
     let state = dir.join(name);
@@ -312,7 +341,7 @@ fn main() {
                     drive(&format!("http://{bare_address}"), executors, form).await;
                 let _ = stop_bare.send(());
 
-                let (address, stop) = start(&state).await;
+                let (address, stop) = start(&state, None).await;
                 let endpoint = format!("http://{address}");
                 let mut admin = connect(&endpoint, None, None).await.unwrap();
                 admin
@@ -344,11 +373,53 @@ fn main() {
         }
     }
 
+    // The same with 8 executors while the service re-plans all keys again
+    // and again: one log event per planned key, `--replan-every 1s`.
+    let logs = dir.path().join("logs");
+    write_logs(&logs.join("part-0.parquet"), &candidates);
+    for form in [AckForm::PerKey, AckForm::Compact] {
+        let state = fresh_state(dir.path(), &template, &format!("replan-{form:?}"));
+        runtime.block_on(async {
+            let (address, stop) = start(&state, Some(&logs)).await;
+            let endpoint = format!("http://{address}");
+            let mut admin = connect(&endpoint, None, None).await.unwrap();
+            admin
+                .management
+                .force_phase(proto::ForcePhaseRequest {
+                    phase: proto::Phase::Background as i32,
+                })
+                .await
+                .unwrap();
+            let before = admin
+                .management
+                .get_status(proto::GetStatusRequest {})
+                .await
+                .unwrap()
+                .into_inner()
+                .plans_made;
+            let (rate, p50, p99, copied) = drive(&endpoint, 8, form).await;
+            let after = admin
+                .management
+                .get_status(proto::GetStatusRequest {})
+                .await
+                .unwrap()
+                .into_inner()
+                .plans_made;
+            println!(
+                "while re-planning {keys} keys ({} plans made in the run), {form:?} acks, 8 executors: {rate:.0} keys/s, lease p50 {:.2}ms, p99 {:.2}ms, {copied} keys copied",
+                after - before,
+                p50.as_secs_f64() * 1e3,
+                p99.as_secs_f64() * 1e3
+            );
+            let _ = stop.send(());
+        });
+    }
+
     // Look-ups: one connection, batches of 10,000 keys drawn at random
     // from all tracked keys, for 3 s.
     let state = fresh_state(dir.path(), &template, "run-lookup");
     runtime.block_on(async {
-        let (address, stop) = start(&state).await;
+        let (address, stop) = start(&state, None).await;
         let mut clients = connect(&format!("http://{address}"), None, None)
             .await
             .unwrap();
