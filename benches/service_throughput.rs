@@ -42,6 +42,7 @@ fn config(state: &Path, logs: Option<&Path>) -> ServeConfig {
         logs: Some(logs.map_or_else(|| state.join("no-logs"), Path::to_path_buf)),
         follow_seconds: Some(0.0),
         replan_every: Some(if logs.is_some() { "1s" } else { "off" }.into()),
+        models: Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("models")),
         ..Default::default()
     })
     .expect("config")

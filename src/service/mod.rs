@@ -72,7 +72,7 @@ pub mod proto {
 
 /// Candidates scored per message to the scheduler's owner while re-planning:
 /// small enough that a lease waits at most a few milliseconds behind one.
-const SCORE_SLICE: usize = 50_000;
+const SCORE_SLICE: usize = 10_000;
 
 /// What every handler shares.
 struct Shared {
@@ -85,6 +85,12 @@ struct Shared {
     /// Plans made since the start, and log events followed since the last.
     plans_made: AtomicU64,
     events_since_plan: AtomicU64,
+    /// Threads for planning while serving (features, ranking): one fewer
+    /// than the cores, so serving always keeps a core.
+    planning_pool: rayon::ThreadPool,
+    /// The runtime the handlers run on, for blocking threads that wait on
+    /// the scheduler's owner.
+    runtime: tokio::runtime::Handle,
     /// Woken when keys may have become available to lease.
     work: Notify,
     metrics: metrics::Requests,
@@ -117,10 +123,14 @@ impl Shared {
     /// scheduler's owner only takes slices of scoring and the finished
     /// ranking as separate messages, so executors keep leasing throughout.
     fn replan(&self, planner: &Planner) -> Result<(), planning::PlanError> {
+        self.planning_pool.install(|| self.replan_here(planner))
+    }
+
+    fn replan_here(&self, planner: &Planner) -> Result<(), planning::PlanError> {
         let Some(prepared) = planner.prepare()? else {
             return Ok(());
         };
-        let runtime = tokio::runtime::Handle::current();
+        let runtime = &self.runtime;
         let swap_failed =
             |status: tonic::Status| planning::PlanError::Scheduler(status.message().to_string());
         let prepared = Arc::new(prepared);
@@ -204,6 +214,16 @@ pub async fn serve(
         predictions: Mutex::new(Arc::new(Vec::new())),
         plans_made: AtomicU64::new(0),
         events_since_plan: AtomicU64::new(0),
+        planning_pool: rayon::ThreadPoolBuilder::new()
+            .num_threads(
+                std::thread::available_parallelism()
+                    .map_or(1, |cores| cores.get().saturating_sub(1))
+                    .max(1),
+            )
+            .thread_name(|i| format!("planning-{i}"))
+            .build()
+            .context("starting the planning threads")?,
+        runtime: tokio::runtime::Handle::current(),
         work: Notify::new(),
         metrics: Default::default(),
     });
@@ -298,7 +318,8 @@ fn follow_once(shared: &Shared, follower: &mut LogFollower) -> Result<()> {
         return Ok(());
     }
     let applying = follower.clone();
-    let report = tokio::runtime::Handle::current()
+    let report = shared
+        .runtime
         .block_on(
             shared
                 .scheduler
@@ -450,14 +471,16 @@ async fn replan_while_serving(shared: Arc<Shared>, replan: Replan) {
         last_attempt = Some(std::time::Instant::now());
         let planning = shared.clone();
         let planned = tokio::task::spawn_blocking(move || {
-            let mut planner = planning.planner();
-            if !planner.refresh_features()? {
-                return Ok(());
-            }
-            planning
-                .events_since_plan
-                .fetch_sub(fresh_events, Ordering::Relaxed);
-            planning.replan(&planner)
+            planning.planning_pool.install(|| {
+                let mut planner = planning.planner();
+                if !planner.refresh_features()? {
+                    return Ok(());
+                }
+                planning
+                    .events_since_plan
+                    .fetch_sub(fresh_events, Ordering::Relaxed);
+                planning.replan(&planner)
+            })
         })
         .await;
         match planned {
