@@ -279,6 +279,7 @@ pub async fn serve(
     for task in background {
         task.abort();
     }
+    shared.scheduler.stop().await;
     result.context("serving")?;
     if let Some(problem) = storage_failure
         .lock()

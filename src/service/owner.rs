@@ -32,6 +32,8 @@ type Job = Box<dyn FnOnce(&mut Scheduler) + Send>;
 enum Message {
     Run(Job),
     Acknowledge(WaitingAck),
+    /// Drop the scheduler (its queued writes are flushed) and end.
+    Stop,
 }
 
 /// One acknowledge call waiting for the owner.
@@ -46,6 +48,7 @@ struct WaitingAck {
 pub struct SchedulerOwner {
     messages: mpsc::Sender<Message>,
     durable: DurableWatch,
+    thread: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 fn gone() -> Status {
@@ -60,16 +63,35 @@ fn not_durable(problem: String) -> Status {
 
 impl SchedulerOwner {
     /// Moves `scheduler` onto its own thread, with pipelined commits. The
-    /// thread ends, and the scheduler's queued writes are flushed, when
-    /// the last [`SchedulerOwner`] is dropped.
+    /// thread ends, and the scheduler's queued writes are flushed, on
+    /// [`stop`](Self::stop) or when the last [`SchedulerOwner`] is dropped.
     pub fn start(mut scheduler: Scheduler) -> SchedulerOwner {
         let durable = scheduler.pipeline();
         let (messages, inbox) = mpsc::channel();
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("scheduler".into())
             .spawn(move || own(scheduler, &inbox))
             .expect("starting the scheduler's owner");
-        SchedulerOwner { messages, durable }
+        SchedulerOwner {
+            messages,
+            durable,
+            thread: std::sync::Mutex::new(Some(thread)),
+        }
+    }
+
+    /// Ends the owner after the messages already sent, and returns once
+    /// every queued write is on disk (so the state file is free for the
+    /// next start).
+    pub async fn stop(&self) {
+        let _ = self.messages.send(Message::Stop);
+        let thread = self
+            .thread
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(thread) = thread {
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
     }
 
     /// Runs `job` on the scheduler and returns what it returns.
@@ -160,6 +182,7 @@ fn own(mut scheduler: Scheduler, inbox: &mpsc::Receiver<Message>) {
                     );
                 }
             }
+            Message::Stop => break,
             Message::Acknowledge(first) => {
                 let mut group = vec![first];
                 while group.len() < MOST_CALLS_PER_COMMIT {
