@@ -106,11 +106,21 @@ fn write_in_groups(store: &Store, queue: &mpsc::Receiver<Write>, report: &watch:
         let tables: Vec<(u32, String)> = group.iter().flat_map(|w| w.tables.clone()).collect();
         let settings: Vec<(String, String)> =
             group.iter().flat_map(|w| w.settings.clone()).collect();
-        let entries = group.iter().flat_map(|w| {
-            w.entries
-                .iter()
-                .map(|(table, key, record)| (*table, &key[..], *record))
-        });
+        // In stored-key order, each key once with its latest record: the
+        // B-tree is then walked front to back, and a key several commits
+        // changed is written once.
+        let mut entries: Vec<(u32, &[u8], KeyRecord)> = group
+            .iter()
+            .flat_map(|w| {
+                w.entries
+                    .iter()
+                    .map(|(table, key, record)| (*table, &key[..], *record))
+            })
+            .collect();
+        entries.reverse();
+        entries.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        entries.dedup_by(|later, kept| (later.0, later.1) == (kept.0, kept.1));
+        let entries = entries.into_iter();
         let last = group.last().expect("a group has a write").seq;
         match store.put(&tables, entries, &settings) {
             Ok(()) => report.send_modify(|progress| progress.durable = last),
