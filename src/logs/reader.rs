@@ -262,7 +262,7 @@ impl ScanPlan {
     {
         let next_unit = AtomicUsize::new(0);
         let failed = AtomicBool::new(false);
-        let workers = worker_count().min(self.units.len()).max(1);
+        let workers = scan_threads().min(self.units.len()).max(1);
         std::thread::scope(|scope| {
             let handles: Vec<_> = (0..workers)
                 .map(|_| {
@@ -363,12 +363,19 @@ pub fn worker_count() -> usize {
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
+/// Threads a scan uses: as many as the rayon pool it runs in has (the
+/// global pool, which the binary sizes by [`worker_count`], or a smaller
+/// one, such as the service's planning pool, which leaves cores to serving).
+fn scan_threads() -> usize {
+    rayon::current_num_threads()
+}
+
 fn parallel_map<T: Sync, R: Send>(
     items: &[T],
     map: impl Fn(&T) -> Result<R, LogError> + Sync,
 ) -> Result<Vec<R>, LogError> {
     let next = AtomicUsize::new(0);
-    let workers = worker_count().min(items.len()).max(1);
+    let workers = scan_threads().min(items.len()).max(1);
     let mut results: Vec<(usize, R)> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..workers)
             .map(|_| {
