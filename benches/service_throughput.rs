@@ -6,7 +6,7 @@
 //! (the whole lease copied at the versions leased). Then batched location
 //! look-ups of random tracked keys over one connection.
 //!
-//! `cargo bench --bench service_throughput [-- KEYS]` (default 2 million).
+//! `cargo bench --bench service_throughput [-- KEYS]` (default 4 million).
 //! Plans KEYS keys into a location map once, then for each executor count
 //! serves a fresh copy of it in this process and lets the executors lease
 //! and acknowledge (every key copied at the version asked) for up to 4 s.
@@ -31,6 +31,10 @@ use tonic::{Request, Response, Status};
 
 const BATCH: u32 = 1_000;
 const RUN: Duration = Duration::from_secs(4);
+/// Keys the re-planning run's logs name (each re-plan recomputes them all).
+const REPLANNED_KEYS: usize = 2_000_000;
+/// Long enough for several re-plans to start and finish.
+const REPLAN_RUN: Duration = Duration::from_secs(10);
 
 /// The service over `state`; with `logs`, it plans from them and plans
 /// again every second (each re-plan recomputes every key's features,
@@ -175,13 +179,18 @@ async fn start_bare(
 
 /// One run of `executors` clients against `endpoint` for [`RUN`]: keys/s,
 /// lease p50 and p99, keys copied.
-async fn drive(endpoint: &str, executors: usize, form: AckForm) -> (f64, Duration, Duration, u64) {
+async fn drive(
+    endpoint: &str,
+    executors: usize,
+    form: AckForm,
+    run: Duration,
+) -> (f64, Duration, Duration, u64) {
     let mut clients = Vec::new();
     for _ in 0..executors {
         clients.push(connect(endpoint, None, None).await.unwrap());
     }
     let started = Instant::now();
-    let deadline = started + RUN;
+    let deadline = started + run;
     let tasks: Vec<_> = clients
         .into_iter()
         .map(|c| tokio::spawn(executor(c, deadline, form)))
@@ -251,13 +260,14 @@ async fn executor(mut clients: Clients, deadline: Instant, form: AckForm) -> (u6
     (copied, latencies)
 }
 
-/// One read of every candidate key, a second apart, as an access log.
-fn write_logs(path: &Path, candidates: &shadowcast::policy::Candidates) {
+/// One read of each of the first `keys` candidate keys, a second apart, as
+/// an access log.
+fn write_logs(path: &Path, candidates: &shadowcast::policy::Candidates, keys: usize) {
     use shadowcast::logs::Op;
     use shadowcast::logs::writer::{AccessEvent, LogBatchBuilder, write_log_file};
     let mut builder = LogBatchBuilder::new();
     let start_us = 1_700_000_000_000_000i64;
-    for i in 0..candidates.len() {
+    for i in 0..keys {
         let key = std::str::from_utf8(candidates.key(i)).expect("UTF-8 keys");
         builder.push(&AccessEvent {
             ts: start_us + i as i64 * 1_000_000,
@@ -293,7 +303,7 @@ fn main() {
     let keys: usize = std::env::args()
         .skip(1)
         .find_map(|a| a.parse().ok())
-        .unwrap_or(2_000_000);
+        .unwrap_or(4_000_000);
     let dir = tempfile::tempdir().expect("temp dir");
     let template = dir.path().join("template");
     std::fs::create_dir_all(&template).unwrap();
@@ -339,7 +349,7 @@ fn main() {
             runtime.block_on(async {
                 let (bare_address, stop_bare) = start_bare(&candidates).await;
                 let (bare_rate, bare_p50, bare_p99, _) =
-                    drive(&format!("http://{bare_address}"), executors, form).await;
+                    drive(&format!("http://{bare_address}"), executors, form, RUN).await;
                 let _ = stop_bare.send(());
 
                 let (address, stop) = start(&state, None).await;
@@ -352,7 +362,7 @@ fn main() {
                     })
                     .await
                     .unwrap();
-                let (rate, p50, p99, copied) = drive(&endpoint, executors, form).await;
+                let (rate, p50, p99, copied) = drive(&endpoint, executors, form, RUN).await;
                 println!(
                     "{:>8} {:>9} | {:>12.0} {:>8.2}ms {:>8.2}ms {:>11} | {:>12.0} {:>8.2}ms {:>8.2}ms | {:>7.1}%",
                     match form {
@@ -377,7 +387,11 @@ fn main() {
     // The same with 8 executors while the service re-plans all keys again
     // and again: one log event per planned key, `--replan-every 1s`.
     let logs = dir.path().join("logs");
-    write_logs(&logs.join("part-0.parquet"), &candidates);
+    write_logs(
+        &logs.join("part-0.parquet"),
+        &candidates,
+        REPLANNED_KEYS.min(keys),
+    );
     for form in [AckForm::PerKey, AckForm::Compact] {
         let state = fresh_state(dir.path(), &template, &format!("replan-{form:?}"));
         runtime.block_on(async {
@@ -398,7 +412,7 @@ fn main() {
                 .unwrap()
                 .into_inner()
                 .plans_made;
-            let (rate, p50, p99, copied) = drive(&endpoint, 8, form).await;
+            let (rate, p50, p99, copied) = drive(&endpoint, 8, form, REPLAN_RUN).await;
             let after = admin
                 .management
                 .get_status(proto::GetStatusRequest {})
@@ -407,8 +421,10 @@ fn main() {
                 .into_inner()
                 .plans_made;
             println!(
-                "while re-planning {keys} keys ({} plans made in the run), {form:?} acks, 8 executors: {rate:.0} keys/s, lease p50 {:.2}ms, p99 {:.2}ms, {copied} keys copied",
+                "while re-planning {} keys ({} plans made in {} s), {form:?} acks, 8 executors: {rate:.0} keys/s, lease p50 {:.2}ms, p99 {:.2}ms, {copied} keys copied",
+                REPLANNED_KEYS.min(keys),
                 after - before,
+                REPLAN_RUN.as_secs(),
                 p50.as_secs_f64() * 1e3,
                 p99.as_secs_f64() * 1e3
             );
