@@ -221,6 +221,7 @@ pub async fn serve(
                     .max(1),
             )
             .thread_name(|i| format!("planning-{i}"))
+            .start_handler(|_| yield_to_serving())
             .build()
             .context("starting the planning threads")?,
         runtime: tokio::runtime::Handle::current(),
@@ -440,6 +441,26 @@ fn spawn_background(
         }));
     }
     tasks
+}
+
+/// Lowers the calling thread's scheduling priority (nice 10), so that a
+/// re-plan takes the CPU only when serving leaves it idle. Threads it
+/// starts (a log scan's workers) inherit it. Where the system refuses,
+/// planning runs at normal priority.
+fn yield_to_serving() {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: gettid has no preconditions; setpriority with PRIO_PROCESS
+        // and a thread id changes that one thread's nice value and reads no
+        // memory of ours.
+        let refused = unsafe {
+            let thread = libc::gettid();
+            libc::setpriority(libc::PRIO_PROCESS, thread as libc::id_t, 10) != 0
+        };
+        if refused {
+            tracing::debug!("could not lower the planning thread's priority");
+        }
+    }
 }
 
 /// Shortest wait before a failed re-plan is tried again.
