@@ -85,6 +85,26 @@ fn hand_checked_log(dir: &Path) -> std::path::PathBuf {
     write_events(&dir.join("log.parquet"), &events, 1000)
 }
 
+/// Most-frequent alone on the hand-worked timeline (100 s window, 100 s
+/// after, 1 s steps) at `budget`, with a background budget 10 times the
+/// window's.
+fn most_frequent_at(
+    budget: f64,
+    scheduler: SchedulerConfig,
+    replan_every_us: Option<i64>,
+) -> SimulationOptions {
+    SimulationOptions {
+        timeline: Timeline::new(START_MS * 1000, 100 * SECOND_US, 100 * SECOND_US, SECOND_US)
+            .unwrap(),
+        budgets: vec![budget],
+        background_factor: 10.0,
+        strategies: vec![Strategy::MostFrequent],
+        scheduler,
+        seed: 1,
+        replan_every_us,
+    }
+}
+
 const STRATEGIES: [Strategy; 5] = [
     Strategy::Nothing,
     Strategy::KeyOrder,
@@ -168,19 +188,11 @@ fn shadowing_moves_on_once_its_keys_are_copied_so_the_budget_is_used() {
     let dir = tempfile::tempdir().unwrap();
     let source = LogSource::open(hand_checked_log(dir.path())).unwrap();
     let copied_before_cutover = |background_when_shadow_copied: bool| {
-        let options = SimulationOptions {
-            timeline: Timeline::new(START_MS * 1000, 100 * SECOND_US, 100 * SECOND_US, SECOND_US)
-                .unwrap(),
-            budgets: vec![0.5],
-            background_factor: 10.0,
-            strategies: vec![Strategy::MostFrequent],
-            scheduler: SchedulerConfig {
-                background_when_shadow_copied,
-                ..SchedulerConfig::default()
-            },
-            seed: 1,
-            replan_every_us: None,
+        let scheduler = SchedulerConfig {
+            background_when_shadow_copied,
+            ..SchedulerConfig::default()
         };
+        let options = most_frequent_at(0.5, scheduler, None);
         let simulation =
             simulate::simulate(&source, &options, &Inputs::default(), &|_| {}).unwrap();
         let run = simulation.run(Strategy::MostFrequent, 0.5).unwrap();
@@ -222,16 +234,7 @@ fn replanning_during_the_window_catches_a_key_that_turns_hot() {
     let served = |replan_every_us: Option<i64>| {
         let mut scheduler = SchedulerConfig::default();
         scheduler.sample.fraction = 1.0;
-        let options = SimulationOptions {
-            timeline: Timeline::new(START_MS * 1000, 100 * SECOND_US, 100 * SECOND_US, SECOND_US)
-                .unwrap(),
-            budgets: vec![0.2],
-            background_factor: 10.0,
-            strategies: vec![Strategy::MostFrequent],
-            scheduler,
-            seed: 1,
-            replan_every_us,
-        };
+        let options = most_frequent_at(0.2, scheduler, replan_every_us);
         let simulation =
             simulate::simulate(&source, &options, &Inputs::default(), &|_| {}).unwrap();
         let figures = &simulation.run(Strategy::MostFrequent, 0.2).unwrap().figures;
