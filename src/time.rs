@@ -78,6 +78,19 @@ pub fn parse_duration(text: &str) -> Result<i64, String> {
         .ok_or_else(|| format!("`{text}` is not a positive duration that fits"))
 }
 
+/// A duration for people: whole seconds under a minute, whole minutes
+/// under an hour, hours with one decimal after that (`24s`, `10m`, `6.0h`).
+pub fn format_duration(micros: i64) -> String {
+    let seconds = micros as f64 / SECOND_US as f64;
+    if seconds < 60.0 {
+        format!("{seconds:.0}s")
+    } else if seconds < 3600.0 {
+        format!("{:.0}m", seconds / 60.0)
+    } else {
+        format!("{:.1}h", seconds / 3600.0)
+    }
+}
+
 /// Start of the UTC hour that contains `micros`.
 pub fn hour_floor(micros: i64) -> i64 {
     micros.div_euclid(HOUR_US) * HOUR_US
@@ -117,6 +130,15 @@ mod tests {
     fn formats_whole_seconds_without_fraction() {
         assert_eq!(format_instant(0), "1970-01-01T00:00:00Z");
         assert_eq!(format_instant(1), "1970-01-01T00:00:00.000001Z");
+    }
+
+    #[test]
+    fn durations_print_in_the_largest_unit_that_keeps_them_readable() {
+        assert_eq!(format_duration(24 * SECOND_US), "24s");
+        assert_eq!(format_duration(10 * 60 * SECOND_US), "10m");
+        assert_eq!(format_duration(90 * 60 * SECOND_US), "1.5h");
+        assert_eq!(format_duration(6 * HOUR_US), "6.0h");
+        assert_eq!(format_duration(0), "0s");
     }
 
     #[test]

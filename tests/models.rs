@@ -384,6 +384,10 @@ fn train_and_evaluate_on_imported_logs() {
         &version,
     ]));
     assert!(
+        table.contains("judged on the next 10m"),
+        "a 10-minute horizon reads as such: {table}"
+    );
+    assert!(
         table.contains("trace-v1") && table.contains("oracle"),
         "{table}"
     );

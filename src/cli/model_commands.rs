@@ -346,10 +346,10 @@ pub fn evaluate_command(args: EvaluateArgs) -> Result<()> {
     }
     if let Some(chart) = &args.chart {
         let subtitle = format!(
-            "{} keys at {}, next {}h",
+            "{} keys at {}, next {}",
             cutoff.features.len(),
             format_instant(as_of),
-            args.horizon / 3_600_000_000
+            crate::time::format_duration(args.horizon)
         );
         crate::model::chart::write_chart(chart, &subtitle, &results)?;
         eprintln!("wrote {}", chart.display());
@@ -359,8 +359,8 @@ pub fn evaluate_command(args: EvaluateArgs) -> Result<()> {
 
 fn print_results(results: &[MethodResult], keys: usize, as_of: &str, horizon: i64) {
     println!(
-        "{keys} keys at {as_of}, judged on the next {}h",
-        horizon / 3_600_000_000
+        "{keys} keys at {as_of}, judged on the next {}",
+        crate::time::format_duration(horizon)
     );
     println!(
         "{:<22} {:>7} {:>7} {:>7} {:>7} | {:>6} {:>6} {:>6} {:>6} | {:>6} {:>6} | {:>8}",

@@ -99,12 +99,7 @@ fn bytes(count: u64) -> String {
 }
 
 fn duration(us: Option<i64>) -> String {
-    match seconds(us) {
-        None => "never".to_string(),
-        Some(s) if s < 60.0 => format!("{s:.0}s"),
-        Some(s) if s < 3600.0 => format!("{:.0}m", s / 60.0),
-        Some(s) => format!("{:.1}h", s / 3600.0),
-    }
+    us.map_or_else(|| "never".to_string(), crate::time::format_duration)
 }
 
 /// The figures of every strategy at `budget`, as a text table.
