@@ -366,6 +366,7 @@ pub fn write_report(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::labels::Outcome;
 
     #[test]
     fn auc_of_perfect_inverse_and_tied_rankings() {
@@ -374,6 +375,88 @@ mod tests {
         assert_eq!(roc_auc(&[0.9, 0.8, 0.2, 0.1], &labels), 0.0);
         assert_eq!(roc_auc(&[0.5; 4], &labels), 0.5);
         assert!(roc_auc(&[0.5; 4], &[true; 4]).is_nan());
+    }
+
+    /// 20 keys ranked in key order (hot score 20 − i), all 100 B but `k2`
+    /// (300 B). In the horizon: `k0` read 3 times (300 B), `k2` 6 times
+    /// (600 B), `k3` once (50 B), `k5` written 10 times, `k1` written
+    /// twice; keys first seen in the horizon add 5 accesses and 50 B read:
+    /// 25 accesses and 1000 B read in all. Worked by hand:
+    /// - keys: 1% and 5% of 20 keys is 1 key (`k0`): 3/25; 10% is 2 keys
+    ///   (`k0`, `k1`): 5/25; 20% is 4 (`k0`–`k3`): 12/25.
+    /// - bytes (2200 B in all; by score per byte `k0`, `k1`, `k3`, `k4`, …,
+    ///   `k13`, then `k2` tied with `k14` at 0.06/B, each taken if it
+    ///   fits): 1% (22 B) takes nothing; 5% (110 B) `k0`: 300/1000; 10%
+    ///   (220 B) `k0`, `k1`: 300/1000; 20% (440 B) `k0`, `k1`, `k3`, `k4`:
+    ///   350/1000.
+    /// - hot = {k0, k2, k5}: `k0` outranks all 17 others, `k2` 16 (not
+    ///   `k1`), `k5` 14: AUC 47/51; the top 1% (`k0`) is hot: precision 1.
+    /// - churn = {k1, k5}, churn score = i: `k1` outranks `k0`, `k5`
+    ///   outranks `k0`, `k2`, `k3`, `k4`: AUC 5/36; the top 1% (`k19`) does
+    ///   not churn: precision 0.
+    #[test]
+    fn judge_matches_a_small_example_worked_by_hand() {
+        let keys = 20;
+        let mut outcomes = vec![Outcome::default(); keys];
+        let outcome = |accesses, bytes_read, writes| Outcome {
+            accesses,
+            bytes_read,
+            writes,
+        };
+        outcomes[0] = outcome(3, 300, 0);
+        outcomes[1] = outcome(2, 0, 2);
+        outcomes[2] = outcome(6, 600, 0);
+        outcomes[3] = outcome(1, 50, 0);
+        outcomes[5] = outcome(10, 0, 10);
+        let mut hot = vec![false; keys];
+        for i in [0, 2, 5] {
+            hot[i] = true;
+        }
+        let mut churn = vec![false; keys];
+        for i in [1, 5] {
+            churn[i] = true;
+        }
+        let cutoff = LabelledCutoff {
+            cutoff: 0,
+            features: crate::features::FeatureTable::from_batches(0, true, 0, Vec::new()),
+            outcomes,
+            hot,
+            churn,
+            total: outcome(3 + 2 + 6 + 1 + 10 + 3, 1000, 12),
+        };
+        let mut sizes = vec![100.0; keys];
+        sizes[2] = 300.0;
+        let ranking = Ranking {
+            method: "by hand".into(),
+            hot: (0..keys).map(|i| (keys - i) as f64).collect(),
+            churn: (0..keys).map(|i| i as f64).collect(),
+            byte_value: None,
+        };
+        let judged = judge(&ranking, &cutoff, &sizes);
+        let close = |a: f64, b: f64| (a - b).abs() < 1e-12;
+        for (got, want) in
+            judged
+                .capture_keys
+                .iter()
+                .zip([3.0 / 25.0, 3.0 / 25.0, 5.0 / 25.0, 12.0 / 25.0])
+        {
+            assert!(
+                close(*got, want),
+                "capture by keys {:?}",
+                judged.capture_keys
+            );
+        }
+        for (got, want) in judged.capture_bytes.iter().zip([0.0, 0.3, 0.3, 0.35]) {
+            assert!(
+                close(*got, want),
+                "capture by bytes {:?}",
+                judged.capture_bytes
+            );
+        }
+        assert!(close(judged.auc_hot, 47.0 / 51.0), "{}", judged.auc_hot);
+        assert!(close(judged.auc_churn, 5.0 / 36.0), "{}", judged.auc_churn);
+        assert_eq!(judged.precision_hot, 1.0);
+        assert_eq!(judged.precision_churn, 0.0);
     }
 
     #[test]
