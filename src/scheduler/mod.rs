@@ -30,9 +30,19 @@
 //!   write seen for the key; otherwise the key stays stale and is offered
 //!   again. Acknowledgements are idempotent and accepted whichever lease
 //!   (if any, e.g. after a restart) the key was under.
+//! - Phases move on in one step, [`Scheduler::advance`], which its owner
+//!   runs on a timer (a simulation, on its clock), not as a side effect of
+//!   other calls.
+//! - Planning can be done in stages ([`Scheduler::score`] in slices,
+//!   [`Scheduler::ranking_input`], [`RankingInput::rank`] anywhere,
+//!   [`Scheduler::install_ranking`]) so that leasing goes on meanwhile;
+//!   [`Scheduler::plan`] runs them in one call.
 //! - Nothing accepted is lost: every accepted ack and every write seen is
-//!   committed to the [`LocationMap`] before the call returns; a lease that
-//!   expires, or is voided by a restart, puts its keys back in line.
+//!   committed to the [`LocationMap`] before the call returns (with a
+//!   pipelined map, see [`Scheduler::pipeline`], the commit is durable when
+//!   its [`DurableWatch`](crate::state::DurableWatch) says so, and the
+//!   caller answers only then); a lease that expires, or is voided by a
+//!   restart, puts its keys back in line.
 
 mod acks;
 mod api;
