@@ -90,7 +90,7 @@ pub struct WriteEvent {
     pub size_bytes: Option<u64>,
 }
 
-/// What [`Scheduler::record_writes`] did.
+/// What [`Scheduler::record_writes`](super::Scheduler::record_writes) did.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct WriteReport {
     pub new_keys: usize,

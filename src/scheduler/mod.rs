@@ -1,6 +1,7 @@
 //! Stage 5 — the scheduler.
 //!
-//! Takes: the policy stage's [`Candidates`] and [`Decisions`] (keys with
+//! Takes: the policy stage's [`Candidates`](crate::policy::Candidates)
+//! and [`Decisions`](crate::policy::Decisions) (keys with
 //! model scores, weights and hints) through [`Scheduler::plan`]; executors'
 //! lease requests and acknowledgements; writes seen in new log files
 //! ([`Scheduler::ingest_logs`]) or reported by executors and the shadowing

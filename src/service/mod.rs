@@ -7,7 +7,7 @@
 //!
 //! Concurrency (who owns what, who waits for what):
 //! - The [`Scheduler`] has one owner, a thread driven by messages
-//!   ([`owner`]): handlers send it short jobs and await the answer; they
+//!   (`owner.rs`): handlers send it short jobs and await the answer; they
 //!   never take a lock or block a tokio worker on it. Acknowledgements that
 //!   queue up are applied together.
 //! - Its commits go to the state writer thread, which groups whatever

@@ -308,7 +308,7 @@ impl LocationMap {
     /// goes to the writer thread and the changes apply at once: the commit
     /// is durable when [`DurableWatch::durable`] resolves for
     /// [`committed`](Self::committed), and an error here means an earlier
-    /// write failed (see [`pipeline`](pipeline)).
+    /// write failed (see [`pipeline`](Self::pipeline)).
     pub fn commit(
         &mut self,
         changes: &[Change],
