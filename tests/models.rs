@@ -393,4 +393,52 @@ fn train_and_evaluate_on_imported_logs() {
     );
     let oracle_line = table.lines().find(|l| l.starts_with("oracle")).unwrap();
     assert!(oracle_line.trim_end().ends_with("100.0%"), "{oracle_line}");
+
+    // Two successive cut-offs: each judged, then the mean and spread,
+    // checked here from the two tables' own 10% captures.
+    let both = stdout(&shadowcast_ok(&[
+        "evaluate",
+        "--logs",
+        path_str(&logs),
+        "--as-of",
+        "2026-11-01T01:30:00Z",
+        "--horizon",
+        "10m",
+        "--cutoffs",
+        "2",
+        "--model",
+        &version,
+    ]));
+    assert!(
+        both.contains("at 2026-11-01T01:30:00Z, judged on the next 10m"),
+        "{both}"
+    );
+    assert!(
+        both.contains("at 2026-11-01T01:40:00Z, judged on the next 10m"),
+        "{both}"
+    );
+    let captures: Vec<f64> = both
+        .lines()
+        .filter(|l| l.starts_with("trace-v1 ") && l.contains(" | "))
+        .map(|l| l.split_whitespace().nth(8).unwrap().parse::<f64>().unwrap())
+        .collect();
+    assert_eq!(captures.len(), 2, "{both}");
+    let summary: Vec<&str> = both
+        .lines()
+        .skip_while(|l| !l.starts_with("over 2 cut-offs"))
+        .find(|l| l.starts_with("trace-v1 ") && l.contains('±'))
+        .expect("a summary row for the model")
+        .split_whitespace()
+        .collect();
+    let percent = |text: &str| text.trim_end_matches('%').parse::<f64>().unwrap();
+    let mean = 100.0 * (captures[0] + captures[1]) / 2.0;
+    let spread = 100.0 * (captures[0] - captures[1]).abs() / 2f64.sqrt();
+    assert!(
+        (percent(summary[1]) - mean).abs() < 0.1,
+        "{summary:?} vs {mean}"
+    );
+    assert!(
+        (percent(summary[3]) - spread).abs() < 0.1,
+        "{summary:?} vs {spread}"
+    );
 }

@@ -103,6 +103,9 @@ pub struct EvaluateArgs {
     /// Draw capture against budget for every method to this PNG.
     #[arg(long)]
     pub chart: Option<PathBuf>,
+    /// Judge this many successive cut-offs T, T+H, T+2H, … (each on its next H) and report each method's mean and spread: one cut-off is noise. --out and --chart describe the last one.
+    #[arg(long, default_value_t = 1)]
+    pub cutoffs: usize,
     #[command(flatten)]
     pub labels: LabelArgs,
     #[arg(long, default_value_t = 1)]
@@ -308,21 +311,10 @@ pub fn evaluate_command(args: EvaluateArgs) -> Result<()> {
             "evaluate at a later cut-off",
         )?;
     }
+    if !(1..=64).contains(&args.cutoffs) {
+        bail!("--cutoffs must be between 1 and 64, got {}", args.cutoffs);
+    }
     let rules = args.labels.rules();
-    let bar = spinner("evaluate");
-    bar.set_message("tuning the decayed-counter half-life on the cut-off before");
-    let half_life = match LabelledCutoff::build(&source, as_of - args.horizon, args.horizon, &rules)
-    {
-        Ok(past) => evaluate::best_half_life(&past),
-        Err(_) => 1,
-    };
-    bar.set_message(format!(
-        "labelling {} + {}s",
-        format_instant(as_of),
-        args.horizon / 1_000_000
-    ));
-    let cutoff = LabelledCutoff::build(&source, as_of, args.horizon, &rules)
-        .context("evaluation needs logs after the cut-off")?;
     let named: Vec<(String, &crate::model::predictor::Predictor)> = models
         .iter()
         .map(|m| {
@@ -332,29 +324,122 @@ pub fn evaluate_command(args: EvaluateArgs) -> Result<()> {
             )
         })
         .collect();
-    let results = evaluate::compare(&cutoff, half_life, &named, args.seed);
+    let bar = spinner("evaluate");
+    let mut judged = Vec::with_capacity(args.cutoffs);
+    for step in 0..args.cutoffs {
+        let at = as_of + step as i64 * args.horizon;
+        bar.set_message(format!(
+            "cut-off {}/{}: tuning the decayed-counter half-life on the cut-off before",
+            step + 1,
+            args.cutoffs
+        ));
+        let half_life =
+            match LabelledCutoff::build(&source, at - args.horizon, args.horizon, &rules) {
+                Ok(past) => evaluate::best_half_life(&past),
+                Err(_) => 1,
+            };
+        bar.set_message(format!(
+            "cut-off {}/{}: labelling {} + {}",
+            step + 1,
+            args.cutoffs,
+            format_instant(at),
+            crate::time::format_duration(args.horizon)
+        ));
+        let cutoff =
+            LabelledCutoff::build(&source, at, args.horizon, &rules).with_context(|| {
+                format!(
+                    "cut-off {}: evaluation needs logs after it",
+                    format_instant(at)
+                )
+            })?;
+        let results = evaluate::compare(&cutoff, half_life, &named, args.seed);
+        judged.push((at, cutoff.features.len(), results));
+    }
     bar.finish_and_clear();
-    print_results(
-        &results,
-        cutoff.features.len(),
-        &format_instant(as_of),
-        args.horizon,
-    );
+    for (at, keys, results) in &judged {
+        print_results(results, *keys, &format_instant(*at), args.horizon);
+        println!();
+    }
+    if judged.len() > 1 {
+        print_spread(&judged);
+    }
+    let (as_of, cutoff_keys, results) = judged.last().expect("at least one cut-off");
+    let (as_of, cutoff_keys) = (*as_of, *cutoff_keys);
     if let Some(out) = &args.out {
-        evaluate::write_report(out, &format_instant(as_of), &results)?;
+        evaluate::write_report(out, &format_instant(as_of), results)?;
         eprintln!("wrote {}", out.display());
     }
     if let Some(chart) = &args.chart {
         let subtitle = format!(
             "{} keys at {}, next {}",
-            cutoff.features.len(),
+            cutoff_keys,
             format_instant(as_of),
             crate::time::format_duration(args.horizon)
         );
-        crate::model::chart::write_chart(chart, &subtitle, &results)?;
+        crate::model::chart::write_chart(chart, &subtitle, results)?;
         eprintln!("wrote {}", chart.display());
     }
     Ok(())
+}
+
+/// Each method's mean and spread (sample standard deviation) over the
+/// cut-offs, at a 10% budget; the decayed counter under one name whatever
+/// half-life each cut-off tuned.
+fn print_spread(judged: &[(i64, usize, Vec<MethodResult>)]) {
+    let family = |method: &str| {
+        if method.starts_with("decayed-") {
+            "decayed (tuned)".to_string()
+        } else {
+            method.to_string()
+        }
+    };
+    let mut methods: Vec<String> = Vec::new();
+    for (_, _, results) in judged {
+        for result in results {
+            let name = family(&result.method);
+            if !methods.contains(&name) {
+                methods.push(name);
+            }
+        }
+    }
+    println!(
+        "over {} cut-offs, capture at a 10% budget: mean ± standard deviation",
+        judged.len()
+    );
+    println!(
+        "{:<22} {:>16} {:>16}",
+        "method", "of accesses", "of bytes read"
+    );
+    for method in methods {
+        let pick = |value: fn(&MethodResult) -> f64| -> Vec<f64> {
+            judged
+                .iter()
+                .filter_map(|(_, _, results)| results.iter().find(|r| family(&r.method) == method))
+                .map(value)
+                .collect()
+        };
+        let keys = mean_and_spread(&pick(|r| r.capture_keys[2]));
+        let bytes = mean_and_spread(&pick(|r| r.capture_bytes[2]));
+        println!(
+            "{:<22} {:>7.1}% ± {:>4.1} {:>7.1}% ± {:>4.1}",
+            method,
+            100.0 * keys.0,
+            100.0 * keys.1,
+            100.0 * bytes.0,
+            100.0 * bytes.1
+        );
+    }
+}
+
+/// Mean and sample standard deviation (0 for one value).
+fn mean_and_spread(values: &[f64]) -> (f64, f64) {
+    let n = values.len() as f64;
+    let mean = values.iter().sum::<f64>() / n;
+    if values.len() < 2 {
+        return (mean, 0.0);
+    }
+    let variance = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0);
+    (mean, variance.sqrt())
 }
 
 fn print_results(results: &[MethodResult], keys: usize, as_of: &str, horizon: i64) {
