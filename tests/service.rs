@@ -17,8 +17,28 @@ use tonic::Code;
 
 const BIN: &str = env!("CARGO_BIN_EXE_shadowcast");
 
-fn models() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("models")
+/// A copy of the shipped model registry under `dir` (made once, kept
+/// across restarts): tests promote and roll back models, which must not
+/// write into the source tree.
+fn models(dir: &Path) -> PathBuf {
+    let copy = dir.join("models");
+    if !copy.exists() {
+        copy_tree(&Path::new(env!("CARGO_MANIFEST_DIR")).join("models"), &copy);
+    }
+    copy
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
 }
 
 /// Small logs, written once per test directory.
@@ -67,7 +87,7 @@ impl Service {
             .args(["serve", "--listen", "127.0.0.1:0"])
             .args(follow)
             .arg("--models")
-            .arg(models())
+            .arg(models(dir))
             .arg("--logs")
             .arg(logs)
             .arg("--state-dir")
