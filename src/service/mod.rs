@@ -96,25 +96,26 @@ struct Shared {
     metrics: metrics::Requests,
 }
 
+/// Locks `mutex`. A panic while it was held cannot leave what it guards
+/// half changed in a way that matters (each is replaced whole), so a
+/// poisoned lock is taken as it is.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 impl Shared {
     fn planner(&self) -> std::sync::MutexGuard<'_, Planner> {
-        self.planner
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        lock(&self.planner)
     }
 
     fn serving(&self) -> PlanSummary {
-        self.serving
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
+        lock(&self.serving).clone()
     }
 
     fn predictions(&self) -> Arc<Vec<planning::Prediction>> {
-        self.predictions
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
+        lock(&self.predictions).clone()
     }
 
     /// Plans again from the kept features (after a model or policy change,
@@ -161,14 +162,8 @@ impl Shared {
         let predictions = Planner::top_predictions(&prepared);
         let summary = prepared.summary.clone();
         tracing::info!(keys = summary.keys, model = %summary.model, policy = %summary.policy, "planned");
-        *self
-            .serving
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = summary;
-        *self
-            .predictions
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(predictions);
+        *lock(&self.serving) = summary;
+        *lock(&self.predictions) = Arc::new(predictions);
         self.plans_made.fetch_add(1, Ordering::Relaxed);
         self.work.notify_waiters();
         Ok(())
@@ -259,16 +254,13 @@ pub async fn serve(
     let routes = routes(&shared, &config)?;
     let background = spawn_background(&shared, &config, follower);
     on_listening(address);
-    let storage_failure = Arc::new(Mutex::new(None));
     let stop = {
         let shared = shared.clone();
-        let storage_failure = storage_failure.clone();
         async move {
             tokio::select! {
                 () = shutdown => {}
                 problem = shared.scheduler.storage_failed() => {
                     tracing::error!(%problem, "the state can no longer be stored; stopping");
-                    *storage_failure.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(problem);
                 }
             }
         }
@@ -282,11 +274,7 @@ pub async fn serve(
     }
     shared.scheduler.stop().await;
     result.context("serving")?;
-    if let Some(problem) = storage_failure
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .take()
-    {
+    if let Some(problem) = shared.scheduler.storage_failure() {
         anyhow::bail!("stopped: the state could not be stored ({problem}); restart to reload it");
     }
     tracing::info!("stopped; every accepted call is stored");

@@ -161,6 +161,11 @@ impl SchedulerOwner {
     pub async fn storage_failed(&self) -> String {
         self.durable.clone().failed().await
     }
+
+    /// Why storing changes failed, if it has.
+    pub fn storage_failure(&self) -> Option<String> {
+        self.durable.failure()
+    }
 }
 
 fn own(mut scheduler: Scheduler, inbox: &mpsc::Receiver<Message>) {
