@@ -83,6 +83,26 @@ enum AckForm {
     Compact,
 }
 
+/// The service started over `state` (see [`config`]) and moved to
+/// BACKGROUND, so every key may be leased: its endpoint, its stop signal
+/// and an admin client.
+async fn start_in_background(
+    state: &Path,
+    logs: Option<&Path>,
+) -> (String, tokio::sync::oneshot::Sender<()>, Clients) {
+    let (address, stop) = start(state, logs).await;
+    let endpoint = format!("http://{address}");
+    let mut admin = connect(&endpoint, None, None).await.unwrap();
+    admin
+        .management
+        .force_phase(proto::ForcePhaseRequest {
+            phase: proto::Phase::Background as i32,
+        })
+        .await
+        .unwrap();
+    (endpoint, stop, admin)
+}
+
 /// The peer: a tonic server with the same API that answers every lease
 /// with the same 1,000 keys (as the service would send them) and every
 /// acknowledgement with 1,000 results, doing nothing else.
@@ -352,16 +372,7 @@ fn main() {
                     drive(&format!("http://{bare_address}"), executors, form, RUN).await;
                 let _ = stop_bare.send(());
 
-                let (address, stop) = start(&state, None).await;
-                let endpoint = format!("http://{address}");
-                let mut admin = connect(&endpoint, None, None).await.unwrap();
-                admin
-                    .management
-                    .force_phase(proto::ForcePhaseRequest {
-                        phase: proto::Phase::Background as i32,
-                    })
-                    .await
-                    .unwrap();
+                let (endpoint, stop, _admin) = start_in_background(&state, None).await;
                 let (rate, p50, p99, copied) = drive(&endpoint, executors, form, RUN).await;
                 println!(
                     "{:>8} {:>9} | {:>12.0} {:>8.2}ms {:>8.2}ms {:>11} | {:>12.0} {:>8.2}ms {:>8.2}ms | {:>7.1}%",
@@ -395,16 +406,7 @@ fn main() {
     for form in [AckForm::PerKey, AckForm::Compact] {
         let state = fresh_state(dir.path(), &template, &format!("replan-{form:?}"));
         runtime.block_on(async {
-            let (address, stop) = start(&state, Some(&logs)).await;
-            let endpoint = format!("http://{address}");
-            let mut admin = connect(&endpoint, None, None).await.unwrap();
-            admin
-                .management
-                .force_phase(proto::ForcePhaseRequest {
-                    phase: proto::Phase::Background as i32,
-                })
-                .await
-                .unwrap();
+            let (endpoint, stop, mut admin) = start_in_background(&state, Some(&logs)).await;
             let before = admin
                 .management
                 .get_status(proto::GetStatusRequest {})

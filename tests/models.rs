@@ -372,17 +372,23 @@ fn train_and_evaluate_on_imported_logs() {
     ]))
     .trim()
     .to_string();
-    let table = stdout(&shadowcast_ok(&[
-        "evaluate",
-        "--logs",
-        path_str(&logs),
-        "--as-of",
-        "2026-11-01T01:30:00Z",
-        "--horizon",
-        "10m",
-        "--model",
-        &version,
-    ]));
+    // The model judged at 01:30 on the next 10 minutes, with `extra` options.
+    let evaluate = |extra: &[&str]| {
+        let mut args = vec![
+            "evaluate",
+            "--logs",
+            path_str(&logs),
+            "--as-of",
+            "2026-11-01T01:30:00Z",
+            "--horizon",
+            "10m",
+            "--model",
+            &version,
+        ];
+        args.extend_from_slice(extra);
+        stdout(&shadowcast_ok(&args))
+    };
+    let table = evaluate(&[]);
     assert!(
         table.contains("judged on the next 10m"),
         "a 10-minute horizon reads as such: {table}"
@@ -396,19 +402,7 @@ fn train_and_evaluate_on_imported_logs() {
 
     // Two successive cut-offs: each judged, then the mean and spread,
     // checked here from the two tables' own 10% captures.
-    let both = stdout(&shadowcast_ok(&[
-        "evaluate",
-        "--logs",
-        path_str(&logs),
-        "--as-of",
-        "2026-11-01T01:30:00Z",
-        "--horizon",
-        "10m",
-        "--cutoffs",
-        "2",
-        "--model",
-        &version,
-    ]));
+    let both = evaluate(&["--cutoffs", "2"]);
     assert!(
         both.contains("at 2026-11-01T01:30:00Z, judged on the next 10m"),
         "{both}"
