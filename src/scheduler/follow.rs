@@ -15,7 +15,7 @@ use crate::logs::activity::KeyActivity;
 
 const INGESTED: &str = "ingested_files";
 
-/// What one [`Scheduler::ingest_logs`] call did.
+/// What applying log files did.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct IngestReport {
     pub files: usize,
@@ -24,8 +24,17 @@ pub struct IngestReport {
     pub made_stale: usize,
     /// Files that could not be read, with the reason.
     pub rejected: Vec<(PathBuf, String)>,
-    /// Files applied, with their stamps.
-    applied: Vec<(String, Stamp)>,
+}
+
+impl IngestReport {
+    /// Adds what applying another file did.
+    pub fn add(&mut self, other: IngestReport) {
+        self.files += other.files;
+        self.events += other.events;
+        self.new_keys += other.new_keys;
+        self.made_stale += other.made_stale;
+        self.rejected.extend(other.rejected);
+    }
 }
 
 /// A file's identity for "has it changed": length and modification time.
@@ -49,31 +58,44 @@ pub struct ScannedFile {
     keys: KeyActivity,
 }
 
-/// What a [`LogFollower::scan`] found: files to apply, in order, and files
-/// that could not be read.
-#[derive(Default)]
-pub struct ScannedLogs {
-    files: Vec<ScannedFile>,
-    rejected: Vec<(PathBuf, String)>,
+/// A file that could not be read, and why.
+pub type Unreadable = (PathBuf, String);
+
+/// The log files new or changed since they were applied, scanned one at a
+/// time as they are asked for, so only one file's keys are held at once.
+pub struct Scan {
+    source: Option<LogSource>,
+    pending: std::vec::IntoIter<(PathBuf, Stamp)>,
+    /// The log directory itself could not be read.
+    unreadable_root: Option<Unreadable>,
 }
 
-impl ScannedLogs {
-    /// How many files were scanned and are ready to apply.
-    pub fn files(&self) -> usize {
-        self.files.len()
-    }
+impl Iterator for Scan {
+    type Item = Result<ScannedFile, Unreadable>;
 
-    /// Files that could not be read, with the reason.
-    pub fn rejected(&self) -> &[(PathBuf, String)] {
-        &self.rejected
+    fn next(&mut self) -> Option<Self::Item> {
+        if let Some(root) = self.unreadable_root.take() {
+            return Some(Err(root));
+        }
+        let source = self.source.as_ref()?;
+        let (path, stamp) = self.pending.next()?;
+        let one = source
+            .only(|p| p == path)
+            .expect("the file is in the source");
+        Some(match KeyActivity::scan(&one) {
+            Ok(keys) => Ok(ScannedFile { path, stamp, keys }),
+            Err(problem) => {
+                tracing::warn!(file = %path.display(), %problem, "log file skipped");
+                Err((path, problem))
+            }
+        })
     }
 }
 
 /// Finds and scans the log files not applied yet. It needs no scheduler
 /// while it scans (a service runs it beside the scheduler's owner); the
-/// scheduler applies what it found with [`Scheduler::apply_logs`], which
-/// stores the list of applied files with their effects.
-#[derive(Clone)]
+/// scheduler applies each file with [`Scheduler::apply_log_file`], which
+/// stores the list of applied files with its effects.
 pub struct LogFollower {
     root: PathBuf,
     /// Applied files and their stamps, as stored.
@@ -100,115 +122,114 @@ impl LogFollower {
         })
     }
 
-    /// Scans the `.parquet` files under the root that are new or changed
-    /// since they were last applied. A missing root or an empty one is
-    /// nothing to follow yet.
-    pub fn scan(&self) -> ScannedLogs {
-        let mut scanned = ScannedLogs::default();
+    /// The `.parquet` files under the root that are new or changed since
+    /// they were last applied, to scan one by one. A missing root or an
+    /// empty one is nothing to follow yet.
+    pub fn scan(&self) -> Scan {
+        let mut scan = Scan {
+            source: None,
+            pending: Vec::new().into_iter(),
+            unreadable_root: None,
+        };
         if !self.root.exists() {
-            return scanned;
+            return scan;
         }
         let source = match LogSource::open(&self.root) {
             Ok(source) => source,
-            Err(crate::logs::LogError::NoFiles { .. }) => return scanned,
+            Err(crate::logs::LogError::NoFiles { .. }) => return scan,
             Err(error) => {
-                scanned
-                    .rejected
-                    .push((self.root.clone(), error.to_string()));
-                return scanned;
+                scan.unreadable_root = Some((self.root.clone(), error.to_string()));
+                return scan;
             }
         };
-        for path in source.paths() {
-            let Some(stamp) = stamp(path) else { continue };
-            if self.applied.get(&*path.to_string_lossy()) == Some(&stamp) {
-                continue;
-            }
-            let one = source
-                .only(|p| p == path)
-                .expect("the file is in the source");
-            match KeyActivity::scan(&one) {
-                Ok(keys) => scanned.files.push(ScannedFile {
-                    path: path.to_path_buf(),
-                    stamp,
-                    keys,
-                }),
-                Err(problem) => {
-                    tracing::warn!(file = %path.display(), %problem, "log file skipped");
-                    scanned.rejected.push((path.to_path_buf(), problem));
-                }
-            }
-        }
-        scanned
+        let pending: Vec<(PathBuf, Stamp)> = source
+            .paths()
+            .filter_map(|path| {
+                let stamp = stamp(path)?;
+                (self.applied.get(&*path.to_string_lossy()) != Some(&stamp))
+                    .then(|| (path.to_path_buf(), stamp))
+            })
+            .collect();
+        scan.pending = pending.into_iter();
+        scan.source = Some(source);
+        scan
     }
 
-    /// Records that `report`'s files were applied (call after
-    /// [`Scheduler::apply_logs`] succeeded).
-    pub fn applied(&mut self, report: &IngestReport) {
+    /// The stored list of applied files (JSON) once `file` is applied too.
+    pub fn applied_with(&self, file: &ScannedFile) -> String {
+        let mut applied = self.applied.clone();
+        applied.insert(file.path.to_string_lossy().into_owned(), file.stamp);
+        serde_json::to_string(&applied).expect("file stamps serialize")
+    }
+
+    /// Records that `file` was applied (after
+    /// [`Scheduler::apply_log_file`] succeeded).
+    pub fn applied(&mut self, file: &ScannedFile) {
         self.applied
-            .extend(report.applied.iter().map(|(n, s)| (n.clone(), *s)));
+            .insert(file.path.to_string_lossy().into_owned(), file.stamp);
     }
 }
 
 impl Scheduler {
-    /// Applies scanned log files, each in its own commit with the list of
-    /// applied files: new keys are tracked, sizes and access counts
-    /// updated, and writes raise each key's latest version (the write's
-    /// time in microseconds), making copied keys stale.
-    pub fn apply_logs(
+    /// Applies one scanned log file in one commit with `applied`, the list
+    /// of applied files it belongs to ([`LogFollower::applied_with`]): new
+    /// keys are tracked, sizes and access counts updated, and writes raise
+    /// each key's latest version (the write's time in microseconds),
+    /// making copied keys stale.
+    pub fn apply_log_file(
         &mut self,
-        follower: &LogFollower,
-        scanned: &ScannedLogs,
+        file: &ScannedFile,
+        applied: String,
         now_us: i64,
     ) -> Result<IngestReport, SchedulerError> {
         let mut report = IngestReport {
-            rejected: scanned.rejected.clone(),
+            files: 1,
             ..IngestReport::default()
         };
-        let mut applied = follower.applied.clone();
-        for file in &scanned.files {
-            let mut observed = Vec::new();
-            for (table, keys) in file.keys.tables() {
-                for (key, activity) in keys {
-                    report.events += activity.accesses;
-                    observed.push(Observed {
-                        table,
-                        key,
-                        size_bytes: Some(activity.last_size.max(0) as u64),
-                        write_version: (activity.writes > 0)
-                            .then_some(activity.last_write_ts.max(0) as u64),
-                        written: (activity.writes > 0).then_some((
-                            activity.writes * activity.last_size.max(1) as u64,
-                            activity.last_write_ts,
-                        )),
-                        accesses: activity.accesses,
-                    });
-                }
+        let mut observed = Vec::new();
+        for (table, keys) in file.keys.tables() {
+            for (key, activity) in keys {
+                report.events += activity.accesses;
+                observed.push(Observed {
+                    table,
+                    key,
+                    size_bytes: Some(activity.last_size.max(0) as u64),
+                    write_version: (activity.writes > 0)
+                        .then_some(activity.last_write_ts.max(0) as u64),
+                    written: (activity.writes > 0).then_some((
+                        activity.writes * activity.last_size.max(1) as u64,
+                        activity.last_write_ts,
+                    )),
+                    accesses: activity.accesses,
+                });
             }
-            let name = file.path.to_string_lossy().into_owned();
-            applied.insert(name.clone(), file.stamp);
-            let settings = [(
-                INGESTED,
-                serde_json::to_string(&applied).expect("file stamps serialize"),
-            )];
-            let done = self.apply_observed(&observed, &settings, now_us)?;
-            report.files += 1;
-            report.new_keys += done.new_keys;
-            report.made_stale += done.made_stale;
-            report.applied.push((name, file.stamp));
         }
+        let done = self.apply_observed(&observed, &[(INGESTED, applied)], now_us)?;
+        report.new_keys = done.new_keys;
+        report.made_stale = done.made_stale;
         Ok(report)
     }
 
-    /// Scans and applies the log files under `root` that are new or
-    /// changed since the last call, in one go (a service scans beside the
+    /// Scans and applies, file by file, the log files under `root` that
+    /// are new or changed since the last call (a service scans beside the
     /// scheduler instead: see [`LogFollower`]).
     pub fn ingest_logs(
         &mut self,
         root: &Path,
         now_us: i64,
     ) -> Result<IngestReport, SchedulerError> {
-        let follower = LogFollower::new(root, self)?;
-        let scanned = follower.scan();
-        self.apply_logs(&follower, &scanned, now_us)
+        let mut follower = LogFollower::new(root, self)?;
+        let mut report = IngestReport::default();
+        for scanned in follower.scan() {
+            match scanned {
+                Ok(file) => {
+                    let applied = follower.applied_with(&file);
+                    report.add(self.apply_log_file(&file, applied, now_us)?);
+                    follower.applied(&file);
+                }
+                Err(unreadable) => report.rejected.push(unreadable),
+            }
+        }
+        Ok(report)
     }
 }

@@ -72,7 +72,7 @@ pub use api::{
 pub use budget::Bandwidth;
 pub use confidence::{Confidence, ConfidenceConfig};
 pub use config::SchedulerConfig;
-pub use follow::{IngestReport, LogFollower, ScannedLogs};
+pub use follow::{IngestReport, LogFollower, Scan, ScannedFile, Unreadable};
 pub use phases::Phase;
 pub use queues::{Ranking, RankingInput};
 pub use sample::{SampleConfig, SampleOf, SampleShares};

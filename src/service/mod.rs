@@ -56,7 +56,7 @@ use tonic::transport::{Identity, Server, ServerTlsConfig};
 use crate::config::{Replan, ServeConfig};
 use crate::model::registry::Registry;
 use crate::policy::{PolicyHost, PolicyLimits, PolicyRegistry};
-use crate::scheduler::{LogFollower, Scheduler};
+use crate::scheduler::{IngestReport, LogFollower, Scheduler};
 use crate::time::now_us;
 use owner::SchedulerOwner;
 use planning::{PlanSummary, Planner};
@@ -298,25 +298,32 @@ fn initial_plan(
     Ok(follower)
 }
 
-/// Scans new log files here, then has the scheduler's owner apply them.
+/// Scans new log files here, one at a time, and has the scheduler's owner
+/// apply each.
 fn follow_once(shared: &Shared, follower: &mut LogFollower) -> Result<()> {
-    let scanned = follower.scan();
-    for (path, problem) in scanned.rejected() {
-        tracing::error!(path = %path.display(), %problem, "log file skipped; retried when it changes");
+    let mut report = IngestReport::default();
+    for scanned in follower.scan() {
+        let file = match scanned {
+            Ok(file) => file,
+            Err((path, problem)) => {
+                tracing::error!(path = %path.display(), %problem, "log file skipped; retried when it changes");
+                continue;
+            }
+        };
+        let applied = follower.applied_with(&file);
+        let (file, done) = shared
+            .runtime
+            .block_on(shared.scheduler.run_durable(move |scheduler| {
+                let done = scheduler.apply_log_file(&file, applied, now_us())?;
+                Ok((file, done))
+            }))
+            .map_err(|status| anyhow::anyhow!("applying log files: {}", status.message()))?;
+        follower.applied(&file);
+        report.add(done);
     }
-    if scanned.files() == 0 {
+    if report.files == 0 {
         return Ok(());
     }
-    let applying = follower.clone();
-    let report = shared
-        .runtime
-        .block_on(
-            shared
-                .scheduler
-                .run_durable(move |scheduler| scheduler.apply_logs(&applying, &scanned, now_us())),
-        )
-        .map_err(|status| anyhow::anyhow!("applying log files: {}", status.message()))?;
-    follower.applied(&report);
     shared
         .events_since_plan
         .fetch_add(report.events, Ordering::Relaxed);
