@@ -50,7 +50,7 @@ pub fn format_instant(micros: i64) -> String {
     }
 }
 
-/// Parses a duration such as `90s`, `15m`, `6h`, `7d`, `2w` into microseconds.
+/// Parses a duration such as `250ms`, `90s`, `15m`, `6h`, `7d`, `2w` into microseconds.
 pub fn parse_duration(text: &str) -> Result<i64, String> {
     let text = text.trim();
     let split = text
@@ -61,6 +61,8 @@ pub fn parse_duration(text: &str) -> Result<i64, String> {
         .parse()
         .map_err(|_| format!("`{text}` does not start with a whole number"))?;
     let unit_us = match unit {
+        "us" => 1,
+        "ms" => 1_000,
         "s" => SECOND_US,
         "m" => MINUTE_US,
         "h" => HOUR_US,
@@ -68,7 +70,7 @@ pub fn parse_duration(text: &str) -> Result<i64, String> {
         "w" => 7 * DAY_US,
         _ => {
             return Err(format!(
-                "`{text}`: unknown unit `{unit}` (use s, m, h, d or w)"
+                "`{text}`: unknown unit `{unit}` (use us, ms, s, m, h, d or w)"
             ));
         }
     };

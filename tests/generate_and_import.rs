@@ -320,6 +320,65 @@ fn importing_a_trace_csv_gz_with_a_mapping_gives_readable_logs() {
     assert!(features.exists());
 }
 
+/// Three rows 1 s apart stretched by 3600 land an hour apart from the
+/// rebased start; a size of -1 (unknown, in published traces) reads as 0.
+#[test]
+fn importing_with_a_time_scale_stretches_times_from_the_first_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("trace.csv");
+    std::fs::write(
+        &input,
+        "ts_ms,key,op,size_bytes,table\n5000,a,read,-1,t\n6000,b,read,10,t\n7000,a,write,20,t\n",
+    )
+    .unwrap();
+    let out = dir.path().join("logs");
+    shadowcast_ok(&[
+        "import",
+        path_str(&input),
+        "--out",
+        path_str(&out),
+        "--map",
+        "ts=ts_ms",
+        "--map",
+        "table=table",
+        "--ts-format",
+        "ms",
+        "--rebase-to",
+        "2026-11-20T10:00:00Z",
+        "--time-scale",
+        "3600",
+    ]);
+    let start = shadowcast::time::parse_instant("2026-11-20T10:00:00Z").unwrap();
+    let plan = LogSource::open(&out).unwrap().plan(TimeRange::ALL).unwrap();
+    let parts = plan
+        .fold(
+            Vec::new,
+            |rows, batch| {
+                for row in 0..batch.len() {
+                    rows.push((batch.ts()[row], batch.sizes()[row]));
+                }
+            },
+            &|_| {},
+        )
+        .unwrap();
+    let mut rows: Vec<(i64, i64)> = parts.into_iter().flatten().collect();
+    rows.sort();
+    let hour = 3_600_000_000;
+    assert_eq!(
+        rows,
+        vec![(start, 0), (start + hour, 10), (start + 2 * hour, 20)]
+    );
+    let refused = shadowcast_err(&[
+        "import",
+        path_str(&input),
+        "--out",
+        path_str(&dir.path().join("refused")),
+        "--time-scale",
+        "0",
+    ]);
+    assert!(refused.contains("--time-scale"), "{refused}");
+}
+
 #[test]
 fn importing_json_lines_with_renamed_fields_and_custom_ops() {
     let dir = tempfile::tempdir().unwrap();

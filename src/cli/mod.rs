@@ -181,6 +181,9 @@ pub struct ImportArgs {
     /// Shift all times so the first row is at this instant (for traces whose times are request indices).
     #[arg(long, value_parser = parse_instant)]
     pub rebase_to: Option<i64>,
+    /// Multiply each time's distance from the first row's by this factor (to stretch a trace to another time scale).
+    #[arg(long, default_value_t = 1.0, value_parser = parse_time_scale)]
+    pub time_scale: f64,
 }
 
 #[derive(Args, Debug)]
@@ -391,6 +394,7 @@ fn import_logs(args: ImportArgs) -> Result<()> {
         op_names,
         default_table: args.table,
         rebase_to: args.rebase_to,
+        time_scale: args.time_scale,
     };
     let bar = ProgressBar::new_spinner();
     bar.set_style(
@@ -507,4 +511,11 @@ pub fn print_summary(table: &FeatureTable, top: usize) {
     section("highest-churn keys (decayed writes, 6h half-life)", &|r| {
         r.writes_decay[1]
     });
+}
+
+fn parse_time_scale(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(scale) if scale.is_finite() && scale > 0.0 => Ok(scale),
+        _ => Err(format!("`{text}` is not a positive number")),
+    }
 }

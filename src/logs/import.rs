@@ -132,6 +132,9 @@ pub struct ImportOptions {
     /// Shift all times so that the first row lands here (for traces whose
     /// timestamps are request indices or otherwise not wall-clock).
     pub rebase_to: Option<i64>,
+    /// Multiplies each time's distance from the first row's (to stretch or
+    /// shrink a trace to another time scale); 1.0 keeps times as they are.
+    pub time_scale: f64,
 }
 
 /// Spellings understood without configuration: SQL verbs, cache verbs, and
@@ -314,7 +317,7 @@ pub fn import(
     let mut converter = RowConverter {
         path: input,
         options,
-        shift: None,
+        first_ts: None,
     };
     let mut accept = |event: StagedEvent, sink: &mut PartitionedSink| -> Result<(), ImportError> {
         report.rows += 1;
@@ -455,8 +458,9 @@ enum Role {
 struct RowConverter<'a> {
     path: &'a Path,
     options: &'a ImportOptions,
-    /// Offset added to every time, fixed by the first row when rebasing.
-    shift: Option<i64>,
+    /// The first row's time as read and as written, which rebasing and
+    /// scaling measure from.
+    first_ts: Option<(i64, i64)>,
 }
 
 impl RowConverter<'_> {
@@ -480,11 +484,13 @@ impl RowConverter<'_> {
 
         let ts_text = required(Role::Ts, &mapping.ts)?;
         let raw_ts = parse_ts(ts_text, self.options.ts_format).map_err(|p| bad(&mapping.ts, p))?;
-        let shift = *self
-            .shift
-            .get_or_insert_with(|| self.options.rebase_to.map_or(0, |target| target - raw_ts));
-        let ts = raw_ts
-            .checked_add(shift)
+        let (raw_first, first) = *self
+            .first_ts
+            .get_or_insert((raw_ts, self.options.rebase_to.unwrap_or(raw_ts)));
+        let scaled = (raw_ts as f64 - raw_first as f64) * self.options.time_scale;
+        let ts = Some(scaled.round())
+            .filter(|offset| offset.abs() < 9.0e18)
+            .and_then(|offset| first.checked_add(offset as i64))
             .ok_or_else(|| bad(&mapping.ts, format!("`{ts_text}` is out of range")))?;
 
         let key = required(Role::Key, &mapping.key)?.to_string();
@@ -505,7 +511,7 @@ impl RowConverter<'_> {
             })?;
         let size = match &mapping.size {
             Some(column) => {
-                parse_count(required(Role::Size, column)?).map_err(|p| bad(column, p))?
+                parse_size(required(Role::Size, column)?).map_err(|p| bad(column, p))?
             }
             None => 0,
         };
@@ -551,6 +557,18 @@ fn parse_ts(text: &str, format: TsFormat) -> Result<i64, String> {
         .filter(|v| v.is_finite())
         .map(|v| (v * scale).round() as i64)
         .ok_or_else(|| format!("`{text}` is not a number (the time format is {format:?})"))
+}
+
+/// A size; `-1`, the usual spelling of "unknown" in published traces,
+/// becomes 0 like an unmapped size column.
+fn parse_size(text: &str) -> Result<i64, String> {
+    match text.parse::<i64>() {
+        Ok(-1) => Ok(0),
+        Ok(value) if value < 0 => Err(format!(
+            "`{value}` is negative (only -1, meaning unknown, is accepted)"
+        )),
+        _ => parse_count(text),
+    }
 }
 
 fn parse_count(text: &str) -> Result<i64, String> {
