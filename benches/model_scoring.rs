@@ -72,6 +72,7 @@ fn main() {
                 max_rows: 100_000,
                 ..Hyperparameters::new(kind)
             },
+            guard: true,
         }
         .check()
         .expect("valid options");

@@ -9,12 +9,13 @@
 #
 # usage: benches/model_traces.sh [EXTRA.csv[.gz] ...]
 # env: BENCH_DIR (default /tmp/shadowcast-traces), TRACES (default ../shared/data/traces),
-#      KINDS (default "default logistic forest"; `default` is the shipped kind)
+#      MODELS (default "logistic forest logistic-guarded forest-guarded": a model kind, alone
+#      or `-guarded` by a held-out cut-off against the best counter, see src/model/guard.rs)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dir=${BENCH_DIR:-/tmp/shadowcast-traces}
 traces=${TRACES:-../shared/data/traces}
-kinds=${KINDS:-default logistic forest}
+kinds=${MODELS:-logistic forest logistic-guarded forest-guarded}
 cargo build --release --quiet
 bin=${CARGO_TARGET_DIR:-target}/release/shadowcast
 rm -rf "$dir" && mkdir -p "$dir"
@@ -57,10 +58,12 @@ cut = round($cut_ms * $factor); end = round($end_ms * $factor)
 t = datetime.datetime.fromtimestamp($start_ms / 1000 + cut / 1000, datetime.timezone.utc)
 print(t.strftime('%Y-%m-%dT%H:%M:%S.%f')[:-3] + 'Z', f'{max(1, end - cut)}ms')")"
         models=()
-        for kind in $kinds; do
+        for model in $kinds; do
+            guard=--no-guard
+            if [ "${model%-guarded}" != "$model" ]; then guard=; fi
             "$bin" train --logs "$run/logs" --as-of "$as_of" --horizon "$horizon" --cutoffs 3 \
-                --kind "$kind" --out "$run/$kind" >/dev/null 2>"$run.$kind.train.log"
-            models+=(--model "$run/$kind")
+                --kind "${model%-guarded}" $guard --out "$run/$model" >/dev/null 2>"$run.$model.train.log"
+            models+=(--model "$run/$model")
         done
         "$bin" evaluate --logs "$run/logs" --as-of "$as_of" --horizon "$horizon" "${models[@]}" \
             >"$run.evaluate.txt" 2>"$run.evaluate.log"
@@ -78,7 +81,7 @@ for path in sorted(glob.glob(f"{directory}/*.evaluate.txt")):
     keys, nbytes = {}, {}
     for line in open(path):
         parts = line.split()
-        if len(parts) == 16 and parts[5] == "|":
+        if len(parts) == 15 and parts[5] == "|" and parts[0] != "method":
             keys[parts[0]] = float(parts[8])
             nbytes[parts[0]] = float(parts[12]) if parts[12] != "NaN" else math.nan
     def method_of(name):

@@ -399,6 +399,30 @@ fn train_and_evaluate_on_imported_logs() {
     );
     let oracle_line = table.lines().find(|l| l.starts_with("oracle")).unwrap();
     assert!(oracle_line.trim_end().ends_with("100.0%"), "{oracle_line}");
+    // The guard says what ranks; when a counter ranks alone, the model's
+    // captures are that counter's.
+    let guard_line = table
+        .lines()
+        .find(|l| l.starts_with("trace-v1 ranks by "))
+        .unwrap_or_else(|| panic!("the guard's choice is stated: {table}"));
+    assert!(
+        guard_line.contains("held-out cut-off 2026-11-01T01:10:00Z"),
+        "{guard_line}"
+    );
+    let captures_of = |method: &str| -> Vec<String> {
+        let row = table
+            .lines()
+            .find(|l| l.starts_with(&format!("{method} ")) && l.contains(" | "))
+            .unwrap_or_else(|| panic!("{method} judged: {table}"));
+        row.split_whitespace()
+            .skip(6)
+            .take(4)
+            .map(String::from)
+            .collect()
+    };
+    if guard_line.starts_with("trace-v1 ranks by most-frequent:") {
+        assert_eq!(captures_of("trace-v1"), captures_of("most-frequent"));
+    }
 
     // Two successive cut-offs: each judged, then the mean and spread,
     // checked here from the two tables' own 10% captures.

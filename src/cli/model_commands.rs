@@ -81,6 +81,10 @@ pub struct TrainArgs {
     /// Also make the new version the active one.
     #[arg(long)]
     pub promote: bool,
+    /// Rank by the learner alone: do not hold out the newest cut-off to
+    /// choose between it, the best counter and a blend of the two.
+    #[arg(long)]
+    pub no_guard: bool,
 }
 
 #[derive(Args, Debug)]
@@ -184,6 +188,7 @@ pub fn train_command(args: TrainArgs) -> Result<()> {
             max_rows: args.max_rows,
             seed: args.seed,
         },
+        guard: !args.no_guard,
     }
     .check()?;
     let bar = spinner("train");
@@ -226,6 +231,9 @@ pub fn train_command(args: TrainArgs) -> Result<()> {
         manifest.window.cutoffs.len(),
         started.elapsed().as_secs_f64()
     );
+    if let Some(guard) = trained.predictor.guard() {
+        eprintln!("guard: {}", guard.describe());
+    }
     if args.promote {
         registry.promote(&name, &manifest.version)?;
         eprintln!("promoted {} {}", manifest.name, manifest.version);
@@ -362,6 +370,12 @@ pub fn evaluate_command(args: EvaluateArgs) -> Result<()> {
     }
     if judged.len() > 1 {
         print_spread(&judged);
+    }
+    for (name, predictor) in &named {
+        match predictor.guard() {
+            Some(guard) => println!("{name} {}", guard.describe()),
+            None => println!("{name} ranks by the learner alone (trained without a guard)"),
+        }
     }
     let (as_of, cutoff_keys, results) = judged.last().expect("at least one cut-off");
     let (as_of, cutoff_keys) = (*as_of, *cutoff_keys);

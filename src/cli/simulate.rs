@@ -206,6 +206,7 @@ fn model(
             seed: args.seed,
             ..Hyperparameters::new(args.model_kind)
         },
+        guard: true,
     }
     .check()?;
     let trained = train::train(source, &options, on_step)?;

@@ -44,7 +44,7 @@ pub struct Ranking {
     /// Higher is more likely to churn.
     pub churn: Vec<f64>,
     /// What the key is worth for byte budgets (divided by its size to rank);
-    /// `None`: the hot score.
+    /// `None`: the hot score times the key's size (so the hot score ranks).
     pub byte_value: Option<Vec<f64>>,
 }
 
@@ -126,12 +126,16 @@ pub fn judge(ranking: &Ranking, cutoff: &LabelledCutoff, sizes: &[f64]) -> Metho
             captured / total_accesses
         })
         .collect();
-    let value = ranking.byte_value.as_ref().unwrap_or(&ranking.hot);
-    let per_byte: Vec<f64> = value
-        .iter()
-        .zip(sizes)
-        .map(|(v, size)| v / size.max(1.0))
-        .collect();
+    // A key is worth the bytes read from it: its accesses times its size,
+    // so per byte of budget it is worth its accesses, whatever its size.
+    let per_byte: Vec<f64> = match &ranking.byte_value {
+        Some(value) => value
+            .iter()
+            .zip(sizes)
+            .map(|(v, size)| v / size.max(1.0))
+            .collect(),
+        None => ranking.hot.clone(),
+    };
     let by_density = descending(&per_byte);
     let all_bytes: f64 = sizes.iter().sum();
     let curve_bytes: Vec<f64> = (0..CURVE_PERCENT)
@@ -384,11 +388,11 @@ mod tests {
     /// 25 accesses and 1000 B read in all. Worked by hand:
     /// - keys: 1% and 5% of 20 keys is 1 key (`k0`): 3/25; 10% is 2 keys
     ///   (`k0`, `k1`): 5/25; 20% is 4 (`k0`–`k3`): 12/25.
-    /// - bytes (2200 B in all; by score per byte `k0`, `k1`, `k3`, `k4`, …,
-    ///   `k13`, then `k2` tied with `k14` at 0.06/B, each taken if it
-    ///   fits): 1% (22 B) takes nothing; 5% (110 B) `k0`: 300/1000; 10%
-    ///   (220 B) `k0`, `k1`: 300/1000; 20% (440 B) `k0`, `k1`, `k3`, `k4`:
-    ///   350/1000.
+    /// - bytes (2200 B in all; each key worth its score times its size, so
+    ///   taken by score, `k0`, `k1`, `k2`, …, each if it fits): 1% (22 B)
+    ///   takes nothing; 5% (110 B) `k0`: 300/1000; 10% (220 B) `k0`, `k1`
+    ///   (`k2`'s 300 B do not fit): 300/1000; 20% (440 B) `k0`, `k1`, then
+    ///   `k3`, `k4` (`k2` does not fit): 350/1000.
     /// - hot = {k0, k2, k5}: `k0` outranks all 17 others, `k2` 16 (not
     ///   `k1`), `k5` 14: AUC 47/51; the top 1% (`k0`) is hot: precision 1.
     /// - churn = {k1, k5}, churn score = i: `k1` outranks `k0`, `k5`

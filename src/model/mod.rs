@@ -13,6 +13,7 @@
 
 pub mod chart;
 pub mod evaluate;
+pub mod guard;
 pub mod handle;
 pub mod input;
 pub mod labels;

@@ -27,6 +27,7 @@ use smartcore::tree::decision_tree_regressor::{
 };
 
 use super::ModelError;
+use super::guard::Guard;
 use super::input::Preprocess;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -322,6 +323,10 @@ pub struct Predictor {
     hot: Target,
     churn: Target,
     accesses: Target,
+    /// What ranks keys when the learner alone did not do best on held-out
+    /// data; `None` in models trained without a held-out cut-off.
+    #[serde(default)]
+    guard: Option<Guard>,
 }
 
 impl Predictor {
@@ -334,11 +339,29 @@ impl Predictor {
             churn: Target::fit_class("churn", &x, &set.churn, hyper)?,
             accesses: Target::fit_count("accesses", &x, &set.accesses, hyper)?,
             preprocess,
+            guard: None,
         })
+    }
+
+    pub fn guard(&self) -> Option<&Guard> {
+        self.guard.as_ref()
+    }
+
+    pub fn set_guard(&mut self, guard: Guard) {
+        self.guard = Some(guard);
     }
 
     /// Scores keys from their raw inputs (see [`super::input::raw_inputs`]).
     pub fn score(&self, raw: ArrayView2<f64>) -> Scores {
+        let mut scores = self.score_unguarded(raw);
+        if let Some(guard) = &self.guard {
+            guard.apply(&mut scores.accesses, raw);
+        }
+        scores
+    }
+
+    /// The learner's own scores, whatever its guard would rank by.
+    pub fn score_unguarded(&self, raw: ArrayView2<f64>) -> Scores {
         if [&self.hot, &self.churn, &self.accesses]
             .iter()
             .all(|t| t.is_linear())

@@ -7,7 +7,8 @@ use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
 use super::ModelError;
-use super::input::raw_inputs_of;
+use super::guard::Guard;
+use super::input::{raw_inputs, raw_inputs_of};
 use super::labels::{Horizon, LabelRules, Outcome, classify};
 use super::predictor::{Hyperparameters, Predictor, TrainingSet};
 use crate::features::{self, FeatureOptions, FeatureTable};
@@ -25,6 +26,9 @@ pub struct TrainOptions {
     pub cutoffs: usize,
     pub rules: LabelRules,
     pub hyperparameters: Hyperparameters,
+    /// Hold the newest cut-off out to choose between the learner, the best
+    /// counter and blends of the two ([`super::guard`]).
+    pub guard: bool,
 }
 
 impl TrainOptions {
@@ -165,13 +169,37 @@ pub fn train(
             ),
         });
     };
-    let set = stack(samples);
+    let guard = match (options.guard, samples.len()) {
+        (false, _) => None,
+        (true, 1) => {
+            tracing::warn!(
+                "one cut-off has history: no held-out data to trust the learner on, so the best counter ranks"
+            );
+            let raw = raw_inputs(&newest.features);
+            Some(Guard::choose(None, &newest, raw.view()))
+        }
+        (true, _) => {
+            on_step(&format!(
+                "holding out {}: fitting {} model on the older cut-offs",
+                format_instant(newest.cutoff),
+                hyper.kind
+            ));
+            let held_back = Predictor::fit(&stack(&samples[1..]), hyper)?;
+            let raw = raw_inputs(&newest.features);
+            let model = held_back.score_unguarded(raw.view()).accesses;
+            Some(Guard::choose(Some(&model), &newest, raw.view()))
+        }
+    };
+    let set = stack(&samples);
     on_step(&format!(
         "fitting {} model on {} rows",
         hyper.kind,
         set.hot.len()
     ));
-    let predictor = Predictor::fit(&set, hyper)?;
+    let mut predictor = Predictor::fit(&set, hyper)?;
+    if let Some(guard) = guard {
+        predictor.set_guard(guard);
+    }
     let window = TrainingWindow {
         as_of: format_instant(options.as_of),
         horizon_seconds: options.horizon / 1_000_000,
@@ -208,7 +236,7 @@ fn sample(cutoff: &LabelledCutoff, quota: usize, seed: u64) -> TrainingSet {
     }
 }
 
-fn stack(samples: Vec<TrainingSet>) -> TrainingSet {
+fn stack(samples: &[TrainingSet]) -> TrainingSet {
     let views: Vec<_> = samples.iter().map(|s| s.raw.view()).collect();
     TrainingSet {
         raw: concatenate(Axis(0), &views).expect("same input columns"),
