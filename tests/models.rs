@@ -460,3 +460,69 @@ fn train_and_evaluate_on_imported_logs() {
         "{summary:?} vs {spread}"
     );
 }
+
+/// Worked by hand, with the horizon's events split over two files and
+/// one-row row groups so the tallies are merged from several workers:
+/// `a` is read twice, updated, read again: 2 reads before its first write;
+/// `b` is only read: both reads; `c` is inserted then read: none; `d` is
+/// read at 2 s in one file and updated at 3 s in the other, then read at
+/// 5 s: 1; `e` is read at the very instant of its first write, which
+/// counts as after it: none. 5 in all.
+#[test]
+fn reads_before_the_first_write_are_counted_across_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let event = |ts_ms: i64, key: &str, op: &'static str| Event {
+        ts_ms,
+        table: "t",
+        key: key.to_string(),
+        op,
+        size: 10,
+    };
+    let history: Vec<Event> = ["a", "b", "c", "d", "e"]
+        .iter()
+        .map(|key| event(0, key, "read"))
+        .collect();
+    write_events(&dir.path().join("history.parquet"), &history, 1);
+    let first = [
+        event(2000, "a", "read"),
+        event(3000, "a", "read"),
+        event(4000, "a", "update"),
+        event(2000, "b", "read"),
+        event(2000, "c", "insert"),
+        event(3000, "c", "read"),
+        event(3000, "d", "update"),
+        event(4000, "e", "update"),
+    ];
+    write_events(&dir.path().join("first.parquet"), &first, 1);
+    let second = [
+        event(5000, "a", "read"),
+        event(6000, "b", "read"),
+        event(2000, "d", "read"),
+        event(5000, "d", "read"),
+        event(4000, "e", "read"),
+    ];
+    write_events(&dir.path().join("second.parquet"), &second, 1);
+    let source = LogSource::open(dir.path()).unwrap();
+    let after = 1_000_000;
+    let features = compute(
+        &source,
+        FeatureOptions {
+            as_of: after,
+            since: None,
+        },
+        &|_| {},
+    )
+    .unwrap();
+    let horizon =
+        shadowcast::model::labels::Horizon::observe(&source, after, 3_600_000_000).unwrap();
+    let outcomes = horizon.outcomes_of(&features);
+    let keys: Vec<Vec<u8>> = features.rows().map(|row| row.key).collect();
+    assert_eq!(keys, [b"a", b"b", b"c", b"d", b"e"].map(|k| k.to_vec()));
+    let before: Vec<u64> = outcomes.iter().map(|o| o.reads_before_write).collect();
+    assert_eq!(before, [2, 2, 0, 1, 0]);
+    assert_eq!(horizon.total.reads_before_write, 5);
+    assert_eq!(
+        outcomes.iter().map(|o| o.accesses).collect::<Vec<_>>(),
+        [4, 2, 2, 3, 2]
+    );
+}

@@ -12,7 +12,7 @@ use super::resolve_as_of;
 use crate::logs::LogSource;
 use crate::model::evaluate::{self, MethodResult};
 use crate::model::labels::LabelRules;
-use crate::model::predictor::{Hyperparameters, ModelKind};
+use crate::model::predictor::{CountTarget, Hyperparameters, ModelKind};
 use crate::model::registry::{LoadedModel, Registry};
 use crate::model::train::{self, LabelledCutoff, TrainOptions};
 use crate::time::{format_instant, parse_duration};
@@ -53,6 +53,9 @@ pub struct TrainArgs {
     pub out: PathBuf,
     #[arg(long, value_enum, default_value = "logistic")]
     pub kind: ModelKind,
+    /// What the count model learns: every access in the horizon, or only the reads before a key's first write there (those a copy made beforehand serves).
+    #[arg(long, value_enum, default_value = "accesses")]
+    pub target: CountTarget,
     /// Rolling cut-offs T-H, T-2H, ... to learn from.
     #[arg(long, default_value_t = 4)]
     pub cutoffs: usize,
@@ -187,6 +190,7 @@ pub fn train_command(args: TrainArgs) -> Result<()> {
             trees: args.trees,
             max_rows: args.max_rows,
             seed: args.seed,
+            target: args.target,
         },
         guard: !args.no_guard,
     }

@@ -4,12 +4,12 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use clap::Args;
+use clap::{Args, ValueEnum};
 
 use super::model_commands::{load_model, refuse_if_trained_after, spinner};
 use crate::logs::{LogSource, TimeRange};
 use crate::model::labels::LabelRules;
-use crate::model::predictor::{Hyperparameters, ModelKind, Predictor};
+use crate::model::predictor::{CountTarget, Hyperparameters, ModelKind, Predictor};
 use crate::model::train::{self, TrainOptions};
 use crate::policy::{PolicyHost, PolicyLimits, PolicyRegistry};
 use crate::scheduler::SchedulerConfig;
@@ -60,6 +60,9 @@ pub struct SimulateArgs {
     /// Kind of the model trained when --model is absent.
     #[arg(long, value_enum, default_value = "forest")]
     pub model_kind: ModelKind,
+    /// What the model trained when --model is absent predicts: by default the reads before each key's first write, the reads a copy made before cutover serves.
+    #[arg(long, value_enum, default_value = "reads-before-write")]
+    pub model_target: CountTarget,
     /// Policy of the model+policy strategy (.wasm or .wat). Default: the favour-small-rows example.
     #[arg(long)]
     pub policy: Option<PathBuf>,
@@ -75,6 +78,9 @@ pub struct SimulateArgs {
     /// Plan the forecasting strategies again every this long (e.g. 1h), from features as of each time, as `serve --replan-every` does. Default: plan once, at the start.
     #[arg(long, value_parser = parse_duration)]
     pub replan_every: Option<i64>,
+    /// How much predicted churn lowers a key's benefit, in [0, 1] (0: ignore churn), as the service's setting of the same name.
+    #[arg(long, default_value_t = SchedulerConfig::default().churn_penalty)]
+    pub churn_penalty: f64,
 }
 
 pub fn simulate_command(args: SimulateArgs) -> Result<()> {
@@ -111,7 +117,10 @@ pub fn simulate_command(args: SimulateArgs) -> Result<()> {
         budgets,
         background_factor: args.background_factor,
         strategies: args.strategies.clone(),
-        scheduler: SchedulerConfig::default(),
+        scheduler: SchedulerConfig {
+            churn_penalty: args.churn_penalty,
+            ..SchedulerConfig::default()
+        },
         seed: args.seed,
         replan_every_us: args.replan_every,
     };
@@ -204,6 +213,7 @@ fn model(
         hyperparameters: Hyperparameters {
             max_rows: 100_000,
             seed: args.seed,
+            target: args.model_target,
             ..Hyperparameters::new(args.model_kind)
         },
         guard: true,
@@ -211,8 +221,12 @@ fn model(
     .check()?;
     let trained = train::train(source, &options, on_step)?;
     let label = format!(
-        "{} trained to {} on {} cut-offs",
+        "{} ({}) trained to {} on {} cut-offs",
         args.model_kind,
+        args.model_target
+            .to_possible_value()
+            .expect("not skipped")
+            .get_name(),
         format_instant(timeline.start_us),
         trained.window.cutoffs.len()
     );

@@ -406,6 +406,7 @@ mod tests {
             accesses,
             bytes_read,
             writes,
+            reads_before_write: 0,
         };
         outcomes[0] = outcome(3, 300, 0);
         outcomes[1] = outcome(2, 0, 2);

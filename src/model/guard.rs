@@ -241,6 +241,7 @@ mod tests {
                 accesses: i,
                 bytes_read: 0,
                 writes: 0,
+                reads_before_write: 0,
             })
             .collect();
         LabelledCutoff {
@@ -252,6 +253,7 @@ mod tests {
                 accesses: 190,
                 bytes_read: 0,
                 writes: 0,
+                reads_before_write: 0,
             },
             outcomes,
         }

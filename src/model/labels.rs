@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use crate::features::FeatureTable;
-use crate::logs::{AccessBatch, LogError, LogSource, Op, TimeRange};
+use crate::logs::{AccessBatch, LogError, LogSource, Op, ScanPlan, TimeRange};
 
 /// What one key did in the horizon.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -11,6 +11,10 @@ pub struct Outcome {
     pub accesses: u64,
     pub bytes_read: u64,
     pub writes: u64,
+    /// Reads before the key's first write in the horizon (all its reads
+    /// when it was not written): the reads only a copy made before the
+    /// horizon can serve, since a write lands in the destination anyway.
+    pub reads_before_write: u64,
 }
 
 impl Outcome {
@@ -18,10 +22,26 @@ impl Outcome {
         self.accesses += other.accesses;
         self.bytes_read += other.bytes_read;
         self.writes += other.writes;
+        self.reads_before_write += other.reads_before_write;
     }
 }
 
-type KeyOutcomes = ahash::AHashMap<Box<[u8]>, Outcome>;
+/// One key's outcome, and when it was first written in the horizon
+/// (`i64::MAX` if never): a minimum, so partial tallies merge exactly.
+#[derive(Clone, Copy, Debug)]
+struct KeyHorizon {
+    outcome: Outcome,
+    first_write: i64,
+}
+
+impl KeyHorizon {
+    fn add(&mut self, other: KeyHorizon) {
+        self.outcome.add(other.outcome);
+        self.first_write = self.first_write.min(other.first_write);
+    }
+}
+
+type KeyOutcomes = ahash::AHashMap<Box<[u8]>, KeyHorizon>;
 
 /// Per table, per key outcomes over the horizon, and the totals over every
 /// key (including keys first seen in the horizon, which no prediction made
@@ -55,12 +75,63 @@ impl Horizon {
                 .collect();
             for (id, keys) in part.keys.into_iter().enumerate() {
                 let mine = &mut merged.keys[ids[id]];
-                for (key, outcome) in keys {
-                    mine.entry(key).or_default().add(outcome);
+                for (key, tally) in keys {
+                    match mine.get_mut(&key) {
+                        Some(existing) => existing.add(tally),
+                        None => {
+                            mine.insert(key, tally);
+                        }
+                    }
                 }
             }
         }
+        if merged.total.writes > 0 {
+            merged.take_back_reads_after_first_writes(&plan)?;
+        }
         Ok(merged)
+    }
+
+    /// Every read was first counted as coming before a write; once each
+    /// key's first write is known, a second pass takes back the reads at or
+    /// after it.
+    fn take_back_reads_after_first_writes(&mut self, plan: &ScanPlan) -> Result<(), LogError> {
+        let horizon = &*self;
+        let parts = plan.fold(
+            ahash::AHashMap::<(usize, Box<[u8]>), u64>::default,
+            |late, batch| {
+                let ids: Vec<Option<usize>> = batch
+                    .table_names()
+                    .iter()
+                    .map(|name| horizon.table_ids.get(name).copied())
+                    .collect();
+                for row in 0..batch.len() {
+                    if batch.ops()[row] != Op::Read {
+                        continue;
+                    }
+                    let Some(id) = ids[batch.table_index()[row] as usize] else {
+                        continue;
+                    };
+                    let key = batch.key(row);
+                    let written_before = horizon.keys[id]
+                        .get(key)
+                        .is_some_and(|tally| tally.first_write <= batch.ts()[row]);
+                    if written_before {
+                        *late.entry((id, key.into())).or_default() += 1;
+                    }
+                }
+            },
+            &|_| {},
+        )?;
+        for part in parts {
+            for ((id, key), reads) in part {
+                let tally = self.keys[id]
+                    .get_mut(&key)
+                    .expect("counted in the first pass");
+                tally.outcome.reads_before_write -= reads;
+                self.total.reads_before_write -= reads;
+            }
+        }
+        Ok(())
     }
 
     fn table_id(&mut self, name: &str) -> usize {
@@ -81,16 +152,20 @@ impl Horizon {
         for row in 0..batch.len() {
             let keys = &mut self.keys[ids[batch.table_index()[row] as usize]];
             let read = batch.ops()[row] == Op::Read;
-            let outcome = Outcome {
-                accesses: 1,
-                bytes_read: if read { batch.sizes()[row] as u64 } else { 0 },
-                writes: u64::from(!read),
+            let tally = KeyHorizon {
+                outcome: Outcome {
+                    accesses: 1,
+                    bytes_read: if read { batch.sizes()[row] as u64 } else { 0 },
+                    writes: u64::from(!read),
+                    reads_before_write: u64::from(read),
+                },
+                first_write: if read { i64::MAX } else { batch.ts()[row] },
             };
-            self.total.add(outcome);
+            self.total.add(tally.outcome);
             match keys.get_mut(batch.key(row)) {
-                Some(existing) => existing.add(outcome),
+                Some(existing) => existing.add(tally),
                 None => {
-                    keys.insert(batch.key(row).into(), outcome);
+                    keys.insert(batch.key(row).into(), tally);
                 }
             }
         }
@@ -105,7 +180,7 @@ impl Horizon {
                 self.table_ids
                     .get(&*row.table)
                     .and_then(|&id| self.keys[id].get(row.key.as_slice()))
-                    .copied()
+                    .map(|tally| tally.outcome)
                     .unwrap_or_default()
             })
             .collect()
@@ -165,6 +240,7 @@ mod tests {
             accesses,
             bytes_read,
             writes,
+            reads_before_write: 0,
         }
     }
 

@@ -51,6 +51,27 @@ impl std::fmt::Display for ModelKind {
     }
 }
 
+/// What the count model learns to predict for each key in the horizon.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum CountTarget {
+    /// Every read and write.
+    #[default]
+    Accesses,
+    /// Reads before the key's first write in the horizon: the reads only a
+    /// copy made beforehand can serve (what a pre-migration buys).
+    ReadsBeforeWrite,
+}
+
+impl CountTarget {
+    pub fn of(self, outcome: &super::labels::Outcome) -> u64 {
+        match self {
+            CountTarget::Accesses => outcome.accesses,
+            CountTarget::ReadsBeforeWrite => outcome.reads_before_write,
+        }
+    }
+}
+
 /// Hyperparameters, checked by [`Hyperparameters::check`] before training.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Hyperparameters {
@@ -68,6 +89,9 @@ pub struct Hyperparameters {
     /// Training rows kept: a uniform sample of each cut-off, split evenly (default 200 000).
     pub max_rows: usize,
     pub seed: u64,
+    /// What the count model predicts (models from before it was a choice predict accesses).
+    #[serde(default)]
+    pub target: CountTarget,
 }
 
 impl Hyperparameters {
@@ -81,6 +105,7 @@ impl Hyperparameters {
             trees: 20,
             max_rows: 200_000,
             seed: 1,
+            target: CountTarget::Accesses,
         }
     }
 

@@ -10,7 +10,7 @@ use super::ModelError;
 use super::guard::Guard;
 use super::input::{raw_inputs, raw_inputs_of};
 use super::labels::{Horizon, LabelRules, Outcome, classify};
-use super::predictor::{Hyperparameters, Predictor, TrainingSet};
+use super::predictor::{CountTarget, Hyperparameters, Predictor, TrainingSet};
 use crate::features::{self, FeatureOptions, FeatureTable};
 use crate::logs::{LogError, LogSource};
 use crate::time::format_instant;
@@ -97,6 +97,25 @@ impl LabelledCutoff {
     }
 }
 
+impl LabelledCutoff {
+    /// The same cut-off with `target` counted as its accesses, so that
+    /// capture is judged on what a model was trained to predict.
+    pub fn counting(&self, target: CountTarget) -> LabelledCutoff {
+        let count = |outcome: &Outcome| Outcome {
+            accesses: target.of(outcome),
+            ..*outcome
+        };
+        LabelledCutoff {
+            cutoff: self.cutoff,
+            features: self.features.clone(),
+            outcomes: self.outcomes.iter().map(count).collect(),
+            hot: self.hot.clone(),
+            churn: self.churn.clone(),
+            total: count(&self.total),
+        }
+    }
+}
+
 /// When and on what a model was trained.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TrainingWindow {
@@ -151,6 +170,7 @@ pub fn train(
         cutoffs_used.push(format_instant(cutoff));
         samples.push(sample(
             &labelled,
+            hyper.target,
             quota,
             hyper.seed.wrapping_add(step as u64),
         ));
@@ -176,7 +196,11 @@ pub fn train(
                 "one cut-off has history: no held-out data to trust the learner on, so the best counter ranks"
             );
             let raw = raw_inputs(&newest.features);
-            Some(Guard::choose(None, &newest, raw.view()))
+            Some(Guard::choose(
+                None,
+                &newest.counting(hyper.target),
+                raw.view(),
+            ))
         }
         (true, _) => {
             on_step(&format!(
@@ -187,7 +211,11 @@ pub fn train(
             let held_back = Predictor::fit(&stack(&samples[1..]), hyper)?;
             let raw = raw_inputs(&newest.features);
             let model = held_back.score_unguarded(raw.view()).accesses;
-            Some(Guard::choose(Some(&model), &newest, raw.view()))
+            Some(Guard::choose(
+                Some(&model),
+                &newest.counting(hyper.target),
+                raw.view(),
+            ))
         }
     };
     let set = stack(&samples);
@@ -216,7 +244,7 @@ pub fn train(
 }
 
 /// A uniform sample of at most `quota` keys of one cut-off.
-fn sample(cutoff: &LabelledCutoff, quota: usize, seed: u64) -> TrainingSet {
+fn sample(cutoff: &LabelledCutoff, target: CountTarget, quota: usize, seed: u64) -> TrainingSet {
     let keys = cutoff.outcomes.len();
     let mut rows: Vec<usize> = if keys <= quota {
         (0..keys).collect()
@@ -231,7 +259,7 @@ fn sample(cutoff: &LabelledCutoff, quota: usize, seed: u64) -> TrainingSet {
         churn: rows.iter().map(|&i| cutoff.churn[i]).collect(),
         accesses: rows
             .iter()
-            .map(|&i| cutoff.outcomes[i].accesses as f64)
+            .map(|&i| target.of(&cutoff.outcomes[i]) as f64)
             .collect(),
     }
 }
