@@ -32,8 +32,12 @@ fn main() {
     .expect("generate");
     let source = LogSource::open(dir.path()).expect("logs");
     let as_of = start + 60 * HOUR_US;
-    let features =
-        compute(&source, FeatureOptions { as_of, since: None }, &|_| {}).expect("features");
+    let options = FeatureOptions {
+        as_of,
+        horizon: 6 * HOUR_US,
+        since: None,
+    };
+    let features = compute(&source, options, &|_| {}).expect("features");
     let raw = raw_inputs(&features);
     let keys = raw.nrows();
     println!("{keys} keys, {} inputs each; one thread", raw.ncols());

@@ -1,6 +1,6 @@
 -- Spark SQL set-up for features.sql. Replace {logs} with the log directory
 -- (Spark discovers dt=/hour= partitions itself) and {as_of_us} with the
--- cut-off in microseconds. Keys must be strings (cast binary keys to hex
+-- cut-off and {horizon_us} with the horizon, in microseconds. Keys must be strings (cast binary keys to hex
 -- first if yours are not UTF-8).
 CREATE OR REPLACE TEMP VIEW access_log AS
 SELECT unix_micros(ts) AS ts_us,
@@ -9,4 +9,4 @@ SELECT unix_micros(ts) AS ts_us,
        op,
        CAST(size_bytes AS BIGINT) AS size_bytes
 FROM parquet.`{logs}`;
-CREATE OR REPLACE TEMP VIEW params AS SELECT CAST({as_of_us} AS BIGINT) AS as_of_us;
+CREATE OR REPLACE TEMP VIEW params AS SELECT CAST({as_of_us} AS BIGINT) AS as_of_us, CAST({horizon_us} AS BIGINT) AS horizon_us;

@@ -13,6 +13,8 @@ use shadowcast::features::{FeatureTable, KeyFeatures};
 
 const HOUR_MS: i64 = 3_600_000;
 const AS_OF_MS: i64 = DAY_2026_11_20_MS + 10 * 24 * HOUR_MS + 13 * HOUR_MS + 17 * 60_000;
+/// The horizon the features on its time scale are measured in: 90 minutes.
+const HORIZON_MS: i64 = 90 * 60_000;
 
 fn reference_events() -> Vec<Event> {
     let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(7);
@@ -96,6 +98,20 @@ fn expected(events: &[Event]) -> Vec<KeyFeatures> {
                     .max()
             };
             let hour_of = |e: &Event| DateTime::from_timestamp_millis(e.ts_ms).unwrap().hour();
+            let horizon_us = (HORIZON_MS * 1000) as f64;
+            let mut newest_first: Vec<i64> = evs.iter().map(|e| e.ts_ms).collect();
+            newest_first.sort_unstable_by(|a, b| b.cmp(a));
+            let mut gaps_h = [None; 4];
+            for (gap, slot) in gaps_h.iter_mut().enumerate() {
+                let later = if gap == 0 {
+                    AS_OF_MS
+                } else {
+                    newest_first[gap - 1]
+                };
+                *slot = newest_first
+                    .get(gap)
+                    .map(|&ts| (later - ts) as f64 * 1000.0 / horizon_us);
+            }
             let writes_7d = count(&|e| e.op != "read" && age_us(e) < 7 * 24 * 3_600_000_000);
             KeyFeatures {
                 table: table.as_str().into(),
@@ -123,6 +139,18 @@ fn expected(events: &[Event]) -> Vec<KeyFeatures> {
                     / total,
                 prefix_events_24h: 0,
                 range_events_24h: 0,
+                horizon_events: [1.0 / 16.0, 0.25, 1.0, 4.0, 16.0]
+                    .map(|multiple| count(&|e| (age_us(e) as f64) < multiple * horizon_us)),
+                horizon_decay: [0.25, 1.0, 4.0].map(|multiple| {
+                    evs.iter()
+                        .map(|e| {
+                            (-std::f64::consts::LN_2 * age_us(e) as f64 / (multiple * horizon_us))
+                                .exp()
+                        })
+                        .sum()
+                }),
+                gaps_h,
+                age_h: (AS_OF_MS - first) as f64 * 1000.0 / horizon_us,
             }
         })
         .collect();
@@ -188,12 +216,15 @@ fn features_match_an_independent_computation() {
         path_str(&dir.path().join("logs")),
         "--as-of",
         &as_of,
+        "--horizon",
+        "90m",
         "--out",
         path_str(&out),
     ]);
 
-    let table = FeatureTable::read_parquet(&out, None).expect("readable feature table");
+    let table = FeatureTable::read_parquet(&out, None, None).expect("readable feature table");
     assert_eq!(table.as_of, AS_OF_MS * 1000);
+    assert_eq!(table.horizon, HORIZON_MS * 1000);
     let wanted = expected(&events);
     let actual_keys: Vec<_> = table
         .rows()
@@ -245,7 +276,7 @@ fn threads_do_not_change_the_result() {
             .output()
             .unwrap();
         assert!(status.status.success(), "{}", stderr(&status));
-        FeatureTable::read_parquet(&out, None)
+        FeatureTable::read_parquet(&out, None, None)
             .unwrap()
             .rows()
             .collect::<Vec<_>>()

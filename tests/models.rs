@@ -33,6 +33,9 @@ fn logs(dir: &Path) -> std::path::PathBuf {
     logs
 }
 
+/// A model of `kind` ranking by the learner alone (`--no-guard`), so each
+/// draws its own curve in the evaluation chart (a guarded model may rank
+/// exactly as a counter does).
 fn train(logs: &Path, out: &Path, kind: &str, promote: bool) -> String {
     let mut args = vec![
         "train",
@@ -52,6 +55,7 @@ fn train(logs: &Path, out: &Path, kind: &str, promote: bool) -> String {
         "4000",
         "--trees",
         "4",
+        "--no-guard",
     ];
     if promote {
         args.push("--promote");
@@ -73,7 +77,7 @@ fn train_list_promote_rollback_and_evaluate_through_the_binary() {
     )
     .unwrap();
     assert_eq!(manifest["feature_set"], "shadowcast.access");
-    assert_eq!(manifest["feature_set_version"], 1);
+    assert_eq!(manifest["feature_set_version"], 2);
     assert_eq!(manifest["kind"], "logistic");
     assert_eq!(manifest["window"]["as_of"], "2026-11-02T06:00:00Z");
     assert_eq!(manifest["window"]["cutoffs"].as_array().unwrap().len(), 3);
@@ -215,6 +219,7 @@ fn the_handle_swaps_atomically_and_refuses_broken_models() {
         &source,
         FeatureOptions {
             as_of: parse_instant("2026-11-02T09:00:00Z").unwrap(),
+            horizon: 6 * 3_600_000_000,
             since: None,
         },
         &|_| {},
@@ -277,12 +282,12 @@ fn the_handle_swaps_atomically_and_refuses_broken_models() {
         "the current model keeps serving"
     );
 
-    // A model of another feature set version.
+    // A model of the earlier feature set version.
     let manifest_file = root.join("m/v1/manifest.json");
     let text = std::fs::read_to_string(&manifest_file).unwrap();
     std::fs::write(
         &manifest_file,
-        text.replace("\"feature_set_version\": 1", "\"feature_set_version\": 2"),
+        text.replace("\"feature_set_version\": 2", "\"feature_set_version\": 1"),
     )
     .unwrap();
     let error = handle
@@ -292,7 +297,7 @@ fn the_handle_swaps_atomically_and_refuses_broken_models() {
     assert!(
         error
             .to_string()
-            .contains("trained on feature set shadowcast.access v2"),
+            .contains("trained on feature set shadowcast.access v1"),
         "{error}"
     );
     assert_eq!(handle.current().manifest.version, serving);
@@ -508,6 +513,7 @@ fn reads_before_the_first_write_are_counted_across_files() {
         &source,
         FeatureOptions {
             as_of: after,
+            horizon: 3_600_000_000,
             since: None,
         },
         &|_| {},

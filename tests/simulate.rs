@@ -102,6 +102,7 @@ fn most_frequent_at(
         scheduler,
         seed: 1,
         replan_every_us,
+        feature_horizon_us: 200 * SECOND_US,
     }
 }
 
@@ -126,6 +127,7 @@ fn accounting_matches_the_hand_computed_migration() {
         scheduler: SchedulerConfig::default(),
         seed: 1,
         replan_every_us: None,
+        feature_horizon_us: 200 * SECOND_US,
     };
     let simulation = simulate::simulate(&source, &options, &Inputs::default(), &|_| {}).unwrap();
     assert_eq!((simulation.keys, simulation.bytes), (10, 10_000));

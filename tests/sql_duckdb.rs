@@ -10,12 +10,13 @@ use std::process::Command;
 use common::*;
 use shadowcast::features::FeatureTable;
 
-fn run_duckdb(logs: &Path, as_of_us: i64, out: &Path) {
+fn run_duckdb(logs: &Path, as_of_us: i64, horizon_us: i64, out: &Path) {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("sql/run_duckdb.py");
     let output = Command::new("python3")
         .arg(script)
         .arg(logs)
         .arg(as_of_us.to_string())
+        .arg(horizon_us.to_string())
         .arg(out)
         .output()
         .expect("python3 runs (scripts/test.sh installs what this test needs)");
@@ -54,14 +55,16 @@ fn duckdb_running_the_sql_file_equals_the_native_features() {
         path_str(&logs),
         "--as-of",
         as_of,
+        "--horizon",
+        "2h",
         "--out",
         path_str(&native),
     ]);
-    let native = FeatureTable::read_parquet(&native, None).unwrap();
+    let native = FeatureTable::read_parquet(&native, None, None).unwrap();
 
     let sql = dir.path().join("sql.parquet");
-    run_duckdb(&logs, native.as_of, &sql);
-    let sql = FeatureTable::read_parquet(&sql, Some(native.as_of)).unwrap();
+    run_duckdb(&logs, native.as_of, native.horizon, &sql);
+    let sql = FeatureTable::read_parquet(&sql, Some(native.as_of), Some(native.horizon)).unwrap();
 
     assert!(
         native.len() > 5_000,

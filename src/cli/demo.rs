@@ -43,7 +43,8 @@ pub fn demo(args: DemoArgs) -> Result<()> {
         overwrite: true,
     })?;
     eprintln!("2/5 computing features as of the last event");
-    let table = compute_features(&logs, "latest", None)?;
+    // The shipped model's horizon: the service plans with the same features.
+    let table = compute_features(&logs, "latest", 6 * crate::time::HOUR_US, None)?;
     table.write_parquet(&dir.join("features.parquet"))?;
     print_summary(&table, args.top);
 

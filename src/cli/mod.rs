@@ -16,7 +16,7 @@ mod simulate;
 use crate::features::{self, FeatureOptions, FeatureTable};
 use crate::logs::LogSource;
 use crate::logs::import::{self, ColumnMapping, ImportOptions, InputFormat, TsFormat};
-use crate::time::{format_instant, parse_instant};
+use crate::time::{format_instant, parse_duration, parse_instant};
 use crate::workload::{GenerateOptions, Generator, profile};
 
 #[derive(Parser, Debug)]
@@ -197,6 +197,9 @@ pub struct FeaturesArgs {
     /// Ignore events before this time (default: all history).
     #[arg(long, value_parser = parse_instant)]
     pub since: Option<i64>,
+    /// Horizon H of the model that will read the features: the features on the horizon's time scale are measured in it.
+    #[arg(long, default_value = "6h", value_parser = parse_duration)]
+    pub horizon: i64,
     /// Output Parquet file.
     #[arg(long)]
     pub out: PathBuf,
@@ -429,7 +432,12 @@ fn resolve_as_of(text: &str, source: &LogSource) -> Result<i64> {
         .context("--as-of")
 }
 
-fn compute_features(logs: &Path, as_of: &str, since: Option<i64>) -> Result<FeatureTable> {
+fn compute_features(
+    logs: &Path,
+    as_of: &str,
+    horizon: i64,
+    since: Option<i64>,
+) -> Result<FeatureTable> {
     let source = LogSource::open(logs)?;
     let as_of = resolve_as_of(as_of, &source)?;
     let bar = ProgressBar::new_spinner();
@@ -438,9 +446,12 @@ fn compute_features(logs: &Path, as_of: &str, since: Option<i64>) -> Result<Feat
             .expect("static template"),
     );
     let started = Instant::now();
-    let table = features::compute(&source, FeatureOptions { as_of, since }, &|rows| {
-        bar.inc(rows)
-    })?;
+    let options = FeatureOptions {
+        as_of,
+        horizon,
+        since,
+    };
+    let table = features::compute(&source, options, &|rows| bar.inc(rows))?;
     bar.finish_and_clear();
     let seconds = started.elapsed().as_secs_f64();
     eprintln!(
@@ -455,7 +466,7 @@ fn compute_features(logs: &Path, as_of: &str, since: Option<i64>) -> Result<Feat
 }
 
 fn features_command(args: FeaturesArgs) -> Result<()> {
-    let table = compute_features(&args.logs, &args.as_of, args.since)?;
+    let table = compute_features(&args.logs, &args.as_of, args.horizon, args.since)?;
     let started = Instant::now();
     table.write_parquet(&args.out)?;
     tracing::info!(

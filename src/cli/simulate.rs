@@ -109,7 +109,7 @@ pub fn simulate_command(args: SimulateArgs) -> Result<()> {
         None
     };
     let inputs = Inputs {
-        model: model.as_ref().map(|(label, p)| (label.clone(), p)),
+        model: model.as_ref().map(|(label, p, _)| (label.clone(), p)),
         policy: policies.as_ref(),
     };
     let options = SimulationOptions {
@@ -123,6 +123,11 @@ pub fn simulate_command(args: SimulateArgs) -> Result<()> {
         },
         seed: args.seed,
         replan_every_us: args.replan_every,
+        feature_horizon_us: model
+            .as_ref()
+            .map_or(timeline.end_us - timeline.start_us, |(_, _, horizon)| {
+                *horizon
+            }),
     };
     let simulation = simulate::simulate(&source, &options, &inputs, &|step| {
         bar.set_message(step.to_string())
@@ -193,7 +198,7 @@ fn model(
     source: &LogSource,
     timeline: Timeline,
     on_step: &dyn Fn(&str),
-) -> Result<(String, Predictor)> {
+) -> Result<(String, Predictor, i64)> {
     if let Some(path) = &args.model {
         let loaded = load_model(path)?;
         refuse_if_trained_after(
@@ -203,7 +208,8 @@ fn model(
             "it would know the future",
         )?;
         let label = crate::service::planning::model_label(&loaded.manifest);
-        return Ok((label, loaded.predictor));
+        let horizon = loaded.manifest.window.horizon_seconds * crate::time::SECOND_US;
+        return Ok((label, loaded.predictor, horizon));
     }
     let options = TrainOptions {
         as_of: timeline.start_us,
@@ -230,7 +236,7 @@ fn model(
         format_instant(timeline.start_us),
         trained.window.cutoffs.len()
     );
-    Ok((label, trained.predictor))
+    Ok((label, trained.predictor, options.horizon))
 }
 
 fn policy(args: &SimulateArgs) -> Result<PolicyRegistry> {

@@ -342,7 +342,7 @@ fn finish(accumulators: Vec<Accumulator>, cut: CutOff, tables: &TableRegistry) -
         "built feature batches"
     );
     let batches = fill_neighbourhood(batches);
-    let table = FeatureTable::from_batches(cut.as_of, keys_are_utf8, events, batches);
+    let table = FeatureTable::from_batches(cut.as_of, cut.horizon, keys_are_utf8, events, batches);
     tracing::info!(
         seconds = started.elapsed().as_secs_f64(),
         keys = table.len(),
@@ -422,6 +422,9 @@ impl<'a> KeyColumn<'a> {
 pub struct FeatureOptions {
     /// The cut-off T: events after it are not read.
     pub as_of: i64,
+    /// The horizon H the features on its time scale are measured in (the
+    /// horizon of the model that will read them).
+    pub horizon: i64,
     /// Ignore events before this (all history when `None`).
     pub since: Option<i64>,
 }
@@ -444,7 +447,7 @@ pub fn compute(
         rows = stats.rows_planned,
         "scanning access logs"
     );
-    let cut = CutOff::new(options.as_of);
+    let cut = CutOff::new(options.as_of, options.horizon);
     let tables = TableRegistry::default();
     let started = Instant::now();
     let partials = plan.fold(

@@ -1,6 +1,12 @@
-//! The feature set `shadowcast.access`, version 1: names, windows and exact
+//! The feature set `shadowcast.access`, version 2: names, windows and exact
 //! formulas. `sql/features.sql` implements the same definitions; change both
 //! together and bump [`FEATURE_SET_VERSION`].
+//!
+//! Version 2 adds features on the horizon's time scale: a table is computed
+//! for a cut-off T and a horizon H (the model's), and windows, half-lives
+//! and gaps are multiples of H, so that the same model reads a trace of
+//! five minutes and one of three days alike. The fixed-length features of
+//! version 1 are kept (policies see them under their names).
 //!
 //! Conventions, all relative to the cut-off T (events after T are ignored):
 //! * a window of length w holds events with `T - w < ts <= T`;
@@ -19,7 +25,7 @@ use super::state::{CutOff, KeyState};
 use crate::time::{DAY_US, HOUR_US, SECOND_US};
 
 pub const FEATURE_SET_NAME: &str = "shadowcast.access";
-pub const FEATURE_SET_VERSION: u32 = 1;
+pub const FEATURE_SET_VERSION: u32 = 2;
 
 /// Count windows, by suffix and length.
 pub const WINDOWS: [(&str, i64); 4] = [
@@ -32,6 +38,24 @@ pub const WINDOWS: [(&str, i64); 4] = [
 /// Half-lives of the decayed read and write counters.
 pub const DECAY_HALF_LIVES: [(&str, i64); 3] =
     [("1h", HOUR_US), ("6h", 6 * HOUR_US), ("24h", DAY_US)];
+
+/// Count windows on the horizon's scale, by suffix and length as a
+/// fraction `numerator / denominator` of H: an event is in the window when
+/// `(T - ts) * denominator < H * numerator`.
+pub const HORIZON_WINDOWS: [(&str, i64, i64); 5] = [
+    ("hdiv16", 1, 16),
+    ("hdiv4", 1, 4),
+    ("h", 1, 1),
+    ("hx4", 4, 1),
+    ("hx16", 16, 1),
+];
+
+/// Half-lives of the decayed counters of every event, as multiples of H.
+pub const HORIZON_HALF_LIVES: [(&str, f64); 3] = [("hdiv4", 0.25), ("h", 1.0), ("hx4", 4.0)];
+
+/// Gaps kept: from T back to the latest event, and between each of the
+/// latest events and the one before it.
+pub const GAPS: usize = 4;
 
 /// Keys on each side, in key order within a table, that make up a key's range neighbourhood.
 pub const RANGE_NEIGHBOURS: usize = 8;
@@ -70,6 +94,15 @@ pub struct KeyFeatures {
     pub prefix_events_24h: i64,
     /// Events in the last 24h to the [`RANGE_NEIGHBOURS`] keys on each side.
     pub range_events_24h: i64,
+    /// Events in each of [`HORIZON_WINDOWS`].
+    pub horizon_events: [i64; 5],
+    /// Every event decayed at each of [`HORIZON_HALF_LIVES`].
+    pub horizon_decay: [f64; 3],
+    /// In units of H: T minus the latest event, then the gap between each
+    /// of the latest events and the one before; `None` past the first event.
+    pub gaps_h: [Option<f64>; GAPS],
+    /// T minus the first event, in units of H.
+    pub age_h: f64,
 }
 
 impl KeyFeatures {
@@ -87,6 +120,16 @@ impl KeyFeatures {
         let share = |count: u32| count as f64 / total as f64;
         let observed_hours =
             ((cut.as_of - state.first_ts) as f64 / HOUR_US as f64).clamp(1.0, 168.0);
+        let in_h = |us: i64| us as f64 / cut.horizon as f64;
+        let mut gaps_h = [None; GAPS];
+        let mut later = cut.as_of;
+        for (gap, &ts) in gaps_h.iter_mut().zip(&state.latest) {
+            if ts == i64::MIN {
+                break;
+            }
+            *gap = Some(in_h(later - ts));
+            later = ts;
+        }
         KeyFeatures {
             table,
             key,
@@ -107,6 +150,10 @@ impl KeyFeatures {
             tod_share_next_6h: share(state.tod_next_6h),
             prefix_events_24h: 0,
             range_events_24h: 0,
+            horizon_events: state.horizon_events.map(i64::from),
+            horizon_decay: state.horizon_decay,
+            gaps_h,
+            age_h: in_h(cut.as_of - state.first_ts),
         }
     }
 

@@ -2,7 +2,9 @@
 //! (or a lexicographic max of a pair), so two states for the same key built
 //! from disjoint events merge exactly, in any order.
 
-use super::definition::{DECAY_HALF_LIVES, SIZE_CAP, WINDOWS};
+use super::definition::{
+    DECAY_HALF_LIVES, GAPS, HORIZON_HALF_LIVES, HORIZON_WINDOWS, SIZE_CAP, WINDOWS,
+};
 use crate::logs::Op;
 use crate::time::{DAY_US, HOUR_US};
 
@@ -14,14 +16,18 @@ const TOD_BUCKET_US: i64 = 6 * HOUR_US;
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct CutOff {
     pub as_of: i64,
+    /// The horizon H the features on its time scale are measured in.
+    pub horizon: i64,
     /// Time of day of the cut-off, to find events in the 6 hours after it.
     pub as_of_tod: i64,
 }
 
 impl CutOff {
-    pub fn new(as_of: i64) -> Self {
+    pub fn new(as_of: i64, horizon: i64) -> Self {
+        assert!(horizon > 0, "a horizon is positive");
         CutOff {
             as_of,
+            horizon,
             as_of_tod: as_of.rem_euclid(DAY_US),
         }
     }
@@ -47,6 +53,11 @@ pub(crate) struct KeyState {
     pub write_decay: [f64; DECAY_HALF_LIVES.len()],
     pub tod: [u32; 4],
     pub tod_next_6h: u32,
+    pub horizon_events: [u32; HORIZON_WINDOWS.len()],
+    pub horizon_decay: [f64; HORIZON_HALF_LIVES.len()],
+    /// The latest event times, newest first (`i64::MIN` fills the rest):
+    /// the top of a multiset, so it merges exactly.
+    pub latest: [i64; GAPS],
 }
 
 impl KeyState {
@@ -67,6 +78,18 @@ impl KeyState {
             write_decay: [0.0; DECAY_HALF_LIVES.len()],
             tod: [0; 4],
             tod_next_6h: 0,
+            horizon_events: [0; HORIZON_WINDOWS.len()],
+            horizon_decay: [0.0; HORIZON_HALF_LIVES.len()],
+            latest: [i64::MIN; GAPS],
+        }
+    }
+
+    /// Keeps `ts` among the latest event times if it is one of them.
+    fn keep_latest(&mut self, mut ts: i64) {
+        for slot in &mut self.latest {
+            if ts > *slot {
+                std::mem::swap(slot, &mut ts);
+            }
         }
     }
 
@@ -101,6 +124,19 @@ impl KeyState {
         let tod = ts.rem_euclid(DAY_US);
         self.tod[(tod / TOD_BUCKET_US) as usize] += 1;
         self.tod_next_6h += u32::from((tod - cut.as_of_tod).rem_euclid(DAY_US) < TOD_BUCKET_US);
+        let age_wide = i128::from(age);
+        let horizon_wide = i128::from(cut.horizon);
+        for (count, (_, numerator, denominator)) in
+            self.horizon_events.iter_mut().zip(HORIZON_WINDOWS)
+        {
+            *count += u32::from(
+                age_wide * i128::from(denominator) < horizon_wide * i128::from(numerator),
+            );
+        }
+        for (value, (_, multiple)) in self.horizon_decay.iter_mut().zip(HORIZON_HALF_LIVES) {
+            *value += (-LN_2 * age as f64 / (cut.horizon as f64 * multiple)).exp();
+        }
+        self.keep_latest(ts);
     }
 
     pub fn merge(&mut self, other: &KeyState) {
@@ -129,6 +165,15 @@ impl KeyState {
             *a += b;
         }
         self.tod_next_6h += other.tod_next_6h;
+        for (a, b) in self.horizon_events.iter_mut().zip(other.horizon_events) {
+            *a += b;
+        }
+        for (a, b) in self.horizon_decay.iter_mut().zip(other.horizon_decay) {
+            *a += b;
+        }
+        for ts in other.latest {
+            self.keep_latest(ts);
+        }
     }
 }
 
@@ -138,7 +183,7 @@ mod tests {
 
     #[test]
     fn merging_split_streams_equals_one_stream() {
-        let cut = CutOff::new(10 * DAY_US);
+        let cut = CutOff::new(10 * DAY_US, 6 * HOUR_US);
         let events: Vec<(i64, Op, i64)> = (0..200)
             .map(|i| {
                 let op = Op::ALL[(i * 7 % 4) as usize];
@@ -160,6 +205,12 @@ mod tests {
             (whole.last_ts, whole.last_size)
         );
         assert_eq!(right.last_event_code, whole.last_event_code);
+        assert_eq!(right.horizon_events, whole.horizon_events);
+        assert_eq!(right.latest, whole.latest);
+        assert_eq!(
+            whole.latest,
+            [0, 1, 2, 3].map(|i| cut.as_of - i * 97 * 60_000_000)
+        );
         for (a, b) in right.read_decay.iter().zip(whole.read_decay) {
             assert!((a - b).abs() <= 1e-12 * b.abs().max(1.0));
         }

@@ -18,12 +18,16 @@ use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
 use rayon::prelude::*;
 
-use super::definition::{FEATURE_SET_NAME, FEATURE_SET_VERSION, KeyFeatures};
+use super::definition::{
+    FEATURE_SET_NAME, FEATURE_SET_VERSION, GAPS, HORIZON_HALF_LIVES, HORIZON_WINDOWS, KeyFeatures,
+};
 use crate::time::{format_instant, parse_instant};
 
 const META_SET: &str = "shadowcast.feature_set";
 const META_VERSION: &str = "shadowcast.feature_set_version";
 const META_AS_OF: &str = "shadowcast.as_of";
+const META_HORIZON: &str = "shadowcast.horizon_us";
+const META_HORIZON_SCALE: &str = "shadowcast.horizon_scale";
 
 /// Features of every key as of one cut-off, sorted by (table, key bytes),
 /// held column by column in record batches of the schema of [`column_names`]
@@ -31,6 +35,8 @@ const META_AS_OF: &str = "shadowcast.as_of";
 #[derive(Clone, Debug)]
 pub struct FeatureTable {
     pub as_of: i64,
+    /// The horizon H the features on its time scale are measured in.
+    pub horizon: i64,
     /// Keys are written as UTF-8 strings when every log file had string keys.
     pub keys_are_utf8: bool,
     /// Events that went into the table.
@@ -57,15 +63,52 @@ pub enum FeatureFileError {
 }
 
 /// Column names in file order: the table, the key, then every numeric
-/// feature. The feature names are the policy ABI's list (policies see the
-/// same features under the same names); a test checks that they follow
-/// [`super::definition::WINDOWS`] and [`super::definition::DECAY_HALF_LIVES`].
+/// feature: first the policy ABI's list (policies see the same features
+/// under the same names), then those on the horizon's time scale. A test
+/// checks that they follow [`super::definition::WINDOWS`] and
+/// [`super::definition::DECAY_HALF_LIVES`].
 pub fn column_names() -> Vec<String> {
     ["table_name", "key"]
         .into_iter()
         .chain(shadowcast_policy::abi::FEATURE_NAMES)
         .map(String::from)
+        .chain(horizon_feature_names())
         .collect()
+}
+
+/// The names of the features on the horizon's time scale, in file order.
+pub fn horizon_feature_names() -> Vec<String> {
+    let windows = HORIZON_WINDOWS
+        .iter()
+        .map(|(suffix, _, _)| format!("events_{suffix}"));
+    let decays = HORIZON_HALF_LIVES
+        .iter()
+        .map(|(suffix, _)| format!("decay_{suffix}"));
+    let gaps = (1..=GAPS).map(|gap| format!("gap{gap}_h"));
+    windows
+        .chain(decays)
+        .chain(gaps)
+        .chain(std::iter::once("age_h".to_string()))
+        .collect()
+}
+
+/// The multiples of H behind the horizon features, for the file metadata.
+fn horizon_scale() -> String {
+    let windows: Vec<String> = HORIZON_WINDOWS
+        .iter()
+        .map(|(suffix, numerator, denominator)| {
+            format!("events_{suffix}={numerator}/{denominator}")
+        })
+        .collect();
+    let decays: Vec<String> = HORIZON_HALF_LIVES
+        .iter()
+        .map(|(suffix, multiple)| format!("decay_{suffix}={multiple}"))
+        .collect();
+    format!(
+        "windows (of H) {}; half-lives (of H) {}",
+        windows.join(","),
+        decays.join(",")
+    )
 }
 
 fn schema(keys_are_utf8: bool) -> SchemaRef {
@@ -82,6 +125,7 @@ fn schema(keys_are_utf8: bool) -> SchemaRef {
                 "key" => (key_type.clone(), false),
                 "is_deleted" => (DataType::Boolean, false),
                 "secs_since_last_read" | "secs_since_last_write" => (DataType::Float64, true),
+                n if n.starts_with("gap") => (DataType::Float64, true),
                 n if n.starts_with("events_")
                     || n.ends_with("_total")
                     || n.starts_with("size_")
@@ -147,6 +191,19 @@ fn numeric_columns(capacity: usize) -> Vec<ColumnValues> {
         float(|r| r.tod_share_next_6h),
         int(|r| r.prefix_events_24h),
         int(|r| r.range_events_24h),
+        int(|r| r.horizon_events[0]),
+        int(|r| r.horizon_events[1]),
+        int(|r| r.horizon_events[2]),
+        int(|r| r.horizon_events[3]),
+        int(|r| r.horizon_events[4]),
+        float(|r| r.horizon_decay[0]),
+        float(|r| r.horizon_decay[1]),
+        float(|r| r.horizon_decay[2]),
+        OptionalFloat(|r| r.gaps_h[0], Float64Builder::with_capacity(capacity)),
+        OptionalFloat(|r| r.gaps_h[1], Float64Builder::with_capacity(capacity)),
+        OptionalFloat(|r| r.gaps_h[2], Float64Builder::with_capacity(capacity)),
+        OptionalFloat(|r| r.gaps_h[3], Float64Builder::with_capacity(capacity)),
+        float(|r| r.age_h),
     ]
 }
 
@@ -216,18 +273,19 @@ fn record_batch_of(rows: &[KeyFeatures], keys_are_utf8: bool) -> RecordBatch {
     builder.finish()
 }
 
-/// Replaces `prefix_events_24h` and `range_events_24h` (the last two
-/// columns), which need every row of a table before they are known.
+/// Replaces `prefix_events_24h` and `range_events_24h`, which need every
+/// row of a table before they are known.
 pub(crate) fn with_neighbourhood(
     batch: &RecordBatch,
     prefix_events: &[i64],
     range_events: &[i64],
 ) -> RecordBatch {
     let mut columns = batch.columns().to_vec();
-    let count = columns.len();
-    columns[count - 2] = Arc::new(Int64Array::from(prefix_events.to_vec()));
-    columns[count - 1] = Arc::new(Int64Array::from(range_events.to_vec()));
-    RecordBatch::try_new(batch.schema(), columns).expect("same schema")
+    let schema = batch.schema();
+    let index = |name: &str| schema.index_of(name).expect("canonical feature column");
+    columns[index("prefix_events_24h")] = Arc::new(Int64Array::from(prefix_events.to_vec()));
+    columns[index("range_events_24h")] = Arc::new(Int64Array::from(range_events.to_vec()));
+    RecordBatch::try_new(schema, columns).expect("same schema")
 }
 
 /// Reads row `row` of a batch in the schema of [`column_names`]; the
@@ -264,6 +322,10 @@ fn row_of(batch: &RecordBatch, row: usize) -> KeyFeatures {
         tod_share_next_6h: float(26),
         prefix_events_24h: int(27),
         range_events_24h: int(28),
+        horizon_events: [int(29), int(30), int(31), int(32), int(33)],
+        horizon_decay: [float(34), float(35), float(36)],
+        gaps_h: [optional(37), optional(38), optional(39), optional(40)],
+        age_h: float(41),
     }
 }
 
@@ -271,6 +333,7 @@ impl FeatureTable {
     /// A table from rows already in (table, key) order.
     pub fn from_rows(
         as_of: i64,
+        horizon: i64,
         keys_are_utf8: bool,
         events_scanned: u64,
         rows: &[KeyFeatures],
@@ -279,17 +342,19 @@ impl FeatureTable {
             .par_chunks(BATCH_ROWS)
             .map(|chunk| record_batch_of(chunk, keys_are_utf8))
             .collect();
-        Self::from_batches(as_of, keys_are_utf8, events_scanned, batches)
+        Self::from_batches(as_of, horizon, keys_are_utf8, events_scanned, batches)
     }
 
     pub(crate) fn from_batches(
         as_of: i64,
+        horizon: i64,
         keys_are_utf8: bool,
         events_scanned: u64,
         batches: Vec<RecordBatch>,
     ) -> Self {
         FeatureTable {
             as_of,
+            horizon,
             keys_are_utf8,
             events_scanned,
             batches,
@@ -340,6 +405,8 @@ impl FeatureTable {
             KeyValue::new(META_SET.into(), FEATURE_SET_NAME.to_string()),
             KeyValue::new(META_VERSION.into(), FEATURE_SET_VERSION.to_string()),
             KeyValue::new(META_AS_OF.into(), format_instant(self.as_of)),
+            KeyValue::new(META_HORIZON.into(), self.horizon.to_string()),
+            KeyValue::new(META_HORIZON_SCALE.into(), horizon_scale()),
         ];
         // Most feature values are distinct: dictionary pages would be built
         // and then abandoned for them, so only low-cardinality columns get one.
@@ -383,10 +450,11 @@ impl FeatureTable {
     }
 
     /// Reads a feature table written by shadowcast or by `sql/features.sql`
-    /// (which carries no metadata; pass the cut-off it was run with).
+    /// (which carries no metadata; pass the cut-off and horizon it was run with).
     pub fn read_parquet(
         path: &Path,
         as_of_if_missing: Option<i64>,
+        horizon_if_missing: Option<i64>,
     ) -> Result<Self, FeatureFileError> {
         let display = path.display().to_string();
         let mismatch = |problem: String| FeatureFileError::Mismatch {
@@ -427,6 +495,19 @@ impl FeatureTable {
             Some(text) => parse_instant(&text).map_err(mismatch)?,
             None => as_of_if_missing
                 .ok_or_else(|| mismatch("no cut-off recorded in the file".into()))?,
+        };
+        let horizon = match lookup(META_HORIZON) {
+            Some(text) => text
+                .parse::<i64>()
+                .ok()
+                .filter(|horizon| *horizon > 0)
+                .ok_or_else(|| {
+                    mismatch(format!(
+                        "`{META_HORIZON}` is `{text}`, not a positive number"
+                    ))
+                })?,
+            None => horizon_if_missing
+                .ok_or_else(|| mismatch("no horizon recorded in the file".into()))?,
         };
         let key_type = builder
             .schema()
@@ -472,6 +553,7 @@ impl FeatureTable {
         }
         Ok(FeatureTable::from_batches(
             as_of,
+            horizon,
             keys_are_utf8,
             events_scanned,
             batches,
@@ -525,7 +607,8 @@ mod tests {
             assert!(names.contains(&format!("writes_decay_{suffix}")));
         }
         let counted = 2 + 1 + WINDOWS.len() + 2 + 2 * DECAY_HALF_LIVES.len() + 14;
-        assert_eq!(names.len(), counted);
+        let on_horizon = HORIZON_WINDOWS.len() + HORIZON_HALF_LIVES.len() + GAPS + 1;
+        assert_eq!(names.len(), counted + on_horizon);
     }
 
     fn sample_row(index: i64) -> KeyFeatures {
@@ -550,19 +633,28 @@ mod tests {
             tod_share_next_6h: 0.6,
             prefix_events_24h: index + 8,
             range_events_24h: index + 9,
+            horizon_events: [index + 10, index + 11, index + 12, index + 13, index + 14],
+            horizon_decay: [f + 1.2, f + 1.3, f + 1.4],
+            gaps_h: [
+                Some(f + 1.5),
+                (index % 2 == 0).then_some(f + 1.6),
+                None,
+                None,
+            ],
+            age_h: f + 1.7,
         }
     }
 
     #[test]
     fn rows_round_trip_through_columns_and_parquet() {
         let rows: Vec<KeyFeatures> = (0..50).map(sample_row).collect();
-        let table = FeatureTable::from_rows(7, true, 0, &rows);
+        let table = FeatureTable::from_rows(7, 11, true, 0, &rows);
         assert_eq!(table.rows().collect::<Vec<_>>(), rows);
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f.parquet");
         table.write_parquet(&path).unwrap();
-        let read = FeatureTable::read_parquet(&path, None).unwrap();
-        assert_eq!(read.as_of, 7);
+        let read = FeatureTable::read_parquet(&path, None, None).unwrap();
+        assert_eq!((read.as_of, read.horizon), (7, 11));
         assert_eq!(read.rows().collect::<Vec<_>>(), rows);
         assert_eq!(
             table

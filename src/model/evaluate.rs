@@ -423,7 +423,7 @@ mod tests {
         }
         let cutoff = LabelledCutoff {
             cutoff: 0,
-            features: crate::features::FeatureTable::from_batches(0, true, 0, Vec::new()),
+            features: crate::features::FeatureTable::from_batches(0, 1, true, 0, Vec::new()),
             outcomes,
             hot,
             churn,

@@ -246,7 +246,7 @@ mod tests {
             .collect();
         LabelledCutoff {
             cutoff: 0,
-            features: FeatureTable::from_batches(0, true, 0, Vec::new()),
+            features: FeatureTable::from_batches(0, 1, true, 0, Vec::new()),
             hot: outcomes.iter().map(|o| o.accesses >= 18).collect(),
             churn: vec![false; 20],
             total: Outcome {

@@ -170,6 +170,7 @@ mod tests {
         let source = crate::logs::LogSource::open(&logs).unwrap();
         let options = crate::features::FeatureOptions {
             as_of: 3 * crate::time::HOUR_US,
+            horizon: crate::time::HOUR_US,
             since: None,
         };
         let table = crate::features::compute(&source, options, &|_| {}).unwrap();

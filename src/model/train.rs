@@ -79,6 +79,7 @@ impl LabelledCutoff {
             source,
             FeatureOptions {
                 as_of: cutoff,
+                horizon,
                 since: None,
             },
             &|_| {},

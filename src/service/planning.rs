@@ -118,10 +118,31 @@ impl Planner {
             Err(error) => return Err(logs_error(error.to_string())),
         };
         let as_of = source.resolve_as_of(&self.as_of).map_err(logs_error)?;
-        let table = features::compute(&source, FeatureOptions { as_of, since: None }, &|_| {})
-            .map_err(|error| logs_error(error.to_string()))?;
+        let horizon = self.serving_horizon()?;
+        let table = Self::compute(&source, as_of, horizon).map_err(logs_error)?;
         self.features = Some(table);
         Ok(true)
+    }
+
+    fn compute(source: &LogSource, as_of: i64, horizon: i64) -> Result<FeatureTable, String> {
+        let options = FeatureOptions {
+            as_of,
+            horizon,
+            since: None,
+        };
+        features::compute(source, options, &|_| {}).map_err(|error| error.to_string())
+    }
+
+    /// The horizon of the active model: the features' time scale.
+    fn serving_horizon(&self) -> Result<i64, PlanError> {
+        let version = self.models.active(&self.model_name)?.ok_or_else(|| {
+            crate::model::ModelError::Registry(format!(
+                "model {} has no promoted version",
+                self.model_name
+            ))
+        })?;
+        let manifest = self.models.manifest(&self.model_name, &version)?;
+        Ok(manifest.window.horizon_seconds * crate::time::SECOND_US)
     }
 
     /// Scores the kept features with the serving model and decides them
@@ -132,6 +153,25 @@ impl Planner {
             return Ok(None);
         };
         let model = self.models.load_active(&self.model_name)?;
+        let horizon = model.manifest.window.horizon_seconds * crate::time::SECOND_US;
+        // A model promoted with another horizon reads features on its own
+        // time scale: scan again rather than score features it was not made for.
+        let rescanned;
+        let table = if table.horizon == horizon {
+            table
+        } else {
+            let source = LogSource::open(&self.logs).map_err(|error| PlanError::Logs {
+                path: self.logs.clone(),
+                problem: error.to_string(),
+            })?;
+            rescanned = Self::compute(&source, table.as_of, horizon).map_err(|problem| {
+                PlanError::Logs {
+                    path: self.logs.clone(),
+                    problem,
+                }
+            })?;
+            &rescanned
+        };
         let scores = model.predictor.score(raw_inputs(table).view());
         let candidates = Candidates::from_features(table, &scores, table.as_of);
         let decided = self.policies.decide(&candidates);

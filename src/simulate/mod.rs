@@ -228,6 +228,8 @@ pub struct SimulationOptions {
     /// as of each time, as the service does while serving (`None`: plan
     /// once, at the start).
     pub replan_every_us: Option<i64>,
+    /// The horizon the features are computed for: the model's.
+    pub feature_horizon_us: i64,
 }
 
 /// The model and policy the strategies that need them use.
@@ -294,6 +296,7 @@ pub fn simulate(
         source,
         FeatureOptions {
             as_of: timeline.start_us,
+            horizon: options.feature_horizon_us,
             since: None,
         },
         &|_| {},
@@ -336,6 +339,7 @@ pub fn simulate(
             source,
             FeatureOptions {
                 as_of: at,
+                horizon: options.feature_horizon_us,
                 since: None,
             },
             &|_| {},

@@ -166,6 +166,10 @@ pub fn assert_features_match(actual: &KeyFeatures, wanted: &KeyFeatures, relativ
         (wanted.prefix_events_24h, wanted.range_events_24h),
         "neighbourhood of {what}"
     );
+    assert_eq!(
+        actual.horizon_events, wanted.horizon_events,
+        "events on the horizon's scale of {what}"
+    );
     let close = |a: f64, b: f64| (a - b).abs() <= relative * a.abs().max(b.abs()).max(1.0);
     let floats = |f: &KeyFeatures| {
         let mut values = vec![
@@ -177,18 +181,23 @@ pub fn assert_features_match(actual: &KeyFeatures, wanted: &KeyFeatures, relativ
         values.extend(f.reads_decay);
         values.extend(f.writes_decay);
         values.extend(f.tod_share);
+        values.extend(f.horizon_decay);
+        values.push(f.age_h);
         values
     };
     for (index, (a, b)) in floats(actual).into_iter().zip(floats(wanted)).enumerate() {
         assert!(close(a, b), "float #{index} of {what}: {a} vs {b}");
     }
-    for (a, b) in [
+    let optional = [
         (actual.secs_since_last_read, wanted.secs_since_last_read),
         (actual.secs_since_last_write, wanted.secs_since_last_write),
-    ] {
+    ]
+    .into_iter()
+    .chain(actual.gaps_h.into_iter().zip(wanted.gaps_h));
+    for (index, (a, b)) in optional.enumerate() {
         assert!(
             a.is_some() == b.is_some() && close(a.unwrap_or(0.0), b.unwrap_or(0.0)),
-            "recency of {what}: {a:?} vs {b:?}"
+            "recency or gap #{index} of {what}: {a:?} vs {b:?}"
         );
     }
 }
