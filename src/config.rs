@@ -129,6 +129,19 @@ pub struct ServeArgs {
     /// Stay in SHADOWING until the confidence threshold even when the sample and predicted-hot keys are all copied.
     #[arg(long, env = "SHADOWCAST_HOLD_SHADOWING")]
     pub hold_shadowing: Option<bool>,
+    /// Versions are microsecond times: refuse one later than now plus this
+    /// (e.g. 1h; `off` accepts any) [default: 1h].
+    #[arg(long, env = "SHADOWCAST_MAX_VERSION_SKEW")]
+    pub max_version_skew: Option<String>,
+    /// Longest key accepted in a request, in bytes [default: 4096].
+    #[arg(long, env = "SHADOWCAST_MAX_KEY_BYTES")]
+    pub max_key_bytes: Option<usize>,
+    /// Most keys in one acknowledge or report-writes call [default: 100000].
+    #[arg(long, env = "SHADOWCAST_MAX_KEYS_PER_CALL")]
+    pub max_keys_per_call: Option<usize>,
+    /// Most distinct tables in one acknowledge or report-writes call [default: 100].
+    #[arg(long, env = "SHADOWCAST_MAX_TABLES_PER_CALL")]
+    pub max_tables_per_call: Option<usize>,
     /// PEM certificate chain; with --tls-key, serve over TLS.
     #[arg(long, env = "SHADOWCAST_TLS_CERT")]
     pub tls_cert: Option<PathBuf>,
@@ -186,10 +199,84 @@ struct FileSettings {
     sample_fraction: Option<f64>,
     predicted_hot_share: Option<f64>,
     hold_shadowing: Option<bool>,
+    max_version_skew: Option<String>,
+    max_key_bytes: Option<usize>,
+    max_keys_per_call: Option<usize>,
+    max_tables_per_call: Option<usize>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     executor_tokens: Option<Vec<String>>,
     admin_tokens: Option<Vec<String>>,
+}
+
+/// What one request may carry: a hostile or broken client gets a clear
+/// refusal naming the limit, not a stall of every other caller.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RequestLimits {
+    /// Versions later than now plus this are refused (`None`: any version).
+    pub max_version_skew_us: Option<i64>,
+    pub max_key_bytes: usize,
+    pub max_keys_per_call: usize,
+    pub max_tables_per_call: usize,
+}
+
+impl Default for RequestLimits {
+    fn default() -> Self {
+        RequestLimits {
+            max_version_skew_us: Some(crate::time::HOUR_US),
+            max_key_bytes: 4096,
+            max_keys_per_call: 100_000,
+            max_tables_per_call: 100,
+        }
+    }
+}
+
+impl RequestLimits {
+    fn resolve(args: &ServeArgs, file: &FileSettings) -> Result<Self, ConfigError> {
+        let defaults = RequestLimits::default();
+        let max_version_skew_us =
+            match args
+                .max_version_skew
+                .as_deref()
+                .or(file.max_version_skew.as_deref())
+            {
+                None => defaults.max_version_skew_us,
+                Some("off") => None,
+                Some(text) => Some(crate::time::parse_duration(text).map_err(|problem| {
+                    ConfigError::Invalid {
+                        setting: "max_version_skew",
+                        problem,
+                    }
+                })?),
+            };
+        let at_least_one = |setting: &'static str, value: Option<usize>, default: usize| match value
+            .unwrap_or(default)
+        {
+            0 => Err(ConfigError::Invalid {
+                setting,
+                problem: "must be at least 1".into(),
+            }),
+            value => Ok(value),
+        };
+        Ok(RequestLimits {
+            max_version_skew_us,
+            max_key_bytes: at_least_one(
+                "max_key_bytes",
+                args.max_key_bytes.or(file.max_key_bytes),
+                defaults.max_key_bytes,
+            )?,
+            max_keys_per_call: at_least_one(
+                "max_keys_per_call",
+                args.max_keys_per_call.or(file.max_keys_per_call),
+                defaults.max_keys_per_call,
+            )?,
+            max_tables_per_call: at_least_one(
+                "max_tables_per_call",
+                args.max_tables_per_call.or(file.max_tables_per_call),
+                defaults.max_tables_per_call,
+            )?,
+        })
+    }
 }
 
 /// A policy module to load at start.
@@ -228,6 +315,7 @@ pub struct ServeConfig {
     pub follow_every: Option<std::time::Duration>,
     pub replan: Replan,
     pub scheduler: SchedulerConfig,
+    pub limits: RequestLimits,
     pub tls: Option<Tls>,
     pub executor_tokens: Vec<String>,
     pub admin_tokens: Vec<String>,
@@ -240,6 +328,7 @@ impl ServeConfig {
             Some(path) => read_file(path)?,
             None => FileSettings::default(),
         };
+        let limits = RequestLimits::resolve(&args, &file)?;
         let list = |flag: Vec<String>, file: Option<Vec<String>>| {
             if flag.is_empty() {
                 file.unwrap_or_default()
@@ -447,6 +536,7 @@ impl ServeConfig {
             follow_every: (follow > 0.0).then(|| std::time::Duration::from_secs_f64(follow)),
             replan,
             scheduler,
+            limits,
             tls,
             executor_tokens,
             admin_tokens,
@@ -589,6 +679,35 @@ mod tests {
             Replan::Every(std::time::Duration::from_secs(900))
         );
         assert_eq!(replan(Some("off")), Replan::Never);
+    }
+
+    #[test]
+    fn request_limits_default_and_take_a_skew_or_off() {
+        let limits = |args: ServeArgs| ServeConfig::resolve(args).map(|c| c.limits);
+        let defaults = limits(ServeArgs::default()).unwrap();
+        assert_eq!(defaults.max_version_skew_us, Some(crate::time::HOUR_US));
+        assert_eq!(defaults.max_key_bytes, 4096);
+        let off = limits(ServeArgs {
+            max_version_skew: Some("off".into()),
+            max_keys_per_call: Some(7),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!((off.max_version_skew_us, off.max_keys_per_call), (None, 7));
+        let error = limits(ServeArgs {
+            max_tables_per_call: Some(0),
+            ..Default::default()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("max_tables_per_call"), "{error}");
+        let error = limits(ServeArgs {
+            max_version_skew: Some("soon".into()),
+            ..Default::default()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("max_version_skew"), "{error}");
     }
 
     #[test]

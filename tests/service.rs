@@ -541,6 +541,106 @@ async fn malformed_requests_are_named_and_the_service_keeps_serving() {
     }
 }
 
+/// The limits of one call, each refused with the limit named and nothing
+/// stored: a write at version 2^64 - 1 (it would keep the key stale for
+/// good) and an acknowledgement at it (current for good), a key longer than
+/// `--max-key-bytes 16`, a call naming a fourth table under
+/// `--max-tables-per-call 3`, and more keys than `--max-keys-per-call 5`.
+/// The same key reported afterwards at a plausible version is new to the
+/// service, so the refused calls stored nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn implausible_versions_and_oversized_calls_are_refused_and_store_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = logs(dir.path());
+    let limits = [
+        "--max-key-bytes",
+        "16",
+        "--max-tables-per-call",
+        "3",
+        "--max-keys-per-call",
+        "5",
+    ];
+    let service = Service::start(dir.path(), &logs, &limits);
+    let mut clients = service.clients(None).await;
+    let write = |table: &str, key: &[u8], version: u64| proto::Write {
+        table: table.into(),
+        key: key.to_vec().into(),
+        version,
+        size_bytes: None,
+    };
+    let report = |writes: Vec<proto::Write>| proto::ReportWritesRequest { writes };
+    let refused = |status: tonic::Status, code: Code, words: &[&str]| {
+        assert_eq!(status.code(), code, "{status:?}");
+        for word in words {
+            assert!(
+                status.message().contains(word),
+                "{} should name {word}",
+                status.message()
+            );
+        }
+    };
+
+    let forever = report(vec![
+        write("fresh", b"never-seen", 5),
+        write("fresh", b"never-seen", u64::MAX),
+    ]);
+    refused(
+        clients.executor.report_writes(forever).await.unwrap_err(),
+        Code::InvalidArgument,
+        &["writes[1].version", "max_version_skew"],
+    );
+    let ack = proto::AcknowledgeRequest {
+        lease_id: 0,
+        others_copied_at_leased_version: false,
+        acks: vec![proto::KeyAck {
+            table: "fresh".into(),
+            key: b"never-seen".to_vec().into(),
+            result: Some(key_ack::Result::CopiedVersion(u64::MAX)),
+        }],
+    };
+    refused(
+        clients.executor.acknowledge(ack).await.unwrap_err(),
+        Code::InvalidArgument,
+        &["acks[0].copied_version", "max_version_skew"],
+    );
+    let long_key = report(vec![write("fresh", &[b'k'; 17], 5)]);
+    refused(
+        clients.executor.report_writes(long_key).await.unwrap_err(),
+        Code::InvalidArgument,
+        &["writes[0].key", "17 bytes", "max_key_bytes (16)"],
+    );
+    let four_tables = report(
+        ["a", "b", "c", "d"]
+            .iter()
+            .map(|table| write(table, b"never-seen", 5))
+            .collect(),
+    );
+    refused(
+        clients
+            .executor
+            .report_writes(four_tables)
+            .await
+            .unwrap_err(),
+        Code::ResourceExhausted,
+        &["writes[3].table", "max_tables_per_call (3)"],
+    );
+    let six_keys = report((0..6u8).map(|i| write("fresh", &[b'k', i], 5)).collect());
+    refused(
+        clients.executor.report_writes(six_keys).await.unwrap_err(),
+        Code::ResourceExhausted,
+        &["6 keys", "max_keys_per_call (5)"],
+    );
+
+    let plausible = report(vec![write("fresh", b"never-seen", 5)]);
+    let answer = clients
+        .executor
+        .report_writes(plausible)
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(answer.new_keys, 1, "the refused calls stored nothing");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_keep_executors_and_admins_apart() {
     let dir = tempfile::tempdir().unwrap();

@@ -2,6 +2,7 @@
 //! writes. Requests are checked field by field, then handed to the
 //! scheduler as its own typed values.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -9,6 +10,7 @@ use tonic::{Request, Response, Status};
 
 use super::proto::{self, executor_server::Executor, key_ack};
 use super::{Shared, invalid};
+use crate::config::RequestLimits;
 use crate::scheduler::{Ack, AckOutcome, AckResult, Idle, LeaseRequest, WriteEvent};
 use crate::time::now_us;
 
@@ -35,6 +37,75 @@ fn check_key(field: &str, table: &str, key: &[u8]) -> Result<(), Status> {
         return Err(invalid(format!("{field}.key"), "is empty"));
     }
     Ok(())
+}
+
+/// Checks the keys and versions of one acknowledge or report-writes call
+/// against the service's [`RequestLimits`], item by item, before anything
+/// is handed to the scheduler: a refused call changes nothing.
+struct CallCheck<'a> {
+    limits: &'a RequestLimits,
+    now_us: i64,
+    tables: HashSet<String>,
+}
+
+impl<'a> CallCheck<'a> {
+    fn new(limits: &'a RequestLimits, field: &str, items: usize) -> Result<Self, Status> {
+        if items > limits.max_keys_per_call {
+            return Err(Status::resource_exhausted(format!(
+                "{field}: {items} keys in one call, more than max_keys_per_call ({}): split the call",
+                limits.max_keys_per_call
+            )));
+        }
+        Ok(CallCheck {
+            limits,
+            now_us: now_us(),
+            tables: HashSet::new(),
+        })
+    }
+
+    fn key(&mut self, field: &str, table: &str, key: &[u8]) -> Result<(), Status> {
+        check_key(field, table, key)?;
+        if key.len() > self.limits.max_key_bytes {
+            return Err(invalid(
+                format!("{field}.key"),
+                format!(
+                    "is {} bytes, more than max_key_bytes ({})",
+                    key.len(),
+                    self.limits.max_key_bytes
+                ),
+            ));
+        }
+        if !self.tables.contains(table) {
+            if self.tables.len() == self.limits.max_tables_per_call {
+                return Err(Status::resource_exhausted(format!(
+                    "{field}.table: `{table}` is one table more than max_tables_per_call ({}) in one call",
+                    self.limits.max_tables_per_call
+                )));
+            }
+            self.tables.insert(table.to_string());
+        }
+        Ok(())
+    }
+
+    /// Versions are microsecond times: one beyond now plus the allowed skew
+    /// would make the key stale (or current) for good.
+    fn version(&self, field: &str, version: u64) -> Result<(), Status> {
+        let Some(skew) = self.limits.max_version_skew_us else {
+            return Ok(());
+        };
+        let latest = self.now_us.saturating_add(skew);
+        if version > latest as u64 {
+            return Err(invalid(
+                field,
+                format!(
+                    "{version} is later than now ({}) plus max_version_skew ({}): versions are the source's write times in microseconds",
+                    self.now_us,
+                    crate::time::format_duration(skew)
+                ),
+            ));
+        }
+        Ok(())
+    }
 }
 
 fn lease_request(request: &proto::LeaseRequest) -> Result<(LeaseRequest, Duration), Status> {
@@ -222,11 +293,15 @@ impl Executor for ExecutorApi {
                 "needs a lease_id (the lease whose other keys were copied)",
             ));
         }
+        let mut check = CallCheck::new(&self.shared.limits, "acks", request.acks.len())?;
         let mut acks = Vec::with_capacity(request.acks.len());
         for (i, ack) in request.acks.into_iter().enumerate() {
-            check_key(&format!("acks[{i}]"), &ack.table, &ack.key)?;
+            check.key(&format!("acks[{i}]"), &ack.table, &ack.key)?;
             let result = match ack.result {
-                Some(key_ack::Result::CopiedVersion(version)) => AckResult::Copied { version },
+                Some(key_ack::Result::CopiedVersion(version)) => {
+                    check.version(&format!("acks[{i}].copied_version"), version)?;
+                    AckResult::Copied { version }
+                }
                 Some(key_ack::Result::Failure(reason)) => AckResult::Failed { reason },
                 None => {
                     return Err(invalid(
@@ -276,9 +351,11 @@ impl Executor for ExecutorApi {
         request: Request<proto::ReportWritesRequest>,
     ) -> Result<Response<proto::ReportWritesResponse>, Status> {
         let request = request.into_inner();
+        let mut check = CallCheck::new(&self.shared.limits, "writes", request.writes.len())?;
         let mut writes = Vec::with_capacity(request.writes.len());
         for (i, write) in request.writes.into_iter().enumerate() {
-            check_key(&format!("writes[{i}]"), &write.table, &write.key)?;
+            check.key(&format!("writes[{i}]"), &write.table, &write.key)?;
+            check.version(&format!("writes[{i}].version"), write.version)?;
             writes.push(WriteEvent {
                 table: write.table,
                 key: write.key.into(),

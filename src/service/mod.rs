@@ -94,6 +94,7 @@ struct Shared {
     /// Woken when keys may have become available to lease.
     work: Notify,
     metrics: metrics::Requests,
+    limits: crate::config::RequestLimits,
 }
 
 /// Locks `mutex`. A panic while it was held cannot leave what it guards
@@ -222,6 +223,7 @@ pub async fn serve(
         runtime: tokio::runtime::Handle::current(),
         work: Notify::new(),
         metrics: Default::default(),
+        limits: config.limits,
     });
     let started = std::time::Instant::now();
     let follower = {
