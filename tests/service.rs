@@ -641,6 +641,89 @@ async fn implausible_versions_and_oversized_calls_are_refused_and_store_nothing(
     assert_eq!(answer.new_keys, 1, "the refused calls stored nothing");
 }
 
+/// Lease ids are drawn at random: a second executor that guesses the id
+/// next to its own (as it could when ids were sequential) cannot fail the
+/// first executor's keys back into line and lease them itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lease_ids_cannot_be_guessed_to_take_another_executors_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = logs(dir.path());
+    let service = Service::start(dir.path(), &logs, &[]);
+    let mut clients = service.clients(None).await;
+    let first = clients
+        .executor
+        .lease(lease_request(50))
+        .await
+        .unwrap()
+        .into_inner();
+    let second = clients
+        .executor
+        .lease(lease_request(50))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((first.keys.len(), second.keys.len()), (50, 50));
+    assert!(
+        second.lease_id.abs_diff(first.lease_id) > 1_000_000,
+        "ids {} and {} are not neighbours",
+        first.lease_id,
+        second.lease_id
+    );
+    // With sequential ids the first guess was the first executor's lease.
+    for guess in [
+        second.lease_id.wrapping_sub(1),
+        second.lease_id.wrapping_add(1),
+        1,
+        2,
+    ] {
+        let hostile = proto::AcknowledgeRequest {
+            lease_id: guess,
+            others_copied_at_leased_version: false,
+            acks: first
+                .keys
+                .iter()
+                .map(|key| proto::KeyAck {
+                    table: key.table.clone(),
+                    key: key.key.clone(),
+                    result: Some(key_ack::Result::Failure("guessed".into())),
+                })
+                .collect(),
+        };
+        let answer = clients
+            .executor
+            .acknowledge(hostile)
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(
+            answer
+                .results
+                .iter()
+                .all(|r| r.outcome == proto::AckOutcome::NotLeased as i32),
+            "a guessed lease id requeued nothing: {:?}",
+            answer.results.first()
+        );
+    }
+    let third = clients
+        .executor
+        .lease(lease_request(10_000))
+        .await
+        .unwrap()
+        .into_inner();
+    let held: std::collections::HashSet<(String, Vec<u8>)> = first
+        .keys
+        .iter()
+        .map(|k| (k.table.clone(), k.key.to_vec()))
+        .collect();
+    assert!(
+        third
+            .keys
+            .iter()
+            .all(|k| !held.contains(&(k.table.clone(), k.key.to_vec()))),
+        "the first executor's keys stay with it"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_keep_executors_and_admins_apart() {
     let dir = tempfile::tempdir().unwrap();

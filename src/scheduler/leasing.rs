@@ -14,13 +14,15 @@ pub(super) struct LiveLease {
     /// The version each key was leased at (its `min_version`).
     pub versions: Vec<u64>,
     pub expires_us: i64,
+    /// How many leases were taken before it, this one included.
+    pub taken: u64,
 }
 
 impl Scheduler {
     /// Returns the keys of leases that expired by `now_us` to the line and
     /// releases keys whose "not before" time has come.
     pub(super) fn release_due(&mut self, now_us: i64) {
-        while let Some(&Reverse((expires, lease))) = self.expiries.peek() {
+        while let Some(&Reverse((expires, _, lease))) = self.expiries.peek() {
             if expires > now_us {
                 break;
             }
@@ -80,7 +82,7 @@ impl Scheduler {
                 .map(|id| id as usize)
                 .collect()
         };
-        let id = self.next_lease;
+        let id = self.new_lease_id();
         let expires_us = now_us + self.config.lease_duration_us;
         let mut keys = Vec::new();
         let mut bytes = 0u64;
@@ -105,7 +107,7 @@ impl Scheduler {
             let next_due_us = self.deferred.peek().map(|Reverse((due, _))| *due);
             return Err(Idle::NothingDue { next_due_us });
         }
-        self.next_lease += 1;
+        self.leases_taken += 1;
         self.bandwidth.spend(bytes);
         self.counters.leased += keys.len() as u64;
         let leased: Vec<LeasedKey> = keys
@@ -130,9 +132,11 @@ impl Scheduler {
                 keys,
                 versions,
                 expires_us,
+                taken: self.leases_taken,
             },
         );
-        self.expiries.push(Reverse((expires_us, id)));
+        self.expiries
+            .push(Reverse((expires_us, self.leases_taken, id)));
         Ok(Lease {
             id,
             expires_us,
@@ -149,7 +153,17 @@ impl Scheduler {
             .ok_or(SchedulerError::UnknownLease(lease))?;
         live.expires_us = now_us + self.config.lease_duration_us;
         let expires = live.expires_us;
-        self.expiries.push(Reverse((expires, lease)));
+        self.expiries.push(Reverse((expires, live.taken, lease)));
         Ok(expires)
+    }
+
+    /// A random lease id, never 0 (no lease) nor one that is live.
+    fn new_lease_id(&mut self) -> u64 {
+        loop {
+            let id: u64 = rand::Rng::random(&mut self.lease_ids);
+            if id != 0 && !self.leases.contains_key(&id) {
+                return id;
+            }
+        }
     }
 }

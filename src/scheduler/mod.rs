@@ -124,10 +124,13 @@ pub struct Scheduler {
     /// Keys held back by a "not before" time, earliest first.
     deferred: BinaryHeap<Reverse<(i64, KeyId)>>,
     leases: HashMap<u64, LiveLease>,
-    /// Lease expiry times, earliest first (entries of finished leases are
-    /// skipped when they come up).
-    expiries: BinaryHeap<Reverse<(i64, u64)>>,
-    next_lease: u64,
+    /// Lease expiry times with the order the leases were taken in (which
+    /// breaks ties, so expiries replay alike) and their ids, earliest first
+    /// (entries of finished leases are skipped when they come up).
+    expiries: BinaryHeap<Reverse<(i64, u64, u64)>>,
+    leases_taken: u64,
+    /// Lease ids are drawn at random so that no caller can guess another's.
+    lease_ids: rand::rngs::StdRng,
     phase: Phase,
     paused: bool,
     bandwidth: Bandwidth,
@@ -188,7 +191,8 @@ impl Scheduler {
             deferred: BinaryHeap::new(),
             leases: HashMap::new(),
             expiries: BinaryHeap::new(),
-            next_lease: 1,
+            leases_taken: 0,
+            lease_ids: rand::SeedableRng::from_os_rng(),
             phase: stored.phase,
             paused: stored.paused,
             bandwidth: Bandwidth::new(bandwidth, now_us),

@@ -12,7 +12,8 @@ use crate::{Batch, Config, Decisions, Policy, Strings};
 pub struct Slot<T>(UnsafeCell<Option<T>>);
 
 // SAFETY: a WebAssembly instance is single-threaded; the host never calls
-// into one instance from two threads at once.
+// into one instance from two threads at once. The argument holds only on
+// wasm32 (without the threads proposal): the module is built for it alone.
 unsafe impl<T> Sync for Slot<T> {}
 
 impl<T> Slot<T> {
@@ -64,9 +65,13 @@ fn record_panics() {
 
 pub fn configure<P: Policy>(slot: &Slot<P>, ptr: i32, len: i32) -> i32 {
     record_panics();
-    // SAFETY: the host wrote `len` bytes at `ptr` in this instance's memory.
-    let blob =
-        unsafe { core::slice::from_raw_parts(ptr as usize as *const u8, len.max(0) as usize) };
+    let blob: &[u8] = if ptr == 0 || len <= 0 {
+        // No configuration: a null pointer may not back even an empty slice.
+        &[]
+    } else {
+        // SAFETY: the host wrote `len` bytes at `ptr` in this instance's memory.
+        unsafe { core::slice::from_raw_parts(ptr as usize as *const u8, len as usize) }
+    };
     match Config::parse(blob).and_then(|config| P::configure(&config)) {
         Ok(policy) => {
             *slot.get() = Some(policy);

@@ -31,6 +31,7 @@
 pub mod abi;
 mod config;
 #[doc(hidden)]
+#[cfg(target_arch = "wasm32")]
 pub mod guest;
 
 pub use abi::{Column, Feature, priority};
@@ -190,40 +191,47 @@ pub trait Policy: Sized {
     fn decide(&mut self, batch: &Batch, out: &mut Decisions);
 }
 
-/// Exports `$policy` (a [`Policy`]) under the ABI's names.
+/// Exports `$policy` (a [`Policy`]) under the ABI's names. The exports
+/// exist in wasm32 builds only: natively (a benchmark or a test calling the
+/// policy's code directly) the crate is a plain library.
 #[macro_export]
 macro_rules! export_policy {
     ($policy:ty) => {
-        static SHADOWCAST_POLICY: $crate::guest::Slot<$policy> = $crate::guest::Slot::new();
+        #[cfg(target_arch = "wasm32")]
+        mod shadowcast_policy_exports {
+            use super::*;
 
-        #[unsafe(no_mangle)]
-        pub extern "C" fn shadowcast_abi_version() -> i32 {
-            $crate::abi::VERSION as i32
-        }
+            static SHADOWCAST_POLICY: $crate::guest::Slot<$policy> = $crate::guest::Slot::new();
 
-        #[unsafe(no_mangle)]
-        pub extern "C" fn shadowcast_columns() -> i64 {
-            $crate::abi::mask(<$policy as $crate::Policy>::COLUMNS) as i64
-        }
+            #[unsafe(no_mangle)]
+            pub extern "C" fn shadowcast_abi_version() -> i32 {
+                $crate::abi::VERSION as i32
+            }
 
-        #[unsafe(no_mangle)]
-        pub extern "C" fn shadowcast_alloc(size: i32) -> i32 {
-            $crate::guest::alloc(size)
-        }
+            #[unsafe(no_mangle)]
+            pub extern "C" fn shadowcast_columns() -> i64 {
+                $crate::abi::mask(<$policy as $crate::Policy>::COLUMNS) as i64
+            }
 
-        #[unsafe(no_mangle)]
-        pub extern "C" fn shadowcast_configure(ptr: i32, len: i32) -> i32 {
-            $crate::guest::configure(&SHADOWCAST_POLICY, ptr, len)
-        }
+            #[unsafe(no_mangle)]
+            pub extern "C" fn shadowcast_alloc(size: i32) -> i32 {
+                $crate::guest::alloc(size)
+            }
 
-        #[unsafe(no_mangle)]
-        pub extern "C" fn shadowcast_decide(batch: i32) -> i32 {
-            $crate::guest::decide(&SHADOWCAST_POLICY, batch)
-        }
+            #[unsafe(no_mangle)]
+            pub extern "C" fn shadowcast_configure(ptr: i32, len: i32) -> i32 {
+                $crate::guest::configure(&SHADOWCAST_POLICY, ptr, len)
+            }
 
-        #[unsafe(no_mangle)]
-        pub extern "C" fn shadowcast_error_message() -> i64 {
-            $crate::guest::error_message()
+            #[unsafe(no_mangle)]
+            pub extern "C" fn shadowcast_decide(batch: i32) -> i32 {
+                $crate::guest::decide(&SHADOWCAST_POLICY, batch)
+            }
+
+            #[unsafe(no_mangle)]
+            pub extern "C" fn shadowcast_error_message() -> i64 {
+                $crate::guest::error_message()
+            }
         }
     };
 }
