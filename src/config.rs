@@ -129,6 +129,9 @@ pub struct ServeArgs {
     /// Stay in SHADOWING until the confidence threshold even when the sample and predicted-hot keys are all copied.
     #[arg(long, env = "SHADOWCAST_HOLD_SHADOWING")]
     pub hold_shadowing: Option<bool>,
+    /// The only directory LoadPolicy may read modules from by path [default: policies].
+    #[arg(long, env = "SHADOWCAST_POLICY_DIR")]
+    pub policy_dir: Option<PathBuf>,
     /// Versions are microsecond times: refuse one later than now plus this
     /// (e.g. 1h; `off` accepts any) [default: 1h].
     #[arg(long, env = "SHADOWCAST_MAX_VERSION_SKEW")]
@@ -199,6 +202,7 @@ struct FileSettings {
     sample_fraction: Option<f64>,
     predicted_hot_share: Option<f64>,
     hold_shadowing: Option<bool>,
+    policy_dir: Option<PathBuf>,
     max_version_skew: Option<String>,
     max_key_bytes: Option<usize>,
     max_keys_per_call: Option<usize>,
@@ -311,6 +315,8 @@ pub struct ServeConfig {
     pub models: PathBuf,
     pub model: String,
     pub policies: Vec<PolicyFile>,
+    /// Where LoadPolicy may read modules by path.
+    pub policy_dir: PathBuf,
     /// `None`: do not follow the logs.
     pub follow_every: Option<std::time::Duration>,
     pub replan: Replan,
@@ -533,6 +539,10 @@ impl ServeConfig {
                 .iter()
                 .map(|spec| parse_policy(spec))
                 .collect(),
+            policy_dir: args
+                .policy_dir
+                .or(file.policy_dir)
+                .unwrap_or_else(|| "policies".into()),
             follow_every: (follow > 0.0).then(|| std::time::Duration::from_secs_f64(follow)),
             replan,
             scheduler,

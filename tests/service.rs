@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::{example_wat, path_str};
 use shadowcast::executor;
 use shadowcast::service::client::{Clients, connect};
 use shadowcast::service::proto::{self, key_ack};
@@ -146,15 +147,22 @@ impl Drop for Service {
 
 /// `GET /metrics` over plain HTTP/1.1 on the service's port: the page.
 fn metrics_page(address: &str) -> String {
+    let page = metrics_answer(address, None);
+    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+    page
+}
+
+/// The whole HTTP answer to `GET /metrics`, with a bearer token if given.
+fn metrics_answer(address: &str, token: Option<&str>) -> String {
     let mut http = std::net::TcpStream::connect(address).unwrap();
+    let authorization = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
     write!(
         http,
-        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        "GET /metrics HTTP/1.1\r\nHost: x\r\n{authorization}Connection: close\r\n\r\n"
     )
     .unwrap();
     let mut page = String::new();
     http.read_to_string(&mut page).unwrap();
-    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
     page
 }
 
@@ -513,6 +521,29 @@ async fn malformed_requests_are_named_and_the_service_keeps_serving() {
         .connect()
         .await
         .unwrap();
+    // Reflection in both versions clients speak: v1 and the older v1alpha.
+    {
+        use tonic_reflection::pb::v1alpha::ServerReflectionRequest;
+        use tonic_reflection::pb::v1alpha::server_reflection_client::ServerReflectionClient;
+        use tonic_reflection::pb::v1alpha::server_reflection_request::MessageRequest;
+        use tonic_reflection::pb::v1alpha::server_reflection_response::MessageResponse;
+        let mut reflection = ServerReflectionClient::new(channel.clone());
+        let ask = ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::ListServices(String::new())),
+        };
+        let mut answers = reflection
+            .server_reflection_info(tokio_stream::iter(vec![ask]))
+            .await
+            .unwrap()
+            .into_inner();
+        let answer = answers.message().await.unwrap().unwrap();
+        let Some(MessageResponse::ListServicesResponse(list)) = answer.message_response else {
+            panic!("not a service list: {answer:?}");
+        };
+        let names: Vec<&str> = list.service.iter().map(|s| s.name.as_str()).collect();
+        assert!(names.contains(&"shadowcast.v1.Executor"), "{names:?}");
+    }
     let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
     let serving = health
         .check(tonic_health::pb::HealthCheckRequest {
@@ -724,6 +755,66 @@ async fn lease_ids_cannot_be_guessed_to_take_another_executors_keys() {
     );
 }
 
+/// LoadPolicy by path reads only regular files under `--policy-dir`: a
+/// module there loads; a file outside it (absolute, or reached with `..`)
+/// and a FIFO inside it are refused at once, naming the path, and the
+/// service keeps answering.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policies_load_by_path_only_from_the_policy_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = logs(dir.path());
+    let policies = dir.path().join("policies");
+    std::fs::create_dir_all(&policies).unwrap();
+    std::fs::copy(example_wat(), policies.join("small.wat")).unwrap();
+    let fifo = policies.join("pipe");
+    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
+    std::fs::write(dir.path().join("secret.wat"), "(module) ;; not a policy").unwrap();
+    let service = Service::start(dir.path(), &logs, &["--policy-dir", path_str(&policies)]);
+    let mut clients = service.clients(None).await;
+    let load = |path: String| proto::LoadPolicyRequest {
+        name: "by-path".into(),
+        module: Some(proto::load_policy_request::Module::Path(path)),
+        config: Default::default(),
+    };
+    let loaded = clients
+        .management
+        .load_policy(load("small.wat".into()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(loaded.name, "by-path");
+    for (path, words) in [
+        (
+            path_str(&example_wat()).to_string(),
+            "outside the policy directory",
+        ),
+        ("../secret.wat".to_string(), "outside the policy directory"),
+        ("pipe".to_string(), "not a regular file"),
+        ("missing.wasm".to_string(), "missing.wasm"),
+    ] {
+        let refused = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            clients.management.load_policy(load(path.clone())),
+        )
+        .await
+        .expect("answered at once")
+        .unwrap_err();
+        assert_eq!(refused.code(), Code::InvalidArgument, "{path}: {refused:?}");
+        assert!(
+            refused.message().contains(words),
+            "{path}: {}",
+            refused.message()
+        );
+        assert!(
+            !refused.message().contains("not a policy"),
+            "{}",
+            refused.message()
+        );
+    }
+    status(&mut clients).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_keep_executors_and_admins_apart() {
     let dir = tempfile::tempdir().unwrap();
@@ -738,6 +829,12 @@ async fn tokens_keep_executors_and_admins_apart() {
             "admin-secret",
         ],
     );
+    // Metrics need a token too once tokens are configured.
+    let refused = metrics_answer(&service.address, None);
+    assert!(refused.starts_with("HTTP/1.1 401"), "{refused}");
+    assert!(refused.contains("missing `authorization"), "{refused}");
+    let scraped = metrics_answer(&service.address, Some("exec-secret"));
+    assert!(scraped.starts_with("HTTP/1.1 200"), "{scraped}");
     let mut anonymous = service.clients(None).await;
     let denied = anonymous
         .executor

@@ -310,7 +310,8 @@ impl Management for ManagementApi {
             Some(load_policy_request::Module::Wasm(bytes)) if !bytes.is_empty() => bytes.to_vec(),
             Some(load_policy_request::Module::Wasm(_)) => return Err(invalid("wasm", "is empty")),
             Some(load_policy_request::Module::Path(path)) => {
-                std::fs::read(&path).map_err(|error| invalid("path", format!("{path}: {error}")))?
+                let dir = self.shared.policy_dir.clone();
+                blocking(move || read_policy_file(&dir, &path)).await?
             }
             None => return Err(invalid("module", "is missing: set wasm or path")),
         };
@@ -432,4 +433,53 @@ impl Management for ManagementApi {
         tracing::info!(%phase, at = %format_instant(now_us()), "phase forced by the operator");
         self.status().await
     }
+}
+
+/// The largest policy module read by path.
+const MAX_POLICY_FILE_BYTES: u64 = 16 << 20;
+
+/// Reads a policy module named by path: a regular file under the policy
+/// directory (after resolving links and `..`), of at most
+/// [`MAX_POLICY_FILE_BYTES`]; errors name the path, never its contents.
+fn read_policy_file(dir: &std::path::Path, path: &str) -> Result<Vec<u8>, Status> {
+    use std::io::Read;
+
+    let root = dir.canonicalize().map_err(|error| {
+        invalid(
+            "path",
+            format!(
+                "the policy directory {} cannot be read ({error}): set policy_dir to load modules by path",
+                dir.display()
+            ),
+        )
+    })?;
+    let resolved = root
+        .join(path)
+        .canonicalize()
+        .map_err(|error| invalid("path", format!("{path}: {error}")))?;
+    if !resolved.starts_with(&root) {
+        return Err(invalid(
+            "path",
+            format!("{path} is outside the policy directory {}", root.display()),
+        ));
+    }
+    let metadata = std::fs::metadata(&resolved)
+        .map_err(|error| invalid("path", format!("{path}: {error}")))?;
+    if !metadata.is_file() {
+        return Err(invalid("path", format!("{path} is not a regular file")));
+    }
+    if metadata.len() > MAX_POLICY_FILE_BYTES {
+        return Err(invalid(
+            "path",
+            format!(
+                "{path} is {} bytes, more than {MAX_POLICY_FILE_BYTES}",
+                metadata.len()
+            ),
+        ));
+    }
+    let mut bytes = Vec::new();
+    std::fs::File::open(&resolved)
+        .and_then(|file| file.take(MAX_POLICY_FILE_BYTES).read_to_end(&mut bytes))
+        .map_err(|error| invalid("path", format!("{path}: {error}")))?;
+    Ok(bytes)
 }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::Shared;
+use super::auth::Auth;
 use crate::scheduler::{Gauges, LocationCounts, Phase};
 
 #[derive(Default)]
@@ -36,10 +37,18 @@ pub struct Requests {
     pub lookups: Counter,
 }
 
-pub fn mount(router: &mut axum::Router, shared: Arc<Shared>) {
-    let route = axum::routing::get(move || {
+pub fn mount(router: &mut axum::Router, shared: Arc<Shared>, auth: Auth) {
+    let route = axum::routing::get(move |headers: axum::http::HeaderMap| {
         let shared = shared.clone();
+        let role = auth.role_from(headers.get("authorization").map(|value| value.as_bytes()));
         async move {
+            if let Err(problem) = role {
+                return (
+                    axum::http::StatusCode::UNAUTHORIZED,
+                    [("content-type", "text/plain; charset=utf-8")],
+                    format!("/metrics: {problem} (an executor or admin token)"),
+                );
+            }
             match shared.scheduler.run(|scheduler| scheduler.gauges()).await {
                 Ok(gauges) => (
                     axum::http::StatusCode::OK,

@@ -95,6 +95,7 @@ struct Shared {
     work: Notify,
     metrics: metrics::Requests,
     limits: crate::config::RequestLimits,
+    policy_dir: std::path::PathBuf,
 }
 
 /// Locks `mutex`. A panic while it was held cannot leave what it guards
@@ -224,6 +225,7 @@ pub async fn serve(
         work: Notify::new(),
         metrics: Default::default(),
         limits: config.limits,
+        policy_dir: config.policy_dir.clone(),
     });
     let started = std::time::Instant::now();
     let follower = {
@@ -242,6 +244,8 @@ pub async fn serve(
     let address = listener.local_addr()?;
     if !config.requires_tokens() {
         tracing::warn!(%address, "no tokens configured: listening on loopback only, every caller is an admin");
+    } else if config.tls.is_none() && !address.ip().is_loopback() {
+        tracing::warn!(%address, "tokens travel in plaintext to a non-loopback address: set tls_cert and tls_key");
     }
     let mut builder = Server::builder().accept_http1(true);
     if let Some(tls) = &config.tls {
@@ -348,6 +352,12 @@ fn routes(shared: &Arc<Shared>, config: &ServeConfig) -> Result<tonic::service::
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()
         .context("building the reflection service")?;
+    // v1alpha too: the reflection clients of several languages still speak only it.
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()
+        .context("building the v1alpha reflection service")?;
     let executor = proto::executor_server::ExecutorServer::with_interceptor(
         executor::ExecutorApi::new(shared.clone()),
         auth.clone(),
@@ -358,7 +368,7 @@ fn routes(shared: &Arc<Shared>, config: &ServeConfig) -> Result<tonic::service::
     );
     let management = proto::management_server::ManagementServer::with_interceptor(
         management::ManagementApi::new(shared.clone()),
-        auth,
+        auth.clone(),
     );
     tokio::spawn(async move {
         use proto::executor_server::ExecutorServer;
@@ -376,10 +386,11 @@ fn routes(shared: &Arc<Shared>, config: &ServeConfig) -> Result<tonic::service::
     });
     let mut routes = tonic::service::Routes::new(health_service)
         .add_service(reflection)
+        .add_service(reflection_v1alpha)
         .add_service(executor)
         .add_service(routing)
         .add_service(management);
-    metrics::mount(routes.axum_router_mut(), shared.clone());
+    metrics::mount(routes.axum_router_mut(), shared.clone(), auth);
     Ok(routes)
 }
 
