@@ -17,7 +17,8 @@
 //!   nobody's fsync.
 //! - Planning (features, scores, policy decisions) runs on a blocking
 //!   thread under the planner's own lock, beside the scheduler; the result
-//!   is handed to the owner as one message. Log files are scanned beside it
+//!   is handed to the owner as one message. The planner's lock is always
+//!   taken before any work enters the planning threads, never inside them. Log files are scanned beside it
 //!   too, and only what they say about keys is applied by the owner.
 //! - A timer sends the owner one `advance` step every 500 ms (phases,
 //!   lease expiry, confidence) and wakes waiting lease calls.
@@ -501,16 +502,18 @@ async fn replan_while_serving(shared: Arc<Shared>, replan: Replan) {
         last_attempt = Some(std::time::Instant::now());
         let planning = shared.clone();
         let planned = tokio::task::spawn_blocking(move || {
-            planning.planning_pool.install(|| {
-                let mut planner = planning.planner();
-                if !planner.refresh_features()? {
-                    return Ok(());
-                }
-                planning
-                    .events_since_plan
-                    .fetch_sub(fresh_events, Ordering::Relaxed);
-                planning.replan(&planner)
-            })
+            // The planner first, then the planning threads, as every caller
+            // takes them: a job in the pool waiting for the planner would
+            // deadlock with a holder of the planner waiting for the pool.
+            let mut planner = planning.planner();
+            let held: &mut planning::Planner = &mut planner;
+            if !planning.planning_pool.install(|| held.refresh_features())? {
+                return Ok(());
+            }
+            planning
+                .events_since_plan
+                .fetch_sub(fresh_events, Ordering::Relaxed);
+            planning.replan(&planner)
         })
         .await;
         match planned {
