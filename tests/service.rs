@@ -815,6 +815,48 @@ async fn policies_load_by_path_only_from_the_policy_directory() {
     status(&mut clients).await;
 }
 
+/// SIGTERM with lease calls waiting in a long poll (the migration paused,
+/// each asking to wait a minute): they are answered at once with
+/// UNAVAILABLE, and the process exits cleanly within seconds instead of
+/// after the longest poll.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_answers_waiting_long_polls_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = logs(dir.path());
+    let mut service = Service::start(dir.path(), &logs, &[]);
+    let mut clients = service.clients(None).await;
+    clients
+        .management
+        .pause(proto::PauseRequest {})
+        .await
+        .unwrap();
+    let mut waiting = Vec::new();
+    for _ in 0..4 {
+        let mut executor = clients.executor.clone();
+        waiting.push(tokio::spawn(async move {
+            let mut request = lease_request(10);
+            request.wait_ms = 60_000;
+            executor.lease(request).await
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let started = Instant::now();
+    let exit = tokio::task::spawn_blocking(move || service.terminate())
+        .await
+        .unwrap();
+    assert!(exit.success(), "{exit:?}");
+    for call in waiting {
+        let answer = call.await.unwrap();
+        let status = answer.expect_err("no keys while paused, and the service stopped");
+        assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "stopped in {:?}, not after the minute-long polls",
+        started.elapsed()
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_keep_executors_and_admins_apart() {
     let dir = tempfile::tempdir().unwrap();

@@ -213,6 +213,15 @@ impl Executor for ExecutorApi {
             let woken = self.shared.work.notified();
             tokio::pin!(woken);
             woken.as_mut().enable();
+            if self
+                .shared
+                .stopping
+                .load(std::sync::atomic::Ordering::SeqCst)
+            {
+                return Err(Status::unavailable(
+                    "the service is stopping: ask again once it is back",
+                ));
+            }
             let now = now_us();
             let asked = wanted.clone();
             let leased = self

@@ -92,8 +92,11 @@ struct Shared {
     /// The runtime the handlers run on, for blocking threads that wait on
     /// the scheduler's owner.
     runtime: tokio::runtime::Handle,
-    /// Woken when keys may have become available to lease.
+    /// Woken when keys may have become available to lease, and when the
+    /// service starts stopping.
     work: Notify,
+    /// Set once shutdown begins: waiting lease calls answer at once.
+    stopping: std::sync::atomic::AtomicBool,
     metrics: metrics::Requests,
     limits: crate::config::RequestLimits,
     policy_dir: std::path::PathBuf,
@@ -224,6 +227,7 @@ pub async fn serve(
             .context("starting the planning threads")?,
         runtime: tokio::runtime::Handle::current(),
         work: Notify::new(),
+        stopping: std::sync::atomic::AtomicBool::new(false),
         metrics: Default::default(),
         limits: config.limits,
         policy_dir: config.policy_dir.clone(),
@@ -270,6 +274,9 @@ pub async fn serve(
                     tracing::error!(%problem, "the state can no longer be stored; stopping");
                 }
             }
+            // Long polls would hold the shutdown for up to a minute each.
+            shared.stopping.store(true, Ordering::SeqCst);
+            shared.work.notify_waiters();
         }
     };
     let result = builder
