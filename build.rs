@@ -12,6 +12,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let descriptors =
         std::path::PathBuf::from(std::env::var("OUT_DIR")?).join("shadowcast_descriptor.bin");
     tonic_prost_build::configure()
+        .codec_path("crate::service::codec::ApiCodec")
         .file_descriptor_set_path(descriptors)
         .bytes(".")
         .compile_protos(&protos, &["proto"])?;

@@ -857,6 +857,92 @@ async fn stopping_answers_waiting_long_polls_at_once() {
     );
 }
 
+/// Sends `bytes` as the body of a unary call to `path` and returns the status.
+async fn raw_call(endpoint: &str, path: &'static str, bytes: Vec<u8>) -> tonic::Status {
+    /// Sends bytes as they are; decodes nothing (every answer here is an error).
+    #[derive(Default)]
+    struct Raw;
+    struct RawEncoder;
+    struct RawDecoder;
+    impl tonic::codec::Encoder for RawEncoder {
+        type Item = Vec<u8>;
+        type Error = tonic::Status;
+        fn encode(
+            &mut self,
+            item: Vec<u8>,
+            buf: &mut tonic::codec::EncodeBuf<'_>,
+        ) -> Result<(), tonic::Status> {
+            use bytes::BufMut;
+            buf.put_slice(&item);
+            Ok(())
+        }
+    }
+    impl tonic::codec::Decoder for RawDecoder {
+        type Item = ();
+        type Error = tonic::Status;
+        fn decode(
+            &mut self,
+            _: &mut tonic::codec::DecodeBuf<'_>,
+        ) -> Result<Option<()>, tonic::Status> {
+            Ok(Some(()))
+        }
+    }
+    impl tonic::codec::Codec for Raw {
+        type Encode = Vec<u8>;
+        type Decode = ();
+        type Encoder = RawEncoder;
+        type Decoder = RawDecoder;
+        fn encoder(&mut self) -> RawEncoder {
+            RawEncoder
+        }
+        fn decoder(&mut self) -> RawDecoder {
+            RawDecoder
+        }
+    }
+    let channel = tonic::transport::Endpoint::from_shared(endpoint.to_string())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.unwrap();
+    grpc.unary(
+        tonic::Request::new(bytes),
+        http::uri::PathAndQuery::from_static(path),
+        Raw,
+    )
+    .await
+    .expect_err("not a valid request")
+}
+
+/// Bytes that are not a valid message (a string field holding bytes that
+/// are not UTF-8, a truncated field) are the caller's error:
+/// INVALID_ARGUMENT, not INTERNAL, and the service keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn undecodable_messages_are_invalid_arguments() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = logs(dir.path());
+    let service = Service::start(dir.path(), &logs, &[]);
+    // Field 1 (executor_id, a string), length 2, bytes 0xff 0xfe.
+    let not_utf8 = vec![0x0a, 0x02, 0xff, 0xfe];
+    // Field 1, length 10, but only 2 bytes follow.
+    let truncated = vec![0x0a, 0x0a, b'a', b'b'];
+    for (path, bytes) in [
+        ("/shadowcast.v1.Executor/Lease", not_utf8),
+        ("/shadowcast.v1.Executor/ReportWrites", truncated),
+    ] {
+        let status = raw_call(&service.endpoint, path, bytes).await;
+        assert_eq!(status.code(), Code::InvalidArgument, "{path}: {status:?}");
+        assert!(
+            status.message().contains("does not decode"),
+            "{}",
+            status.message()
+        );
+    }
+    let mut clients = service.clients(None).await;
+    status(&mut clients).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_keep_executors_and_admins_apart() {
     let dir = tempfile::tempdir().unwrap();

@@ -37,6 +37,7 @@
 
 mod auth;
 pub mod client;
+pub mod codec;
 mod executor;
 mod management;
 mod metrics;
