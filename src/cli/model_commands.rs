@@ -345,11 +345,7 @@ pub fn evaluate_command(args: EvaluateArgs) -> Result<()> {
             step + 1,
             args.cutoffs
         ));
-        let half_life =
-            match LabelledCutoff::build(&source, at - args.horizon, args.horizon, &rules) {
-                Ok(past) => evaluate::best_half_life(&past),
-                Err(_) => 1,
-            };
+        let half_life = evaluate::tuned_half_life(&source, at, args.horizon)?;
         bar.set_message(format!(
             "cut-off {}/{}: labelling {} + {}",
             step + 1,

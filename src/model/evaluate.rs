@@ -231,6 +231,23 @@ pub fn best_half_life(cutoff: &LabelledCutoff) -> usize {
         .expect("half-lives exist")
 }
 
+/// The decayed counter's half-life tuned by [`best_half_life`] on the
+/// period of `horizon` before `cutoff` (default labels); the middle one
+/// when that period has no history. Any other failure (an unreadable log
+/// file) is an error, not a silent default.
+pub fn tuned_half_life(
+    source: &crate::logs::LogSource,
+    cutoff: i64,
+    horizon: i64,
+) -> Result<usize, super::ModelError> {
+    let rules = super::labels::LabelRules::default();
+    match LabelledCutoff::build(source, cutoff - horizon, horizon, &rules) {
+        Ok(past) => Ok(best_half_life(&past)),
+        Err(super::ModelError::Logs(crate::logs::LogError::NothingInRange { .. })) => Ok(1),
+        Err(error) => Err(error),
+    }
+}
+
 /// The model's ranking: expected accesses for hot (it ranks), churn probability.
 pub fn model_ranking(name: &str, predictor: &Predictor, cutoff: &LabelledCutoff) -> Ranking {
     let scores = predictor.score(raw_inputs(&cutoff.features).view());

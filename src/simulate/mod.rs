@@ -38,9 +38,7 @@ use crate::logs::{LogError, LogSource, Op, TimeRange};
 use crate::model::ModelError;
 use crate::model::evaluate::{self, Ranking};
 use crate::model::input::raw_inputs;
-use crate::model::labels::LabelRules;
 use crate::model::predictor::{Predictor, Scores};
-use crate::model::train::LabelledCutoff;
 use crate::policy::{Candidates, Decisions, PolicyRegistry};
 use crate::scheduler::{SchedulerConfig, SchedulerError};
 use crate::time::SECOND_US;
@@ -309,7 +307,11 @@ pub fn simulate(
             end: Some(timeline.end_us),
         },
     )?;
-    let half_life = tuned_half_life(source, timeline);
+    let half_life = evaluate::tuned_half_life(
+        source,
+        timeline.start_us,
+        timeline.end_us - timeline.start_us,
+    )?;
     on_step("scoring the keys");
     let rows: Vec<KeyFeatures> = features.rows().collect();
     let heuristics = evaluate::heuristics(&rows, half_life, options.seed);
@@ -506,22 +508,6 @@ fn give_up(timeline: Timeline, bytes: u64, rate_after: u64) -> i64 {
     timeline
         .end_us
         .saturating_add(all_us.max(timeline.window_us()))
-}
-
-/// The decayed counter's half-life, tuned (as `evaluate` does) on the
-/// period of the same length before the start; the middle one when that
-/// period has no history.
-fn tuned_half_life(source: &LogSource, timeline: Timeline) -> usize {
-    let horizon = timeline.end_us - timeline.start_us;
-    match LabelledCutoff::build(
-        source,
-        timeline.start_us - horizon,
-        horizon,
-        &LabelRules::default(),
-    ) {
-        Ok(past) => evaluate::best_half_life(&past),
-        Err(_) => 1,
-    }
 }
 
 fn half_life_name(half_life: usize) -> String {
