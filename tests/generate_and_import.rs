@@ -268,20 +268,7 @@ fn importing_a_trace_csv_gz_with_a_mapping_gives_readable_logs() {
     let input = dir.path().join("trace.csv.gz");
     write_gz(&input, &csv);
     let out = dir.path().join("logs");
-    shadowcast_ok(&[
-        "import",
-        path_str(&input),
-        "--out",
-        path_str(&out),
-        "--map",
-        "ts=ts_ms",
-        "--map",
-        "table=table",
-        "--ts-format",
-        "ms",
-        "--rebase-to",
-        "2026-11-20T10:30:00Z",
-    ]);
+    import_trace(&input, &out, "2026-11-20T10:30:00Z", &[]);
     let files = files_under(&out);
     assert_eq!(
         files.len(),
@@ -332,22 +319,12 @@ fn importing_with_a_time_scale_stretches_times_from_the_first_row() {
     )
     .unwrap();
     let out = dir.path().join("logs");
-    shadowcast_ok(&[
-        "import",
-        path_str(&input),
-        "--out",
-        path_str(&out),
-        "--map",
-        "ts=ts_ms",
-        "--map",
-        "table=table",
-        "--ts-format",
-        "ms",
-        "--rebase-to",
+    import_trace(
+        &input,
+        &out,
         "2026-11-20T10:00:00Z",
-        "--time-scale",
-        "3600",
-    ]);
+        &["--time-scale", "3600"],
+    );
     let start = shadowcast::time::parse_instant("2026-11-20T10:00:00Z").unwrap();
     let plan = LogSource::open(&out).unwrap().plan(TimeRange::ALL).unwrap();
     let parts = plan

@@ -345,20 +345,7 @@ fn train_and_evaluate_on_imported_logs() {
     let input = dir.path().join("trace.csv");
     std::fs::write(&input, csv).unwrap();
     let logs = dir.path().join("logs");
-    shadowcast_ok(&[
-        "import",
-        path_str(&input),
-        "--out",
-        path_str(&logs),
-        "--map",
-        "ts=ts_ms",
-        "--map",
-        "table=table",
-        "--ts-format",
-        "ms",
-        "--rebase-to",
-        "2026-11-01T00:00:00Z",
-    ]);
+    import_trace(&input, &logs, "2026-11-01T00:00:00Z", &[]);
     let out = dir.path().join("models/trace");
     let version = stdout(&shadowcast_ok(&[
         "train",

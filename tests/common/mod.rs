@@ -50,6 +50,28 @@ pub fn shadowcast_err(args: &[&str]) -> String {
     stderr(&output)
 }
 
+/// Imports a CSV trace in the layout of ../shared/data/traces
+/// (`ts_ms,key,op,size_bytes,table`) with its first row at `start`, plus
+/// `extra` flags.
+pub fn import_trace(input: &Path, out: &Path, start: &str, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "import",
+        path_str(input),
+        "--out",
+        path_str(out),
+        "--map",
+        "ts=ts_ms",
+        "--map",
+        "table=table",
+        "--ts-format",
+        "ms",
+        "--rebase-to",
+        start,
+    ];
+    args.extend_from_slice(extra);
+    shadowcast_ok(&args)
+}
+
 pub fn path_str(path: &Path) -> &str {
     path.to_str().expect("UTF-8 temp paths")
 }
