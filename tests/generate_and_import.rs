@@ -417,6 +417,32 @@ fn import_errors_name_the_line_and_column() {
         "{message}"
     );
 
+    // A time past chrono's calendar: refused, not a panic while partitioning.
+    let far = dir.path().join("far.csv");
+    std::fs::write(
+        &far,
+        "ts_ms,key,op,size_bytes,table\n9000000000000000,a,read,1,t\n",
+    )
+    .unwrap();
+    let message = shadowcast_err(&[
+        "import",
+        path_str(&far),
+        "--out",
+        path_str(&dir.path().join("o0")),
+        "--map",
+        "ts=ts_ms",
+        "--map",
+        "table=table",
+        "--ts-format",
+        "ms",
+    ]);
+    assert!(
+        message.contains(
+            "far.csv: line 2, column `ts_ms`: `9000000000000000` is outside the calendar"
+        ),
+        "{message}"
+    );
+
     std::fs::write(
         &input,
         "ts,key,op,size_bytes,table_name\n2026-11-20T10:00:00Z,a,merge,1,t\n",

@@ -492,6 +492,12 @@ impl RowConverter<'_> {
             .filter(|offset| offset.abs() < 9.0e18)
             .and_then(|offset| first.checked_add(offset as i64))
             .ok_or_else(|| bad(&mapping.ts, format!("`{ts_text}` is out of range")))?;
+        if chrono::DateTime::from_timestamp_micros(crate::time::hour_floor(ts)).is_none() {
+            return Err(bad(
+                &mapping.ts,
+                format!("`{ts_text}` is outside the calendar (years -262143 to 262142)"),
+            ));
+        }
 
         let key = required(Role::Key, &mapping.key)?.to_string();
         let table = match &mapping.table {
