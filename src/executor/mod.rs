@@ -256,12 +256,25 @@ fn copy_batch(
         }
     }
     let mut acks = Vec::with_capacity(lease.keys.len());
+    let mut extending = true;
     for (table, keys) in by_table {
-        if started.elapsed() > lease_length / 2 {
+        if extending && started.elapsed() > lease_length / 2 {
             // A slow batch keeps its lease rather than being handed out twice.
-            let _ = runtime.block_on(clients.executor.extend_lease(proto::ExtendLeaseRequest {
-                lease_id: lease.lease_id,
-            }));
+            let extended =
+                runtime.block_on(clients.executor.extend_lease(proto::ExtendLeaseRequest {
+                    lease_id: lease.lease_id,
+                }));
+            if let Err(status) = extended {
+                // The copies still count (acknowledgements are judged by
+                // version); the keys may meanwhile go to another executor.
+                tracing::warn!(
+                    lease = lease.lease_id,
+                    code = ?status.code(),
+                    message = status.message(),
+                    "the lease could not be extended; copying on, its keys may be copied twice"
+                );
+                extending = false;
+            }
         }
         let ack = |key: &proto::LeasedKey, result| proto::KeyAck {
             table: key.table.clone(),
