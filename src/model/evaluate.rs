@@ -15,6 +15,7 @@
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
+use super::guard::Counter;
 use super::input::raw_inputs;
 use super::predictor::Predictor;
 use super::train::LabelledCutoff;
@@ -104,19 +105,16 @@ fn precision_at(scores: &[f64], labels: &[bool], share: f64) -> f64 {
     order.iter().take(k).filter(|&&i| labels[i]).count() as f64 / k as f64
 }
 
-/// Judges `ranking` on the outcomes of `cutoff`.
-pub fn judge(ranking: &Ranking, cutoff: &LabelledCutoff, sizes: &[f64]) -> MethodResult {
+/// Share of the horizon's accesses on the top 1%, 2%, … [`CURVE_PERCENT`]%
+/// of the keys ranked by `hot` (keys first seen in the horizon count in the
+/// total).
+fn key_curve(hot: &[f64], cutoff: &LabelledCutoff) -> Vec<f64> {
     let keys = cutoff.outcomes.len();
     let total_accesses = cutoff.total.accesses.max(1) as f64;
-    // Traces without sizes read no bytes: their byte capture is undefined.
-    let total_bytes_read = match cutoff.total.bytes_read {
-        0 => f64::NAN,
-        bytes => bytes as f64,
-    };
-    let order = descending(&ranking.hot);
+    let order = descending(hot);
     let mut taken = 0;
     let mut captured = 0.0;
-    let curve_keys: Vec<f64> = (0..CURVE_PERCENT)
+    (0..CURVE_PERCENT)
         .map(|index| {
             let k = (keys as f64 * curve_budget(index)).ceil() as usize;
             for &i in &order[taken..k.min(keys)] {
@@ -125,7 +123,24 @@ pub fn judge(ranking: &Ranking, cutoff: &LabelledCutoff, sizes: &[f64]) -> Metho
             taken = k.min(keys);
             captured / total_accesses
         })
-        .collect();
+        .collect()
+}
+
+/// Share of the horizon's accesses on the `budget` share (one of
+/// [`BUDGETS`]) of the keys ranked by `hot`: the capture of [`judge`]
+/// alone, without the other metrics.
+pub fn key_capture(hot: &[f64], cutoff: &LabelledCutoff, budget: f64) -> f64 {
+    key_curve(hot, cutoff)[curve_index(budget)]
+}
+
+/// Judges `ranking` on the outcomes of `cutoff`.
+pub fn judge(ranking: &Ranking, cutoff: &LabelledCutoff, sizes: &[f64]) -> MethodResult {
+    // Traces without sizes read no bytes: their byte capture is undefined.
+    let total_bytes_read = match cutoff.total.bytes_read {
+        0 => f64::NAN,
+        bytes => bytes as f64,
+    };
+    let curve_keys = key_curve(&ranking.hot, cutoff);
     // A key is worth the bytes read from it: its accesses times its size,
     // so per byte of budget it is worth its accesses, whatever its size.
     let per_byte: Vec<f64> = match &ranking.byte_value {
@@ -199,9 +214,9 @@ pub fn heuristics(rows: &[KeyFeatures], half_life: usize, seed: u64) -> Vec<Rank
             |r| recency(r.secs_since_last_write),
         ),
         from_rows(
-            "most-frequent",
+            &Counter::MostFrequent.name(),
             rows,
-            |r| (r.reads_total + r.writes_total) as f64,
+            |r| Counter::MostFrequent.of_features(r),
             |r| r.writes_total as f64,
         ),
         decayed(rows, half_life),
@@ -210,10 +225,11 @@ pub fn heuristics(rows: &[KeyFeatures], half_life: usize, seed: u64) -> Vec<Rank
 
 /// The time-decayed counter with half-life index `half_life`.
 fn decayed(rows: &[KeyFeatures], half_life: usize) -> Ranking {
+    let counter = Counter::Decayed(half_life);
     from_rows(
-        &format!("decayed-{}", DECAY_HALF_LIVES[half_life].0),
+        &counter.name(),
         rows,
-        |r| r.reads_decay[half_life] + r.writes_decay[half_life],
+        |r| counter.of_features(r),
         |r| r.writes_decay[half_life],
     )
 }
@@ -222,9 +238,8 @@ fn decayed(rows: &[KeyFeatures], half_life: usize) -> Ranking {
 /// key budget on `cutoff` (a past cut-off: no peeking at the evaluation).
 pub fn best_half_life(cutoff: &LabelledCutoff) -> usize {
     let rows: Vec<KeyFeatures> = cutoff.features.rows().collect();
-    let sizes: Vec<f64> = rows.iter().map(|r| r.size_last as f64).collect();
     let captures: Vec<f64> = (0..DECAY_HALF_LIVES.len())
-        .map(|h| judge(&decayed(&rows, h), cutoff, &sizes).capture_keys[2])
+        .map(|h| key_capture(&decayed(&rows, h).hot, cutoff, 0.10))
         .collect();
     (0..captures.len())
         .max_by(|&a, &b| captures[a].total_cmp(&captures[b]))

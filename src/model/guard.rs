@@ -15,16 +15,17 @@
 use ndarray::ArrayView2;
 use serde::{Deserialize, Serialize};
 
-use super::evaluate::{Ranking, judge};
+use super::evaluate::key_capture;
 use super::input::input_names;
 use super::train::LabelledCutoff;
+use crate::features::KeyFeatures;
 use crate::features::definition::DECAY_HALF_LIVES;
 
 /// Model weights tried, 0 being the counter alone and 1 the model alone.
 const MODEL_WEIGHTS: [f64; 5] = [0.0, 0.25, 0.5, 0.75, 1.0];
 
-/// Index of the 10% key budget in [`super::evaluate::BUDGETS`].
-const TEN_PERCENT: usize = 2;
+/// The key budget candidates are judged at.
+const BUDGET: f64 = 0.10;
 
 /// A counter a guard can rank by, computed from the raw model inputs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -76,6 +77,14 @@ impl Counter {
         let [a, b] = self.columns();
         raw.rows().into_iter().map(|row| row[a] + row[b]).collect()
     }
+
+    /// The counter of one key's features (the same sum as [`Counter::values`]).
+    pub fn of_features(self, row: &KeyFeatures) -> f64 {
+        match self {
+            Counter::MostFrequent => (row.reads_total + row.writes_total) as f64,
+            Counter::Decayed(index) => row.reads_decay[index] + row.writes_decay[index],
+        }
+    }
 }
 
 /// What the guard measured on the held-out cut-off: why it chose.
@@ -103,21 +112,12 @@ impl Guard {
     /// the model's expected accesses for each of its keys; with no model
     /// (nothing older to fit one on) the best counter ranks.
     pub fn choose(model: Option<&[f64]>, held_out: &LabelledCutoff, raw: ArrayView2<f64>) -> Guard {
-        let sizes = vec![1.0; held_out.outcomes.len()];
-        let capture = |method: String, hot: Vec<f64>| {
-            let ranking = Ranking {
-                method,
-                churn: vec![0.0; hot.len()],
-                hot,
-                byte_value: None,
-            };
-            judge(&ranking, held_out, &sizes).capture_keys[TEN_PERCENT]
-        };
+        let capture = |hot: &[f64]| key_capture(hot, held_out, BUDGET);
         let mut captures = Vec::new();
         let mut best_counter = (Counter::MostFrequent, f64::NEG_INFINITY, Vec::new());
         for counter in Counter::all() {
             let values = counter.values(raw);
-            let captured = capture(counter.name(), values.clone());
+            let captured = capture(&values);
             captures.push((counter.name(), captured));
             if captured > best_counter.1 {
                 best_counter = (counter, captured, values);
@@ -145,7 +145,7 @@ impl Guard {
             };
             let mut blended = model.expect("filtered on a model").to_vec();
             candidate.blend(&mut blended, &counter_values);
-            let captured = capture(candidate.label(), blended);
+            let captured = capture(&blended);
             captures.push((candidate.label(), captured));
             // Only a strict gain on unseen data earns the model a say.
             if captured > best {

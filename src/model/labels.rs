@@ -34,6 +34,15 @@ struct KeyHorizon {
     first_write: i64,
 }
 
+impl Default for KeyHorizon {
+    fn default() -> Self {
+        KeyHorizon {
+            outcome: Outcome::default(),
+            first_write: i64::MAX,
+        }
+    }
+}
+
 impl KeyHorizon {
     fn add(&mut self, other: KeyHorizon) {
         self.outcome.add(other.outcome);
@@ -76,12 +85,7 @@ impl Horizon {
             for (id, keys) in part.keys.into_iter().enumerate() {
                 let mine = &mut merged.keys[ids[id]];
                 for (key, tally) in keys {
-                    match mine.get_mut(&key) {
-                        Some(existing) => existing.add(tally),
-                        None => {
-                            mine.insert(key, tally);
-                        }
-                    }
+                    mine.entry(key).or_default().add(tally);
                 }
             }
         }

@@ -190,34 +190,29 @@ pub fn train(
             ),
         });
     };
-    let guard = match (options.guard, samples.len()) {
-        (false, _) => None,
-        (true, 1) => {
+    let guard = if options.guard {
+        let held_back = if samples.len() == 1 {
             tracing::warn!(
                 "one cut-off has history: no held-out data to trust the learner on, so the best counter ranks"
             );
-            let raw = raw_inputs(&newest.features);
-            Some(Guard::choose(
-                None,
-                &newest.counting(hyper.target),
-                raw.view(),
-            ))
-        }
-        (true, _) => {
+            None
+        } else {
             on_step(&format!(
                 "holding out {}: fitting {} model on the older cut-offs",
                 format_instant(newest.cutoff),
                 hyper.kind
             ));
-            let held_back = Predictor::fit(&stack(&samples[1..]), hyper)?;
-            let raw = raw_inputs(&newest.features);
-            let model = held_back.score_unguarded(raw.view()).accesses;
-            Some(Guard::choose(
-                Some(&model),
-                &newest.counting(hyper.target),
-                raw.view(),
-            ))
-        }
+            Some(Predictor::fit(&stack(&samples[1..]), hyper)?)
+        };
+        let raw = raw_inputs(&newest.features);
+        let model = held_back.map(|model| model.score_unguarded(raw.view()).accesses);
+        Some(Guard::choose(
+            model.as_deref(),
+            &newest.counting(hyper.target),
+            raw.view(),
+        ))
+    } else {
+        None
     };
     let set = stack(&samples);
     on_step(&format!(

@@ -29,16 +29,6 @@ impl ExecutorApi {
     }
 }
 
-fn check_key(field: &str, table: &str, key: &[u8]) -> Result<(), Status> {
-    if table.is_empty() {
-        return Err(invalid(format!("{field}.table"), "is empty"));
-    }
-    if key.is_empty() {
-        return Err(invalid(format!("{field}.key"), "is empty"));
-    }
-    Ok(())
-}
-
 /// Checks the keys and versions of one acknowledge or report-writes call
 /// against the service's [`RequestLimits`], item by item, before anything
 /// is handed to the scheduler: a refused call changes nothing.
@@ -64,7 +54,12 @@ impl<'a> CallCheck<'a> {
     }
 
     fn key(&mut self, field: &str, table: &str, key: &[u8]) -> Result<(), Status> {
-        check_key(field, table, key)?;
+        if table.is_empty() {
+            return Err(invalid(format!("{field}.table"), "is empty"));
+        }
+        if key.is_empty() {
+            return Err(invalid(format!("{field}.key"), "is empty"));
+        }
         if key.len() > self.limits.max_key_bytes {
             return Err(invalid(
                 format!("{field}.key"),

@@ -356,15 +356,16 @@ fn follow_once(shared: &Shared, follower: &mut LogFollower) -> Result<()> {
 fn routes(shared: &Arc<Shared>, config: &ServeConfig) -> Result<tonic::service::Routes> {
     let auth = auth::Auth::new(&config.executor_tokens, &config.admin_tokens);
     let (health, health_service) = tonic_health::server::health_reporter();
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    let described = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection = described()
         .build_v1()
         .context("building the reflection service")?;
     // v1alpha too: the reflection clients of several languages still speak only it.
-    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    let reflection_v1alpha = described()
         .build_v1alpha()
         .context("building the v1alpha reflection service")?;
     let executor = proto::executor_server::ExecutorServer::with_interceptor(
