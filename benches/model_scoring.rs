@@ -66,7 +66,12 @@ fn main() {
         heuristic_rate / 1e6
     );
 
-    for kind in [ModelKind::Logistic, ModelKind::Tree, ModelKind::Forest] {
+    for kind in [
+        ModelKind::Logistic,
+        ModelKind::Tree,
+        ModelKind::Forest,
+        ModelKind::Gbdt,
+    ] {
         let options = TrainOptions {
             as_of,
             horizon: 6 * HOUR_US,

@@ -10,13 +10,14 @@
 # usage: benches/model_traces.sh [EXTRA.csv[.gz] ...]
 # env: BENCH_DIR (default /tmp/shadowcast-traces), TRACES (default ../shared/data/traces),
 #      MODELS (default "logistic forest logistic-guarded forest-guarded": a model kind, alone
-#      or `-guarded` by a held-out cut-off against the best counter, see src/model/guard.rs)
+#      or `-guarded` by a held-out cut-off against the best counter, see src/model/guard.rs),
+#      FEATURES (cargo features to build with, e.g. gbdt-peer for kind gbdt-perpetual)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dir=${BENCH_DIR:-/tmp/shadowcast-traces}
 traces=${TRACES:-../shared/data/traces}
 kinds=${MODELS:-logistic forest logistic-guarded forest-guarded}
-cargo build --release --quiet
+cargo build --release --quiet ${FEATURES:+--features "$FEATURES"}
 bin=${CARGO_TARGET_DIR:-target}/release/shadowcast
 rm -rf "$dir" && mkdir -p "$dir"
 

@@ -94,6 +94,8 @@ fn train_list_promote_rollback_and_evaluate_through_the_binary() {
     ]));
     assert!(list.contains("* oltp             v1"), "{list}");
     assert!(list.contains("  oltp             v2    tree"), "{list}");
+    let v3 = train(&logs, &model, "gbdt", false);
+    assert!(v3.ends_with("oltp/v3"), "{v3}");
 
     shadowcast_ok(&[
         "models",
@@ -142,6 +144,8 @@ fn train_list_promote_rollback_and_evaluate_through_the_binary() {
         &v1,
         "--model",
         &v2,
+        "--model",
+        &v3,
         "--out",
         path_str(&report),
         "--chart",
@@ -155,10 +159,24 @@ fn train_list_promote_rollback_and_evaluate_through_the_binary() {
         "decayed-",
         "oltp-v1",
         "oltp-v2",
+        "oltp-v3",
         "oracle",
     ] {
         assert!(table.contains(method), "{method} missing from:\n{table}");
     }
+    // Capture at a 10% key budget: boosted trees rank the horizon's
+    // accesses far better than chance.
+    let capture_at_10 = |method: &str| -> f64 {
+        let line = table
+            .lines()
+            .find(|line| line.starts_with(method))
+            .unwrap_or_else(|| panic!("{method} in:\n{table}"));
+        line.split_whitespace().nth(8).unwrap().parse().unwrap()
+    };
+    assert!(
+        capture_at_10("oltp-v3") > 2.0 * capture_at_10("random"),
+        "gbdt against random:\n{table}"
+    );
     assert!(
         table.contains("the best heuristic"),
         "a verdict per model:\n{table}"
@@ -173,8 +191,8 @@ fn train_list_promote_rollback_and_evaluate_through_the_binary() {
     .sum::<usize>();
     assert_eq!(
         rows,
-        7 * (4 + 2 * 20),
-        "7 methods x (4 scores + 2 captures x 20 budgets)"
+        8 * (4 + 2 * 20),
+        "8 methods x (4 scores + 2 captures x 20 budgets)"
     );
     let methods = [
         "random",
@@ -183,6 +201,7 @@ fn train_list_promote_rollback_and_evaluate_through_the_binary() {
         "decayed",
         "oltp-v1",
         "oltp-v2",
+        "oltp-v3",
         "oracle",
     ];
     assert_chart_draws(&chart, &methods);

@@ -67,10 +67,10 @@ pub struct TrainArgs {
     /// Optimizer iterations of the logistic regressions.
     #[arg(long, default_value_t = 100)]
     pub max_iterations: u64,
-    /// Depth limit of trees.
+    /// Depth limit of trees (every tree kind).
     #[arg(long, default_value_t = 10)]
     pub max_depth: u16,
-    /// Fewest training rows per tree leaf.
+    /// Fewest training rows per tree leaf (tree and forest).
     #[arg(long, default_value_t = 20)]
     pub min_samples_leaf: usize,
     /// Trees per forest.
@@ -81,6 +81,12 @@ pub struct TrainArgs {
     pub max_rows: usize,
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Boosting rounds (gbdt).
+    #[arg(long, default_value_t = 100)]
+    pub rounds: usize,
+    /// Shrinkage of each boosting round (gbdt).
+    #[arg(long, default_value_t = 0.1)]
+    pub learning_rate: f32,
     /// Also make the new version the active one.
     #[arg(long)]
     pub promote: bool,
@@ -190,6 +196,8 @@ pub fn train_command(args: TrainArgs) -> Result<()> {
             trees: args.trees,
             max_rows: args.max_rows,
             seed: args.seed,
+            rounds: args.rounds,
+            learning_rate: args.learning_rate,
             target: args.target,
         },
         guard: !args.no_guard,

@@ -82,7 +82,7 @@ pub fn roc_auc(scores: &[f64], labels: &[bool]) -> f64 {
     let mut start = 0;
     while start < order.len() {
         let mut end = start;
-        while end < order.len() && scores[order[end]] == scores[order[start]] {
+        while end < order.len() && scores[order[end]].total_cmp(&scores[order[start]]).is_eq() {
             end += 1;
         }
         let average_rank = (start + end + 1) as f64 / 2.0;
@@ -411,6 +411,9 @@ mod tests {
         assert_eq!(roc_auc(&[0.9, 0.8, 0.2, 0.1], &labels), 0.0);
         assert_eq!(roc_auc(&[0.5; 4], &labels), 0.5);
         assert!(roc_auc(&[0.5; 4], &[true; 4]).is_nan());
+        // NaN scores tie with each other and rank above every number
+        // (total order): the two positives outrank both negatives.
+        assert_eq!(roc_auc(&[0.1, 0.2, f64::NAN, f64::NAN], &labels), 1.0);
     }
 
     /// 20 keys ranked in key order (hot score 20 − i), all 100 B but `k2`

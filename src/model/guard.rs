@@ -6,6 +6,13 @@
 //! loses to a counter on data it has not seen is not trusted with the
 //! ranking: the counter ranks instead.
 //!
+//! The churn probability is guarded the same way, by ROC AUC on the
+//! held-out cut-off: the learner's churn model against the key's write rate
+//! so far, read as a Poisson rate over the horizon (`P(at least k writes)`,
+//! k the churn rule's writes). The write rate needs no labels, so it also
+//! stands in when the learner had nothing to learn from (no cut-off held a
+//! churning key) and the held-out cut-off cannot tell the two apart.
+//!
 //! A blend is a weighted geometric mean on the count scale,
 //! `exp(w ln(1 + model) + (1 - w) ln(1 + c counter)) - 1`, with `c` scaling
 //! the counter to the accesses the held-out keys really had: the result stays an expected number of
@@ -15,7 +22,7 @@
 use ndarray::ArrayView2;
 use serde::{Deserialize, Serialize};
 
-use super::evaluate::key_capture;
+use super::evaluate::{key_capture, roc_auc};
 use super::input::input_names;
 use super::train::LabelledCutoff;
 use crate::features::KeyFeatures;
@@ -87,6 +94,44 @@ impl Counter {
     }
 }
 
+/// What gives the probability that a key churns.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ChurnSource {
+    /// The learner's churn model.
+    #[default]
+    Learner,
+    /// The key's writes so far per horizon, as a Poisson rate.
+    WriteRate,
+}
+
+/// The churn probability of every row of raw model inputs from its write
+/// rate: λ = writes so far / max(age in horizons, 1), and
+/// `P(N >= min_writes)` for N ~ Poisson(λ).
+pub fn write_rate_churn(raw: ArrayView2<f64>, min_writes: u64) -> Vec<f64> {
+    let names = input_names();
+    let column = |wanted: &str| {
+        names
+            .iter()
+            .position(|name| name == wanted)
+            .expect("write counts and age are model inputs")
+    };
+    let (writes, age) = (column("writes_total"), column("age_h"));
+    raw.rows()
+        .into_iter()
+        .map(|row| {
+            let rate = row[writes].max(0.0) / row[age].max(1.0);
+            let mut term = (-rate).exp();
+            let mut below = 0.0;
+            for i in 0..min_writes {
+                below += term;
+                term *= rate / (i + 1) as f64;
+            }
+            (1.0 - below).clamp(0.0, 1.0)
+        })
+        .collect()
+}
+
 /// What the guard measured on the held-out cut-off: why it chose.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Validation {
@@ -94,6 +139,17 @@ pub struct Validation {
     pub cutoff: String,
     /// Share of the horizon's accesses captured by 10% of the keys, per candidate.
     pub captures: Vec<(String, f64)>,
+    /// ROC AUC of each churn ranking (none when no held-out key churned, or all did).
+    #[serde(default)]
+    pub churn_aucs: Vec<(String, Option<f64>)>,
+}
+
+/// What the learner predicted for the held-out keys, fitted without them.
+pub struct HeldOutScores<'a> {
+    pub accesses: &'a [f64],
+    pub churn: &'a [f64],
+    /// The learner's churn model is a constant: its cut-offs held one class only.
+    pub churn_learned_nothing: bool,
 }
 
 /// The chosen ranking: a counter, the model, or a blend of the two.
@@ -104,14 +160,25 @@ pub struct Guard {
     pub model_weight: f64,
     /// Multiplies the counter into expected accesses in the horizon.
     pub counter_scale: f64,
+    /// Older models take their churn from the learner.
+    #[serde(default)]
+    pub churn: ChurnSource,
+    /// The churn rule's writes in the horizon (for [`ChurnSource::WriteRate`]).
+    #[serde(default)]
+    pub churn_min_writes: u64,
     pub validation: Validation,
 }
 
 impl Guard {
     /// Chooses on `held_out` (a cut-off the model was not fitted on), given
-    /// the model's expected accesses for each of its keys; with no model
-    /// (nothing older to fit one on) the best counter ranks.
-    pub fn choose(model: Option<&[f64]>, held_out: &LabelledCutoff, raw: ArrayView2<f64>) -> Guard {
+    /// the model's scores for each of its keys; with no model (nothing older
+    /// to fit one on) the best counter ranks and the write rate gives churn.
+    pub fn choose(
+        model: Option<HeldOutScores>,
+        held_out: &LabelledCutoff,
+        raw: ArrayView2<f64>,
+        churn_min_writes: u64,
+    ) -> Guard {
         let capture = |hot: &[f64]| key_capture(hot, held_out, BUDGET);
         let mut captures = Vec::new();
         let mut best_counter = (Counter::MostFrequent, f64::NEG_INFINITY, Vec::new());
@@ -125,13 +192,17 @@ impl Guard {
         }
         let (counter, mut best, counter_values) = best_counter;
         let accessed: u64 = held_out.outcomes.iter().map(|o| o.accesses).sum();
+        let (churn, churn_aucs) = choose_churn(model.as_ref(), held_out, raw, churn_min_writes);
         let mut chosen = Guard {
             counter,
             model_weight: 0.0,
             counter_scale: scale_to(accessed as f64, &counter_values),
+            churn,
+            churn_min_writes,
             validation: Validation {
                 cutoff: crate::time::format_instant(held_out.cutoff),
                 captures: Vec::new(),
+                churn_aucs,
             },
         };
         for weight in MODEL_WEIGHTS
@@ -143,7 +214,11 @@ impl Guard {
                 model_weight: weight,
                 ..chosen.clone()
             };
-            let mut blended = model.expect("filtered on a model").to_vec();
+            let mut blended = model
+                .as_ref()
+                .expect("filtered on a model")
+                .accesses
+                .to_vec();
             candidate.blend(&mut blended, &counter_values);
             let captured = capture(&blended);
             captures.push((candidate.label(), captured));
@@ -157,8 +232,11 @@ impl Guard {
         chosen
     }
 
-    /// Replaces the model's expected accesses by the guarded ones.
-    pub fn apply(&self, accesses: &mut [f64], raw: ArrayView2<f64>) {
+    /// Replaces the model's expected accesses and churn probabilities by the guarded ones.
+    pub fn apply(&self, accesses: &mut [f64], churn: &mut Vec<f64>, raw: ArrayView2<f64>) {
+        if self.churn == ChurnSource::WriteRate {
+            *churn = write_rate_churn(raw, self.churn_min_writes);
+        }
         if self.model_weight == 1.0 {
             return;
         }
@@ -191,6 +269,20 @@ impl Guard {
             .iter()
             .map(|(name, capture)| format!("{name} {:.1}%", 100.0 * capture))
             .collect();
+        let churn = match self.churn {
+            ChurnSource::Learner => "the learner",
+            ChurnSource::WriteRate => "the write rate",
+        };
+        let churn_figures: Vec<String> = self
+            .validation
+            .churn_aucs
+            .iter()
+            .map(|(name, auc)| match auc {
+                Some(auc) => format!("{name} AUC {auc:.3}"),
+                None => format!("{name} AUC undefined"),
+            })
+            .collect();
+        let churn = format!("; churn by {churn} ({})", churn_figures.join(", "));
         let learner_tested = self
             .validation
             .captures
@@ -198,20 +290,51 @@ impl Guard {
             .any(|(name, _)| name == "model");
         if learner_tested {
             format!(
-                "ranks by {}: best at a 10% key budget on the held-out cut-off {} ({})",
+                "ranks by {}: best at a 10% key budget on the held-out cut-off {} ({}){churn}",
                 self.label(),
                 self.validation.cutoff,
                 figures.join(", ")
             )
         } else {
             format!(
-                "ranks by {}: no cut-off before {} had history to test the learner on, so the best counter there ranks ({})",
+                "ranks by {}: no cut-off before {} had history to test the learner on, so the best counter there ranks ({}){churn}",
                 self.label(),
                 self.validation.cutoff,
                 figures.join(", ")
             )
         }
     }
+}
+
+/// The learner's churn model unless the write rate ranked the held-out keys
+/// better (the write rate wins ties), or the held-out keys cannot tell the
+/// two apart and the learner learned nothing.
+fn choose_churn(
+    model: Option<&HeldOutScores>,
+    held_out: &LabelledCutoff,
+    raw: ArrayView2<f64>,
+    churn_min_writes: u64,
+) -> (ChurnSource, Vec<(String, Option<f64>)>) {
+    let defined = |auc: f64| (!auc.is_nan()).then_some(auc);
+    let by_rate = roc_auc(&write_rate_churn(raw, churn_min_writes), &held_out.churn);
+    let mut aucs = vec![("write-rate".to_string(), defined(by_rate))];
+    let Some(model) = model else {
+        return (ChurnSource::WriteRate, aucs);
+    };
+    let by_learner = roc_auc(model.churn, &held_out.churn);
+    aucs.push(("model".to_string(), defined(by_learner)));
+    let source = if by_learner.is_nan() || by_rate.is_nan() {
+        if model.churn_learned_nothing {
+            ChurnSource::WriteRate
+        } else {
+            ChurnSource::Learner
+        }
+    } else if by_learner > by_rate {
+        ChurnSource::Learner
+    } else {
+        ChurnSource::WriteRate
+    };
+    (source, aucs)
 }
 
 /// The factor that makes `counter` sum to `accessed`, the accesses its
@@ -259,14 +382,35 @@ mod tests {
         }
     }
 
-    fn raw_with_reads(reads: impl Fn(usize) -> f64) -> Array2<f64> {
+    fn raw_with(column: &str, value: impl Fn(usize) -> f64) -> Array2<f64> {
         let names = input_names();
-        let column = names.iter().position(|n| n == "reads_total").unwrap();
+        let column = names.iter().position(|n| n == column).unwrap();
         let mut raw = Array2::zeros((20, names.len()));
         for row in 0..20 {
-            raw[[row, column]] = reads(row);
+            raw[[row, column]] = value(row);
         }
         raw
+    }
+
+    fn raw_with_reads(reads: impl Fn(usize) -> f64) -> Array2<f64> {
+        raw_with("reads_total", reads)
+    }
+
+    /// The learner's held-out scores, its churn probability 0.1 for every key.
+    fn learner(accesses: &[f64]) -> HeldOutScores<'_> {
+        HeldOutScores {
+            accesses,
+            churn: &[0.1; 20],
+            churn_learned_nothing: false,
+        }
+    }
+
+    /// The held-out cut-off with keys 18 and 19 churning.
+    fn churning_at_18_and_19() -> LabelledCutoff {
+        let mut cutoff = held_out();
+        cutoff.churn[18] = true;
+        cutoff.churn[19] = true;
+        cutoff
     }
 
     fn capture_of(guard: &Guard, candidate: &str) -> f64 {
@@ -287,7 +431,7 @@ mod tests {
     fn a_model_that_ranks_worse_than_the_counter_is_not_trusted() {
         let raw = raw_with_reads(|i| i as f64);
         let model: Vec<f64> = (0..20).map(|i| (19 - i) as f64).collect();
-        let guard = Guard::choose(Some(&model), &held_out(), raw.view());
+        let guard = Guard::choose(Some(learner(&model)), &held_out(), raw.view(), 2);
         assert_eq!(guard.counter, Counter::MostFrequent);
         assert_eq!(guard.model_weight, 0.0);
         assert_eq!(capture_of(&guard, "most-frequent"), 37.0 / 190.0);
@@ -298,7 +442,7 @@ mod tests {
         );
         // Ranked by the counter, scaled to the held-out accesses (both sum to 190).
         let mut accesses = model.clone();
-        guard.apply(&mut accesses, raw.view());
+        guard.apply(&mut accesses, &mut vec![0.1; 20], raw.view());
         for (i, value) in accesses.iter().enumerate() {
             assert!((value - i as f64).abs() < 1e-9, "key {i}: {value}");
         }
@@ -311,7 +455,7 @@ mod tests {
     fn a_model_that_ranks_better_on_held_out_data_ranks_alone() {
         let raw = raw_with_reads(|i| (19 - i) as f64);
         let model: Vec<f64> = (0..20).map(|i| i as f64).collect();
-        let guard = Guard::choose(Some(&model), &held_out(), raw.view());
+        let guard = Guard::choose(Some(learner(&model)), &held_out(), raw.view(), 2);
         assert_eq!(guard.model_weight, 1.0);
         assert_eq!(capture_of(&guard, "model"), 37.0 / 190.0);
         assert_eq!(capture_of(&guard, "most-frequent"), 1.0 / 190.0);
@@ -320,7 +464,7 @@ mod tests {
             29.0 / 190.0
         );
         let mut accesses = model.clone();
-        guard.apply(&mut accesses, raw.view());
+        guard.apply(&mut accesses, &mut vec![0.1; 20], raw.view());
         assert_eq!(accesses, model);
         assert!(guard.describe().starts_with("ranks by model:"));
     }
@@ -328,7 +472,7 @@ mod tests {
     #[test]
     fn without_a_model_the_best_counter_ranks_and_says_why() {
         let raw = raw_with_reads(|i| i as f64);
-        let guard = Guard::choose(None, &held_out(), raw.view());
+        let guard = Guard::choose(None, &held_out(), raw.view(), 2);
         assert_eq!(guard.counter, Counter::MostFrequent);
         assert_eq!(guard.model_weight, 0.0);
         assert_eq!(guard.validation.captures.len(), 1 + DECAY_HALF_LIVES.len());
@@ -337,5 +481,95 @@ mod tests {
             "{}",
             guard.describe()
         );
+    }
+
+    /// Worked by hand: key `i` has written `i` times and is younger than one
+    /// horizon, so λ = i. Keys 18 and 19 churn (two writes or more): the
+    /// write rate ranks them first (AUC 1), the learner's constant 0.1 ties
+    /// every key (AUC 0.5). The write rate gives churn: P(N >= 2) =
+    /// 1 - e^-λ (1 + λ): 0 for key 0, 1 - 2/e = 0.264241 for key 1,
+    /// 1 - 3/e² = 0.593994 for key 2.
+    #[test]
+    fn the_write_rate_gives_churn_when_it_ranks_churning_keys_better() {
+        let raw = raw_with("writes_total", |i| i as f64);
+        let model: Vec<f64> = (0..20).map(|i| i as f64).collect();
+        let guard = Guard::choose(
+            Some(learner(&model)),
+            &churning_at_18_and_19(),
+            raw.view(),
+            2,
+        );
+        assert_eq!(guard.churn, ChurnSource::WriteRate);
+        assert_eq!(
+            guard.validation.churn_aucs,
+            vec![
+                ("write-rate".to_string(), Some(1.0)),
+                ("model".to_string(), Some(0.5))
+            ]
+        );
+        let mut churn = vec![0.1; 20];
+        guard.apply(&mut model.clone(), &mut churn, raw.view());
+        for (key, expected) in [(0, 0.0), (1, 0.264241), (2, 0.593994)] {
+            assert!(
+                (churn[key] - expected).abs() < 1e-6,
+                "key {key}: {}",
+                churn[key]
+            );
+        }
+        assert!(guard.describe().contains("churn by the write rate"));
+    }
+
+    /// Eight writes over four horizons is a rate of two per horizon: the same
+    /// 1 - 3/e² as two writes in a key younger than one horizon.
+    #[test]
+    fn the_write_rate_is_per_horizon_of_the_keys_age() {
+        let names = input_names();
+        let at = |name: &str| names.iter().position(|n| n == name).unwrap();
+        let mut raw = Array2::zeros((2, names.len()));
+        raw[[0, at("writes_total")]] = 8.0;
+        raw[[0, at("age_h")]] = 4.0;
+        raw[[1, at("writes_total")]] = 2.0;
+        raw[[1, at("age_h")]] = 0.25;
+        let churn = write_rate_churn(raw.view(), 2);
+        for value in churn {
+            assert!((value - 0.593994).abs() < 1e-6, "{value}");
+        }
+    }
+
+    /// The learner ranks the churning keys first (AUC 1), the write rate
+    /// last (key `i` wrote 19 - i times: AUC 0): the learner's churn stays.
+    #[test]
+    fn the_learner_keeps_churn_when_it_ranks_better() {
+        let raw = raw_with("writes_total", |i| (19 - i) as f64);
+        let model: Vec<f64> = (0..20).map(|i| i as f64).collect();
+        let churn: Vec<f64> = (0..20).map(|i| if i >= 18 { 0.9 } else { 0.0 }).collect();
+        let scores = HeldOutScores {
+            accesses: &model,
+            churn: &churn,
+            churn_learned_nothing: false,
+        };
+        let guard = Guard::choose(Some(scores), &churning_at_18_and_19(), raw.view(), 2);
+        assert_eq!(guard.churn, ChurnSource::Learner);
+        let mut applied = churn.clone();
+        guard.apply(&mut model.clone(), &mut applied, raw.view());
+        assert_eq!(applied, churn);
+    }
+
+    /// No held-out key churns, so neither ranking can be judged: the
+    /// learner keeps churn if it learned something, the write rate takes
+    /// over if it is a constant.
+    #[test]
+    fn without_churning_keys_a_learner_that_learned_nothing_gives_way() {
+        let raw = raw_with("writes_total", |i| i as f64);
+        let model: Vec<f64> = (0..20).map(|i| i as f64).collect();
+        let mut scores = learner(&model);
+        let guard = Guard::choose(Some(learner(&model)), &held_out(), raw.view(), 2);
+        assert_eq!(guard.churn, ChurnSource::Learner);
+        assert!(guard.describe().contains("write-rate AUC undefined"));
+        let stored: Guard = serde_json::from_str(&serde_json::to_string(&guard).unwrap()).unwrap();
+        assert_eq!(stored, guard, "undefined AUCs survive the model file");
+        scores.churn_learned_nothing = true;
+        let guard = Guard::choose(Some(scores), &held_out(), raw.view(), 2);
+        assert_eq!(guard.churn, ChurnSource::WriteRate);
     }
 }

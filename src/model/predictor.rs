@@ -12,7 +12,14 @@
 //!   each leaf, a probability; the count is fitted on log(1 + accesses).
 //!   (linfa-trees' decision tree only predicts labels, and ranking keys needs
 //!   scores.)
+//! * `gbdt`: gradient-boosted trees from forust-ml, log loss for the two
+//!   classes and squared loss on log(1 + accesses) for the count. Why
+//!   forust-ml and not perpetual (kind `gbdt-perpetual` with the cargo
+//!   feature `gbdt-peer`, kept for the comparison): see the README's Models
+//!   section and `benches/gbdt_crates.sh`.
 
+use forust_ml::objective::ObjectiveType;
+use forust_ml::{GradientBooster, Matrix};
 use linfa::prelude::*;
 use linfa_linear::{FittedLinearRegression, LinearRegression};
 use linfa_logistic::{FittedLogisticRegression, LogisticRegression};
@@ -39,6 +46,13 @@ pub enum ModelKind {
     Tree,
     /// A random forest per target.
     Forest,
+    /// Gradient-boosted trees (forust-ml) per target.
+    Gbdt,
+    /// Gradient-boosted trees from perpetual, kept only to compare the two crates.
+    #[cfg(feature = "gbdt-peer")]
+    #[value(name = "gbdt-perpetual")]
+    #[serde(rename = "gbdt-perpetual")]
+    GbdtPerpetual,
 }
 
 impl std::fmt::Display for ModelKind {
@@ -47,6 +61,9 @@ impl std::fmt::Display for ModelKind {
             ModelKind::Logistic => "logistic",
             ModelKind::Tree => "tree",
             ModelKind::Forest => "forest",
+            ModelKind::Gbdt => "gbdt",
+            #[cfg(feature = "gbdt-peer")]
+            ModelKind::GbdtPerpetual => "gbdt-perpetual",
         })
     }
 }
@@ -89,6 +106,12 @@ pub struct Hyperparameters {
     /// Training rows kept: a uniform sample of each cut-off, split evenly (default 200 000).
     pub max_rows: usize,
     pub seed: u64,
+    /// Boosting rounds of `gbdt` (default 100).
+    #[serde(default = "default_rounds")]
+    pub rounds: usize,
+    /// Shrinkage of each boosting round (default 0.1).
+    #[serde(default = "default_learning_rate")]
+    pub learning_rate: f32,
     /// What the count model predicts (models from before it was a choice predict accesses).
     #[serde(default)]
     pub target: CountTarget,
@@ -105,6 +128,8 @@ impl Hyperparameters {
             trees: 20,
             max_rows: 200_000,
             seed: 1,
+            rounds: default_rounds(),
+            learning_rate: default_learning_rate(),
             target: CountTarget::Accesses,
         }
     }
@@ -134,8 +159,25 @@ impl Hyperparameters {
         if self.max_rows < 100 {
             return bad("max_rows", "must be at least 100");
         }
+        if self.rounds == 0 {
+            return bad("rounds", "must be at least 1");
+        }
+        if !(self.learning_rate.is_finite()
+            && self.learning_rate > 0.0
+            && self.learning_rate <= 1.0)
+        {
+            return bad("learning_rate", "must be a number in (0, 1]");
+        }
         Ok(self)
     }
+}
+
+fn default_rounds() -> usize {
+    100
+}
+
+fn default_learning_rate() -> f32 {
+    0.1
 }
 
 type Tree = DecisionTreeRegressor<f64, f64, DenseMatrix<f64>, Vec<f64>>;
@@ -158,6 +200,53 @@ enum Target {
         forest: Forest,
         log_count: bool,
     },
+    Boosted {
+        booster: Box<GradientBooster>,
+        link: Link,
+    },
+    #[cfg(feature = "gbdt-peer")]
+    BoostedPerpetual {
+        booster: Box<perpetual::PerpetualBooster>,
+        link: Link,
+    },
+}
+
+/// How a boosted ensemble's raw output becomes a prediction.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+enum Link {
+    /// Log-odds of a class: its probability.
+    Logit,
+    /// log(1 + count), fitted by least squares.
+    LogCount,
+}
+
+impl Link {
+    fn apply(self, raw: f64) -> f64 {
+        match self {
+            Link::Logit => 1.0 / (1.0 + (-raw).exp()),
+            Link::LogCount => raw.exp_m1().max(0.0),
+        }
+    }
+}
+
+/// A boosted ensemble whose own training rows score NaN or infinite has
+/// diverged: refused, so no ranking is built on it.
+fn finite_on_training_rows(name: &'static str, raw: Vec<f64>) -> Result<(), ModelError> {
+    match raw.iter().position(|v| !v.is_finite()) {
+        None => Ok(()),
+        Some(row) => Err(fit_error(
+            name,
+            format!(
+                "gradient boosting diverged: training row {row} scores {}",
+                raw[row]
+            ),
+        )),
+    }
+}
+
+/// The column-major copy both boosting crates read.
+fn column_major(x: ArrayView2<f64>) -> Vec<f64> {
+    x.t().iter().copied().collect()
 }
 
 fn dense(x: ArrayView2<f64>) -> DenseMatrix<f64> {
@@ -195,7 +284,7 @@ impl Target {
             }
             _ => {
                 let values: Vec<f64> = y.iter().map(|&v| f64::from(u8::from(v))).collect();
-                Self::fit_tree(name, x, values, hyper, false)
+                Self::fit_tree(name, x, values, hyper, Link::Logit)
             }
         }
     }
@@ -229,17 +318,73 @@ impl Target {
                     .map(Target::LogLinear)
                     .map_err(|e| fit_error(name, e))
             }
-            _ => Self::fit_tree(name, x, y.iter().map(|v| v.ln_1p()).collect(), hyper, true),
+            _ => Self::fit_tree(
+                name,
+                x,
+                y.iter().map(|v| v.ln_1p()).collect(),
+                hyper,
+                Link::LogCount,
+            ),
         }
     }
 
+    /// Trees of every kind; `link` says what `y` is (classes, counts, log counts).
     fn fit_tree(
         name: &'static str,
         x: &Array2<f64>,
         y: Vec<f64>,
         hyper: &Hyperparameters,
-        log_count: bool,
+        link: Link,
     ) -> Result<Self, ModelError> {
+        let log_count = matches!(link, Link::LogCount);
+        match hyper.kind {
+            ModelKind::Gbdt => {
+                let columns = column_major(x.view());
+                let objective = match link {
+                    Link::Logit => ObjectiveType::LogLoss,
+                    Link::LogCount => ObjectiveType::SquaredLoss,
+                };
+                let mut booster = GradientBooster::default()
+                    .set_objective_type(objective)
+                    .set_iterations(hyper.rounds)
+                    .set_learning_rate(hyper.learning_rate)
+                    .set_max_depth(usize::from(hyper.max_depth))
+                    .set_seed(hyper.seed);
+                let matrix = Matrix::new(&columns, x.nrows(), x.ncols());
+                booster
+                    .fit_unweighted(&matrix, &y, None)
+                    .map_err(|e| fit_error(name, e))?;
+                return finite_on_training_rows(name, booster.predict(&matrix, true)).map(|()| {
+                    Target::Boosted {
+                        booster: Box::new(booster),
+                        link,
+                    }
+                });
+            }
+            #[cfg(feature = "gbdt-peer")]
+            ModelKind::GbdtPerpetual => {
+                use perpetual::objective::Objective;
+                let columns = column_major(x.view());
+                let objective = match link {
+                    Link::Logit => Objective::LogLoss,
+                    Link::LogCount => Objective::SquaredLoss,
+                };
+                let mut booster = perpetual::PerpetualBooster::default()
+                    .set_objective(objective)
+                    .set_seed(hyper.seed);
+                let matrix = perpetual::Matrix::new(&columns, x.nrows(), x.ncols());
+                booster
+                    .fit(&matrix, &y, None, None)
+                    .map_err(|e| fit_error(name, e))?;
+                return finite_on_training_rows(name, booster.predict(&matrix, true)).map(|()| {
+                    Target::BoostedPerpetual {
+                        booster: Box::new(booster),
+                        link,
+                    }
+                });
+            }
+            _ => {}
+        }
         let matrix = dense(x.view());
         match hyper.kind {
             ModelKind::Forest => {
@@ -293,9 +438,7 @@ impl Target {
                 1.0 / (1.0 + (-z).exp())
             }
             Target::LogLinear(model) => linear(model.params(), model.intercept()).exp_m1().max(0.0),
-            Target::Tree { .. } | Target::Forest { .. } => {
-                unreachable!("trees predict whole matrices")
-            }
+            _ => unreachable!("trees predict whole matrices"),
         }
     }
 
@@ -320,6 +463,19 @@ impl Target {
                 forest.predict(&dense(x)).expect("fitted forest predicts"),
                 *log_count,
             ),
+            Target::Boosted { booster, link } => {
+                let columns = column_major(x);
+                let matrix = Matrix::new(&columns, x.nrows(), x.ncols());
+                let raw = booster.predict(&matrix, true);
+                raw.into_iter().map(|v| link.apply(v)).collect()
+            }
+            #[cfg(feature = "gbdt-peer")]
+            Target::BoostedPerpetual { booster, link } => {
+                let columns = column_major(x);
+                let matrix = perpetual::Matrix::new(&columns, x.nrows(), x.ncols());
+                let raw = booster.predict(&matrix, true);
+                raw.into_iter().map(|v| link.apply(v)).collect()
+            }
         }
     }
 }
@@ -372,6 +528,12 @@ impl Predictor {
         self.guard.as_ref()
     }
 
+    /// Whether the churn model predicts one value for every key (its
+    /// training rows held one class only).
+    pub fn churn_is_constant(&self) -> bool {
+        matches!(self.churn, Target::Constant(_))
+    }
+
     pub fn set_guard(&mut self, guard: Guard) {
         self.guard = Some(guard);
     }
@@ -380,7 +542,7 @@ impl Predictor {
     pub fn score(&self, raw: ArrayView2<f64>) -> Scores {
         let mut scores = self.score_unguarded(raw);
         if let Some(guard) = &self.guard {
-            guard.apply(&mut scores.accesses, raw);
+            guard.apply(&mut scores.accesses, &mut scores.churn, raw);
         }
         scores
     }
@@ -457,7 +619,12 @@ mod tests {
     #[test]
     fn every_kind_learns_a_separable_target_and_survives_serialization() {
         let set = separable(600);
-        for kind in [ModelKind::Logistic, ModelKind::Tree, ModelKind::Forest] {
+        for kind in [
+            ModelKind::Logistic,
+            ModelKind::Tree,
+            ModelKind::Forest,
+            ModelKind::Gbdt,
+        ] {
             let mut hyper = Hyperparameters::new(kind);
             hyper.min_samples_leaf = 5;
             hyper.trees = 5;

@@ -7,7 +7,7 @@ use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
 use super::ModelError;
-use super::guard::Guard;
+use super::guard::{Guard, HeldOutScores};
 use super::input::{raw_inputs, raw_inputs_of};
 use super::labels::{Horizon, LabelRules, Outcome, classify};
 use super::predictor::{CountTarget, Hyperparameters, Predictor, TrainingSet};
@@ -205,11 +205,19 @@ pub fn train(
             Some(Predictor::fit(&stack(&samples[1..]), hyper)?)
         };
         let raw = raw_inputs(&newest.features);
-        let model = held_back.map(|model| model.score_unguarded(raw.view()).accesses);
+        let scores = held_back
+            .as_ref()
+            .map(|model| (model.score_unguarded(raw.view()), model.churn_is_constant()));
+        let held_out = scores.as_ref().map(|(scores, constant)| HeldOutScores {
+            accesses: &scores.accesses,
+            churn: &scores.churn,
+            churn_learned_nothing: *constant,
+        });
         Some(Guard::choose(
-            model.as_deref(),
+            held_out,
             &newest.counting(hyper.target),
             raw.view(),
+            options.rules.churn_min_writes,
         ))
     } else {
         None
