@@ -133,6 +133,15 @@ pub fn key_capture(hot: &[f64], cutoff: &LabelledCutoff, budget: f64) -> f64 {
     key_curve(hot, cutoff)[curve_index(budget)]
 }
 
+/// The keys `hot` ranks into its top `budget` share (one of [`BUDGETS`]),
+/// taken as [`key_capture`] takes them.
+pub fn top_keys(hot: &[f64], budget: f64) -> Vec<usize> {
+    let k = (hot.len() as f64 * curve_budget(curve_index(budget))).ceil() as usize;
+    let mut order = descending(hot);
+    order.truncate(k);
+    order
+}
+
 /// Judges `ranking` on the outcomes of `cutoff`.
 pub fn judge(ranking: &Ranking, cutoff: &LabelledCutoff, sizes: &[f64]) -> MethodResult {
     // Traces without sizes read no bytes: their byte capture is undefined.

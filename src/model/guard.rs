@@ -13,6 +13,12 @@
 //! stands in when the learner had nothing to learn from (no cut-off held a
 //! churning key) and the held-out cut-off cannot tell the two apart.
 //!
+//! One cut-off is noisy: each key's accesses in the horizon vary like a
+//! Poisson count, so two rankings' captures differ by chance by about
+//! `sqrt(accesses of the keys one takes and the other does not) / all
+//! accesses` (one standard error). The learner or a blend replaces the
+//! counter only when it captured more than two standard errors above it.
+//!
 //! A blend is a weighted geometric mean on the count scale,
 //! `exp(w ln(1 + model) + (1 - w) ln(1 + c counter)) - 1`, with `c` scaling
 //! the counter to the accesses the held-out keys really had: the result stays an expected number of
@@ -22,7 +28,7 @@
 use ndarray::ArrayView2;
 use serde::{Deserialize, Serialize};
 
-use super::evaluate::{key_capture, roc_auc};
+use super::evaluate::{key_capture, roc_auc, top_keys};
 use super::input::input_names;
 use super::train::LabelledCutoff;
 use crate::features::KeyFeatures;
@@ -139,6 +145,10 @@ pub struct Validation {
     pub cutoff: String,
     /// Share of the horizon's accesses captured by 10% of the keys, per candidate.
     pub captures: Vec<(String, f64)>,
+    /// Per candidate against the best counter: two standard errors of the
+    /// capture difference, the gain it had to beat.
+    #[serde(default)]
+    pub required_gains: Vec<(String, f64)>,
     /// ROC AUC of each churn ranking (none when no held-out key churned, or all did).
     #[serde(default)]
     pub churn_aucs: Vec<(String, Option<f64>)>,
@@ -202,9 +212,13 @@ impl Guard {
             validation: Validation {
                 cutoff: crate::time::format_instant(held_out.cutoff),
                 captures: Vec::new(),
+                required_gains: Vec::new(),
                 churn_aucs,
             },
         };
+        let counter_keys = top_keys(&counter_values, BUDGET);
+        let counter_capture = best;
+        let mut required_gains = Vec::new();
         for weight in MODEL_WEIGHTS
             .into_iter()
             .skip(1)
@@ -221,14 +235,18 @@ impl Guard {
                 .to_vec();
             candidate.blend(&mut blended, &counter_values);
             let captured = capture(&blended);
+            let required =
+                2.0 * standard_error(&top_keys(&blended, BUDGET), &counter_keys, held_out);
             captures.push((candidate.label(), captured));
-            // Only a strict gain on unseen data earns the model a say.
-            if captured > best {
+            required_gains.push((candidate.label(), required));
+            // Only a gain beyond chance on unseen data earns the model a say.
+            if captured - counter_capture > required && captured > best {
                 best = captured;
                 chosen = candidate;
             }
         }
         chosen.validation.captures = captures;
+        chosen.validation.required_gains = required_gains;
         chosen
     }
 
@@ -263,11 +281,25 @@ impl Guard {
 
     /// One sentence: what ranks, and the figures that decided it.
     pub fn describe(&self) -> String {
+        let required = |name: &str| {
+            self.validation
+                .required_gains
+                .iter()
+                .find(|(candidate, _)| candidate == name)
+                .map(|(_, gain)| gain)
+        };
         let figures: Vec<String> = self
             .validation
             .captures
             .iter()
-            .map(|(name, capture)| format!("{name} {:.1}%", 100.0 * capture))
+            .map(|(name, capture)| match required(name) {
+                Some(gain) => format!(
+                    "{name} {:.1}% (needs +{:.1})",
+                    100.0 * capture,
+                    100.0 * gain
+                ),
+                None => format!("{name} {:.1}%", 100.0 * capture),
+            })
             .collect();
         let churn = match self.churn {
             ChurnSource::Learner => "the learner",
@@ -304,6 +336,28 @@ impl Guard {
             )
         }
     }
+}
+
+/// One standard error of the difference between the captures of two key
+/// sets: each key's accesses counted as Poisson (variance = the count), and
+/// only the keys in one set but not the other move the difference.
+fn standard_error(a: &[usize], b: &[usize], held_out: &LabelledCutoff) -> f64 {
+    let mut in_a = vec![false; held_out.outcomes.len()];
+    for &key in a {
+        in_a[key] = true;
+    }
+    let mut in_b = vec![false; held_out.outcomes.len()];
+    for &key in b {
+        in_b[key] = true;
+    }
+    let differing: u64 = held_out
+        .outcomes
+        .iter()
+        .enumerate()
+        .filter(|(key, _)| in_a[*key] != in_b[*key])
+        .map(|(_, outcome)| outcome.accesses)
+        .sum();
+    (differing as f64).sqrt() / held_out.total.accesses.max(1) as f64
 }
 
 /// The learner's churn model unless the write rate ranked the held-out keys
@@ -450,7 +504,9 @@ mod tests {
 
     /// The mirror image: the model ranks perfectly, the counter backwards;
     /// a 75% blend has the scores of the 25% blend above: 29/190. The model
-    /// alone wins (37/190) and its scores pass through untouched.
+    /// alone wins (37/190, against 1/190: the two differ on keys 0, 1, 18
+    /// and 19, 38 accesses, so it needed 2 sqrt(38)/190 = 6.5 points) and
+    /// its scores pass through untouched.
     #[test]
     fn a_model_that_ranks_better_on_held_out_data_ranks_alone() {
         let raw = raw_with_reads(|i| (19 - i) as f64);
@@ -480,6 +536,36 @@ mod tests {
             guard.describe().contains("no cut-off before"),
             "{}",
             guard.describe()
+        );
+    }
+
+    /// Worked by hand: the counter ranks `k19` (19 reads), `k17` (18) first:
+    /// 36/190; the model `k19`, `k18`: 37/190. The two differ on `k17` and
+    /// `k18`, 35 accesses: one standard error is sqrt(35)/190 = 3.1 points,
+    /// so a gain of 1/190 (0.5 point) is chance and the counter ranks.
+    #[test]
+    fn a_gain_within_chance_does_not_earn_the_model_a_say() {
+        let raw = raw_with_reads(|i| match i {
+            17 => 18.0,
+            18 => 17.0,
+            i => i as f64,
+        });
+        let model: Vec<f64> = (0..20).map(|i| i as f64).collect();
+        let guard = Guard::choose(Some(learner(&model)), &held_out(), raw.view(), 2);
+        assert_eq!(capture_of(&guard, "most-frequent"), 36.0 / 190.0);
+        assert_eq!(capture_of(&guard, "model"), 37.0 / 190.0);
+        assert_eq!(guard.model_weight, 0.0, "{}", guard.describe());
+        assert_eq!(guard.counter, Counter::MostFrequent);
+        let required = guard
+            .validation
+            .required_gains
+            .iter()
+            .find(|(name, _)| name == "model")
+            .unwrap()
+            .1;
+        assert!(
+            (required - 2.0 * 35f64.sqrt() / 190.0).abs() < 1e-12,
+            "{required}"
         );
     }
 
