@@ -25,7 +25,7 @@ version = "0.0.0"
 edition = "2024"
 [dependencies]
 TOML
-grep -E '^(forust-ml|perpetual) =' Cargo.toml >>"$work/crates/Cargo.toml"
+grep -E '^(forust-ml|perpetual) =' Cargo.toml | sed 's/, optional = true//' >>"$work/crates/Cargo.toml"
 cp Cargo.lock "$work/crates/"
 for crate in forust-ml perpetual; do
     rm -rf "$work/target"
@@ -48,9 +48,10 @@ for kind in logistic forest gbdt gbdt-perpetual; do
     read -r seconds kilobytes <"$work/$kind.time"
     "$bin" evaluate --logs "$work/logs" --as-of 2026-11-04T18:00:00Z --horizon 6h \
         --model "$work/models/$kind" >"$work/$kind.evaluate" 2>/dev/null
-    capture=$(awk -v m="$kind-v1" '$1 == m { print $9 }' "$work/$kind.evaluate")
-    heuristic=$(awk '$1 == "most-frequent" || $1 ~ /^decayed-/ { if ($9 > best) best = $9 } END { print best }' "$work/$kind.evaluate")
-    oracle=$(awk '$1 == "oracle" { print $9 }' "$work/$kind.evaluate")
+    # Table rows only (the verdict lines below the table start with the model's name too).
+    capture=$(awk -v m="$kind-v1" 'NF == 15 && $1 == m { print $9 }' "$work/$kind.evaluate")
+    heuristic=$(awk 'NF == 15 && ($1 == "most-frequent" || $1 ~ /^decayed-/) { if ($9 > best) best = $9 } END { print best }' "$work/$kind.evaluate")
+    oracle=$(awk 'NF == 15 && $1 == "oracle" { print $9 }' "$work/$kind.evaluate")
     printf '%-15s %10s %9d MiB %s / %s / %s\n' "$kind" "$seconds" $((kilobytes / 1024)) "$capture" "$heuristic" "$oracle"
 done
 
