@@ -67,7 +67,7 @@ pub struct TrainArgs {
     /// Optimizer iterations of the logistic regressions.
     #[arg(long, default_value_t = 100)]
     pub max_iterations: u64,
-    /// Depth limit of trees (every tree kind).
+    /// Depth limit of trees (tree and forest).
     #[arg(long, default_value_t = 10)]
     pub max_depth: u16,
     /// Fewest training rows per tree leaf (tree and forest).
@@ -81,6 +81,9 @@ pub struct TrainArgs {
     pub max_rows: usize,
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Depth limit of boosted trees (gbdt).
+    #[arg(long, default_value_t = 6)]
+    pub boost_depth: u16,
     /// Boosting rounds (gbdt).
     #[arg(long, default_value_t = 100)]
     pub rounds: usize,
@@ -196,6 +199,7 @@ pub fn train_command(args: TrainArgs) -> Result<()> {
             trees: args.trees,
             max_rows: args.max_rows,
             seed: args.seed,
+            boost_depth: args.boost_depth,
             rounds: args.rounds,
             learning_rate: args.learning_rate,
             target: args.target,

@@ -12,6 +12,7 @@
 //! carries its own input preprocessing, so callers pass raw features.
 
 pub mod chart;
+pub mod ensemble;
 pub mod evaluate;
 pub mod guard;
 pub mod handle;

@@ -13,13 +13,16 @@
 //!   (linfa-trees' decision tree only predicts labels, and ranking keys needs
 //!   scores.)
 //! * `gbdt`: gradient-boosted trees from forust-ml, log loss for the two
-//!   classes and squared loss on log(1 + accesses) for the count. Why
+//!   classes and squared loss on log(1 + accesses) for the count, stored
+//!   and scored as a flat [`Ensemble`]. Why
 //!   forust-ml and not perpetual (kind `gbdt-perpetual` with the cargo
 //!   feature `gbdt-peer`, kept for the comparison): see the README's Models
 //!   section and `benches/gbdt_crates.sh`.
 
 use forust_ml::objective::ObjectiveType;
 use forust_ml::{GradientBooster, Matrix};
+
+use super::ensemble::Ensemble;
 use linfa::prelude::*;
 use linfa_linear::{FittedLinearRegression, LinearRegression};
 use linfa_logistic::{FittedLogisticRegression, LogisticRegression};
@@ -106,6 +109,9 @@ pub struct Hyperparameters {
     /// Training rows kept: a uniform sample of each cut-off, split evenly (default 200 000).
     pub max_rows: usize,
     pub seed: u64,
+    /// Depth limit of `gbdt`'s trees (default 6).
+    #[serde(default = "default_boost_depth")]
+    pub boost_depth: u16,
     /// Boosting rounds of `gbdt` (default 100).
     #[serde(default = "default_rounds")]
     pub rounds: usize,
@@ -128,6 +134,7 @@ impl Hyperparameters {
             trees: 20,
             max_rows: 200_000,
             seed: 1,
+            boost_depth: default_boost_depth(),
             rounds: default_rounds(),
             learning_rate: default_learning_rate(),
             target: CountTarget::Accesses,
@@ -159,6 +166,9 @@ impl Hyperparameters {
         if self.max_rows < 100 {
             return bad("max_rows", "must be at least 100");
         }
+        if self.boost_depth == 0 {
+            return bad("boost_depth", "must be at least 1");
+        }
         if self.rounds == 0 {
             return bad("rounds", "must be at least 1");
         }
@@ -170,6 +180,10 @@ impl Hyperparameters {
         }
         Ok(self)
     }
+}
+
+fn default_boost_depth() -> u16 {
+    6
 }
 
 fn default_rounds() -> usize {
@@ -201,7 +215,7 @@ enum Target {
         log_count: bool,
     },
     Boosted {
-        booster: Box<GradientBooster>,
+        ensemble: Ensemble,
         link: Link,
     },
     #[cfg(feature = "gbdt-peer")]
@@ -348,7 +362,7 @@ impl Target {
                     .set_objective_type(objective)
                     .set_iterations(hyper.rounds)
                     .set_learning_rate(hyper.learning_rate)
-                    .set_max_depth(usize::from(hyper.max_depth))
+                    .set_max_depth(usize::from(hyper.boost_depth))
                     .set_seed(hyper.seed);
                 let matrix = Matrix::new(&columns, x.nrows(), x.ncols());
                 booster
@@ -356,7 +370,7 @@ impl Target {
                     .map_err(|e| fit_error(name, e))?;
                 return finite_on_training_rows(name, booster.predict(&matrix, true)).map(|()| {
                     Target::Boosted {
-                        booster: Box::new(booster),
+                        ensemble: Ensemble::from_booster(&booster),
                         link,
                     }
                 });
@@ -415,15 +429,19 @@ impl Target {
         }
     }
 
-    /// Whether the target is a function of a linear score (predictable row by row).
-    fn is_linear(&self) -> bool {
+    /// Whether the target predicts one row at a time (linear scores and
+    /// boosted trees; smartcore's trees predict whole matrices).
+    fn predicts_by_row(&self) -> bool {
         matches!(
             self,
-            Target::Constant(_) | Target::Logistic(_) | Target::LogLinear(_)
+            Target::Constant(_)
+                | Target::Logistic(_)
+                | Target::LogLinear(_)
+                | Target::Boosted { .. }
         )
     }
 
-    /// The prediction of a linear target for one preprocessed row.
+    /// The prediction of a row-wise target for one preprocessed row.
     fn predict_row(&self, x: &[f64]) -> f64 {
         let linear = |weights: &Array1<f64>, intercept: f64| {
             let weights = weights.as_slice().expect("fitted weights are contiguous");
@@ -438,7 +456,8 @@ impl Target {
                 1.0 / (1.0 + (-z).exp())
             }
             Target::LogLinear(model) => linear(model.params(), model.intercept()).exp_m1().max(0.0),
-            _ => unreachable!("trees predict whole matrices"),
+            Target::Boosted { ensemble, link } => link.apply(ensemble.score(x)),
+            _ => unreachable!("smartcore's trees predict whole matrices"),
         }
     }
 
@@ -451,7 +470,10 @@ impl Target {
             }
         };
         match self {
-            Target::Constant(_) | Target::Logistic(_) | Target::LogLinear(_) => x
+            Target::Constant(_)
+            | Target::Logistic(_)
+            | Target::LogLinear(_)
+            | Target::Boosted { .. } => x
                 .axis_iter(ndarray::Axis(0))
                 .map(|row| self.predict_row(row.as_slice().expect("contiguous rows")))
                 .collect(),
@@ -463,12 +485,6 @@ impl Target {
                 forest.predict(&dense(x)).expect("fitted forest predicts"),
                 *log_count,
             ),
-            Target::Boosted { booster, link } => {
-                let columns = column_major(x);
-                let matrix = Matrix::new(&columns, x.nrows(), x.ncols());
-                let raw = booster.predict(&matrix, true);
-                raw.into_iter().map(|v| link.apply(v)).collect()
-            }
             #[cfg(feature = "gbdt-peer")]
             Target::BoostedPerpetual { booster, link } => {
                 let columns = column_major(x);
@@ -551,7 +567,7 @@ impl Predictor {
     pub fn score_unguarded(&self, raw: ArrayView2<f64>) -> Scores {
         if [&self.hot, &self.churn, &self.accesses]
             .iter()
-            .all(|t| t.is_linear())
+            .all(|t| t.predicts_by_row())
         {
             return self.score_by_row(raw);
         }
@@ -563,20 +579,40 @@ impl Predictor {
         }
     }
 
-    /// Linear models: one pass, one preprocessed row at a time, no matrix.
+    /// Row-wise models: one preprocessed row at a time, no matrix, in
+    /// slices of keys on the current thread pool.
     fn score_by_row(&self, raw: ArrayView2<f64>) -> Scores {
-        let keys = raw.nrows();
-        let mut scores = Scores {
-            hot: Vec::with_capacity(keys),
-            churn: Vec::with_capacity(keys),
-            accesses: Vec::with_capacity(keys),
-        };
-        let mut row = vec![0.0; raw.ncols()];
-        for raw_row in raw.axis_iter(ndarray::Axis(0)) {
-            self.preprocess.apply_row(raw_row, &mut row);
-            scores.hot.push(self.hot.predict_row(&row));
-            scores.churn.push(self.churn.predict_row(&row));
-            scores.accesses.push(self.accesses.predict_row(&row));
+        use rayon::prelude::*;
+        const SLICE: usize = 8192;
+        let slices: Vec<Scores> = (0..raw.nrows())
+            .step_by(SLICE)
+            .collect::<Vec<_>>()
+            .into_par_iter()
+            .map(|first| {
+                let last = (first + SLICE).min(raw.nrows());
+                let mut scores = Scores {
+                    hot: Vec::with_capacity(last - first),
+                    churn: Vec::with_capacity(last - first),
+                    accesses: Vec::with_capacity(last - first),
+                };
+                let mut row = vec![0.0; raw.ncols()];
+                for raw_row in raw
+                    .slice(ndarray::s![first..last, ..])
+                    .axis_iter(ndarray::Axis(0))
+                {
+                    self.preprocess.apply_row(raw_row, &mut row);
+                    scores.hot.push(self.hot.predict_row(&row));
+                    scores.churn.push(self.churn.predict_row(&row));
+                    scores.accesses.push(self.accesses.predict_row(&row));
+                }
+                scores
+            })
+            .collect();
+        let mut scores = Scores::default();
+        for slice in slices {
+            scores.hot.extend(slice.hot);
+            scores.churn.extend(slice.churn);
+            scores.accesses.extend(slice.accesses);
         }
         scores
     }
