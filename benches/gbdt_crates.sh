@@ -6,7 +6,7 @@
 #   2. training time and peak memory: both kinds (and logistic and forest
 #      beside them) trained with the defaults on one generated workload;
 #   3. accuracy on the real traces: benches/model_traces.sh with both kinds,
-#      each alone and guarded.
+#      the learners alone.
 #
 # usage: benches/gbdt_crates.sh [EVENTS]      (default 2000000 events, oltp profile)
 # env: SKIP_TRACES=1 leaves out step 3 (it takes the longest).
@@ -58,6 +58,6 @@ done
 if [ -z "${SKIP_TRACES:-}" ]; then
     echo
     echo "## 3. the real traces (benches/model_traces.sh)"
-    FEATURES=gbdt-peer MODELS="gbdt gbdt-guarded gbdt-perpetual gbdt-perpetual-guarded logistic-guarded" \
+    FEATURES=gbdt-peer MODELS="gbdt gbdt-perpetual" \
         benches/model_traces.sh
 fi

@@ -2,7 +2,7 @@
 //! tree's nodes in one flat array of small records, walked one key at a
 //! time. Takes a fitted forust-ml booster; gives the same raw score it
 //! would (base score plus every tree's leaf), without forust-ml's per-tree
-//! allocations and 80-byte nodes, so a whole ensemble stays in the cache.
+//! allocations and 80-byte nodes.
 
 use forust_ml::GradientBooster;
 use serde::{Deserialize, Serialize};
@@ -67,25 +67,34 @@ impl Ensemble {
         }
     }
 
-    /// The raw score of one row of inputs (log-odds or log count).
-    pub fn score(&self, row: &[f64]) -> f64 {
-        let mut sum = self.base_score;
+    /// The raw score (log-odds or log count) of each row of `rows`, `inputs`
+    /// values per row, added to `out`. Tree by tree over the whole block,
+    /// so each tree's nodes stay in the cache while every row walks it.
+    pub fn score_rows(&self, rows: &[f64], inputs: usize, out: &mut Vec<f64>) {
+        let first = out.len();
+        out.extend(std::iter::repeat_n(self.base_score, rows.len() / inputs));
+        let sums = &mut out[first..];
         for &root in &self.roots {
-            let mut node = &self.nodes[root as usize];
-            while node.feature != LEAF {
-                let value = row[node.feature as usize];
-                let next = if value.is_nan() {
-                    node.missing
-                } else if value < node.threshold {
-                    node.left
-                } else {
-                    node.right
-                };
-                node = &self.nodes[next as usize];
+            for (sum, row) in sums.iter_mut().zip(rows.chunks_exact(inputs)) {
+                *sum += self.leaf(root, row);
             }
-            sum += node.threshold;
         }
-        sum
+    }
+
+    fn leaf(&self, root: u32, row: &[f64]) -> f64 {
+        let mut node = &self.nodes[root as usize];
+        while node.feature != LEAF {
+            let value = row[node.feature as usize];
+            let next = if value.is_nan() {
+                node.missing
+            } else if value < node.threshold {
+                node.left
+            } else {
+                node.right
+            };
+            node = &self.nodes[next as usize];
+        }
+        node.threshold
     }
 }
 
@@ -127,9 +136,14 @@ mod tests {
         let expected = booster.predict(&matrix, false);
         let ensemble = Ensemble::from_booster(&booster);
         assert_eq!(ensemble.roots.len(), 20);
+        let row_major: Vec<f64> = (0..rows)
+            .flat_map(|row| [data[row], data[rows + row], data[2 * rows + row]])
+            .collect();
+        let mut scores = vec![-1.0];
+        ensemble.score_rows(&row_major, columns, &mut scores);
+        assert_eq!(scores.len(), rows + 1, "appended after what was there");
         for (row, want) in expected.iter().enumerate() {
-            let inputs = [data[row], data[rows + row], data[2 * rows + row]];
-            let got = ensemble.score(&inputs);
+            let got = scores[row + 1];
             assert!((got - want).abs() < 1e-9, "row {row}: {got} vs {want}");
         }
     }

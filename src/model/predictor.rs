@@ -429,7 +429,23 @@ impl Target {
         }
     }
 
-    /// Whether the target predicts one row at a time (linear scores and
+    /// Appends the prediction of each preprocessed row of `rows` (`inputs`
+    /// values each) to `out`: boosted trees tree by tree over the block,
+    /// linear targets row by row.
+    fn predict_rows(&self, rows: &[f64], inputs: usize, out: &mut Vec<f64>) {
+        match self {
+            Target::Boosted { ensemble, link } => {
+                let first = out.len();
+                ensemble.score_rows(rows, inputs, out);
+                for value in &mut out[first..] {
+                    *value = link.apply(*value);
+                }
+            }
+            _ => out.extend(rows.chunks_exact(inputs).map(|row| self.predict_row(row))),
+        }
+    }
+
+    /// Whether the target predicts rows without a matrix (linear scores and
     /// boosted trees; smartcore's trees predict whole matrices).
     fn predicts_by_row(&self) -> bool {
         matches!(
@@ -441,7 +457,7 @@ impl Target {
         )
     }
 
-    /// The prediction of a row-wise target for one preprocessed row.
+    /// The prediction of a linear target for one preprocessed row.
     fn predict_row(&self, x: &[f64]) -> f64 {
         let linear = |weights: &Array1<f64>, intercept: f64| {
             let weights = weights.as_slice().expect("fitted weights are contiguous");
@@ -456,8 +472,7 @@ impl Target {
                 1.0 / (1.0 + (-z).exp())
             }
             Target::LogLinear(model) => linear(model.params(), model.intercept()).exp_m1().max(0.0),
-            Target::Boosted { ensemble, link } => link.apply(ensemble.score(x)),
-            _ => unreachable!("smartcore's trees predict whole matrices"),
+            _ => unreachable!("trees predict blocks or whole matrices"),
         }
     }
 
@@ -579,11 +594,14 @@ impl Predictor {
         }
     }
 
-    /// Row-wise models: one preprocessed row at a time, no matrix, in
-    /// slices of keys on the current thread pool.
+    /// Linear and boosted models: blocks of preprocessed rows, no matrix,
+    /// in slices of keys on the current thread pool.
     fn score_by_row(&self, raw: ArrayView2<f64>) -> Scores {
         use rayon::prelude::*;
         const SLICE: usize = 8192;
+        // Keys preprocessed together: their inputs stay in the cache while
+        // each tree walks them.
+        const BLOCK: usize = 256;
         let slices: Vec<Scores> = (0..raw.nrows())
             .step_by(SLICE)
             .collect::<Vec<_>>()
@@ -595,15 +613,22 @@ impl Predictor {
                     churn: Vec::with_capacity(last - first),
                     accesses: Vec::with_capacity(last - first),
                 };
-                let mut row = vec![0.0; raw.ncols()];
-                for raw_row in raw
-                    .slice(ndarray::s![first..last, ..])
-                    .axis_iter(ndarray::Axis(0))
-                {
-                    self.preprocess.apply_row(raw_row, &mut row);
-                    scores.hot.push(self.hot.predict_row(&row));
-                    scores.churn.push(self.churn.predict_row(&row));
-                    scores.accesses.push(self.accesses.predict_row(&row));
+                let inputs = raw.ncols();
+                let mut rows = vec![0.0; BLOCK * inputs];
+                for block in (first..last).step_by(BLOCK) {
+                    let end = (block + BLOCK).min(last);
+                    let rows = &mut rows[..(end - block) * inputs];
+                    let raw_rows = raw.slice(ndarray::s![block..end, ..]);
+                    for (raw_row, row) in raw_rows
+                        .axis_iter(ndarray::Axis(0))
+                        .zip(rows.chunks_exact_mut(inputs))
+                    {
+                        self.preprocess.apply_row(raw_row, row);
+                    }
+                    self.hot.predict_rows(rows, inputs, &mut scores.hot);
+                    self.churn.predict_rows(rows, inputs, &mut scores.churn);
+                    self.accesses
+                        .predict_rows(rows, inputs, &mut scores.accesses);
                 }
                 scores
             })
