@@ -15,13 +15,14 @@ rm -rf "$dir" && mkdir -p "$dir"
 
 run() { # name logs train_as_of eval_as_of horizon
     local name=$1 logs=$2 train_at=$3 eval_at=$4 horizon=$5
-    for kind in logistic tree forest; do
+    for kind in logistic tree forest gbdt; do
         "$bin" train --logs "$logs" --as-of "$train_at" --horizon "$horizon" --cutoffs 4 \
             --kind "$kind" --max-rows 100000 --out "$dir/models/$name-$kind" >/dev/null 2>"$dir/$name-$kind.train.log"
     done
     echo "## $name (trained to $train_at, judged on $eval_at + $horizon)"
     "$bin" evaluate --logs "$logs" --as-of "$eval_at" --horizon "$horizon" \
         --model "$dir/models/$name-logistic" --model "$dir/models/$name-tree" --model "$dir/models/$name-forest" \
+        --model "$dir/models/$name-gbdt" \
         --out "$dir/$name.parquet" --chart "$dir/$name.png"
     echo
 }
