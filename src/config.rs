@@ -145,6 +145,25 @@ pub struct ServeArgs {
     /// Most distinct tables in one acknowledge or report-writes call [default: 100].
     #[arg(long, env = "SHADOWCAST_MAX_TABLES_PER_CALL")]
     pub max_tables_per_call: Option<usize>,
+    /// Most open client connections; beyond it, the oldest connection that
+    /// has not yet sent its greeting makes room, or the new one is closed
+    /// [default: 1024, and at most the open-file limit less 128].
+    #[arg(long, env = "SHADOWCAST_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// A connection that has not sent its greeting (the HTTP/2 preface, a
+    /// TLS hello or an HTTP/1.1 request line) this long after it opened is
+    /// closed (e.g. 10s) [default: 10s].
+    #[arg(long, env = "SHADOWCAST_HANDSHAKE_TIMEOUT")]
+    pub handshake_timeout: Option<String>,
+    /// How often an idle HTTP/2 connection is pinged [default: 30s].
+    #[arg(long, env = "SHADOWCAST_KEEPALIVE_INTERVAL")]
+    pub keepalive_interval: Option<String>,
+    /// A connection whose peer does not answer a ping this long is closed [default: 10s].
+    #[arg(long, env = "SHADOWCAST_KEEPALIVE_TIMEOUT")]
+    pub keepalive_timeout: Option<String>,
+    /// Most calls under way at once on one connection [default: 256].
+    #[arg(long, env = "SHADOWCAST_MAX_STREAMS_PER_CONNECTION")]
+    pub max_streams_per_connection: Option<u32>,
     /// PEM certificate chain; with --tls-key, serve over TLS.
     #[arg(long, env = "SHADOWCAST_TLS_CERT")]
     pub tls_cert: Option<PathBuf>,
@@ -207,6 +226,11 @@ struct FileSettings {
     max_key_bytes: Option<usize>,
     max_keys_per_call: Option<usize>,
     max_tables_per_call: Option<usize>,
+    max_connections: Option<usize>,
+    handshake_timeout: Option<String>,
+    keepalive_interval: Option<String>,
+    keepalive_timeout: Option<String>,
+    max_streams_per_connection: Option<u32>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     executor_tokens: Option<Vec<String>>,
@@ -283,6 +307,90 @@ impl RequestLimits {
     }
 }
 
+/// What one client connection may hold: a flood of silent or half-open
+/// connections is closed before it can use up the open-file limit.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ConnectionLimits {
+    pub max_connections: usize,
+    pub handshake_timeout: std::time::Duration,
+    pub keepalive_interval: std::time::Duration,
+    pub keepalive_timeout: std::time::Duration,
+    pub max_streams_per_connection: u32,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        ConnectionLimits {
+            max_connections: 1024,
+            handshake_timeout: std::time::Duration::from_secs(10),
+            keepalive_interval: std::time::Duration::from_secs(30),
+            keepalive_timeout: std::time::Duration::from_secs(10),
+            max_streams_per_connection: 256,
+        }
+    }
+}
+
+impl ConnectionLimits {
+    fn resolve(args: &ServeArgs, file: &FileSettings) -> Result<Self, ConfigError> {
+        let defaults = ConnectionLimits::default();
+        let duration = |setting: &'static str,
+                        flag: &Option<String>,
+                        stored: &Option<String>,
+                        default: std::time::Duration| {
+            match flag.as_deref().or(stored.as_deref()) {
+                None => Ok(default),
+                Some(text) => crate::time::parse_duration(text)
+                    .map(|us| std::time::Duration::from_micros(us.unsigned_abs()))
+                    .map_err(|problem| ConfigError::Invalid { setting, problem }),
+            }
+        };
+        let max_connections = args
+            .max_connections
+            .or(file.max_connections)
+            .unwrap_or(defaults.max_connections);
+        let max_streams_per_connection = args
+            .max_streams_per_connection
+            .or(file.max_streams_per_connection)
+            .unwrap_or(defaults.max_streams_per_connection);
+        for (setting, value) in [
+            ("max_connections", max_connections),
+            (
+                "max_streams_per_connection",
+                max_streams_per_connection as usize,
+            ),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::Invalid {
+                    setting,
+                    problem: "must be at least 1".into(),
+                });
+            }
+        }
+        Ok(ConnectionLimits {
+            max_connections,
+            handshake_timeout: duration(
+                "handshake_timeout",
+                &args.handshake_timeout,
+                &file.handshake_timeout,
+                defaults.handshake_timeout,
+            )?,
+            keepalive_interval: duration(
+                "keepalive_interval",
+                &args.keepalive_interval,
+                &file.keepalive_interval,
+                defaults.keepalive_interval,
+            )?,
+            keepalive_timeout: duration(
+                "keepalive_timeout",
+                &args.keepalive_timeout,
+                &file.keepalive_timeout,
+                defaults.keepalive_timeout,
+            )?,
+            max_streams_per_connection,
+        })
+    }
+}
+
 /// A policy module to load at start.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PolicyFile {
@@ -322,6 +430,7 @@ pub struct ServeConfig {
     pub replan: Replan,
     pub scheduler: SchedulerConfig,
     pub limits: RequestLimits,
+    pub connections: ConnectionLimits,
     pub tls: Option<Tls>,
     pub executor_tokens: Vec<String>,
     pub admin_tokens: Vec<String>,
@@ -335,6 +444,7 @@ impl ServeConfig {
             None => FileSettings::default(),
         };
         let limits = RequestLimits::resolve(&args, &file)?;
+        let connections = ConnectionLimits::resolve(&args, &file)?;
         let list = |flag: Vec<String>, file: Option<Vec<String>>| {
             if flag.is_empty() {
                 file.unwrap_or_default()
@@ -547,6 +657,7 @@ impl ServeConfig {
             replan,
             scheduler,
             limits,
+            connections,
             tls,
             executor_tokens,
             admin_tokens,
@@ -718,6 +829,47 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(error.contains("max_version_skew"), "{error}");
+    }
+
+    #[test]
+    fn connection_limits_come_from_file_flag_or_default() {
+        let file = write("handshake_timeout = \"3s\"\nmax_connections = 40\n");
+        let config = ServeConfig::resolve(ServeArgs {
+            config: Some(file.path().into()),
+            max_connections: Some(50),
+            keepalive_interval: Some("2m".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        let limits = config.connections;
+        assert_eq!(limits.max_connections, 50, "the flag wins");
+        assert_eq!(limits.handshake_timeout, std::time::Duration::from_secs(3));
+        assert_eq!(
+            limits.keepalive_interval,
+            std::time::Duration::from_secs(120)
+        );
+        assert_eq!(
+            limits.keepalive_timeout,
+            std::time::Duration::from_secs(10),
+            "default"
+        );
+        assert_eq!(limits.max_streams_per_connection, 256, "default");
+        for args in [
+            ServeArgs {
+                max_streams_per_connection: Some(0),
+                ..Default::default()
+            },
+            ServeArgs {
+                keepalive_timeout: Some("10".into()),
+                ..Default::default()
+            },
+        ] {
+            let error = ServeConfig::resolve(args).unwrap_err().to_string();
+            assert!(
+                error.contains("max_streams_per_connection") || error.contains("keepalive_timeout"),
+                "{error}"
+            );
+        }
     }
 
     #[test]

@@ -78,13 +78,39 @@ struct Service {
 
 impl Service {
     fn start(dir: &Path, logs: &Path, extra: &[&str]) -> Service {
+        Service::start_with(dir, logs, extra, Command::new(BIN))
+    }
+
+    /// Started with at most `open_files` descriptors (soft and hard limit).
+    fn start_with_open_files(dir: &Path, logs: &Path, extra: &[&str], open_files: u64) -> Service {
+        use std::os::unix::process::CommandExt;
+        let mut command = Command::new(BIN);
+        // SAFETY: setrlimit is async-signal-safe and touches no memory of
+        // the parent.
+        unsafe {
+            command.pre_exec(move || {
+                let limit = libc::rlimit {
+                    rlim_cur: open_files,
+                    rlim_max: open_files,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
+            });
+        }
+        Service::start_with(dir, logs, extra, command)
+    }
+
+    fn start_with(dir: &Path, logs: &Path, extra: &[&str], mut command: Command) -> Service {
         // Not following the logs unless the test says how often.
         let follow: &[&str] = if extra.contains(&"--follow-seconds") {
             &[]
         } else {
             &["--follow-seconds", "0"]
         };
-        let mut child = Command::new(BIN)
+        let mut child = command
             .args(["serve", "--listen", "127.0.0.1:0"])
             .args(follow)
             .arg("--models")
@@ -855,6 +881,128 @@ async fn stopping_answers_waiting_long_polls_at_once() {
         "stopped in {:?}, not after the minute-long polls",
         started.elapsed()
     );
+}
+
+/// The HTTP/2 client preface and an empty SETTINGS frame: all a peer says
+/// before it goes silent.
+const HTTP2_PREFACE_AND_SETTINGS: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0";
+
+/// Whether the server closed `connection` (end of stream or reset) before
+/// `within` ran out; everything it sent is appended to `received`.
+fn closed_by_server(
+    connection: &mut std::net::TcpStream,
+    within: Duration,
+    received: &mut Vec<u8>,
+) -> bool {
+    let deadline = Instant::now() + within;
+    let mut buffer = [0u8; 4096];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return false;
+        }
+        connection.set_read_timeout(Some(left)).unwrap();
+        match connection.read(&mut buffer) {
+            Ok(0) => return true,
+            Ok(n) => received.extend_from_slice(&buffer[..n]),
+            Err(error)
+                if matches!(
+                    error.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                return false;
+            }
+            Err(_) => return true,
+        }
+    }
+}
+
+/// The settings in the HTTP/2 SETTINGS frames at the start of `frames`.
+fn http2_settings(mut frames: &[u8]) -> Vec<(u16, u32)> {
+    let mut settings = Vec::new();
+    while frames.len() >= 9 {
+        let length = u32::from_be_bytes([0, frames[0], frames[1], frames[2]]) as usize;
+        let (kind, flags) = (frames[3], frames[4]);
+        let payload = &frames[9..(9 + length).min(frames.len())];
+        if kind == 0x4 && flags & 0x1 == 0 {
+            settings.extend(payload.chunks_exact(6).map(|entry| {
+                (
+                    u16::from_be_bytes([entry[0], entry[1]]),
+                    u32::from_be_bytes([entry[2], entry[3], entry[4], entry[5]]),
+                )
+            }));
+        }
+        frames = &frames[(9 + length).min(frames.len())..];
+    }
+    settings
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_connections_are_closed_and_cannot_lock_out_callers() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = logs(dir.path());
+    // 200 descriptors: room for 72 connections beside the 128 kept for files.
+    let service = Service::start_with_open_files(
+        dir.path(),
+        &logs,
+        &[
+            "--handshake-timeout",
+            "2s",
+            "--keepalive-interval",
+            "1s",
+            "--keepalive-timeout",
+            "1s",
+            "--max-streams-per-connection",
+            "7",
+        ],
+        200,
+    );
+    let opened = Instant::now();
+    let mut silent: Vec<_> = (0..300)
+        .map(|_| std::net::TcpStream::connect(&service.address).unwrap())
+        .collect();
+
+    let answered = tokio::time::timeout(Duration::from_secs(10), async {
+        let mut clients = service.clients(None).await;
+        status(&mut clients).await
+    })
+    .await;
+    assert!(
+        answered.is_ok(),
+        "a caller got no answer behind 300 silent connections"
+    );
+
+    for (n, connection) in silent.iter_mut().enumerate() {
+        let mut received = Vec::new();
+        assert!(
+            closed_by_server(connection, Duration::from_secs(8), &mut received),
+            "silent connection {n} still open {:?} after it opened (handshake timeout 2s)",
+            opened.elapsed()
+        );
+    }
+
+    let mut greeted_only = std::net::TcpStream::connect(&service.address).unwrap();
+    greeted_only.write_all(HTTP2_PREFACE_AND_SETTINGS).unwrap();
+    let greeted = Instant::now();
+    let mut received = Vec::new();
+    assert!(
+        closed_by_server(&mut greeted_only, Duration::from_secs(10), &mut received),
+        "a peer that greets and then ignores pings is still connected after 10 s"
+    );
+    assert!(
+        greeted.elapsed() >= Duration::from_secs(1),
+        "closed after {:?}, before a ping could go unanswered",
+        greeted.elapsed()
+    );
+    assert!(
+        http2_settings(&received).contains(&(0x3, 7)),
+        "the server's SETTINGS do not cap streams at 7: {:?}",
+        http2_settings(&received)
+    );
+
+    let mut clients = service.clients(None).await;
+    status(&mut clients).await;
 }
 
 /// Sends `bytes` as the body of a unary call to `path` and returns the status.

@@ -38,6 +38,7 @@
 mod auth;
 pub mod client;
 pub mod codec;
+mod connections;
 mod executor;
 mod management;
 mod metrics;
@@ -52,7 +53,6 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
-use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Identity, Server, ServerTlsConfig};
 
 use crate::config::{Replan, ServeConfig};
@@ -253,7 +253,12 @@ pub async fn serve(
     } else if config.tls.is_none() && !address.ip().is_loopback() {
         tracing::warn!(%address, "tokens travel in plaintext to a non-loopback address: set tls_cert and tls_key");
     }
-    let mut builder = Server::builder().accept_http1(true);
+    let limits = &config.connections;
+    let mut builder = Server::builder()
+        .accept_http1(true)
+        .http2_keepalive_interval(Some(limits.keepalive_interval))
+        .http2_keepalive_timeout(Some(limits.keepalive_timeout))
+        .max_concurrent_streams(limits.max_streams_per_connection);
     if let Some(tls) = &config.tls {
         let cert = std::fs::read(&tls.cert)
             .with_context(|| format!("TLS certificate {}", tls.cert.display()))?;
@@ -282,7 +287,7 @@ pub async fn serve(
     };
     let result = builder
         .add_routes(routes)
-        .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), stop)
+        .serve_with_incoming_shutdown(connections::Incoming::new(listener, limits), stop)
         .await;
     for task in background {
         task.abort();
