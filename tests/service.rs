@@ -1091,6 +1091,119 @@ async fn undecodable_messages_are_invalid_arguments() {
     status(&mut clients).await;
 }
 
+/// A certificate authority and a certificate it signed for localhost and
+/// 127.0.0.1, written as PEM files under `dir`: (authority, certificate, key).
+fn certificates(dir: &Path, name: &str) -> (PathBuf, PathBuf, PathBuf) {
+    let authority_key = rcgen::KeyPair::generate().unwrap();
+    let mut authority = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    authority.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    authority
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, format!("{name} test authority"));
+    let authority = rcgen::CertifiedIssuer::self_signed(authority, authority_key).unwrap();
+    let server_key = rcgen::KeyPair::generate().unwrap();
+    let server = rcgen::CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()])
+        .unwrap()
+        .signed_by(&server_key, &authority)
+        .unwrap();
+    let paths = (
+        dir.join(format!("{name}-ca.pem")),
+        dir.join(format!("{name}-cert.pem")),
+        dir.join(format!("{name}-key.pem")),
+    );
+    std::fs::write(&paths.0, authority.pem()).unwrap();
+    std::fs::write(&paths.1, server.pem()).unwrap();
+    std::fs::write(&paths.2, server_key.serialize_pem()).unwrap();
+    paths
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_travel_over_tls_and_plaintext_to_a_tls_port_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = logs(dir.path());
+    let (authority, certificate, key) = certificates(dir.path(), "service");
+    let (stranger, _, _) = certificates(dir.path(), "stranger");
+    let service = Service::start(
+        dir.path(),
+        &logs,
+        &[
+            "--tls-cert",
+            path_str(&certificate),
+            "--tls-key",
+            path_str(&key),
+            "--executor-token",
+            "exec-secret",
+            "--admin-token",
+            "admin-secret",
+        ],
+    );
+    let port = service.address.rsplit(':').next().unwrap();
+    let secure = format!("https://localhost:{port}");
+
+    let mut admin = connect(&secure, Some("admin-secret"), Some(&authority))
+        .await
+        .unwrap();
+    let answered = status(&mut admin).await;
+    assert!(
+        answered.total.is_some_and(|total| total.keys > 0),
+        "{answered:?}"
+    );
+    let mut executor = connect(&secure, Some("exec-secret"), Some(&authority))
+        .await
+        .unwrap();
+    let leased = executor
+        .executor
+        .lease(lease_request(5))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(leased.keys.len(), 5, "an executor leases over TLS");
+    let mut anonymous = connect(&secure, None, Some(&authority)).await.unwrap();
+    let denied = anonymous
+        .executor
+        .lease(lease_request(1))
+        .await
+        .unwrap_err();
+    assert_eq!(denied.code(), Code::Unauthenticated, "{denied:?}");
+
+    let untrusted = async {
+        let mut clients = connect(&secure, Some("admin-secret"), Some(&stranger))
+            .await
+            .map_err(|error| error.to_string())?;
+        clients
+            .management
+            .get_status(proto::GetStatusRequest {})
+            .await
+            .map_err(|status| status.to_string())
+    };
+    let untrusted = tokio::time::timeout(Duration::from_secs(10), untrusted)
+        .await
+        .expect("a client that does not trust the certificate got no answer in 10 s");
+    assert!(
+        untrusted.is_err(),
+        "a certificate from an authority the client does not trust was accepted"
+    );
+
+    let plaintext = async {
+        let mut clients = connect(&service.endpoint, Some("admin-secret"), None)
+            .await
+            .map_err(|error| error.to_string())?;
+        clients
+            .management
+            .get_status(proto::GetStatusRequest {})
+            .await
+            .map_err(|status| status.to_string())
+    };
+    let plaintext = tokio::time::timeout(Duration::from_secs(10), plaintext)
+        .await
+        .expect("a plaintext call to the TLS port got no answer in 10 s");
+    assert!(
+        plaintext.is_err(),
+        "a plaintext call (with its token in the clear) was served on the TLS port"
+    );
+    status(&mut admin).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_keep_executors_and_admins_apart() {
     let dir = tempfile::tempdir().unwrap();
