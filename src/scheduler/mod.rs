@@ -23,7 +23,8 @@
 //!   keys; BACKGROUND (when confidence reaches the threshold, when SHADOWING
 //!   has copied all it may unless configured to hold, or by the operator)
 //!   everything else; CUTOVER_READY when every key is current
-//!   (a later write sends it back to BACKGROUND); DONE (operator) leases
+//!   (a later write, or a key first seen then, sends it back to
+//!   BACKGROUND); DONE (operator) leases
 //!   nothing.
 //! - Versions are the source's write versions: the logs give the write's
 //!   time in microseconds, executors report what they copied. An

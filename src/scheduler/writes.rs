@@ -82,7 +82,9 @@ impl Scheduler {
                 }
             }
         }
-        if report.made_stale > 0 && self.phase == Phase::CutoverReady {
+        // A key made stale, or a new one not copied yet: not every key is
+        // current any more.
+        if self.phase == Phase::CutoverReady && !self.all_current() {
             self.set_phase(Phase::Background)?;
         }
         Ok(report)
