@@ -158,6 +158,8 @@ struct LeaseModel {
     keys: Vec<(usize, u64)>,
     expires_us: i64,
     live: bool,
+    /// Restarts before it was taken.
+    opening: usize,
 }
 
 struct Model {
@@ -165,6 +167,7 @@ struct Model {
     index: HashMap<(&'static str, Vec<u8>), usize>,
     leases: Vec<LeaseModel>,
     paused: bool,
+    restarts: usize,
 }
 
 impl Model {
@@ -182,6 +185,7 @@ impl Model {
     }
 
     fn void_leases(&mut self) {
+        self.restarts += 1;
         for lease in &mut self.leases {
             lease.live = false;
         }
@@ -195,6 +199,21 @@ impl Model {
         let id = self.leases[lease].id;
         if self.keys.iter().all(|key| key.holder != id) {
             self.leases[lease].live = false;
+        }
+    }
+
+    /// Whether `error` says why lease number `lease` is not live: taken
+    /// before a restart, or expired or completed since.
+    fn unknown_lease_is(&self, lease: usize, error: &SchedulerError) -> bool {
+        let model = &self.leases[lease];
+        match error {
+            SchedulerError::LeaseVoidedByRestart { lease, .. } => {
+                *lease == model.id && model.opening < self.restarts
+            }
+            SchedulerError::UnknownLease(lease) => {
+                *lease == model.id && model.opening == self.restarts
+            }
+            _ => false,
         }
     }
 
@@ -287,6 +306,7 @@ fn run(planned: usize, sizes: &[u16], steps: &[Step], durable: bool) -> Result<(
         index: HashMap::new(),
         leases: Vec::new(),
         paused: false,
+        restarts: 0,
     };
     for i in 0..planned + UNPLANNED {
         let key = Key {
@@ -360,6 +380,7 @@ fn run(planned: usize, sizes: &[u16], steps: &[Step], durable: bool) -> Result<(
                             keys,
                             expires_us: lease.expires_us,
                             live: true,
+                            opening: model.restarts,
                         });
                     }
                     Err(Idle::Paused) => prop_assert!(model.paused, "step {n}: paused?"),
@@ -467,9 +488,10 @@ fn run(planned: usize, sizes: &[u16], steps: &[Step], durable: bool) -> Result<(
                 let mut results = subject.get().acknowledge_all(&[call], now).unwrap();
                 let result = results.pop().unwrap();
                 if !live {
+                    let error = result.expect_err("the compact form on a finished lease");
                     prop_assert!(
-                        matches!(result, Err(SchedulerError::UnknownLease(unknown)) if unknown == id),
-                        "step {n}: the compact form on a finished lease: {result:?}"
+                        model.unknown_lease_is(lease, &error),
+                        "step {n}: the compact form on a finished lease: {error:?}"
                     );
                     continue;
                 }
@@ -521,11 +543,10 @@ fn run(planned: usize, sizes: &[u16], steps: &[Step], durable: bool) -> Result<(
                         prop_assert_eq!(expires, now + LEASE_US);
                         model.leases[lease].expires_us = expires;
                     }
-                    Err(SchedulerError::UnknownLease(unknown)) => {
-                        prop_assert_eq!(unknown, id);
+                    Err(error) => {
                         prop_assert!(!model.leases[lease].live, "step {n}: a live lease unknown");
+                        prop_assert!(model.unknown_lease_is(lease, &error), "step {n}: {error:?}");
                     }
-                    Err(other) => prop_assert!(false, "step {n}: {other}"),
                 }
             }
             Step::Write { key, version, size } => {

@@ -1513,7 +1513,15 @@ async fn a_killed_executor_and_a_killed_service_lose_nothing() {
     worker.kill().unwrap();
     worker.wait().unwrap();
 
-    // And the service, killed mid-migration, restarted on the same state.
+    // And the service, killed mid-migration with a lease out, restarted on
+    // the same state.
+    let held = clients
+        .executor
+        .lease(lease_request(3))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(held.keys.len(), 3);
     let before = status(&mut clients).await;
     service.kill();
     let mut service = Service::start(dir.path(), &logs, &lease_seconds);
@@ -1522,6 +1530,86 @@ async fn a_killed_executor_and_a_killed_service_lose_nothing() {
     assert_eq!(after.phase, proto::Phase::Background as i32);
     assert!(after.current.unwrap().keys >= before.current.unwrap().keys);
     assert_eq!(after.total.unwrap().keys, before.total.unwrap().keys);
+
+    // The old lease is void, and every answer about it says so.
+    let voided = "before the service restarted";
+    let extended = clients
+        .executor
+        .extend_lease(proto::ExtendLeaseRequest {
+            lease_id: held.lease_id,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(extended.code(), Code::NotFound, "{extended:?}");
+    assert!(extended.message().contains(voided), "{extended:?}");
+    let compact = clients
+        .executor
+        .acknowledge(proto::AcknowledgeRequest {
+            lease_id: held.lease_id,
+            acks: vec![],
+            others_copied_at_leased_version: true,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(compact.code(), Code::NotFound, "{compact:?}");
+    assert!(compact.message().contains(voided), "{compact:?}");
+    // It holds none of its keys any more: a failure reported under it is
+    // not taken for a live one.
+    let failed = |key: &proto::LeasedKey| proto::KeyAck {
+        table: key.table.clone(),
+        key: key.key.clone(),
+        result: Some(key_ack::Result::Failure("gave up".into())),
+    };
+    let judged = clients
+        .executor
+        .acknowledge(proto::AcknowledgeRequest {
+            lease_id: held.lease_id,
+            acks: vec![failed(&held.keys[0])],
+            others_copied_at_leased_version: false,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        judged.results[0].outcome,
+        proto::AckOutcome::NotLeased as i32,
+        "{judged:?}"
+    );
+    // A lease of this run that was completed is only unknown.
+    let fresh = clients
+        .executor
+        .lease(lease_request(1))
+        .await
+        .unwrap()
+        .into_inner();
+    let requeued = clients
+        .executor
+        .acknowledge(proto::AcknowledgeRequest {
+            lease_id: fresh.lease_id,
+            acks: vec![failed(&fresh.keys[0])],
+            others_copied_at_leased_version: false,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        requeued.results[0].outcome,
+        proto::AckOutcome::Requeued as i32,
+        "{requeued:?}"
+    );
+    let completed = clients
+        .executor
+        .extend_lease(proto::ExtendLeaseRequest {
+            lease_id: fresh.lease_id,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(completed.code(), Code::NotFound, "{completed:?}");
+    assert!(
+        completed.message().contains("expired or was completed")
+            && !completed.message().contains(voided),
+        "{completed:?}"
+    );
 
     let endpoint = service.endpoint.clone();
     let (s, d) = (source.clone(), destination.clone());

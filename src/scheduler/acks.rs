@@ -52,7 +52,7 @@ impl Scheduler {
         let mut released = Vec::new();
         for call in calls {
             if call.others_copied_at_leased_version && !self.leases.contains_key(&call.lease) {
-                results.push(Err(SchedulerError::UnknownLease(call.lease)));
+                results.push(Err(self.unknown_lease(call.lease)));
                 continue;
             }
             let mut outcome = AckCallOutcome::default();

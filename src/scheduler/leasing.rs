@@ -4,7 +4,9 @@
 use std::cmp::Reverse;
 
 use super::queues::{CLASSES, class_slot};
-use super::{Idle, Lease, LeaseRequest, LeasedKey, Phase, Scheduler, SchedulerError};
+use super::{
+    Idle, LEASE_EPOCH_BITS, Lease, LeaseRequest, LeasedKey, Phase, Scheduler, SchedulerError,
+};
 use crate::state::KeyId;
 
 pub(super) struct LiveLease {
@@ -147,23 +149,38 @@ impl Scheduler {
     /// Extends a live lease by the lease duration from `now_us`.
     pub fn extend(&mut self, lease: u64, now_us: i64) -> Result<i64, SchedulerError> {
         self.release_due(now_us);
-        let live = self
-            .leases
-            .get_mut(&lease)
-            .ok_or(SchedulerError::UnknownLease(lease))?;
+        if !self.leases.contains_key(&lease) {
+            return Err(self.unknown_lease(lease));
+        }
+        let live = self.leases.get_mut(&lease).expect("present");
         live.expires_us = now_us + self.config.lease_duration_us;
         let expires = live.expires_us;
         self.expiries.push(Reverse((expires, live.taken, lease)));
         Ok(expires)
     }
 
-    /// A random lease id, never 0 (no lease) nor one that is live.
+    /// A random lease id under this opening's epoch, never one that is live.
     fn new_lease_id(&mut self) -> u64 {
+        let random_bits = 64 - LEASE_EPOCH_BITS;
         loop {
-            let id: u64 = rand::Rng::random(&mut self.lease_ids);
-            if id != 0 && !self.leases.contains_key(&id) {
+            let random: u64 = rand::Rng::random(&mut self.lease_ids);
+            let id = (self.lease_epoch << random_bits) | (random >> LEASE_EPOCH_BITS);
+            if !self.leases.contains_key(&id) {
                 return id;
             }
+        }
+    }
+
+    /// Why `lease` is not live: taken before this opening (a restart), or
+    /// expired or completed since.
+    pub(super) fn unknown_lease(&self, lease: u64) -> SchedulerError {
+        if lease != 0 && lease >> (64 - LEASE_EPOCH_BITS) != self.lease_epoch {
+            SchedulerError::LeaseVoidedByRestart {
+                lease,
+                restarted_at_us: self.opened_at_us,
+            }
+        } else {
+            SchedulerError::UnknownLease(lease)
         }
     }
 }

@@ -100,8 +100,14 @@ pub enum SchedulerError {
     )]
     MismatchedDecisions { candidates: usize, decisions: usize },
 
-    #[error("no lease {0} (it expired, was completed, or was voided by a restart)")]
+    #[error("no lease {0} (it expired or was completed)")]
     UnknownLease(u64),
+
+    #[error(
+        "lease {lease} was taken before the service restarted at {}: a restart voids every lease; its keys not acknowledged are in line again, and copies acknowledged under it still count",
+        crate::time::format_instant(*restarted_at_us)
+    )]
+    LeaseVoidedByRestart { lease: u64, restarted_at_us: i64 },
 
     #[error("lease request: {0}")]
     InvalidRequest(String),
@@ -113,6 +119,9 @@ pub enum SchedulerError {
         problem: String,
     },
 }
+
+/// Bits of a lease id that say which opening of the scheduler took it.
+const LEASE_EPOCH_BITS: u32 = 16;
 
 /// The scheduler over a durable [`LocationMap`]. Not internally
 /// synchronised: it has one owner (the service runs it on one thread driven
@@ -130,8 +139,13 @@ pub struct Scheduler {
     /// (entries of finished leases are skipped when they come up).
     expiries: BinaryHeap<Reverse<(i64, u64, u64)>>,
     leases_taken: u64,
-    /// Lease ids are drawn at random so that no caller can guess another's.
+    /// Lease ids are drawn at random so that no caller can guess another's;
+    /// their top [`LEASE_EPOCH_BITS`] are this opening's epoch (one more
+    /// than the last opening's, stored), so that a lease from before a
+    /// restart is told apart from one that ended.
     lease_ids: rand::rngs::StdRng,
+    lease_epoch: u64,
+    opened_at_us: i64,
     phase: Phase,
     paused: bool,
     bandwidth: Bandwidth,
@@ -194,6 +208,8 @@ impl Scheduler {
             expiries: BinaryHeap::new(),
             leases_taken: 0,
             lease_ids: rand::SeedableRng::from_os_rng(),
+            lease_epoch: stored.lease_epoch.unwrap_or(0) % ((1 << LEASE_EPOCH_BITS) - 1) + 1,
+            opened_at_us: now_us,
             phase: stored.phase,
             paused: stored.paused,
             bandwidth: Bandwidth::new(bandwidth, now_us),
@@ -206,6 +222,9 @@ impl Scheduler {
             config,
             map,
         };
+        scheduler
+            .map
+            .set_settings(&[(settings::LEASE_EPOCH, scheduler.lease_epoch.to_string())])?;
         scheduler.rebuild_queues();
         Ok(scheduler)
     }

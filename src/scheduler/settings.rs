@@ -1,5 +1,6 @@
 //! Operator settings that survive a restart: phase, pause, bandwidth
-//! budget, and whether the sample was drawn.
+//! budget, whether the sample was drawn, and the lease epoch of the last
+//! opening.
 
 use super::{Phase, Scheduler, SchedulerError};
 use crate::state::LocationMap;
@@ -8,6 +9,7 @@ pub(super) const PHASE: &str = "phase";
 const PAUSED: &str = "paused";
 const BANDWIDTH: &str = "bandwidth_bytes_per_s";
 pub(super) const SAMPLE_DRAWN: &str = "sample_drawn";
+pub(super) const LEASE_EPOCH: &str = "lease_epoch";
 
 /// What an earlier run stored; `None`/defaults where nothing was stored.
 pub(super) struct StoredSettings {
@@ -16,6 +18,7 @@ pub(super) struct StoredSettings {
     /// `Some(rate)` when an operator set the budget (`Some(None)`: unlimited).
     pub bandwidth: Option<Option<u64>>,
     pub sample_drawn: bool,
+    pub lease_epoch: Option<u64>,
 }
 
 impl StoredSettings {
@@ -42,6 +45,7 @@ impl StoredSettings {
             paused: parse(map, PAUSED)?.unwrap_or(false),
             bandwidth: parse(map, BANDWIDTH)?,
             sample_drawn: parse(map, SAMPLE_DRAWN)?.unwrap_or(false),
+            lease_epoch: parse(map, LEASE_EPOCH)?,
         })
     }
 }

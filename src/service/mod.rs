@@ -544,7 +544,9 @@ async fn replan_while_serving(shared: Arc<Shared>, replan: Replan) {
 fn scheduler_status(error: crate::scheduler::SchedulerError) -> tonic::Status {
     use crate::scheduler::SchedulerError;
     match error {
-        SchedulerError::UnknownLease(_) => tonic::Status::not_found(error.to_string()),
+        SchedulerError::UnknownLease(_) | SchedulerError::LeaseVoidedByRestart { .. } => {
+            tonic::Status::not_found(error.to_string())
+        }
         SchedulerError::InvalidRequest(_) | SchedulerError::InvalidConfig { .. } => {
             tonic::Status::invalid_argument(error.to_string())
         }

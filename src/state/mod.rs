@@ -362,7 +362,7 @@ impl LocationMap {
     pub fn pipeline(&mut self) -> DurableWatch {
         let writer = self
             .writer
-            .get_or_insert_with(|| Writer::start(self.store.clone()));
+            .get_or_insert_with(|| Writer::start(self.store.clone(), self.committed));
         writer.watch()
     }
 
@@ -429,8 +429,13 @@ mod tests {
             assert!(watch.failure().is_none());
             // Dropped without waiting: the writer finishes what was queued.
         }
-        let map = LocationMap::open(&path).unwrap();
+        let mut map = LocationMap::open(&path).unwrap();
         assert_eq!(map.tables(), ["users", "orders"]);
+        // Commits written directly before the pipeline starts are durable
+        // already: its watch counts on from them.
+        map.set_settings(&[("paused", "false".into())]).unwrap();
+        let mut watch = map.pipeline();
+        runtime.block_on(watch.durable(map.committed())).unwrap();
         let a = map.find(0, b"a").unwrap();
         let b = map.find(1, b"b").unwrap();
         assert_eq!(

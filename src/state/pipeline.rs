@@ -48,9 +48,14 @@ pub(super) struct Writer {
 }
 
 impl Writer {
-    pub fn start(store: Arc<Store>) -> Writer {
+    /// A writer for commits after `already_durable` (those before it were
+    /// written directly).
+    pub fn start(store: Arc<Store>, already_durable: u64) -> Writer {
         let (writes, queue) = mpsc::channel::<Write>();
-        let (report, progress) = watch::channel(Progress::default());
+        let (report, progress) = watch::channel(Progress {
+            durable: already_durable,
+            failed: None,
+        });
         let thread = std::thread::Builder::new()
             .name("state-writer".into())
             .spawn(move || write_in_groups(&store, &queue, &report))
