@@ -1007,7 +1007,19 @@ async fn silent_connections_are_closed_and_cannot_lock_out_callers() {
 
 /// Sends `bytes` as the body of a unary call to `path` and returns the status.
 async fn raw_call(endpoint: &str, path: &'static str, bytes: Vec<u8>) -> tonic::Status {
-    /// Sends bytes as they are; decodes nothing (every answer here is an error).
+    raw_unary(endpoint, path, bytes)
+        .await
+        .expect_err("not a valid request")
+}
+
+/// Sends `bytes` as the body of a unary call to `path`: whether it was
+/// answered with a message (not decoded) or an error status.
+async fn raw_unary(
+    endpoint: &str,
+    path: &'static str,
+    bytes: Vec<u8>,
+) -> Result<(), tonic::Status> {
+    /// Sends bytes as they are; decodes nothing.
     #[derive(Default)]
     struct Raw;
     struct RawEncoder;
@@ -1030,8 +1042,10 @@ async fn raw_call(endpoint: &str, path: &'static str, bytes: Vec<u8>) -> tonic::
         type Error = tonic::Status;
         fn decode(
             &mut self,
-            _: &mut tonic::codec::DecodeBuf<'_>,
+            buf: &mut tonic::codec::DecodeBuf<'_>,
         ) -> Result<Option<()>, tonic::Status> {
+            use bytes::Buf;
+            buf.advance(buf.remaining());
             Ok(Some(()))
         }
     }
@@ -1060,7 +1074,137 @@ async fn raw_call(endpoint: &str, path: &'static str, bytes: Vec<u8>) -> tonic::
         Raw,
     )
     .await
-    .expect_err("not a valid request")
+    .map(|_| ())
+}
+
+/// Every method on random bytes and on valid requests with bytes changed:
+/// no call is answered INTERNAL or UNKNOWN (which would blame the service),
+/// and the service keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn random_and_mangled_requests_never_blame_the_service() {
+    use prost::Message;
+    use rand::{Rng, SeedableRng};
+    let dir = tempfile::tempdir().unwrap();
+    let logs = logs(dir.path());
+    let service = Service::start(dir.path(), &logs, &[]);
+    let valid: Vec<(&'static str, Vec<u8>)> = vec![
+        (
+            "/shadowcast.v1.Executor/Lease",
+            lease_request(5).encode_to_vec(),
+        ),
+        (
+            "/shadowcast.v1.Executor/ExtendLease",
+            proto::ExtendLeaseRequest { lease_id: 7 }.encode_to_vec(),
+        ),
+        (
+            "/shadowcast.v1.Executor/Acknowledge",
+            proto::AcknowledgeRequest {
+                lease_id: 3,
+                acks: vec![proto::KeyAck {
+                    table: "users".into(),
+                    key: bytes::Bytes::from_static(b"user:1"),
+                    result: Some(key_ack::Result::CopiedVersion(5)),
+                }],
+                others_copied_at_leased_version: false,
+            }
+            .encode_to_vec(),
+        ),
+        (
+            "/shadowcast.v1.Executor/ReportWrites",
+            proto::ReportWritesRequest {
+                writes: vec![proto::Write {
+                    table: "users".into(),
+                    key: bytes::Bytes::from_static(b"user:1"),
+                    version: 5,
+                    size_bytes: Some(10),
+                }],
+            }
+            .encode_to_vec(),
+        ),
+        (
+            "/shadowcast.v1.Routing/Lookup",
+            proto::LookupRequest {
+                tables: vec![proto::TableKeys {
+                    table: "users".into(),
+                    keys: vec![bytes::Bytes::from_static(b"user:1")],
+                }],
+            }
+            .encode_to_vec(),
+        ),
+        (
+            "/shadowcast.v1.Management/TopPredictions",
+            proto::TopPredictionsRequest {
+                limit: 5,
+                table: "users".into(),
+            }
+            .encode_to_vec(),
+        ),
+        (
+            "/shadowcast.v1.Management/SetBandwidth",
+            proto::SetBandwidthRequest {
+                bytes_per_s: Some(1 << 30),
+            }
+            .encode_to_vec(),
+        ),
+        (
+            "/shadowcast.v1.Management/LoadPolicy",
+            proto::LoadPolicyRequest {
+                name: "p".into(),
+                module: Some(proto::load_policy_request::Module::Wasm(
+                    bytes::Bytes::from_static(b"\0asm\x01\0\0\0"),
+                )),
+                ..Default::default()
+            }
+            .encode_to_vec(),
+        ),
+        (
+            "/shadowcast.v1.Management/PromoteModel",
+            proto::PromoteModelRequest {
+                name: "default".into(),
+                version: "1".into(),
+            }
+            .encode_to_vec(),
+        ),
+    ];
+    let mut random = rand::rngs::StdRng::seed_from_u64(11);
+    for round in 0..300 {
+        let (path, request) = &valid[round % valid.len()];
+        let mut bytes = request.clone();
+        if round % 3 == 0 {
+            bytes = (0..random.random_range(0..64))
+                .map(|_| random.random())
+                .collect();
+        } else {
+            for _ in 0..random.random_range(1..4) {
+                if bytes.is_empty() {
+                    break;
+                }
+                let at = random.random_range(0..bytes.len());
+                match random.random_range(0..3) {
+                    0 => bytes[at] = random.random(),
+                    1 => bytes.truncate(at),
+                    _ => bytes.insert(at, random.random()),
+                }
+            }
+        }
+        let answer = tokio::time::timeout(
+            Duration::from_secs(5),
+            raw_unary(&service.endpoint, path, bytes.clone()),
+        )
+        .await;
+        let Ok(answer) = answer else {
+            assert_eq!(*path, "/shadowcast.v1.Executor/Lease", "{bytes:?}");
+            continue; // a long poll, waiting as asked
+        };
+        if let Err(status) = answer {
+            assert!(
+                !matches!(status.code(), Code::Internal | Code::Unknown),
+                "{path} on {bytes:?}: {status:?}"
+            );
+        }
+    }
+    let mut clients = service.clients(None).await;
+    status(&mut clients).await;
 }
 
 /// Bytes that are not a valid message (a string field holding bytes that
