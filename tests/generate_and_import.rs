@@ -476,11 +476,34 @@ fn import_errors_name_the_line_and_column() {
 
 #[test]
 fn help_explains_every_command_and_piped_runs_draw_no_progress_bar() {
+    let commands = [
+        "demo", "generate", "import", "features", "train", "evaluate", "simulate", "models",
+        "policy", "serve", "executor", "seed",
+    ];
     let top = stdout(&shadowcast_ok(&["--help"]));
-    for command in ["demo", "generate", "import", "features"] {
-        assert!(top.contains(command), "{top}");
+    let listed: Vec<&str> = top
+        .lines()
+        .skip_while(|line| !line.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|line| line.starts_with("  "))
+        .filter_map(|line| line.split_whitespace().next())
+        .filter(|name| *name != "help")
+        .collect();
+    assert_eq!(listed, commands, "{top}");
+    for command in commands {
         let help = stdout(&shadowcast_ok(&[command, "--help"]));
-        assert!(help.contains("Usage: shadowcast"), "{help}");
+        assert!(
+            help.contains(&format!("Usage: shadowcast {command}")),
+            "{help}"
+        );
+        let described = top
+            .lines()
+            .find(|line| line.split_whitespace().next() == Some(command))
+            .unwrap();
+        assert!(
+            described.split_whitespace().count() > 2,
+            "`{command}` has no description in --help: {described:?}"
+        );
     }
     let features_help = stdout(&shadowcast_ok(&["features", "--help"]));
     assert!(
