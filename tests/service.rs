@@ -110,8 +110,14 @@ impl Service {
         } else {
             &["--follow-seconds", "0"]
         };
+        let listen: &[&str] = if extra.contains(&"--listen") {
+            &[]
+        } else {
+            &["--listen", "127.0.0.1:0"]
+        };
         let mut child = command
-            .args(["serve", "--listen", "127.0.0.1:0"])
+            .arg("serve")
+            .args(listen)
             .args(follow)
             .arg("--models")
             .arg(models(dir))
@@ -248,6 +254,7 @@ fn run_executors(endpoint: &str, source: &str, destination: &str, count: usize) 
                     max_bytes: 64 << 20,
                     tables: vec![],
                     until: executor::Until::CutoverReady,
+                    patience: Duration::from_secs(60),
                 };
                 let mut source = executor::open(&source).unwrap();
                 let mut destination = executor::open(&destination).unwrap();
@@ -1768,6 +1775,71 @@ async fn a_killed_executor_and_a_killed_service_lose_nothing() {
     assert_same(&source, &destination);
     // SIGTERM: a clean exit.
     assert!(service.terminate().success());
+}
+
+/// An executor process keeps its work across a restart of the service: it
+/// waits while nothing answers, acknowledges what it copied once the
+/// service is back, and the migration completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_executor_waits_out_a_restart_of_the_service() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = logs(dir.path());
+    let source = format!("sqlite:{}", dir.path().join("source.db").display());
+    let destination = format!("sqlite:{}", dir.path().join("destination.db").display());
+    seed(&logs, &source);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let extra = ["--listen", listen.as_str(), "--lease-seconds", "2"];
+    let mut service = Service::start(dir.path(), &logs, &extra);
+    let mut clients = service.clients(None).await;
+    force(&mut clients, proto::Phase::Background).await;
+    let total = status(&mut clients).await.total.unwrap().keys;
+
+    let worker = Command::new(BIN)
+        .args([
+            "executor",
+            "--max-keys",
+            "20",
+            "--until-ready",
+            "--retry-for",
+            "60s",
+        ])
+        .args(["--endpoint", &service.endpoint])
+        .args(["--source", &source, "--destination", &destination])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while status(&mut clients).await.current.unwrap().keys < total / 4 {
+        assert!(started.elapsed() < Duration::from_secs(60), "no progress");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    service.kill();
+    // Down for a while: the executor's calls fail meanwhile.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let service = Service::start(dir.path(), &logs, &extra);
+    let mut clients = service.clients(None).await;
+
+    let finished = tokio::task::spawn_blocking(move || worker.wait_with_output().unwrap());
+    let output = tokio::time::timeout(Duration::from_secs(120), finished)
+        .await
+        .expect("the executor finishes within 2 minutes of the restart")
+        .unwrap();
+    let report = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{report}");
+    assert!(
+        report.contains("the service is unavailable; retrying")
+            || report.contains("the service does not answer; retrying"),
+        "the executor saw the restart: {report}"
+    );
+    let done = status(&mut clients).await;
+    assert_eq!(done.phase, proto::Phase::CutoverReady as i32);
+    assert_eq!(done.current.unwrap().keys, total);
+    assert_same(&source, &destination);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -221,6 +221,7 @@ fn executor_options(endpoint: &str, index: usize) -> ExecutorOptions {
         max_bytes: 16 << 20,
         tables: Vec::new(),
         until: Until::CutoverReady,
+        patience: std::time::Duration::from_secs(30),
     }
 }
 

@@ -97,6 +97,13 @@ pub struct ExecutorArgs {
     /// Stop once every key is current (CUTOVER_READY) instead of when the migration is DONE.
     #[arg(long)]
     pub until_ready: bool,
+    /// How long to keep retrying while the service is unavailable (e.g. restarting), e.g. 5m.
+    #[arg(long, default_value = "5m", value_parser = parse_patience)]
+    pub retry_for: std::time::Duration,
+}
+
+fn parse_patience(text: &str) -> Result<std::time::Duration, String> {
+    crate::time::parse_duration(text).map(|us| std::time::Duration::from_micros(us.unsigned_abs()))
 }
 
 #[derive(Args, Debug)]
@@ -241,6 +248,7 @@ fn executor(args: ExecutorArgs) -> Result<()> {
         } else {
             crate::executor::Until::Done
         },
+        patience: args.retry_for,
     };
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     {

@@ -10,7 +10,10 @@
 //! removed from the destination, acknowledged at the version the lease
 //! asked for; a batch the databases fail on is acknowledged as failed, so
 //! its keys go back in line at once instead of waiting for the lease to
-//! expire.
+//! expire. While the service is unavailable (restarting, or the connection
+//! dropped) every call is retried with backoff for `ExecutorOptions::patience`,
+//! so a restart of the service costs the executor a pause, not its batch:
+//! copies made meanwhile are acknowledged once it is back.
 
 mod postgres;
 mod sqlite;
@@ -103,6 +106,8 @@ pub struct ExecutorOptions {
     pub max_bytes: u64,
     pub tables: Vec<String>,
     pub until: Until,
+    /// How long to keep retrying while the service is unavailable.
+    pub patience: Duration,
 }
 
 /// What one executor did.
@@ -126,24 +131,25 @@ pub fn run(
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let mut clients = runtime.block_on(connect(
-        &options.endpoint,
-        options.token.as_deref(),
-        options.tls_ca.as_deref(),
-    ))?;
+    let mut clients = connect_patiently(&runtime, options)?;
     let mut report = ExecutorReport::default();
+    let request = proto::LeaseRequest {
+        executor_id: options.id.clone(),
+        max_keys: options.max_keys,
+        max_bytes: options.max_bytes,
+        tables: options.tables.clone(),
+        wait_ms: 1_000,
+    };
     while !stop.load(Ordering::Relaxed) {
-        let lease = runtime
-            .block_on(clients.executor.lease(proto::LeaseRequest {
-                executor_id: options.id.clone(),
-                max_keys: options.max_keys,
-                max_bytes: options.max_bytes,
-                tables: options.tables.clone(),
-                wait_ms: 1_000,
-            }))?
-            .into_inner();
+        let lease = patiently(
+            &runtime,
+            &mut clients,
+            options.patience,
+            "lease",
+            async |c| c.executor.lease(request.clone()).await,
+        )?;
         if lease.keys.is_empty() {
-            if finished(&runtime, &mut clients, &lease, options.until)? {
+            if finished(&runtime, &mut clients, &lease, options)? {
                 break;
             }
             let pause = Duration::from_millis(lease.retry_after_ms.min(1_000));
@@ -154,7 +160,7 @@ pub fn run(
         let acks = copy_batch(&runtime, &mut clients, &lease, source, destination);
         report.keys += lease.keys.len() as u64;
         report.bytes += lease.keys.iter().map(|k| k.size_bytes).sum::<u64>();
-        let answer = acknowledge(&runtime, &mut clients, &lease, acks)?;
+        let answer = acknowledge(&runtime, &mut clients, &lease, acks, options.patience)?;
         report.accepted += answer.others_accepted;
         let others = answer
             .others_not_accepted
@@ -182,6 +188,7 @@ fn acknowledge(
     clients: &mut Clients,
     lease: &proto::LeaseResponse,
     acks: Vec<proto::KeyAck>,
+    patience: Duration,
 ) -> anyhow::Result<proto::AcknowledgeResponse> {
     let leased: std::collections::HashMap<(&str, &[u8]), u64> = lease
         .keys
@@ -199,39 +206,120 @@ fn acknowledge(
             .filter(|ack| !at_leased_version(ack))
             .cloned()
             .collect();
-        let answer = runtime.block_on(clients.executor.acknowledge(proto::AcknowledgeRequest {
+        let request = proto::AcknowledgeRequest {
             lease_id: lease.lease_id,
             acks: named,
             others_copied_at_leased_version: true,
-        }));
+        };
+        let answer = patiently(runtime, clients, patience, "acknowledge", async |c| {
+            c.executor.acknowledge(request.clone()).await
+        });
         match answer {
-            Ok(answer) => return Ok(answer.into_inner()),
+            Ok(answer) => return Ok(answer),
             Err(status) if status.code() == tonic::Code::NotFound => {}
             Err(status) => return Err(status.into()),
         }
     }
-    Ok(runtime
-        .block_on(clients.executor.acknowledge(proto::AcknowledgeRequest {
-            lease_id: lease.lease_id,
-            acks,
-            others_copied_at_leased_version: false,
-        }))?
-        .into_inner())
+    let request = proto::AcknowledgeRequest {
+        lease_id: lease.lease_id,
+        acks,
+        others_copied_at_leased_version: false,
+    };
+    Ok(patiently(
+        runtime,
+        clients,
+        patience,
+        "acknowledge",
+        async |c| c.executor.acknowledge(request.clone()).await,
+    )?)
+}
+
+/// Connects, retrying for `options.patience` while nothing answers (the
+/// executor may start before the service).
+fn connect_patiently(
+    runtime: &tokio::runtime::Runtime,
+    options: &ExecutorOptions,
+) -> anyhow::Result<Clients> {
+    let started = Instant::now();
+    let mut pause = FIRST_RETRY;
+    loop {
+        match runtime.block_on(connect(
+            &options.endpoint,
+            options.token.as_deref(),
+            options.tls_ca.as_deref(),
+        )) {
+            Ok(clients) => return Ok(clients),
+            Err(error) if started.elapsed() + pause < options.patience => {
+                tracing::warn!(%error, retry_in_ms = pause.as_millis() as u64, "the service does not answer; retrying");
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(LAST_RETRY);
+            }
+            Err(error) => return Err(error.into()),
+        }
+    }
+}
+
+/// Whether `status` says the service could not be reached (UNAVAILABLE,
+/// or the connection broke under the call, which tonic reports as UNKNOWN
+/// with the transport's error as its source), not that it refused the call.
+fn unreachable(status: &tonic::Status) -> bool {
+    let mut source = std::error::Error::source(status);
+    while let Some(error) = source {
+        if error.is::<tonic::transport::Error>() {
+            return true;
+        }
+        source = error.source();
+    }
+    status.code() == tonic::Code::Unavailable
+}
+
+const FIRST_RETRY: Duration = Duration::from_millis(100);
+const LAST_RETRY: Duration = Duration::from_secs(5);
+
+/// Runs `call`, again and again with backoff while the service is
+/// [`unreachable`], for up to `patience`; any other answer is returned.
+fn patiently<T>(
+    runtime: &tokio::runtime::Runtime,
+    clients: &mut Clients,
+    patience: Duration,
+    what: &str,
+    mut call: impl AsyncFnMut(&mut Clients) -> Result<tonic::Response<T>, tonic::Status>,
+) -> Result<T, tonic::Status> {
+    let started = Instant::now();
+    let mut pause = FIRST_RETRY;
+    loop {
+        match runtime.block_on(call(clients)) {
+            Ok(answer) => return Ok(answer.into_inner()),
+            Err(status) if unreachable(&status) && started.elapsed() + pause < patience => {
+                tracing::warn!(
+                    call = what,
+                    message = status.message(),
+                    retry_in_ms = pause.as_millis() as u64,
+                    "the service is unavailable; retrying"
+                );
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(LAST_RETRY);
+            }
+            Err(status) => return Err(status),
+        }
+    }
 }
 
 fn finished(
     runtime: &tokio::runtime::Runtime,
     clients: &mut Clients,
     lease: &proto::LeaseResponse,
-    until: Until,
+    options: &ExecutorOptions,
 ) -> anyhow::Result<bool> {
     if lease.idle_reason == proto::IdleReason::Done as i32 {
         return Ok(true);
     }
-    if until == Until::CutoverReady && lease.idle_reason == proto::IdleReason::NothingDue as i32 {
-        let status = runtime
-            .block_on(clients.management.get_status(proto::GetStatusRequest {}))?
-            .into_inner();
+    if options.until == Until::CutoverReady
+        && lease.idle_reason == proto::IdleReason::NothingDue as i32
+    {
+        let status = patiently(runtime, clients, options.patience, "status", async |c| {
+            c.management.get_status(proto::GetStatusRequest {}).await
+        })?;
         return Ok(status.phase == proto::Phase::CutoverReady as i32 && status.live_leases == 0);
     }
     Ok(false)
