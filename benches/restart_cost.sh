@@ -2,21 +2,27 @@
 # What a restart of the service costs a migration under way: the same
 # migration (generated logs, a SQLite source, two reference executors) run
 # once without a restart and once with the service killed (SIGKILL) when
-# half the keys are current and started again two seconds later. Reports
+# half the keys are current, at a moment with leases out, and started again
+# two seconds later. Reports
 # the copies the executors made against the keys there are (a copy beyond
-# one per key is a duplicate), the keys that were leased when it died, and
-# the wall time.
-#   benches/restart_cost.sh [EVENTS]      (default 400000)
+# one per key is a duplicate), the leases out when it died, and the wall
+# time.
+# The figures are counts, not speeds: PROFILE=dev (a debug build) gives the
+# same kind of answer without a release build.
+#   benches/restart_cost.sh [EVENTS]      (default 400000; PROFILE=release)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 events="${1:-400000}"
-cargo build --release --locked -q
-bin="${CARGO_TARGET_DIR:-target}/release/shadowcast"
+profile="${PROFILE:-release}"
+cargo build --profile "$profile" --locked -q
+folder="$profile"
+if [ "$profile" = dev ]; then folder=debug; fi
+bin="${CARGO_TARGET_DIR:-target}/$folder/shadowcast"
 work="$(mktemp -d /tmp/shadowcast-restart.XXXXXX)"
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 
-"$bin" generate --out "$work/logs" --events "$events" --hours 24 --seed 7 > /dev/null
-"$bin" seed --logs "$work/logs" --database "sqlite:$work/source.db" > /dev/null
+"$bin" generate --out "$work/logs" --events "$events" --hours 24 --seed 7 > /dev/null 2>&1
+"$bin" seed --logs "$work/logs" --database "sqlite:$work/source.db" > /dev/null 2>&1
 port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 
 metric() { # metric NAME LABELS: one sample from /metrics
@@ -34,7 +40,7 @@ run() { # run RESTART(yes|no)
     serve
     local started total executors=() leased_at_kill=0
     started=$(date +%s.%N)
-    total="$(metric keys '{location="total"}')"
+    total=$(( $(metric keys '{location="source_only"}') + $(metric keys '{location="current"}') + $(metric keys '{location="stale"}') ))
     for i in 1 2; do
         "$bin" executor --endpoint "http://127.0.0.1:$port" --source "sqlite:$work/source.db" \
             --destination "sqlite:$work/destination.db" --max-keys 500 --until-ready \
@@ -43,7 +49,9 @@ run() { # run RESTART(yes|no)
     done
     if [ "$1" = yes ]; then
         while [ "$(metric keys '{location="current"}')" -lt $((total / 2)) ]; do sleep 0.05; done
-        leased_at_kill="$(metric keys '{location="leased"}')"
+        # The worst moment: leases out.
+        until [ "$(metric live_leases '')" -gt 0 ]; do sleep 0.01; done
+        leased_at_kill="$(metric live_leases '')"
         kill -9 "$serving"
         wait "$serving" 2> /dev/null || true
         sleep 2
@@ -62,9 +70,9 @@ run() { # run RESTART(yes|no)
     }'
 }
 
-echo "restart cost: $events generated events, 2 executors of 500-key batches, leases of 10 s"
+echo "restart cost: $events generated events, 2 executors of 500-key batches, leases of 10 s ($profile build)"
 echo
-echo "| restart at 50% | keys | copies made | duplicates | keys leased at the kill | wall time |"
+echo "| restart at 50% | keys | copies made | duplicates | leases out at the kill | wall time |"
 echo "|---|---:|---:|---:|---:|---:|"
 run no
 run yes
