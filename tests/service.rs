@@ -1673,6 +1673,20 @@ async fn a_killed_executor_and_a_killed_service_lose_nothing() {
         .unwrap()
         .into_inner();
     assert_eq!(held.keys.len(), 3);
+    // The killed worker's last acknowledgement may be applied in memory
+    // and not yet on disk (it was never answered): an operator command is
+    // answered once durable, and commits are durable in order, so after
+    // one every change the status counts is on disk.
+    clients
+        .management
+        .pause(proto::PauseRequest {})
+        .await
+        .unwrap();
+    clients
+        .management
+        .resume(proto::ResumeRequest {})
+        .await
+        .unwrap();
     let before = status(&mut clients).await;
     service.kill();
     let mut service = Service::start(dir.path(), &logs, &lease_seconds);
