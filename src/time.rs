@@ -93,6 +93,15 @@ pub fn format_duration(micros: i64) -> String {
     }
 }
 
+/// Whether `micros` (since 1970) falls in the years 1 to 9999: what an
+/// access log's time may be (beyond, the arithmetic on times would
+/// overflow, and no real log has such a time).
+pub fn is_calendar_time(micros: i64) -> bool {
+    const YEAR_1_US: i64 = -62_135_596_800_000_000;
+    const YEAR_10000_US: i64 = 253_402_300_800_000_000;
+    (YEAR_1_US..YEAR_10000_US).contains(&micros)
+}
+
 /// Start of the UTC hour that contains `micros`.
 pub fn hour_floor(micros: i64) -> i64 {
     micros.div_euclid(HOUR_US) * HOUR_US

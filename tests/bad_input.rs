@@ -252,6 +252,26 @@ fn null_key_names_row_and_column() {
 }
 
 #[test]
+fn a_time_outside_the_calendar_names_row_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut columns = valid_columns(6);
+    let start_us = DAY_2026_11_20_MS * 1000;
+    columns[0].1 = Arc::new(
+        TimestampMicrosecondArray::from_iter_values(
+            (0..6i64).map(|i| if i == 4 { i64::MIN / 2 } else { start_us + i }),
+        )
+        .with_timezone("UTC"),
+    );
+    let file = write_columns(&dir.path().join("times.parquet"), columns, 3);
+    let message = features_error(&file);
+    assert!(
+        message.contains("times.parquet: row 4, column `ts`:")
+            && message.contains("outside the years 1 to 9999"),
+        "{message}"
+    );
+}
+
+#[test]
 fn negative_size_names_row_in_a_later_row_group() {
     let dir = tempfile::tempdir().unwrap();
     let mut events = few_events(DAY_2026_11_20_MS);

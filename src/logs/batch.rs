@@ -118,6 +118,14 @@ impl AccessBatch {
             .as_primitive::<TimestampMicrosecondType>()
             .values()
             .clone();
+        if let Some(row) = ts.iter().position(|&t| !crate::time::is_calendar_time(t)) {
+            return Err(LogError::BadValue {
+                path: path.to_path_buf(),
+                column: TS,
+                row: first_row + row as u64,
+                problem: format!("{} µs since 1970 is outside the years 1 to 9999", ts[row]),
+            });
+        }
 
         let key_array = column(KEY)?;
         let (keys_are_utf8, key_offsets, key_bytes) = match key_array.data_type() {

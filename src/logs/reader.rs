@@ -296,6 +296,7 @@ impl ScanPlan {
         })
     }
 
+    /// Reads one row group of one file, `visit`ing its batches in range.
     fn scan_unit(
         &self,
         unit: &ScanUnit,
@@ -307,15 +308,16 @@ impl ScanPlan {
             source,
         };
         let handle = File::open(&file.path).map_err(|e| LogError::io(&file.path, e))?;
-        let reader =
+        let mut reader = unpanicked(&file.path, || {
             ParquetRecordBatchReaderBuilder::new_with_metadata(handle, file.metadata.clone())
                 .with_row_groups(vec![unit.row_group])
                 .with_projection(file.projection.clone())
                 .with_batch_size(BATCH_ROWS)
                 .build()
-                .map_err(corrupt)?;
+        })?
+        .map_err(corrupt)?;
         let mut first_row = unit.first_row;
-        for batch in reader {
+        while let Some(batch) = unpanicked(&file.path, || reader.next())? {
             let batch = batch.map_err(|e| corrupt(e.into()))?;
             let rows = batch.num_rows() as u64;
             let checked = AccessBatch::from_record_batch(&batch, &file.path, first_row)?;
@@ -601,4 +603,24 @@ fn to_micros(value: i64, unit: TimeUnit) -> i64 {
         TimeUnit::Microsecond => value,
         TimeUnit::Nanosecond => value.div_euclid(1_000),
     }
+}
+
+/// Runs `read`, a call into the Parquet reader on `path`. The reader
+/// asserts some of what a malformed file's metadata claims (a negative
+/// column offset, say) instead of returning an error; such a file is the
+/// input's fault, so it gets an error naming it, not a crash.
+fn unpanicked<T>(path: &Path, read: impl FnOnce() -> T) -> Result<T, LogError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(read)).map_err(|panic| {
+        let message = panic
+            .downcast_ref::<&str>()
+            .map(|m| m.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "no message".into());
+        LogError::Corrupt {
+            path: path.to_path_buf(),
+            source: parquet::errors::ParquetError::General(format!(
+                "the Parquet reader gave up on it: {message}"
+            )),
+        }
+    })
 }
