@@ -110,20 +110,6 @@ fn keys_of(lease: &Lease) -> Vec<String> {
         .collect()
 }
 
-fn copied(lease: &Lease) -> Vec<Ack> {
-    lease
-        .keys
-        .iter()
-        .map(|k| Ack {
-            table: k.table.clone(),
-            key: k.key.clone(),
-            result: AckResult::Copied {
-                version: k.min_version,
-            },
-        })
-        .collect()
-}
-
 fn ack(table: &str, key: &str, result: AckResult) -> Ack {
     Ack {
         table: table.into(),
@@ -171,12 +157,16 @@ fn ranks_by_benefit_per_byte_with_classes_exclusions_and_not_before() {
         })
     );
     scheduler
-        .acknowledge(lease.id, &copied(&lease), T0 + SECOND)
+        .acknowledge(lease.id, &common::copied_as_leased(&lease), T0 + SECOND)
         .unwrap();
     let later = scheduler.lease(&request(100), T0 + 60 * SECOND).unwrap();
     assert_eq!(keys_of(&later), ["later"], "due at its not-before time");
     scheduler
-        .acknowledge(later.id, &copied(&later), T0 + 61 * SECOND)
+        .acknowledge(
+            later.id,
+            &common::copied_as_leased(&later),
+            T0 + 61 * SECOND,
+        )
         .unwrap();
     assert!(matches!(
         scheduler.lease(&request(100), T0 + 3600 * SECOND),
@@ -360,7 +350,7 @@ fn expired_and_failed_keys_are_offered_again_and_extensions_hold_them() {
     );
     assert!(scheduler.extend(dead.id, T0 + 11 * SECOND).is_err());
 
-    let mut acks = copied(&kept);
+    let mut acks = common::copied_as_leased(&kept);
     acks[0].result = AckResult::Failed {
         reason: "destination timeout".into(),
     };
@@ -419,7 +409,7 @@ fn phases_run_from_shadowing_to_done_and_the_status_follows() {
         }
         shadow_leased += lease.keys.len();
         scheduler
-            .acknowledge(lease.id, &copied(&lease), now)
+            .acknowledge(lease.id, &common::copied_as_leased(&lease), now)
             .unwrap();
         scheduler.advance(now);
     }
@@ -440,7 +430,7 @@ fn phases_run_from_shadowing_to_done_and_the_status_follows() {
     while let Ok(lease) = scheduler.lease(&request(50), now) {
         now += SECOND;
         scheduler
-            .acknowledge(lease.id, &copied(&lease), now)
+            .acknowledge(lease.id, &common::copied_as_leased(&lease), now)
             .unwrap();
     }
     scheduler.advance(now);
@@ -473,7 +463,7 @@ fn phases_run_from_shadowing_to_done_and_the_status_follows() {
     let resync = scheduler.lease(&request(50), now).unwrap();
     assert_eq!(keys_of(&resync), ["k00001"]);
     scheduler
-        .acknowledge(resync.id, &copied(&resync), now)
+        .acknowledge(resync.id, &common::copied_as_leased(&resync), now)
         .unwrap();
     scheduler.advance(now + 2 * SECOND);
     assert_eq!(scheduler.phase(), Phase::CutoverReady);
@@ -535,7 +525,9 @@ fn a_restart_keeps_copies_settings_and_offers_leased_keys_again() {
         scheduler.force_phase(Phase::Background).unwrap();
         scheduler.set_bandwidth(Some(1 << 30), T0).unwrap();
         let done = scheduler.lease(&request(10), T0).unwrap();
-        scheduler.acknowledge(done.id, &copied(&done), T0).unwrap();
+        scheduler
+            .acknowledge(done.id, &common::copied_as_leased(&done), T0)
+            .unwrap();
         let in_flight = scheduler.lease(&request(10), T0).unwrap();
         scheduler.pause().unwrap();
         (done, in_flight)
@@ -567,7 +559,11 @@ fn a_restart_keeps_copies_settings_and_offers_leased_keys_again() {
     );
     // The old lease's executor finishing late still counts: versions decide.
     let late = scheduler
-        .acknowledge(in_flight.id, &copied(&in_flight), T0 + 2 * SECOND)
+        .acknowledge(
+            in_flight.id,
+            &common::copied_as_leased(&in_flight),
+            T0 + 2 * SECOND,
+        )
         .unwrap();
     assert!(late.iter().all(|o| *o == AckOutcome::Accepted));
 }
@@ -615,7 +611,7 @@ fn crash_worker() {
             );
         }
         let outcomes = scheduler
-            .acknowledge(lease.id, &copied(&lease), now)
+            .acknowledge(lease.id, &common::copied_as_leased(&lease), now)
             .unwrap();
         for (key, outcome) in lease.keys.iter().zip(outcomes) {
             if outcome == AckOutcome::Accepted {
@@ -711,7 +707,7 @@ fn kill_9_under_load_forgets_no_acknowledged_copy_and_loses_no_key() {
         offered += lease.keys.len();
         now += SECOND;
         scheduler
-            .acknowledge(lease.id, &copied(&lease), now)
+            .acknowledge(lease.id, &common::copied_as_leased(&lease), now)
             .unwrap();
     }
     assert_eq!(offered as u64, CRASH_KEYS as u64 - status.current.keys);
@@ -799,7 +795,7 @@ fn the_status_exports_as_json_and_parquet() {
     let mut scheduler = planned(dir.path(), config(), 50, Phase::Shadowing);
     let lease = scheduler.lease(&request(5), T0).unwrap();
     scheduler
-        .acknowledge(lease.id, &copied(&lease), T0)
+        .acknowledge(lease.id, &common::copied_as_leased(&lease), T0)
         .unwrap();
     let status = scheduler.status(T0 + SECOND);
     let json: serde_json::Value = serde_json::from_str(&status.to_json()).unwrap();

@@ -15,6 +15,8 @@
 //! And once writes stop, leasing and copying until nothing is due leaves
 //! every key CURRENT and the migration CUTOVER_READY.
 
+mod common;
+
 use std::collections::HashMap;
 
 use proptest::prelude::*;
@@ -643,17 +645,7 @@ fn run(planned: usize, sizes: &[u16], steps: &[Step], durable: bool) -> Result<(
         let Ok(lease) = subject.get().lease(&request, now) else {
             break;
         };
-        let acks: Vec<Ack> = lease
-            .keys
-            .iter()
-            .map(|k| Ack {
-                table: k.table.clone(),
-                key: k.key.clone(),
-                result: AckResult::Copied {
-                    version: k.min_version,
-                },
-            })
-            .collect();
+        let acks = common::copied_as_leased(&lease);
         let outcomes = subject.get().acknowledge(lease.id, &acks, now).unwrap();
         prop_assert!(
             outcomes.iter().all(|o| *o == AckOutcome::Accepted),

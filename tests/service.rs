@@ -1628,6 +1628,29 @@ async fn the_plan_is_made_again_while_serving_from_the_logs_that_arrived() {
     );
 }
 
+/// Reports the copy of `key` as failed under `lease_id`: its outcome.
+async fn fail_under(
+    clients: &mut Clients,
+    lease_id: u64,
+    key: &proto::LeasedKey,
+) -> proto::AckOutcome {
+    let answer = clients
+        .executor
+        .acknowledge(proto::AcknowledgeRequest {
+            lease_id,
+            acks: vec![proto::KeyAck {
+                table: key.table.clone(),
+                key: key.key.clone(),
+                result: Some(key_ack::Result::Failure("gave up".into())),
+            }],
+            others_copied_at_leased_version: false,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    proto::AckOutcome::try_from(answer.results[0].outcome).unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_executor_and_a_killed_service_lose_nothing() {
     let dir = tempfile::tempdir().unwrap();
@@ -1720,25 +1743,9 @@ async fn a_killed_executor_and_a_killed_service_lose_nothing() {
     assert!(compact.message().contains(voided), "{compact:?}");
     // It holds none of its keys any more: a failure reported under it is
     // not taken for a live one.
-    let failed = |key: &proto::LeasedKey| proto::KeyAck {
-        table: key.table.clone(),
-        key: key.key.clone(),
-        result: Some(key_ack::Result::Failure("gave up".into())),
-    };
-    let judged = clients
-        .executor
-        .acknowledge(proto::AcknowledgeRequest {
-            lease_id: held.lease_id,
-            acks: vec![failed(&held.keys[0])],
-            others_copied_at_leased_version: false,
-        })
-        .await
-        .unwrap()
-        .into_inner();
     assert_eq!(
-        judged.results[0].outcome,
-        proto::AckOutcome::NotLeased as i32,
-        "{judged:?}"
+        fail_under(&mut clients, held.lease_id, &held.keys[0]).await,
+        proto::AckOutcome::NotLeased
     );
     // A lease of this run that was completed is only unknown.
     let fresh = clients
@@ -1747,20 +1754,9 @@ async fn a_killed_executor_and_a_killed_service_lose_nothing() {
         .await
         .unwrap()
         .into_inner();
-    let requeued = clients
-        .executor
-        .acknowledge(proto::AcknowledgeRequest {
-            lease_id: fresh.lease_id,
-            acks: vec![failed(&fresh.keys[0])],
-            others_copied_at_leased_version: false,
-        })
-        .await
-        .unwrap()
-        .into_inner();
     assert_eq!(
-        requeued.results[0].outcome,
-        proto::AckOutcome::Requeued as i32,
-        "{requeued:?}"
+        fail_under(&mut clients, fresh.lease_id, &fresh.keys[0]).await,
+        proto::AckOutcome::Requeued
     );
     let completed = clients
         .executor

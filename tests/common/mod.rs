@@ -326,3 +326,19 @@ pub fn assert_chart_draws(path: &Path, methods: &[&str]) {
         );
     }
 }
+
+/// Acknowledgements of every key of `lease` as copied at the version it
+/// was leased with.
+pub fn copied_as_leased(lease: &shadowcast::scheduler::Lease) -> Vec<shadowcast::scheduler::Ack> {
+    lease
+        .keys
+        .iter()
+        .map(|k| shadowcast::scheduler::Ack {
+            table: k.table.clone(),
+            key: k.key.clone(),
+            result: shadowcast::scheduler::AckResult::Copied {
+                version: k.min_version,
+            },
+        })
+        .collect()
+}
