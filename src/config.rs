@@ -277,15 +277,6 @@ impl RequestLimits {
                     }
                 })?),
             };
-        let at_least_one = |setting: &'static str, value: Option<usize>, default: usize| match value
-            .unwrap_or(default)
-        {
-            0 => Err(ConfigError::Invalid {
-                setting,
-                problem: "must be at least 1".into(),
-            }),
-            value => Ok(value),
-        };
         Ok(RequestLimits {
             max_version_skew_us,
             max_key_bytes: at_least_one(
@@ -305,6 +296,22 @@ impl RequestLimits {
             )?,
         })
     }
+}
+
+/// `value` (or `default` when not set), refused when it is zero.
+fn at_least_one<T: Default + PartialEq>(
+    setting: &'static str,
+    value: Option<T>,
+    default: T,
+) -> Result<T, ConfigError> {
+    let value = value.unwrap_or(default);
+    if value == T::default() {
+        return Err(ConfigError::Invalid {
+            setting,
+            problem: "must be at least 1".into(),
+        });
+    }
+    Ok(value)
 }
 
 /// What one client connection may hold: a flood of silent or half-open
@@ -339,35 +346,16 @@ impl ConnectionLimits {
                         default: std::time::Duration| {
             match flag.as_deref().or(stored.as_deref()) {
                 None => Ok(default),
-                Some(text) => crate::time::parse_duration(text)
-                    .map(|us| std::time::Duration::from_micros(us.unsigned_abs()))
+                Some(text) => crate::time::parse_std_duration(text)
                     .map_err(|problem| ConfigError::Invalid { setting, problem }),
             }
         };
-        let max_connections = args
-            .max_connections
-            .or(file.max_connections)
-            .unwrap_or(defaults.max_connections);
-        let max_streams_per_connection = args
-            .max_streams_per_connection
-            .or(file.max_streams_per_connection)
-            .unwrap_or(defaults.max_streams_per_connection);
-        for (setting, value) in [
-            ("max_connections", max_connections),
-            (
-                "max_streams_per_connection",
-                max_streams_per_connection as usize,
-            ),
-        ] {
-            if value == 0 {
-                return Err(ConfigError::Invalid {
-                    setting,
-                    problem: "must be at least 1".into(),
-                });
-            }
-        }
         Ok(ConnectionLimits {
-            max_connections,
+            max_connections: at_least_one(
+                "max_connections",
+                args.max_connections.or(file.max_connections),
+                defaults.max_connections,
+            )?,
             handshake_timeout: duration(
                 "handshake_timeout",
                 &args.handshake_timeout,
@@ -386,7 +374,12 @@ impl ConnectionLimits {
                 &file.keepalive_timeout,
                 defaults.keepalive_timeout,
             )?,
-            max_streams_per_connection,
+            max_streams_per_connection: at_least_one(
+                "max_streams_per_connection",
+                args.max_streams_per_connection
+                    .or(file.max_streams_per_connection),
+                defaults.max_streams_per_connection,
+            )?,
         })
     }
 }
@@ -574,8 +567,8 @@ impl ServeConfig {
         let replan = match args.replan_every.or(file.replan_every).as_deref() {
             None => Replan::QuarterHorizon,
             Some("off" | "never" | "0") => Replan::Never,
-            Some(text) => crate::time::parse_duration(text)
-                .map(|us| Replan::Every(std::time::Duration::from_micros(us as u64)))
+            Some(text) => crate::time::parse_std_duration(text)
+                .map(Replan::Every)
                 .map_err(|problem| ConfigError::Invalid {
                     setting: "replan_every",
                     problem,

@@ -93,6 +93,11 @@ pub fn format_duration(micros: i64) -> String {
     }
 }
 
+/// [`parse_duration`] as a [`std::time::Duration`] (for timers and timeouts).
+pub fn parse_std_duration(text: &str) -> Result<std::time::Duration, String> {
+    parse_duration(text).map(|us| std::time::Duration::from_micros(us.unsigned_abs()))
+}
+
 /// Whether `micros` (since 1970) falls in the years 1 to 9999: what an
 /// access log's time may be (beyond, the arithmetic on times would
 /// overflow, and no real log has such a time).

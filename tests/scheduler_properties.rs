@@ -714,7 +714,7 @@ fn agree(
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 1500, failure_persistence: None, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig::with_cases(1500))]
 
     #[test]
     fn the_scheduler_keeps_the_rules_in_memory(
@@ -727,7 +727,7 @@ proptest! {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 150, failure_persistence: None, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig::with_cases(150))]
 
     #[test]
     fn the_scheduler_keeps_the_rules_across_restarts(

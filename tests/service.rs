@@ -1268,6 +1268,28 @@ fn certificates(dir: &Path, name: &str) -> (PathBuf, PathBuf, PathBuf) {
     paths
 }
 
+/// GetStatus with the admin token at `endpoint` (trusting `tls_ca`): the
+/// answer or why there was none, or `None` if nothing came in 10 s.
+async fn admin_status_within_10s(
+    endpoint: &str,
+    tls_ca: Option<&Path>,
+) -> Option<Result<proto::Status, String>> {
+    let call = async {
+        let mut clients = connect(endpoint, Some("admin-secret"), tls_ca)
+            .await
+            .map_err(|error| error.to_string())?;
+        clients
+            .management
+            .get_status(proto::GetStatusRequest {})
+            .await
+            .map(tonic::Response::into_inner)
+            .map_err(|status| status.to_string())
+    };
+    tokio::time::timeout(Duration::from_secs(10), call)
+        .await
+        .ok()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_travel_over_tls_and_plaintext_to_a_tls_port_is_refused() {
     let dir = tempfile::tempdir().unwrap();
@@ -1317,35 +1339,14 @@ async fn tokens_travel_over_tls_and_plaintext_to_a_tls_port_is_refused() {
         .unwrap_err();
     assert_eq!(denied.code(), Code::Unauthenticated, "{denied:?}");
 
-    let untrusted = async {
-        let mut clients = connect(&secure, Some("admin-secret"), Some(&stranger))
-            .await
-            .map_err(|error| error.to_string())?;
-        clients
-            .management
-            .get_status(proto::GetStatusRequest {})
-            .await
-            .map_err(|status| status.to_string())
-    };
-    let untrusted = tokio::time::timeout(Duration::from_secs(10), untrusted)
+    let untrusted = admin_status_within_10s(&secure, Some(&stranger))
         .await
         .expect("a client that does not trust the certificate got no answer in 10 s");
     assert!(
         untrusted.is_err(),
         "a certificate from an authority the client does not trust was accepted"
     );
-
-    let plaintext = async {
-        let mut clients = connect(&service.endpoint, Some("admin-secret"), None)
-            .await
-            .map_err(|error| error.to_string())?;
-        clients
-            .management
-            .get_status(proto::GetStatusRequest {})
-            .await
-            .map_err(|status| status.to_string())
-    };
-    let plaintext = tokio::time::timeout(Duration::from_secs(10), plaintext)
+    let plaintext = admin_status_within_10s(&service.endpoint, None)
         .await
         .expect("a plaintext call to the TLS port got no answer in 10 s");
     assert!(

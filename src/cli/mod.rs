@@ -98,12 +98,8 @@ pub struct ExecutorArgs {
     #[arg(long)]
     pub until_ready: bool,
     /// How long to keep retrying while the service is unavailable (e.g. restarting), e.g. 5m.
-    #[arg(long, default_value = "5m", value_parser = parse_patience)]
+    #[arg(long, default_value = "5m", value_parser = crate::time::parse_std_duration)]
     pub retry_for: std::time::Duration,
-}
-
-fn parse_patience(text: &str) -> Result<std::time::Duration, String> {
-    crate::time::parse_duration(text).map(|us| std::time::Duration::from_micros(us.unsigned_abs()))
 }
 
 #[derive(Args, Debug)]

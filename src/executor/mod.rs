@@ -240,8 +240,7 @@ fn connect_patiently(
     runtime: &tokio::runtime::Runtime,
     options: &ExecutorOptions,
 ) -> anyhow::Result<Clients> {
-    let started = Instant::now();
-    let mut pause = FIRST_RETRY;
+    let mut backoff = Backoff::new(options.patience);
     loop {
         match runtime.block_on(connect(
             &options.endpoint,
@@ -249,12 +248,13 @@ fn connect_patiently(
             options.tls_ca.as_deref(),
         )) {
             Ok(clients) => return Ok(clients),
-            Err(error) if started.elapsed() + pause < options.patience => {
+            Err(error) => {
+                let Some(pause) = backoff.next() else {
+                    return Err(error.into());
+                };
                 tracing::warn!(%error, retry_in_ms = pause.as_millis() as u64, "the service does not answer; retrying");
                 std::thread::sleep(pause);
-                pause = (pause * 2).min(LAST_RETRY);
             }
-            Err(error) => return Err(error.into()),
         }
     }
 }
@@ -273,8 +273,34 @@ fn unreachable(status: &tonic::Status) -> bool {
     status.code() == tonic::Code::Unavailable
 }
 
-const FIRST_RETRY: Duration = Duration::from_millis(100);
-const LAST_RETRY: Duration = Duration::from_secs(5);
+/// The pauses between attempts: 0.1 s doubling to 5 s, while the next
+/// attempt still starts within `patience` of the first.
+struct Backoff {
+    started: Instant,
+    pause: Duration,
+    patience: Duration,
+}
+
+impl Backoff {
+    fn new(patience: Duration) -> Backoff {
+        Backoff {
+            started: Instant::now(),
+            pause: Duration::from_millis(100),
+            patience,
+        }
+    }
+
+    /// How long to wait before the next attempt; `None` once the patience
+    /// would run out.
+    fn next(&mut self) -> Option<Duration> {
+        let pause = self.pause;
+        if self.started.elapsed() + pause >= self.patience {
+            return None;
+        }
+        self.pause = (pause * 2).min(Duration::from_secs(5));
+        Some(pause)
+    }
+}
 
 /// Runs `call`, again and again with backoff while the service is
 /// [`unreachable`], for up to `patience`; any other answer is returned.
@@ -285,23 +311,25 @@ fn patiently<T>(
     what: &str,
     mut call: impl AsyncFnMut(&mut Clients) -> Result<tonic::Response<T>, tonic::Status>,
 ) -> Result<T, tonic::Status> {
-    let started = Instant::now();
-    let mut pause = FIRST_RETRY;
+    let mut backoff = Backoff::new(patience);
     loop {
-        match runtime.block_on(call(clients)) {
+        let status = match runtime.block_on(call(clients)) {
             Ok(answer) => return Ok(answer.into_inner()),
-            Err(status) if unreachable(&status) && started.elapsed() + pause < patience => {
-                tracing::warn!(
-                    call = what,
-                    message = status.message(),
-                    retry_in_ms = pause.as_millis() as u64,
-                    "the service is unavailable; retrying"
-                );
-                std::thread::sleep(pause);
-                pause = (pause * 2).min(LAST_RETRY);
-            }
-            Err(status) => return Err(status),
+            Err(status) => status,
+        };
+        if !unreachable(&status) {
+            return Err(status);
         }
+        let Some(pause) = backoff.next() else {
+            return Err(status);
+        };
+        tracing::warn!(
+            call = what,
+            message = status.message(),
+            retry_in_ms = pause.as_millis() as u64,
+            "the service is unavailable; retrying"
+        );
+        std::thread::sleep(pause);
     }
 }
 

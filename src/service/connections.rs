@@ -34,7 +34,7 @@ use crate::config::ConnectionLimits;
 /// Bytes a connection must send before it counts as greeted: the length of
 /// the HTTP/2 client preface, shorter than any TLS hello or HTTP/1.1
 /// request.
-pub const GREETING_BYTES: usize = 24;
+const GREETING_BYTES: usize = 24;
 
 /// Descriptors kept free for the state, log files, policies and models.
 const RESERVED_DESCRIPTORS: u64 = 128;
@@ -46,7 +46,7 @@ const ACCEPT_RETRY: Duration = Duration::from_millis(50);
 /// The most connections the process can hold: the configured limit, or
 /// fewer when the open-file limit (raised to its hard limit if needed)
 /// leaves less room.
-pub fn effective_max_connections(configured: usize) -> usize {
+fn effective_max_connections(configured: usize) -> usize {
     let wanted = configured as u64 + RESERVED_DESCRIPTORS;
     let mut limit = libc::rlimit {
         rlim_cur: 0,
