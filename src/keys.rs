@@ -67,7 +67,11 @@ impl KeyArena {
 
     /// Adds a key known not to be present; returns its slot.
     pub fn insert(&mut self, hash: u64, table: u32, key: &[u8]) -> Result<usize, ArenaFull> {
-        let slot = u32::try_from(self.tables.len()).map_err(|_| ArenaFull)?;
+        // u32::MAX stays free, so that callers may use it for "no key".
+        let slot = u32::try_from(self.tables.len())
+            .ok()
+            .filter(|&slot| slot < u32::MAX)
+            .ok_or(ArenaFull)?;
         let end = u32::try_from(self.key_bytes.len() + key.len()).map_err(|_| ArenaFull)?;
         self.key_bytes.extend_from_slice(key);
         self.key_ends.push(end);

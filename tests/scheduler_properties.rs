@@ -710,6 +710,21 @@ fn agree(
         step
     );
     prop_assert_eq!(status.paused, model.paused);
+    // The status's running tallies against a walk over the stored records.
+    let map = scheduler.map();
+    let (mut sample, mut sample_current, mut bytes) = (0, 0, 0);
+    for id in map.ids() {
+        let record = map.record(id);
+        bytes += record.size_bytes;
+        if record.in_sample {
+            sample += 1;
+            sample_current += u64::from(record.location() == Location::Current);
+        }
+    }
+    prop_assert_eq!(status.total.bytes, bytes);
+    prop_assert_eq!(status.sample.keys, sample);
+    prop_assert_eq!(status.sample_current.keys, sample_current);
+    prop_assert_eq!(status.confidence.keys_compared, status.current.keys);
     Ok(())
 }
 

@@ -109,12 +109,12 @@ impl Scheduler {
             results.push(Ok(outcome));
         }
         let changes: Vec<(KeyId, KeyRecord)> = pending.changes.into_iter().collect();
-        self.map.commit(&changes, &[])?;
+        self.commit(&changes, &[])?;
         for (id, lease) in released {
             if self.plans[id.index()].lease != lease {
                 continue;
             }
-            self.plans[id.index()].lease = 0;
+            self.update_plan(id, |plan| plan.lease = 0);
             if self.map.record(id).location() != Location::Current {
                 self.requeue(id);
             }

@@ -160,7 +160,7 @@ fn log2_bucket(value: f64) -> usize {
 }
 
 /// Source and destination histograms of one distribution.
-#[derive(Default)]
+#[derive(Clone, Debug, Default, PartialEq)]
 struct Pair {
     source: Vec<u64>,
     destination: Vec<u64>,
@@ -178,6 +178,14 @@ impl Pair {
                 }
                 histogram[bucket] += 1;
             }
+        }
+    }
+
+    /// Takes back an [`add`](Self::add) of the same bucket and side.
+    fn remove(&mut self, bucket: usize, in_destination: bool) {
+        self.source[bucket] -= 1;
+        if in_destination {
+            self.destination[bucket] -= 1;
         }
     }
 
@@ -218,6 +226,129 @@ pub fn sampling_margin(bins: f64, sampled: f64, population: f64, risk: f64) -> f
         * finite_population
 }
 
+/// Predicted accesses in units of 2^-16, so that sums taken apart again key
+/// by key come back exactly (floating-point sums would drift).
+fn fixed_point(predicted: f64) -> u128 {
+    (predicted.max(0.0) * 65_536.0).round() as u128
+}
+
+/// Everything the confidence is computed from, as counts that keys can be
+/// added to and taken from one at a time: a running total kept as the
+/// destination fills never needs to look at every key again.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Histograms {
+    size: Pair,
+    table: Pair,
+    frequency: Pair,
+    write_rate: Pair,
+    source_keys: u64,
+    source_bytes: u64,
+    keys_compared: u64,
+    predicted: u128,
+    predicted_current: u128,
+}
+
+impl Histograms {
+    pub fn add(&mut self, key: &KeyProfile, in_destination: bool) {
+        self.source_keys += 1;
+        self.source_bytes += key.size_bytes;
+        let predicted = fixed_point(key.predicted);
+        self.predicted += predicted;
+        if in_destination {
+            self.keys_compared += 1;
+            self.predicted_current += predicted;
+        }
+        let [size, table, frequency, write_rate] = buckets(key);
+        self.size.add(size, in_destination);
+        self.table.add(table, in_destination);
+        self.frequency.add(frequency, in_destination);
+        self.write_rate.add(write_rate, in_destination);
+    }
+
+    /// Takes back an [`add`](Self::add) of the same key and side.
+    pub fn remove(&mut self, key: &KeyProfile, in_destination: bool) {
+        self.source_keys -= 1;
+        self.source_bytes -= key.size_bytes;
+        let predicted = fixed_point(key.predicted);
+        self.predicted -= predicted;
+        if in_destination {
+            self.keys_compared -= 1;
+            self.predicted_current -= predicted;
+        }
+        let [size, table, frequency, write_rate] = buckets(key);
+        self.size.remove(size, in_destination);
+        self.table.remove(table, in_destination);
+        self.frequency.remove(frequency, in_destination);
+        self.write_rate.remove(write_rate, in_destination);
+    }
+
+    /// Share of the predicted accesses on keys in the destination (0 when
+    /// nothing is predicted).
+    pub fn predicted_accesses_share(&self) -> f64 {
+        if self.predicted > 0 {
+            self.predicted_current as f64 / self.predicted as f64
+        } else {
+            0.0
+        }
+    }
+
+    /// Share of the predicted accesses on keys in the destination, or of
+    /// the keys when nothing is predicted.
+    fn predicted_share(&self) -> f64 {
+        if self.predicted > 0 {
+            self.predicted_accesses_share()
+        } else if self.keys_compared > 0 {
+            self.keys_compared as f64 / self.source_keys as f64
+        } else {
+            0.0
+        }
+    }
+
+    /// The confidence, given the bytes written recently (decayed over an
+    /// hour).
+    pub fn confidence(&self, recent_written_bytes: f64, config: &ConfidenceConfig) -> Confidence {
+        let similarity = Similarities {
+            size: self.size.similarity(config.risk),
+            table: self.table.similarity(config.risk),
+            frequency: self.frequency.similarity(config.risk),
+            write_rate: self.write_rate.similarity(config.risk),
+        };
+        let predicted_share = self.predicted_share();
+        let w = config.weights;
+        let representativeness = (w.size * similarity.size
+            + w.table * similarity.table
+            + w.frequency * similarity.frequency
+            + w.write_rate * similarity.write_rate
+            + w.predicted * predicted_share)
+            / (w.size + w.table + w.frequency + w.write_rate + w.predicted);
+        let change_share = if self.source_bytes > 0 {
+            recent_written_bytes / self.source_bytes as f64
+        } else {
+            0.0
+        };
+        let change_factor = 1.0 / (1.0 + change_share / config.change_half_share);
+        Confidence {
+            value: representativeness * change_factor,
+            representativeness,
+            similarity,
+            keys_compared: self.keys_compared,
+            predicted_share,
+            change_share,
+            change_factor,
+        }
+    }
+}
+
+/// A key's bucket in each of the four histograms.
+fn buckets(key: &KeyProfile) -> [usize; 4] {
+    [
+        (u64::BITS - key.size_bytes.leading_zeros()) as usize,
+        key.table as usize,
+        log2_bucket(key.frequency),
+        log2_bucket(key.write_rate * 24.0),
+    ]
+}
+
 /// Confidence of a destination holding the keys flagged `true` (of all the
 /// source's keys), given the bytes written recently (decayed over an hour).
 pub fn measure(
@@ -225,61 +356,11 @@ pub fn measure(
     recent_written_bytes: f64,
     config: &ConfidenceConfig,
 ) -> Confidence {
-    let [mut size, mut table, mut frequency, mut write_rate] = [(); 4].map(|_| Pair::default());
-    let mut source_bytes = 0u64;
-    let (mut keys_compared, mut predicted, mut predicted_current) = (0u64, 0.0, 0.0);
+    let mut histograms = Histograms::default();
     for (key, in_destination) in keys {
-        source_bytes += key.size_bytes;
-        let expected = key.predicted.max(0.0);
-        predicted += expected;
-        if in_destination {
-            keys_compared += 1;
-            predicted_current += expected;
-        }
-        size.add(
-            (u64::BITS - key.size_bytes.leading_zeros()) as usize,
-            in_destination,
-        );
-        table.add(key.table as usize, in_destination);
-        frequency.add(log2_bucket(key.frequency), in_destination);
-        write_rate.add(log2_bucket(key.write_rate * 24.0), in_destination);
+        histograms.add(&key, in_destination);
     }
-    let similarity = Similarities {
-        size: size.similarity(config.risk),
-        table: table.similarity(config.risk),
-        frequency: frequency.similarity(config.risk),
-        write_rate: write_rate.similarity(config.risk),
-    };
-    let predicted_share = if predicted > 0.0 {
-        predicted_current / predicted
-    } else if keys_compared > 0 {
-        // Nothing predicted: the share of keys stands in.
-        keys_compared as f64 / size.source.iter().sum::<u64>() as f64
-    } else {
-        0.0
-    };
-    let w = config.weights;
-    let representativeness = (w.size * similarity.size
-        + w.table * similarity.table
-        + w.frequency * similarity.frequency
-        + w.write_rate * similarity.write_rate
-        + w.predicted * predicted_share)
-        / (w.size + w.table + w.frequency + w.write_rate + w.predicted);
-    let change_share = if source_bytes > 0 {
-        recent_written_bytes / source_bytes as f64
-    } else {
-        0.0
-    };
-    let change_factor = 1.0 / (1.0 + change_share / config.change_half_share);
-    Confidence {
-        value: representativeness * change_factor,
-        representativeness,
-        similarity,
-        keys_compared,
-        predicted_share,
-        change_share,
-        change_factor,
-    }
+    histograms.confidence(recent_written_bytes, config)
 }
 
 /// Bytes written, decayed with a one-hour mean life: approximately the

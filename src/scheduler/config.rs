@@ -27,7 +27,8 @@ pub struct SchedulerConfig {
     pub sample: SampleConfig,
     pub confidence: ConfidenceConfig,
     /// How often [`advance`](super::Scheduler::advance) measures the
-    /// confidence in SHADOWING (each measure scans every key).
+    /// confidence in SHADOWING (a measure reads running tallies, so this
+    /// is how quickly the phase reacts, not a cost).
     pub confidence_every_us: i64,
 }
 

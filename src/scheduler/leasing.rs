@@ -39,7 +39,7 @@ impl Scheduler {
             let live = self.leases.remove(&lease).expect("present");
             for id in live.keys {
                 if self.plans[id.index()].lease == lease {
-                    self.plans[id.index()].lease = 0;
+                    self.update_plan(id, |plan| plan.lease = 0);
                     self.counters.redelivered += 1;
                     self.requeue(id);
                 }
@@ -100,7 +100,7 @@ impl Scheduler {
                     break 'classes;
                 }
                 bytes += size;
-                self.plans[key.index()].lease = id;
+                self.update_plan(key, |plan| plan.lease = id);
                 keys.push(key);
             }
             break;

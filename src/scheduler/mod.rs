@@ -49,6 +49,7 @@
 mod acks;
 mod api;
 mod budget;
+mod census;
 pub mod confidence;
 mod config;
 mod follow;
@@ -154,10 +155,15 @@ pub struct Scheduler {
     /// (time, bytes, keys) of accepted copies in the last minute.
     copied: VecDeque<(i64, u64, u64)>,
     counters: status::Counters,
-    /// The confidence last measured, and when (it scans every key, so
-    /// [`advance`](Scheduler::advance) measures it at most once per
-    /// `confidence.measure_every_us`).
+    /// Tallies over every key for the status and the confidence.
+    census: census::Census,
+    /// The confidence last measured, and when ([`advance`](Scheduler::advance)
+    /// measures it at most once per `confidence.measure_every_us`).
     last_confidence: Option<(i64, f64)>,
+    /// The key of each position of the candidates last scored, so that
+    /// scoring the same candidates again (a new model or policy) skips the
+    /// look-ups ([`KeyId::NONE`]: not known).
+    candidate_ids: Vec<KeyId>,
     /// Counts rankings taken, so that an older one is never installed.
     ranking_generation: u64,
 }
@@ -217,7 +223,9 @@ impl Scheduler {
             recent_writes: Default::default(),
             copied: VecDeque::new(),
             counters: Default::default(),
+            census: Default::default(),
             last_confidence: None,
+            candidate_ids: Vec::new(),
             ranking_generation: 0,
             config,
             map,
@@ -225,6 +233,7 @@ impl Scheduler {
         scheduler
             .map
             .set_settings(&[(settings::LEASE_EPOCH, scheduler.lease_epoch.to_string())])?;
+        scheduler.census = scheduler.count_every_key();
         scheduler.rebuild_queues();
         Ok(scheduler)
     }
@@ -266,9 +275,19 @@ impl Scheduler {
     /// Tracks (`table`, `key`) in memory (stored by the caller's next commit).
     fn track(&mut self, table: &str, key: &[u8], size: u64) -> Result<(KeyId, bool), StateError> {
         let table = self.map.table_id(table)?;
+        self.track_in(table, key, size)
+    }
+
+    /// [`track`](Self::track) by table id.
+    fn track_in(&mut self, table: u32, key: &[u8], size: u64) -> Result<(KeyId, bool), StateError> {
         let (id, new) = self.map.track(table, key, KeyRecord::new(size))?;
         if new {
             self.plans.push(Plan::UNSCORED);
+            self.census.count(census::Standing::of(
+                table,
+                &self.map.record(id),
+                &Plan::UNSCORED,
+            ));
             while self.queues.len() <= table as usize {
                 self.queues.push(TableQueues::default());
             }

@@ -1,7 +1,7 @@
 //! The migration's phases and the one step that moves them on.
 
 use super::settings::PHASE;
-use super::{Confidence, Scheduler, SchedulerError, confidence};
+use super::{Confidence, Scheduler, SchedulerError};
 use crate::state::Location;
 use crate::time::SECOND_US;
 
@@ -33,7 +33,7 @@ impl Scheduler {
     /// waits for an acknowledgement to happen to come. It returns the keys
     /// of expired leases to the line, forgets copy rates older than a
     /// minute, measures the confidence in SHADOWING (at most once per
-    /// `confidence_every_us`: it scans every key), and moves the phase on:
+    /// `confidence_every_us`), and moves the phase on:
     /// - SHADOWING to BACKGROUND when the confidence reaches the threshold,
     ///   or (unless configured to hold) when SHADOWING has nothing left to
     ///   copy: no lease is live, no key is held back by a "not before"
@@ -99,26 +99,12 @@ impl Scheduler {
         self.set_phase(phase)
     }
 
-    /// Measures the migration confidence now (scans every key).
+    /// Measures the migration confidence now (from the census: no scan).
     pub fn confidence(&mut self, now_us: i64) -> Confidence {
-        let confidence = confidence::measure(
-            self.map.ids().map(|id| {
-                let plan = &self.plans[id.index()];
-                let record = self.map.record(id);
-                (
-                    confidence::KeyProfile {
-                        table: self.map.table_of(id),
-                        size_bytes: record.size_bytes,
-                        frequency: plan.frequency as f64,
-                        write_rate: plan.write_rate as f64,
-                        predicted: plan.expected as f64,
-                    },
-                    record.location() == Location::Current,
-                )
-            }),
-            self.recent_writes.at(now_us),
-            &self.config.confidence,
-        );
+        let confidence = self
+            .census
+            .histograms
+            .confidence(self.recent_writes.at(now_us), &self.config.confidence);
         self.last_confidence = Some((now_us, confidence.value));
         confidence
     }

@@ -60,37 +60,57 @@ impl Scheduler {
                 .filter(|column| column.len() == candidates.len())
         };
         let (frequency, write_rate) = (feature("events_7d"), feature("change_rate_per_h"));
+        let table_ids = (0..candidates.tables.len() as u32)
+            .map(|id| self.map.table_id(candidates.tables.name(id)))
+            .collect::<Result<Vec<u32>, _>>()?;
+        if self.candidate_ids.len() < range.end {
+            self.candidate_ids.resize(range.end, KeyId::NONE);
+        }
         let mut new_keys = Vec::new();
         for i in range {
-            let table = candidates.tables.name(candidates.table_ids[i]);
+            let table = table_ids[candidates.table_ids[i] as usize];
+            let key = candidates.key(i);
             let size = candidates.size_bytes[i];
-            let (id, new) = self.track(table, candidates.key(i), size)?;
-            if new {
-                new_keys.push((id, self.map.record(id)));
-            }
+            // The last plan's key at this position, when it is the same key
+            // (a new model or policy over the same features): no look-up.
+            let cached = self.candidate_ids[i];
+            let id = if cached.index() < self.map.len()
+                && self.map.table_of(cached) == table
+                && self.map.key(cached) == key
+            {
+                cached
+            } else {
+                let (id, new) = self.track_in(table, key, size)?;
+                if new {
+                    new_keys.push((id, self.map.record(id)));
+                }
+                self.candidate_ids[i] = id;
+                id
+            };
             let weight = decisions.weight[i];
             let expected = candidates.expected_accesses[i].max(0.0);
             let churn = candidates.churn[i].clamp(0.0, 1.0);
             let benefit = weight * expected * (1.0 - self.config.churn_penalty * churn)
                 / (size as f64 + PER_KEY_OVERHEAD_BYTES);
-            let plan = &mut self.plans[id.index()];
-            plan.benefit = benefit as f32;
-            plan.expected = expected as f32;
-            if let Some(column) = frequency {
-                plan.frequency = column[i].max(0.0) as f32;
-            }
-            if let Some(column) = write_rate {
-                plan.write_rate = column[i].max(0.0) as f32;
-            }
-            plan.class = if weight > 0.0 {
-                decisions.priority[i].min(priority::FIRST) as u8
-            } else {
-                EXCLUDED
-            };
-            plan.destination = decisions.destination[i];
-            plan.not_before_us = decisions.not_before_us[i];
+            self.update_plan(id, |plan| {
+                plan.benefit = benefit as f32;
+                plan.expected = expected as f32;
+                if let Some(column) = frequency {
+                    plan.frequency = column[i].max(0.0) as f32;
+                }
+                if let Some(column) = write_rate {
+                    plan.write_rate = column[i].max(0.0) as f32;
+                }
+                plan.class = if weight > 0.0 {
+                    decisions.priority[i].min(priority::FIRST) as u8
+                } else {
+                    EXCLUDED
+                };
+                plan.destination = decisions.destination[i];
+                plan.not_before_us = decisions.not_before_us[i];
+            });
         }
-        self.map.commit(&new_keys, &[])?;
+        self.commit(&new_keys, &[])?;
         Ok(())
     }
 
@@ -154,8 +174,7 @@ impl Scheduler {
                 (id, record)
             })
             .collect();
-        self.map
-            .commit(&changes, &[(SAMPLE_DRAWN, "true".to_string())])?;
+        self.commit(&changes, &[(SAMPLE_DRAWN, "true".to_string())])?;
         self.sample_drawn = true;
         Ok(())
     }

@@ -152,37 +152,28 @@ impl Scheduler {
             live_leases: self.leases.len() as u64,
             counters: self.counters,
         };
-        let (mut expected_total, mut expected_current) = (0.0, 0.0);
-        for id in self.map.ids() {
-            let record = self.map.record(id);
-            let plan = &self.plans[id.index()];
-            let bytes = record.size_bytes;
-            status.total.add(bytes);
-            expected_total += plan.expected as f64;
-            let location = record.location();
-            if plan.lease != 0 {
-                status.leased.add(bytes);
-            } else {
-                match location {
-                    Location::SourceOnly => status.source_only.add(bytes),
-                    Location::Current => {}
-                    Location::Stale => status.stale.add(bytes),
-                }
-            }
-            if location == Location::Current {
-                status.current.add(bytes);
-                expected_current += plan.expected as f64;
-            }
-            if record.in_sample {
-                status.sample.add(bytes);
-                if location == Location::Current {
-                    status.sample_current.add(bytes);
-                }
+        let mut leased = LocationCounts::default();
+        for location in Location::ALL {
+            let (all, under_lease) = (self.map.totals(location), self.census.leased_at(location));
+            status.total.keys += all.keys;
+            status.total.bytes += all.bytes;
+            leased.keys += under_lease.keys;
+            leased.bytes += under_lease.bytes;
+            let waiting = LocationCounts {
+                keys: all.keys - under_lease.keys,
+                bytes: all.bytes - under_lease.bytes,
+            };
+            match location {
+                Location::SourceOnly => status.source_only = waiting,
+                Location::Current => status.current = all,
+                Location::Stale => status.stale = waiting,
             }
         }
-        if expected_total > 0.0 {
-            status.predicted_access_share_in_destination = expected_current / expected_total;
-        }
+        status.leased = leased;
+        status.sample = self.census.sample;
+        status.sample_current = self.census.sample_current;
+        status.predicted_access_share_in_destination =
+            self.census.histograms.predicted_accesses_share();
         if let Some(&(oldest, _, _)) = self.copied.front() {
             let span = ((now_us - oldest) as f64 / SECOND_US as f64).max(1.0);
             let (bytes, keys) = self

@@ -63,7 +63,7 @@ impl Scheduler {
                 let (bytes, at_us) = seen.written.unwrap_or((record.size_bytes.max(1), now_us));
                 self.recent_writes.add(bytes, at_us);
             }
-            self.plans[id.index()].frequency += seen.accesses as f32;
+            self.update_plan(id, |plan| plan.frequency += seen.accesses as f32);
             if !new && *record == before {
                 changes.remove(&id);
             }
@@ -73,7 +73,7 @@ impl Scheduler {
             .iter()
             .map(|(id, _)| self.map.record(*id).location() == Location::Current)
             .collect();
-        self.map.commit(&changes, settings)?;
+        self.commit(&changes, settings)?;
         for ((id, record), was_current) in changes.iter().zip(was_current) {
             if was_current && record.location() == Location::Stale {
                 report.made_stale += 1;

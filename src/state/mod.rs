@@ -35,6 +35,9 @@ use crate::keys::{KeyArena, key_hasher};
 pub struct KeyId(pub u32);
 
 impl KeyId {
+    /// No key: past the end of any map (which holds fewer than 2^32 − 1 keys).
+    pub const NONE: KeyId = KeyId(u32::MAX);
+
     pub fn index(self) -> usize {
         self.0 as usize
     }
@@ -66,6 +69,19 @@ pub enum Location {
     Current,
     /// Copied, then written again: the destination's copy is out of date.
     Stale,
+}
+
+impl Location {
+    pub const ALL: [Location; 3] = [Location::SourceOnly, Location::Current, Location::Stale];
+
+    /// Position in [`Location::ALL`], for tallies kept per location.
+    pub fn index(self) -> usize {
+        match self {
+            Location::SourceOnly => 0,
+            Location::Current => 1,
+            Location::Stale => 2,
+        }
+    }
 }
 
 /// What the map keeps for one key.
@@ -133,22 +149,14 @@ impl LocationCounts {
         self.bytes += bytes;
     }
 
-    fn remove(&mut self, bytes: u64) {
+    pub fn remove(&mut self, bytes: u64) {
         self.keys -= 1;
         self.bytes -= bytes;
     }
 }
 
 fn slot_of(record: &KeyRecord) -> usize {
-    slot(record.location())
-}
-
-fn slot(location: Location) -> usize {
-    match location {
-        Location::SourceOnly => 0,
-        Location::Current => 1,
-        Location::Stale => 2,
-    }
+    record.location().index()
 }
 
 /// One change to commit: a key (new or known) and its new record.
@@ -314,6 +322,17 @@ impl LocationMap {
         changes: &[Change],
         settings: &[(&str, String)],
     ) -> Result<(), StateError> {
+        self.commit_observed(changes, settings, |_, _, _, _| {})
+    }
+
+    /// [`commit`](Self::commit), telling `observe` of each change applied
+    /// in memory, in order: the key, its table, its record before and after.
+    pub fn commit_observed(
+        &mut self,
+        changes: &[Change],
+        settings: &[(&str, String)],
+        mut observe: impl FnMut(KeyId, u32, &KeyRecord, &KeyRecord),
+    ) -> Result<(), StateError> {
         if changes.is_empty() && settings.is_empty() && self.unstored_tables.is_empty() {
             return Ok(());
         }
@@ -352,6 +371,7 @@ impl LocationMap {
             let before = std::mem::replace(&mut self.records[id.index()], record);
             self.totals[slot_of(&before)].remove(before.size_bytes);
             self.totals[slot_of(&record)].add(record.size_bytes);
+            observe(id, self.keys.table(id.index()), &before, &record);
         }
         Ok(())
     }
@@ -384,7 +404,7 @@ impl LocationMap {
 
     /// Keys and bytes at `location`, without a scan.
     pub fn totals(&self, location: Location) -> LocationCounts {
-        self.totals[slot(location)]
+        self.totals[location.index()]
     }
 
     /// Bytes of memory the map holds: keys, index and records.
