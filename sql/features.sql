@@ -4,8 +4,10 @@
 -- when the logs outgrow one machine, and hand the result to shadowcast.
 -- Needs two relations, set up by a dialect prelude (duckdb_prelude.sql or
 -- spark_prelude.sql in this folder):
---   access_log(ts_us BIGINT, key STRING, table_name STRING, op STRING, size_bytes BIGINT)
+--   access_log(ts_us BIGINT, key STRING, table_name STRING, op STRING, size_bytes BIGINT, tenant STRING)
 --     ts_us: event time in microseconds since the epoch (UTC)
+--     tenant: NULL where an access names none (the preludes read the logs'
+--     `tenant` column; for logs without one, select CAST(NULL AS STRING) instead)
 --   params(as_of_us BIGINT, horizon_us BIGINT)  -- the cut-off T and the horizon H, one row
 -- Only functions common to DuckDB and Spark SQL are used; literals that must
 -- be floating point are cast explicitly (both dialects read 0.5 as DECIMAL).
@@ -15,6 +17,7 @@ WITH events AS (
     SELECT
         l.table_name,
         l.key,
+        l.tenant,
         l.ts_us,
         CASE l.op WHEN 'read' THEN 0 WHEN 'insert' THEN 1 WHEN 'update' THEN 2 WHEN 'delete' THEN 3 END AS op_code,
         CASE WHEN l.size_bytes > 1099511627775 THEN 1099511627775 ELSE l.size_bytes END AS size_capped,
@@ -38,6 +41,19 @@ latest_four AS (
         max(CASE WHEN newest = 4 THEN ts_us END) AS latest_4
     FROM latest
     WHERE newest <= 4
+    GROUP BY table_name, key
+),
+-- the tenant of the latest access naming one; at equal times the greatest name
+latest_tenant AS (
+    SELECT table_name, key, tenant,
+           rank() OVER (PARTITION BY table_name, key ORDER BY ts_us DESC) AS newest
+    FROM events
+    WHERE tenant IS NOT NULL
+),
+tenants AS (
+    SELECT table_name, key, max(tenant) AS tenant
+    FROM latest_tenant
+    WHERE newest = 1
     GROUP BY table_name, key
 ),
 per_key AS (
@@ -89,6 +105,7 @@ features AS (
     SELECT
         k.table_name,
         k.key,
+        t.tenant,
         CAST(as_of_us - first_ts AS DOUBLE) / CAST(1000000 AS DOUBLE) AS first_seen_age_s,
         CAST(events_1h AS BIGINT) AS events_1h,
         CAST(events_6h AS BIGINT) AS events_6h,
@@ -132,9 +149,10 @@ features AS (
         CAST(l.latest_3 - l.latest_4 AS DOUBLE) / CAST(horizon_us AS DOUBLE) AS gap4_h,
         CAST(as_of_us - first_ts AS DOUBLE) / CAST(horizon_us AS DOUBLE) AS age_h
     FROM per_key k JOIN latest_four l ON k.table_name = l.table_name AND k.key = l.key
+    LEFT JOIN tenants t ON k.table_name = t.table_name AND k.key = t.key
 )
 SELECT
-    table_name, key, first_seen_age_s,
+    table_name, key, tenant, first_seen_age_s,
     events_1h, events_6h, events_24h, events_7d, reads_total, writes_total,
     reads_decay_1h, reads_decay_6h, reads_decay_24h, writes_decay_1h, writes_decay_6h, writes_decay_24h,
     secs_since_last_read, secs_since_last_write, read_share, change_rate_per_h,

@@ -28,6 +28,8 @@ fn reference_events() -> Vec<Event> {
         )
         .collect();
     let ops = ["read", "read", "read", "insert", "update", "delete"];
+    // Most accesses name no tenant; a key's may change hands.
+    let tenants = [None, None, None, Some("acme"), Some("zeta"), Some("beta")];
     let mut events: Vec<Event> = (0..3000)
         .map(|_| {
             let (table, key) = keys[rng.random_range(0..keys.len())].clone();
@@ -38,6 +40,7 @@ fn reference_events() -> Vec<Event> {
                 key,
                 op: ops[rng.random_range(0..ops.len())],
                 size: rng.random_range(0..5000),
+                tenant: tenants[rng.random_range(0..tenants.len())],
             }
         })
         .collect();
@@ -47,6 +50,7 @@ fn reference_events() -> Vec<Event> {
         key: key.to_string(),
         op,
         size,
+        tenant: None,
     };
     // exactly on window edges: age 1h is outside the 1h window, age 0 inside
     events.push(at(AS_OF_MS - HOUR_MS, "order:001", "read", 10));
@@ -57,6 +61,19 @@ fn reference_events() -> Vec<Event> {
     events.push(at(tie, "order:900", "delete", 20));
     events.push(at(tie, "order:900", "read", 300));
     events.push(at(tie - 1, "order:900", "insert", 9000));
+    // tenants named at the same latest instant: the greatest name is kept,
+    // and a later access naming none changes nothing
+    let named = |ts_ms, tenant| Event {
+        tenant: Some(tenant),
+        ..at(ts_ms, "order:901", "read", 1)
+    };
+    events.push(named(tie, "beta"));
+    events.push(named(tie, "zeta"));
+    events.push(named(tie, "acme"));
+    events.push(named(tie - 60_000, "zzz"));
+    events.push(at(tie + 60_000, "order:901", "read", 1));
+    // a tenant named only after the cut-off does not count
+    events.push(named(AS_OF_MS + 1, "late"));
     // a key that only exists after the cut-off
     events.push(at(AS_OF_MS + 1, "order:999", "insert", 5));
     events
@@ -113,9 +130,16 @@ fn expected(events: &[Event]) -> Vec<KeyFeatures> {
                     .map(|&ts| (later - ts) as f64 * 1000.0 / horizon_us);
             }
             let writes_7d = count(&|e| e.op != "read" && age_us(e) < 7 * 24 * 3_600_000_000);
+            // The latest access naming a tenant; at equal times the greatest name.
+            let tenant = evs
+                .iter()
+                .filter_map(|e| e.tenant.map(|t| (e.ts_ms, t)))
+                .max()
+                .map(|(_, t)| t.into());
             KeyFeatures {
                 table: table.as_str().into(),
                 key: key.clone(),
+                tenant,
                 first_seen_age_s: (AS_OF_MS - first) as f64 / 1000.0,
                 events: [1, 6, 24, 168].map(|h| count(&|e| age_us(e) < h * 3_600_000_000)),
                 reads_total: count(&|e| e.op == "read"),
@@ -246,6 +270,12 @@ fn features_match_an_independent_computation() {
     for (actual, wanted) in rows.iter().zip(&wanted) {
         assert_features_match(actual, wanted, 1e-12);
     }
+    let named = rows.iter().find(|r| r.key == b"order:901").unwrap();
+    assert_eq!(named.tenant.as_deref(), Some("zeta"), "tenant tie-break");
+    assert!(
+        rows.iter().filter(|r| r.tenant.is_some()).count() > 40,
+        "most keys have a tenant"
+    );
     let tie = rows.iter().find(|r| r.key == b"order:900").unwrap();
     assert!(
         tie.is_deleted && tie.size_last == 700,

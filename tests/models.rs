@@ -523,6 +523,7 @@ fn reads_before_the_first_write_are_counted_across_files() {
         key: key.to_string(),
         op,
         size: 10,
+        tenant: None,
     };
     let history: Vec<Event> = ["a", "b", "c", "d", "e"]
         .iter()

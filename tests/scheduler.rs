@@ -755,6 +755,7 @@ fn new_log_files_are_ingested_incrementally_and_bad_ones_are_named() {
         key: "user:0".into(),
         op: "update",
         size: 512,
+        tenant: None,
     };
     common::write_events(
         &logs.join("dt=2026-11-20/hour=01/part-0.parquet"),

@@ -1582,6 +1582,7 @@ async fn the_plan_is_made_again_while_serving_from_the_logs_that_arrived() {
             key: "first-seen-late".into(),
             op: "read",
             size: 100,
+            tenant: None,
         })
         .collect();
     common::write_events(&logs.join("late").join("part-late.parquet"), &events, 1000);

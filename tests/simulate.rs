@@ -53,6 +53,7 @@ fn event(at_ms: i64, key: &str, op: &'static str) -> Event {
         key: key.to_string(),
         op,
         size: 1000,
+        tenant: None,
     }
 }
 
@@ -343,6 +344,7 @@ fn bad_timelines_strategies_budgets_and_unsized_logs_are_refused() {
     let unsized_events: Vec<Event> = (0..40)
         .map(|i| Event {
             size: 0,
+            tenant: None,
             ..event(
                 DAY_2026_11_20_MS + i * 60_000,
                 &format!("k{}", i % 4),

@@ -72,6 +72,12 @@ fn duckdb_running_the_sql_file_equals_the_native_features() {
         native.len()
     );
     assert_eq!(sql.len(), native.len(), "same number of keys");
+    let with_tenant = native.rows().filter(|row| row.tenant.is_some()).count();
+    assert!(
+        with_tenant > native.len() / 2,
+        "the generated logs name tenants: {with_tenant} of {} keys have one",
+        native.len()
+    );
     let mut neighbourhoods_seen = 0;
     let (sql_rows, native_rows): (Vec<_>, Vec<_>) = (sql.rows().collect(), native.rows().collect());
     for (s, n) in sql_rows.iter().zip(&native_rows) {

@@ -74,28 +74,29 @@ impl Shard {
     }
 
     /// Adds every key state of `other` to this shard.
-    fn absorb(&mut self, other: Shard) {
+    fn absorb(&mut self, other: Shard, tenant_names: &[Arc<str>]) {
         self.keys.reserve(other.len());
         for (hash, slot) in other.keys.hashed_slots() {
             let (table, key) = (other.table(slot), other.key(slot));
             match self.find(hash, table, key) {
-                Some(mine) => self.states[mine].merge(&other.states[slot]),
+                Some(mine) => self.states[mine].merge(&other.states[slot], tenant_names),
                 None => self.insert(hash, table, key, other.states[slot].clone()),
             }
         }
     }
 }
 
-/// Table names seen by any worker, with ids shared by all of them.
+/// Names (of tables, of tenants) seen by any worker, with ids shared by
+/// all of them.
 #[derive(Clone, Default)]
-struct TableRegistry {
+struct NameRegistry {
     // A std Mutex: taken once per batch, never across an await or a long step.
     names: Arc<Mutex<Vec<Arc<str>>>>,
 }
 
-impl TableRegistry {
+impl NameRegistry {
     fn ids_of(&self, names: &[String]) -> Vec<u32> {
-        let mut known = self.names.lock().expect("table registry poisoned");
+        let mut known = self.names.lock().expect("name registry poisoned");
         names
             .iter()
             .map(|name| {
@@ -109,7 +110,7 @@ impl TableRegistry {
     }
 
     fn names(&self) -> Vec<Arc<str>> {
-        self.names.lock().expect("table registry poisoned").clone()
+        self.names.lock().expect("name registry poisoned").clone()
     }
 }
 
@@ -117,18 +118,20 @@ impl TableRegistry {
 struct Accumulator {
     cut: CutOff,
     hasher: ahash::RandomState,
-    tables: TableRegistry,
+    tables: NameRegistry,
+    tenants: NameRegistry,
     shards: Vec<Shard>,
     keys_are_utf8: bool,
     events: u64,
 }
 
 impl Accumulator {
-    fn new(cut: CutOff, tables: TableRegistry) -> Self {
+    fn new(cut: CutOff, tables: NameRegistry, tenants: NameRegistry) -> Self {
         Accumulator {
             cut,
             hasher: key_hasher(),
             tables,
+            tenants,
             shards: (0..SHARDS).map(|_| Shard::default()).collect(),
             keys_are_utf8: true,
             events: 0,
@@ -146,30 +149,40 @@ impl Accumulator {
             .zip(batch.table_index())
             .zip(batch.ops())
             .zip(batch.sizes());
+        let tenants = batch.tenant_index().map(|index| {
+            let ids = self.tenants.ids_of(batch.tenant_names());
+            (index, ids, self.tenants.names())
+        });
         for (row, (((&ts, &table_index), &op), &size)) in rows.enumerate() {
             let table = ids[table_index as usize];
             let key = batch.key(row);
             let hash = self.hasher.hash_one((table, key));
             let shard = &mut self.shards[shard_of(hash)];
-            match shard.find(hash, table, key) {
-                Some(slot) => shard.states[slot].add(&cut, ts, op, size),
+            let slot = match shard.find(hash, table, key) {
+                Some(slot) => slot,
                 None => {
-                    let mut state = KeyState::empty();
-                    state.add(&cut, ts, op, size);
-                    shard.insert(hash, table, key, state);
+                    shard.insert(hash, table, key, KeyState::empty());
+                    shard.len() - 1
                 }
+            };
+            let state = &mut shard.states[slot];
+            state.add(&cut, ts, op, size);
+            if let Some((index, ids, names)) = &tenants
+                && let Some(&id) = ids.get(index[row] as usize)
+            {
+                state.name_tenant(ts, id, names);
             }
         }
     }
 }
 
 /// Merges one shard from every worker into the largest of them.
-fn merge_shard(mut parts: Vec<Shard>) -> Shard {
+fn merge_shard(mut parts: Vec<Shard>, tenant_names: &[Arc<str>]) -> Shard {
     parts.sort_by_key(|part| std::cmp::Reverse(part.len()));
     let mut parts = parts.into_iter();
     let mut merged = parts.next().unwrap_or_default();
     for part in parts {
-        merged.absorb(part);
+        merged.absorb(part, tenant_names);
     }
     merged
 }
@@ -279,7 +292,12 @@ impl PartialEq for MergeHead<'_> {
 impl Eq for MergeHead<'_> {}
 
 /// Merges the workers' states and turns them into the sorted feature table.
-fn finish(accumulators: Vec<Accumulator>, cut: CutOff, tables: &TableRegistry) -> FeatureTable {
+fn finish(
+    accumulators: Vec<Accumulator>,
+    cut: CutOff,
+    tables: &NameRegistry,
+    tenants: &NameRegistry,
+) -> FeatureTable {
     let started = Instant::now();
     let keys_are_utf8 = accumulators.iter().all(|a| a.keys_are_utf8);
     let events = accumulators.iter().map(|a| a.events).sum();
@@ -289,7 +307,11 @@ fn finish(accumulators: Vec<Accumulator>, cut: CutOff, tables: &TableRegistry) -
             per_shard[index].push(shard);
         }
     }
-    let shards: Vec<Shard> = per_shard.into_par_iter().map(merge_shard).collect();
+    let tenant_names = tenants.names();
+    let shards: Vec<Shard> = per_shard
+        .into_par_iter()
+        .map(|parts| merge_shard(parts, &tenant_names))
+        .collect();
     tracing::info!(
         seconds = started.elapsed().as_secs_f64(),
         "merged worker states"
@@ -326,10 +348,12 @@ fn finish(accumulators: Vec<Accumulator>, cut: CutOff, tables: &TableRegistry) -
                 let slot = *position as usize;
                 *position += 1;
                 let shard = &shards[index as usize];
+                let state = &shard.states[slot];
                 builder.push(&KeyFeatures::from_state(
                     names[shard.table(slot) as usize].clone(),
                     shard.key(slot).to_vec(),
-                    &shard.states[slot],
+                    tenant_names.get(state.tenant as usize).cloned(),
+                    state,
                     &cut,
                 ));
             }
@@ -448,13 +472,13 @@ pub fn compute(
         "scanning access logs"
     );
     let cut = CutOff::new(options.as_of, options.horizon);
-    let tables = TableRegistry::default();
+    let (tables, tenants) = (NameRegistry::default(), NameRegistry::default());
     let started = Instant::now();
     let partials = plan.fold(
-        || Accumulator::new(cut, tables.clone()),
+        || Accumulator::new(cut, tables.clone(), tenants.clone()),
         |accumulator, batch| accumulator.add_batch(batch),
         on_rows,
     )?;
     tracing::info!(seconds = started.elapsed().as_secs_f64(), "scanned");
-    Ok(finish(partials, cut, &tables))
+    Ok(finish(partials, cut, &tables, &tenants))
 }

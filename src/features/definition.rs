@@ -70,6 +70,9 @@ pub const PREFIX_DELIMITERS: [u8; 2] = [b':', b'/'];
 pub struct KeyFeatures {
     pub table: Arc<str>,
     pub key: Vec<u8>,
+    /// The tenant named by the key's latest access that names one (at
+    /// equal times, the greatest name); `None` when no access names one.
+    pub tenant: Option<Arc<str>>,
     pub first_seen_age_s: f64,
     /// Events in each of [`WINDOWS`].
     pub events: [i64; 4],
@@ -111,6 +114,7 @@ impl KeyFeatures {
     pub(crate) fn from_state(
         table: Arc<str>,
         key: Vec<u8>,
+        tenant: Option<Arc<str>>,
         state: &KeyState,
         cut: &CutOff,
     ) -> Self {
@@ -133,6 +137,7 @@ impl KeyFeatures {
         KeyFeatures {
             table,
             key,
+            tenant,
             first_seen_age_s: seconds(cut.as_of - state.first_ts),
             events: state.events.map(i64::from),
             reads_total: state.reads as i64,

@@ -5,7 +5,9 @@
 use super::definition::{
     DECAY_HALF_LIVES, GAPS, HORIZON_HALF_LIVES, HORIZON_WINDOWS, SIZE_CAP, WINDOWS,
 };
-use crate::logs::Op;
+use std::sync::Arc;
+
+use crate::logs::{NO_TENANT, Op};
 use crate::time::{DAY_US, HOUR_US};
 
 const LN_2: f64 = std::f64::consts::LN_2;
@@ -58,6 +60,10 @@ pub(crate) struct KeyState {
     /// The latest event times, newest first (`i64::MIN` fills the rest):
     /// the top of a multiset, so it merges exactly.
     pub latest: [i64; GAPS],
+    /// The tenant kept (see [`KeyState::name_tenant`]): a name's id in the
+    /// scan's tenant list, or [`NO_TENANT`]; and when it was named.
+    pub tenant: u32,
+    pub tenant_ts: i64,
 }
 
 impl KeyState {
@@ -81,6 +87,25 @@ impl KeyState {
             horizon_events: [0; HORIZON_WINDOWS.len()],
             horizon_decay: [0.0; HORIZON_HALF_LIVES.len()],
             latest: [i64::MIN; GAPS],
+            tenant: NO_TENANT,
+            tenant_ts: i64::MIN,
+        }
+    }
+
+    /// Keeps `tenant`, named by an access at `ts`, if that access is later
+    /// than the one behind the tenant kept, or as late with a greater name
+    /// (`names` by id): the lexicographic max of (time, name), so it
+    /// merges exactly.
+    pub fn name_tenant(&mut self, ts: i64, tenant: u32, names: &[Arc<str>]) {
+        if tenant == NO_TENANT {
+            return;
+        }
+        let later = self.tenant == NO_TENANT
+            || ts > self.tenant_ts
+            || (ts == self.tenant_ts && names[tenant as usize] > names[self.tenant as usize]);
+        if later {
+            self.tenant = tenant;
+            self.tenant_ts = ts;
         }
     }
 
@@ -139,7 +164,9 @@ impl KeyState {
         self.keep_latest(ts);
     }
 
-    pub fn merge(&mut self, other: &KeyState) {
+    /// Adds `other`'s events (`tenant_names`: the scan's tenants by id).
+    pub fn merge(&mut self, other: &KeyState, tenant_names: &[Arc<str>]) {
+        self.name_tenant(other.tenant_ts, other.tenant, tenant_names);
         self.first_ts = self.first_ts.min(other.first_ts);
         self.last_read_ts = self.last_read_ts.max(other.last_read_ts);
         self.last_write_ts = self.last_write_ts.max(other.last_write_ts);
@@ -196,7 +223,7 @@ mod tests {
             whole.add(&cut, ts, op, size);
             if i % 3 == 0 { &mut left } else { &mut right }.add(&cut, ts, op, size);
         }
-        right.merge(&left);
+        right.merge(&left, &[]);
         assert_eq!(right.reads, whole.reads);
         assert_eq!(right.events, whole.events);
         assert_eq!(right.tod, whole.tod);

@@ -62,13 +62,17 @@ pub enum FeatureFileError {
     Mismatch { path: String, problem: String },
 }
 
-/// Column names in file order: the table, the key, then every numeric
+/// The columns before the numeric features: who the key is.
+pub const KEY_COLUMNS: [&str; 3] = ["table_name", "key", "tenant"];
+
+/// Column names in file order: the table, the key, its tenant (null when
+/// the logs name none; see [`KeyFeatures::tenant`]), then every numeric
 /// feature: first the policy ABI's list (policies see the same features
 /// under the same names), then those on the horizon's time scale. A test
 /// checks that they follow [`super::definition::WINDOWS`] and
 /// [`super::definition::DECAY_HALF_LIVES`].
 pub fn column_names() -> Vec<String> {
-    ["table_name", "key"]
+    KEY_COLUMNS
         .into_iter()
         .chain(shadowcast_policy::abi::FEATURE_NAMES)
         .map(String::from)
@@ -123,6 +127,7 @@ fn schema(keys_are_utf8: bool) -> SchemaRef {
             let (data_type, nullable) = match name.as_str() {
                 "table_name" => (DataType::Utf8, false),
                 "key" => (key_type.clone(), false),
+                "tenant" => (DataType::Utf8, true),
                 "is_deleted" => (DataType::Boolean, false),
                 "secs_since_last_read" | "secs_since_last_write" => (DataType::Float64, true),
                 n if n.starts_with("gap") => (DataType::Float64, true),
@@ -152,7 +157,7 @@ enum ColumnValues {
     Bool(fn(&KeyFeatures) -> bool, BooleanBuilder),
 }
 
-/// The numeric columns after `table_name` and `key`, in [`column_names`] order.
+/// The numeric columns after [`KEY_COLUMNS`], in [`column_names`] order.
 fn numeric_columns(capacity: usize) -> Vec<ColumnValues> {
     use ColumnValues::{Bool, Float, Int, OptionalFloat};
     let int = |value: fn(&KeyFeatures) -> i64| Int(value, Vec::with_capacity(capacity));
@@ -212,6 +217,7 @@ fn numeric_columns(capacity: usize) -> Vec<ColumnValues> {
 pub(crate) struct BatchBuilder {
     keys_are_utf8: bool,
     tables: StringBuilder,
+    tenants: StringBuilder,
     utf8_keys: StringBuilder,
     binary_keys: BinaryBuilder,
     values: Vec<ColumnValues>,
@@ -222,6 +228,7 @@ impl BatchBuilder {
         BatchBuilder {
             keys_are_utf8,
             tables: StringBuilder::with_capacity(capacity, capacity * 8),
+            tenants: StringBuilder::with_capacity(capacity, capacity * 8),
             utf8_keys: StringBuilder::new(),
             binary_keys: BinaryBuilder::new(),
             values: numeric_columns(capacity),
@@ -230,6 +237,7 @@ impl BatchBuilder {
 
     pub fn push(&mut self, row: &KeyFeatures) {
         self.tables.append_value(&row.table);
+        self.tenants.append_option(row.tenant.as_deref());
         if self.keys_are_utf8 {
             self.utf8_keys
                 .append_value(std::str::from_utf8(&row.key).expect("UTF-8 keys"));
@@ -252,7 +260,11 @@ impl BatchBuilder {
         } else {
             Arc::new(self.binary_keys.finish())
         };
-        let mut columns: Vec<ArrayRef> = vec![Arc::new(self.tables.finish()), keys];
+        let mut columns: Vec<ArrayRef> = vec![
+            Arc::new(self.tables.finish()),
+            keys,
+            Arc::new(self.tenants.finish()),
+        ];
         columns.extend(self.values.into_iter().map(|column| -> ArrayRef {
             match column {
                 ColumnValues::Int(_, values) => Arc::new(Int64Array::from(values)),
@@ -305,27 +317,31 @@ fn row_of(batch: &RecordBatch, row: usize) -> KeyFeatures {
     KeyFeatures {
         table: column(0).as_string::<i32>().value(row).into(),
         key,
-        first_seen_age_s: float(2),
-        events: [int(3), int(4), int(5), int(6)],
-        reads_total: int(7),
-        writes_total: int(8),
-        reads_decay: [float(9), float(10), float(11)],
-        writes_decay: [float(12), float(13), float(14)],
-        secs_since_last_read: optional(15),
-        secs_since_last_write: optional(16),
-        read_share: float(17),
-        change_rate_per_h: float(18),
-        size_last: int(19),
-        size_max: int(20),
-        is_deleted: column(21).as_boolean().value(row),
-        tod_share: [float(22), float(23), float(24), float(25)],
-        tod_share_next_6h: float(26),
-        prefix_events_24h: int(27),
-        range_events_24h: int(28),
-        horizon_events: [int(29), int(30), int(31), int(32), int(33)],
-        horizon_decay: [float(34), float(35), float(36)],
-        gaps_h: [optional(37), optional(38), optional(39), optional(40)],
-        age_h: float(41),
+        tenant: {
+            let tenants = column(2).as_string::<i32>();
+            tenants.is_valid(row).then(|| tenants.value(row).into())
+        },
+        first_seen_age_s: float(3),
+        events: [int(4), int(5), int(6), int(7)],
+        reads_total: int(8),
+        writes_total: int(9),
+        reads_decay: [float(10), float(11), float(12)],
+        writes_decay: [float(13), float(14), float(15)],
+        secs_since_last_read: optional(16),
+        secs_since_last_write: optional(17),
+        read_share: float(18),
+        change_rate_per_h: float(19),
+        size_last: int(20),
+        size_max: int(21),
+        is_deleted: column(22).as_boolean().value(row),
+        tod_share: [float(23), float(24), float(25), float(26)],
+        tod_share_next_6h: float(27),
+        prefix_events_24h: int(28),
+        range_events_24h: int(29),
+        horizon_events: [int(30), int(31), int(32), int(33), int(34)],
+        horizon_decay: [float(35), float(36), float(37)],
+        gaps_h: [optional(38), optional(39), optional(40), optional(41)],
+        age_h: float(42),
     }
 }
 
@@ -415,6 +431,7 @@ impl FeatureTable {
             .set_key_value_metadata(Some(metadata))
             .set_dictionary_enabled(false)
             .set_column_dictionary_enabled("table_name".into(), true)
+            .set_column_dictionary_enabled("tenant".into(), true)
             .build();
         let schema = schema(self.keys_are_utf8);
         let writer =
@@ -532,10 +549,16 @@ impl FeatureTable {
                 .iter()
                 .map(|field| {
                     let name = field.name();
-                    let column = batch
-                        .column_by_name(name)
-                        .ok_or_else(|| mismatch(format!("missing column `{name}`")))?;
-                    arrow_cast::cast(column, field.data_type())
+                    let column = match batch.column_by_name(name) {
+                        Some(column) => column.clone(),
+                        // Written before tenants were kept, or by SQL that
+                        // leaves them out: no key has one.
+                        None if name == "tenant" => {
+                            arrow_array::new_null_array(&DataType::Utf8, batch.num_rows())
+                        }
+                        None => return Err(mismatch(format!("missing column `{name}`"))),
+                    };
+                    arrow_cast::cast(&column, field.data_type())
                         .map_err(|e| mismatch(format!("column `{name}`: {e}")))
                 })
                 .collect::<Result<Vec<_>, _>>()?;
@@ -606,7 +629,7 @@ mod tests {
             assert!(names.contains(&format!("reads_decay_{suffix}")));
             assert!(names.contains(&format!("writes_decay_{suffix}")));
         }
-        let counted = 2 + 1 + WINDOWS.len() + 2 + 2 * DECAY_HALF_LIVES.len() + 14;
+        let counted = 3 + 1 + WINDOWS.len() + 2 + 2 * DECAY_HALF_LIVES.len() + 14;
         let on_horizon = HORIZON_WINDOWS.len() + HORIZON_HALF_LIVES.len() + GAPS + 1;
         assert_eq!(names.len(), counted + on_horizon);
     }
@@ -616,6 +639,7 @@ mod tests {
         KeyFeatures {
             table: "t".into(),
             key: format!("k:{index:03}").into_bytes(),
+            tenant: (index % 3 != 0).then(|| format!("tenant-{}", index % 2).into()),
             first_seen_age_s: f + 0.5,
             events: [index, index + 1, index + 2, index + 3],
             reads_total: index + 4,

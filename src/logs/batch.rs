@@ -11,7 +11,7 @@ use arrow_buffer::{Buffer, OffsetBuffer, ScalarBuffer};
 use arrow_schema::{DataType, TimeUnit};
 
 use super::LogError;
-use super::schema::{KEY, OP, Op, SIZE, TABLE, TS};
+use super::schema::{KEY, OP, Op, SIZE, TABLE, TENANT, TS};
 
 /// A batch of accesses, all within the scan's time range, all values checked.
 ///
@@ -27,7 +27,14 @@ pub struct AccessBatch {
     table_index: Vec<u32>,
     ops: Vec<Op>,
     sizes: ScalarBuffer<i64>,
+    tenant_names: Vec<String>,
+    /// Per row, an index into `tenant_names` or [`NO_TENANT`]; `None` when
+    /// the file has no tenant column.
+    tenant_index: Option<Vec<u32>>,
 }
+
+/// In [`AccessBatch::tenant_index`]: the row names no tenant.
+pub const NO_TENANT: u32 = u32::MAX;
 
 impl AccessBatch {
     pub fn len(&self) -> usize {
@@ -69,6 +76,17 @@ impl AccessBatch {
 
     pub fn sizes(&self) -> &[i64] {
         &self.sizes
+    }
+
+    /// Tenants named in this batch (see [`Self::tenant_index`]).
+    pub fn tenant_names(&self) -> &[String] {
+        &self.tenant_names
+    }
+
+    /// Per row, an index into [`Self::tenant_names`] or [`NO_TENANT`] (a
+    /// null tenant); `None` when the log has no tenant column.
+    pub fn tenant_index(&self) -> Option<&[u32]> {
+        self.tenant_index.as_deref()
     }
 
     /// Converts a record batch holding (at least) the required columns.
@@ -196,7 +214,22 @@ impl AccessBatch {
             });
         }
 
+        let (tenant_names, tenant_index) = match batch.column_by_name(TENANT) {
+            Some(array) => {
+                let (names, mut index) = dictionary_of(array, TENANT, path, first_row)?;
+                for (row, slot) in index.iter_mut().enumerate() {
+                    if array.is_null(row) {
+                        *slot = NO_TENANT;
+                    }
+                }
+                (names, Some(index))
+            }
+            None => (Vec::new(), None),
+        };
+
         Ok(AccessBatch {
+            tenant_names,
+            tenant_index,
             ts,
             key_offsets,
             key_bytes,

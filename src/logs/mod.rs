@@ -21,7 +21,7 @@ pub mod writer;
 
 use std::path::PathBuf;
 
-pub use batch::AccessBatch;
+pub use batch::{AccessBatch, NO_TENANT};
 pub use reader::{LogSource, PlanStats, ScanPlan};
 pub use schema::Op;
 

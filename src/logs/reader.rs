@@ -504,26 +504,30 @@ fn open_file(file: &LogFile) -> Result<OpenedFile, LogError> {
         projected.push(index);
     }
     for column in [schema::TENANT, schema::LATENCY] {
-        if let Some((_, field)) = file_schema.column_with_name(column)
-            && !schema::accepts(column, field.data_type())
-        {
-            return Err(LogError::WrongType {
-                path: path.clone(),
-                column: column.to_string(),
-                found: field.data_type().to_string(),
-                expected: schema::expected_type(column),
-            });
+        if let Some((index, field)) = file_schema.column_with_name(column) {
+            if !schema::accepts(column, field.data_type()) {
+                return Err(LogError::WrongType {
+                    path: path.clone(),
+                    column: column.to_string(),
+                    found: field.data_type().to_string(),
+                    expected: schema::expected_type(column),
+                });
+            }
+            if column == schema::TENANT {
+                projected.push(index);
+            }
         }
     }
 
-    // Ask for plain string table/op columns as dictionaries: the reader then
+    // Ask for plain string table/op/tenant columns as dictionaries: the reader then
     // decodes each distinct name once instead of once per row.
     let hinted = Schema::new(
         file_schema
             .fields()
             .iter()
             .map(|field| {
-                let dictionary = (field.name() == schema::TABLE || field.name() == schema::OP)
+                let dictionary = [schema::TABLE, schema::OP, schema::TENANT]
+                    .contains(&field.name().as_str())
                     && field.data_type() == &DataType::Utf8;
                 if dictionary {
                     Arc::new(Field::new(

@@ -10,7 +10,7 @@ use ndarray::{Array2, ArrayView1, ArrayView2, Axis};
 use serde::{Deserialize, Serialize};
 
 use crate::features::FeatureTable;
-use crate::features::table::column_names;
+use crate::features::table::{KEY_COLUMNS, column_names};
 
 /// Recency of something that never happened, in seconds (about 116 days):
 /// older than anything a cut-off looks back at.
@@ -19,7 +19,7 @@ const NEVER_SECONDS: f64 = 1e7;
 /// Names of the model inputs, in column order: every feature except the
 /// table name and the key.
 pub fn input_names() -> Vec<String> {
-    column_names().into_iter().skip(2).collect()
+    column_names().into_iter().skip(KEY_COLUMNS.len()).collect()
 }
 
 /// One row per key, one column per input; booleans as 0/1, missing values NaN.

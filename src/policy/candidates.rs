@@ -46,7 +46,11 @@ impl Candidates {
         for row in table.rows() {
             let table_id = candidates.tables.intern(&row.table);
             candidates.table_ids.push(table_id);
-            candidates.tenant_ids.push(NO_TENANT);
+            let tenant_id = match &row.tenant {
+                Some(tenant) => candidates.tenants.intern(tenant),
+                None => NO_TENANT,
+            };
+            candidates.tenant_ids.push(tenant_id);
             candidates.key_bytes.extend_from_slice(&row.key);
             candidates.key_offsets.push(candidates.key_bytes.len());
             candidates.size_bytes.push(row.size_last.max(0) as u64);

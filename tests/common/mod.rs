@@ -84,13 +84,15 @@ pub struct Event {
     pub key: String,
     pub op: &'static str,
     pub size: i64,
+    /// Written as a `tenant` column when any event of a file names one.
+    pub tenant: Option<&'static str>,
 }
 
 /// Writes events as a Parquet file with plain (non-dictionary) string
 /// columns and millisecond timestamps: a layout shadowcast's own writer does
 /// not produce, as a team's log shipper might.
 pub fn write_events(path: &Path, events: &[Event], row_group_rows: usize) -> PathBuf {
-    let columns: Vec<(&str, ArrayRef)> = vec![
+    let mut columns: Vec<(&str, ArrayRef)> = vec![
         (
             "ts",
             Arc::new(
@@ -119,6 +121,12 @@ pub fn write_events(path: &Path, events: &[Event], row_group_rows: usize) -> Pat
             Arc::new(Int64Array::from_iter_values(events.iter().map(|e| e.size))),
         ),
     ];
+    if events.iter().any(|e| e.tenant.is_some()) {
+        columns.push((
+            "tenant",
+            Arc::new(StringArray::from_iter(events.iter().map(|e| e.tenant))),
+        ));
+    }
     write_columns(path, columns, row_group_rows)
 }
 
@@ -155,6 +163,7 @@ pub fn few_events(start_ms: i64) -> Vec<Event> {
             key: format!("user:{}", i % 3),
             op: if i % 4 == 0 { "update" } else { "read" },
             size: 100 + i,
+            tenant: None,
         })
         .collect()
 }
@@ -172,6 +181,7 @@ pub fn assert_features_match(actual: &KeyFeatures, wanted: &KeyFeatures, relativ
         (&wanted.table, &wanted.key),
         "same key"
     );
+    assert_eq!(actual.tenant, wanted.tenant, "tenant of {what}");
     assert_eq!(actual.events, wanted.events, "events of {what}");
     assert_eq!(
         (actual.reads_total, actual.writes_total),
