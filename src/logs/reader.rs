@@ -478,7 +478,19 @@ fn open_file(file: &LogFile) -> Result<OpenedFile, LogError> {
         ArrowReaderMetadata::load(&handle, ArrowReaderOptions::new()).map_err(corrupt)?;
     let file_schema = metadata.schema().clone();
 
-    let mut projected = Vec::with_capacity(REQUIRED_COLUMNS.len());
+    let check_type = |column: &'static str, field: &Field| {
+        if schema::accepts(column, field.data_type()) {
+            Ok(())
+        } else {
+            Err(LogError::WrongType {
+                path: path.clone(),
+                column: column.to_string(),
+                found: field.data_type().to_string(),
+                expected: schema::expected_type(column),
+            })
+        }
+    };
+    let mut projected = Vec::with_capacity(REQUIRED_COLUMNS.len() + 1);
     for column in REQUIRED_COLUMNS {
         let Some((index, field)) = file_schema.column_with_name(column) else {
             return Err(LogError::MissingColumn {
@@ -493,26 +505,12 @@ fn open_file(file: &LogFile) -> Result<OpenedFile, LogError> {
                     .join(", "),
             });
         };
-        if !schema::accepts(column, field.data_type()) {
-            return Err(LogError::WrongType {
-                path: path.clone(),
-                column: column.to_string(),
-                found: field.data_type().to_string(),
-                expected: schema::expected_type(column),
-            });
-        }
+        check_type(column, field)?;
         projected.push(index);
     }
     for column in [schema::TENANT, schema::LATENCY] {
         if let Some((index, field)) = file_schema.column_with_name(column) {
-            if !schema::accepts(column, field.data_type()) {
-                return Err(LogError::WrongType {
-                    path: path.clone(),
-                    column: column.to_string(),
-                    found: field.data_type().to_string(),
-                    expected: schema::expected_type(column),
-                });
-            }
+            check_type(column, field)?;
             if column == schema::TENANT {
                 projected.push(index);
             }
