@@ -1,7 +1,8 @@
 //! Scoring throughput of each model kind, on one core, beside the decayed
 //! counter heuristic computed from the same raw inputs.
 //!
-//! `cargo bench --bench model_scoring` generates a workload (oltp profile,
+//! `cargo bench --bench model_scoring [-- KIND...]` (every kind by default)
+//! generates a workload (oltp profile,
 //! 4M events over 72 hours), computes features at the 60th hour, trains each
 //! kind on the cut-offs before it and scores every key repeatedly. Prints
 //! keys/s per core and the ratio to the heuristic; BENCHMARKS.md records it.
@@ -66,12 +67,19 @@ fn main() {
         heuristic_rate / 1e6
     );
 
+    let chosen: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
     for kind in [
         ModelKind::Logistic,
         ModelKind::Tree,
         ModelKind::Forest,
         ModelKind::Gbdt,
-    ] {
+    ]
+    .into_iter()
+    .filter(|kind| chosen.is_empty() || chosen.contains(&kind.to_string()))
+    {
         let options = TrainOptions {
             as_of,
             horizon: 6 * HOUR_US,

@@ -62,12 +62,26 @@ pub fn raw_inputs_of(table: &FeatureTable, rows: &[usize]) -> Array2<f64> {
     inputs
 }
 
-/// log(1 + x), approximated (micromath, absolute error under 0.001): far
-/// finer than what separates keys after standardization, several times
-/// faster than the exact function, and it runs for most inputs of every key
-/// scored. Training and scoring use the same function.
+/// log(1 + x) for x ≥ 0 (below 0 counts as 0), approximated: the exponent
+/// of 1 + x in single precision times ln 2, plus a degree-5 Remez
+/// polynomial of its mantissa (the one the micromath crate uses, absolute
+/// error under 0.001, to the bit). Far finer than what separates keys after
+/// standardization, several times faster than the exact function, and
+/// free of branches, so a column of inputs compiles to vector code: it runs
+/// for most inputs of every key scored. Training and scoring use the same
+/// function.
+#[inline]
 fn log_scale(value: f64) -> f64 {
-    f64::from(micromath::F32(1.0 + value.max(0.0) as f32).ln().0)
+    let x = 1.0 + value.max(0.0) as f32;
+    let bits = x.to_bits();
+    let exponent = ((bits >> 23) & 0xff) as i32 - 127;
+    let mantissa = f32::from_bits((bits & 0x007f_ffff) | 0x3f80_0000);
+    let polynomial = -1.741_793_9_f32
+        + (2.821_202_6
+            + (-1.469_956_8 + (0.447_179_55 - 0.056_570_85 * mantissa) * mantissa) * mantissa)
+            * mantissa;
+    let ln = exponent as f32 * std::f32::consts::LN_2 + polynomial;
+    f64::from(if x == 1.0 { 0.0 } else { ln })
 }
 
 /// Learned input preprocessing: missing recency becomes "long ago",
@@ -128,7 +142,8 @@ impl Preprocess {
         }
     }
 
-    fn apply_slice(&self, raw: &[f64], out: &mut [f64]) {
+    /// One key's raw inputs (a slice) into `out`.
+    pub fn apply_slice(&self, raw: &[f64], out: &mut [f64]) {
         let columns = raw
             .iter()
             .zip(&self.log_scaled)
@@ -142,6 +157,30 @@ impl Preprocess {
             };
             *slot = (scaled - mean) * inverse_scale;
         }
+    }
+
+    /// Column `column` of raw inputs, in place, made ready for a linear
+    /// model whose weights carry the standardization (see
+    /// [`Preprocess::standardization`]): missing values filled, log scale
+    /// where the input is log-scaled. One operation down a column, so it
+    /// compiles to vector code.
+    pub fn scale_column(&self, column: usize, values: &mut [f64]) {
+        for value in values.iter_mut() {
+            if value.is_nan() {
+                *value = NEVER_SECONDS;
+            }
+        }
+        if self.log_scaled[column] {
+            for value in values {
+                *value = log_scale(*value);
+            }
+        }
+    }
+
+    /// The training mean and 1 / standard deviation of each input, after
+    /// [`Preprocess::scale_column`].
+    pub fn standardization(&self) -> (&[f64], &[f64]) {
+        (&self.mean, &self.inverse_scale)
     }
 
     /// Raw inputs in, model-ready inputs out.
@@ -208,5 +247,24 @@ mod tests {
             ready[[2, 13]] > ready[[3, 13]],
             "never read counts as longest ago"
         );
+    }
+
+    /// The branch-free log scale is micromath's ln(1 + x) to the bit, over
+    /// zeros, small counts, fractions, the "never" filler and values up to
+    /// the largest single-precision number (past it micromath gives NaN).
+    #[test]
+    fn the_log_scale_is_micromath_to_the_bit() {
+        let mut values: Vec<f64> = (0..5000).map(f64::from).collect();
+        values.extend((0..2000).map(|i| f64::from(i) * 0.001_7));
+        values.extend((0..280).map(|i| 1.37_f64.powi(i)));
+        values.extend([NEVER_SECONDS, -3.0, 1e-9, f64::from(f32::EPSILON)]);
+        for value in values {
+            let reference = f64::from(micromath::F32(1.0 + value.max(0.0) as f32).ln().0);
+            assert_eq!(
+                log_scale(value).to_bits(),
+                reference.to_bits(),
+                "ln(1 + {value})"
+            );
+        }
     }
 }

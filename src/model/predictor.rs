@@ -37,7 +37,7 @@ use smartcore::tree::decision_tree_regressor::{
 };
 
 use super::ModelError;
-use super::guard::Guard;
+use super::guard::{ChurnSource, Guard};
 use super::input::Preprocess;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -457,6 +457,42 @@ impl Target {
         )
     }
 
+    /// This target with the preprocessing folded in, when it is linear.
+    fn folded(&self, preprocess: &Preprocess) -> Option<FoldedLinear> {
+        let (mean, inverse_scale) = preprocess.standardization();
+        let fold = |weights: Vec<f64>, intercept: f64, output| {
+            let weights: Vec<f64> = weights
+                .iter()
+                .zip(inverse_scale)
+                .map(|(w, s)| w * s)
+                .collect();
+            let shift: f64 = weights.iter().zip(mean).map(|(w, m)| w * m).sum();
+            FoldedLinear {
+                weights,
+                intercept: intercept - shift,
+                output,
+            }
+        };
+        match self {
+            Target::Constant(value) => Some(FoldedLinear::constant(*value)),
+            Target::Logistic(model) => {
+                // linfa-logistic's score is for the majority class.
+                let sign = if model.labels().pos.class { 1.0 } else { -1.0 };
+                Some(fold(
+                    model.params().iter().map(|w| sign * w).collect(),
+                    sign * model.intercept(),
+                    LinearOutput::Probability,
+                ))
+            }
+            Target::LogLinear(model) => Some(fold(
+                model.params().to_vec(),
+                model.intercept(),
+                LinearOutput::CountFromLog,
+            )),
+            _ => None,
+        }
+    }
+
     /// The prediction of a linear target for one preprocessed row.
     fn predict_row(&self, x: &[f64]) -> f64 {
         let linear = |weights: &Array1<f64>, intercept: f64| {
@@ -507,6 +543,67 @@ impl Target {
                 let raw = booster.predict(&matrix, true);
                 raw.into_iter().map(|v| link.apply(v)).collect()
             }
+        }
+    }
+}
+
+/// Keys scored together: their inputs stay in the cache while each tree
+/// walks them, or while each linear target runs down their columns.
+const BLOCK: usize = 256;
+
+/// Distance between two columns of a block laid out column by column: not
+/// a power of two, so that writing one key's inputs across the columns
+/// does not land every store in the same cache set.
+const COLUMN_STRIDE: usize = BLOCK + 8;
+
+/// What a linear target gives for its linear combination `z`.
+#[derive(Clone, Copy, Debug)]
+enum LinearOutput {
+    Constant(f64),
+    /// 1 / (1 + e^−z).
+    Probability,
+    /// A count fitted on log(1 + count): e^z − 1, at least 0.
+    CountFromLog,
+}
+
+/// A linear target as scoring runs it: the inputs' standardization folded
+/// into its weights and intercept (w·(x − mean)/sd + b = (w/sd)·x +
+/// (b − Σ w·mean/sd)), so a key costs one multiply-add per input, done
+/// down the columns of a block of keys.
+#[derive(Clone, Debug)]
+struct FoldedLinear {
+    weights: Vec<f64>,
+    intercept: f64,
+    output: LinearOutput,
+}
+
+impl FoldedLinear {
+    fn constant(value: f64) -> Self {
+        FoldedLinear {
+            weights: Vec::new(),
+            intercept: value,
+            output: LinearOutput::Constant(value),
+        }
+    }
+
+    /// Appends the score of each of `keys` keys whose scaled inputs are in
+    /// `columns`, input j at `columns[j * COLUMN_STRIDE..][..keys]`.
+    fn score_block(&self, columns: &[f64], keys: usize, out: &mut Vec<f64>) {
+        if let LinearOutput::Constant(value) = self.output {
+            out.extend(std::iter::repeat_n(value, keys));
+            return;
+        }
+        let mut z = [self.intercept; BLOCK];
+        let z = &mut z[..keys];
+        for (column, &weight) in self.weights.iter().enumerate() {
+            for (sum, &value) in z.iter_mut().zip(&columns[column * COLUMN_STRIDE..][..keys]) {
+                *sum += weight * value;
+            }
+        }
+        match self.output {
+            LinearOutput::Probability => out.extend(z.iter().map(|z| 1.0 / (1.0 + (-z).exp()))),
+            LinearOutput::CountFromLog => out.extend(z.iter().map(|z| z.exp_m1().max(0.0))),
+            LinearOutput::Constant(_) => unreachable!("answered above"),
         }
     }
 }
@@ -570,67 +667,129 @@ impl Predictor {
     }
 
     /// Scores keys from their raw inputs (see [`super::input::raw_inputs`]).
+    /// A target the guard replaces (churn from the write rate, accesses
+    /// from the counter alone) is not computed.
     pub fn score(&self, raw: ArrayView2<f64>) -> Scores {
-        let mut scores = self.score_unguarded(raw);
-        if let Some(guard) = &self.guard {
-            guard.apply(&mut scores.accesses, &mut scores.churn, raw);
-        }
+        let Some(guard) = &self.guard else {
+            return self.score_targets(raw, [true; 3]);
+        };
+        let needed = [
+            true,
+            guard.churn == ChurnSource::Learner,
+            guard.model_weight > 0.0,
+        ];
+        let mut scores = self.score_targets(raw, needed);
+        guard.apply(&mut scores.accesses, &mut scores.churn, raw);
         scores
     }
 
     /// The learner's own scores, whatever its guard would rank by.
     pub fn score_unguarded(&self, raw: ArrayView2<f64>) -> Scores {
-        if [&self.hot, &self.churn, &self.accesses]
-            .iter()
-            .all(|t| t.predicts_by_row())
-        {
-            return self.score_by_row(raw);
+        self.score_targets(raw, [true; 3])
+    }
+
+    /// Hot, churn and accesses, each where `needed` (zeros elsewhere).
+    fn score_targets(&self, raw: ArrayView2<f64>, needed: [bool; 3]) -> Scores {
+        let targets = [&self.hot, &self.churn, &self.accesses];
+        let wanted = || {
+            targets
+                .iter()
+                .zip(needed)
+                .filter(|(_, n)| *n)
+                .map(|(t, _)| t)
+        };
+        if wanted().all(|t| t.predicts_by_row()) {
+            let folded: Option<Vec<FoldedLinear>> = targets
+                .iter()
+                .zip(needed)
+                .map(|(target, needed)| match needed {
+                    true => target.folded(&self.preprocess),
+                    false => Some(FoldedLinear::constant(0.0)),
+                })
+                .collect();
+            return self.score_by_row(raw, needed, folded.as_deref());
         }
         let x = self.preprocess.apply(raw);
+        let [hot, churn, accesses] = targets;
+        let predict = |target: &Target, needed: bool| match needed {
+            true => target.predict(x.view()),
+            false => vec![0.0; x.nrows()],
+        };
         Scores {
-            hot: self.hot.predict(x.view()),
-            churn: self.churn.predict(x.view()),
-            accesses: self.accesses.predict(x.view()),
+            hot: predict(hot, needed[0]),
+            churn: predict(churn, needed[1]),
+            accesses: predict(accesses, needed[2]),
         }
     }
 
-    /// Linear and boosted models: blocks of preprocessed rows, no matrix,
-    /// in slices of keys on the current thread pool.
-    fn score_by_row(&self, raw: ArrayView2<f64>) -> Scores {
+    /// Linear and boosted models: blocks of keys, no matrix, in slices of
+    /// keys on the current thread pool. Linear targets (`folded`) read the
+    /// block column by column; boosted trees walk it row by row.
+    fn score_by_row(
+        &self,
+        raw: ArrayView2<f64>,
+        needed: [bool; 3],
+        folded: Option<&[FoldedLinear]>,
+    ) -> Scores {
         use rayon::prelude::*;
         const SLICE: usize = 8192;
-        // Keys preprocessed together: their inputs stay in the cache while
-        // each tree walks them.
-        const BLOCK: usize = 256;
+        let targets = [&self.hot, &self.churn, &self.accesses];
+        let raw = raw.as_standard_layout();
+        let inputs = raw.ncols();
+        let raw_values = raw.as_slice().expect("standard layout");
         let slices: Vec<Scores> = (0..raw.nrows())
             .step_by(SLICE)
             .collect::<Vec<_>>()
             .into_par_iter()
             .map(|first| {
                 let last = (first + SLICE).min(raw.nrows());
-                let mut scores = Scores {
-                    hot: Vec::with_capacity(last - first),
-                    churn: Vec::with_capacity(last - first),
-                    accesses: Vec::with_capacity(last - first),
-                };
-                let inputs = raw.ncols();
-                let mut rows = vec![0.0; BLOCK * inputs];
+                let mut out: [Vec<f64>; 3] =
+                    std::array::from_fn(|_| Vec::with_capacity(last - first));
+                let mut buffer = vec![0.0; COLUMN_STRIDE * inputs];
                 for block in (first..last).step_by(BLOCK) {
                     let end = (block + BLOCK).min(last);
-                    let rows = &mut rows[..(end - block) * inputs];
-                    let raw_rows = raw.slice(ndarray::s![block..end, ..]);
-                    for (raw_row, row) in raw_rows
-                        .axis_iter(ndarray::Axis(0))
-                        .zip(rows.chunks_exact_mut(inputs))
-                    {
-                        self.preprocess.apply_row(raw_row, row);
+                    let keys = end - block;
+                    let raw_rows = &raw_values[block * inputs..end * inputs];
+                    match folded {
+                        Some(folded) => {
+                            // Column j of the block at buffer[j * COLUMN_STRIDE..][..keys].
+                            for (key, raw_row) in raw_rows.chunks_exact(inputs).enumerate() {
+                                for (column, &value) in raw_row.iter().enumerate() {
+                                    buffer[column * COLUMN_STRIDE + key] = value;
+                                }
+                            }
+                            for column in 0..inputs {
+                                let values = &mut buffer[column * COLUMN_STRIDE..][..keys];
+                                self.preprocess.scale_column(column, values);
+                            }
+                            for (linear, out) in folded.iter().zip(&mut out) {
+                                linear.score_block(&buffer, keys, out);
+                            }
+                        }
+                        None => {
+                            let rows = &mut buffer[..keys * inputs];
+                            for (raw_row, row) in raw_rows
+                                .chunks_exact(inputs)
+                                .zip(rows.chunks_exact_mut(inputs))
+                            {
+                                self.preprocess.apply_slice(raw_row, row);
+                            }
+                            for ((target, needed), out) in targets.iter().zip(needed).zip(&mut out)
+                            {
+                                match needed {
+                                    true => target.predict_rows(rows, inputs, out),
+                                    false => out.extend(std::iter::repeat_n(0.0, keys)),
+                                }
+                            }
+                        }
                     }
-                    self.hot.predict_rows(rows, inputs, &mut scores.hot);
-                    self.churn.predict_rows(rows, inputs, &mut scores.churn);
-                    self.accesses
-                        .predict_rows(rows, inputs, &mut scores.accesses);
                 }
-                scores
+                let [hot, churn, accesses] = out;
+                Scores {
+                    hot,
+                    churn,
+                    accesses,
+                }
             })
             .collect();
         let mut scores = Scores::default();
@@ -674,6 +833,49 @@ mod tests {
             hot,
             churn,
             accesses,
+        }
+    }
+
+    /// Scoring with the standardization folded into the weights, down the
+    /// columns of blocks, gives what linfa's own predictions give on the
+    /// standardized matrix.
+    #[test]
+    fn folded_linear_scores_match_linfa_on_the_standardized_inputs() {
+        let mut set = separable(1000);
+        set.raw[[3, 14]] = f64::NAN;
+        let model = Predictor::fit(&set, &Hyperparameters::new(ModelKind::Logistic)).unwrap();
+        let scores = model.score_unguarded(set.raw.view());
+        let x = model.preprocess.apply(set.raw.view());
+        let probability_of_true = |target: &Target| match target {
+            Target::Logistic(fitted) => {
+                let p = fitted.predict_probabilities(&x);
+                let positive_is_true = fitted.labels().pos.class;
+                p.iter()
+                    .map(|&p| if positive_is_true { p } else { 1.0 - p })
+                    .collect::<Vec<f64>>()
+            }
+            _ => panic!("a logistic target"),
+        };
+        let Target::LogLinear(fitted) = &model.accesses else {
+            panic!("a log-linear count target");
+        };
+        let counts: Vec<f64> = fitted
+            .predict(&x)
+            .iter()
+            .map(|v| v.exp_m1().max(0.0))
+            .collect();
+        for (name, got, want) in [
+            ("hot", &scores.hot, probability_of_true(&model.hot)),
+            ("churn", &scores.churn, probability_of_true(&model.churn)),
+            ("accesses", &scores.accesses, counts),
+        ] {
+            assert_eq!(got.len(), want.len());
+            for (key, (g, w)) in got.iter().zip(&want).enumerate() {
+                assert!(
+                    (g - w).abs() <= 1e-9 * w.abs().max(1.0),
+                    "{name} of key {key}: {g} vs {w}"
+                );
+            }
         }
     }
 
