@@ -86,12 +86,13 @@ pub fn policy_command(args: PolicyArgs) -> Result<()> {
             let name = load(&registry, &policy)?;
             let table = FeatureTable::read_parquet(&features, None, None)?;
             let model = load_model(&model)?;
-            let scores = model.predictor.score(raw_inputs(&table).view());
+            let raw = raw_inputs(&table);
+            let scores = model.predictor.score(raw.view());
             let now_us = match now {
                 Some(text) => parse_instant(&text).map_err(anyhow::Error::msg)?,
                 None => table.as_of,
             };
-            let candidates = Candidates::from_features(&table, &scores, now_us);
+            let candidates = Candidates::from_features(&table, raw.view(), &scores, now_us);
             let decided = registry.decide(&candidates);
             if let Some(error) = decided.failures.first() {
                 return Err(anyhow::anyhow!("{error}"));

@@ -391,6 +391,24 @@ impl FeatureTable {
         &self.batches
     }
 
+    /// Who each key is — table, key bytes, tenant — in (table, key) order,
+    /// read from the columns without decoding the features.
+    pub fn for_each_key(&self, mut each: impl FnMut(&str, &[u8], Option<&str>)) {
+        for batch in &self.batches {
+            let tables = batch.column(0).as_string::<i32>();
+            let tenants = batch.column(2).as_string::<i32>();
+            let keys = batch.column(1);
+            for row in 0..batch.num_rows() {
+                let key = match keys.data_type() {
+                    DataType::Utf8 => keys.as_string::<i32>().value(row).as_bytes(),
+                    _ => keys.as_binary::<i32>().value(row),
+                };
+                let tenant = tenants.is_valid(row).then(|| tenants.value(row));
+                each(tables.value(row), key, tenant);
+            }
+        }
+    }
+
     /// Every row, typed, in (table, key) order.
     pub fn rows(&self) -> impl Iterator<Item = KeyFeatures> + '_ {
         self.batches

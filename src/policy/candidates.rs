@@ -4,8 +4,10 @@
 use shadowcast_policy::abi::{ANY_DESTINATION, FEATURE_NAMES, NO_TENANT, priority};
 use shadowcast_policy::{Batch, Strings};
 
+use ndarray::ArrayView2;
+
 use crate::features::FeatureTable;
-use crate::model::input::raw_inputs;
+use crate::model::input::input_names;
 use crate::model::predictor::Scores;
 
 /// Candidate keys, column by column. Tables and tenants are dictionaries:
@@ -31,30 +33,48 @@ pub struct Candidates {
 }
 
 impl Candidates {
-    /// Every key of `table` with its `scores` (one per row, in row order).
-    pub fn from_features(table: &FeatureTable, scores: &Scores, now_us: i64) -> Candidates {
-        let inputs = raw_inputs(table);
+    /// Every key of `table` with its `scores` (one per row, in row order);
+    /// `raw` is the table's [`raw_inputs`](crate::model::input::raw_inputs),
+    /// as the scores were computed from.
+    pub fn from_features(
+        table: &FeatureTable,
+        raw: ArrayView2<f64>,
+        scores: &Scores,
+        now_us: i64,
+    ) -> Candidates {
+        let size_column = input_names()
+            .iter()
+            .position(|name| name == "size_last")
+            .expect("size_last is a model input");
         let mut candidates = Candidates {
             now_us,
-            key_offsets: vec![0],
-            features: inputs.columns().into_iter().map(|c| c.to_vec()).collect(),
+            key_offsets: Vec::with_capacity(table.len() + 1),
+            // The policy ABI's features lead the inputs, in its order.
+            features: (0..FEATURE_NAMES.len())
+                .map(|column| raw.column(column).to_vec())
+                .collect(),
+            size_bytes: raw
+                .column(size_column)
+                .iter()
+                .map(|&size| size.max(0.0) as u64)
+                .collect(),
             hot: scores.hot.clone(),
             churn: scores.churn.clone(),
             expected_accesses: scores.accesses.clone(),
             ..Candidates::default()
         };
-        for row in table.rows() {
-            let table_id = candidates.tables.intern(&row.table);
+        candidates.key_offsets.push(0);
+        table.for_each_key(|table_name, key, tenant| {
+            let table_id = candidates.tables.intern(table_name);
             candidates.table_ids.push(table_id);
-            let tenant_id = match &row.tenant {
+            let tenant_id = match tenant {
                 Some(tenant) => candidates.tenants.intern(tenant),
                 None => NO_TENANT,
             };
             candidates.tenant_ids.push(tenant_id);
-            candidates.key_bytes.extend_from_slice(&row.key);
+            candidates.key_bytes.extend_from_slice(key);
             candidates.key_offsets.push(candidates.key_bytes.len());
-            candidates.size_bytes.push(row.size_last.max(0) as u64);
-        }
+        });
         candidates
     }
 

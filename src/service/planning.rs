@@ -172,8 +172,9 @@ impl Planner {
             })?;
             &rescanned
         };
-        let scores = model.predictor.score(raw_inputs(table).view());
-        let candidates = Candidates::from_features(table, &scores, table.as_of);
+        let raw = raw_inputs(table);
+        let scores = model.predictor.score(raw.view());
+        let candidates = Candidates::from_features(table, raw.view(), &scores, table.as_of);
         let decided = self.policies.decide(&candidates);
         for failure in &decided.failures {
             tracing::error!(%failure, "policy failed while planning and was unloaded");

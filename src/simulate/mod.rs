@@ -586,6 +586,7 @@ impl PlanContext<'_> {
                 .hot
                 .clone()
         };
+        let raw = raw_inputs(features);
         let scores = match strategy {
             Strategy::Nothing | Strategy::KeyOrder => {
                 let mut order: Vec<usize> = (0..rows.len()).collect();
@@ -605,11 +606,11 @@ impl PlanContext<'_> {
             Strategy::Decayed => accesses_only(heuristic("decayed")),
             Strategy::Model | Strategy::ModelPolicy => {
                 let (_, predictor) = inputs.model.as_ref().expect("checked");
-                predictor.score(raw_inputs(features).view())
+                predictor.score(raw.view())
             }
             Strategy::Oracle => accesses_only(reads_after_cutover(rows, traffic, options.timeline)),
         };
-        let candidates = Candidates::from_features(features, &scores, features.as_of);
+        let candidates = Candidates::from_features(features, raw.view(), &scores, features.as_of);
         let decisions = match (strategy, inputs.policy) {
             (Strategy::ModelPolicy, Some(policies)) => {
                 let decided = policies.decide(&candidates);
