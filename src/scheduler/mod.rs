@@ -36,7 +36,9 @@
 //!   runs on a timer (a simulation, on its clock), not as a side effect of
 //!   other calls.
 //! - Planning can be done in stages ([`Scheduler::score`] in slices,
-//!   [`Scheduler::ranking_input`], [`RankingInput::rank`] anywhere,
+//!   [`Scheduler::begin_ranking_input`] and
+//!   [`Scheduler::extend_ranking_input`] in slices, [`RankingInput::rank`]
+//!   anywhere (it also finds the predicted-hot keys),
 //!   [`Scheduler::install_ranking`]) so that leasing goes on meanwhile;
 //!   [`Scheduler::plan`] runs them in one call.
 //! - Nothing accepted is lost: every accepted ack and every write seen is
@@ -164,6 +166,8 @@ pub struct Scheduler {
     /// scoring the same candidates again (a new model or policy) skips the
     /// look-ups ([`KeyId::NONE`]: not known).
     candidate_ids: Vec<KeyId>,
+    /// Which keys the last ranking predicted hot (see [`Ranking`]).
+    hot_cut: Option<u64>,
     /// Counts rankings taken, so that an older one is never installed.
     ranking_generation: u64,
 }
@@ -226,6 +230,7 @@ impl Scheduler {
             census: Default::default(),
             last_confidence: None,
             candidate_ids: Vec::new(),
+            hot_cut: None,
             ranking_generation: 0,
             config,
             map,

@@ -35,7 +35,6 @@ pub(super) struct Plan {
     pub write_rate: f32,
     /// Priority class, or [`EXCLUDED`].
     pub class: u8,
-    pub predicted_hot: bool,
     pub destination: u32,
     pub not_before_us: i64,
     /// The lease holding the key, 0 for none.
@@ -49,7 +48,6 @@ impl Plan {
         frequency: 0.0,
         write_rate: 0.0,
         class: priority::NORMAL as u8,
-        predicted_hot: false,
         destination: 0,
         not_before_us: 0,
         lease: 0,
@@ -77,14 +75,18 @@ pub(super) fn class_slot(class: u8) -> usize {
         .expect("a known class")
 }
 
-/// What ranking needs of every key, taken from the scheduler so the sort
-/// can run beside it.
+/// What ranking needs of every key, taken from the scheduler (whole, or a
+/// slice per message so leasing goes on between them) so that the sorts
+/// run beside it.
 pub struct RankingInput {
     /// Which ranking this is: an older one is not installed over a newer.
     generation: u64,
     tables: usize,
-    /// Per key id: table, class slot ([`EXCLUDED`] for none) and benefit.
-    keys: Vec<(u32, u8, f32)>,
+    /// Share of the keys predicted hot (see `Ranking::hot_cut`).
+    hot_share: f64,
+    /// Per key id: table, class slot ([`EXCLUDED`] for none), benefit and
+    /// predicted accesses.
+    keys: Vec<(u32, u8, f32, f32)>,
 }
 
 /// New work per table and class, best first, ready to install.
@@ -93,6 +95,10 @@ pub struct Ranking {
     /// Keys that existed when the input was taken.
     keys: usize,
     orders: Vec<[Vec<KeyId>; 4]>,
+    /// The predicted-hot keys are those with predicted accesses above 0
+    /// whose [`rank_key`] of (predicted accesses, id) is at most this: the
+    /// top `hot_share` of the keys, ties to the lower id. `None`: none.
+    hot_cut: Option<u64>,
 }
 
 /// A sort key ordering by benefit, highest first, then by key id: the
@@ -114,11 +120,18 @@ impl RankingInput {
     pub fn rank(self) -> Ranking {
         let mut buckets: Vec<[Vec<u64>; 4]> =
             (0..self.tables).map(|_| Default::default()).collect();
-        for (id, &(table, slot, benefit)) in self.keys.iter().enumerate() {
+        let mut by_expected = Vec::new();
+        for (id, &(table, slot, benefit, expected)) in self.keys.iter().enumerate() {
             if slot != EXCLUDED {
                 buckets[table as usize][slot as usize].push(rank_key(benefit, id as u32));
             }
+            if expected > 0.0 {
+                by_expected.push(rank_key(expected, id as u32));
+            }
         }
+        let wanted =
+            ((self.hot_share * self.keys.len() as f64).ceil() as usize).min(by_expected.len());
+        let hot_cut = (wanted > 0).then(|| *by_expected.select_nth_unstable(wanted - 1).1);
         let orders = buckets
             .into_iter()
             .map(|lists| {
@@ -132,6 +145,7 @@ impl RankingInput {
             generation: self.generation,
             keys: self.keys.len(),
             orders,
+            hot_cut,
         }
     }
 }
@@ -140,30 +154,46 @@ impl Scheduler {
     /// Ranks all new work per (table, class), best benefit per byte first.
     /// Keys to re-sync keep their place in line.
     pub(super) fn rebuild_queues(&mut self) {
-        let input = self.snapshot_for_ranking();
+        let mut input = self.begin_snapshot();
+        self.extend_ranking_input(&mut input, usize::MAX);
         self.install_ranking(input.rank());
     }
 
-    pub(super) fn snapshot_for_ranking(&mut self) -> RankingInput {
+    /// An empty ranking input, newer than any taken before.
+    pub(super) fn begin_snapshot(&mut self) -> RankingInput {
         self.ranking_generation += 1;
-        let keys = self
-            .map
-            .ids()
-            .map(|id| {
-                let plan = &self.plans[id.index()];
-                let slot = if plan.class == EXCLUDED {
-                    EXCLUDED
-                } else {
-                    class_slot(plan.class) as u8
-                };
-                (self.map.table_of(id), slot, plan.benefit)
-            })
-            .collect();
         RankingInput {
             generation: self.ranking_generation,
             tables: self.map.tables().len(),
-            keys,
+            hot_share: self.config.predicted_hot_share,
+            keys: Vec::with_capacity(self.map.len()),
         }
+    }
+
+    /// Adds the keys after those `input` holds, up to `more` of them;
+    /// `true` when it then holds every key tracked.
+    pub fn extend_ranking_input(&mut self, input: &mut RankingInput, more: usize) -> bool {
+        let first = input.keys.len();
+        let last = first.saturating_add(more).min(self.map.len());
+        input.keys.extend((first..last).map(|index| {
+            let id = KeyId(index as u32);
+            let plan = &self.plans[index];
+            let slot = if plan.class == EXCLUDED {
+                EXCLUDED
+            } else {
+                class_slot(plan.class) as u8
+            };
+            (self.map.table_of(id), slot, plan.benefit, plan.expected)
+        }));
+        input.tables = self.map.tables().len();
+        last == self.map.len()
+    }
+
+    /// Whether the last ranking counted `id` among the predicted-hot keys.
+    pub(super) fn predicted_hot(&self, id: KeyId) -> bool {
+        let expected = self.plans[id.index()].expected;
+        self.hot_cut
+            .is_some_and(|cut| expected > 0.0 && rank_key(expected, id.0) <= cut)
     }
 
     /// Planning stage 3: puts a ranking in place of the lines of new work
@@ -174,6 +204,7 @@ impl Scheduler {
         if ranking.generation != self.ranking_generation {
             return;
         }
+        self.hot_cut = ranking.hot_cut;
         let tables = self.map.tables().len();
         self.queues.resize_with(tables, TableQueues::default);
         for (queues, orders) in self.queues.iter_mut().zip(ranking.orders) {
@@ -195,9 +226,7 @@ impl Scheduler {
     /// Whether new work may go out in the current phase.
     pub(super) fn phase_admits(&self, id: KeyId) -> bool {
         match self.phase {
-            Phase::Shadowing => {
-                self.map.record(id).in_sample || self.plans[id.index()].predicted_hot
-            }
+            Phase::Shadowing => self.map.record(id).in_sample || self.predicted_hot(id),
             Phase::Background => true,
             Phase::CutoverReady => self.map.record(id).location() == Location::Stale,
             Phase::Done => false,

@@ -1,6 +1,6 @@
 //! Planning: the policy stage's candidates and decisions become each key's
-//! benefit, class and hints; the predicted-hot keys are marked and the
-//! shadow sample drawn (once).
+//! benefit, class and hints; the shadow sample is drawn (once) and what
+//! ranking needs is taken, whole or in slices.
 
 use shadowcast_policy::abi::{FEATURE_NAMES, priority};
 
@@ -114,36 +114,25 @@ impl Scheduler {
         Ok(())
     }
 
-    /// Planning stage 2, after the last [`score`](Self::score): marks the
-    /// predicted-hot keys, draws the shadow sample (once), and takes what
-    /// ranking needs, to be ranked anywhere ([`RankingInput::rank`]).
+    /// Planning stage 2, after the last [`score`](Self::score): draws the
+    /// shadow sample (once) and takes what ranking needs of every key, to
+    /// be ranked anywhere ([`RankingInput::rank`], which also finds the
+    /// predicted-hot keys).
     pub fn ranking_input(&mut self) -> Result<RankingInput, SchedulerError> {
-        self.mark_predicted_hot();
+        self.begin_ranking_input().map(|mut input| {
+            self.extend_ranking_input(&mut input, usize::MAX);
+            input
+        })
+    }
+
+    /// Stage 2 in slices, for an owner that serves leases between them:
+    /// draws the shadow sample (once) and gives an empty input, to be
+    /// filled by [`extend_ranking_input`](Self::extend_ranking_input).
+    pub fn begin_ranking_input(&mut self) -> Result<RankingInput, SchedulerError> {
         if !self.sample_drawn {
             self.draw_sample()?;
         }
-        Ok(self.snapshot_for_ranking())
-    }
-
-    fn mark_predicted_hot(&mut self) {
-        let wanted = (self.config.predicted_hot_share * self.plans.len() as f64).ceil() as usize;
-        let mut by_expected: Vec<(f32, u32)> = self
-            .plans
-            .iter()
-            .enumerate()
-            .filter(|(_, p)| p.expected > 0.0)
-            .map(|(i, p)| (p.expected, i as u32))
-            .collect();
-        let wanted = wanted.min(by_expected.len());
-        if wanted > 0 && wanted < by_expected.len() {
-            by_expected.select_nth_unstable_by(wanted - 1, |a, b| b.0.total_cmp(&a.0));
-        }
-        for plan in &mut self.plans {
-            plan.predicted_hot = false;
-        }
-        for &(_, i) in &by_expected[..wanted] {
-            self.plans[i as usize].predicted_hot = true;
-        }
+        Ok(self.begin_snapshot())
     }
 
     fn draw_sample(&mut self) -> Result<(), SchedulerError> {

@@ -76,6 +76,10 @@ pub mod proto {
 /// small enough that a lease waits at most a few milliseconds behind one.
 const SCORE_SLICE: usize = 10_000;
 
+/// Keys whose ranking input is taken per message to the owner while
+/// re-planning (a copy of a few bytes each, about a millisecond).
+const RANKING_SLICE: usize = 100_000;
+
 /// What every handler shares.
 struct Shared {
     scheduler: SchedulerOwner,
@@ -153,12 +157,24 @@ impl Shared {
                 .map_err(swap_failed)?
                 .map_err(|error| planning::PlanError::Scheduler(error.to_string()))?;
         }
-        let input = runtime
+        let mut input = runtime
             .block_on(
                 self.scheduler
-                    .run_durable(|scheduler| scheduler.ranking_input()),
+                    .run_durable(|scheduler| scheduler.begin_ranking_input()),
             )
             .map_err(swap_failed)?;
+        loop {
+            let (taken, complete) = runtime
+                .block_on(self.scheduler.run(move |scheduler| {
+                    let complete = scheduler.extend_ranking_input(&mut input, RANKING_SLICE);
+                    (input, complete)
+                }))
+                .map_err(swap_failed)?;
+            input = taken;
+            if complete {
+                break;
+            }
+        }
         let ranking = input.rank();
         runtime
             .block_on(
