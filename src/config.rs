@@ -170,7 +170,7 @@ pub struct ServeArgs {
     /// PEM private key of --tls-cert.
     #[arg(long, env = "SHADOWCAST_TLS_KEY")]
     pub tls_key: Option<PathBuf>,
-    /// Bearer tokens executors present (lease, acknowledge, report writes, look up, read status).
+    /// Bearer tokens executors present (lease, acknowledge, report writes, look up, read status); each is an identity: a lease answers only to the token that took it.
     #[arg(
         long = "executor-token",
         env = "SHADOWCAST_EXECUTOR_TOKENS",

@@ -788,6 +788,108 @@ async fn lease_ids_cannot_be_guessed_to_take_another_executors_keys() {
     );
 }
 
+/// A lease is bound to the executor token that took it: another executor
+/// token can neither extend it nor acknowledge under it (per key or
+/// compact), and its keys stay with their holder; an admin may extend it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_answers_only_to_the_token_that_took_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = logs(dir.path());
+    let service = Service::start(
+        dir.path(),
+        &logs,
+        &[
+            "--executor-token",
+            "alpha-secret",
+            "--executor-token",
+            "beta-secret",
+            "--admin-token",
+            "admin-secret",
+        ],
+    );
+    let mut alpha = service.clients(Some("alpha-secret")).await;
+    let mut beta = service.clients(Some("beta-secret")).await;
+    let mut admin = service.clients(Some("admin-secret")).await;
+    let taken = alpha
+        .executor
+        .lease(lease_request(20))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(taken.keys.len(), 20);
+    let lease_id = taken.lease_id;
+
+    let refused = beta
+        .executor
+        .extend_lease(proto::ExtendLeaseRequest { lease_id })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+    assert!(
+        refused.message().contains("another executor token"),
+        "{refused:?}"
+    );
+    let failures = proto::AcknowledgeRequest {
+        lease_id,
+        others_copied_at_leased_version: false,
+        acks: taken
+            .keys
+            .iter()
+            .map(|key| proto::KeyAck {
+                table: key.table.clone(),
+                key: key.key.clone(),
+                result: Some(key_ack::Result::Failure("not mine".into())),
+            })
+            .collect(),
+    };
+    let refused = beta.executor.acknowledge(failures).await.unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+    let compact = proto::AcknowledgeRequest {
+        lease_id,
+        others_copied_at_leased_version: true,
+        acks: Vec::new(),
+    };
+    let refused = beta
+        .executor
+        .acknowledge(compact.clone())
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+
+    // None of alpha's keys went back in line: beta's own lease holds none.
+    let held: std::collections::HashSet<(String, Vec<u8>)> = taken
+        .keys
+        .iter()
+        .map(|k| (k.table.clone(), k.key.to_vec()))
+        .collect();
+    let other = beta
+        .executor
+        .lease(lease_request(10_000))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!other.keys.is_empty());
+    assert!(
+        other
+            .keys
+            .iter()
+            .all(|k| !held.contains(&(k.table.clone(), k.key.to_vec()))),
+        "alpha's keys stay with alpha"
+    );
+    admin
+        .executor
+        .extend_lease(proto::ExtendLeaseRequest { lease_id })
+        .await
+        .expect("an admin may extend any lease");
+    let answer = alpha
+        .executor
+        .acknowledge(compact)
+        .await
+        .expect("the holder acknowledges")
+        .into_inner();
+    assert_eq!(answer.others_accepted, 20);
+}
+
 /// LoadPolicy by path reads only regular files under `--policy-dir`: a
 /// module there loads; a file outside it (absolute, or reached with `..`)
 /// and a FIFO inside it are refused at once, naming the path, and the

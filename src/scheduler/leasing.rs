@@ -18,7 +18,12 @@ pub(super) struct LiveLease {
     pub expires_us: i64,
     /// How many leases were taken before it, this one included.
     pub taken: u64,
+    /// Who took it ([`ANY_HOLDER`]: anyone may extend or acknowledge it).
+    pub holder: u32,
 }
+
+/// A lease holder that binds nothing.
+pub const ANY_HOLDER: u32 = 0;
 
 impl Scheduler {
     /// Returns the keys of leases that expired by `now_us` to the line and
@@ -57,6 +62,18 @@ impl Scheduler {
     /// Leases up to the request's (and the configuration's) key and byte
     /// limits, within the bandwidth budget, or says why it cannot.
     pub fn lease(&mut self, request: &LeaseRequest, now_us: i64) -> Result<Lease, Idle> {
+        self.lease_as(request, ANY_HOLDER, now_us)
+    }
+
+    /// [`lease`](Self::lease), bound to `holder` (an opaque caller id):
+    /// while it is live, only `holder` (or a caller naming
+    /// [`ANY_HOLDER`]) passes [`check_holder`](Self::check_holder).
+    pub fn lease_as(
+        &mut self,
+        request: &LeaseRequest,
+        holder: u32,
+        now_us: i64,
+    ) -> Result<Lease, Idle> {
         self.release_due(now_us);
         if self.phase == Phase::Done {
             return Err(Idle::Done);
@@ -135,6 +152,7 @@ impl Scheduler {
                 versions,
                 expires_us,
                 taken: self.leases_taken,
+                holder,
             },
         );
         self.expiries
@@ -157,6 +175,20 @@ impl Scheduler {
         let expires = live.expires_us;
         self.expiries.push(Reverse((expires, live.taken, lease)));
         Ok(expires)
+    }
+
+    /// Refuses `caller` on a live `lease` someone else holds. A lease that
+    /// is not live passes (acknowledgements are then judged by version,
+    /// and an extension fails on its own).
+    pub fn check_holder(&self, lease: u64, caller: u32) -> Result<(), SchedulerError> {
+        match self.leases.get(&lease) {
+            Some(live)
+                if live.holder != ANY_HOLDER && caller != ANY_HOLDER && live.holder != caller =>
+            {
+                Err(SchedulerError::LeaseHeldByAnother(lease))
+            }
+            _ => Ok(()),
+        }
     }
 
     /// A random lease id under this opening's epoch, never one that is live.

@@ -83,6 +83,7 @@ pub use sample::{SampleConfig, SampleOf, SampleShares};
 pub use status::{Counters, Gauges, Status, StatusExportError};
 
 use crate::state::{KeyId, KeyRecord, Location, LocationMap, StateError};
+pub use leasing::ANY_HOLDER;
 use leasing::LiveLease;
 use queues::{Plan, TableQueues, class_slot};
 use settings::StoredSettings;
@@ -111,6 +112,11 @@ pub enum SchedulerError {
         crate::time::format_instant(*restarted_at_us)
     )]
     LeaseVoidedByRestart { lease: u64, restarted_at_us: i64 },
+
+    #[error(
+        "lease {0} was taken with another executor token: only its holder (or an admin) may extend or acknowledge it"
+    )]
+    LeaseHeldByAnother(u64),
 
     #[error("lease request: {0}")]
     InvalidRequest(String),

@@ -14,6 +14,26 @@ pub enum Role {
     Admin,
 }
 
+/// Which executor token the caller presented (its position among the
+/// configured tokens, from 1), or [`Caller::ANYONE`] for an admin or when
+/// no tokens are configured. Leases are bound to it: only the caller that
+/// took a lease (or an admin) may extend or acknowledge it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Caller(pub u32);
+
+impl Caller {
+    pub const ANYONE: Caller = Caller(0);
+
+    /// The caller of `request` (set by [`Auth`]).
+    pub fn of<T>(request: &Request<T>) -> Caller {
+        request
+            .extensions()
+            .get::<Caller>()
+            .copied()
+            .unwrap_or(Caller::ANYONE)
+    }
+}
+
 /// The configured tokens, as SHA-256 digests (compared in constant time).
 #[derive(Clone)]
 pub struct Auth {
@@ -33,23 +53,35 @@ impl Auth {
         }
     }
 
-    fn role_of(&self, token: &str) -> Option<Role> {
+    fn role_of(&self, token: &str) -> Option<(Role, Caller)> {
         let presented = digest(token);
         // Look at every token whatever matches, so timing says nothing.
-        self.tokens.iter().fold(None, |found, (known, role)| {
-            let differs = known
-                .iter()
-                .zip(&presented)
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b));
-            if differs == 0 { Some(*role) } else { found }
-        })
+        self.tokens
+            .iter()
+            .enumerate()
+            .fold(None, |found, (position, (known, role))| {
+                let differs = known
+                    .iter()
+                    .zip(&presented)
+                    .fold(0u8, |acc, (a, b)| acc | (a ^ b));
+                let caller = match role {
+                    Role::Executor => Caller(position as u32 + 1),
+                    Role::Admin => Caller::ANYONE,
+                };
+                if differs == 0 {
+                    Some((*role, caller))
+                } else {
+                    found
+                }
+            })
     }
 
-    /// The caller's role from its `authorization` header (every caller is
-    /// an admin when no tokens are configured); the error says what is wrong.
-    pub fn role_from(&self, header: Option<&[u8]>) -> Result<Role, &'static str> {
+    /// The caller's role and identity from its `authorization` header
+    /// (every caller is an admin when no tokens are configured); the error
+    /// says what is wrong.
+    pub fn role_from(&self, header: Option<&[u8]>) -> Result<(Role, Caller), &'static str> {
         if self.tokens.is_empty() {
-            return Ok(Role::Admin);
+            return Ok((Role::Admin, Caller::ANYONE));
         }
         let header = header.ok_or("missing `authorization: Bearer TOKEN`")?;
         let header =
@@ -67,8 +99,9 @@ impl tonic::service::Interceptor for Auth {
             .metadata()
             .get("authorization")
             .map(|value| value.as_bytes());
-        let role = self.role_from(header).map_err(Status::unauthenticated)?;
+        let (role, caller) = self.role_from(header).map_err(Status::unauthenticated)?;
         request.extensions_mut().insert(role);
+        request.extensions_mut().insert(caller);
         Ok(request)
     }
 }

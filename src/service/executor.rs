@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use tonic::{Request, Response, Status};
 
+use super::auth::Caller;
 use super::proto::{self, executor_server::Executor, key_ack};
 use super::{Shared, invalid};
 use crate::config::RequestLimits;
@@ -199,6 +200,7 @@ impl Executor for ExecutorApi {
         request: Request<proto::LeaseRequest>,
     ) -> Result<Response<proto::LeaseResponse>, Status> {
         let (wanted, wait) = lease_request(request.get_ref())?;
+        let caller = Caller::of(&request).0;
         let deadline = Instant::now() + wait;
         let metrics = &self.shared.metrics;
         metrics.lease_calls.inc();
@@ -222,7 +224,7 @@ impl Executor for ExecutorApi {
             let leased = self
                 .shared
                 .scheduler
-                .run(move |scheduler| scheduler.lease(&asked, now))
+                .run(move |scheduler| scheduler.lease_as(&asked, caller, now))
                 .await?;
             match leased {
                 Ok(lease) => {
@@ -270,10 +272,14 @@ impl Executor for ExecutorApi {
         if lease == 0 {
             return Err(invalid("lease_id", "must be a lease's id (not 0)"));
         }
+        let caller = Caller::of(&request).0;
         let expires_at_us = self
             .shared
             .scheduler
-            .run(move |scheduler| scheduler.extend(lease, now_us()))
+            .run(move |scheduler| {
+                scheduler.check_holder(lease, caller)?;
+                scheduler.extend(lease, now_us())
+            })
             .await?
             .map_err(super::scheduler_status)?;
         Ok(Response::new(proto::ExtendLeaseResponse { expires_at_us }))
@@ -283,6 +289,7 @@ impl Executor for ExecutorApi {
         &self,
         request: Request<proto::AcknowledgeRequest>,
     ) -> Result<Response<proto::AcknowledgeResponse>, Status> {
+        let caller = Caller::of(&request).0;
         let request = request.into_inner();
         let compact = request.others_copied_at_leased_version;
         if request.acks.is_empty() && !compact {
@@ -323,7 +330,7 @@ impl Executor for ExecutorApi {
         let outcome = self
             .shared
             .scheduler
-            .acknowledge(request.lease_id, acks, compact)
+            .acknowledge(request.lease_id, caller, acks, compact)
             .await?;
         let metrics = &self.shared.metrics;
         metrics.ack_calls.inc();

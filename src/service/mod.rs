@@ -563,6 +563,9 @@ fn scheduler_status(error: crate::scheduler::SchedulerError) -> tonic::Status {
         SchedulerError::UnknownLease(_) | SchedulerError::LeaseVoidedByRestart { .. } => {
             tonic::Status::not_found(error.to_string())
         }
+        SchedulerError::LeaseHeldByAnother(_) => {
+            tonic::Status::permission_denied(error.to_string())
+        }
         SchedulerError::InvalidRequest(_) | SchedulerError::InvalidConfig { .. } => {
             tonic::Status::invalid_argument(error.to_string())
         }

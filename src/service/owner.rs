@@ -39,6 +39,8 @@ enum Message {
 /// One acknowledge call waiting for the owner.
 struct WaitingAck {
     lease: u64,
+    /// Who calls (see [`Scheduler::check_holder`]).
+    caller: u32,
     acks: Vec<Ack>,
     others_copied_at_leased_version: bool,
     reply: oneshot::Sender<Result<(AckCallOutcome, u64), Status>>,
@@ -129,9 +131,11 @@ impl SchedulerOwner {
 
     /// Applies acknowledgements for `lease` (grouped with whatever other
     /// calls are waiting) and answers once the accepted copies are durable.
+    /// A call naming a live lease that another caller holds is refused.
     pub async fn acknowledge(
         &self,
         lease: u64,
+        caller: u32,
         acks: Vec<Ack>,
         others_copied_at_leased_version: bool,
     ) -> Result<AckCallOutcome, Status> {
@@ -139,6 +143,7 @@ impl SchedulerOwner {
         self.messages
             .send(Message::Acknowledge(WaitingAck {
                 lease,
+                caller,
                 acks,
                 others_copied_at_leased_version,
                 reply,
@@ -207,6 +212,15 @@ fn own(mut scheduler: Scheduler, inbox: &mpsc::Receiver<Message>) {
 }
 
 fn acknowledge_group(scheduler: &mut Scheduler, group: Vec<WaitingAck>) {
+    let (group, refused): (Vec<WaitingAck>, Vec<WaitingAck>) = group
+        .into_iter()
+        .partition(|call| scheduler.check_holder(call.lease, call.caller).is_ok());
+    for call in refused {
+        let refusal = scheduler
+            .check_holder(call.lease, call.caller)
+            .expect_err("refused above");
+        let _ = call.reply.send(Err(scheduler_status(refusal)));
+    }
     let batch: Vec<AckCall> = group
         .iter()
         .map(|c| AckCall {
