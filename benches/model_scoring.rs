@@ -60,10 +60,10 @@ fn main() {
         std::hint::black_box(checksum);
         (rounds * keys) as f64 / started.elapsed().as_secs_f64()
     };
-    println!("| scorer | keys/s per core | vs heuristic | training (s) |");
-    println!("| --- | ---: | ---: | ---: |");
+    println!("| scorer | targets scored | keys/s per core | vs heuristic | training (s) |");
+    println!("| --- | ---: | ---: | ---: | ---: |");
     println!(
-        "| decayed-counter heuristic (2 inputs, no model) | {:.2} M | 1.00x | - |",
+        "| decayed-counter heuristic (2 inputs, no model) | - | {:.2} M | 1.00x | - |",
         heuristic_rate / 1e6
     );
 
@@ -108,8 +108,14 @@ fn main() {
             rounds += 1;
         }
         let rate = (rounds * keys) as f64 / started.elapsed().as_secs_f64();
+        let scored = model
+            .predictor
+            .targets_scored()
+            .into_iter()
+            .filter(|&scored| scored)
+            .count();
         println!(
-            "| {kind} | {:.2} M | {:.2}x | {training:.1} |",
+            "| {kind} | {scored} of 3 | {:.2} M | {:.2}x | {training:.1} |",
             rate / 1e6,
             rate / heuristic_rate
         );

@@ -28,7 +28,15 @@ pub struct Ensemble {
     /// Index of each tree's root in `nodes`.
     roots: Vec<u32>,
     nodes: Vec<Node>,
+    /// Each tree's depth (splits on its longest path), found on first use.
+    #[serde(skip)]
+    depths: std::sync::OnceLock<Vec<u32>>,
 }
+
+/// Keys walking one tree side by side: their steps do not depend on each
+/// other, so the processor overlaps them instead of waiting on each
+/// comparison.
+const LANES: usize = 8;
 
 impl Ensemble {
     /// Flattens a fitted booster (trained without early stopping: every
@@ -64,7 +72,31 @@ impl Ensemble {
             base_score: booster.base_score,
             roots,
             nodes,
+            depths: std::sync::OnceLock::new(),
         }
+    }
+
+    fn depths(&self) -> &[u32] {
+        self.depths.get_or_init(|| {
+            self.roots
+                .iter()
+                .map(|&root| {
+                    let mut deepest = 0;
+                    let mut pending = vec![(root, 0u32)];
+                    while let Some((index, depth)) = pending.pop() {
+                        let node = &self.nodes[index as usize];
+                        if node.feature == LEAF {
+                            deepest = deepest.max(depth);
+                        } else {
+                            for child in [node.left, node.right, node.missing] {
+                                pending.push((child, depth + 1));
+                            }
+                        }
+                    }
+                    deepest
+                })
+                .collect()
+        })
     }
 
     /// The raw score (log-odds or log count) of each row of `rows`, `inputs`
@@ -72,10 +104,39 @@ impl Ensemble {
     /// so each tree's nodes stay in the cache while every row walks it.
     pub fn score_rows(&self, rows: &[f64], inputs: usize, out: &mut Vec<f64>) {
         let first = out.len();
-        out.extend(std::iter::repeat_n(self.base_score, rows.len() / inputs));
+        let keys = rows.len() / inputs;
+        out.extend(std::iter::repeat_n(self.base_score, keys));
         let sums = &mut out[first..];
-        for &root in &self.roots {
-            for (sum, row) in sums.iter_mut().zip(rows.chunks_exact(inputs)) {
+        let side_by_side = keys - keys % LANES;
+        for (&root, &depth) in self.roots.iter().zip(self.depths()) {
+            for start in (0..side_by_side).step_by(LANES) {
+                // Every lane takes `depth` steps without a branch on the
+                // data; a lane at a leaf stays there.
+                let mut at = [root; LANES];
+                for _ in 0..depth {
+                    for (lane, index) in at.iter_mut().enumerate() {
+                        let node = &self.nodes[*index as usize];
+                        let leaf = node.feature == LEAF;
+                        let feature = if leaf { 0 } else { node.feature as usize };
+                        let value = rows[(start + lane) * inputs + feature];
+                        let next = if value.is_nan() {
+                            node.missing
+                        } else if value < node.threshold {
+                            node.left
+                        } else {
+                            node.right
+                        };
+                        *index = if leaf { *index } else { next };
+                    }
+                }
+                for (sum, index) in sums[start..start + LANES].iter_mut().zip(at) {
+                    *sum += self.nodes[index as usize].threshold;
+                }
+            }
+            for (sum, row) in sums[side_by_side..]
+                .iter_mut()
+                .zip(rows[side_by_side * inputs..].chunks_exact(inputs))
+            {
                 *sum += self.leaf(root, row);
             }
         }

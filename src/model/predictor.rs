@@ -670,17 +670,23 @@ impl Predictor {
     /// A target the guard replaces (churn from the write rate, accesses
     /// from the counter alone) is not computed.
     pub fn score(&self, raw: ArrayView2<f64>) -> Scores {
-        let Some(guard) = &self.guard else {
-            return self.score_targets(raw, [true; 3]);
-        };
-        let needed = [
-            true,
-            guard.churn == ChurnSource::Learner,
-            guard.model_weight > 0.0,
-        ];
-        let mut scores = self.score_targets(raw, needed);
-        guard.apply(&mut scores.accesses, &mut scores.churn, raw);
+        let mut scores = self.score_targets(raw, self.targets_scored());
+        if let Some(guard) = &self.guard {
+            guard.apply(&mut scores.accesses, &mut scores.churn, raw);
+        }
         scores
+    }
+
+    /// Which of hot, churn and accesses [`Predictor::score`] computes.
+    pub fn targets_scored(&self) -> [bool; 3] {
+        match &self.guard {
+            None => [true; 3],
+            Some(guard) => [
+                true,
+                guard.churn == ChurnSource::Learner,
+                guard.model_weight > 0.0,
+            ],
+        }
     }
 
     /// The learner's own scores, whatever its guard would rank by.
