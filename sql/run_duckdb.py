@@ -1,35 +1,44 @@
-"""Runs sql/features.sql in DuckDB over shadowcast access logs.
+"""Runs a feature SQL file in DuckDB over shadowcast access logs.
 
-usage: python3 sql/run_duckdb.py LOGS_DIR AS_OF_US HORIZON_US OUT.parquet [THREADS]
+usage: python3 sql/run_duckdb.py [--sql FILE] LOGS_DIR AS_OF_US HORIZON_US OUT.parquet [THREADS]
 
-Writes the feature table to OUT.parquet and prints the wall time. Used by the
-equality test (tests/sql_duckdb.rs) and the benchmark (benches/features_vs_duckdb.sh).
+FILE is features.sql (portable, the default) or features_duckdb.sql (written
+for DuckDB), read from this folder. Writes the feature table to OUT.parquet
+and prints the wall time of the query, measured in the process (connect,
+scan, aggregate, write; not Python's start-up). Used by the equality test
+(tests/sql_duckdb.rs) and the benchmark (benches/features_vs_duckdb.sh).
 """
+import argparse
 import pathlib
-import sys
 import time
 
 import duckdb
 
 
 def main() -> None:
-    logs, as_of_us, horizon_us, out = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
-    threads = int(sys.argv[5]) if len(sys.argv) > 5 else None
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sql", default="features.sql")
+    parser.add_argument("logs")
+    parser.add_argument("as_of_us", type=int)
+    parser.add_argument("horizon_us", type=int)
+    parser.add_argument("out")
+    parser.add_argument("threads", type=int, nargs="?")
+    args = parser.parse_args()
     here = pathlib.Path(__file__).resolve().parent
-    root = pathlib.Path(logs)
+    root = pathlib.Path(args.logs)
     glob = str(root / "**" / "*.parquet") if root.is_dir() else str(root)
     prelude = (here / "duckdb_prelude.sql").read_text()
     prelude = prelude.replace("{logs}", "'" + glob.replace("'", "''") + "'")
-    prelude = prelude.replace("{as_of_us}", str(as_of_us))
-    prelude = prelude.replace("{horizon_us}", str(horizon_us))
-    query = (here / "features.sql").read_text()
+    prelude = prelude.replace("{as_of_us}", str(args.as_of_us))
+    prelude = prelude.replace("{horizon_us}", str(args.horizon_us))
+    query = (here / args.sql).read_text()
     started = time.perf_counter()
     con = duckdb.connect()
-    if threads:
-        con.execute(f"SET threads = {threads}")
+    if args.threads:
+        con.execute(f"SET threads = {args.threads}")
     con.execute(prelude)
-    con.execute(f"COPY ({query}) TO '{out}' (FORMAT parquet)")
-    print(f"duckdb {duckdb.__version__}: features in {time.perf_counter() - started:.3f}s")
+    con.execute(f"COPY ({query}) TO '{args.out}' (FORMAT parquet)")
+    print(f"duckdb {duckdb.__version__} {args.sql}: features in {time.perf_counter() - started:.3f}s")
 
 
 if __name__ == "__main__":
