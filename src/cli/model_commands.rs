@@ -211,9 +211,10 @@ pub fn train_command(args: TrainArgs) -> Result<()> {
     let started = Instant::now();
     let trained = train::train(&source, &options, &|step| bar.set_message(step.to_string()))?;
     bar.finish_and_clear();
-    // In-sample figures on the newest training cut-off: a sanity check, not
-    // the honest comparison (that is `shadowcast evaluate` on a later cut-off).
-    let newest = &trained.newest;
+    // In-sample figures on the newest training cut-off's keys the model was
+    // fitted on: a sanity check, not the honest comparison (that is
+    // `shadowcast evaluate` on a later cut-off).
+    let newest = &trained.in_sample;
     let half_life = evaluate::best_half_life(newest);
     let results = evaluate::compare(
         newest,

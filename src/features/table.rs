@@ -377,6 +377,37 @@ impl FeatureTable {
         }
     }
 
+    /// The given rows only (ascending indices into the table), in the same
+    /// order and with the same feature values.
+    pub fn take(&self, rows: &[usize]) -> FeatureTable {
+        let mut batches = Vec::new();
+        let (mut next, mut first) = (0, 0);
+        for batch in &self.batches {
+            let end = first + batch.num_rows();
+            let taken = rows[next..].partition_point(|&row| row < end);
+            let local = arrow_array::UInt32Array::from_iter_values(
+                rows[next..next + taken]
+                    .iter()
+                    .map(|&row| (row - first) as u32),
+            );
+            if !local.is_empty() {
+                batches.push(
+                    arrow_select::take::take_record_batch(batch, &local)
+                        .expect("row indices within the batch"),
+                );
+            }
+            next += taken;
+            first = end;
+        }
+        Self::from_batches(
+            self.as_of,
+            self.horizon,
+            self.keys_are_utf8,
+            self.events_scanned,
+            batches,
+        )
+    }
+
     /// Number of keys.
     pub fn len(&self) -> usize {
         self.batches.iter().map(RecordBatch::num_rows).sum()

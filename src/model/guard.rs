@@ -162,6 +162,44 @@ pub struct HeldOutScores<'a> {
     pub churn_learned_nothing: bool,
 }
 
+/// What a guard reads of each held-out key besides its outcome: the value
+/// of every counter and the write-rate churn, gathered batch by batch so the
+/// held-out keys' inputs need not be held at once.
+pub struct HeldOutCounts {
+    /// One column per counter, in [`Counter::all`] order.
+    counters: Vec<(Counter, Vec<f64>)>,
+    write_rate_churn: Vec<f64>,
+    churn_min_writes: u64,
+}
+
+impl HeldOutCounts {
+    pub fn new(churn_min_writes: u64) -> Self {
+        HeldOutCounts {
+            counters: Counter::all()
+                .map(|counter| (counter, Vec::new()))
+                .collect(),
+            write_rate_churn: Vec::new(),
+            churn_min_writes,
+        }
+    }
+
+    /// Every key of `raw` at once.
+    pub fn of(raw: ArrayView2<f64>, churn_min_writes: u64) -> Self {
+        let mut counts = Self::new(churn_min_writes);
+        counts.extend(raw);
+        counts
+    }
+
+    /// Adds the next keys, rows of raw model inputs.
+    pub fn extend(&mut self, raw: ArrayView2<f64>) {
+        for (counter, values) in &mut self.counters {
+            values.extend(counter.values(raw));
+        }
+        self.write_rate_churn
+            .extend(write_rate_churn(raw, self.churn_min_writes));
+    }
+}
+
 /// The chosen ranking: a counter, the model, or a blend of the two.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Guard {
@@ -186,14 +224,12 @@ impl Guard {
     pub fn choose(
         model: Option<HeldOutScores>,
         held_out: &LabelledCutoff,
-        raw: ArrayView2<f64>,
-        churn_min_writes: u64,
+        counts: HeldOutCounts,
     ) -> Guard {
         let capture = |hot: &[f64]| key_capture(hot, held_out, BUDGET);
         let mut captures = Vec::new();
         let mut best_counter = (Counter::MostFrequent, f64::NEG_INFINITY, Vec::new());
-        for counter in Counter::all() {
-            let values = counter.values(raw);
+        for (counter, values) in counts.counters {
             let captured = capture(&values);
             captures.push((counter.name(), captured));
             if captured > best_counter.1 {
@@ -202,7 +238,8 @@ impl Guard {
         }
         let (counter, mut best, counter_values) = best_counter;
         let accessed: u64 = held_out.outcomes.iter().map(|o| o.accesses).sum();
-        let (churn, churn_aucs) = choose_churn(model.as_ref(), held_out, raw, churn_min_writes);
+        let churn_min_writes = counts.churn_min_writes;
+        let (churn, churn_aucs) = choose_churn(model.as_ref(), held_out, &counts.write_rate_churn);
         let mut chosen = Guard {
             counter,
             model_weight: 0.0,
@@ -366,11 +403,10 @@ fn standard_error(a: &[usize], b: &[usize], held_out: &LabelledCutoff) -> f64 {
 fn choose_churn(
     model: Option<&HeldOutScores>,
     held_out: &LabelledCutoff,
-    raw: ArrayView2<f64>,
-    churn_min_writes: u64,
+    write_rate_churn: &[f64],
 ) -> (ChurnSource, Vec<(String, Option<f64>)>) {
     let defined = |auc: f64| (!auc.is_nan()).then_some(auc);
-    let by_rate = roc_auc(&write_rate_churn(raw, churn_min_writes), &held_out.churn);
+    let by_rate = roc_auc(write_rate_churn, &held_out.churn);
     let mut aucs = vec![("write-rate".to_string(), defined(by_rate))];
     let Some(model) = model else {
         return (ChurnSource::WriteRate, aucs);
@@ -485,7 +521,11 @@ mod tests {
     fn a_model_that_ranks_worse_than_the_counter_is_not_trusted() {
         let raw = raw_with_reads(|i| i as f64);
         let model: Vec<f64> = (0..20).map(|i| (19 - i) as f64).collect();
-        let guard = Guard::choose(Some(learner(&model)), &held_out(), raw.view(), 2);
+        let guard = Guard::choose(
+            Some(learner(&model)),
+            &held_out(),
+            HeldOutCounts::of(raw.view(), 2),
+        );
         assert_eq!(guard.counter, Counter::MostFrequent);
         assert_eq!(guard.model_weight, 0.0);
         assert_eq!(capture_of(&guard, "most-frequent"), 37.0 / 190.0);
@@ -511,7 +551,11 @@ mod tests {
     fn a_model_that_ranks_better_on_held_out_data_ranks_alone() {
         let raw = raw_with_reads(|i| (19 - i) as f64);
         let model: Vec<f64> = (0..20).map(|i| i as f64).collect();
-        let guard = Guard::choose(Some(learner(&model)), &held_out(), raw.view(), 2);
+        let guard = Guard::choose(
+            Some(learner(&model)),
+            &held_out(),
+            HeldOutCounts::of(raw.view(), 2),
+        );
         assert_eq!(guard.model_weight, 1.0);
         assert_eq!(capture_of(&guard, "model"), 37.0 / 190.0);
         assert_eq!(capture_of(&guard, "most-frequent"), 1.0 / 190.0);
@@ -528,7 +572,7 @@ mod tests {
     #[test]
     fn without_a_model_the_best_counter_ranks_and_says_why() {
         let raw = raw_with_reads(|i| i as f64);
-        let guard = Guard::choose(None, &held_out(), raw.view(), 2);
+        let guard = Guard::choose(None, &held_out(), HeldOutCounts::of(raw.view(), 2));
         assert_eq!(guard.counter, Counter::MostFrequent);
         assert_eq!(guard.model_weight, 0.0);
         assert_eq!(guard.validation.captures.len(), 1 + DECAY_HALF_LIVES.len());
@@ -551,7 +595,11 @@ mod tests {
             i => i as f64,
         });
         let model: Vec<f64> = (0..20).map(|i| i as f64).collect();
-        let guard = Guard::choose(Some(learner(&model)), &held_out(), raw.view(), 2);
+        let guard = Guard::choose(
+            Some(learner(&model)),
+            &held_out(),
+            HeldOutCounts::of(raw.view(), 2),
+        );
         assert_eq!(capture_of(&guard, "most-frequent"), 36.0 / 190.0);
         assert_eq!(capture_of(&guard, "model"), 37.0 / 190.0);
         assert_eq!(guard.model_weight, 0.0, "{}", guard.describe());
@@ -582,8 +630,7 @@ mod tests {
         let guard = Guard::choose(
             Some(learner(&model)),
             &churning_at_18_and_19(),
-            raw.view(),
-            2,
+            HeldOutCounts::of(raw.view(), 2),
         );
         assert_eq!(guard.churn, ChurnSource::WriteRate);
         assert_eq!(
@@ -634,7 +681,11 @@ mod tests {
             churn: &churn,
             churn_learned_nothing: false,
         };
-        let guard = Guard::choose(Some(scores), &churning_at_18_and_19(), raw.view(), 2);
+        let guard = Guard::choose(
+            Some(scores),
+            &churning_at_18_and_19(),
+            HeldOutCounts::of(raw.view(), 2),
+        );
         assert_eq!(guard.churn, ChurnSource::Learner);
         let mut applied = churn.clone();
         guard.apply(&mut model.clone(), &mut applied, raw.view());
@@ -649,13 +700,17 @@ mod tests {
         let raw = raw_with("writes_total", |i| i as f64);
         let model: Vec<f64> = (0..20).map(|i| i as f64).collect();
         let mut scores = learner(&model);
-        let guard = Guard::choose(Some(learner(&model)), &held_out(), raw.view(), 2);
+        let guard = Guard::choose(
+            Some(learner(&model)),
+            &held_out(),
+            HeldOutCounts::of(raw.view(), 2),
+        );
         assert_eq!(guard.churn, ChurnSource::Learner);
         assert!(guard.describe().contains("write-rate AUC undefined"));
         let stored: Guard = serde_json::from_str(&serde_json::to_string(&guard).unwrap()).unwrap();
         assert_eq!(stored, guard, "undefined AUCs survive the model file");
         scores.churn_learned_nothing = true;
-        let guard = Guard::choose(Some(scores), &held_out(), raw.view(), 2);
+        let guard = Guard::choose(Some(scores), &held_out(), HeldOutCounts::of(raw.view(), 2));
         assert_eq!(guard.churn, ChurnSource::WriteRate);
     }
 }

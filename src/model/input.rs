@@ -37,29 +37,57 @@ pub fn raw_inputs_of(table: &FeatureTable, rows: &[usize]) -> Array2<f64> {
     for batch in table.batches() {
         let end = first + batch.num_rows();
         let taken = rows[next..].partition_point(|&row| row < end);
-        let wanted = &rows[next..next + taken];
-        if !wanted.is_empty() {
-            for (column, name) in names.iter().enumerate() {
-                let values = batch
-                    .column_by_name(name)
-                    .expect("canonical feature column");
-                let values =
-                    arrow_cast::cast(values, &DataType::Float64).expect("numeric feature column");
-                let values = values.as_primitive::<Float64Type>();
-                for (offset, &row) in wanted.iter().enumerate() {
-                    let local = row - first;
-                    inputs[[next + offset, column]] = if values.is_valid(local) {
-                        values.value(local)
-                    } else {
-                        f64::NAN
-                    };
-                }
-            }
+        let local: Vec<usize> = rows[next..next + taken]
+            .iter()
+            .map(|&row| row - first)
+            .collect();
+        if !local.is_empty() {
+            fill_inputs(
+                batch,
+                &local,
+                &names,
+                inputs.slice_mut(ndarray::s![next..next + taken, ..]),
+            );
         }
         next += taken;
         first = end;
     }
     inputs
+}
+
+/// The rows of [`raw_inputs`] one feature batch at a time, in table order,
+/// so that a pass over every key holds one batch of inputs, not all.
+pub fn raw_inputs_by_batch(table: &FeatureTable) -> impl Iterator<Item = Array2<f64>> + '_ {
+    let names = input_names();
+    table.batches().iter().map(move |batch| {
+        let local: Vec<usize> = (0..batch.num_rows()).collect();
+        let mut inputs = Array2::<f64>::zeros((local.len(), names.len()));
+        fill_inputs(batch, &local, &names, inputs.view_mut());
+        inputs
+    })
+}
+
+/// Row `i` of `out` gets the inputs of row `local[i]` of `batch`.
+fn fill_inputs(
+    batch: &arrow_array::RecordBatch,
+    local: &[usize],
+    names: &[String],
+    mut out: ndarray::ArrayViewMut2<f64>,
+) {
+    for (column, name) in names.iter().enumerate() {
+        let values = batch
+            .column_by_name(name)
+            .expect("canonical feature column");
+        let values = arrow_cast::cast(values, &DataType::Float64).expect("numeric feature column");
+        let values = values.as_primitive::<Float64Type>();
+        for (offset, &row) in local.iter().enumerate() {
+            out[[offset, column]] = if values.is_valid(row) {
+                values.value(row)
+            } else {
+                f64::NAN
+            };
+        }
+    }
 }
 
 /// log(1 + x) for x ≥ 0 (below 0 counts as 0), approximated: the exponent
@@ -212,19 +240,55 @@ mod tests {
             horizon: crate::time::HOUR_US,
             since: None,
         };
-        let table = crate::features::compute(&source, options, &|_| {}).unwrap();
+        let whole = crate::features::compute(&source, options, &|_| {}).unwrap();
+        // The same rows in batches of 100, so selections cross batches.
+        let batch = &whole.batches()[0];
+        let table = FeatureTable::from_batches(
+            whole.as_of,
+            whole.horizon,
+            whole.keys_are_utf8,
+            whole.events_scanned,
+            (0..batch.num_rows())
+                .step_by(100)
+                .map(|start| batch.slice(start, 100.min(batch.num_rows() - start)))
+                .collect(),
+        );
+        assert!(table.batches().len() > 3, "{} keys", table.len());
         let all = raw_inputs(&table);
-        let rows = [0, 7, 8, table.len() - 1];
+        let same = |a: f64, b: f64| a == b || (a.is_nan() && b.is_nan());
+        let rows = [0, 7, 8, 99, 100, 101, 250, table.len() - 1];
         let some = raw_inputs_of(&table, &rows);
+        let taken = table.take(&rows);
+        let taken_inputs = raw_inputs(&taken);
+        let keys: Vec<_> = whole.rows().map(|row| row.key).collect();
+        let taken_keys: Vec<_> = taken.rows().map(|row| row.key).collect();
+        assert_eq!(taken.len(), rows.len());
         for (index, &row) in rows.iter().enumerate() {
+            assert_eq!(taken_keys[index], keys[row], "row {row} taken");
             for column in 0..all.ncols() {
-                let (a, b) = (all[[row, column]], some[[index, column]]);
+                let a = all[[row, column]];
+                assert!(same(a, some[[index, column]]), "row {row} column {column}");
                 assert!(
-                    a == b || (a.is_nan() && b.is_nan()),
-                    "row {row} column {column}"
+                    same(a, taken_inputs[[index, column]]),
+                    "row {row} column {column} taken"
                 );
             }
         }
+        let mut by_batch = 0;
+        for inputs in raw_inputs_by_batch(&table) {
+            for (offset, row) in inputs.rows().into_iter().enumerate() {
+                for (column, &value) in row.iter().enumerate() {
+                    let wanted = all[[by_batch + offset, column]];
+                    assert!(
+                        same(wanted, value),
+                        "row {} column {column} by batch",
+                        by_batch + offset
+                    );
+                }
+            }
+            by_batch += inputs.nrows();
+        }
+        assert_eq!(by_batch, table.len(), "every row once");
     }
 
     #[test]

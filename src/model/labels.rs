@@ -18,7 +18,7 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    fn add(&mut self, other: Outcome) {
+    pub fn add(&mut self, other: Outcome) {
         self.accesses += other.accesses;
         self.bytes_read += other.bytes_read;
         self.writes += other.writes;

@@ -7,10 +7,10 @@ use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
 use super::ModelError;
-use super::guard::{Guard, HeldOutScores};
-use super::input::{raw_inputs, raw_inputs_of};
+use super::guard::{Guard, HeldOutCounts, HeldOutScores};
+use super::input::{raw_inputs_by_batch, raw_inputs_of};
 use super::labels::{Horizon, LabelRules, Outcome, classify};
-use super::predictor::{CountTarget, Hyperparameters, Predictor, TrainingSet};
+use super::predictor::{CountTarget, Hyperparameters, Predictor, Scores, TrainingSet};
 use crate::features::{self, FeatureOptions, FeatureTable};
 use crate::logs::{LogError, LogSource};
 use crate::time::format_instant;
@@ -99,6 +99,23 @@ impl LabelledCutoff {
 }
 
 impl LabelledCutoff {
+    /// The given keys only (ascending row indices); the totals become theirs.
+    pub fn subset(&self, rows: &[usize]) -> LabelledCutoff {
+        let outcomes: Vec<Outcome> = rows.iter().map(|&row| self.outcomes[row]).collect();
+        let mut total = Outcome::default();
+        for outcome in &outcomes {
+            total.add(*outcome);
+        }
+        LabelledCutoff {
+            cutoff: self.cutoff,
+            features: self.features.take(rows),
+            outcomes,
+            hot: rows.iter().map(|&row| self.hot[row]).collect(),
+            churn: rows.iter().map(|&row| self.churn[row]).collect(),
+            total,
+        }
+    }
+
     /// The same cut-off with `target` counted as its accesses, so that
     /// capture is judged on what a model was trained to predict.
     pub fn counting(&self, target: CountTarget) -> LabelledCutoff {
@@ -134,12 +151,15 @@ pub struct TrainingWindow {
 pub struct TrainedModel {
     pub predictor: Predictor,
     pub window: TrainingWindow,
-    /// The newest training cut-off, labelled (for in-sample checks).
-    pub newest: LabelledCutoff,
+    /// The keys of the newest training cut-off the model was fitted on,
+    /// labelled (for in-sample checks).
+    pub in_sample: LabelledCutoff,
 }
 
-/// Trains a model; `on_step` hears what is being done. Memory holds one
-/// cut-off's features at a time plus the sampled training rows.
+/// Trains a model; `on_step` hears what is being done. Cut-offs are built
+/// oldest first, and of each only its sampled rows are kept, so memory
+/// holds one cut-off's features at a time (the newest, which the guard
+/// judges on, last) plus the sampled training rows.
 pub fn train(
     source: &LogSource,
     options: &TrainOptions,
@@ -151,13 +171,15 @@ pub fn train(
     let mut cutoffs_used = Vec::new();
     let mut rows_available = 0;
     let mut newest = None;
-    for step in 1..=options.cutoffs {
+    for step in (1..=options.cutoffs).rev() {
         let cutoff = options.as_of - step as i64 * options.horizon;
         on_step(&format!(
-            "cut-off {step}/{}: {}",
+            "cut-off {}/{}: {}",
+            options.cutoffs + 1 - step,
             options.cutoffs,
             format_instant(cutoff)
         ));
+        drop(newest.take());
         let labelled = match LabelledCutoff::build(source, cutoff, options.horizon, &options.rules)
         {
             Ok(labelled) => labelled,
@@ -169,17 +191,18 @@ pub fn train(
         };
         rows_available += labelled.outcomes.len();
         cutoffs_used.push(format_instant(cutoff));
-        samples.push(sample(
-            &labelled,
-            hyper.target,
+        let rows = sample_rows(
+            labelled.outcomes.len(),
             quota,
             hyper.seed.wrapping_add(step as u64),
-        ));
-        if newest.is_none() {
-            newest = Some(labelled);
-        }
+        );
+        samples.push(training_set(&labelled, hyper.target, &rows));
+        newest = Some((labelled, rows));
     }
-    let Some(newest) = newest else {
+    // Newest first, as the cut-offs are listed and stacked.
+    samples.reverse();
+    cutoffs_used.reverse();
+    let Some((newest, newest_rows)) = newest else {
         return Err(ModelError::InvalidOption {
             field: "as_of",
             problem: format!(
@@ -204,24 +227,31 @@ pub fn train(
             ));
             Some(Predictor::fit(&stack(&samples[1..]), hyper)?)
         };
-        let raw = raw_inputs(&newest.features);
-        let scores = held_back
-            .as_ref()
-            .map(|model| (model.score_unguarded(raw.view()), model.churn_is_constant()));
-        let held_out = scores.as_ref().map(|(scores, constant)| HeldOutScores {
-            accesses: &scores.accesses,
-            churn: &scores.churn,
-            churn_learned_nothing: *constant,
+        let mut counts = HeldOutCounts::new(options.rules.churn_min_writes);
+        let mut held_out_scores = Scores::default();
+        for raw in raw_inputs_by_batch(&newest.features) {
+            counts.extend(raw.view());
+            if let Some(model) = &held_back {
+                let scores = model.score_unguarded(raw.view());
+                held_out_scores.accesses.extend(scores.accesses);
+                held_out_scores.churn.extend(scores.churn);
+            }
+        }
+        let held_out = held_back.as_ref().map(|model| HeldOutScores {
+            accesses: &held_out_scores.accesses,
+            churn: &held_out_scores.churn,
+            churn_learned_nothing: model.churn_is_constant(),
         });
         Some(Guard::choose(
             held_out,
             &newest.counting(hyper.target),
-            raw.view(),
-            options.rules.churn_min_writes,
+            counts,
         ))
     } else {
         None
     };
+    let in_sample = newest.subset(&newest_rows);
+    drop(newest);
     let set = stack(&samples);
     on_step(&format!(
         "fitting {} model on {} rows",
@@ -243,13 +273,12 @@ pub fn train(
     Ok(TrainedModel {
         predictor,
         window,
-        newest,
+        in_sample,
     })
 }
 
-/// A uniform sample of at most `quota` keys of one cut-off.
-fn sample(cutoff: &LabelledCutoff, target: CountTarget, quota: usize, seed: u64) -> TrainingSet {
-    let keys = cutoff.outcomes.len();
+/// A uniform sample of at most `quota` of `keys` rows, ascending.
+fn sample_rows(keys: usize, quota: usize, seed: u64) -> Vec<usize> {
     let mut rows: Vec<usize> = if keys <= quota {
         (0..keys).collect()
     } else {
@@ -257,8 +286,13 @@ fn sample(cutoff: &LabelledCutoff, target: CountTarget, quota: usize, seed: u64)
         rand::seq::index::sample(&mut rng, keys, quota).into_vec()
     };
     rows.sort_unstable();
+    rows
+}
+
+/// The training rows `rows` of one cut-off.
+fn training_set(cutoff: &LabelledCutoff, target: CountTarget, rows: &[usize]) -> TrainingSet {
     TrainingSet {
-        raw: raw_inputs_of(&cutoff.features, &rows),
+        raw: raw_inputs_of(&cutoff.features, rows),
         hot: rows.iter().map(|&i| cutoff.hot[i]).collect(),
         churn: rows.iter().map(|&i| cutoff.churn[i]).collect(),
         accesses: rows
