@@ -81,9 +81,12 @@ impl KeyArena {
         Ok(slot as usize)
     }
 
-    /// Makes room for `additional` more keys in the index.
-    pub fn reserve(&mut self, additional: usize) {
+    /// Makes room for `additional` more keys of `bytes` bytes in all.
+    pub fn reserve(&mut self, additional: usize, bytes: usize) {
         self.index.reserve(additional, |&(stored, _)| stored);
+        self.tables.reserve(additional);
+        self.key_ends.reserve(additional);
+        self.key_bytes.reserve(bytes);
     }
 
     /// Every (hash, slot), in index order.

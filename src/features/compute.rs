@@ -75,7 +75,7 @@ impl Shard {
 
     /// Adds every key state of `other` to this shard.
     fn absorb(&mut self, other: Shard, tenant_names: &[Arc<str>]) {
-        self.keys.reserve(other.len());
+        self.keys.reserve(other.len(), 0);
         for (hash, slot) in other.keys.hashed_slots() {
             let (table, key) = (other.table(slot), other.key(slot));
             match self.find(hash, table, key) {

@@ -66,27 +66,47 @@ impl Scheduler {
         if self.candidate_ids.len() < range.end {
             self.candidate_ids.resize(range.end, KeyId::NONE);
         }
-        let mut new_keys = Vec::new();
-        for i in range {
+        // Known keys first: a look-up only where the last plan's key at a
+        // position is not the same key (a new model or policy over the same
+        // features keeps them all), so the map can make room for exactly
+        // the new keys before tracking them.
+        let (mut new_count, mut new_bytes) = (0, 0);
+        for i in range.clone() {
             let table = table_ids[candidates.table_ids[i] as usize];
             let key = candidates.key(i);
-            let size = candidates.size_bytes[i];
-            // The last plan's key at this position, when it is the same key
-            // (a new model or policy over the same features): no look-up.
             let cached = self.candidate_ids[i];
-            let id = if cached.index() < self.map.len()
+            let same = cached.index() < self.map.len()
                 && self.map.table_of(cached) == table
-                && self.map.key(cached) == key
-            {
-                cached
-            } else {
-                let (id, new) = self.track_in(table, key, size)?;
-                if new {
-                    new_keys.push((id, self.map.record(id)));
+                && self.map.key(cached) == key;
+            if !same {
+                match self.map.find(table, key) {
+                    Some(id) => self.candidate_ids[i] = id,
+                    None => {
+                        self.candidate_ids[i] = KeyId::NONE;
+                        new_count += 1;
+                        new_bytes += key.len();
+                    }
                 }
-                self.candidate_ids[i] = id;
-                id
+            }
+        }
+        self.map.reserve(new_count, new_bytes);
+        self.plans.reserve(new_count);
+        let mut new_keys = Vec::new();
+        for i in range {
+            let id = match self.candidate_ids[i] {
+                KeyId::NONE => {
+                    let table = table_ids[candidates.table_ids[i] as usize];
+                    let key = candidates.key(i);
+                    let (id, new) = self.track_in(table, key, candidates.size_bytes[i])?;
+                    if new {
+                        new_keys.push((id, self.map.record(id)));
+                    }
+                    self.candidate_ids[i] = id;
+                    id
+                }
+                known => known,
             };
+            let size = candidates.size_bytes[i];
             let weight = decisions.weight[i];
             let expected = candidates.expected_accesses[i].max(0.0);
             let churn = candidates.churn[i].clamp(0.0, 1.0);

@@ -115,6 +115,66 @@ impl KeyRecord {
     }
 }
 
+/// Key records in 25 bytes each instead of [`KeyRecord`]'s 40 (an
+/// `Option<u64>` and a `bool` pad it out): the three numbers side by side
+/// and the two flags in a byte of their own.
+#[derive(Default)]
+struct Records {
+    numbers: Vec<[u64; 3]>,
+    flags: Vec<u8>,
+}
+
+const COPIED: u8 = 1;
+const IN_SAMPLE: u8 = 2;
+
+impl Records {
+    fn len(&self) -> usize {
+        self.flags.len()
+    }
+
+    fn get(&self, index: usize) -> KeyRecord {
+        let [size_bytes, copied, latest_write] = self.numbers[index];
+        let flags = self.flags[index];
+        KeyRecord {
+            size_bytes,
+            copied_version: (flags & COPIED != 0).then_some(copied),
+            latest_write,
+            in_sample: flags & IN_SAMPLE != 0,
+        }
+    }
+
+    fn packed(record: &KeyRecord) -> ([u64; 3], u8) {
+        let numbers = [
+            record.size_bytes,
+            record.copied_version.unwrap_or(0),
+            record.latest_write,
+        ];
+        let flags = if record.copied_version.is_some() {
+            COPIED
+        } else {
+            0
+        } | if record.in_sample { IN_SAMPLE } else { 0 };
+        (numbers, flags)
+    }
+
+    fn push(&mut self, record: &KeyRecord) {
+        let (numbers, flags) = Self::packed(record);
+        self.numbers.push(numbers);
+        self.flags.push(flags);
+    }
+
+    /// Replaces record `index`; gives the one it held.
+    fn replace(&mut self, index: usize, record: &KeyRecord) -> KeyRecord {
+        let before = self.get(index);
+        (self.numbers[index], self.flags[index]) = Self::packed(record);
+        before
+    }
+
+    fn memory_bytes(&self) -> usize {
+        self.numbers.capacity() * std::mem::size_of::<[u64; 3]>() + self.flags.capacity()
+    }
+}
+
 /// Every tracked key, its table and record, kept in memory and mirrored in
 /// a redb file.
 pub struct LocationMap {
@@ -130,7 +190,7 @@ pub struct LocationMap {
     unstored_tables: Vec<u32>,
     hasher: ahash::RandomState,
     keys: KeyArena,
-    records: Vec<KeyRecord>,
+    records: Records,
     /// Keys and bytes per [`Location`], kept as records change so nobody
     /// has to scan every key for them.
     totals: [LocationCounts; 3],
@@ -189,7 +249,7 @@ impl LocationMap {
             unstored_tables: Vec::new(),
             hasher: key_hasher(),
             keys: KeyArena::default(),
-            records: Vec::new(),
+            records: Records::default(),
             totals: Default::default(),
         };
         let LocationMap {
@@ -205,7 +265,7 @@ impl LocationMap {
             keys.insert(hasher.hash_one((table, key)), table, key)
                 .map_err(|_| StateError::Full { path: path.clone() })?;
             totals[slot_of(&record)].add(record.size_bytes);
-            records.push(record);
+            records.push(&record);
             Ok(())
         })?;
         Ok(map)
@@ -220,7 +280,7 @@ impl LocationMap {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.records.is_empty()
+        self.records.len() == 0
     }
 
     /// Every key id, in the order keys were first tracked.
@@ -279,8 +339,17 @@ impl LocationMap {
                 path: self.path.clone(),
             })?;
         self.totals[slot_of(&record)].add(record.size_bytes);
-        self.records.push(record);
+        self.records.push(&record);
         Ok((KeyId(slot as u32), true))
+    }
+
+    /// Makes room for `keys` more keys of `key_bytes` bytes in all, so
+    /// that tracking many at once (a first plan) allocates what they need
+    /// rather than the next power of two.
+    pub fn reserve(&mut self, keys: usize, key_bytes: usize) {
+        self.keys.reserve(keys, key_bytes);
+        self.records.numbers.reserve(keys);
+        self.records.flags.reserve(keys);
     }
 
     pub fn key(&self, id: KeyId) -> &[u8] {
@@ -296,7 +365,7 @@ impl LocationMap {
     }
 
     pub fn record(&self, id: KeyId) -> KeyRecord {
-        self.records[id.index()]
+        self.records.get(id.index())
     }
 
     /// `table/key` for messages: the key as text when it is UTF-8, else hex.
@@ -368,7 +437,7 @@ impl LocationMap {
         self.committed += 1;
         self.unstored_tables.clear();
         for &(id, record) in changes {
-            let before = std::mem::replace(&mut self.records[id.index()], record);
+            let before = self.records.replace(id.index(), &record);
             self.totals[slot_of(&before)].remove(before.size_bytes);
             self.totals[slot_of(&record)].add(record.size_bytes);
             observe(id, self.keys.table(id.index()), &before, &record);
@@ -409,7 +478,7 @@ impl LocationMap {
 
     /// Bytes of memory the map holds: keys, index and records.
     pub fn memory_bytes(&self) -> usize {
-        self.keys.memory_bytes() + self.records.capacity() * std::mem::size_of::<KeyRecord>()
+        self.keys.memory_bytes() + self.records.memory_bytes()
     }
 }
 
@@ -422,6 +491,33 @@ mod tests {
             copied_version: Some(version),
             ..KeyRecord::new(10)
         }
+    }
+
+    /// Every combination of the optional copy and the sample flag comes
+    /// back as it went in, a copy of version 0 included.
+    #[test]
+    fn packed_records_keep_every_field() {
+        let mut records = Records::default();
+        let mut wanted = Vec::new();
+        for copied_version in [None, Some(0), Some(7), Some(u64::MAX)] {
+            for in_sample in [false, true] {
+                let record = KeyRecord {
+                    size_bytes: u64::MAX - wanted.len() as u64,
+                    copied_version,
+                    latest_write: 3 * wanted.len() as u64,
+                    in_sample,
+                };
+                records.push(&record);
+                wanted.push(record);
+            }
+        }
+        for (index, record) in wanted.iter().enumerate() {
+            assert_eq!(records.get(index), *record, "record {index}");
+        }
+        let before = records.replace(1, &wanted[6]);
+        assert_eq!(before, wanted[1]);
+        assert_eq!(records.get(1), wanted[6]);
+        assert_eq!(records.len(), wanted.len());
     }
 
     #[test]
