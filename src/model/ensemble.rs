@@ -22,6 +22,20 @@ struct Node {
     missing: u32,
 }
 
+impl Node {
+    /// The child a split sends `value` to.
+    #[inline(always)]
+    fn child(&self, value: f64) -> u32 {
+        if value.is_nan() {
+            self.missing
+        } else if value < self.threshold {
+            self.left
+        } else {
+            self.right
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Ensemble {
     base_score: f64,
@@ -118,14 +132,7 @@ impl Ensemble {
                         let node = &self.nodes[*index as usize];
                         let leaf = node.feature == LEAF;
                         let feature = if leaf { 0 } else { node.feature as usize };
-                        let value = rows[(start + lane) * inputs + feature];
-                        let next = if value.is_nan() {
-                            node.missing
-                        } else if value < node.threshold {
-                            node.left
-                        } else {
-                            node.right
-                        };
+                        let next = node.child(rows[(start + lane) * inputs + feature]);
                         *index = if leaf { *index } else { next };
                     }
                 }
@@ -145,15 +152,7 @@ impl Ensemble {
     fn leaf(&self, root: u32, row: &[f64]) -> f64 {
         let mut node = &self.nodes[root as usize];
         while node.feature != LEAF {
-            let value = row[node.feature as usize];
-            let next = if value.is_nan() {
-                node.missing
-            } else if value < node.threshold {
-                node.left
-            } else {
-                node.right
-            };
-            node = &self.nodes[next as usize];
+            node = &self.nodes[node.child(row[node.feature as usize]) as usize];
         }
         node.threshold
     }
