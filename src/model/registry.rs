@@ -311,11 +311,54 @@ impl Registry {
         Ok(loaded)
     }
 
+    /// The active version of `name`; an error says whether the registry
+    /// has no such model or the model has no promoted version.
+    pub fn active_version(&self, name: &str) -> Result<String, ModelError> {
+        if !self.model_dir(name).is_dir() {
+            let root = std::path::absolute(&self.root).unwrap_or_else(|_| self.root.clone());
+            return Err(ModelError::Registry(format!(
+                "no model {name} in the registry at {} (the repository ships models/default: run from its root, or train and promote one: `shadowcast train --logs … --out {}/{name} --promote`)",
+                root.display(),
+                self.root.display()
+            )));
+        }
+        self.active(name)?.ok_or_else(|| {
+            ModelError::Registry(format!(
+                "model {name} has no promoted version; run `shadowcast models promote {name} VERSION`"
+            ))
+        })
+    }
+
     /// Loads the active version of `name`.
     pub fn load_active(&self, name: &str) -> Result<LoadedModel, ModelError> {
-        let version = self.active(name)?.ok_or_else(|| {
-            ModelError::Registry(format!("model {name} has no promoted version; run `shadowcast models promote {name} VERSION`"))
-        })?;
-        self.load(name, &version)
+        self.load(name, &self.active_version(name)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A missing registry and a model never promoted are told apart, and
+    /// the first names where it looked.
+    #[test]
+    fn a_missing_model_names_the_registry_it_looked_in() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = Registry::new(dir.path().join("models"));
+        let missing = registry.load_active("default").err().unwrap().to_string();
+        assert!(
+            missing.contains("no model default in the registry at"),
+            "{missing}"
+        );
+        assert!(
+            missing.contains(&dir.path().join("models").display().to_string()),
+            "{missing}"
+        );
+        std::fs::create_dir_all(dir.path().join("models/default")).unwrap();
+        let unpromoted = registry.load_active("default").err().unwrap().to_string();
+        assert!(
+            unpromoted.contains("has no promoted version"),
+            "{unpromoted}"
+        );
     }
 }

@@ -135,12 +135,7 @@ impl Planner {
 
     /// The horizon of the active model: the features' time scale.
     fn serving_horizon(&self) -> Result<i64, PlanError> {
-        let version = self.models.active(&self.model_name)?.ok_or_else(|| {
-            crate::model::ModelError::Registry(format!(
-                "model {} has no promoted version",
-                self.model_name
-            ))
-        })?;
+        let version = self.models.active_version(&self.model_name)?;
         let manifest = self.models.manifest(&self.model_name, &version)?;
         Ok(manifest.window.horizon_seconds * crate::time::SECOND_US)
     }
