@@ -511,17 +511,23 @@ fn help_explains_every_command_and_piped_runs_draw_no_progress_bar() {
         "{features_help}"
     );
 
+    // Run from a folder with no model registry: the demo plans with the
+    // default model built into the binary.
     let dir = tempfile::tempdir().unwrap();
-    let output = shadowcast_ok(&[
-        "demo",
-        "--dir",
-        path_str(dir.path()),
-        "--events",
-        "30000",
-        "--top",
-        "3",
-    ]);
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_shadowcast"))
+        .current_dir(dir.path())
+        .args(["demo", "--dir", "demo", "--events", "30000", "--top", "3"])
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
     let err = stderr(&output);
+    assert!(output.status.success(), "demo failed:\n{err}");
+    assert!(
+        dir.path()
+            .join("demo/models/default/v1/model.json")
+            .exists(),
+        "the shipped model is written beside the demo's data: {err}"
+    );
     assert!(
         !err.contains('\r') && !err.contains("=>"),
         "no progress bar when piped: {err:?}"
@@ -531,5 +537,5 @@ fn help_explains_every_command_and_piped_runs_draw_no_progress_bar() {
         out.contains("hottest keys") && out.contains("highest-churn keys"),
         "{out}"
     );
-    assert!(dir.path().join("features.parquet").exists());
+    assert!(dir.path().join("demo/features.parquet").exists());
 }

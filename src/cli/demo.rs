@@ -66,6 +66,7 @@ pub fn demo(args: DemoArgs) -> Result<()> {
         state_dir: Some(dir.join("state")),
         logs: Some(logs),
         follow_seconds: Some(0.0),
+        models: Some(registry_with_default_model(dir)?),
         ..Default::default()
     })?;
     eprintln!(
@@ -314,4 +315,38 @@ fn application(
         std::thread::sleep(Duration::from_millis(50));
     }
     Ok((writes, made_stale))
+}
+
+/// The shipped default model (`models/default`), built into the binary so
+/// that the demo runs from any folder.
+const SHIPPED_DEFAULT_MODEL: [(&str, &[u8]); 4] = [
+    ("active", include_bytes!("../../models/default/active")),
+    ("history", include_bytes!("../../models/default/history")),
+    (
+        "v1/manifest.json",
+        include_bytes!("../../models/default/v1/manifest.json"),
+    ),
+    (
+        "v1/model.json",
+        include_bytes!("../../models/default/v1/model.json"),
+    ),
+];
+
+/// The registry the demo plans from: `models` when it holds a default
+/// model (run from the repository's root), else a copy of the shipped one
+/// written under the demo's folder.
+fn registry_with_default_model(dir: &std::path::Path) -> Result<std::path::PathBuf> {
+    let here = std::path::PathBuf::from("models");
+    if here.join("default").is_dir() {
+        return Ok(here);
+    }
+    let registry = dir.join("models");
+    for (file, bytes) in SHIPPED_DEFAULT_MODEL {
+        let path = registry.join("default").join(file);
+        let folder = path.parent().expect("a file in a folder");
+        std::fs::create_dir_all(folder)
+            .with_context(|| format!("creating {}", folder.display()))?;
+        std::fs::write(&path, bytes).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(registry)
 }
