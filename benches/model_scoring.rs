@@ -12,7 +12,7 @@ use std::time::Instant;
 use ndarray::Axis;
 use shadowcast::features::{FeatureOptions, compute};
 use shadowcast::logs::LogSource;
-use shadowcast::model::input::{input_names, raw_inputs};
+use shadowcast::model::input::{input_column, raw_inputs};
 use shadowcast::model::labels::LabelRules;
 use shadowcast::model::predictor::{Hyperparameters, ModelKind};
 use shadowcast::model::train::{TrainOptions, train};
@@ -43,10 +43,7 @@ fn main() {
     let keys = raw.nrows();
     println!("{keys} keys, {} inputs each; one thread", raw.ncols());
 
-    let decay_column = input_names()
-        .iter()
-        .position(|n| n == "reads_decay_6h")
-        .expect("column");
+    let decay_column = input_column("reads_decay_6h");
     let heuristic_rate = {
         let started = Instant::now();
         let mut rounds = 0;

@@ -9,13 +9,13 @@ use std::time::Instant;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::Int64Type;
-use arrow_array::{ArrayRef, BinaryArray, RecordBatch, StringArray};
+use arrow_array::{RecordBatch, StringArray};
 use rayon::prelude::*;
 
 use super::FeatureTable;
 use super::definition::{KeyFeatures, neighbourhood};
 use super::state::{CutOff, KeyState};
-use super::table::{BATCH_ROWS, BatchBuilder, with_neighbourhood};
+use super::table::{BATCH_ROWS, BatchBuilder, KeyColumn, with_neighbourhood};
 use crate::keys::{KeyArena, key_hasher};
 use crate::logs::{AccessBatch, LogError, LogSource, TimeRange};
 
@@ -417,28 +417,6 @@ fn fill_neighbourhood(batches: Vec<RecordBatch>) -> Vec<RecordBatch> {
             with_neighbourhood(batch, &prefix_events[rows.clone()], &range_events[rows])
         })
         .collect()
-}
-
-/// A key column of either accepted type, read as bytes.
-enum KeyColumn<'a> {
-    Utf8(&'a StringArray),
-    Binary(&'a BinaryArray),
-}
-
-impl<'a> KeyColumn<'a> {
-    fn of(array: &'a ArrayRef) -> Self {
-        match array.as_string_opt::<i32>() {
-            Some(strings) => KeyColumn::Utf8(strings),
-            None => KeyColumn::Binary(array.as_binary::<i32>()),
-        }
-    }
-
-    fn value(&self, row: usize) -> &'a [u8] {
-        match self {
-            KeyColumn::Utf8(strings) => strings.value(row).as_bytes(),
-            KeyColumn::Binary(bytes) => bytes.value(row),
-        }
-    }
 }
 
 /// Options of one feature computation.

@@ -8,7 +8,9 @@ use std::sync::Arc;
 use arrow_array::builder::{BinaryBuilder, BooleanBuilder, Float64Builder, StringBuilder};
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float64Type, Int64Type};
-use arrow_array::{Array, ArrayRef, Float64Array, Int64Array, RecordBatch};
+use arrow_array::{
+    Array, ArrayRef, BinaryArray, Float64Array, Int64Array, RecordBatch, StringArray,
+};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -300,6 +302,28 @@ pub(crate) fn with_neighbourhood(
     RecordBatch::try_new(schema, columns).expect("same schema")
 }
 
+/// A key column of either accepted type, read as bytes.
+pub(crate) enum KeyColumn<'a> {
+    Utf8(&'a StringArray),
+    Binary(&'a BinaryArray),
+}
+
+impl<'a> KeyColumn<'a> {
+    pub(crate) fn of(array: &'a ArrayRef) -> Self {
+        match array.as_string_opt::<i32>() {
+            Some(strings) => KeyColumn::Utf8(strings),
+            None => KeyColumn::Binary(array.as_binary::<i32>()),
+        }
+    }
+
+    pub(crate) fn value(&self, row: usize) -> &'a [u8] {
+        match self {
+            KeyColumn::Utf8(strings) => strings.value(row).as_bytes(),
+            KeyColumn::Binary(bytes) => bytes.value(row),
+        }
+    }
+}
+
 /// Reads row `row` of a batch in the schema of [`column_names`]; the
 /// indices follow that order (a round-trip test holds them to it).
 fn row_of(batch: &RecordBatch, row: usize) -> KeyFeatures {
@@ -310,10 +334,7 @@ fn row_of(batch: &RecordBatch, row: usize) -> KeyFeatures {
         let values = column(index).as_primitive::<Float64Type>();
         values.is_valid(row).then(|| values.value(row))
     };
-    let key = match column(1).data_type() {
-        DataType::Utf8 => column(1).as_string::<i32>().value(row).as_bytes().to_vec(),
-        _ => column(1).as_binary::<i32>().value(row).to_vec(),
-    };
+    let key = KeyColumn::of(column(1)).value(row).to_vec();
     KeyFeatures {
         table: column(0).as_string::<i32>().value(row).into(),
         key,
@@ -428,14 +449,10 @@ impl FeatureTable {
         for batch in &self.batches {
             let tables = batch.column(0).as_string::<i32>();
             let tenants = batch.column(2).as_string::<i32>();
-            let keys = batch.column(1);
+            let keys = KeyColumn::of(batch.column(1));
             for row in 0..batch.num_rows() {
-                let key = match keys.data_type() {
-                    DataType::Utf8 => keys.as_string::<i32>().value(row).as_bytes(),
-                    _ => keys.as_binary::<i32>().value(row),
-                };
                 let tenant = tenants.is_valid(row).then(|| tenants.value(row));
-                each(tables.value(row), key, tenant);
+                each(tables.value(row), keys.value(row), tenant);
             }
         }
     }

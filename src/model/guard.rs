@@ -29,7 +29,7 @@ use ndarray::ArrayView2;
 use serde::{Deserialize, Serialize};
 
 use super::evaluate::{key_capture, roc_auc, top_keys};
-use super::input::input_names;
+use super::input::input_column;
 use super::train::LabelledCutoff;
 use crate::features::KeyFeatures;
 use crate::features::definition::DECAY_HALF_LIVES;
@@ -66,20 +66,13 @@ impl Counter {
 
     /// The raw input columns summed into this counter.
     fn columns(self) -> [usize; 2] {
-        let names = input_names();
-        let at = |wanted: String| {
-            names
-                .iter()
-                .position(|name| *name == wanted)
-                .expect("counters are model inputs")
-        };
         match self {
-            Counter::MostFrequent => [at("reads_total".into()), at("writes_total".into())],
+            Counter::MostFrequent => [input_column("reads_total"), input_column("writes_total")],
             Counter::Decayed(index) => {
                 let suffix = DECAY_HALF_LIVES[index].0;
                 [
-                    at(format!("reads_decay_{suffix}")),
-                    at(format!("writes_decay_{suffix}")),
+                    input_column(&format!("reads_decay_{suffix}")),
+                    input_column(&format!("writes_decay_{suffix}")),
                 ]
             }
         }
@@ -115,14 +108,7 @@ pub enum ChurnSource {
 /// rate: λ = writes so far / max(age in horizons, 1), and
 /// `P(N >= min_writes)` for N ~ Poisson(λ).
 pub fn write_rate_churn(raw: ArrayView2<f64>, min_writes: u64) -> Vec<f64> {
-    let names = input_names();
-    let column = |wanted: &str| {
-        names
-            .iter()
-            .position(|name| name == wanted)
-            .expect("write counts and age are model inputs")
-    };
-    let (writes, age) = (column("writes_total"), column("age_h"));
+    let (writes, age) = (input_column("writes_total"), input_column("age_h"));
     raw.rows()
         .into_iter()
         .map(|row| {
@@ -444,6 +430,7 @@ mod tests {
 
     use super::*;
     use crate::features::FeatureTable;
+    use crate::model::input::input_names;
     use crate::model::labels::Outcome;
 
     /// 20 keys, key `i` accessed `i` times in the horizon (190 in all); the
@@ -473,9 +460,8 @@ mod tests {
     }
 
     fn raw_with(column: &str, value: impl Fn(usize) -> f64) -> Array2<f64> {
-        let names = input_names();
-        let column = names.iter().position(|n| n == column).unwrap();
-        let mut raw = Array2::zeros((20, names.len()));
+        let column = input_column(column);
+        let mut raw = Array2::zeros((20, input_names().len()));
         for row in 0..20 {
             raw[[row, column]] = value(row);
         }
@@ -656,13 +642,11 @@ mod tests {
     /// 1 - 3/e² as two writes in a key younger than one horizon.
     #[test]
     fn the_write_rate_is_per_horizon_of_the_keys_age() {
-        let names = input_names();
-        let at = |name: &str| names.iter().position(|n| n == name).unwrap();
-        let mut raw = Array2::zeros((2, names.len()));
-        raw[[0, at("writes_total")]] = 8.0;
-        raw[[0, at("age_h")]] = 4.0;
-        raw[[1, at("writes_total")]] = 2.0;
-        raw[[1, at("age_h")]] = 0.25;
+        let mut raw = Array2::zeros((2, input_names().len()));
+        raw[[0, input_column("writes_total")]] = 8.0;
+        raw[[0, input_column("age_h")]] = 4.0;
+        raw[[1, input_column("writes_total")]] = 2.0;
+        raw[[1, input_column("age_h")]] = 0.25;
         let churn = write_rate_churn(raw.view(), 2);
         for value in churn {
             assert!((value - 0.593994).abs() < 1e-6, "{value}");

@@ -22,37 +22,30 @@ pub fn input_names() -> Vec<String> {
     column_names().into_iter().skip(KEY_COLUMNS.len()).collect()
 }
 
+/// The column of the input named `name` in [`raw_inputs`].
+pub fn input_column(name: &str) -> usize {
+    input_names()
+        .iter()
+        .position(|input| input == name)
+        .unwrap_or_else(|| panic!("`{name}` is not a model input"))
+}
+
 /// One row per key, one column per input; booleans as 0/1, missing values NaN.
 pub fn raw_inputs(table: &FeatureTable) -> Array2<f64> {
-    let all: Vec<usize> = (0..table.len()).collect();
-    raw_inputs_of(table, &all)
+    let names = input_names();
+    let mut inputs = Array2::<f64>::zeros((table.len(), names.len()));
+    let mut first = 0;
+    for batch in table.batches() {
+        let end = first + batch.num_rows();
+        fill_inputs(batch, &names, inputs.slice_mut(ndarray::s![first..end, ..]));
+        first = end;
+    }
+    inputs
 }
 
 /// Like [`raw_inputs`], for the given rows only (in ascending order).
 pub fn raw_inputs_of(table: &FeatureTable, rows: &[usize]) -> Array2<f64> {
-    let names = input_names();
-    let mut inputs = Array2::<f64>::zeros((rows.len(), names.len()));
-    let mut next = 0;
-    let mut first = 0;
-    for batch in table.batches() {
-        let end = first + batch.num_rows();
-        let taken = rows[next..].partition_point(|&row| row < end);
-        let local: Vec<usize> = rows[next..next + taken]
-            .iter()
-            .map(|&row| row - first)
-            .collect();
-        if !local.is_empty() {
-            fill_inputs(
-                batch,
-                &local,
-                &names,
-                inputs.slice_mut(ndarray::s![next..next + taken, ..]),
-            );
-        }
-        next += taken;
-        first = end;
-    }
-    inputs
+    raw_inputs(&table.take(rows))
 }
 
 /// The rows of [`raw_inputs`] one feature batch at a time, in table order,
@@ -60,17 +53,15 @@ pub fn raw_inputs_of(table: &FeatureTable, rows: &[usize]) -> Array2<f64> {
 pub fn raw_inputs_by_batch(table: &FeatureTable) -> impl Iterator<Item = Array2<f64>> + '_ {
     let names = input_names();
     table.batches().iter().map(move |batch| {
-        let local: Vec<usize> = (0..batch.num_rows()).collect();
-        let mut inputs = Array2::<f64>::zeros((local.len(), names.len()));
-        fill_inputs(batch, &local, &names, inputs.view_mut());
+        let mut inputs = Array2::<f64>::zeros((batch.num_rows(), names.len()));
+        fill_inputs(batch, &names, inputs.view_mut());
         inputs
     })
 }
 
-/// Row `i` of `out` gets the inputs of row `local[i]` of `batch`.
+/// Row `i` of `out` gets the inputs of row `i` of `batch`.
 fn fill_inputs(
     batch: &arrow_array::RecordBatch,
-    local: &[usize],
     names: &[String],
     mut out: ndarray::ArrayViewMut2<f64>,
 ) {
@@ -80,8 +71,8 @@ fn fill_inputs(
             .expect("canonical feature column");
         let values = arrow_cast::cast(values, &DataType::Float64).expect("numeric feature column");
         let values = values.as_primitive::<Float64Type>();
-        for (offset, &row) in local.iter().enumerate() {
-            out[[offset, column]] = if values.is_valid(row) {
+        for (row, value) in out.column_mut(column).iter_mut().enumerate() {
+            *value = if values.is_valid(row) {
                 values.value(row)
             } else {
                 f64::NAN

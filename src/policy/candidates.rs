@@ -7,7 +7,7 @@ use shadowcast_policy::{Batch, Strings};
 use ndarray::ArrayView2;
 
 use crate::features::FeatureTable;
-use crate::model::input::input_names;
+use crate::model::input::input_column;
 use crate::model::predictor::Scores;
 
 /// Candidate keys, column by column. Tables and tenants are dictionaries:
@@ -42,10 +42,7 @@ impl Candidates {
         scores: &Scores,
         now_us: i64,
     ) -> Candidates {
-        let size_column = input_names()
-            .iter()
-            .position(|name| name == "size_last")
-            .expect("size_last is a model input");
+        let size_column = input_column("size_last");
         let mut candidates = Candidates {
             now_us,
             key_offsets: Vec::with_capacity(table.len() + 1),
