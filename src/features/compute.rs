@@ -76,8 +76,9 @@ impl Shard {
     /// Adds every key state of `other` to this shard.
     fn absorb(&mut self, other: Shard, tenant_names: &[Arc<str>]) {
         self.keys.reserve(other.len(), 0);
-        for (hash, slot) in other.keys.hashed_slots() {
+        for slot in 0..other.len() {
             let (table, key) = (other.table(slot), other.key(slot));
+            let hash = other.keys.slot_hash(slot);
             match self.find(hash, table, key) {
                 Some(mine) => self.states[mine].merge(&other.states[slot], tenant_names),
                 None => self.insert(hash, table, key, other.states[slot].clone()),

@@ -72,7 +72,7 @@ impl Scheduler {
                     continue;
                 };
                 named.insert(id);
-                let held_here = call.lease != 0 && self.plans[id.index()].lease == call.lease;
+                let held_here = call.lease != 0 && self.plans.lease(id) == call.lease;
                 let judged = match &ack.result {
                     AckResult::Copied { version } => self.judge_copy(id, *version, &mut pending),
                     AckResult::Failed { reason } if held_here => {
@@ -94,7 +94,7 @@ impl Scheduler {
                     .zip(&live.versions)
                     .enumerate()
                     .filter(|(_, (id, _))| {
-                        self.plans[id.index()].lease == call.lease && !named.contains(*id)
+                        self.plans.lease(**id) == call.lease && !named.contains(*id)
                     })
                     .map(|(position, (&id, &version))| (position as u32, id, version))
                     .collect();
@@ -111,10 +111,10 @@ impl Scheduler {
         let changes: Vec<(KeyId, KeyRecord)> = pending.changes.into_iter().collect();
         self.commit(&changes, &[])?;
         for (id, lease) in released {
-            if self.plans[id.index()].lease != lease {
+            if self.plans.lease(id) != lease {
                 continue;
             }
-            self.update_plan(id, |plan| plan.lease = 0);
+            self.set_lease(id, 0);
             if self.map.record(id).location() != Location::Current {
                 self.requeue(id);
             }
@@ -124,7 +124,7 @@ impl Scheduler {
                 && live
                     .keys
                     .iter()
-                    .all(|id| self.plans[id.index()].lease != call.lease)
+                    .all(|&id| self.plans.lease(id) != call.lease)
             {
                 self.leases.remove(&call.lease);
             }

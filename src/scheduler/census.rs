@@ -22,7 +22,7 @@ pub(super) struct Standing {
 }
 
 impl Standing {
-    pub fn of(table: u32, record: &KeyRecord, plan: &Plan) -> Standing {
+    pub fn of(table: u32, record: &KeyRecord, plan: &Plan, leased: bool) -> Standing {
         Standing {
             profile: KeyProfile {
                 table,
@@ -33,7 +33,7 @@ impl Standing {
             },
             location: record.location(),
             in_sample: record.in_sample,
-            leased: plan.lease != 0,
+            leased,
         }
     }
 }
@@ -100,6 +100,7 @@ impl Scheduler {
             self.map.table_of(id),
             &self.map.record(id),
             &self.plans[id.index()],
+            self.plans.lease(id) != 0,
         )
     }
 
@@ -114,17 +115,26 @@ impl Scheduler {
         let (census, plans) = (&mut self.census, &self.plans);
         self.map
             .commit_observed(changes, settings, |id, table, before, after| {
-                let plan = &plans[id.index()];
-                census.uncount(Standing::of(table, before, plan));
-                census.count(Standing::of(table, after, plan));
+                let (plan, leased) = (&plans[id.index()], plans.lease(id) != 0);
+                census.uncount(Standing::of(table, before, plan, leased));
+                census.count(Standing::of(table, after, plan, leased));
             })
     }
 
-    /// Changes what the scheduler knows of `id` (scores, lease), keeping
-    /// the census.
+    /// Changes what the scheduler knows of `id` (its scores), keeping the
+    /// census.
     pub(super) fn update_plan(&mut self, id: KeyId, change: impl FnOnce(&mut Plan)) {
         let before = self.standing(id);
         change(&mut self.plans[id.index()]);
+        self.census.uncount(before);
+        let after = self.standing(id);
+        self.census.count(after);
+    }
+
+    /// Puts `id` under `lease` (0: under none), keeping the census.
+    pub(super) fn set_lease(&mut self, id: KeyId, lease: u64) {
+        let before = self.standing(id);
+        self.plans.set_lease(id, lease);
         self.census.uncount(before);
         let after = self.standing(id);
         self.census.count(after);

@@ -43,8 +43,8 @@ impl Scheduler {
             }
             let live = self.leases.remove(&lease).expect("present");
             for id in live.keys {
-                if self.plans[id.index()].lease == lease {
-                    self.update_plan(id, |plan| plan.lease = 0);
+                if self.plans.lease(id) == lease {
+                    self.set_lease(id, 0);
                     self.counters.redelivered += 1;
                     self.requeue(id);
                 }
@@ -117,7 +117,7 @@ impl Scheduler {
                     break 'classes;
                 }
                 bytes += size;
-                self.update_plan(key, |plan| plan.lease = id);
+                self.set_lease(key, id);
                 keys.push(key);
             }
             break;

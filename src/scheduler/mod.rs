@@ -85,7 +85,7 @@ pub use status::{Counters, Gauges, Status, StatusExportError};
 use crate::state::{KeyId, KeyRecord, Location, LocationMap, StateError};
 pub use leasing::ANY_HOLDER;
 use leasing::LiveLease;
-use queues::{Plan, TableQueues, class_slot};
+use queues::{Plan, Plans, TableQueues, class_slot};
 use settings::StoredSettings;
 
 #[derive(Debug, thiserror::Error)]
@@ -138,7 +138,7 @@ const LEASE_EPOCH_BITS: u32 = 16;
 pub struct Scheduler {
     config: SchedulerConfig,
     map: LocationMap,
-    plans: Vec<Plan>,
+    plans: Plans,
     queues: Vec<TableQueues>,
     /// Keys held back by a "not before" time, earliest first.
     deferred: BinaryHeap<Reverse<(i64, KeyId)>>,
@@ -217,7 +217,7 @@ impl Scheduler {
             None => config.bandwidth_bytes_per_s,
         };
         let mut scheduler = Scheduler {
-            plans: vec![Plan::UNSCORED; map.len()],
+            plans: Plans::unscored(map.len()),
             queues: Vec::new(),
             deferred: BinaryHeap::new(),
             leases: HashMap::new(),
@@ -276,7 +276,7 @@ impl Scheduler {
     /// Whether (`table`, `key`) is under a lease now.
     pub fn is_leased(&self, table: &str, key: &[u8]) -> bool {
         self.find(table, key)
-            .is_some_and(|id| self.plans[id.index()].lease != 0)
+            .is_some_and(|id| self.plans.lease(id) != 0)
     }
 
     fn find(&self, table: &str, key: &[u8]) -> Option<KeyId> {
@@ -298,6 +298,7 @@ impl Scheduler {
                 table,
                 &self.map.record(id),
                 &Plan::UNSCORED,
+                false,
             ));
             while self.queues.len() <= table as usize {
                 self.queues.push(TableQueues::default());

@@ -127,8 +127,8 @@ impl Scheduler {
                     EXCLUDED
                 };
                 plan.destination = decisions.destination[i];
-                plan.not_before_us = decisions.not_before_us[i];
             });
+            self.plans.set_not_before_us(id, decisions.not_before_us[i]);
         }
         self.commit(&new_keys, &[])?;
         Ok(())

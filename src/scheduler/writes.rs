@@ -77,7 +77,7 @@ impl Scheduler {
         for ((id, record), was_current) in changes.iter().zip(was_current) {
             if was_current && record.location() == Location::Stale {
                 report.made_stale += 1;
-                if self.plans[id.index()].lease == 0 {
+                if self.plans.lease(*id) == 0 {
                     self.requeue(*id);
                 }
             }

@@ -3,7 +3,7 @@
 
 use std::cmp::Ordering;
 
-use crate::keys::{KeyArena, key_hasher};
+use crate::keys::KeyArena;
 use crate::logs::{AccessBatch, LogError, LogSource, Op, TimeRange};
 
 /// One access, its key an index into [`Traffic`]'s keys.
@@ -89,7 +89,7 @@ impl Traffic {
     }
 
     fn intern(&mut self, table: u32, key: &[u8]) -> u32 {
-        let hash = key_hasher().hash_one((table, key));
+        let hash = self.keys.hash(table, key);
         match self.keys.find(hash, table, key) {
             Some(slot) => slot as u32,
             None => self
@@ -102,7 +102,7 @@ impl Traffic {
     /// The index of (`table`, `key`), if the traffic touches it.
     pub fn find(&self, table: &str, key: &[u8]) -> Option<u32> {
         let table = self.tables.iter().position(|t| t == table)? as u32;
-        let hash = key_hasher().hash_one((table, key));
+        let hash = self.keys.hash(table, key);
         self.keys.find(hash, table, key).map(|slot| slot as u32)
     }
 

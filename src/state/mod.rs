@@ -28,7 +28,7 @@ pub use pipeline::DurableWatch;
 use pipeline::{Write, Writer};
 use store::Store;
 
-use crate::keys::{KeyArena, key_hasher};
+use crate::keys::KeyArena;
 
 /// A tracked key's position in the map, stable for the life of the process.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -188,7 +188,6 @@ pub struct LocationMap {
     tables: Vec<String>,
     /// Tables registered since the last commit, stored with the next one.
     unstored_tables: Vec<u32>,
-    hasher: ahash::RandomState,
     keys: KeyArena,
     records: Records,
     /// Keys and bytes per [`Location`], kept as records change so nobody
@@ -247,7 +246,6 @@ impl LocationMap {
             writer: None,
             committed: 0,
             unstored_tables: Vec::new(),
-            hasher: key_hasher(),
             keys: KeyArena::default(),
             records: Records::default(),
             totals: Default::default(),
@@ -255,14 +253,13 @@ impl LocationMap {
         let LocationMap {
             path,
             store,
-            hasher,
             keys,
             records,
             totals,
             ..
         } = &mut map;
         store.for_each_key(|table, key, record| {
-            keys.insert(hasher.hash_one((table, key)), table, key)
+            keys.insert(keys.hash(table, key), table, key)
                 .map_err(|_| StateError::Full { path: path.clone() })?;
             totals[slot_of(&record)].add(record.size_bytes);
             records.push(&record);
@@ -313,7 +310,7 @@ impl LocationMap {
     }
 
     pub fn find(&self, table: u32, key: &[u8]) -> Option<KeyId> {
-        let hash = self.hasher.hash_one((table, key));
+        let hash = self.keys.hash(table, key);
         self.keys
             .find(hash, table, key)
             .map(|slot| KeyId(slot as u32))
@@ -328,7 +325,7 @@ impl LocationMap {
         key: &[u8],
         record: KeyRecord,
     ) -> Result<(KeyId, bool), StateError> {
-        let hash = self.hasher.hash_one((table, key));
+        let hash = self.keys.hash(table, key);
         if let Some(slot) = self.keys.find(hash, table, key) {
             return Ok((KeyId(slot as u32), false));
         }
