@@ -20,16 +20,17 @@ pub fn key_hasher() -> ahash::RandomState {
 }
 
 /// (table, key) pairs by slot, in insertion order, found by their
-/// [`key_hasher`] hash of `(table, key)`.
+/// [`key_hasher`] hash of `(table, key)`. Each slot's bytes are its table
+/// id (LEB128: one byte below 128 tables) followed by the key, so a key
+/// costs its bytes, one or two more and a 4-byte end.
 pub struct KeyArena {
     hasher: ahash::RandomState,
     /// Slots only (5 bytes a bucket with hashbrown's control byte, where
     /// (hash, slot) took 17): growing the index hashes the keys again.
     index: HashTable<u32>,
-    tables: Vec<u32>,
-    /// End of each slot's key in `key_bytes` (its start is the previous end).
-    key_ends: Vec<u32>,
-    key_bytes: Vec<u8>,
+    /// End of each slot's bytes in `bytes` (its start is the previous end).
+    ends: Vec<u32>,
+    bytes: Vec<u8>,
 }
 
 impl Default for KeyArena {
@@ -37,9 +38,8 @@ impl Default for KeyArena {
         KeyArena {
             hasher: key_hasher(),
             index: HashTable::new(),
-            tables: Vec::new(),
-            key_ends: Vec::new(),
-            key_bytes: Vec::new(),
+            ends: Vec::new(),
+            bytes: Vec::new(),
         }
     }
 }
@@ -48,23 +48,44 @@ impl Default for KeyArena {
 #[error("more than 4 GiB of key bytes or 4 billion keys in one arena")]
 pub struct ArenaFull;
 
-/// The key of `slot` in the arena's parts (borrowed apart from the index).
-fn key_in<'a>(key_ends: &[u32], key_bytes: &'a [u8], slot: usize) -> &'a [u8] {
+/// Appends `table` as LEB128.
+fn push_table(out: &mut Vec<u8>, mut table: u32) {
+    while table >= 0x80 {
+        out.push((table as u8) | 0x80);
+        table >>= 7;
+    }
+    out.push(table as u8);
+}
+
+/// The table and key of a slot's bytes.
+fn split_slot(stored: &[u8]) -> (u32, &[u8]) {
+    let mut table = 0u32;
+    for (position, &byte) in stored.iter().enumerate() {
+        table |= u32::from(byte & 0x7f) << (7 * position);
+        if byte & 0x80 == 0 {
+            return (table, &stored[position + 1..]);
+        }
+    }
+    unreachable!("every slot starts with a whole table id")
+}
+
+/// The bytes of `slot` (borrowed apart from the index).
+fn slot_in<'a>(ends: &[u32], bytes: &'a [u8], slot: usize) -> &'a [u8] {
     let start = if slot == 0 {
         0
     } else {
-        key_ends[slot - 1] as usize
+        ends[slot - 1] as usize
     };
-    &key_bytes[start..key_ends[slot] as usize]
+    &bytes[start..ends[slot] as usize]
 }
 
 impl KeyArena {
     pub fn len(&self) -> usize {
-        self.tables.len()
+        self.ends.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.tables.is_empty()
+        self.ends.is_empty()
     }
 
     /// The hash [`find`](Self::find) and [`insert`](Self::insert) take.
@@ -74,22 +95,24 @@ impl KeyArena {
 
     /// The hash of the key in `slot`.
     pub fn slot_hash(&self, slot: usize) -> u64 {
-        self.hash(self.tables[slot], self.key(slot))
+        self.hash(self.table(slot), self.key(slot))
+    }
+
+    fn split(&self, slot: usize) -> (u32, &[u8]) {
+        split_slot(slot_in(&self.ends, &self.bytes, slot))
     }
 
     pub fn key(&self, slot: usize) -> &[u8] {
-        key_in(&self.key_ends, &self.key_bytes, slot)
+        self.split(slot).1
     }
 
     pub fn table(&self, slot: usize) -> u32 {
-        self.tables[slot]
+        self.split(slot).0
     }
 
     pub fn find(&self, hash: u64, table: u32, key: &[u8]) -> Option<usize> {
         self.index
-            .find(hash, |&slot| {
-                self.tables[slot as usize] == table && self.key(slot as usize) == key
-            })
+            .find(hash, |&slot| self.split(slot as usize) == (table, key))
             .map(|&slot| slot as usize)
     }
 
@@ -99,14 +122,10 @@ impl KeyArena {
         let KeyArena {
             hasher,
             index,
-            tables,
-            key_ends,
-            key_bytes,
+            ends,
+            bytes,
         } = self;
-        let rehash = |&slot: &u32| {
-            let slot = slot as usize;
-            hasher.hash_one((tables[slot], key_in(key_ends, key_bytes, slot)))
-        };
+        let rehash = |&slot: &u32| hasher.hash_one(split_slot(slot_in(ends, bytes, slot as usize)));
         (index, rehash)
     }
 
@@ -114,26 +133,30 @@ impl KeyArena {
     /// [`hash`](Self::hash) of `(table, key)`.
     pub fn insert(&mut self, hash: u64, table: u32, key: &[u8]) -> Result<usize, ArenaFull> {
         // u32::MAX stays free, so that callers may use it for "no key".
-        let slot = u32::try_from(self.tables.len())
+        let slot = u32::try_from(self.ends.len())
             .ok()
             .filter(|&slot| slot < u32::MAX)
             .ok_or(ArenaFull)?;
-        let end = u32::try_from(self.key_bytes.len() + key.len()).map_err(|_| ArenaFull)?;
-        self.key_bytes.extend_from_slice(key);
-        self.key_ends.push(end);
-        self.tables.push(table);
+        let start = self.bytes.len();
+        push_table(&mut self.bytes, table);
+        self.bytes.extend_from_slice(key);
+        let Ok(end) = u32::try_from(self.bytes.len()) else {
+            self.bytes.truncate(start);
+            return Err(ArenaFull);
+        };
+        self.ends.push(end);
         let (index, rehash) = self.index_and_rehash();
         index.insert_unique(hash, slot, rehash);
         Ok(slot as usize)
     }
 
-    /// Makes room for `additional` more keys of `bytes` bytes in all.
-    pub fn reserve(&mut self, additional: usize, bytes: usize) {
+    /// Makes room for `additional` more keys of `key_bytes` bytes in all.
+    pub fn reserve(&mut self, additional: usize, key_bytes: usize) {
         let (index, rehash) = self.index_and_rehash();
         index.reserve(additional, rehash);
-        self.tables.reserve(additional);
-        self.key_ends.reserve(additional);
-        self.key_bytes.reserve(bytes);
+        self.ends.reserve(additional);
+        // One byte of table id each, for fewer than 128 tables.
+        self.bytes.reserve(key_bytes + additional);
     }
 
     /// The keys of `slots`, in that order, without an index (for sorted output).
@@ -141,15 +164,13 @@ impl KeyArena {
         let mut out = KeyArena {
             hasher: self.hasher.clone(),
             index: HashTable::new(),
-            tables: Vec::with_capacity(slots.len()),
-            key_ends: Vec::with_capacity(slots.len()),
-            key_bytes: Vec::with_capacity(self.key_bytes.len()),
+            ends: Vec::with_capacity(slots.len()),
+            bytes: Vec::with_capacity(self.bytes.len()),
         };
         for &slot in slots {
-            let slot = slot as usize;
-            out.tables.push(self.tables[slot]);
-            out.key_bytes.extend_from_slice(self.key(slot));
-            out.key_ends.push(out.key_bytes.len() as u32);
+            out.bytes
+                .extend_from_slice(slot_in(&self.ends, &self.bytes, slot as usize));
+            out.ends.push(out.bytes.len() as u32);
         }
         out
     }
@@ -157,8 +178,54 @@ impl KeyArena {
     /// Bytes held, index included.
     pub fn memory_bytes(&self) -> usize {
         self.index.capacity() * (std::mem::size_of::<u32>() + 1)
-            + self.tables.capacity() * 4
-            + self.key_ends.capacity() * 4
-            + self.key_bytes.capacity()
+            + self.ends.capacity() * 4
+            + self.bytes.capacity()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Keys of tables on both sides of each LEB128 length, empty keys and
+    /// keys that begin like a table id come back as they went in, through
+    /// many growths of the index, and a key is not found under a table
+    /// that holds none.
+    #[test]
+    fn keys_come_back_with_their_tables_across_growth() {
+        let tables = [0u32, 1, 127, 128, 300, 16_383, 16_384, 70_000, u32::MAX];
+        let mut arena = KeyArena::default();
+        let mut inserted = Vec::new();
+        for i in 0..20_000u32 {
+            let table = tables[i as usize % tables.len()];
+            let key: Vec<u8> = match i % 4 {
+                0 => Vec::new(),
+                1 => vec![0x80, 0xff, (i % 251) as u8],
+                _ => format!("key:{i}").into_bytes(),
+            };
+            let hash = arena.hash(table, &key);
+            if arena.find(hash, table, &key).is_none() {
+                let slot = arena.insert(hash, table, &key).unwrap();
+                inserted.push((slot, table, key));
+            }
+        }
+        assert_eq!(arena.len(), inserted.len());
+        for (slot, table, key) in &inserted {
+            assert_eq!((arena.table(*slot), arena.key(*slot)), (*table, &key[..]));
+            assert_eq!(
+                arena.find(arena.hash(*table, key), *table, key),
+                Some(*slot)
+            );
+            assert_eq!(arena.slot_hash(*slot), arena.hash(*table, key));
+            let unused = 5;
+            assert_eq!(arena.find(arena.hash(unused, key), unused, key), None);
+        }
+        let backwards: Vec<u32> = (0..arena.len() as u32).rev().collect();
+        let reordered = arena.reordered(&backwards);
+        for (position, &slot) in backwards.iter().enumerate() {
+            let slot = slot as usize;
+            assert_eq!(reordered.table(position), arena.table(slot));
+            assert_eq!(reordered.key(position), arena.key(slot));
+        }
     }
 }

@@ -115,17 +115,22 @@ impl KeyRecord {
     }
 }
 
-/// Key records in 25 bytes each instead of [`KeyRecord`]'s 40 (an
-/// `Option<u64>` and a `bool` pad it out): the three numbers side by side
-/// and the two flags in a byte of their own.
+/// Key records in 21 bytes each instead of [`KeyRecord`]'s 40 (an
+/// `Option<u64>` and a `bool` pad it out): the two versions side by side,
+/// the size in 32 bits (the rare size of 4 GiB or more kept aside, by
+/// index), and the two flags in a byte of their own.
 #[derive(Default)]
 struct Records {
-    numbers: Vec<[u64; 3]>,
+    versions: Vec<[u64; 2]>,
+    sizes: Vec<u32>,
+    /// Sizes that do not fit `sizes` (which then hold [`LARGE`]).
+    large_sizes: hashbrown::HashMap<usize, u64>,
     flags: Vec<u8>,
 }
 
 const COPIED: u8 = 1;
 const IN_SAMPLE: u8 = 2;
+const LARGE: u32 = u32::MAX;
 
 impl Records {
     fn len(&self) -> usize {
@@ -133,8 +138,12 @@ impl Records {
     }
 
     fn get(&self, index: usize) -> KeyRecord {
-        let [size_bytes, copied, latest_write] = self.numbers[index];
+        let [copied, latest_write] = self.versions[index];
         let flags = self.flags[index];
+        let size_bytes = match self.sizes[index] {
+            LARGE => self.large_sizes[&index],
+            size => u64::from(size),
+        };
         KeyRecord {
             size_bytes,
             copied_version: (flags & COPIED != 0).then_some(copied),
@@ -143,35 +152,57 @@ impl Records {
         }
     }
 
-    fn packed(record: &KeyRecord) -> ([u64; 3], u8) {
-        let numbers = [
-            record.size_bytes,
-            record.copied_version.unwrap_or(0),
-            record.latest_write,
-        ];
+    fn packed(record: &KeyRecord) -> ([u64; 2], u8) {
+        let versions = [record.copied_version.unwrap_or(0), record.latest_write];
         let flags = if record.copied_version.is_some() {
             COPIED
         } else {
             0
         } | if record.in_sample { IN_SAMPLE } else { 0 };
-        (numbers, flags)
+        (versions, flags)
+    }
+
+    /// Sets the size of record `index` (which exists in `sizes`).
+    fn set_size(&mut self, index: usize, size_bytes: u64) {
+        match u32::try_from(size_bytes) {
+            Ok(size) if size != LARGE => {
+                self.sizes[index] = size;
+                self.large_sizes.remove(&index);
+            }
+            _ => {
+                self.sizes[index] = LARGE;
+                self.large_sizes.insert(index, size_bytes);
+            }
+        }
     }
 
     fn push(&mut self, record: &KeyRecord) {
-        let (numbers, flags) = Self::packed(record);
-        self.numbers.push(numbers);
+        let (versions, flags) = Self::packed(record);
+        self.versions.push(versions);
         self.flags.push(flags);
+        self.sizes.push(0);
+        self.set_size(self.sizes.len() - 1, record.size_bytes);
     }
 
     /// Replaces record `index`; gives the one it held.
     fn replace(&mut self, index: usize, record: &KeyRecord) -> KeyRecord {
         let before = self.get(index);
-        (self.numbers[index], self.flags[index]) = Self::packed(record);
+        (self.versions[index], self.flags[index]) = Self::packed(record);
+        self.set_size(index, record.size_bytes);
         before
     }
 
+    fn reserve(&mut self, keys: usize) {
+        self.versions.reserve(keys);
+        self.sizes.reserve(keys);
+        self.flags.reserve(keys);
+    }
+
     fn memory_bytes(&self) -> usize {
-        self.numbers.capacity() * std::mem::size_of::<[u64; 3]>() + self.flags.capacity()
+        self.versions.capacity() * std::mem::size_of::<[u64; 2]>()
+            + self.sizes.capacity() * 4
+            + self.flags.capacity()
+            + self.large_sizes.capacity() * 2 * 8
     }
 }
 
@@ -345,8 +376,7 @@ impl LocationMap {
     /// rather than the next power of two.
     pub fn reserve(&mut self, keys: usize, key_bytes: usize) {
         self.keys.reserve(keys, key_bytes);
-        self.records.numbers.reserve(keys);
-        self.records.flags.reserve(keys);
+        self.records.reserve(keys);
     }
 
     pub fn key(&self, id: KeyId) -> &[u8] {
@@ -491,15 +521,19 @@ mod tests {
     }
 
     /// Every combination of the optional copy and the sample flag comes
-    /// back as it went in, a copy of version 0 included.
+    /// back as it went in, a copy of version 0 included, and sizes of 4 GiB
+    /// and more.
     #[test]
     fn packed_records_keep_every_field() {
         let mut records = Records::default();
         let mut wanted = Vec::new();
         for copied_version in [None, Some(0), Some(7), Some(u64::MAX)] {
             for in_sample in [false, true] {
+                // Sizes on both sides of what 32 bits hold.
+                let size_bytes =
+                    [10, u64::from(u32::MAX) - 1, u64::from(u32::MAX), u64::MAX][wanted.len() % 4];
                 let record = KeyRecord {
-                    size_bytes: u64::MAX - wanted.len() as u64,
+                    size_bytes,
                     copied_version,
                     latest_write: 3 * wanted.len() as u64,
                     in_sample,
@@ -515,6 +549,11 @@ mod tests {
         assert_eq!(before, wanted[1]);
         assert_eq!(records.get(1), wanted[6]);
         assert_eq!(records.len(), wanted.len());
+        // A large size replaced by a small one leaves nothing aside.
+        let before = records.replace(2, &wanted[0]);
+        assert_eq!(before, wanted[2]);
+        assert_eq!(records.get(2), wanted[0]);
+        assert!(!records.large_sizes.contains_key(&2));
     }
 
     #[test]
