@@ -59,6 +59,11 @@ fn push_table(out: &mut Vec<u8>, mut table: u32) {
 
 /// The table and key of a slot's bytes.
 fn split_slot(stored: &[u8]) -> (u32, &[u8]) {
+    if let Some((&first, key)) = stored.split_first()
+        && first < 0x80
+    {
+        return (u32::from(first), key);
+    }
     let mut table = 0u32;
     for (position, &byte) in stored.iter().enumerate() {
         table |= u32::from(byte & 0x7f) << (7 * position);

@@ -99,7 +99,7 @@ impl Scheduler {
         Standing::of(
             self.map.table_of(id),
             &self.map.record(id),
-            &self.plans[id.index()],
+            &self.plans.get(id),
             self.plans.lease(id) != 0,
         )
     }
@@ -115,7 +115,7 @@ impl Scheduler {
         let (census, plans) = (&mut self.census, &self.plans);
         self.map
             .commit_observed(changes, settings, |id, table, before, after| {
-                let (plan, leased) = (&plans[id.index()], plans.lease(id) != 0);
+                let (plan, leased) = (&plans.get(id), plans.lease(id) != 0);
                 census.uncount(Standing::of(table, before, plan, leased));
                 census.count(Standing::of(table, after, plan, leased));
             })
@@ -125,7 +125,9 @@ impl Scheduler {
     /// census.
     pub(super) fn update_plan(&mut self, id: KeyId, change: impl FnOnce(&mut Plan)) {
         let before = self.standing(id);
-        change(&mut self.plans[id.index()]);
+        let mut plan = self.plans.get(id);
+        change(&mut plan);
+        self.plans.set(id, plan);
         self.census.uncount(before);
         let after = self.standing(id);
         self.census.count(after);

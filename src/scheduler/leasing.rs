@@ -132,7 +132,7 @@ impl Scheduler {
         let leased: Vec<LeasedKey> = keys
             .iter()
             .map(|&key| {
-                let plan = &self.plans[key.index()];
+                let plan = self.plans.get(key);
                 let record = self.map.record(key);
                 LeasedKey {
                     table: self.map.table_name(key).to_string(),

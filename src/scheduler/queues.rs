@@ -8,7 +8,7 @@ use std::collections::VecDeque;
 use hashbrown::HashMap;
 
 use rayon::prelude::*;
-use shadowcast_policy::abi::priority;
+use shadowcast_policy::abi::{ANY_DESTINATION, priority};
 
 use super::{Phase, Scheduler};
 use crate::state::{KeyId, Location};
@@ -51,34 +51,97 @@ impl Plan {
     };
 }
 
-/// Every key's [`Plan`] by key id, and what only a few keys have at a
-/// time kept aside: the lease holding a key, and a policy's "not before".
-/// (In every plan they made 16 of 40 bytes per key, mostly zeros.)
+/// Every key's [`Plan`] by key id, stored in parts: the four scores side by
+/// side (16 bytes) and the class (1 byte) for every key, and what only a
+/// few keys have at a time kept aside: a destination other than
+/// [`ANY_DESTINATION`], a policy's "not before", and the lease holding the
+/// key. (As one struct per key, with the lease and the time, they took 40
+/// bytes, mostly zeros.)
 #[derive(Default)]
 pub(super) struct Plans {
-    by_key: Vec<Plan>,
+    scores: Vec<[f32; 4]>,
+    classes: Vec<u8>,
+    destinations: HashMap<KeyId, u32>,
     leases: HashMap<KeyId, u64>,
     not_before_us: HashMap<KeyId, i64>,
 }
 
+/// Sets `id`'s entry in a map that holds only values other than `none`
+/// (without hashing when the map is empty and the value is `none`, the
+/// common case).
+fn set_sparse<V: PartialEq>(map: &mut HashMap<KeyId, V>, id: KeyId, value: V, none: V) {
+    if value != none {
+        map.insert(id, value);
+    } else if !map.is_empty() {
+        map.remove(&id);
+    }
+}
+
 impl Plans {
     pub fn unscored(keys: usize) -> Self {
-        Plans {
-            by_key: vec![Plan::UNSCORED; keys],
-            ..Default::default()
+        let mut plans = Plans::default();
+        plans.reserve(keys);
+        for _ in 0..keys {
+            plans.push(Plan::UNSCORED);
         }
+        plans
     }
 
     pub fn len(&self) -> usize {
-        self.by_key.len()
+        self.classes.len()
     }
 
+    /// Adds the plan of the next key id.
     pub fn push(&mut self, plan: Plan) {
-        self.by_key.push(plan);
+        self.scores.push([0.0; 4]);
+        self.classes.push(0);
+        self.set(KeyId((self.classes.len() - 1) as u32), plan);
     }
 
     pub fn reserve(&mut self, keys: usize) {
-        self.by_key.reserve(keys);
+        self.scores.reserve(keys);
+        self.classes.reserve(keys);
+    }
+
+    pub fn get(&self, id: KeyId) -> Plan {
+        let [benefit, expected, frequency, write_rate] = self.scores[id.index()];
+        Plan {
+            benefit,
+            expected,
+            frequency,
+            write_rate,
+            class: self.classes[id.index()],
+            destination: self
+                .destinations
+                .get(&id)
+                .copied()
+                .unwrap_or(ANY_DESTINATION),
+        }
+    }
+
+    /// Replaces the plan of `id`. The scheduler goes through
+    /// `Scheduler::update_plan`, which keeps the census.
+    pub fn set(&mut self, id: KeyId, plan: Plan) {
+        self.scores[id.index()] = [plan.benefit, plan.expected, plan.frequency, plan.write_rate];
+        self.classes[id.index()] = plan.class;
+        set_sparse(
+            &mut self.destinations,
+            id,
+            plan.destination,
+            ANY_DESTINATION,
+        );
+    }
+
+    pub fn class(&self, id: KeyId) -> u8 {
+        self.classes[id.index()]
+    }
+
+    pub fn benefit(&self, id: KeyId) -> f32 {
+        self.scores[id.index()][0]
+    }
+
+    pub fn expected(&self, id: KeyId) -> f32 {
+        self.scores[id.index()][1]
     }
 
     /// The lease holding `id`, 0 for none.
@@ -89,11 +152,7 @@ impl Plans {
     /// Sets the lease holding `id` (0: none). The scheduler goes through
     /// `Scheduler::set_lease`, which keeps the census.
     pub fn set_lease(&mut self, id: KeyId, lease: u64) {
-        if lease == 0 {
-            self.leases.remove(&id);
-        } else {
-            self.leases.insert(id, lease);
-        }
+        set_sparse(&mut self.leases, id, lease, 0);
     }
 
     /// The time before which `id` must not be leased (0: any time).
@@ -102,25 +161,7 @@ impl Plans {
     }
 
     pub fn set_not_before_us(&mut self, id: KeyId, not_before_us: i64) {
-        if not_before_us == 0 {
-            self.not_before_us.remove(&id);
-        } else {
-            self.not_before_us.insert(id, not_before_us);
-        }
-    }
-}
-
-impl std::ops::Index<usize> for Plans {
-    type Output = Plan;
-
-    fn index(&self, index: usize) -> &Plan {
-        &self.by_key[index]
-    }
-}
-
-impl std::ops::IndexMut<usize> for Plans {
-    fn index_mut(&mut self, index: usize) -> &mut Plan {
-        &mut self.by_key[index]
+        set_sparse(&mut self.not_before_us, id, not_before_us, 0);
     }
 }
 
@@ -247,13 +288,14 @@ impl Scheduler {
         let last = first.saturating_add(more).min(self.map.len());
         input.keys.extend((first..last).map(|index| {
             let id = KeyId(index as u32);
-            let plan = &self.plans[index];
-            let slot = if plan.class == EXCLUDED {
+            let class = self.plans.class(id);
+            let slot = if class == EXCLUDED {
                 EXCLUDED
             } else {
-                class_slot(plan.class) as u8
+                class_slot(class) as u8
             };
-            (self.map.table_of(id), slot, plan.benefit, plan.expected)
+            let (benefit, expected) = (self.plans.benefit(id), self.plans.expected(id));
+            (self.map.table_of(id), slot, benefit, expected)
         }));
         input.tables = self.map.tables().len();
         last == self.map.len()
@@ -261,7 +303,7 @@ impl Scheduler {
 
     /// Whether the last ranking counted `id` among the predicted-hot keys.
     pub(super) fn predicted_hot(&self, id: KeyId) -> bool {
-        let expected = self.plans[id.index()].expected;
+        let expected = self.plans.expected(id);
         self.hot_cut
             .is_some_and(|cut| expected > 0.0 && rank_key(expected, id.0) <= cut)
     }
@@ -284,7 +326,7 @@ impl Scheduler {
         }
         for index in ranking.keys..self.plans.len() {
             let id = KeyId(index as u32);
-            let class = self.plans[index].class;
+            let class = self.plans.class(id);
             if class != EXCLUDED {
                 self.queues[self.map.table_of(id) as usize].fresh[class_slot(class)]
                     .order
@@ -307,7 +349,7 @@ impl Scheduler {
     /// the deferred heap.
     pub(super) fn ready(&mut self, id: KeyId, now_us: i64) -> bool {
         if self.plans.lease(id) != 0
-            || self.plans[id.index()].class == EXCLUDED
+            || self.plans.class(id) == EXCLUDED
             || self.map.record(id).location() == Location::Current
         {
             return false;
@@ -322,7 +364,7 @@ impl Scheduler {
 
     /// Puts a key that needs copying (again) at the front of its line.
     pub(super) fn requeue(&mut self, id: KeyId) {
-        let plan = self.plans[id.index()];
+        let plan = self.plans.get(id);
         if plan.class != EXCLUDED {
             self.queues[self.map.table_of(id) as usize].resync[class_slot(plan.class)]
                 .push_back(id);
@@ -374,7 +416,7 @@ impl Scheduler {
         let mut best: Option<(f32, usize)> = None;
         for &table in tables {
             if let Some(id) = self.front_fresh(table, slot, now_us) {
-                let benefit = self.plans[id.index()].benefit;
+                let benefit = self.plans.benefit(id);
                 if best.is_none_or(|(b, _)| benefit > b) {
                     best = Some((benefit, table));
                 }

@@ -160,7 +160,7 @@ impl Scheduler {
         let items: Vec<sample::SampleItem> = ids
             .iter()
             .map(|&id| {
-                let plan = &self.plans[id.index()];
+                let plan = self.plans.get(id);
                 sample::SampleItem {
                     table: self.map.table_name(id),
                     key: self.map.key(id),

@@ -167,7 +167,9 @@ impl Records {
         match u32::try_from(size_bytes) {
             Ok(size) if size != LARGE => {
                 self.sizes[index] = size;
-                self.large_sizes.remove(&index);
+                if !self.large_sizes.is_empty() {
+                    self.large_sizes.remove(&index);
+                }
             }
             _ => {
                 self.sizes[index] = LARGE;
