@@ -3,8 +3,10 @@
 //! latency, beside the same clients against a bare tonic server that
 //! answers the same message sizes and does no work (the machine's loopback
 //! gRPC limit); executors acknowledge per key, then in the compact form
-//! (the whole lease copied at the versions leased). Then batched location
-//! look-ups of random tracked keys over one connection.
+//! (the whole lease copied at the versions leased). Then 8 executors for
+//! 10 s while the service re-plans 2M keys again and again (the window opens
+//! once its start-up plan is in place). Then batched location look-ups of
+//! random tracked keys over one connection.
 //!
 //! `cargo bench --bench service_throughput [-- KEYS]` (default 4 million).
 //! Plans KEYS keys into a location map once, then for each executor count
