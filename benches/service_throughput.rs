@@ -105,6 +105,17 @@ async fn start_in_background(
     (endpoint, stop, admin)
 }
 
+/// How many plans the service has put in place since it started.
+async fn plans_made(admin: &mut Clients) -> u64 {
+    admin
+        .management
+        .get_status(proto::GetStatusRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .plans_made
+}
+
 /// The peer: a tonic server with the same API that answers every lease
 /// with the same 1,000 keys (as the service would send them) and every
 /// acknowledgement with 1,000 results, doing nothing else.
@@ -413,26 +424,14 @@ fn main() {
             // place: what is measured is serving while re-plans run, not
             // the service's start.
             let before = loop {
-                let made = admin
-                    .management
-                    .get_status(proto::GetStatusRequest {})
-                    .await
-                    .unwrap()
-                    .into_inner()
-                    .plans_made;
+                let made = plans_made(&mut admin).await;
                 if made > 0 {
                     break made;
                 }
                 tokio::time::sleep(Duration::from_millis(50)).await;
             };
             let (rate, p50, p99, copied) = drive(&endpoint, 8, form, REPLAN_RUN).await;
-            let after = admin
-                .management
-                .get_status(proto::GetStatusRequest {})
-                .await
-                .unwrap()
-                .into_inner()
-                .plans_made;
+            let after = plans_made(&mut admin).await;
             println!(
                 "while re-planning {} keys ({} plans made in {} s), {form:?} acks, 8 executors: {rate:.0} keys/s, lease p50 {:.2}ms, p99 {:.2}ms, {copied} keys copied",
                 REPLANNED_KEYS.min(keys),
