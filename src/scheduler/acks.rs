@@ -111,10 +111,9 @@ impl Scheduler {
         let changes: Vec<(KeyId, KeyRecord)> = pending.changes.into_iter().collect();
         self.commit(&changes, &[])?;
         for (id, lease) in released {
-            if self.plans.lease(id) != lease {
+            if !self.release(id, lease) {
                 continue;
             }
-            self.set_lease(id, 0);
             if self.map.record(id).location() != Location::Current {
                 self.requeue(id);
             }

@@ -96,11 +96,16 @@ impl Scheduler {
     }
 
     fn standing(&self, id: KeyId) -> Standing {
+        self.standing_leased(id, self.plans.lease(id) != 0)
+    }
+
+    /// [`standing`](Self::standing) of `id`, known to be under a lease or not.
+    fn standing_leased(&self, id: KeyId, leased: bool) -> Standing {
         Standing::of(
             self.map.table_of(id),
             &self.map.record(id),
             &self.plans.get(id),
-            self.plans.lease(id) != 0,
+            leased,
         )
     }
 
@@ -138,8 +143,20 @@ impl Scheduler {
         let before = self.standing(id);
         self.plans.set_lease(id, lease);
         self.census.uncount(before);
-        let after = self.standing(id);
-        self.census.count(after);
+        self.census.count(self.standing_leased(id, lease != 0));
+    }
+
+    /// Ends `lease`'s hold on `id` if it still holds the key (`false`:
+    /// it does not), keeping the census.
+    pub(super) fn release(&mut self, id: KeyId, lease: u64) -> bool {
+        if self.plans.lease(id) != lease {
+            return false;
+        }
+        let before = self.standing_leased(id, true);
+        self.plans.set_lease(id, 0);
+        self.census.uncount(before);
+        self.census.count(self.standing_leased(id, false));
+        true
     }
 }
 

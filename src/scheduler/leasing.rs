@@ -43,8 +43,7 @@ impl Scheduler {
             }
             let live = self.leases.remove(&lease).expect("present");
             for id in live.keys {
-                if self.plans.lease(id) == lease {
-                    self.set_lease(id, 0);
+                if self.release(id, lease) {
                     self.counters.redelivered += 1;
                     self.requeue(id);
                 }

@@ -150,7 +150,7 @@ impl Plans {
     }
 
     /// Sets the lease holding `id` (0: none). The scheduler goes through
-    /// `Scheduler::set_lease`, which keeps the census.
+    /// `Scheduler::set_lease` or `Scheduler::release`, which keep the census.
     pub fn set_lease(&mut self, id: KeyId, lease: u64) {
         set_sparse(&mut self.leases, id, lease, 0);
     }
