@@ -28,9 +28,10 @@ fn resident_bytes(field: &str) -> u64 {
 /// Re-plans and bare sorts timed for the ratio between them.
 const ROUNDS: usize = 3;
 
-fn median(times: &mut [Duration]) -> Duration {
-    times.sort();
-    times[times.len() / 2]
+fn median(times: &[Duration]) -> Duration {
+    let mut sorted = times.to_vec();
+    sorted.sort();
+    sorted[sorted.len() / 2]
 }
 
 fn main() {
@@ -88,8 +89,7 @@ fn main() {
         unsorted.sort_unstable_by(|a, b| b.total_cmp(a));
         plain_sorts.push(started.elapsed());
     }
-    let (replans_in_order, sorts_in_order) = (replans.clone(), plain_sorts.clone());
-    let (replan, plain_sort) = (median(&mut replans), median(&mut plain_sorts));
+    let (replan, plain_sort) = (median(&replans), median(&plain_sorts));
 
     scheduler.force_phase(Phase::Background).expect("phase");
     let started = Instant::now();
@@ -137,9 +137,9 @@ fn main() {
     );
     println!(
         "    each round (re-rank / bare sort): {}",
-        replans_in_order
+        replans
             .iter()
-            .zip(&sorts_in_order)
+            .zip(&plain_sorts)
             .map(|(r, s)| format!("{:.2} / {:.2} s", r.as_secs_f64(), s.as_secs_f64()))
             .collect::<Vec<_>>()
             .join(", ")

@@ -98,11 +98,6 @@ impl KeyArena {
         self.hasher.hash_one((table, key))
     }
 
-    /// The hash of the key in `slot`.
-    pub fn slot_hash(&self, slot: usize) -> u64 {
-        self.hash(self.table(slot), self.key(slot))
-    }
-
     fn split(&self, slot: usize) -> (u32, &[u8]) {
         split_slot(slot_in(&self.ends, &self.bytes, slot))
     }
@@ -221,7 +216,6 @@ mod tests {
                 arena.find(arena.hash(*table, key), *table, key),
                 Some(*slot)
             );
-            assert_eq!(arena.slot_hash(*slot), arena.hash(*table, key));
             let unused = 5;
             assert_eq!(arena.find(arena.hash(unused, key), unused, key), None);
         }

@@ -78,7 +78,7 @@ impl Shard {
         self.keys.reserve(other.len(), 0);
         for slot in 0..other.len() {
             let (table, key) = (other.table(slot), other.key(slot));
-            let hash = other.keys.slot_hash(slot);
+            let hash = other.keys.hash(table, key);
             match self.find(hash, table, key) {
                 Some(mine) => self.states[mine].merge(&other.states[slot], tenant_names),
                 None => self.insert(hash, table, key, other.states[slot].clone()),

@@ -133,17 +133,14 @@ impl Scheduler {
         let mut plan = self.plans.get(id);
         change(&mut plan);
         self.plans.set(id, plan);
-        self.census.uncount(before);
-        let after = self.standing(id);
-        self.census.count(after);
+        self.recount(before, id, before.leased);
     }
 
     /// Puts `id` under `lease` (0: under none), keeping the census.
     pub(super) fn set_lease(&mut self, id: KeyId, lease: u64) {
         let before = self.standing(id);
         self.plans.set_lease(id, lease);
-        self.census.uncount(before);
-        self.census.count(self.standing_leased(id, lease != 0));
+        self.recount(before, id, lease != 0);
     }
 
     /// Ends `lease`'s hold on `id` if it still holds the key (`false`:
@@ -154,9 +151,15 @@ impl Scheduler {
         }
         let before = self.standing_leased(id, true);
         self.plans.set_lease(id, 0);
-        self.census.uncount(before);
-        self.census.count(self.standing_leased(id, false));
+        self.recount(before, id, false);
         true
+    }
+
+    /// Takes `id`'s standing `before` a change out of the census and puts
+    /// its standing now (`leased` or not) in.
+    fn recount(&mut self, before: Standing, id: KeyId, leased: bool) {
+        self.census.uncount(before);
+        self.census.count(self.standing_leased(id, leased));
     }
 }
 
