@@ -166,8 +166,9 @@ impl Hyperparameters {
         if self.max_rows < 100 {
             return bad("max_rows", "must be at least 100");
         }
-        if self.boost_depth == 0 {
-            return bad("boost_depth", "must be at least 1");
+        if self.boost_depth == 0 || self.boost_depth > super::ensemble::MAX_DEPTH {
+            let most = super::ensemble::MAX_DEPTH;
+            return bad("boost_depth", &format!("must be between 1 and {most}"));
         }
         if self.rounds == 0 {
             return bad("rounds", "must be at least 1");
@@ -368,12 +369,9 @@ impl Target {
                 booster
                     .fit_unweighted(&matrix, &y, None)
                     .map_err(|e| fit_error(name, e))?;
-                return finite_on_training_rows(name, booster.predict(&matrix, true)).map(|()| {
-                    Target::Boosted {
-                        ensemble: Ensemble::from_booster(&booster),
-                        link,
-                    }
-                });
+                finite_on_training_rows(name, booster.predict(&matrix, true))?;
+                let ensemble = Ensemble::from_booster(&booster).map_err(|e| fit_error(name, e))?;
+                return Ok(Target::Boosted { ensemble, link });
             }
             #[cfg(feature = "gbdt-peer")]
             ModelKind::GbdtPerpetual => {
