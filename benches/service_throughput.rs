@@ -5,8 +5,9 @@
 //! gRPC limit); executors acknowledge per key, then in the compact form
 //! (the whole lease copied at the versions leased). Then 8 executors for
 //! 10 s while the service re-plans 2M keys again and again (the window opens
-//! once its start-up plan is in place). Then batched location look-ups of
-//! random tracked keys over one connection.
+//! once its start-up plan is in place), beside the same service planned
+//! once from the same logs and not re-planning. Then batched location
+//! look-ups of random tracked keys over one connection.
 //!
 //! `cargo bench --bench service_throughput [-- KEYS]` (default 4 million).
 //! Plans KEYS keys into a location map once, then for each executor count
@@ -38,16 +39,28 @@ const REPLANNED_KEYS: usize = 2_000_000;
 /// Long enough for several re-plans to start and finish.
 const REPLAN_RUN: Duration = Duration::from_secs(10);
 
-/// The service over `state`; with `logs`, it plans from them and plans
-/// again every second (each re-plan recomputes every key's features,
-/// scores, ranks and swaps the plan in).
-fn config(state: &Path, logs: Option<&Path>) -> ServeConfig {
+/// Where the service's plan comes from.
+#[derive(Clone, Copy)]
+enum Planning<'a> {
+    /// The location map planned beforehand; no logs.
+    Template,
+    /// Planned at start from `logs` (each re-plan recomputes every key's
+    /// features, scores, ranks and swaps the plan in), and again every
+    /// second when `replan`.
+    Logs { logs: &'a Path, replan: bool },
+}
+
+fn config(state: &Path, planning: Planning) -> ServeConfig {
+    let (logs, replan) = match planning {
+        Planning::Template => (state.join("no-logs"), false),
+        Planning::Logs { logs, replan } => (logs.to_path_buf(), replan),
+    };
     ServeConfig::resolve(ServeArgs {
         listen: Some("127.0.0.1:0".parse().unwrap()),
         state_dir: Some(state.to_path_buf()),
-        logs: Some(logs.map_or_else(|| state.join("no-logs"), Path::to_path_buf)),
+        logs: Some(logs),
         follow_seconds: Some(0.0),
-        replan_every: Some(if logs.is_some() { "1s" } else { "off" }.into()),
+        replan_every: Some(if replan { "1s" } else { "off" }.into()),
         models: Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("models")),
         ..Default::default()
     })
@@ -56,11 +69,11 @@ fn config(state: &Path, logs: Option<&Path>) -> ServeConfig {
 
 async fn start(
     state: &Path,
-    logs: Option<&Path>,
+    planning: Planning<'_>,
 ) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
     let (address_tx, address_rx) = tokio::sync::oneshot::channel();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let config = config(state, logs);
+    let config = config(state, planning);
     tokio::spawn(async move {
         shadowcast::service::serve(
             config,
@@ -90,9 +103,9 @@ enum AckForm {
 /// and an admin client.
 async fn start_in_background(
     state: &Path,
-    logs: Option<&Path>,
+    planning: Planning<'_>,
 ) -> (String, tokio::sync::oneshot::Sender<()>, Clients) {
-    let (address, stop) = start(state, logs).await;
+    let (address, stop) = start(state, planning).await;
     let endpoint = format!("http://{address}");
     let mut admin = connect(&endpoint, None, None).await.unwrap();
     admin
@@ -385,7 +398,7 @@ fn main() {
                     drive(&format!("http://{bare_address}"), executors, form, RUN).await;
                 let _ = stop_bare.send(());
 
-                let (endpoint, stop, _admin) = start_in_background(&state, None).await;
+                let (endpoint, stop, _admin) = start_in_background(&state, Planning::Template).await;
                 let (rate, p50, p99, copied) = drive(&endpoint, executors, form, RUN).await;
                 println!(
                     "{:>8} {:>9} | {:>12.0} {:>8.2}ms {:>8.2}ms {:>11} | {:>12.0} {:>8.2}ms {:>8.2}ms | {:>7.1}%",
@@ -417,38 +430,52 @@ fn main() {
         REPLANNED_KEYS.min(keys),
     );
     for form in [AckForm::PerKey, AckForm::Compact] {
-        let state = fresh_state(dir.path(), &template, &format!("replan-{form:?}"));
-        runtime.block_on(async {
-            let (endpoint, stop, mut admin) = start_in_background(&state, Some(&logs)).await;
-            // The window opens once the start-up plan from the logs is in
-            // place: what is measured is serving while re-plans run, not
-            // the service's start.
-            let before = loop {
-                let made = plans_made(&mut admin).await;
-                if made > 0 {
-                    break made;
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
+        for replan in [true, false] {
+            let state = fresh_state(dir.path(), &template, &format!("replan-{form:?}-{replan}"));
+            let planning = Planning::Logs {
+                logs: &logs,
+                replan,
             };
-            let (rate, p50, p99, copied) = drive(&endpoint, 8, form, REPLAN_RUN).await;
-            let after = plans_made(&mut admin).await;
-            println!(
-                "while re-planning {} keys ({} plans made in {} s), {form:?} acks, 8 executors: {rate:.0} keys/s, lease p50 {:.2}ms, p99 {:.2}ms, {copied} keys copied",
-                REPLANNED_KEYS.min(keys),
-                after - before,
-                REPLAN_RUN.as_secs(),
-                p50.as_secs_f64() * 1e3,
-                p99.as_secs_f64() * 1e3
-            );
-            let _ = stop.send(());
-        });
+            runtime.block_on(async {
+                let (endpoint, stop, mut admin) = start_in_background(&state, planning).await;
+                // The window opens once the start-up plan from the logs is
+                // in place: what is measured is serving, not the start.
+                let before = loop {
+                    let made = plans_made(&mut admin).await;
+                    if made > 0 {
+                        break made;
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                };
+                let (rate, p50, p99, copied) = drive(&endpoint, 8, form, REPLAN_RUN).await;
+                let after = plans_made(&mut admin).await;
+                let planned = match replan {
+                    true => format!(
+                        "while re-planning {} keys ({} plans made in {} s)",
+                        REPLANNED_KEYS.min(keys),
+                        after - before,
+                        REPLAN_RUN.as_secs()
+                    ),
+                    false => format!(
+                        "planned once from the same logs, for {} s",
+                        REPLAN_RUN.as_secs()
+                    ),
+                };
+                println!(
+                    "{planned}, {form:?} acks, 8 executors: {rate:.0} keys/s, lease p50 {:.2}ms, p99 {:.2}ms, {copied} keys copied",
+                    p50.as_secs_f64() * 1e3,
+                    p99.as_secs_f64() * 1e3
+                );
+                let _ = stop.send(());
+            });
+        }
     }
 
     // Look-ups: one connection, batches of 10,000 keys drawn at random
     // from all tracked keys, for 3 s.
     let state = fresh_state(dir.path(), &template, "run-lookup");
     runtime.block_on(async {
-        let (address, stop) = start(&state, None).await;
+        let (address, stop) = start(&state, Planning::Template).await;
         let mut clients = connect(&format!("http://{address}"), None, None)
             .await
             .unwrap();
