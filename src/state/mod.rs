@@ -13,11 +13,15 @@
 //! Guarantees: [`LocationMap::commit`] writes one redb transaction with
 //! immediate durability before it changes the map in memory, so when it
 //! returns the change survives `kill -9` or a power cut, and a crash during
-//! it leaves the map as it was. A key's location is derived from its two
+//! it leaves the map as it was. Once [`LocationMap::pipeline`] starts the
+//! writer thread, a commit is durable when its [`DurableWatch`] says so
+//! (appended to the journal and fsynced), with the same guarantees: opening
+//! the map replays what the journal holds. A key's location is derived from its two
 //! versions, never stored beside them, so the two cannot disagree. Leases
 //! are the scheduler's and are not stored: a restart voids them and their
 //! keys are offered again.
 
+mod journal;
 mod pipeline;
 mod store;
 
@@ -221,6 +225,9 @@ pub struct LocationMap {
     tables: Vec<String>,
     /// Tables registered since the last commit, stored with the next one.
     unstored_tables: Vec<u32>,
+    /// Settings committed since the map was opened: the store has them
+    /// only once a journal checkpoint has put them there.
+    settings_written: std::collections::HashMap<String, String>,
     keys: KeyArena,
     records: Records,
     /// Keys and bytes per [`Location`], kept as records change so nobody
@@ -279,6 +286,7 @@ impl LocationMap {
             writer: None,
             committed: 0,
             unstored_tables: Vec::new(),
+            settings_written: Default::default(),
             keys: KeyArena::default(),
             records: Records::default(),
             totals: Default::default(),
@@ -459,12 +467,13 @@ impl LocationMap {
                         .iter()
                         .map(|&(id, record)| (self.table_of(id), self.key(id).into(), record))
                         .collect(),
-                    settings,
+                    settings: settings.clone(),
                 })
                 .map_err(|problem| pipeline::store_error(&self.path, problem))?,
         }
         self.committed += 1;
         self.unstored_tables.clear();
+        self.settings_written.extend(settings);
         for &(id, record) in changes {
             let before = self.records.replace(id.index(), &record);
             self.totals[slot_of(&before)].remove(before.size_bytes);
@@ -492,7 +501,10 @@ impl LocationMap {
 
     /// A stored setting (JSON), if set.
     pub fn setting(&self, name: &str) -> Result<Option<String>, StateError> {
-        self.store.setting(name)
+        match self.settings_written.get(name) {
+            Some(value) => Ok(Some(value.clone())),
+            None => self.store.setting(name),
+        }
     }
 
     /// Stores `settings` (name, JSON) in one durable transaction.

@@ -1,6 +1,8 @@
 //! Pipelined durability: the map's owner applies a commit in memory and
 //! hands the write to a writer thread, which puts every write that queued
-//! up meanwhile into one redb transaction and one fsync. Whoever must not
+//! up meanwhile into one record of the journal and one fsync (a store in
+//! memory takes it in one redb transaction); checkpoints move the journal
+//! into redb in the background (see [`super::journal`]). Whoever must not
 //! answer before the change is durable waits for its commit's sequence
 //! number on a [`DurableWatch`]; everybody else goes on at once, so nobody
 //! waits behind an fsync that is not theirs.
@@ -17,6 +19,7 @@ use std::thread::JoinHandle;
 
 use tokio::sync::watch;
 
+use super::journal::{self, CHECKPOINT_BYTES, Journal, Pending};
 use super::store::Store;
 use super::{KeyRecord, StateError};
 
@@ -96,7 +99,22 @@ impl Drop for Writer {
     }
 }
 
-fn write_in_groups(store: &Store, queue: &mpsc::Receiver<Write>, report: &watch::Sender<Progress>) {
+fn write_in_groups(
+    store: &Arc<Store>,
+    queue: &mpsc::Receiver<Write>,
+    report: &watch::Sender<Progress>,
+) {
+    let fail = |problem: String| {
+        tracing::error!(%problem, "storing the location map failed; no further change is stored and the service must restart");
+        report.send_modify(|progress| progress.failed = Some(problem));
+    };
+    let mut journaled = match store.journal_base().map(Journaled::start).transpose() {
+        Ok(journaled) => journaled,
+        Err(problem) => {
+            fail(problem);
+            None
+        }
+    };
     while let Ok(first) = queue.recv() {
         let mut group = vec![first];
         while group.len() < MOST_COMMITS_PER_TRANSACTION {
@@ -125,16 +143,129 @@ fn write_in_groups(store: &Store, queue: &mpsc::Receiver<Write>, report: &watch:
         entries.reverse();
         entries.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
         entries.dedup_by(|later, kept| (later.0, later.1) == (kept.0, kept.1));
-        let entries = entries.into_iter();
         let last = group.last().expect("a group has a write").seq;
-        match store.put(&tables, entries, &settings) {
+        let stored = match &mut journaled {
+            Some(journaled) => journaled.append(store, tables, &entries, settings),
+            None => store
+                .put(&tables, entries.into_iter(), &settings)
+                .map_err(|error| error.to_string()),
+        };
+        match stored {
             Ok(()) => report.send_modify(|progress| progress.durable = last),
-            Err(error) => {
-                tracing::error!(%error, "writing the location map failed; no further change is stored and the service must restart");
-                report.send_modify(|progress| progress.failed = Some(error.to_string()));
-            }
+            Err(problem) => fail(problem),
         }
     }
+    if let Some(journaled) = journaled
+        && report.borrow().failed.is_none()
+        && let Err(problem) = journaled.finish(store)
+    {
+        fail(problem);
+    }
+}
+
+/// The writer's journal, what it holds that the B-tree does not, and the
+/// checkpoint running on its own thread, if one is.
+struct Journaled {
+    base: std::path::PathBuf,
+    journal: Journal,
+    pending: Pending,
+    checkpoint: Option<JoinHandle<Result<(), String>>>,
+}
+
+impl Journaled {
+    fn start(base: &std::path::Path) -> Result<Journaled, String> {
+        let journal = create_journal(base)?;
+        Ok(Journaled {
+            base: base.to_path_buf(),
+            journal,
+            pending: Pending::default(),
+            checkpoint: None,
+        })
+    }
+
+    /// Appends a group (durable when this returns) and starts a checkpoint
+    /// when the journal has grown past [`CHECKPOINT_BYTES`] and none runs.
+    fn append(
+        &mut self,
+        store: &Arc<Store>,
+        tables: Vec<(u32, String)>,
+        entries: &[(u32, &[u8], KeyRecord)],
+        settings: Vec<(String, String)>,
+    ) -> Result<(), String> {
+        let current = journal::current_path(&self.base);
+        self.journal
+            .append(&tables, entries, &settings)
+            .map_err(|error| format!("appending to {}: {error}", current.display()))?;
+        let pending = &mut self.pending;
+        pending.tables.extend(tables);
+        pending.settings.extend(settings);
+        for &(table, key, record) in entries {
+            pending.entries.insert((table, key.into()), record);
+        }
+        let running = self
+            .checkpoint
+            .as_ref()
+            .is_some_and(|checkpoint| !checkpoint.is_finished());
+        if self.journal.bytes() < CHECKPOINT_BYTES || running {
+            return Ok(());
+        }
+        self.wait_for_checkpoint()?;
+        let checkpointed = journal::checkpoint_path(&self.base);
+        std::fs::rename(&current, &checkpointed)
+            .map_err(|error| format!("renaming {}: {error}", current.display()))?;
+        self.journal = create_journal(&self.base)?;
+        let pending = std::mem::take(&mut self.pending);
+        let store = store.clone();
+        self.checkpoint = Some(
+            std::thread::Builder::new()
+                .name("state-checkpoint".into())
+                .spawn(move || {
+                    store
+                        .put_pending(&pending)
+                        .map_err(|error| error.to_string())?;
+                    std::fs::remove_file(&checkpointed)
+                        .map_err(|error| format!("removing {}: {error}", checkpointed.display()))
+                })
+                .map_err(|error| format!("starting a checkpoint: {error}"))?,
+        );
+        Ok(())
+    }
+
+    fn wait_for_checkpoint(&mut self) -> Result<(), String> {
+        match self.checkpoint.take().map(JoinHandle::join) {
+            None => Ok(()),
+            Some(Ok(result)) => result,
+            Some(Err(_)) => Err("a checkpoint of the journal panicked".into()),
+        }
+    }
+
+    /// Checkpoints everything and removes the journal: the B-tree alone
+    /// then holds the state.
+    fn finish(mut self, store: &Store) -> Result<(), String> {
+        self.wait_for_checkpoint()?;
+        store
+            .put_pending(&self.pending)
+            .map_err(|error| error.to_string())?;
+        let current = journal::current_path(&self.base);
+        std::fs::remove_file(&current)
+            .map_err(|error| format!("removing {}: {error}", current.display()))
+    }
+}
+
+/// A fresh journal beside `base`, its name durable in the folder before
+/// anything is appended to it.
+fn create_journal(base: &std::path::Path) -> Result<Journal, String> {
+    let path = journal::current_path(base);
+    let journal =
+        Journal::create(&path).map_err(|error| format!("creating {}: {error}", path.display()))?;
+    let folder = base
+        .parent()
+        .filter(|folder| !folder.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    std::fs::File::open(folder)
+        .and_then(|folder| folder.sync_all())
+        .map_err(|error| format!("syncing {}: {error}", folder.display()))?;
+    Ok(journal)
 }
 
 /// Waits for commits to become durable. Cheap to clone; any thread or task

@@ -1,11 +1,13 @@
 //! The location map's redb file: keys with their records, table names, and
 //! settings. Every write is one transaction with redb's default immediate
-//! durability (fsync before `commit` returns).
+//! durability (fsync before `commit` returns). Opening the file first
+//! replays and removes any journal left beside it (see [`super::journal`]).
 
 use std::path::{Path, PathBuf};
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
+use super::journal::{self, Pending};
 use super::{KeyRecord, StateError};
 
 /// (table id, big-endian) ++ key bytes -> encoded [`KeyRecord`].
@@ -14,7 +16,7 @@ const TABLES: TableDefinition<u32, &str> = TableDefinition::new("tables");
 /// Setting name -> JSON.
 const SETTINGS: TableDefinition<&str, &str> = TableDefinition::new("settings");
 
-const RECORD_LEN: usize = 25;
+pub(super) const RECORD_LEN: usize = 25;
 /// redb's page cache. The map is read whole once at start and then only
 /// written, so a large cache would only hold pages nobody reads again.
 const CACHE_BYTES: usize = 32 << 20;
@@ -24,9 +26,11 @@ const IN_SAMPLE: u8 = 2;
 pub(super) struct Store {
     path: PathBuf,
     db: Database,
+    /// Whether the store is a file, which journals may sit beside.
+    on_disk: bool,
 }
 
-fn encode(record: &KeyRecord) -> [u8; RECORD_LEN] {
+pub(super) fn encode(record: &KeyRecord) -> [u8; RECORD_LEN] {
     let mut out = [0u8; RECORD_LEN];
     out[0] = if record.copied_version.is_some() {
         COPIED
@@ -39,7 +43,7 @@ fn encode(record: &KeyRecord) -> [u8; RECORD_LEN] {
     out
 }
 
-fn decode(bytes: &[u8]) -> Result<KeyRecord, String> {
+pub(super) fn decode(bytes: &[u8]) -> Result<KeyRecord, String> {
     if bytes.len() != RECORD_LEN {
         return Err(format!(
             "record is {} bytes, expected {RECORD_LEN}",
@@ -80,10 +84,54 @@ impl Store {
                 path: path.to_path_buf(),
                 problem: format!("cannot open: {e}"),
             })?;
-        Self::with_tables(Store {
+        let store = Self::with_tables(Store {
             path: path.to_path_buf(),
             db,
-        })
+            on_disk: true,
+        })?;
+        store.recover_journals()?;
+        Ok(store)
+    }
+
+    /// Puts what journals left beside the file hold into it (the older
+    /// first), then removes them.
+    fn recover_journals(&self) -> Result<(), StateError> {
+        let older = journal::checkpoint_path(&self.path);
+        let newer = journal::current_path(&self.path);
+        let mut pending = Pending::default();
+        for path in [&older, &newer] {
+            journal::replay(path, &mut pending).map_err(|problem| self.failed(problem))?;
+        }
+        if !pending.is_empty() {
+            tracing::info!(
+                keys = pending.entries.len(),
+                "replaying the journal of the last run into the state"
+            );
+            self.put_pending(&pending)?;
+        }
+        for path in [older, newer] {
+            match std::fs::remove_file(&path) {
+                Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(self.failed(format!("removing {}: {error}", path.display())));
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Where this store's journals go; none for a store in memory.
+    pub fn journal_base(&self) -> Option<&Path> {
+        self.on_disk.then_some(self.path.as_path())
+    }
+
+    /// [`put`](Self::put) of everything `pending` holds.
+    pub fn put_pending(&self, pending: &Pending) -> Result<(), StateError> {
+        self.put(
+            &pending.tables,
+            pending.sorted_entries().into_iter(),
+            &pending.settings,
+        )
     }
 
     /// A store held in memory only, for simulations: same transactions,
@@ -98,6 +146,7 @@ impl Store {
         Self::with_tables(Store {
             path: PathBuf::from(label),
             db,
+            on_disk: false,
         })
     }
 
