@@ -247,14 +247,8 @@ fn parse(payload: &[u8], pending: &mut Pending) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::state::tests::copied;
     use crate::state::{Location, LocationMap};
-
-    fn copied(version: u64) -> KeyRecord {
-        KeyRecord {
-            copied_version: Some(version),
-            ..KeyRecord::new(10)
-        }
-    }
 
     /// What a crash leaves: an older journal being checkpointed and a newer
     /// one whose last append was cut off. Opening replays both in order,

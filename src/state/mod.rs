@@ -527,7 +527,8 @@ impl LocationMap {
 mod tests {
     use super::*;
 
-    fn copied(version: u64) -> KeyRecord {
+    /// A record of 10 bytes copied at `version`.
+    pub(super) fn copied(version: u64) -> KeyRecord {
         KeyRecord {
             copied_version: Some(version),
             ..KeyRecord::new(10)
