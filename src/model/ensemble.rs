@@ -185,7 +185,8 @@ mod vector {
 
     /// [`super::walk_one_by_one`] from the first row, eight rows at a time
     /// with AVX2 gathers: each step fetches eight splits and eight bins in
-    /// two instructions.
+    /// two instructions (one, on the first four levels, whose splits are
+    /// picked from a register).
     ///
     /// # Safety
     /// The processor has AVX2; `splits` holds the `2^depth - 1` splits of a
@@ -201,15 +202,32 @@ mod vector {
         let columns_apart = _mm256_set1_epi32(keys as i32);
         let lane_numbers = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
         at[..lanes].fill(0);
-        for _ in 0..depth {
+        for level in 0..depth as usize {
+            let first_node = (1usize << level) - 1;
+            let nodes = 1usize << level;
+            // The first four levels' splits fit in one register: each lane
+            // picks its own with a permute instead of a gather.
+            let in_register = (nodes <= 8).then(|| {
+                let mut level_splits = [0u32; 8];
+                level_splits[..nodes].copy_from_slice(&splits[first_node..first_node + nodes]);
+                // SAFETY: eight u32, read unaligned.
+                unsafe { _mm256_loadu_si256(level_splits.as_ptr() as *const __m256i) }
+            });
+            let first_of_level = _mm256_set1_epi32(first_node as i32);
             for first in (0..lanes).step_by(8) {
                 let lane_at = at[first..first + 8].as_mut_ptr() as *mut __m256i;
                 // SAFETY: eight u32 of `at`, read and written unaligned.
                 let index = unsafe { _mm256_loadu_si256(lane_at) };
                 let rows = _mm256_add_epi32(_mm256_set1_epi32(first as i32), lane_numbers);
-                // SAFETY: before the last step every index is a split's
-                // heap position, below 2^depth - 1.
-                let split = unsafe { _mm256_i32gather_epi32::<4>(splits.as_ptr() as _, index) };
+                let split = match in_register {
+                    Some(level_splits) => _mm256_permutevar8x32_epi32(
+                        level_splits,
+                        _mm256_sub_epi32(index, first_of_level),
+                    ),
+                    // SAFETY: before the last step every index is a split's
+                    // heap position, below 2^depth - 1.
+                    None => unsafe { _mm256_i32gather_epi32::<4>(splits.as_ptr() as _, index) },
+                };
                 let column = _mm256_and_si256(split, low_half);
                 let bin_at = _mm256_add_epi32(_mm256_mullo_epi32(column, columns_apart), rows);
                 // SAFETY: the caller's bound on columns covers the bin and
