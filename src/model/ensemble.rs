@@ -134,30 +134,110 @@ impl Ensemble {
     }
 
     /// The raw score (log-odds or log count) of each row of `rows`, `inputs`
-    /// values per row, added to `out`. Tree by tree over the whole block,
-    /// so each tree stays in the cache while every row walks it, and step
-    /// by step over every row, so the rows' walks overlap in the processor
-    /// instead of each waiting on its own comparisons.
+    /// values per row, appended to `out`.
     pub fn score_rows(&self, rows: &[f64], inputs: usize, out: &mut Vec<f64>) {
-        let complete = &self.complete;
+        let part = Part {
+            trees: 0..self.complete.trees.len(),
+            base_score: self.stored.base_score,
+        };
+        self.complete
+            .score_rows(rows, inputs, &[part], &mut [Some(out)]);
+    }
+}
+
+/// Several ensembles over the same inputs (a model's targets), scored
+/// together: a block's inputs are binned once, against the thresholds of
+/// all of them, instead of once per ensemble.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Ensembles {
+    complete: CompleteTrees,
+    /// Each ensemble's trees in `complete`, and its base score.
+    parts: Vec<Part>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+struct Part {
+    trees: std::ops::Range<usize>,
+    base_score: f64,
+}
+
+impl Ensembles {
+    /// The ensembles together; an error when their thresholds together
+    /// are more than one input's bins hold (score them one by one then).
+    pub fn combine(ensembles: &[&Ensemble]) -> Result<Ensembles, String> {
+        let mut roots = Vec::new();
+        let mut nodes: Vec<Node> = Vec::new();
+        let mut parts = Vec::with_capacity(ensembles.len());
+        for ensemble in ensembles {
+            let offset = nodes.len() as u32;
+            let first = roots.len();
+            roots.extend(ensemble.stored.roots.iter().map(|root| root + offset));
+            nodes.extend(ensemble.stored.nodes.iter().map(|node| match node.feature {
+                LEAF => *node,
+                _ => Node {
+                    left: node.left + offset,
+                    right: node.right + offset,
+                    missing: node.missing + offset,
+                    ..*node
+                },
+            }));
+            parts.push(Part {
+                trees: first..roots.len(),
+                base_score: ensemble.stored.base_score,
+            });
+        }
+        let together = StoredTrees {
+            base_score: 0.0,
+            roots,
+            nodes,
+        };
+        Ok(Ensembles {
+            complete: CompleteTrees::lay_out(&together)?,
+            parts,
+        })
+    }
+
+    /// [`Ensemble::score_rows`] of each ensemble whose `outs` entry is
+    /// `Some`, appended there.
+    pub fn score_rows(&self, rows: &[f64], inputs: usize, outs: &mut [Option<&mut Vec<f64>>]) {
+        self.complete.score_rows(rows, inputs, &self.parts, outs);
+    }
+}
+
+impl CompleteTrees {
+    /// Appends to each `outs[i]` that is `Some` the raw score of each row
+    /// for `parts[i]`'s trees. Tree by tree over the whole block, so each
+    /// tree stays in the cache while every row walks it, and step by step
+    /// over every row, so the rows' walks overlap in the processor instead
+    /// of each waiting on its own comparisons.
+    fn score_rows(
+        &self,
+        rows: &[f64],
+        inputs: usize,
+        parts: &[Part],
+        outs: &mut [Option<&mut Vec<f64>>],
+    ) {
         assert!(
-            inputs >= complete.inputs(),
+            inputs >= self.inputs(),
             "rows of {inputs} inputs for trees that split on {}",
-            complete.inputs()
+            self.inputs()
         );
-        let first = out.len();
         let keys = rows.len() / inputs;
-        out.extend(std::iter::repeat_n(self.stored.base_score, keys));
-        let sums = &mut out[first..];
         let mut bins = Vec::new();
-        complete.bin(rows, inputs, keys, &mut bins);
+        self.bin(rows, inputs, keys, &mut bins);
         let mut at = vec![0u32; keys];
-        for tree in &complete.trees {
-            complete.walk(tree, &bins, &mut at);
-            let first_leaf = (1u32 << tree.depth) - 1;
-            let leaves = &complete.leaves[tree.leaves..];
-            for (sum, &index) in sums.iter_mut().zip(&at) {
-                *sum += leaves[(index - first_leaf) as usize];
+        for (part, out) in parts.iter().zip(outs) {
+            let Some(out) = out else { continue };
+            let first = out.len();
+            out.extend(std::iter::repeat_n(part.base_score, keys));
+            let sums = &mut out[first..];
+            for tree in &self.trees[part.trees.clone()] {
+                self.walk(tree, &bins, &mut at);
+                let first_leaf = (1u32 << tree.depth) - 1;
+                let leaves = &self.leaves[tree.leaves..];
+                for (sum, &index) in sums.iter_mut().zip(&at) {
+                    *sum += leaves[(index - first_leaf) as usize];
+                }
             }
         }
     }
@@ -589,5 +669,37 @@ mod tests {
             error.contains("missing inputs have a branch of their own"),
             "{error}"
         );
+    }
+
+    /// Two ensembles scored together (inputs binned once against both sets
+    /// of thresholds) give each its own scores, worked out by hand; an
+    /// ensemble not asked for gets nothing appended.
+    #[test]
+    fn ensembles_scored_together_give_each_its_own_scores() {
+        let first = Ensemble::try_from(by_hand()).unwrap();
+        let mut other = by_hand();
+        other.base_score = 50.0;
+        other.nodes[0].threshold = 0.5;
+        other.nodes[2].threshold = 3.0;
+        let second = Ensemble::try_from(other).unwrap();
+        let together = Ensembles::combine(&[&first, &second]).unwrap();
+        let cases = [
+            ([0.0, 0.0], 101.5, 51.5),
+            ([2.5, -1.0], 120.5, 60.5),
+            ([f64::NAN, 5.0], 120.5, 70.5),
+            ([3.0, f64::NAN], 110.5, 60.5),
+            ([0.7, 2.0], 101.5, 60.5),
+        ];
+        let rows: Vec<f64> = (0..21).flat_map(|row| cases[row % cases.len()].0).collect();
+        let (mut a, mut b) = (vec![7.0], Vec::new());
+        together.score_rows(&rows, 2, &mut [Some(&mut a), Some(&mut b)]);
+        assert_eq!(a.len(), 22, "appended after what was there");
+        for (row, (got_a, got_b)) in a[1..].iter().zip(&b).enumerate() {
+            let (inputs, want_a, want_b) = cases[row % cases.len()];
+            assert_eq!((*got_a, *got_b), (want_a, want_b), "row {row}: {inputs:?}");
+        }
+        let mut only_second = Vec::new();
+        together.score_rows(&rows, 2, &mut [None, Some(&mut only_second)]);
+        assert_eq!(only_second, b);
     }
 }

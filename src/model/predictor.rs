@@ -22,7 +22,7 @@
 use forust_ml::objective::ObjectiveType;
 use forust_ml::{GradientBooster, Matrix};
 
-use super::ensemble::Ensemble;
+use super::ensemble::{Ensemble, Ensembles};
 use linfa::prelude::*;
 use linfa_linear::{FittedLinearRegression, LinearRegression};
 use linfa_logistic::{FittedLogisticRegression, LogisticRegression};
@@ -634,6 +634,10 @@ pub struct Predictor {
     /// data; `None` in models trained without a held-out cut-off.
     #[serde(default)]
     guard: Option<Guard>,
+    /// The three targets' boosted trees scored together, when all three
+    /// are boosted; made on first use.
+    #[serde(skip)]
+    boosted_together: std::sync::OnceLock<Option<Ensembles>>,
 }
 
 impl Predictor {
@@ -647,6 +651,7 @@ impl Predictor {
             accesses: Target::fit_count("accesses", &x, &set.accesses, hyper)?,
             preprocess,
             guard: None,
+            boosted_together: Default::default(),
         })
     }
 
@@ -685,6 +690,22 @@ impl Predictor {
                 guard.model_weight > 0.0,
             ],
         }
+    }
+
+    /// [`Ensembles`] of the three targets, when all three are boosted trees.
+    fn boosted_together(&self) -> Option<&Ensembles> {
+        self.boosted_together
+            .get_or_init(|| {
+                let ensembles: Option<Vec<&Ensemble>> = [&self.hot, &self.churn, &self.accesses]
+                    .into_iter()
+                    .map(|target| match target {
+                        Target::Boosted { ensemble, .. } => Some(ensemble),
+                        _ => None,
+                    })
+                    .collect();
+                Ensembles::combine(&ensembles?).ok()
+            })
+            .as_ref()
     }
 
     /// The learner's own scores, whatever its guard would rank by.
@@ -778,11 +799,38 @@ impl Predictor {
                             {
                                 self.preprocess.apply_slice(raw_row, row);
                             }
-                            for ((target, needed), out) in targets.iter().zip(needed).zip(&mut out)
-                            {
-                                match needed {
-                                    true => target.predict_rows(rows, inputs, out),
-                                    false => out.extend(std::iter::repeat_n(0.0, keys)),
+                            match self.boosted_together() {
+                                Some(together) => {
+                                    let firsts = out.each_ref().map(Vec::len);
+                                    let mut outs = out.each_mut().map(Some);
+                                    for (slot, needed) in outs.iter_mut().zip(needed) {
+                                        if !needed {
+                                            *slot = None;
+                                        }
+                                    }
+                                    together.score_rows(rows, inputs, &mut outs);
+                                    for (((target, needed), out), first) in
+                                        targets.iter().zip(needed).zip(&mut out).zip(firsts)
+                                    {
+                                        match (needed, target) {
+                                            (true, Target::Boosted { link, .. }) => {
+                                                for value in &mut out[first..] {
+                                                    *value = link.apply(*value);
+                                                }
+                                            }
+                                            _ => out.extend(std::iter::repeat_n(0.0, keys)),
+                                        }
+                                    }
+                                }
+                                None => {
+                                    for ((target, needed), out) in
+                                        targets.iter().zip(needed).zip(&mut out)
+                                    {
+                                        match needed {
+                                            true => target.predict_rows(rows, inputs, out),
+                                            false => out.extend(std::iter::repeat_n(0.0, keys)),
+                                        }
+                                    }
                                 }
                             }
                         }
