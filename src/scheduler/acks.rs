@@ -56,6 +56,7 @@ impl Scheduler {
                 continue;
             }
             let mut outcome = AckCallOutcome::default();
+            // Only the compact form needs to know which keys were named.
             let mut named = ahash::AHashSet::new();
             let mut table_cache: Option<(&str, Option<u32>)> = None;
             for ack in call.acks {
@@ -71,7 +72,9 @@ impl Scheduler {
                     outcome.acks.push(AckOutcome::UnknownKey);
                     continue;
                 };
-                named.insert(id);
+                if call.others_copied_at_leased_version {
+                    named.insert(id);
+                }
                 let held_here = call.lease != 0 && self.plans.lease(id) == call.lease;
                 let judged = match &ack.result {
                     AckResult::Copied { version } => self.judge_copy(id, *version, &mut pending),
@@ -110,20 +113,26 @@ impl Scheduler {
         }
         let changes: Vec<(KeyId, KeyRecord)> = pending.changes.into_iter().collect();
         self.commit(&changes, &[])?;
+        let mut ended_per_lease: ahash::AHashMap<u64, usize> = ahash::AHashMap::new();
         for (id, lease) in released {
             if !self.release(id, lease) {
                 continue;
             }
+            *ended_per_lease.entry(lease).or_default() += 1;
             if self.map.record(id).location() != Location::Current {
                 self.requeue(id);
             }
         }
         for call in calls {
+            // A lease whose every key this batch ended is over without a
+            // look at each key (a lease holds each of its keys once).
+            let ended = ended_per_lease.get(&call.lease).copied().unwrap_or(0);
             if let Some(live) = self.leases.get(&call.lease)
-                && live
-                    .keys
-                    .iter()
-                    .all(|&id| self.plans.lease(id) != call.lease)
+                && (ended == live.keys.len()
+                    || live
+                        .keys
+                        .iter()
+                        .all(|&id| self.plans.lease(id) != call.lease))
             {
                 self.leases.remove(&call.lease);
             }
