@@ -24,8 +24,11 @@ use crate::scheduler::{Ack, AckCall, AckCallOutcome, Scheduler, SchedulerError};
 use crate::state::DurableWatch;
 use crate::time::now_us;
 
-/// Most acknowledge calls one commit takes.
-const MOST_CALLS_PER_COMMIT: usize = 256;
+/// Most acknowledge calls one commit takes: each is up to a lease's keys
+/// (1,000 by default), and a lease call queued behind the group waits for
+/// all of them, so the group stays a few milliseconds long. (The state
+/// writer groups commits again for its fsync.)
+const MOST_CALLS_PER_COMMIT: usize = 16;
 
 type Job = Box<dyn FnOnce(&mut Scheduler) + Send>;
 
