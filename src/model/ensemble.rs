@@ -204,45 +204,6 @@ impl Ensembles {
     }
 }
 
-impl CompleteTrees {
-    /// Appends to each `outs[i]` that is `Some` the raw score of each row
-    /// for `parts[i]`'s trees. Tree by tree over the whole block, so each
-    /// tree stays in the cache while every row walks it, and step by step
-    /// over every row, so the rows' walks overlap in the processor instead
-    /// of each waiting on its own comparisons.
-    fn score_rows(
-        &self,
-        rows: &[f64],
-        inputs: usize,
-        parts: &[Part],
-        outs: &mut [Option<&mut Vec<f64>>],
-    ) {
-        assert!(
-            inputs >= self.inputs(),
-            "rows of {inputs} inputs for trees that split on {}",
-            self.inputs()
-        );
-        let keys = rows.len() / inputs;
-        let mut bins = Vec::new();
-        self.bin(rows, inputs, keys, &mut bins);
-        let mut at = vec![0u32; keys];
-        for (part, out) in parts.iter().zip(outs) {
-            let Some(out) = out else { continue };
-            let first = out.len();
-            out.extend(std::iter::repeat_n(part.base_score, keys));
-            let sums = &mut out[first..];
-            for tree in &self.trees[part.trees.clone()] {
-                self.walk(tree, &bins, &mut at);
-                let first_leaf = (1u32 << tree.depth) - 1;
-                let leaves = &self.leaves[tree.leaves..];
-                for (sum, &index) in sums.iter_mut().zip(&at) {
-                    *sum += leaves[(index - first_leaf) as usize];
-                }
-            }
-        }
-    }
-}
-
 /// Rows `first..` of a block of `at.len()` rows whose bins are `bins`
 /// down a complete tree of `depth` whose splits are `splits`, each step
 /// over all of them, so the rows' walks overlap in the processor instead
@@ -417,6 +378,43 @@ impl CompleteTrees {
             complete.trees.push(tree);
         }
         Ok(complete)
+    }
+
+    /// Appends to each `outs[i]` that is `Some` the raw score of each row
+    /// for `parts[i]`'s trees. Tree by tree over the whole block, so each
+    /// tree stays in the cache while every row walks it, and step by step
+    /// over every row, so the rows' walks overlap in the processor instead
+    /// of each waiting on its own comparisons.
+    fn score_rows(
+        &self,
+        rows: &[f64],
+        inputs: usize,
+        parts: &[Part],
+        outs: &mut [Option<&mut Vec<f64>>],
+    ) {
+        assert!(
+            inputs >= self.inputs(),
+            "rows of {inputs} inputs for trees that split on {}",
+            self.inputs()
+        );
+        let keys = rows.len() / inputs;
+        let mut bins = Vec::new();
+        self.bin(rows, inputs, keys, &mut bins);
+        let mut at = vec![0u32; keys];
+        for (part, out) in parts.iter().zip(outs) {
+            let Some(out) = out else { continue };
+            let first = out.len();
+            out.extend(std::iter::repeat_n(part.base_score, keys));
+            let sums = &mut out[first..];
+            for tree in &self.trees[part.trees.clone()] {
+                self.walk(tree, &bins, &mut at);
+                let first_leaf = (1u32 << tree.depth) - 1;
+                let leaves = &self.leaves[tree.leaves..];
+                for (sum, &index) in sums.iter_mut().zip(&at) {
+                    *sum += leaves[(index - first_leaf) as usize];
+                }
+            }
+        }
     }
 
     /// Where each row of a block (`at.len()` rows, binned into `bins` by

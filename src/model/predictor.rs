@@ -242,6 +242,13 @@ impl Link {
             Link::LogCount => raw.exp_m1().max(0.0),
         }
     }
+
+    /// [`apply`](Self::apply) to each of `values`, in place.
+    fn apply_in_place(self, values: &mut [f64]) {
+        for value in values {
+            *value = self.apply(*value);
+        }
+    }
 }
 
 /// A boosted ensemble whose own training rows score NaN or infinite has
@@ -435,9 +442,7 @@ impl Target {
             Target::Boosted { ensemble, link } => {
                 let first = out.len();
                 ensemble.score_rows(rows, inputs, out);
-                for value in &mut out[first..] {
-                    *value = link.apply(*value);
-                }
+                link.apply_in_place(&mut out[first..]);
             }
             _ => out.extend(rows.chunks_exact(inputs).map(|row| self.predict_row(row))),
         }
@@ -634,10 +639,10 @@ pub struct Predictor {
     /// data; `None` in models trained without a held-out cut-off.
     #[serde(default)]
     guard: Option<Guard>,
-    /// The three targets' boosted trees scored together, when all three
-    /// are boosted; made on first use.
+    /// The three targets' boosted trees scored together, with each
+    /// target's link, when all three are boosted; made on first use.
     #[serde(skip)]
-    boosted_together: std::sync::OnceLock<Option<Ensembles>>,
+    boosted_together: std::sync::OnceLock<Option<(Ensembles, [Link; 3])>>,
 }
 
 impl Predictor {
@@ -692,18 +697,23 @@ impl Predictor {
         }
     }
 
-    /// [`Ensembles`] of the three targets, when all three are boosted trees.
-    fn boosted_together(&self) -> Option<&Ensembles> {
+    /// [`Ensembles`] of the three targets and their links, when all three
+    /// are boosted trees.
+    fn boosted_together(&self) -> Option<&(Ensembles, [Link; 3])> {
         self.boosted_together
             .get_or_init(|| {
-                let ensembles: Option<Vec<&Ensemble>> = [&self.hot, &self.churn, &self.accesses]
-                    .into_iter()
-                    .map(|target| match target {
-                        Target::Boosted { ensemble, .. } => Some(ensemble),
-                        _ => None,
-                    })
-                    .collect();
-                Ensembles::combine(&ensembles?).ok()
+                let boosted: Option<Vec<(&Ensemble, Link)>> =
+                    [&self.hot, &self.churn, &self.accesses]
+                        .into_iter()
+                        .map(|target| match target {
+                            Target::Boosted { ensemble, link } => Some((ensemble, *link)),
+                            _ => None,
+                        })
+                        .collect();
+                let boosted = boosted?;
+                let ensembles: Vec<&Ensemble> = boosted.iter().map(|(e, _)| *e).collect();
+                let links = [boosted[0].1, boosted[1].1, boosted[2].1];
+                Some((Ensembles::combine(&ensembles).ok()?, links))
             })
             .as_ref()
     }
@@ -800,7 +810,7 @@ impl Predictor {
                                 self.preprocess.apply_slice(raw_row, row);
                             }
                             match self.boosted_together() {
-                                Some(together) => {
+                                Some((together, links)) => {
                                     let firsts = out.each_ref().map(Vec::len);
                                     let mut outs = out.each_mut().map(Some);
                                     for (slot, needed) in outs.iter_mut().zip(needed) {
@@ -809,16 +819,12 @@ impl Predictor {
                                         }
                                     }
                                     together.score_rows(rows, inputs, &mut outs);
-                                    for (((target, needed), out), first) in
-                                        targets.iter().zip(needed).zip(&mut out).zip(firsts)
+                                    for (((link, needed), out), first) in
+                                        links.iter().zip(needed).zip(&mut out).zip(firsts)
                                     {
-                                        match (needed, target) {
-                                            (true, Target::Boosted { link, .. }) => {
-                                                for value in &mut out[first..] {
-                                                    *value = link.apply(*value);
-                                                }
-                                            }
-                                            _ => out.extend(std::iter::repeat_n(0.0, keys)),
+                                        match needed {
+                                            true => link.apply_in_place(&mut out[first..]),
+                                            false => out.extend(std::iter::repeat_n(0.0, keys)),
                                         }
                                     }
                                 }
