@@ -44,7 +44,7 @@ measure() { # label, command... -> prints "seconds peak_kb"
 duckdb_run() { # label, sql file -> prints "in-process-seconds peak_kb"
     local peak
     peak=$(measure "$1" python3 sql/run_duckdb.py --sql "$2" "$logs" "$as_of_us" 21600000000 "$bench_dir/$1.parquet" "$threads" | cut -d' ' -f2)
-    echo "$(sed -n 's/.*features in \([0-9.]*\)s/\1/p' "$bench_dir/$1.out") $peak"
+    echo "$(sed -n 's/.*written in \([0-9.]*\)s/\1/p' "$bench_dir/$1.out") $peak"
 }
 
 native=()

@@ -15,7 +15,7 @@ use shadowcast::logs::LogSource;
 use shadowcast::model::input::{input_column, raw_inputs};
 use shadowcast::model::labels::LabelRules;
 use shadowcast::model::predictor::{Hyperparameters, ModelKind};
-use shadowcast::model::train::{TrainOptions, train};
+use shadowcast::model::train::{CutoffSource, TrainOptions, train};
 use shadowcast::time::{HOUR_US, parse_instant};
 use shadowcast::workload::{GenerateOptions, Generator, profile};
 
@@ -91,7 +91,7 @@ fn main() {
         .check()
         .expect("valid options");
         let started = Instant::now();
-        let model = train(&source, &options, &|_| {}).expect("training");
+        let model = train(&CutoffSource::Logs(&source), &options, &|_| {}).expect("training");
         let training = started.elapsed().as_secs_f64();
         // Per core: a boosted model would otherwise predict on every core.
         let one_thread = rayon::ThreadPoolBuilder::new()

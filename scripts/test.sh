@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The project's test command: installs what the tests need beyond cargo
 # (the wasm32 target, for building the example policies; DuckDB's Python
-# package, for the SQL-equality test; fontconfig, FreeType and a sans-serif
+# package, for the SQL-equality test; a Java runtime and pyspark, for the
+# same SQL on Spark in local mode; fontconfig, FreeType and a sans-serif
 # font, for the evaluation chart; PostgreSQL, started as a private throwaway
 # server for the executor's migration test), then runs them.
 set -euo pipefail
@@ -28,6 +29,16 @@ fi
 
 sudo=""
 if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi
+if ! command -v java >/dev/null 2>&1; then
+    echo "installing a Java runtime (Debian) for the Spark test"
+    $sudo apt-get update -qq
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq default-jre-headless >/dev/null
+fi
+if ! python3 -c "import pyspark" 2>/dev/null; then
+    echo "installing pyspark (Python) for the Spark test"
+    python3 -m pip install --quiet --disable-pip-version-check "pyspark==4.0.1"
+fi
+
 if [ -z "${SHADOWCAST_TEST_POSTGRES:-}" ]; then
     pg_bin="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)"
     if [ -z "$pg_bin" ]; then

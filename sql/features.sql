@@ -12,7 +12,9 @@
 -- Only functions common to DuckDB and Spark SQL are used; literals that must
 -- be floating point are cast explicitly (both dialects read 0.5 as DECIMAL).
 -- Output: one row per (table_name, key) with an event at or before T,
--- ordered by table_name then key (byte order).
+-- ordered by table_name then key (byte order), each row also carrying T and
+-- H (as_of_us, horizon_us) so that `shadowcast train --features` knows the
+-- cut-off without being told.
 WITH events AS (
     SELECT
         l.table_name,
@@ -165,6 +167,8 @@ SELECT
          - events_24h AS BIGINT) AS range_events_24h,
     events_hdiv16, events_hdiv4, events_h, events_hx4, events_hx16,
     decay_hdiv4, decay_h, decay_hx4,
-    gap1_h, gap2_h, gap3_h, gap4_h, age_h
-FROM features
+    gap1_h, gap2_h, gap3_h, gap4_h, age_h,
+    -- the cut-off T and the horizon H, so the table says what it describes
+    params.as_of_us, params.horizon_us
+FROM features CROSS JOIN params
 ORDER BY table_name, key

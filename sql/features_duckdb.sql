@@ -96,6 +96,8 @@ SELECT
          - events_24h)::BIGINT AS range_events_24h,
     events_hdiv16, events_hdiv4, events_h, events_hx4, events_hx16,
     decay_hdiv4, decay_h, decay_hx4,
-    gap1_h, gap2_h, gap3_h, gap4_h, age_h
-FROM features
+    gap1_h, gap2_h, gap3_h, gap4_h, age_h,
+    -- the cut-off T and the horizon H, so the table says what it describes
+    params.as_of_us, params.horizon_us
+FROM features CROSS JOIN params
 ORDER BY table_name, key

@@ -52,6 +52,13 @@ pub struct ServeArgs {
     /// Cut-off of the features the plan is made from: `latest` or a time [default: latest].
     #[arg(long, env = "SHADOWCAST_AS_OF")]
     pub as_of: Option<String>,
+    /// Plan from this feature table instead of computing features from the
+    /// logs: a file or a folder of part files, from `shadowcast features` or
+    /// sql/features.sql run elsewhere, for the serving model's horizon. The
+    /// plan is made again when the table is replaced (the logs are still
+    /// followed for writes).
+    #[arg(long, env = "SHADOWCAST_FEATURES")]
+    pub features: Option<PathBuf>,
     /// Model registry directory [default: models].
     #[arg(long, env = "SHADOWCAST_MODELS")]
     pub models: Option<PathBuf>,
@@ -196,6 +203,7 @@ struct FileSettings {
     state_dir: Option<PathBuf>,
     logs: Option<PathBuf>,
     as_of: Option<String>,
+    features: Option<PathBuf>,
     models: Option<PathBuf>,
     model: Option<String>,
     policies: Option<Vec<String>>,
@@ -413,6 +421,8 @@ pub struct ServeConfig {
     pub state_dir: PathBuf,
     pub logs: PathBuf,
     pub as_of: String,
+    /// A feature table to plan from instead of the logs.
+    pub features: Option<PathBuf>,
     pub models: PathBuf,
     pub model: String,
     pub policies: Vec<PolicyFile>,
@@ -630,6 +640,7 @@ impl ServeConfig {
                 .or(file.logs)
                 .unwrap_or_else(|| "shadowcast-demo/logs".into()),
             as_of: args.as_of.or(file.as_of).unwrap_or_else(|| "latest".into()),
+            features: args.features.or(file.features),
             models: args
                 .models
                 .or(file.models)

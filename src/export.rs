@@ -1,7 +1,9 @@
-//! Report files for notebooks (evaluation and simulation): named Arrow
-//! columns in, one Parquet file out; output folders created on the way.
+//! Parquet files shared with notebooks and other engines: reports
+//! (evaluation and simulation) written as named Arrow columns, output
+//! folders created on the way, and tables read back whether one engine wrote
+//! one file or a cluster wrote a folder of part files.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use arrow_array::{ArrayRef, RecordBatch};
 
@@ -24,4 +26,87 @@ pub fn create_parent_dir(path: &Path) -> std::io::Result<()> {
         Some(parent) => std::fs::create_dir_all(parent),
         None => Ok(()),
     }
+}
+
+/// The Parquet files that make up the table at `path`: the file itself, or
+/// the `*.parquet` files of a folder in name order (how Spark and other
+/// cluster engines write one table: `part-00000-….parquet`, … beside
+/// `_SUCCESS` and checksum files, which are skipped).
+pub fn table_parts(path: &Path) -> std::io::Result<Vec<PathBuf>> {
+    if !path.is_dir() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let mut parts = Vec::new();
+    for entry in std::fs::read_dir(path)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.ends_with(".parquet") && !name.starts_with(['.', '_']) {
+            parts.push(entry.path());
+        }
+    }
+    parts.sort();
+    if parts.is_empty() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "a folder with no .parquet files",
+        ));
+    }
+    Ok(parts)
+}
+
+/// The values of the integer columns `names` in the first row of the table
+/// at `path` (a file or a folder of part files), without reading the rest;
+/// `None` when a column is missing or the table has no rows.
+pub fn first_row_integers(path: &Path, names: &[&str]) -> Result<Option<Vec<i64>>, String> {
+    use arrow_array::Array;
+    use arrow_array::cast::AsArray;
+    use parquet::arrow::ProjectionMask;
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+    let parts = table_parts(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    for part in parts {
+        let problem = |e: &dyn std::fmt::Display| format!("{}: {e}", part.display());
+        let file = std::fs::File::open(&part).map_err(|e| problem(&e))?;
+        let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| problem(&e))?;
+        let schema = builder.schema().clone();
+        let Some(indices) = names
+            .iter()
+            .map(|name| schema.index_of(name).ok())
+            .collect::<Option<Vec<usize>>>()
+        else {
+            return Ok(None);
+        };
+        let mask = ProjectionMask::roots(builder.parquet_schema(), indices.iter().copied());
+        let mut reader = builder
+            .with_projection(mask)
+            .with_batch_size(1)
+            .with_limit(1)
+            .build()
+            .map_err(|e| problem(&e))?;
+        let Some(batch) = reader.next().transpose().map_err(|e| problem(&e))? else {
+            continue;
+        };
+        if batch.num_rows() == 0 {
+            continue;
+        }
+        let mut values = Vec::with_capacity(names.len());
+        for name in names {
+            let column = batch.column_by_name(name).expect("projected");
+            let column = arrow_cast::cast(column, &arrow_schema::DataType::Int64)
+                .map_err(|e| problem(&format!("column `{name}`: {e}")))?;
+            if column.is_null(0) {
+                return Err(problem(&format!(
+                    "column `{name}` is null in the first row"
+                )));
+            }
+            values.push(
+                column
+                    .as_primitive::<arrow_array::types::Int64Type>()
+                    .value(0),
+            );
+        }
+        return Ok(Some(values));
+    }
+    Ok(None)
 }

@@ -246,7 +246,7 @@ fn features_match_an_independent_computation() {
         path_str(&out),
     ]);
 
-    let table = FeatureTable::read_parquet(&out, None, None).expect("readable feature table");
+    let table = FeatureTable::read_parquet(&out).expect("readable feature table");
     assert_eq!(table.as_of, AS_OF_MS * 1000);
     assert_eq!(table.horizon, HORIZON_MS * 1000);
     let wanted = expected(&events);
@@ -306,7 +306,7 @@ fn threads_do_not_change_the_result() {
             .output()
             .unwrap();
         assert!(status.status.success(), "{}", stderr(&status));
-        FeatureTable::read_parquet(&out, None, None)
+        FeatureTable::read_parquet(&out)
             .unwrap()
             .rows()
             .collect::<Vec<_>>()

@@ -477,8 +477,8 @@ fn import_errors_name_the_line_and_column() {
 #[test]
 fn help_explains_every_command_and_piped_runs_draw_no_progress_bar() {
     let commands = [
-        "demo", "generate", "import", "features", "train", "evaluate", "simulate", "models",
-        "policy", "serve", "executor", "seed",
+        "demo", "generate", "import", "features", "labels", "train", "evaluate", "simulate",
+        "models", "policy", "serve", "executor", "seed",
     ];
     let top = stdout(&shadowcast_ok(&["--help"]));
     let listed: Vec<&str> = top

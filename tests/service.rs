@@ -2007,3 +2007,123 @@ async fn a_full_migration_on_postgresql_ends_with_equal_databases() {
         .unwrap();
     assert!(rows > 1_000);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_service_plans_from_a_feature_table_and_again_when_it_is_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = logs(dir.path());
+    // The tables as a cluster job would hand them over: the features of the
+    // logs, then of the logs and a later file with a key never seen before.
+    let table = dir.path().join("features.parquet");
+    let features_of = |logs: &Path, out: &Path, horizon: &str| {
+        let status = Command::new(BIN)
+            .args([
+                "features",
+                "--as-of",
+                "latest",
+                "--horizon",
+                horizon,
+                "--logs",
+            ])
+            .arg(logs)
+            .arg("--out")
+            .arg(out)
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+    features_of(&logs, &table, "6h");
+    // The service follows no logs: the plan can only come from the table.
+    let service = Service::start(
+        dir.path(),
+        &dir.path().join("no-logs"),
+        &["--features", path_str(&table), "--replan-every", "1s"],
+    );
+    let mut clients = service.clients(None).await;
+    let first = status(&mut clients).await;
+    assert_eq!(first.plan_logs, format!("features {}", table.display()));
+    assert_eq!(first.plan_events, 20_000, "every generated event");
+    assert!(first.plans_made >= 1);
+    let planned = clients
+        .management
+        .top_predictions(proto::TopPredictionsRequest {
+            limit: 10_000,
+            table: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .predictions;
+    assert!(planned.len() > 1_000, "{} keys planned", planned.len());
+
+    let more = dir.path().join("more-logs");
+    copy_tree(&logs, &more);
+    let later_ms = first.plan_as_of_us / 1000 + 60_000;
+    let events: Vec<common::Event> = (0..50)
+        .map(|i| common::Event {
+            ts_ms: later_ms + i,
+            table: "late_arrivals",
+            key: "first-seen-late".into(),
+            op: "read",
+            size: 100,
+            tenant: None,
+        })
+        .collect();
+    common::write_events(&more.join("late").join("part-late.parquet"), &events, 1000);
+    let replacement = dir.path().join("features.parquet.new");
+    features_of(&more, &replacement, "6h");
+    std::fs::rename(&replacement, &table).unwrap();
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let fresh = loop {
+        let now = status(&mut clients).await;
+        if now.plan_as_of_us > first.plan_as_of_us {
+            break now;
+        }
+        assert!(Instant::now() < deadline, "no new plan: {now:?}");
+        clients.executor.lease(lease_request(5)).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(fresh.plan_as_of_us, (later_ms + 49) * 1000);
+    assert_eq!(fresh.plan_events, 20_050);
+    let late = clients
+        .management
+        .top_predictions(proto::TopPredictionsRequest {
+            limit: 10,
+            table: "late_arrivals".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .predictions;
+    assert_eq!(late.len(), 1, "the key of the new table is planned");
+    // An unchanged table is not planned again.
+    let settled = status(&mut clients).await.plans_made;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(status(&mut clients).await.plans_made, settled);
+    drop(service);
+
+    // A table on another time scale than the serving model's is refused at start.
+    let wrong = dir.path().join("one-hour.parquet");
+    features_of(&logs, &wrong, "1h");
+    let output = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--features"])
+        .arg(&wrong)
+        .arg("--logs")
+        .arg(dir.path().join("no-logs"))
+        .arg("--models")
+        .arg(models(dir.path()))
+        .arg("--state-dir")
+        .arg(dir.path().join("other-state"))
+        .output()
+        .unwrap();
+    let error = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        error.contains("one-hour.parquet")
+            && error.contains("1.0h horizon")
+            && error.contains("6.0h"),
+        "{error}"
+    );
+}

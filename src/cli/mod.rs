@@ -43,6 +43,8 @@ pub enum Command {
     Import(ImportArgs),
     /// Compute per-key features as of a cut-off time and write them as Parquet.
     Features(FeaturesArgs),
+    /// Write what each key did in the horizon after a cut-off (the label table that `train --labels` reads).
+    Labels(model_commands::LabelsArgs),
     /// Train a model of near-future hot and high-churn keys over rolling cut-offs and store it in the registry.
     Train(model_commands::TrainArgs),
     /// Compare models, heuristics and the oracle on a cut-off the models never trained on.
@@ -217,6 +219,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Generate(args) => generate(args).map(|_| ()),
         Command::Import(args) => import_logs(args),
         Command::Features(args) => features_command(args),
+        Command::Labels(args) => model_commands::labels_command(args),
         Command::Train(args) => model_commands::train_command(args),
         Command::Evaluate(args) => model_commands::evaluate_command(args),
         Command::Models(args) => model_commands::models_command(args),

@@ -11,10 +11,11 @@ use indicatif::{ProgressBar, ProgressStyle};
 use super::resolve_as_of;
 use crate::logs::LogSource;
 use crate::model::evaluate::{self, MethodResult};
-use crate::model::labels::LabelRules;
+use crate::model::label_table;
+use crate::model::labels::{Horizon, LabelRules};
 use crate::model::predictor::{CountTarget, Hyperparameters, ModelKind};
 use crate::model::registry::{LoadedModel, Registry};
-use crate::model::train::{self, LabelledCutoff, TrainOptions};
+use crate::model::train::{self, CutoffSource, TablePair, TrainOptions};
 use crate::time::{format_instant, parse_duration};
 
 /// How outcomes become the hot and high-churn classes.
@@ -37,16 +38,58 @@ impl LabelArgs {
     }
 }
 
+/// Feature and label tables built elsewhere, instead of the access logs.
+#[derive(Args, Debug)]
+pub struct TableArgs {
+    /// Feature tables, one per cut-off (comma-separated or repeated): as
+    /// written by `shadowcast features` or by sql/features.sql (a file or a
+    /// folder of part files). Each records its cut-off and horizon.
+    #[arg(long = "features", value_delimiter = ',', requires = "label_tables", conflicts_with_all = ["logs", "as_of"])]
+    pub feature_tables: Vec<PathBuf>,
+    /// Label tables, one per feature table (matched by cut-off): as written
+    /// by `shadowcast labels` or by sql/labels.sql.
+    #[arg(long = "labels", value_delimiter = ',', requires = "feature_tables")]
+    pub label_tables: Vec<PathBuf>,
+}
+
+impl TableArgs {
+    /// The table pairs, oldest first; `None` when the logs are read instead.
+    fn pairs(&self) -> Result<Option<Vec<TablePair>>> {
+        if self.feature_tables.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(TablePair::match_up(
+            &self.feature_tables,
+            &self.label_tables,
+        )?))
+    }
+}
+
+/// The logs and the cut-off given on the command line: both, or neither
+/// when tables are given instead (clap enforces it; this names it).
+fn logs_and_cutoff<'a>(
+    logs: &'a Option<PathBuf>,
+    as_of: &'a Option<String>,
+) -> Result<(&'a Path, &'a str)> {
+    match (logs, as_of) {
+        (Some(logs), Some(as_of)) => Ok((logs, as_of)),
+        (None, _) => bail!("give --logs (with --as-of), or --features with --labels"),
+        (Some(_), None) => bail!("--logs needs --as-of, the cut-off"),
+    }
+}
+
 #[derive(Args, Debug)]
 pub struct TrainArgs {
     /// Access logs: a Parquet file, a directory, or a Hive-partitioned tree.
-    #[arg(long)]
-    pub logs: PathBuf,
+    #[arg(long, required_unless_present = "feature_tables")]
+    pub logs: Option<PathBuf>,
     /// Training cut-off T: no event after it is read. `latest` means the last event.
-    #[arg(long)]
-    pub as_of: String,
-    /// Horizon H of the labels, e.g. 6h.
-    #[arg(long, default_value = "6h", value_parser = parse_duration)]
+    #[arg(long, required_unless_present = "feature_tables")]
+    pub as_of: Option<String>,
+    #[command(flatten)]
+    pub tables: TableArgs,
+    /// Horizon H of the labels, e.g. 6h (with tables, theirs).
+    #[arg(long, default_value = "6h", value_parser = parse_duration, conflicts_with = "feature_tables")]
     pub horizon: i64,
     /// Where to store the model: REGISTRY/NAME (a new version is added), e.g. models/oltp.
     #[arg(long)]
@@ -56,8 +99,8 @@ pub struct TrainArgs {
     /// What the count model learns: every access in the horizon, or only the reads before a key's first write there (those a copy made beforehand serves).
     #[arg(long, value_enum, default_value = "accesses")]
     pub target: CountTarget,
-    /// Rolling cut-offs T-H, T-2H, ... to learn from.
-    #[arg(long, default_value_t = 4)]
+    /// Rolling cut-offs T-H, T-2H, ... to learn from (with tables, every pair given).
+    #[arg(long, default_value_t = 4, conflicts_with = "feature_tables")]
     pub cutoffs: usize,
     #[command(flatten)]
     pub labels: LabelArgs,
@@ -100,15 +143,38 @@ pub struct TrainArgs {
 }
 
 #[derive(Args, Debug)]
-pub struct EvaluateArgs {
+pub struct LabelsArgs {
     /// Access logs, including the horizon after the cut-off.
     #[arg(long)]
     pub logs: PathBuf,
-    /// Evaluation cut-off T; the models must have been trained with a cut-off at or before it.
+    /// Cut-off T: keys seen at or before it are the ones labelled.
     #[arg(long)]
     pub as_of: String,
-    /// Horizon H judged after T.
+    /// Horizon H: what each key did in (T, T+H].
     #[arg(long, default_value = "6h", value_parser = parse_duration)]
+    pub horizon: i64,
+    /// Output Parquet file (the label table; see README "Tables built elsewhere").
+    #[arg(long)]
+    pub out: PathBuf,
+    #[command(flatten)]
+    pub labels: LabelArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct EvaluateArgs {
+    /// Access logs, including the horizon after the cut-off.
+    #[arg(long, required_unless_present = "feature_tables")]
+    pub logs: Option<PathBuf>,
+    /// Evaluation cut-off T; the models must have been trained with a cut-off at or before it.
+    #[arg(long, required_unless_present = "feature_tables")]
+    pub as_of: Option<String>,
+    /// Judge the cut-offs of these tables instead: every pair at or after
+    /// the models' training cut-off, each with its decayed counter tuned on
+    /// the pair one horizon before it when that is given too.
+    #[command(flatten)]
+    pub tables: TableArgs,
+    /// Horizon H judged after T (with tables, theirs).
+    #[arg(long, default_value = "6h", value_parser = parse_duration, conflicts_with = "feature_tables")]
     pub horizon: i64,
     /// Models to compare: REGISTRY/NAME (its active version, else its newest) or REGISTRY/NAME/VERSION. Repeatable.
     #[arg(long = "model")]
@@ -120,7 +186,7 @@ pub struct EvaluateArgs {
     #[arg(long)]
     pub chart: Option<PathBuf>,
     /// Judge this many successive cut-offs T, T+H, T+2H, … (each on its next H) and report each method's mean and spread: one cut-off is noise. --out and --chart describe the last one.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, conflicts_with = "feature_tables")]
     pub cutoffs: usize,
     #[command(flatten)]
     pub labels: LabelArgs,
@@ -182,13 +248,37 @@ fn registry_and_name(path: &Path) -> Result<(Registry, String)> {
 }
 
 pub fn train_command(args: TrainArgs) -> Result<()> {
-    let source = LogSource::open(&args.logs)?;
-    let as_of = resolve_as_of(&args.as_of, &source)?;
+    let pairs = args.tables.pairs()?;
+    let source;
+    let (data, as_of, horizon, cutoffs) = match &pairs {
+        Some(pairs) => {
+            let newest = pairs.last().expect("at least one pair");
+            // The newest labels end one horizon after the newest cut-off:
+            // the model has seen data up to there.
+            (
+                CutoffSource::Tables(pairs),
+                newest.cutoff + newest.horizon,
+                newest.horizon,
+                pairs.len(),
+            )
+        }
+        None => {
+            let (logs, as_of) = logs_and_cutoff(&args.logs, &args.as_of)?;
+            source = LogSource::open(logs)?;
+            let as_of = resolve_as_of(as_of, &source)?;
+            (
+                CutoffSource::Logs(&source),
+                as_of,
+                args.horizon,
+                args.cutoffs,
+            )
+        }
+    };
     let (registry, name) = registry_and_name(&args.out)?;
     let options = TrainOptions {
         as_of,
-        horizon: args.horizon,
-        cutoffs: args.cutoffs,
+        horizon,
+        cutoffs,
         rules: args.labels.rules(),
         hyperparameters: Hyperparameters {
             kind: args.kind,
@@ -209,7 +299,7 @@ pub fn train_command(args: TrainArgs) -> Result<()> {
     .check()?;
     let bar = spinner("train");
     let started = Instant::now();
-    let trained = train::train(&source, &options, &|step| bar.set_message(step.to_string()))?;
+    let trained = train::train(&data, &options, &|step| bar.set_message(step.to_string()))?;
     bar.finish_and_clear();
     // In-sample figures on the newest training cut-off's keys the model was
     // fitted on: a sanity check, not the honest comparison (that is
@@ -320,25 +410,95 @@ pub(super) fn load_model(path: &Path) -> Result<LoadedModel> {
     Ok(registry.load(&name, &version)?)
 }
 
-pub fn evaluate_command(args: EvaluateArgs) -> Result<()> {
+pub fn labels_command(args: LabelsArgs) -> Result<()> {
     let source = LogSource::open(&args.logs)?;
     let as_of = resolve_as_of(&args.as_of, &source)?;
+    if args.horizon <= 0 {
+        bail!("--horizon must be positive");
+    }
+    let bar = spinner("labels");
+    bar.set_message("the keys seen before the cut-off");
+    let features = crate::features::compute(
+        &source,
+        crate::features::FeatureOptions {
+            as_of,
+            horizon: args.horizon,
+            since: None,
+        },
+        &|_| {},
+    )?;
+    bar.set_message("what each key did in the horizon");
+    let future = Horizon::observe(&source, as_of, args.horizon)
+        .with_context(|| format!("labels of {} need logs after it", format_instant(as_of)))?;
+    label_table::write(&args.out, &features, &future, &args.labels.rules())?;
+    bar.finish_and_clear();
+    eprintln!(
+        "wrote {} ({} keys seen before {}, {} accesses in the next {})",
+        args.out.display(),
+        features.len(),
+        format_instant(as_of),
+        future.total.accesses,
+        crate::time::format_duration(args.horizon)
+    );
+    Ok(())
+}
+
+pub fn evaluate_command(args: EvaluateArgs) -> Result<()> {
     let models = args
         .models
         .iter()
         .map(|path| load_model(path))
         .collect::<Result<Vec<_>>>()?;
-    for model in &models {
-        refuse_if_trained_after(
-            model,
-            as_of,
-            "the evaluation cut-off",
-            "evaluate at a later cut-off",
-        )?;
-    }
-    if !(1..=64).contains(&args.cutoffs) {
-        bail!("--cutoffs must be between 1 and 64, got {}", args.cutoffs);
-    }
+    let pairs = args.tables.pairs()?;
+    let source;
+    let (data, cutoffs, horizon) = match &pairs {
+        Some(pairs) => {
+            // Pairs before a model's training cut-off cannot judge it; they
+            // still tune the decayed counter of the pair one horizon later.
+            let mut trained_until = i64::MIN;
+            for model in &models {
+                trained_until = trained_until.max(
+                    crate::time::parse_instant(&model.manifest.window.as_of)
+                        .map_err(anyhow::Error::msg)?,
+                );
+            }
+            let judged: Vec<i64> = pairs
+                .iter()
+                .map(|pair| pair.cutoff)
+                .filter(|&cutoff| cutoff >= trained_until)
+                .collect();
+            if judged.is_empty() {
+                bail!(
+                    "every table pair's cut-off precedes {}, where a model's training ended: give the tables of a later cut-off",
+                    format_instant(trained_until)
+                );
+            }
+            (CutoffSource::Tables(pairs), judged, pairs[0].horizon)
+        }
+        None => {
+            if !(1..=64).contains(&args.cutoffs) {
+                bail!("--cutoffs must be between 1 and 64, got {}", args.cutoffs);
+            }
+            let (logs, as_of) = logs_and_cutoff(&args.logs, &args.as_of)?;
+            source = LogSource::open(logs)?;
+            let as_of = resolve_as_of(as_of, &source)?;
+            for model in &models {
+                refuse_if_trained_after(
+                    model,
+                    as_of,
+                    "the evaluation cut-off",
+                    "evaluate at a later cut-off",
+                )?;
+            }
+            (
+                CutoffSource::Logs(&source),
+                (0..args.cutoffs as i64)
+                    .map(|step| as_of + step * args.horizon)
+                    .collect(),
+                args.horizon,
+            )
+        }
+    };
     let rules = args.labels.rules();
     let named: Vec<(String, &crate::model::predictor::Predictor)> = models
         .iter()
@@ -350,35 +510,33 @@ pub fn evaluate_command(args: EvaluateArgs) -> Result<()> {
         })
         .collect();
     let bar = spinner("evaluate");
-    let mut judged = Vec::with_capacity(args.cutoffs);
-    for step in 0..args.cutoffs {
-        let at = as_of + step as i64 * args.horizon;
+    let mut judged = Vec::with_capacity(cutoffs.len());
+    for (step, &at) in cutoffs.iter().enumerate() {
         bar.set_message(format!(
             "cut-off {}/{}: tuning the decayed-counter half-life on the cut-off before",
             step + 1,
-            args.cutoffs
+            cutoffs.len()
         ));
-        let half_life = evaluate::tuned_half_life(&source, at, args.horizon)?;
+        let half_life = evaluate::tuned_half_life(&data, at, horizon)?;
         bar.set_message(format!(
             "cut-off {}/{}: labelling {} + {}",
             step + 1,
-            args.cutoffs,
+            cutoffs.len(),
             format_instant(at),
-            crate::time::format_duration(args.horizon)
+            crate::time::format_duration(horizon)
         ));
-        let cutoff =
-            LabelledCutoff::build(&source, at, args.horizon, &rules).with_context(|| {
-                format!(
-                    "cut-off {}: evaluation needs logs after it",
-                    format_instant(at)
-                )
-            })?;
+        let cutoff = data.labelled(at, horizon, &rules)?.with_context(|| {
+            format!(
+                "cut-off {}: the logs hold no event at or before it; evaluation needs history before it and logs after it",
+                format_instant(at)
+            )
+        })?;
         let results = evaluate::compare(&cutoff, half_life, &named, args.seed);
         judged.push((at, cutoff.features.len(), results));
     }
     bar.finish_and_clear();
     for (at, keys, results) in &judged {
-        print_results(results, *keys, &format_instant(*at), args.horizon);
+        print_results(results, *keys, &format_instant(*at), horizon);
         println!();
     }
     if judged.len() > 1 {
@@ -401,7 +559,7 @@ pub fn evaluate_command(args: EvaluateArgs) -> Result<()> {
             "{} keys at {}, next {}",
             cutoff_keys,
             format_instant(as_of),
-            crate::time::format_duration(args.horizon)
+            crate::time::format_duration(horizon)
         );
         crate::model::chart::write_chart(chart, &subtitle, results)?;
         eprintln!("wrote {}", chart.display());

@@ -84,7 +84,7 @@ pub fn policy_command(args: PolicyArgs) -> Result<()> {
         } => {
             let registry = registry(&policy)?;
             let name = load(&registry, &policy)?;
-            let table = FeatureTable::read_parquet(&features, None, None)?;
+            let table = FeatureTable::read_parquet(&features)?;
             let model = load_model(&model)?;
             let raw = raw_inputs(&table);
             let scores = model.predictor.score(raw.view());

@@ -225,7 +225,7 @@ fn model(
         guard: true,
     }
     .check()?;
-    let trained = train::train(source, &options, on_step)?;
+    let trained = train::train(&train::CutoffSource::Logs(source), &options, on_step)?;
     let label = format!(
         "{} ({}) trained to {} on {} cut-offs",
         args.model_kind,

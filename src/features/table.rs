@@ -532,13 +532,164 @@ impl FeatureTable {
         Ok(())
     }
 
-    /// Reads a feature table written by shadowcast or by `sql/features.sql`
-    /// (which carries no metadata; pass the cut-off and horizon it was run with).
-    pub fn read_parquet(
-        path: &Path,
-        as_of_if_missing: Option<i64>,
-        horizon_if_missing: Option<i64>,
-    ) -> Result<Self, FeatureFileError> {
+    /// Reads a feature table written by shadowcast (one file, the cut-off
+    /// and horizon in its metadata) or by `sql/features.sql` on another
+    /// engine (a file or a folder of part files, the cut-off and horizon in
+    /// its `as_of_us` and `horizon_us` columns).
+    pub fn read_parquet(path: &Path) -> Result<Self, FeatureFileError> {
+        let parts = crate::export::table_parts(path).map_err(|source| FeatureFileError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let mut read = Vec::with_capacity(parts.len());
+        for part in &parts {
+            read.push(TablePart::read(part)?);
+        }
+        let mismatch = |problem: String| FeatureFileError::Mismatch {
+            path: path.display().to_string(),
+            problem,
+        };
+        let first = &read[0];
+        let agreed = |what: &str, value: fn(&TablePart) -> Option<i64>| {
+            let mut seen = read
+                .iter()
+                .zip(&parts)
+                .filter_map(|(part, file)| Some((value(part)?, file)));
+            let Some((agreed, first_file)) = seen.next() else {
+                return Err(mismatch(format!(
+                    "no {what} recorded (neither in the file metadata nor in a column of any row; this release's sql/features.sql writes both)"
+                )));
+            };
+            match seen.find(|(other, _)| *other != agreed) {
+                Some((other, file)) => Err(mismatch(format!(
+                    "parts disagree on the {what}: {} says {agreed}, {} says {other}",
+                    first_file.display(),
+                    file.display()
+                ))),
+                None => Ok(agreed),
+            }
+        };
+        let as_of = agreed("cut-off", |part| part.as_of)?;
+        let horizon = agreed("horizon", |part| part.horizon)?;
+        if let Some((part, file)) = read
+            .iter()
+            .zip(&parts)
+            .find(|(part, _)| part.keys_are_utf8 != first.keys_are_utf8)
+        {
+            return Err(mismatch(format!(
+                "{} holds {} keys, {} {} keys",
+                parts[0].display(),
+                if first.keys_are_utf8 {
+                    "string"
+                } else {
+                    "binary"
+                },
+                file.display(),
+                if part.keys_are_utf8 {
+                    "string"
+                } else {
+                    "binary"
+                },
+            )));
+        }
+        let keys_are_utf8 = first.keys_are_utf8;
+        let events_scanned = read.iter().map(|part| part.events_scanned).sum();
+        let batches = read.into_iter().flat_map(|part| part.batches).collect();
+        Ok(FeatureTable::from_batches(
+            as_of,
+            horizon,
+            keys_are_utf8,
+            events_scanned,
+            batches,
+        ))
+    }
+
+    /// The cut-off and horizon a feature table at `path` records (its
+    /// metadata, else the `as_of_us` and `horizon_us` of its first row),
+    /// read without loading the table.
+    pub fn recorded_cutoff(path: &Path) -> Result<(i64, i64), FeatureFileError> {
+        let mismatch = |problem: String| FeatureFileError::Mismatch {
+            path: path.display().to_string(),
+            problem,
+        };
+        let parts = crate::export::table_parts(path).map_err(|source| FeatureFileError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let file = File::open(&parts[0]).map_err(|source| FeatureFileError::Io {
+            path: parts[0].display().to_string(),
+            source,
+        })?;
+        let reader = parquet::file::reader::SerializedFileReader::new(file).map_err(|source| {
+            FeatureFileError::Parquet {
+                path: parts[0].display().to_string(),
+                source,
+            }
+        })?;
+        let lookup = |name: &str| {
+            use parquet::file::reader::FileReader;
+            reader
+                .metadata()
+                .file_metadata()
+                .key_value_metadata()
+                .and_then(|kvs| kvs.iter().find(|kv| kv.key == name))
+                .and_then(|kv| kv.value.clone())
+        };
+        if let (Some(as_of), Some(horizon)) = (lookup(META_AS_OF), lookup(META_HORIZON)) {
+            let as_of = parse_instant(&as_of).map_err(mismatch)?;
+            let horizon = horizon
+                .parse::<i64>()
+                .map_err(|_| mismatch(format!("`{META_HORIZON}` is `{horizon}`")))?;
+            return Ok((as_of, horizon));
+        }
+        match crate::export::first_row_integers(path, &["as_of_us", "horizon_us"]).map_err(mismatch)? {
+            Some(values) => Ok((values[0], values[1])),
+            None => Err(mismatch(
+                "no cut-off recorded (neither in the file metadata nor in `as_of_us` and `horizon_us` columns; this release's sql/features.sql writes them)".into(),
+            )),
+        }
+    }
+
+    /// The `n` rows with the highest `score`, best first (ties by table, key).
+    pub fn top_by(&self, n: usize, score: impl Fn(&KeyFeatures) -> f64) -> Vec<KeyFeatures> {
+        // Positions are in (table, key) order, so ties go to the earlier one.
+        let mut ranked: Vec<(f64, usize, usize)> = self
+            .batches
+            .iter()
+            .enumerate()
+            .flat_map(|(b, batch)| (0..batch.num_rows()).map(move |row| (b, row)))
+            .map(|(b, row)| (score(&row_of(&self.batches[b], row)), b, row))
+            .collect();
+        let n = n.min(ranked.len());
+        if n == 0 {
+            return Vec::new();
+        }
+        let by_score = |a: &(f64, usize, usize), b: &(f64, usize, usize)| {
+            b.0.total_cmp(&a.0)
+                .then_with(|| (a.1, a.2).cmp(&(b.1, b.2)))
+        };
+        ranked.select_nth_unstable_by(n - 1, by_score);
+        ranked.truncate(n);
+        ranked.sort_by(by_score);
+        ranked
+            .into_iter()
+            .map(|(_, b, row)| row_of(&self.batches[b], row))
+            .collect()
+    }
+}
+
+/// One Parquet file of a feature table, its columns cast to the canonical
+/// schema; the cut-off and horizon as the file records them, if it does.
+struct TablePart {
+    as_of: Option<i64>,
+    horizon: Option<i64>,
+    keys_are_utf8: bool,
+    events_scanned: u64,
+    batches: Vec<RecordBatch>,
+}
+
+impl TablePart {
+    fn read(path: &Path) -> Result<Self, FeatureFileError> {
         let display = path.display().to_string();
         let mismatch = |problem: String| FeatureFileError::Mismatch {
             path: display.clone(),
@@ -574,26 +725,25 @@ impl FeatureTable {
                 lookup(META_SET).unwrap_or_default()
             )));
         }
-        let as_of = match lookup(META_AS_OF) {
-            Some(text) => parse_instant(&text).map_err(mismatch)?,
-            None => as_of_if_missing
-                .ok_or_else(|| mismatch("no cut-off recorded in the file".into()))?,
+        let mut as_of = match lookup(META_AS_OF) {
+            Some(text) => Some(parse_instant(&text).map_err(mismatch)?),
+            None => None,
         };
-        let horizon = match lookup(META_HORIZON) {
-            Some(text) => text
-                .parse::<i64>()
-                .ok()
-                .filter(|horizon| *horizon > 0)
-                .ok_or_else(|| {
-                    mismatch(format!(
-                        "`{META_HORIZON}` is `{text}`, not a positive number"
-                    ))
-                })?,
-            None => horizon_if_missing
-                .ok_or_else(|| mismatch("no horizon recorded in the file".into()))?,
+        let mut horizon = match lookup(META_HORIZON) {
+            Some(text) => Some(
+                text.parse::<i64>()
+                    .ok()
+                    .filter(|horizon| *horizon > 0)
+                    .ok_or_else(|| {
+                        mismatch(format!(
+                            "`{META_HORIZON}` is `{text}`, not a positive number"
+                        ))
+                    })?,
+            ),
+            None => None,
         };
-        let key_type = builder
-            .schema()
+        let file_schema = builder.schema().clone();
+        let key_type = file_schema
             .field_with_name("key")
             .map(|field| field.data_type().clone())
             .map_err(|_| mismatch("missing column `key`".into()))?;
@@ -602,6 +752,19 @@ impl FeatureTable {
             DataType::Binary | DataType::LargeBinary | DataType::BinaryView
         );
         let canonical = schema(keys_are_utf8);
+        for field in canonical.fields() {
+            let name = field.name();
+            if name != "tenant" && file_schema.field_with_name(name).is_err() {
+                let hint = if horizon_feature_names().contains(name) {
+                    format!(
+                        "; the table predates feature set version {FEATURE_SET_VERSION} (no features on the horizon's time scale): compute it again with this release"
+                    )
+                } else {
+                    String::new()
+                };
+                return Err(mismatch(format!("missing column `{name}`{hint}")));
+            }
+        }
         let reader = builder
             .with_batch_size(BATCH_ROWS)
             .build()
@@ -610,6 +773,11 @@ impl FeatureTable {
         let mut events_scanned = 0u64;
         for batch in reader {
             let batch = batch.map_err(|e| parquet_error(e.into()))?;
+            for (name, recorded) in [("as_of_us", &mut as_of), ("horizon_us", &mut horizon)] {
+                if let Some(column) = batch.column_by_name(name) {
+                    *recorded = constant_column(column, name, *recorded).map_err(&mismatch)?;
+                }
+            }
             let columns = canonical
                 .fields()
                 .iter()
@@ -619,10 +787,7 @@ impl FeatureTable {
                         Some(column) => column.clone(),
                         // Written before tenants were kept, or by SQL that
                         // leaves them out: no key has one.
-                        None if name == "tenant" => {
-                            arrow_array::new_null_array(&DataType::Utf8, batch.num_rows())
-                        }
-                        None => return Err(mismatch(format!("missing column `{name}`"))),
+                        None => arrow_array::new_null_array(&DataType::Utf8, batch.num_rows()),
                     };
                     arrow_cast::cast(&column, field.data_type())
                         .map_err(|e| mismatch(format!("column `{name}`: {e}")))
@@ -640,41 +805,46 @@ impl FeatureTable {
             }
             batches.push(batch);
         }
-        Ok(FeatureTable::from_batches(
+        if horizon.is_some_and(|horizon| horizon <= 0) {
+            return Err(mismatch("column `horizon_us` is not positive".into()));
+        }
+        Ok(TablePart {
             as_of,
             horizon,
             keys_are_utf8,
             events_scanned,
             batches,
-        ))
+        })
     }
+}
 
-    /// The `n` rows with the highest `score`, best first (ties by table, key).
-    pub fn top_by(&self, n: usize, score: impl Fn(&KeyFeatures) -> f64) -> Vec<KeyFeatures> {
-        // Positions are in (table, key) order, so ties go to the earlier one.
-        let mut ranked: Vec<(f64, usize, usize)> = self
-            .batches
-            .iter()
-            .enumerate()
-            .flat_map(|(b, batch)| (0..batch.num_rows()).map(move |row| (b, row)))
-            .map(|(b, row)| (score(&row_of(&self.batches[b], row)), b, row))
-            .collect();
-        let n = n.min(ranked.len());
-        if n == 0 {
-            return Vec::new();
+/// The one value every row of `column` holds, which must equal `known`
+/// (what the metadata or earlier rows said) when that is set; `known` for
+/// a batch without rows.
+fn constant_column(
+    column: &ArrayRef,
+    name: &str,
+    known: Option<i64>,
+) -> Result<Option<i64>, String> {
+    let values =
+        arrow_cast::cast(column, &DataType::Int64).map_err(|e| format!("column `{name}`: {e}"))?;
+    let values = values.as_primitive::<Int64Type>();
+    let mut agreed = known;
+    for row in 0..values.len() {
+        if values.is_null(row) {
+            return Err(format!("column `{name}` is null in row {row} of a batch"));
         }
-        let by_score = |a: &(f64, usize, usize), b: &(f64, usize, usize)| {
-            b.0.total_cmp(&a.0)
-                .then_with(|| (a.1, a.2).cmp(&(b.1, b.2)))
-        };
-        ranked.select_nth_unstable_by(n - 1, by_score);
-        ranked.truncate(n);
-        ranked.sort_by(by_score);
-        ranked
-            .into_iter()
-            .map(|(_, b, row)| row_of(&self.batches[b], row))
-            .collect()
+        let value = values.value(row);
+        match agreed {
+            Some(expected) if expected != value => {
+                return Err(format!(
+                    "column `{name}` holds {value} in row {row} of a batch where {expected} was recorded before: one table is one cut-off"
+                ));
+            }
+            _ => agreed = Some(value),
+        }
     }
+    Ok(agreed)
 }
 
 #[cfg(test)]
@@ -743,7 +913,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f.parquet");
         table.write_parquet(&path).unwrap();
-        let read = FeatureTable::read_parquet(&path, None, None).unwrap();
+        let read = FeatureTable::read_parquet(&path).unwrap();
         assert_eq!((read.as_of, read.horizon), (7, 11));
         assert_eq!(read.rows().collect::<Vec<_>>(), rows);
         assert_eq!(

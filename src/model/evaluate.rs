@@ -257,19 +257,18 @@ pub fn best_half_life(cutoff: &LabelledCutoff) -> usize {
 
 /// The decayed counter's half-life tuned by [`best_half_life`] on the
 /// period of `horizon` before `cutoff` (default labels); the middle one
-/// when that period has no history. Any other failure (an unreadable log
-/// file) is an error, not a silent default.
+/// when that period has no history (or no tables of it were given). Any
+/// other failure (an unreadable log file) is an error, not a silent
+/// default.
 pub fn tuned_half_life(
-    source: &crate::logs::LogSource,
+    data: &super::train::CutoffSource,
     cutoff: i64,
     horizon: i64,
 ) -> Result<usize, super::ModelError> {
     let rules = super::labels::LabelRules::default();
-    match LabelledCutoff::build(source, cutoff - horizon, horizon, &rules) {
-        Ok(past) => Ok(best_half_life(&past)),
-        Err(super::ModelError::Logs(crate::logs::LogError::NothingInRange { .. })) => Ok(1),
-        Err(error) => Err(error),
-    }
+    Ok(data
+        .labelled(cutoff - horizon, horizon, &rules)?
+        .map_or(1, |past| best_half_life(&past)))
 }
 
 /// The model's ranking: expected accesses for hot (it ranks), churn probability.

@@ -175,6 +175,45 @@ impl Horizon {
         }
     }
 
+    /// Adds `outcome` to the key's (as a label table read back records it).
+    pub(crate) fn record(&mut self, table: &str, key: &[u8], outcome: Outcome) {
+        let id = self.table_id(table);
+        self.total.add(outcome);
+        self.keys[id]
+            .entry(key.into())
+            .or_default()
+            .outcome
+            .add(outcome);
+    }
+
+    /// The keys the horizon touched that `features` does not hold (first
+    /// seen after the cut-off), with their outcomes, in no particular order.
+    pub fn keys_not_in<'a>(&'a self, features: &FeatureTable) -> Vec<(&'a str, &'a [u8], Outcome)> {
+        let mut held: Vec<ahash::AHashSet<&'a [u8]>> = vec![Default::default(); self.keys.len()];
+        features.for_each_key(|table, key, _| {
+            if let Some(&id) = self.table_ids.get(table)
+                && let Some((stored, _)) = self.keys[id].get_key_value(key)
+            {
+                held[id].insert(stored);
+            }
+        });
+        let mut names = vec![""; self.keys.len()];
+        for (name, &id) in &self.table_ids {
+            names[id] = name;
+        }
+        self.keys
+            .iter()
+            .enumerate()
+            .flat_map(|(id, keys)| {
+                let held = &held[id];
+                let name = names[id];
+                keys.iter()
+                    .filter(move |(key, _)| !held.contains(&key[..]))
+                    .map(move |(key, tally)| (name, &**key, tally.outcome))
+            })
+            .collect()
+    }
+
     /// The outcome of every row of `features`, in row order (zero for keys
     /// the horizon did not touch).
     pub fn outcomes_of(&self, features: &FeatureTable) -> Vec<Outcome> {

@@ -2,7 +2,8 @@
 //!
 //! Takes: feature tables (stage 2) and, for training and evaluation, the
 //! access logs after each cut-off, from which labels are read
-//! ([`labels`]).
+//! ([`labels`]), or feature and label tables built elsewhere
+//! ([`label_table`], [`train::CutoffSource`]).
 //!
 //! Gives: a [`predictor::Predictor`] that scores raw features (probability
 //! of hot, probability of churn, expected accesses); [`train`] fits one over
@@ -17,6 +18,7 @@ pub mod evaluate;
 pub mod guard;
 pub mod handle;
 pub mod input;
+pub mod label_table;
 pub mod labels;
 pub mod predictor;
 pub mod registry;
@@ -79,6 +81,12 @@ pub enum ModelError {
 
     #[error("{0}")]
     Registry(String),
+
+    #[error("{path}: {problem}")]
+    Table { path: PathBuf, problem: String },
+
+    #[error(transparent)]
+    Features(#[from] crate::features::FeatureFileError),
 
     #[error("{path}: drawing the chart failed: {problem}")]
     Chart { path: PathBuf, problem: String },

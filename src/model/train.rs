@@ -1,6 +1,8 @@
 //! Training over rolling cut-offs: for a training cut-off T and horizon H the
 //! model learns from cut-offs T−H, T−2H, …, each labelled by its own next
 //! window, so every label lies at or before T and nothing after T is read.
+//! The cut-offs come from the access logs, or from feature and label
+//! tables built elsewhere ([`CutoffSource`]): the same rows either way.
 
 use ndarray::{Axis, concatenate};
 use rand::SeedableRng;
@@ -11,9 +13,151 @@ use super::guard::{Guard, HeldOutCounts, HeldOutScores};
 use super::input::{raw_inputs_by_batch, raw_inputs_of};
 use super::labels::{Horizon, LabelRules, Outcome, classify};
 use super::predictor::{CountTarget, Hyperparameters, Predictor, Scores, TrainingSet};
+use std::path::{Path, PathBuf};
+
+use super::label_table::LabelTable;
 use crate::features::{self, FeatureOptions, FeatureTable};
 use crate::logs::{LogError, LogSource};
-use crate::time::format_instant;
+use crate::time::{format_duration, format_instant};
+
+/// Where labelled cut-offs come from.
+pub enum CutoffSource<'a> {
+    /// Features and labels computed from the access logs.
+    Logs(&'a LogSource),
+    /// Tables built elsewhere (by the SQL in `sql/`, or by `shadowcast
+    /// features` and `shadowcast labels`), one pair per cut-off, oldest
+    /// first.
+    Tables(&'a [TablePair]),
+}
+
+/// The feature table and the label table of one cut-off.
+#[derive(Clone, Debug)]
+pub struct TablePair {
+    pub features: PathBuf,
+    pub labels: PathBuf,
+    pub cutoff: i64,
+    pub horizon: i64,
+}
+
+impl TablePair {
+    /// Pairs each feature table with the label table of the same cut-off
+    /// (reading only what each records), oldest first. Refuses lists of
+    /// different lengths, a cut-off with no partner or listed twice, and
+    /// tables of different horizons, naming the files.
+    pub fn match_up(
+        features: &[PathBuf],
+        labels: &[PathBuf],
+    ) -> Result<Vec<TablePair>, ModelError> {
+        let invalid = |problem: String| ModelError::InvalidOption {
+            field: "labels",
+            problem,
+        };
+        if features.len() != labels.len() {
+            return Err(invalid(format!(
+                "lists {} label tables for {} feature tables: give one of each per cut-off",
+                labels.len(),
+                features.len()
+            )));
+        }
+        let mut label_cutoffs = Vec::with_capacity(labels.len());
+        for path in labels {
+            label_cutoffs.push((LabelTable::recorded_cutoff(path)?, path));
+        }
+        let mut pairs: Vec<TablePair> = Vec::with_capacity(features.len());
+        for path in features {
+            let (cutoff, horizon) = FeatureTable::recorded_cutoff(path)?;
+            if let Some(earlier) = pairs.iter().find(|pair| pair.cutoff == cutoff) {
+                return Err(invalid(format!(
+                    "{} and {} are both the features of {}",
+                    earlier.features.display(),
+                    path.display(),
+                    format_instant(cutoff)
+                )));
+            }
+            let Some(&((_, label_horizon), label_path)) = label_cutoffs
+                .iter()
+                .find(|((label_cutoff, _), _)| *label_cutoff == cutoff)
+            else {
+                return Err(invalid(format!(
+                    "no label table has the cut-off of {} ({}); the label tables are of {}",
+                    path.display(),
+                    format_instant(cutoff),
+                    label_cutoffs
+                        .iter()
+                        .map(|((at, _), _)| format_instant(*at))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )));
+            };
+            if label_horizon != horizon {
+                return Err(invalid(format!(
+                    "{} has a horizon of {}, its label table {} one of {}",
+                    path.display(),
+                    format_duration(horizon),
+                    label_path.display(),
+                    format_duration(label_horizon)
+                )));
+            }
+            pairs.push(TablePair {
+                features: path.clone(),
+                labels: label_path.clone(),
+                cutoff,
+                horizon,
+            });
+        }
+        if let Some(pair) = pairs.iter().find(|pair| pair.horizon != pairs[0].horizon) {
+            return Err(invalid(format!(
+                "{} has a horizon of {}, {} one of {}: the cut-offs of one model share a horizon",
+                pairs[0].features.display(),
+                format_duration(pairs[0].horizon),
+                pair.features.display(),
+                format_duration(pair.horizon)
+            )));
+        }
+        pairs.sort_by_key(|pair| pair.cutoff);
+        Ok(pairs)
+    }
+}
+
+impl CutoffSource<'_> {
+    /// The labelled cut-off at `cutoff`, or `None` when there is nothing
+    /// to learn from there: no event at or before it in the logs, or no
+    /// table pair of it.
+    pub fn labelled(
+        &self,
+        cutoff: i64,
+        horizon: i64,
+        rules: &LabelRules,
+    ) -> Result<Option<LabelledCutoff>, ModelError> {
+        match self {
+            CutoffSource::Logs(source) => {
+                match LabelledCutoff::build(source, cutoff, horizon, rules) {
+                    Ok(labelled) => Ok(Some(labelled)),
+                    Err(ModelError::Logs(LogError::NothingInRange { .. })) => Ok(None),
+                    Err(error) => Err(error),
+                }
+            }
+            CutoffSource::Tables(pairs) => pairs
+                .iter()
+                .find(|pair| pair.cutoff == cutoff)
+                .map(|pair| LabelledCutoff::from_tables(&pair.features, &pair.labels, rules))
+                .transpose(),
+        }
+    }
+
+    /// The cut-offs a model trained as of `as_of` learns from, oldest
+    /// first: `count` steps of `horizon` back from the logs, or every
+    /// table pair.
+    fn cutoffs(&self, as_of: i64, horizon: i64, count: usize) -> Vec<i64> {
+        match self {
+            CutoffSource::Logs(_) => (1..=count as i64)
+                .rev()
+                .map(|step| as_of - step * horizon)
+                .collect(),
+            CutoffSource::Tables(pairs) => pairs.iter().map(|pair| pair.cutoff).collect(),
+        }
+    }
+}
 
 /// Options of one training run, checked by [`TrainOptions::check`].
 #[derive(Clone, Debug)]
@@ -99,6 +243,53 @@ impl LabelledCutoff {
 }
 
 impl LabelledCutoff {
+    /// The cut-off of a feature table and the label table of the same
+    /// cut-off, built elsewhere; `rules` classify the label table's counts.
+    pub fn from_tables(
+        features: &Path,
+        labels: &Path,
+        rules: &LabelRules,
+    ) -> Result<Self, ModelError> {
+        let table = FeatureTable::read_parquet(features)?;
+        let label_table = LabelTable::read(labels)?;
+        if (table.as_of, table.horizon) != (label_table.as_of, label_table.horizon) {
+            return Err(ModelError::InvalidOption {
+                field: "labels",
+                problem: format!(
+                    "{} is of {} + {}, but {} of {} + {}",
+                    labels.display(),
+                    format_instant(label_table.as_of),
+                    format_duration(label_table.horizon),
+                    features.display(),
+                    format_instant(table.as_of),
+                    format_duration(table.horizon)
+                ),
+            });
+        }
+        if label_table.keys_seen_before != table.len() {
+            return Err(ModelError::InvalidOption {
+                field: "labels",
+                problem: format!(
+                    "{} names {} keys seen before its cut-off, {} holds {}: were they built from the same logs?",
+                    labels.display(),
+                    label_table.keys_seen_before,
+                    features.display(),
+                    table.len()
+                ),
+            });
+        }
+        let outcomes = label_table.future.outcomes_of(&table);
+        let (hot, churn) = classify(&outcomes, rules);
+        Ok(LabelledCutoff {
+            cutoff: table.as_of,
+            features: table,
+            outcomes,
+            hot,
+            churn,
+            total: label_table.future.total,
+        })
+    }
+
     /// The given keys only (ascending row indices); the totals become theirs.
     pub fn subset(&self, rows: &[usize]) -> LabelledCutoff {
         let outcomes: Vec<Outcome> = rows.iter().map(|&row| self.outcomes[row]).collect();
@@ -161,7 +352,7 @@ pub struct TrainedModel {
 /// holds one cut-off's features at a time (the newest, which the guard
 /// judges on, last) plus the sampled training rows.
 pub fn train(
-    source: &LogSource,
+    data: &CutoffSource,
     options: &TrainOptions,
     on_step: &dyn Fn(&str),
 ) -> Result<TrainedModel, ModelError> {
@@ -171,23 +362,19 @@ pub fn train(
     let mut cutoffs_used = Vec::new();
     let mut rows_available = 0;
     let mut newest = None;
-    for step in (1..=options.cutoffs).rev() {
-        let cutoff = options.as_of - step as i64 * options.horizon;
+    let cutoffs = data.cutoffs(options.as_of, options.horizon, options.cutoffs);
+    for (index, &cutoff) in cutoffs.iter().enumerate() {
+        let step = cutoffs.len() - index;
         on_step(&format!(
             "cut-off {}/{}: {}",
-            options.cutoffs + 1 - step,
-            options.cutoffs,
+            index + 1,
+            cutoffs.len(),
             format_instant(cutoff)
         ));
         drop(newest.take());
-        let labelled = match LabelledCutoff::build(source, cutoff, options.horizon, &options.rules)
-        {
-            Ok(labelled) => labelled,
-            Err(ModelError::Logs(LogError::NothingInRange { .. })) => {
-                tracing::warn!(cutoff = %format_instant(cutoff), "no history before this cut-off; skipped");
-                continue;
-            }
-            Err(error) => return Err(error),
+        let Some(labelled) = data.labelled(cutoff, options.horizon, &options.rules)? else {
+            tracing::warn!(cutoff = %format_instant(cutoff), "no history before this cut-off; skipped");
+            continue;
         };
         rows_available += labelled.outcomes.len();
         cutoffs_used.push(format_instant(cutoff));

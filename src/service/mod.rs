@@ -220,6 +220,7 @@ pub async fn serve(
     let planner = Planner::new(
         config.logs.clone(),
         config.as_of.clone(),
+        config.features.clone(),
         Registry::new(&config.models),
         config.model.clone(),
         policies,

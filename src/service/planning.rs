@@ -1,8 +1,10 @@
 //! Runs the stages before the scheduler for the service: features of the
-//! logs as of the cut-off, the serving model's scores, the active policy's
-//! decisions, for [`crate::scheduler::Scheduler::plan`].
+//! logs as of the cut-off (or a feature table computed elsewhere), the
+//! serving model's scores, the active policy's decisions, for
+//! [`crate::scheduler::Scheduler::plan`].
 //!
-//! Takes: the logs, the model registry and name, the policy registry.
+//! Takes: the logs or a feature table, the model registry and name, the
+//! policy registry.
 //! Gives: a [`PreparedPlan`] computed beside the scheduler (the service
 //! hands it to the scheduler's owner in one message), and the top
 //! [`Prediction`]s behind the plan the scheduler took.
@@ -10,7 +12,8 @@
 //! leaves the previous plan in place; the features are kept, so a model
 //! promotion or a policy change re-plans without re-reading the logs.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 use crate::features::{self, FeatureOptions, FeatureTable};
 use crate::logs::{LogError, LogSource};
@@ -44,7 +47,8 @@ pub struct PlanSummary {
     pub made_at_us: i64,
     /// The features' cut-off.
     pub as_of_us: i64,
-    /// The logs the features were computed from, and how many events.
+    /// The logs the features were computed from (`features PATH` for a
+    /// feature table built elsewhere), and how many events went into them.
     pub logs: String,
     pub events: u64,
     /// `name/version` of the model, and its horizon.
@@ -61,11 +65,42 @@ pub enum PlanError {
     Model(#[from] crate::model::ModelError),
     #[error("the scheduler did not take the plan: {0}")]
     Scheduler(String),
+    #[error(transparent)]
+    Features(#[from] crate::features::FeatureFileError),
+    #[error(
+        "the feature table {path} is on the time scale of a {table} horizon, but model {model} was trained for {wanted}: compute the table for the model's horizon"
+    )]
+    HorizonMismatch {
+        path: PathBuf,
+        table: String,
+        model: String,
+        wanted: String,
+    },
+}
+
+/// What a feature table's files looked like when read: each part's path,
+/// length and modification time. A table replaced in place (a new file,
+/// or a cluster job's new folder of parts) looks different.
+#[derive(Clone, Debug, PartialEq)]
+struct TableStamp(Vec<(PathBuf, u64, Option<SystemTime>)>);
+
+impl TableStamp {
+    fn of(path: &Path) -> std::io::Result<Self> {
+        let mut parts = Vec::new();
+        for part in crate::export::table_parts(path)? {
+            let metadata = std::fs::metadata(&part)?;
+            parts.push((part, metadata.len(), metadata.modified().ok()));
+        }
+        Ok(TableStamp(parts))
+    }
 }
 
 pub struct Planner {
     logs: PathBuf,
     as_of: String,
+    /// A feature table to plan from instead of the logs, and how its files
+    /// looked when last read.
+    feature_table: Option<(PathBuf, Option<TableStamp>)>,
     models: Registry,
     model_name: String,
     policies: PolicyRegistry,
@@ -76,6 +111,7 @@ impl Planner {
     pub fn new(
         logs: PathBuf,
         as_of: String,
+        feature_table: Option<PathBuf>,
         models: Registry,
         model_name: String,
         policies: PolicyRegistry,
@@ -83,6 +119,7 @@ impl Planner {
         Planner {
             logs,
             as_of,
+            feature_table: feature_table.map(|path| (path, None)),
             models,
             model_name,
             policies,
@@ -102,9 +139,24 @@ impl Planner {
         &self.policies
     }
 
-    /// Recomputes the features from the logs. `Ok(false)`: there are no
-    /// log files yet (or no log directory).
+    /// Recomputes the features from the logs, or reads the feature table
+    /// again if it was replaced. `Ok(false)`: nothing new to plan from (no
+    /// log files yet, or the same table).
     pub fn refresh_features(&mut self) -> Result<bool, PlanError> {
+        if let Some((path, read)) = &mut self.feature_table {
+            let stamp =
+                TableStamp::of(path).map_err(|source| crate::features::FeatureFileError::Io {
+                    path: path.display().to_string(),
+                    source,
+                })?;
+            if read.as_ref() == Some(&stamp) {
+                return Ok(false);
+            }
+            let table = FeatureTable::read_parquet(path)?;
+            *read = Some(stamp);
+            self.features = Some(table);
+            return Ok(true);
+        }
         let logs_error = |problem: String| PlanError::Logs {
             path: self.logs.clone(),
             problem,
@@ -154,6 +206,13 @@ impl Planner {
         let rescanned;
         let table = if table.horizon == horizon {
             table
+        } else if let Some((path, _)) = &self.feature_table {
+            return Err(PlanError::HorizonMismatch {
+                path: path.clone(),
+                table: crate::time::format_duration(table.horizon),
+                model: model_label(&model.manifest),
+                wanted: crate::time::format_duration(horizon),
+            });
         } else {
             let source = LogSource::open(&self.logs).map_err(|error| PlanError::Logs {
                 path: self.logs.clone(),
@@ -178,7 +237,10 @@ impl Planner {
             keys: candidates.len(),
             made_at_us: crate::time::now_us(),
             as_of_us: table.as_of,
-            logs: self.logs.display().to_string(),
+            logs: match &self.feature_table {
+                Some((path, _)) => format!("features {}", path.display()),
+                None => self.logs.display().to_string(),
+            },
             events: table.events_scanned,
             model: model_label(&model.manifest),
             horizon_seconds: model.manifest.window.horizon_seconds,

@@ -308,7 +308,7 @@ pub fn simulate(
         },
     )?;
     let half_life = evaluate::tuned_half_life(
-        source,
+        &crate::model::train::CutoffSource::Logs(source),
         timeline.start_us,
         timeline.end_us - timeline.start_us,
     )?;

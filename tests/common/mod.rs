@@ -352,3 +352,172 @@ pub fn copied_as_leased(lease: &shadowcast::scheduler::Lease) -> Vec<shadowcast:
         })
         .collect()
 }
+
+/// One row of a label table, every column as read.
+pub type LabelRow = (
+    String,
+    Vec<u8>,
+    bool,
+    [i64; 4],
+    Option<bool>,
+    Option<bool>,
+    [i64; 2],
+);
+
+/// Every row of the label table at `path` (a file, or a folder of part
+/// files as Spark writes them), in file order, read with plain Arrow
+/// rather than shadowcast's own reader.
+pub fn label_rows(path: &Path) -> Vec<LabelRow> {
+    use arrow_array::Array;
+    use arrow_array::cast::AsArray;
+    use arrow_schema::DataType;
+
+    let files: Vec<PathBuf> = if path.is_dir() {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(path)
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .filter(|file| file.extension().is_some_and(|ext| ext == "parquet"))
+            .collect();
+        files.sort();
+        files
+    } else {
+        vec![path.to_path_buf()]
+    };
+    let mut rows = Vec::new();
+    for file in files {
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+            File::open(&file).unwrap(),
+        )
+        .unwrap()
+        .build()
+        .unwrap();
+        for batch in reader {
+            let batch = batch.unwrap();
+            let column = |name: &str, data_type: &DataType| {
+                arrow_cast::cast(batch.column_by_name(name).unwrap(), data_type).unwrap()
+            };
+            let tables = column("table_name", &DataType::Utf8);
+            let keys = column("key", &DataType::Binary);
+            let seen = column("seen_before", &DataType::Boolean);
+            let counts: Vec<_> = [
+                "accesses",
+                "bytes_read",
+                "writes",
+                "reads_before_write",
+                "as_of_us",
+                "horizon_us",
+            ]
+            .map(|name| column(name, &DataType::Int64))
+            .into_iter()
+            .collect();
+            let hot = column("hot", &DataType::Boolean);
+            let churn = column("churn", &DataType::Boolean);
+            let int = |c: usize, row: usize| {
+                counts[c]
+                    .as_primitive::<arrow_array::types::Int64Type>()
+                    .value(row)
+            };
+            let flag = |array: &ArrayRef, row: usize| {
+                array.is_valid(row).then(|| array.as_boolean().value(row))
+            };
+            for row in 0..batch.num_rows() {
+                rows.push((
+                    tables.as_string::<i32>().value(row).to_string(),
+                    keys.as_binary::<i32>().value(row).to_vec(),
+                    seen.as_boolean().value(row),
+                    [int(0, row), int(1, row), int(2, row), int(3, row)],
+                    flag(&hot, row),
+                    flag(&churn, row),
+                    [int(4, row), int(5, row)],
+                ));
+            }
+        }
+    }
+    rows
+}
+
+/// Checks that a label table has what makes an equality test mean
+/// something: hot and high-churn keys, keys first seen in the horizon, and
+/// keys read after a write in it.
+pub fn assert_labels_are_rich(rows: &[LabelRow]) {
+    let hot = rows.iter().filter(|row| row.4 == Some(true)).count();
+    let churn = rows.iter().filter(|row| row.5 == Some(true)).count();
+    let unseen = rows.iter().filter(|row| !row.2).count();
+    let read_after_write = rows
+        .iter()
+        .filter(|row| row.3[3] < row.3[0] - row.3[2])
+        .count();
+    assert!(
+        hot > 10 && churn > 10 && unseen > 10 && read_after_write > 10,
+        "hot {hot}, churn {churn}, first seen in the horizon {unseen}, read after a write {read_after_write}"
+    );
+}
+
+/// Runs `sql/RUNNER` (run_duckdb.py or run_spark.py) on `sql_file` over
+/// `logs` for the cut-off and horizon given in µs, writing `out`.
+pub fn run_sql(
+    runner: &str,
+    sql_file: &str,
+    options: &[&str],
+    logs: &Path,
+    as_of_us: i64,
+    horizon_us: i64,
+    out: &Path,
+) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("sql")
+        .join(runner);
+    let output = Command::new("python3")
+        .arg(script)
+        .args(["--sql", sql_file])
+        .args(options)
+        .arg(logs)
+        .arg(as_of_us.to_string())
+        .arg(horizon_us.to_string())
+        .arg(out)
+        .output()
+        .expect("python3 runs (scripts/test.sh installs what this test needs)");
+    assert!(
+        output.status.success(),
+        "{runner} on {sql_file} failed (scripts/test.sh installs DuckDB, pyspark and Java):\n{}",
+        stderr(&output)
+    );
+}
+
+/// Generated logs of an online shop over 30 hours from
+/// 2026-11-19T20:00Z (reads, inserts, updates, deletes, tenants).
+pub fn generate_shop_logs(logs: &Path, seed: &str) {
+    shadowcast_ok(&[
+        "generate",
+        "--out",
+        path_str(logs),
+        "--profile",
+        "oltp",
+        "--events",
+        "60000",
+        "--hours",
+        "30",
+        "--seed",
+        seed,
+        "--start",
+        "2026-11-19T20:00:00Z",
+    ]);
+}
+
+/// `shadowcast labels` over `logs` at `as_of` for `horizon`, with the
+/// label rules in `rules`, into `out`.
+pub fn native_labels(logs: &Path, as_of: &str, horizon: &str, rules: &[&str], out: &Path) {
+    let mut args = vec![
+        "labels",
+        "--logs",
+        path_str(logs),
+        "--as-of",
+        as_of,
+        "--horizon",
+        horizon,
+        "--out",
+        path_str(out),
+    ];
+    args.extend(rules);
+    shadowcast_ok(&args);
+}
