@@ -24,15 +24,15 @@ use std::time::{Duration, Instant};
 
 use rand::{Rng, SeedableRng};
 
+use common::executors::{AckForm, BATCH, drive};
 use shadowcast::config::{ServeArgs, ServeConfig};
 use shadowcast::policy::Decisions;
 use shadowcast::scheduler::{Scheduler, SchedulerConfig};
 use shadowcast::service::client::{Clients, connect};
+use shadowcast::service::proto;
 use shadowcast::service::proto::executor_server::{Executor, ExecutorServer};
-use shadowcast::service::proto::{self, key_ack};
 use tonic::{Request, Response, Status};
 
-const BATCH: u32 = 1_000;
 const RUN: Duration = Duration::from_secs(4);
 /// Keys the re-planning run's logs name (each re-plan recomputes them all).
 const REPLANNED_KEYS: usize = 2_000_000;
@@ -71,31 +71,7 @@ async fn start(
     state: &Path,
     planning: Planning<'_>,
 ) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
-    let (address_tx, address_rx) = tokio::sync::oneshot::channel();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let config = config(state, planning);
-    tokio::spawn(async move {
-        shadowcast::service::serve(
-            config,
-            move |address| {
-                let _ = address_tx.send(address);
-            },
-            async move {
-                let _ = stop_rx.await;
-            },
-        )
-        .await
-        .expect("serve");
-    });
-    (address_rx.await.expect("listening"), stop_tx)
-}
-
-/// How executors acknowledge: a result per key, or the compact form (the
-/// lease's keys all copied at the versions leased).
-#[derive(Clone, Copy, Debug, PartialEq)]
-enum AckForm {
-    PerKey,
-    Compact,
+    common::serve_in_process(config(state, planning)).await
 }
 
 /// The service started over `state` (see [`config`]) and moved to
@@ -223,89 +199,6 @@ async fn start_bare(
     (address, stop_tx)
 }
 
-/// One run of `executors` clients against `endpoint` for [`RUN`]: keys/s,
-/// lease p50 and p99, keys copied.
-async fn drive(
-    endpoint: &str,
-    executors: usize,
-    form: AckForm,
-    run: Duration,
-) -> (f64, Duration, Duration, u64) {
-    let mut clients = Vec::new();
-    for _ in 0..executors {
-        clients.push(connect(endpoint, None, None).await.unwrap());
-    }
-    let started = Instant::now();
-    let deadline = started + run;
-    let tasks: Vec<_> = clients
-        .into_iter()
-        .map(|c| tokio::spawn(executor(c, deadline, form)))
-        .collect();
-    let (mut copied, mut latencies) = (0, Vec::new());
-    for task in tasks {
-        let (n, l) = task.await.unwrap();
-        copied += n;
-        latencies.extend(l);
-    }
-    let elapsed = started.elapsed().as_secs_f64();
-    latencies.sort();
-    (
-        copied as f64 / elapsed,
-        percentile(&latencies, 0.5),
-        percentile(&latencies, 0.99),
-        copied,
-    )
-}
-
-/// Leases and acknowledges until `deadline` or no keys are left; returns
-/// keys copied and each lease call's latency.
-async fn executor(mut clients: Clients, deadline: Instant, form: AckForm) -> (u64, Vec<Duration>) {
-    let mut copied = 0;
-    let mut latencies = Vec::new();
-    while Instant::now() < deadline {
-        let asked = Instant::now();
-        let lease = clients
-            .executor
-            .lease(proto::LeaseRequest {
-                executor_id: "bench".into(),
-                max_keys: BATCH,
-                max_bytes: 1 << 40,
-                tables: vec![],
-                wait_ms: 0,
-            })
-            .await
-            .expect("lease")
-            .into_inner();
-        latencies.push(asked.elapsed());
-        if lease.keys.is_empty() {
-            break;
-        }
-        copied += lease.keys.len() as u64;
-        let acks = match form {
-            AckForm::PerKey => lease
-                .keys
-                .into_iter()
-                .map(|key| proto::KeyAck {
-                    result: Some(key_ack::Result::CopiedVersion(key.min_version)),
-                    table: key.table,
-                    key: key.key,
-                })
-                .collect::<Vec<_>>(),
-            AckForm::Compact => Vec::new(),
-        };
-        clients
-            .executor
-            .acknowledge(proto::AcknowledgeRequest {
-                lease_id: lease.lease_id,
-                acks,
-                others_copied_at_leased_version: form == AckForm::Compact,
-            })
-            .await
-            .expect("acknowledge");
-    }
-    (copied, latencies)
-}
-
 /// One read of each of the first `keys` candidate keys, a second apart, as
 /// an access log.
 fn write_logs(path: &Path, candidates: &shadowcast::policy::Candidates, keys: usize) {
@@ -339,10 +232,6 @@ fn fresh_state(dir: &Path, template: &Path, name: &str) -> std::path::PathBuf {
     )
     .unwrap();
     state
-}
-
-fn percentile(sorted: &[Duration], q: f64) -> Duration {
-    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
 }
 
 fn main() {

@@ -52,6 +52,11 @@ pub struct ServeArgs {
     /// Cut-off of the features the plan is made from: `latest` or a time [default: latest].
     #[arg(long, env = "SHADOWCAST_AS_OF")]
     pub as_of: Option<String>,
+    /// Own only the keys of shard I of N (for example 2/4): one migration
+    /// served by N instances, each planning, leasing and tracking its keys
+    /// (see `shadowcast::shard` for the hash) [default: 0/1, every key].
+    #[arg(long, env = "SHADOWCAST_SHARD")]
+    pub shard: Option<String>,
     /// Plan from this feature table instead of computing features from the
     /// logs: a file or a folder of part files, from `shadowcast features` or
     /// sql/features.sql run elsewhere, for the serving model's horizon. The
@@ -203,6 +208,7 @@ struct FileSettings {
     state_dir: Option<PathBuf>,
     logs: Option<PathBuf>,
     as_of: Option<String>,
+    shard: Option<String>,
     features: Option<PathBuf>,
     models: Option<PathBuf>,
     model: Option<String>,
@@ -421,6 +427,8 @@ pub struct ServeConfig {
     pub state_dir: PathBuf,
     pub logs: PathBuf,
     pub as_of: String,
+    /// The keys this instance owns.
+    pub shard: crate::shard::Shard,
     /// A feature table to plan from instead of the logs.
     pub features: Option<PathBuf>,
     pub models: PathBuf,
@@ -584,6 +592,13 @@ impl ServeConfig {
                     problem,
                 })?,
         };
+        let shard = match args.shard.or(file.shard) {
+            None => crate::shard::Shard::WHOLE,
+            Some(text) => text.parse().map_err(|problem| ConfigError::Invalid {
+                setting: "shard",
+                problem,
+            })?,
+        };
         let tls = match (
             args.tls_cert.or(file.tls_cert),
             args.tls_key.or(file.tls_key),
@@ -640,6 +655,7 @@ impl ServeConfig {
                 .or(file.logs)
                 .unwrap_or_else(|| "shadowcast-demo/logs".into()),
             as_of: args.as_of.or(file.as_of).unwrap_or_else(|| "latest".into()),
+            shard,
             features: args.features.or(file.features),
             models: args
                 .models

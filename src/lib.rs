@@ -6,6 +6,8 @@
 //! (the gRPC API, configured by [`config`]). [`workload`] generates realistic access
 //! logs for development, tests and benchmarks; [`simulate`] replays logs
 //! through the real stages to measure what each pre-migration strategy buys.
+//! [`shard`] says which of N services owns a key when one migration runs
+//! as several.
 
 pub mod chart;
 pub mod cli;
@@ -19,6 +21,7 @@ pub mod model;
 pub mod policy;
 pub mod scheduler;
 pub mod service;
+pub mod shard;
 pub mod simulate;
 pub mod state;
 pub mod time;

@@ -177,6 +177,20 @@ impl Drop for Service {
     }
 }
 
+/// The plan's top `limit` predictions, of `table` (every table when empty).
+async fn predictions(clients: &mut Clients, table: &str, limit: u32) -> Vec<proto::Prediction> {
+    clients
+        .management
+        .top_predictions(proto::TopPredictionsRequest {
+            limit,
+            table: table.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .predictions
+}
+
 /// `GET /metrics` over plain HTTP/1.1 on the service's port: the page.
 fn metrics_page(address: &str) -> String {
     let page = metrics_answer(address, None);
@@ -1707,16 +1721,7 @@ async fn the_plan_is_made_again_while_serving_from_the_logs_that_arrived() {
         "cut-off at the newest event"
     );
     assert_eq!(fresh.plan_events, first.plan_events + 50);
-    let predictions = clients
-        .management
-        .top_predictions(proto::TopPredictionsRequest {
-            limit: 10_000,
-            table: "late_arrivals".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .predictions;
+    let predictions = predictions(&mut clients, "late_arrivals", 10_000).await;
     assert_eq!(predictions.len(), 1, "the late key is planned");
     assert_eq!(&predictions[0].key[..], b"first-seen-late");
 
@@ -2045,16 +2050,7 @@ async fn the_service_plans_from_a_feature_table_and_again_when_it_is_replaced() 
     assert_eq!(first.plan_logs, format!("features {}", table.display()));
     assert_eq!(first.plan_events, 20_000, "every generated event");
     assert!(first.plans_made >= 1);
-    let planned = clients
-        .management
-        .top_predictions(proto::TopPredictionsRequest {
-            limit: 10_000,
-            table: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .predictions;
+    let planned = predictions(&mut clients, "", 10_000).await;
     assert!(planned.len() > 1_000, "{} keys planned", planned.len());
 
     let more = dir.path().join("more-logs");
@@ -2087,16 +2083,7 @@ async fn the_service_plans_from_a_feature_table_and_again_when_it_is_replaced() 
     };
     assert_eq!(fresh.plan_as_of_us, (later_ms + 49) * 1000);
     assert_eq!(fresh.plan_events, 20_050);
-    let late = clients
-        .management
-        .top_predictions(proto::TopPredictionsRequest {
-            limit: 10,
-            table: "late_arrivals".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .predictions;
+    let late = predictions(&mut clients, "late_arrivals", 10).await;
     assert_eq!(late.len(), 1, "the key of the new table is planned");
     // An unchanged table is not planned again.
     let settled = status(&mut clients).await.plans_made;
@@ -2124,6 +2111,195 @@ async fn the_service_plans_from_a_feature_table_and_again_when_it_is_replaced() 
         error.contains("one-hour.parquet")
             && error.contains("1.0h horizon")
             && error.contains("6.0h"),
+        "{error}"
+    );
+}
+
+/// A free port on the loopback, for a service that must come back at the
+/// same address after a restart.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_migration_across_three_shards_survives_a_killed_shard() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = logs(dir.path());
+    let source = format!("sqlite:{}", dir.path().join("source.db").display());
+    let destination = format!("sqlite:{}", dir.path().join("destination.db").display());
+    seed(&logs, &source);
+    let shard_dirs: Vec<PathBuf> = (0..3)
+        .map(|i| dir.path().join(format!("shard-{i}")))
+        .collect();
+    let addresses: Vec<String> = (0..3)
+        .map(|_| format!("127.0.0.1:{}", free_port()))
+        .collect();
+    let start = |i: usize| {
+        std::fs::create_dir_all(&shard_dirs[i]).unwrap();
+        Service::start(
+            &shard_dirs[i],
+            &logs,
+            &[
+                "--shard",
+                &format!("{i}/3"),
+                "--listen",
+                &addresses[i],
+                "--lease-seconds",
+                "2",
+            ],
+        )
+    };
+    let mut shards: Vec<Service> = (0..3).map(start).collect();
+    let mut clients = Vec::new();
+    for shard in &shards {
+        clients.push(shard.clients(None).await);
+    }
+
+    // Each shard planned only the keys its hash picks, and together every key.
+    let mut planned = std::collections::HashSet::new();
+    for (i, client) in clients.iter_mut().enumerate() {
+        let status = status(client).await;
+        assert_eq!((status.shard_index, status.shard_count), (i as u32, 3));
+        let predictions = predictions(client, "", 10_000).await;
+        assert_eq!(predictions.len() as u64, status.total.unwrap().keys);
+        for prediction in predictions {
+            assert_eq!(
+                shadowcast::shard::shard_of(&prediction.table, &prediction.key, 3),
+                i as u32,
+                "{prediction:?} planned by shard {i}"
+            );
+            assert!(planned.insert((prediction.table, prediction.key)));
+        }
+    }
+    let seeded: usize = executor::open(&source)
+        .unwrap()
+        .dump()
+        .unwrap()
+        .iter()
+        .map(|(_, rows)| rows.len())
+        .sum();
+    assert!(
+        planned.len() >= seeded,
+        "{} keys planned, {seeded} rows in the source",
+        planned.len()
+    );
+
+    // A write reported to a shard that does not own its key is refused by name.
+    let (table, key) = planned
+        .iter()
+        .find(|(t, k)| shadowcast::shard::shard_of(t, k, 3) == 2)
+        .unwrap()
+        .clone();
+    let misrouted = clients[0]
+        .executor
+        .report_writes(proto::ReportWritesRequest {
+            writes: vec![proto::Write {
+                table: table.clone(),
+                key: key.clone(),
+                version: 1,
+                size_bytes: Some(10),
+            }],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(misrouted.code(), Code::InvalidArgument);
+    assert!(
+        misrouted.message().contains("belongs to shard 2/3"),
+        "{misrouted:?}"
+    );
+
+    for client in &mut clients {
+        force(client, proto::Phase::Background).await;
+    }
+    let endpoints = shards
+        .iter()
+        .map(|s| s.endpoint.clone())
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut worker = Command::new(BIN)
+        .args([
+            "executor",
+            "--until-ready",
+            "--max-keys",
+            "50",
+            "--endpoint",
+            &endpoints,
+        ])
+        .args(["--source", &source, "--destination", &destination])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while status(&mut clients[1]).await.current.unwrap().keys < 100 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no progress on shard 1"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Shard 1 killed mid-way, and started again on its state and address.
+    let before = status(&mut clients[1]).await;
+    assert!(
+        before.current.unwrap().keys < before.total.unwrap().keys,
+        "killed mid-way: {before:?}"
+    );
+    shards[1].kill();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    shards[1] = start(1);
+    clients[1] = shards[1].clients(None).await;
+
+    let finished = tokio::task::spawn_blocking(move || worker.wait().unwrap());
+    let exit = tokio::time::timeout(Duration::from_secs(300), finished)
+        .await
+        .expect("the migration finishes within 5 minutes")
+        .unwrap();
+    assert!(exit.success());
+    assert_same(&source, &destination);
+
+    let whole = std::process::Command::new(BIN)
+        .args(["status", "--endpoints", &endpoints])
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&whole.stdout);
+    assert!(whole.status.success(), "{table}");
+    let all = table.lines().find(|line| line.starts_with("all")).unwrap();
+    let fields: Vec<&str> = all.split_whitespace().collect();
+    assert_eq!(fields[1], "CUTOVER_READY", "{table}");
+    assert_eq!(
+        fields[2],
+        planned.len().to_string(),
+        "every key counted once: {table}"
+    );
+    assert_eq!(fields[3], fields[2], "every key current: {table}");
+
+    // A shard's state refuses to serve as another shard.
+    shards[1].kill();
+    let wrong = Command::new(BIN)
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--shard",
+            "2/3",
+            "--follow-seconds",
+            "0",
+        ])
+        .arg("--logs")
+        .arg(&logs)
+        .arg("--models")
+        .arg(models(&shard_dirs[1]))
+        .arg("--state-dir")
+        .arg(shard_dirs[1].join("state"))
+        .output()
+        .unwrap();
+    let error = String::from_utf8_lossy(&wrong.stderr);
+    assert!(!wrong.status.success());
+    assert!(
+        error.contains("this state belongs to shard 1/3, not 2/3"),
         "{error}"
     );
 }

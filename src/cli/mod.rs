@@ -12,6 +12,7 @@ mod demo;
 mod model_commands;
 mod policy_commands;
 mod simulate;
+mod status;
 
 use crate::features::{self, FeatureOptions, FeatureTable};
 use crate::logs::LogSource;
@@ -59,6 +60,8 @@ pub enum Command {
     Serve(Box<crate::config::ServeArgs>),
     /// Copy rows by key from a source database to a destination as the service leases them (the reference executor).
     Executor(ExecutorArgs),
+    /// A migration's status from its service, or from every shard of a sharded one, added up.
+    Status(status::StatusArgs),
     /// Fill a database (SQLite or PostgreSQL) with the rows the access logs describe, for trying the executor.
     Seed(SeedArgs),
 }
@@ -66,12 +69,15 @@ pub enum Command {
 #[derive(Args, Debug)]
 pub struct ExecutorArgs {
     /// The service: http://HOST:PORT, or https://HOST:PORT with --tls-ca.
+    /// For a sharded service, every shard's endpoint (comma-separated): one
+    /// copier per shard.
     #[arg(
         long,
         env = "SHADOWCAST_ENDPOINT",
-        default_value = "http://127.0.0.1:50051"
+        default_value = "http://127.0.0.1:50051",
+        value_delimiter = ','
     )]
-    pub endpoint: String,
+    pub endpoint: Vec<String>,
     /// Bearer token (an executor token).
     #[arg(long, env = "SHADOWCAST_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
@@ -227,15 +233,22 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Policy(args) => policy_commands::policy_command(args),
         Command::Serve(args) => serve(*args),
         Command::Executor(args) => executor(args),
+        Command::Status(args) => status::status(args),
         Command::Seed(args) => seed(args).map(|_| ()),
     }
 }
 
 fn executor(args: ExecutorArgs) -> Result<()> {
-    let mut source = crate::executor::open(&args.source)?;
-    let mut destination = crate::executor::open(&args.destination)?;
+    let open = || {
+        Ok((
+            crate::executor::open(&args.source)?,
+            crate::executor::open(&args.destination)?,
+        ))
+    };
+    // Refuse unreachable databases before leasing anything.
+    drop(open()?);
     let options = crate::executor::ExecutorOptions {
-        endpoint: args.endpoint,
+        endpoint: args.endpoint[0].clone(),
         token: args.token,
         tls_ca: args.tls_ca,
         id: args.id,
@@ -262,7 +275,7 @@ fn executor(args: ExecutorArgs) -> Result<()> {
             }
         });
     }
-    let report = crate::executor::run(&options, source.as_mut(), destination.as_mut(), &stop)?;
+    let report = crate::executor::run_sharded(&args.endpoint, &options, &open, &stop)?;
     eprintln!(
         "{} leases, {} keys ({} bytes): {} accepted, {} stale, {} failed",
         report.leases, report.keys, report.bytes, report.accepted, report.stale, report.failed

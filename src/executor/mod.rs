@@ -1,7 +1,9 @@
 //! Stage 7 — the reference executor: the template a team adapts to its
 //! own stores.
 //!
-//! Takes: a shadowcast endpoint, a source and a destination [`Database`].
+//! Takes: a shadowcast endpoint (or the endpoints of every shard of a
+//! sharded service: [`run_sharded`]), a source and a destination
+//! [`Database`].
 //! Gives: rows copied by key, source → destination, batch by batch as the
 //! service leases them, each acknowledged with the version copied.
 //!
@@ -119,6 +121,62 @@ pub struct ExecutorReport {
     pub accepted: u64,
     pub stale: u64,
     pub failed: u64,
+}
+
+/// A copier's own connections: source, destination.
+pub type Databases = (Box<dyn Database>, Box<dyn Database>);
+
+impl ExecutorReport {
+    fn add(&mut self, other: ExecutorReport) {
+        self.leases += other.leases;
+        self.keys += other.keys;
+        self.bytes += other.bytes;
+        self.accepted += other.accepted;
+        self.stale += other.stale;
+        self.failed += other.failed;
+    }
+}
+
+/// Runs one copier per endpoint (the shards of one migration), each on its
+/// own thread with its own connections from `open` (source, destination),
+/// until each shard is finished by `options.until` or `stop`. Every shard
+/// is worked to its end even when another fails; the first failure is then
+/// returned, naming its endpoint.
+pub fn run_sharded(
+    endpoints: &[String],
+    options: &ExecutorOptions,
+    open: &(dyn Fn() -> Result<Databases, DatabaseError> + Sync),
+    stop: &AtomicBool,
+) -> anyhow::Result<ExecutorReport> {
+    let results: Vec<anyhow::Result<ExecutorReport>> = std::thread::scope(|scope| {
+        let copiers: Vec<_> = endpoints
+            .iter()
+            .map(|endpoint| {
+                let options = ExecutorOptions {
+                    endpoint: endpoint.clone(),
+                    ..options.clone()
+                };
+                scope.spawn(move || {
+                    let (mut source, mut destination) = open()?;
+                    run(&options, source.as_mut(), destination.as_mut(), stop)
+                        .map_err(|error| error.context(format!("shard at {}", options.endpoint)))
+                })
+            })
+            .collect();
+        copiers
+            .into_iter()
+            .map(|copier| {
+                copier
+                    .join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("a copier panicked")))
+            })
+            .collect()
+    });
+    let mut total = ExecutorReport::default();
+    for result in results {
+        total.add(result?);
+    }
+    Ok(total)
 }
 
 /// Leases, copies and acknowledges until `options.until` or `stop`.

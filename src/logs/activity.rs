@@ -45,6 +45,13 @@ impl KeyActivity {
         self.tables.iter().map(String::as_str).zip(&self.keys)
     }
 
+    /// Keeps the keys for which `keep(table, key)` holds.
+    pub fn retain(&mut self, mut keep: impl FnMut(&str, &[u8]) -> bool) {
+        for (table, keys) in self.tables.iter().zip(&mut self.keys) {
+            keys.retain(|key, _| keep(table, key));
+        }
+    }
+
     /// The slot of `table`, added when new.
     fn slot_of(&mut self, table: &str) -> usize {
         match self.tables.iter().position(|t| t == table) {

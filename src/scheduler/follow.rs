@@ -12,6 +12,7 @@ use super::writes::Observed;
 use super::{Scheduler, SchedulerError};
 use crate::logs::LogSource;
 use crate::logs::activity::KeyActivity;
+use crate::shard::Shard;
 
 const INGESTED: &str = "ingested_files";
 
@@ -65,6 +66,7 @@ pub type Unreadable = (PathBuf, String);
 /// time as they are asked for, so only one file's keys are held at once.
 pub struct Scan {
     source: Option<LogSource>,
+    shard: Shard,
     pending: std::vec::IntoIter<(PathBuf, Stamp)>,
     /// The log directory itself could not be read.
     unreadable_root: Option<Unreadable>,
@@ -83,7 +85,12 @@ impl Iterator for Scan {
             .only(|p| p == path)
             .expect("the file is in the source");
         Some(match KeyActivity::scan(&one) {
-            Ok(keys) => Ok(ScannedFile { path, stamp, keys }),
+            Ok(mut keys) => {
+                if self.shard != Shard::WHOLE {
+                    keys.retain(|table, key| self.shard.owns(table, key));
+                }
+                Ok(ScannedFile { path, stamp, keys })
+            }
             Err(problem) => {
                 tracing::warn!(file = %path.display(), %problem, "log file skipped");
                 Err((path, problem))
@@ -98,6 +105,8 @@ impl Iterator for Scan {
 /// stores the list of applied files with its effects.
 pub struct LogFollower {
     root: PathBuf,
+    /// Only this shard's keys are applied.
+    shard: Shard,
     /// Applied files and their stamps, as stored.
     applied: BTreeMap<String, Stamp>,
 }
@@ -118,8 +127,15 @@ impl LogFollower {
         };
         Ok(LogFollower {
             root: root.to_path_buf(),
+            shard: Shard::WHOLE,
             applied,
         })
+    }
+
+    /// The same follower applying only the keys `shard` owns (the others
+    /// are other services' to track).
+    pub fn owning(self, shard: Shard) -> Self {
+        LogFollower { shard, ..self }
     }
 
     /// The `.parquet` files under the root that are new or changed since
@@ -128,6 +144,7 @@ impl LogFollower {
     pub fn scan(&self) -> Scan {
         let mut scan = Scan {
             source: None,
+            shard: self.shard,
             pending: Vec::new().into_iter(),
             unreadable_root: None,
         };

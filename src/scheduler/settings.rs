@@ -1,6 +1,6 @@
 //! Operator settings that survive a restart: phase, pause, bandwidth
-//! budget, whether the sample was drawn, and the lease epoch of the last
-//! opening.
+//! budget, whether the sample was drawn, the lease epoch of the last
+//! opening, and the shard the state belongs to.
 
 use super::{Phase, Scheduler, SchedulerError};
 use crate::state::LocationMap;
@@ -10,6 +10,7 @@ const PAUSED: &str = "paused";
 const BANDWIDTH: &str = "bandwidth_bytes_per_s";
 pub(super) const SAMPLE_DRAWN: &str = "sample_drawn";
 pub(super) const LEASE_EPOCH: &str = "lease_epoch";
+const SHARD: &str = "shard";
 
 /// What an earlier run stored; `None`/defaults where nothing was stored.
 pub(super) struct StoredSettings {
@@ -51,6 +52,26 @@ impl StoredSettings {
 }
 
 impl Scheduler {
+    /// Records that this state holds the keys of `shard`, or checks that
+    /// it does: a state opened as another shard (or with another shard
+    /// count) would serve keys it does not own and miss its own.
+    pub fn claim_shard(&mut self, shard: crate::shard::Shard) -> Result<(), SchedulerError> {
+        let wanted = shard.to_string();
+        match self.map.setting(SHARD)? {
+            None => {
+                self.map.set_settings(&[(SHARD, wanted)])?;
+                Ok(())
+            }
+            Some(stored) if stored == wanted => Ok(()),
+            Some(stored) => Err(SchedulerError::InvalidConfig {
+                field: "shard",
+                problem: format!(
+                    "this state belongs to shard {stored}, not {wanted}: start it as {stored}, or give shard {wanted} a state directory of its own"
+                ),
+            }),
+        }
+    }
+
     pub fn pause(&mut self) -> Result<(), SchedulerError> {
         self.map.set_settings(&[(PAUSED, "true".into())])?;
         self.paused = true;

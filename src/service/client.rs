@@ -88,3 +88,189 @@ pub async fn connect(
             .max_decoding_message_size(limit),
     })
 }
+
+/// The status of a migration served by several shards, from each shard's
+/// own: keys, bytes, counters and throughput add up (and budgets: unlimited
+/// if any shard's is); the phase is the slowest shard's, the confidence
+/// and the share of predicted accesses in the destination the lowest, the
+/// ETA the longest; `paused` if any shard is. Refuses a set that is not every shard of one count exactly once,
+/// naming what is missing or repeated.
+pub fn combine(shards: &[super::proto::Status]) -> Result<super::proto::Status, String> {
+    use super::proto::{KeysAndBytes, Status};
+
+    let Some(first) = shards.first() else {
+        return Err("no shard answered".into());
+    };
+    let count = first.shard_count.max(1);
+    if shards.len() != count as usize {
+        return Err(format!(
+            "{} endpoints given, but the services are shards of {count}",
+            shards.len()
+        ));
+    }
+    let mut seen = vec![false; count as usize];
+    for status in shards {
+        if status.shard_count.max(1) != count {
+            return Err(format!(
+                "shard {} says it is one of {}, shard {} one of {count}",
+                status.shard_index, status.shard_count, first.shard_index
+            ));
+        }
+        let index = status.shard_index as usize;
+        if index >= seen.len() || std::mem::replace(&mut seen[index], true) {
+            return Err(format!("shard {index}/{count} is given twice"));
+        }
+    }
+    let sum = |part: fn(&Status) -> Option<KeysAndBytes>| {
+        let mut total = KeysAndBytes::default();
+        for status in shards {
+            let counts = part(status).unwrap_or_default();
+            total.keys += counts.keys;
+            total.bytes += counts.bytes;
+        }
+        Some(total)
+    };
+    let add = |field: fn(&Status) -> u64| shards.iter().map(field).sum::<u64>();
+    let lowest = |field: fn(&Status) -> f64| shards.iter().map(field).fold(f64::INFINITY, f64::min);
+    let names = |field: fn(&Status) -> &str| {
+        let mut names: Vec<&str> = shards.iter().map(field).collect();
+        names.dedup();
+        names.join(" | ")
+    };
+    Ok(Status {
+        generated_at_us: shards.iter().map(|s| s.generated_at_us).min().unwrap_or(0),
+        phase: shards.iter().map(|s| s.phase).min().unwrap_or(0),
+        paused: shards.iter().any(|s| s.paused),
+        bandwidth_bytes_per_s: shards
+            .iter()
+            .map(|s| s.bandwidth_bytes_per_s)
+            .sum::<Option<u64>>(),
+        total: sum(|s| s.total),
+        source_only: sum(|s| s.source_only),
+        leased: sum(|s| s.leased),
+        current: sum(|s| s.current),
+        stale: sum(|s| s.stale),
+        sample: sum(|s| s.sample),
+        sample_current: sum(|s| s.sample_current),
+        predicted_access_share_in_destination: lowest(|s| s.predicted_access_share_in_destination),
+        confidence: lowest(|s| s.confidence),
+        confidence_threshold: first.confidence_threshold,
+        throughput_bytes_per_s: shards.iter().map(|s| s.throughput_bytes_per_s).sum(),
+        throughput_keys_per_s: shards.iter().map(|s| s.throughput_keys_per_s).sum(),
+        // Unknown for the whole while unknown for any shard.
+        eta_seconds: shards
+            .iter()
+            .map(|s| s.eta_seconds)
+            .collect::<Option<Vec<f64>>>()
+            .map(|etas| etas.into_iter().fold(0.0, f64::max)),
+        live_leases: add(|s| s.live_leases),
+        keys_leased_total: add(|s| s.keys_leased_total),
+        acks_accepted_total: add(|s| s.acks_accepted_total),
+        acks_duplicate_total: add(|s| s.acks_duplicate_total),
+        acks_stale_total: add(|s| s.acks_stale_total),
+        copy_failures_total: add(|s| s.copy_failures_total),
+        keys_redelivered_total: add(|s| s.keys_redelivered_total),
+        model: names(|s| &s.model),
+        policy: names(|s| &s.policy),
+        json: String::new(),
+        plan_made_at_us: shards.iter().map(|s| s.plan_made_at_us).min().unwrap_or(0),
+        plan_as_of_us: shards.iter().map(|s| s.plan_as_of_us).min().unwrap_or(0),
+        plan_logs: names(|s| &s.plan_logs),
+        plan_events: add(|s| s.plan_events),
+        plans_made: add(|s| s.plans_made),
+        shard_index: 0,
+        shard_count: count,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::proto::{KeysAndBytes, Phase, Status};
+    use super::*;
+
+    fn shard(index: u32, phase: Phase, current: u64, confidence: f64, eta: Option<f64>) -> Status {
+        Status {
+            shard_index: index,
+            shard_count: 3,
+            phase: phase as i32,
+            total: Some(KeysAndBytes {
+                keys: 100,
+                bytes: 1_000,
+            }),
+            current: Some(KeysAndBytes {
+                keys: current,
+                bytes: current * 10,
+            }),
+            confidence,
+            eta_seconds: eta,
+            live_leases: 2,
+            bandwidth_bytes_per_s: Some(5),
+            model: "default/v1".into(),
+            ..Status::default()
+        }
+    }
+
+    #[test]
+    fn shards_add_up_and_the_slowest_sets_the_phase() {
+        let shards = [
+            shard(2, Phase::CutoverReady, 100, 1.0, Some(0.0)),
+            shard(0, Phase::Background, 40, 0.95, Some(30.0)),
+            shard(1, Phase::Shadowing, 10, 0.5, Some(90.0)),
+        ];
+        let whole = combine(&shards).unwrap();
+        assert_eq!(whole.phase, Phase::Shadowing as i32);
+        assert_eq!(
+            whole.total,
+            Some(KeysAndBytes {
+                keys: 300,
+                bytes: 3_000
+            })
+        );
+        assert_eq!(
+            whole.current,
+            Some(KeysAndBytes {
+                keys: 150,
+                bytes: 1_500
+            })
+        );
+        assert_eq!(whole.confidence, 0.5);
+        assert_eq!(whole.eta_seconds, Some(90.0));
+        assert_eq!(whole.live_leases, 6);
+        assert_eq!(whole.bandwidth_bytes_per_s, Some(15));
+        assert_eq!(whole.model, "default/v1");
+        assert_eq!(whole.shard_count, 3);
+
+        let mut unknown = shards.clone();
+        unknown[0].eta_seconds = None;
+        unknown[1].bandwidth_bytes_per_s = None;
+        let whole = combine(&unknown).unwrap();
+        assert_eq!(whole.eta_seconds, None, "unknown while one shard's is");
+        assert_eq!(
+            whole.bandwidth_bytes_per_s, None,
+            "unlimited while one shard's is"
+        );
+    }
+
+    #[test]
+    fn a_set_that_is_not_every_shard_once_is_refused() {
+        let twice = [
+            shard(0, Phase::Background, 1, 1.0, None),
+            shard(0, Phase::Background, 1, 1.0, None),
+            shard(1, Phase::Background, 1, 1.0, None),
+        ];
+        assert!(
+            combine(&twice)
+                .unwrap_err()
+                .contains("shard 0/3 is given twice")
+        );
+        let missing = [
+            shard(0, Phase::Background, 1, 1.0, None),
+            shard(1, Phase::Background, 1, 1.0, None),
+        ];
+        assert!(
+            combine(&missing)
+                .unwrap_err()
+                .contains("2 endpoints given, but the services are shards of 3")
+        );
+    }
+}

@@ -366,6 +366,8 @@ impl Executor for ExecutorApi {
         let mut writes = Vec::with_capacity(request.writes.len());
         for (i, write) in request.writes.into_iter().enumerate() {
             check.key(&format!("writes[{i}]"), &write.table, &write.key)?;
+            self.shared
+                .check_owned(&format!("writes[{i}].key"), &write.table, &write.key)?;
             check.version(&format!("writes[{i}].version"), write.version)?;
             writes.push(WriteEvent {
                 table: write.table,

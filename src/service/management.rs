@@ -86,6 +86,8 @@ fn status_message(shared: &Shared, status: crate::scheduler::Status) -> proto::S
         plan_logs: serving.logs,
         plan_events: serving.events,
         plans_made: shared.plans_made.load(std::sync::atomic::Ordering::Relaxed),
+        shard_index: shared.shard.index,
+        shard_count: shared.shard.count,
     }
 }
 

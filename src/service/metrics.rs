@@ -257,5 +257,17 @@ fn render(shared: &Shared, gauges: Gauges) -> String {
         "Keys in the current plan.",
         &one(serving.keys as f64),
     );
+    metric(
+        "shard_info",
+        "gauge",
+        "The shard this service owns (1, labelled with its index and the shard count).",
+        &[(
+            format!(
+                "{{index=\"{}\",count=\"{}\"}}",
+                shared.shard.index, shared.shard.count
+            ),
+            1.0,
+        )],
+    );
     out
 }

@@ -105,6 +105,8 @@ struct Shared {
     metrics: metrics::Requests,
     limits: crate::config::RequestLimits,
     policy_dir: std::path::PathBuf,
+    /// The keys this instance owns.
+    shard: crate::shard::Shard,
 }
 
 /// Locks `mutex`. A panic while it was held cannot leave what it guards
@@ -117,6 +119,24 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Shared {
+    /// Refuses a key another shard owns, naming it and its shard (a client
+    /// routes by [`crate::shard::shard_of`]).
+    fn check_owned(&self, field: &str, table: &str, key: &[u8]) -> Result<(), tonic::Status> {
+        if self.shard.owns(table, key) {
+            return Ok(());
+        }
+        Err(invalid(
+            field,
+            format!(
+                "key {} of table `{table}` belongs to shard {}/{}, and this service is shard {}: route each key to the shard its hash picks",
+                crate::keys::display_key(key),
+                crate::shard::shard_of(table, key, self.shard.count),
+                self.shard.count,
+                self.shard
+            ),
+        ))
+    }
+
     fn planner(&self) -> std::sync::MutexGuard<'_, Planner> {
         lock(&self.planner)
     }
@@ -212,7 +232,8 @@ pub async fn serve(
 ) -> Result<()> {
     std::fs::create_dir_all(&config.state_dir)
         .with_context(|| format!("creating {}", config.state_dir.display()))?;
-    let scheduler = Scheduler::open(config.state_file(), config.scheduler, now_us())?;
+    let mut scheduler = Scheduler::open(config.state_file(), config.scheduler, now_us())?;
+    scheduler.claim_shard(config.shard)?;
     let policies = PolicyRegistry::new(PolicyHost::new(PolicyLimits::default())?);
     for policy in &config.policies {
         policies.load_file(&policy.module, policy.config.as_deref())?;
@@ -221,11 +242,12 @@ pub async fn serve(
         config.logs.clone(),
         config.as_of.clone(),
         config.features.clone(),
+        config.shard,
         Registry::new(&config.models),
         config.model.clone(),
         policies,
     );
-    let follower = LogFollower::new(&config.logs, &scheduler)?;
+    let follower = LogFollower::new(&config.logs, &scheduler)?.owning(config.shard);
     let shared = Arc::new(Shared {
         scheduler: SchedulerOwner::start(scheduler),
         planner: Mutex::new(planner),
@@ -249,6 +271,7 @@ pub async fn serve(
         metrics: Default::default(),
         limits: config.limits,
         policy_dir: config.policy_dir.clone(),
+        shard: config.shard,
     });
     let started = std::time::Instant::now();
     let follower = {

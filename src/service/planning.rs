@@ -101,6 +101,8 @@ pub struct Planner {
     /// A feature table to plan from instead of the logs, and how its files
     /// looked when last read.
     feature_table: Option<(PathBuf, Option<TableStamp>)>,
+    /// Only this shard's keys are planned.
+    shard: crate::shard::Shard,
     models: Registry,
     model_name: String,
     policies: PolicyRegistry,
@@ -112,6 +114,7 @@ impl Planner {
         logs: PathBuf,
         as_of: String,
         feature_table: Option<PathBuf>,
+        shard: crate::shard::Shard,
         models: Registry,
         model_name: String,
         policies: PolicyRegistry,
@@ -120,6 +123,7 @@ impl Planner {
             logs,
             as_of,
             feature_table: feature_table.map(|path| (path, None)),
+            shard,
             models,
             model_name,
             policies,
@@ -154,7 +158,7 @@ impl Planner {
             }
             let table = FeatureTable::read_parquet(path)?;
             *read = Some(stamp);
-            self.features = Some(table);
+            self.features = Some(self.own_keys(table));
             return Ok(true);
         }
         let logs_error = |problem: String| PlanError::Logs {
@@ -172,8 +176,26 @@ impl Planner {
         let as_of = source.resolve_as_of(&self.as_of).map_err(logs_error)?;
         let horizon = self.serving_horizon()?;
         let table = Self::compute(&source, as_of, horizon).map_err(logs_error)?;
-        self.features = Some(table);
+        self.features = Some(self.own_keys(table));
         Ok(true)
+    }
+
+    /// The rows of `table` whose keys this shard owns. Features are
+    /// computed over every key first: a key's neighbourhood features
+    /// (same prefix, nearby keys) count keys of other shards.
+    fn own_keys(&self, table: FeatureTable) -> FeatureTable {
+        if self.shard == crate::shard::Shard::WHOLE {
+            return table;
+        }
+        let mut rows = Vec::new();
+        let mut row = 0;
+        table.for_each_key(|name, key, _| {
+            if self.shard.owns(name, key) {
+                rows.push(row);
+            }
+            row += 1;
+        });
+        table.take(&rows)
     }
 
     fn compute(source: &LogSource, as_of: i64, horizon: i64) -> Result<FeatureTable, String> {
@@ -218,12 +240,12 @@ impl Planner {
                 path: self.logs.clone(),
                 problem: error.to_string(),
             })?;
-            rescanned = Self::compute(&source, table.as_of, horizon).map_err(|problem| {
-                PlanError::Logs {
+            rescanned = self.own_keys(Self::compute(&source, table.as_of, horizon).map_err(
+                |problem| PlanError::Logs {
                     path: self.logs.clone(),
                     problem,
-                }
-            })?;
+                },
+            )?);
             &rescanned
         };
         let raw = raw_inputs(table);

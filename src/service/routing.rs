@@ -40,6 +40,10 @@ impl Routing for RoutingApi {
             if group.table.is_empty() {
                 return Err(invalid(format!("tables[{i}].table"), "is empty"));
             }
+            for (j, key) in group.keys.iter().enumerate() {
+                self.shared
+                    .check_owned(&format!("tables[{i}].keys[{j}]"), &group.table, key)?;
+            }
         }
         let locations = self
             .shared

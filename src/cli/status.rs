@@ -1,0 +1,184 @@
+//! `status`: one migration's status from every shard that serves it, shard
+//! by shard and added up ([`crate::service::client::combine`]).
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::{Args, ValueEnum};
+
+use crate::service::client::{combine, connect};
+use crate::service::proto;
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum StatusFormat {
+    /// One line per shard and one for the whole migration.
+    Table,
+    /// The whole migration's figures as Prometheus text (for a scraper
+    /// that reads one target, or a shell script).
+    Prometheus,
+}
+
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    /// Every shard's endpoint (comma-separated), or the one service's.
+    #[arg(
+        long = "endpoints",
+        env = "SHADOWCAST_ENDPOINT",
+        default_value = "http://127.0.0.1:50051",
+        value_delimiter = ','
+    )]
+    pub endpoints: Vec<String>,
+    /// Bearer token (an admin token, or an executor token when the services take any).
+    #[arg(long, env = "SHADOWCAST_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// PEM certificate of the authority that signed the services' certificates.
+    #[arg(long, env = "SHADOWCAST_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: StatusFormat,
+}
+
+pub fn status(args: StatusArgs) -> Result<()> {
+    let runtime = super::runtime()?;
+    let shards = runtime.block_on(async {
+        let mut shards = Vec::with_capacity(args.endpoints.len());
+        for endpoint in &args.endpoints {
+            let mut clients = connect(endpoint, args.token.as_deref(), args.tls_ca.as_deref())
+                .await
+                .with_context(|| format!("connecting to {endpoint}"))?;
+            let status = clients
+                .management
+                .get_status(proto::GetStatusRequest {})
+                .await
+                .with_context(|| format!("status of {endpoint}"))?
+                .into_inner();
+            shards.push(status);
+        }
+        anyhow::Ok(shards)
+    })?;
+    let whole = combine(&shards).map_err(anyhow::Error::msg)?;
+    match args.format {
+        StatusFormat::Table => print_table(&shards, &whole),
+        StatusFormat::Prometheus => print!("{}", prometheus(&whole)),
+    }
+    Ok(())
+}
+
+fn phase_name(phase: i32) -> &'static str {
+    proto::Phase::try_from(phase).map_or("?", |p| p.as_str_name().trim_start_matches("PHASE_"))
+}
+
+fn print_table(shards: &[proto::Status], whole: &proto::Status) {
+    println!(
+        "{:<6} {:<14} {:>12} {:>12} {:>10} {:>12} {:>10} {:>10} {:>7}",
+        "shard",
+        "phase",
+        "keys",
+        "current",
+        "stale",
+        "source-only",
+        "leased",
+        "confidence",
+        "leases"
+    );
+    let keys = |counts: &Option<proto::KeysAndBytes>| counts.unwrap_or_default().keys;
+    let line = |name: String, status: &proto::Status| {
+        println!(
+            "{:<6} {:<14} {:>12} {:>12} {:>10} {:>12} {:>10} {:>10.3} {:>7}",
+            name,
+            phase_name(status.phase),
+            keys(&status.total),
+            keys(&status.current),
+            keys(&status.stale),
+            keys(&status.source_only),
+            keys(&status.leased),
+            status.confidence,
+            status.live_leases
+        )
+    };
+    let mut ordered: Vec<&proto::Status> = shards.iter().collect();
+    ordered.sort_by_key(|status| status.shard_index);
+    for status in ordered {
+        line(
+            format!("{}/{}", status.shard_index, status.shard_count.max(1)),
+            status,
+        );
+    }
+    if shards.len() > 1 {
+        line("all".into(), whole);
+    }
+    match whole.eta_seconds {
+        Some(eta) => println!(
+            "eta {eta:.0} s at {:.0} keys/s",
+            whole.throughput_keys_per_s
+        ),
+        None => println!("eta unknown (nothing copied lately)"),
+    }
+}
+
+/// The whole migration's figures in Prometheus' text format, under the
+/// names the services' /metrics use where they share one.
+fn prometheus(whole: &proto::Status) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let mut gauge = |name: &str, help: &str, value: f64| {
+        let _ = writeln!(out, "# HELP shadowcast_{name} {help}");
+        let _ = writeln!(out, "# TYPE shadowcast_{name} gauge");
+        let _ = writeln!(out, "shadowcast_{name} {value}");
+    };
+    gauge(
+        "shards",
+        "Shards answering for the migration.",
+        f64::from(whole.shard_count),
+    );
+    gauge(
+        "phase",
+        "The slowest shard's phase (1 shadowing, 2 background, 3 cutover ready, 4 done).",
+        f64::from(whole.phase),
+    );
+    for (location, counts) in [
+        ("total", whole.total),
+        ("source_only", whole.source_only),
+        ("leased", whole.leased),
+        ("current", whole.current),
+        ("stale", whole.stale),
+    ] {
+        let counts = counts.unwrap_or_default();
+        gauge(
+            &format!("keys_{location}"),
+            &format!("Keys {location}, all shards."),
+            counts.keys as f64,
+        );
+        gauge(
+            &format!("bytes_{location}"),
+            &format!("Bytes {location}, all shards."),
+            counts.bytes as f64,
+        );
+    }
+    gauge(
+        "confidence",
+        "The lowest shard's confidence.",
+        whole.confidence,
+    );
+    gauge(
+        "live_leases",
+        "Live leases, all shards.",
+        whole.live_leases as f64,
+    );
+    gauge(
+        "keys_leased_total",
+        "Keys handed out in leases, all shards.",
+        whole.keys_leased_total as f64,
+    );
+    gauge(
+        "acks_accepted_total",
+        "Acknowledgements accepted, all shards.",
+        whole.acks_accepted_total as f64,
+    );
+    gauge(
+        "copy_failures_total",
+        "Copies reported failed, all shards.",
+        whole.copy_failures_total as f64,
+    );
+    out
+}
