@@ -52,7 +52,7 @@ async fn start(state: PathBuf, shard: Shard) -> (String, tokio::sync::oneshot::S
         ..Default::default()
     })
     .expect("config");
-    let (address, stop_tx) = common::serve_in_process(config).await;
+    let (address, stop) = common::serve_in_process(config).await;
     let endpoint = format!("http://{address}");
     connect(&endpoint, None, None)
         .await
@@ -63,12 +63,12 @@ async fn start(state: PathBuf, shard: Shard) -> (String, tokio::sync::oneshot::S
         })
         .await
         .unwrap();
-    (endpoint, stop_tx)
+    (endpoint, stop)
 }
 
-/// Every shard's executors at once for [`RUN`]: keys/s in total and the
-/// slowest shard's lease p99.
-async fn drive_all(endpoints: &[String]) -> (f64, Duration) {
+/// Every shard's executors at once for [`RUN`]: keys/s in total, the
+/// slowest shard's lease p99, and keys copied.
+async fn drive_all(endpoints: &[String]) -> (f64, Duration, u64) {
     let runs: Vec<_> = endpoints
         .iter()
         .map(|endpoint| {
@@ -78,13 +78,14 @@ async fn drive_all(endpoints: &[String]) -> (f64, Duration) {
             })
         })
         .collect();
-    let (mut rate, mut p99) = (0.0, Duration::ZERO);
+    let (mut rate, mut p99, mut copied) = (0.0, Duration::ZERO, 0);
     for run in runs {
-        let (shard_rate, _, shard_p99, _) = run.await.unwrap();
+        let (shard_rate, _, shard_p99, shard_copied) = run.await.unwrap();
         rate += shard_rate;
         p99 = p99.max(shard_p99);
+        copied += shard_copied;
     }
-    (rate, p99)
+    (rate, p99, copied)
 }
 
 fn main() {
@@ -134,37 +135,46 @@ fn main() {
         }
         shards
     });
-    let resident = resident_bytes().saturating_sub(before);
+    // The growth while opening may reuse memory the planning freed; the
+    // whole process's resident memory after opening bounds it from above.
+    let after = resident_bytes();
+    let gib = |bytes: u64| bytes as f64 / (1u64 << 30) as f64;
     println!(
-        "  {count} shards opened in {:.1} s: {:.2} GiB resident, {:.0} bytes per tracked key",
+        "  {count} shards opened in {:.1} s: resident {:.2} GiB = {:.0} bytes per tracked key (grew by {:.2} GiB = {:.0} bytes per key while opening)",
         started.elapsed().as_secs_f64(),
-        resident as f64 / (1u64 << 30) as f64,
-        resident as f64 / keys as f64
+        gib(after),
+        after as f64 / keys as f64,
+        gib(after.saturating_sub(before)),
+        after.saturating_sub(before) as f64 / keys as f64
     );
     let endpoints: Vec<String> = shards
         .iter()
         .map(|(endpoint, _)| endpoint.clone())
         .collect();
-    let (alone, alone_p99) = runtime.block_on(drive_all(&endpoints[..1]));
-    let (together, together_p99) = runtime.block_on(drive_all(&endpoints));
+    // Shard 0 keeps most of its keys for the second run (a run ends early
+    // only when a shard has none left to lease).
+    let (alone, alone_p99, alone_copied) = runtime.block_on(drive_all(&endpoints[..1]));
+    let (together, together_p99, together_copied) = runtime.block_on(drive_all(&endpoints));
     println!(
-        "{:>28} | {:>12} {:>10}",
-        "lease + ack (compact)", "keys/s", "lease p99"
+        "{:>28} | {:>12} {:>10} {:>12}",
+        "lease + ack (compact)", "keys/s", "lease p99", "keys copied"
     );
     println!(
-        "{:>28} | {:>12.0} {:>8.2}ms",
+        "{:>28} | {:>12.0} {:>8.2}ms {:>12}",
         format!("shard 0 alone, {EXECUTORS_PER_SHARD} executors"),
         alone,
-        alone_p99.as_secs_f64() * 1e3
+        alone_p99.as_secs_f64() * 1e3,
+        alone_copied
     );
     println!(
-        "{:>28} | {:>12.0} {:>8.2}ms",
+        "{:>28} | {:>12.0} {:>8.2}ms {:>12}",
         format!(
             "{count} shards, {} executors",
             EXECUTORS_PER_SHARD * count as usize
         ),
         together,
-        together_p99.as_secs_f64() * 1e3
+        together_p99.as_secs_f64() * 1e3,
+        together_copied
     );
     println!(
         "  all {count} shards on this machine's cores: {:.2}x one shard alone",

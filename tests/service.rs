@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use common::{example_wat, path_str};
 use shadowcast::executor;
-use shadowcast::service::client::{Clients, connect};
+use shadowcast::service::client::{Clients, ShardedClients, connect};
 use shadowcast::service::proto::{self, key_ack};
 use tonic::Code;
 
@@ -2212,6 +2212,39 @@ async fn a_migration_across_three_shards_survives_a_killed_shard() {
         "{misrouted:?}"
     );
 
+    // The routing client sends each key to its shard: every planned key is
+    // found (not yet copied), and a write goes to the shard that owns it.
+    let endpoint_list: Vec<String> = shards.iter().map(|s| s.endpoint.clone()).collect();
+    let mut routed = ShardedClients::connect(&endpoint_list, None, None)
+        .await
+        .unwrap();
+    let every_key = || proto::LookupRequest {
+        tables: planned
+            .iter()
+            .map(|(table, key)| proto::TableKeys {
+                table: table.clone(),
+                keys: vec![key.clone()],
+            })
+            .collect(),
+    };
+    let locations = routed.lookup(every_key()).await.unwrap();
+    assert_eq!(locations.len(), planned.len());
+    assert!(
+        locations
+            .iter()
+            .all(|l| *l == proto::KeyLocation::SourceOnly as i32)
+    );
+    let routed_write = routed
+        .report_writes(vec![proto::Write {
+            table: table.clone(),
+            key: key.clone(),
+            version: 1,
+            size_bytes: Some(10),
+        }])
+        .await
+        .unwrap();
+    assert_eq!((routed_write.new_keys, routed_write.made_stale), (0, 0));
+
     for client in &mut clients {
         force(client, proto::Phase::Background).await;
     }
@@ -2259,6 +2292,16 @@ async fn a_migration_across_three_shards_survives_a_killed_shard() {
         .unwrap();
     assert!(exit.success());
     assert_same(&source, &destination);
+    // Shard 1 restarted on another process: the routing client reconnects.
+    let mut routed = ShardedClients::connect(&endpoint_list, None, None)
+        .await
+        .unwrap();
+    let locations = routed.lookup(every_key()).await.unwrap();
+    assert!(
+        locations
+            .iter()
+            .all(|l| *l == proto::KeyLocation::Current as i32)
+    );
 
     let whole = std::process::Command::new(BIN)
         .args(["status", "--endpoints", &endpoints])

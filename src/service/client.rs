@@ -1,6 +1,8 @@
 //! Connecting to a shadowcast service: the channel (plain or TLS) and the
-//! bearer token every call carries. Used by the reference executor, the
-//! demo, the tests and the benchmarks.
+//! bearer token every call carries; for a sharded service, clients of every
+//! shard that send each key to the shard owning it ([`ShardedClients`]).
+//! Used by the reference executor, the demo, `status`, the tests and the
+//! benchmarks.
 
 use std::path::Path;
 
@@ -87,6 +89,128 @@ pub async fn connect(
         management: ManagementClient::with_interceptor(channel, bearer)
             .max_decoding_message_size(limit),
     })
+}
+
+/// Clients of every shard of a sharded service, in shard order: calls about
+/// keys go to the shard that owns each key ([`crate::shard::shard_of`]).
+pub struct ShardedClients {
+    shards: Vec<Clients>,
+}
+
+impl ShardedClients {
+    /// Connects to every endpoint and orders them by the shard each says
+    /// it is; refuses a set that is not every shard exactly once.
+    pub async fn connect(
+        endpoints: &[String],
+        token: Option<&str>,
+        tls_ca: Option<&Path>,
+    ) -> Result<Self, ConnectError> {
+        let mut shards = Vec::with_capacity(endpoints.len());
+        let mut statuses = Vec::with_capacity(endpoints.len());
+        for endpoint in endpoints {
+            let mut clients = connect(endpoint, token, tls_ca).await?;
+            let status = clients
+                .management
+                .get_status(super::proto::GetStatusRequest {})
+                .await
+                .map_err(|status| ConnectError::Endpoint {
+                    endpoint: endpoint.clone(),
+                    problem: format!("asking which shard it is: {}", status.message()),
+                })?
+                .into_inner();
+            shards.push((status.shard_index, clients));
+            statuses.push(status);
+        }
+        combine(&statuses).map_err(|problem| ConnectError::Endpoint {
+            endpoint: endpoints.join(","),
+            problem,
+        })?;
+        shards.sort_by_key(|(index, _)| *index);
+        Ok(ShardedClients {
+            shards: shards.into_iter().map(|(_, clients)| clients).collect(),
+        })
+    }
+
+    /// The clients of shard `index`.
+    pub fn shard(&mut self, index: usize) -> &mut Clients {
+        &mut self.shards[index]
+    }
+
+    fn shard_of(&self, table: &str, key: &[u8]) -> usize {
+        crate::shard::shard_of(table, key, self.shards.len() as u32) as usize
+    }
+
+    /// Where each key is, in request order (table by table, key by key),
+    /// asking each shard about its own keys.
+    pub async fn lookup(
+        &mut self,
+        request: super::proto::LookupRequest,
+    ) -> Result<Vec<i32>, tonic::Status> {
+        use super::proto::{LookupRequest, TableKeys};
+        let mut parts: Vec<LookupRequest> = vec![LookupRequest::default(); self.shards.len()];
+        // For each key of the request: its shard and its place in that shard's answer.
+        let mut places = Vec::new();
+        let mut next = vec![0usize; self.shards.len()];
+        for group in request.tables {
+            for key in group.keys {
+                let shard = self.shard_of(&group.table, &key);
+                let part = &mut parts[shard];
+                if part
+                    .tables
+                    .last()
+                    .is_none_or(|last| last.table != group.table)
+                {
+                    part.tables.push(TableKeys {
+                        table: group.table.clone(),
+                        keys: Vec::new(),
+                    });
+                }
+                part.tables.last_mut().expect("just pushed").keys.push(key);
+                places.push((shard, next[shard]));
+                next[shard] += 1;
+            }
+        }
+        let mut answers = Vec::with_capacity(parts.len());
+        for (clients, part) in self.shards.iter_mut().zip(parts) {
+            answers.push(if part.tables.is_empty() {
+                Vec::new()
+            } else {
+                clients.routing.lookup(part).await?.into_inner().locations
+            });
+        }
+        Ok(places
+            .into_iter()
+            .map(|(shard, place)| answers[shard][place])
+            .collect())
+    }
+
+    /// Reports writes, each to the shard owning its key; the answers added
+    /// up. A failure after some shards took theirs leaves those taken:
+    /// writes are judged by version, so sending them all again is safe.
+    pub async fn report_writes(
+        &mut self,
+        writes: Vec<super::proto::Write>,
+    ) -> Result<super::proto::ReportWritesResponse, tonic::Status> {
+        let mut parts = vec![Vec::new(); self.shards.len()];
+        for write in writes {
+            let shard = self.shard_of(&write.table, &write.key);
+            parts[shard].push(write);
+        }
+        let mut total = super::proto::ReportWritesResponse::default();
+        for (clients, writes) in self.shards.iter_mut().zip(parts) {
+            if writes.is_empty() {
+                continue;
+            }
+            let answer = clients
+                .executor
+                .report_writes(super::proto::ReportWritesRequest { writes })
+                .await?
+                .into_inner();
+            total.new_keys += answer.new_keys;
+            total.made_stale += answer.made_stale;
+        }
+        Ok(total)
+    }
 }
 
 /// The status of a migration served by several shards, from each shard's
