@@ -2091,6 +2091,33 @@ async fn the_service_plans_from_a_feature_table_and_again_when_it_is_replaced() 
     assert_eq!(status(&mut clients).await.plans_made, settled);
     drop(service);
 
+    // A shard of two serving from the same table plans its half of it.
+    let half_dir = dir.path().join("half");
+    std::fs::create_dir_all(&half_dir).unwrap();
+    let half = Service::start(
+        &half_dir,
+        &dir.path().join("no-logs"),
+        &["--features", path_str(&table), "--shard", "1/2"],
+    );
+    let mut half_clients = half.clients(None).await;
+    let mut owned = 0;
+    shadowcast::features::FeatureTable::read_parquet(&table)
+        .unwrap()
+        .for_each_key(|name, key, _| {
+            owned += usize::from(shadowcast::shard::shard_of(name, key, 2) == 1)
+        });
+    assert_eq!(
+        status(&mut half_clients).await.total.unwrap().keys,
+        owned as u64
+    );
+    let planned = predictions(&mut half_clients, "", 10_000).await;
+    assert!(
+        planned
+            .iter()
+            .all(|p| shadowcast::shard::shard_of(&p.table, &p.key, 2) == 1)
+    );
+    drop(half);
+
     // A table on another time scale than the serving model's is refused at start.
     let wrong = dir.path().join("one-hour.parquet");
     features_of(&logs, &wrong, "1h");

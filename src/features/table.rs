@@ -64,6 +64,9 @@ pub enum FeatureFileError {
     Mismatch { path: String, problem: String },
 }
 
+/// Which (table, key) rows to keep while reading a table.
+pub type KeyFilter<'a> = &'a dyn Fn(&str, &[u8]) -> bool;
+
 /// The columns before the numeric features: who the key is.
 pub const KEY_COLUMNS: [&str; 3] = ["table_name", "key", "tenant"];
 
@@ -537,13 +540,24 @@ impl FeatureTable {
     /// engine (a file or a folder of part files, the cut-off and horizon in
     /// its `as_of_us` and `horizon_us` columns).
     pub fn read_parquet(path: &Path) -> Result<Self, FeatureFileError> {
+        Self::read_parquet_where(path, None)
+    }
+
+    /// [`read_parquet`](Self::read_parquet), keeping only the rows whose
+    /// (table, key) `keep` accepts, batch by batch as they are read: a
+    /// shard of a sharded service holds its share of a table, never the
+    /// whole of it.
+    pub fn read_parquet_where(
+        path: &Path,
+        keep: Option<KeyFilter>,
+    ) -> Result<Self, FeatureFileError> {
         let parts = crate::export::table_parts(path).map_err(|source| FeatureFileError::Io {
             path: path.display().to_string(),
             source,
         })?;
         let mut read = Vec::with_capacity(parts.len());
         for part in &parts {
-            read.push(TablePart::read(part)?);
+            read.push(TablePart::read(part, keep)?);
         }
         let mismatch = |problem: String| FeatureFileError::Mismatch {
             path: path.display().to_string(),
@@ -689,7 +703,10 @@ struct TablePart {
 }
 
 impl TablePart {
-    fn read(path: &Path) -> Result<Self, FeatureFileError> {
+    fn read(
+        path: &Path,
+        keep: Option<KeyFilter>,
+    ) -> Result<Self, FeatureFileError> {
         let display = path.display().to_string();
         let mismatch = |problem: String| FeatureFileError::Mismatch {
             path: display.clone(),
@@ -793,8 +810,20 @@ impl TablePart {
                         .map_err(|e| mismatch(format!("column `{name}`: {e}")))
                 })
                 .collect::<Result<Vec<_>, _>>()?;
-            let batch = RecordBatch::try_new(canonical.clone(), columns)
+            let mut batch = RecordBatch::try_new(canonical.clone(), columns)
                 .map_err(|e| mismatch(e.to_string()))?;
+            if let Some(keep) = keep {
+                let tables = batch.column(0).as_string::<i32>();
+                let keys = KeyColumn::of(batch.column(1));
+                let kept: arrow_array::BooleanArray = (0..batch.num_rows())
+                    .map(|row| Some(keep(tables.value(row), keys.value(row))))
+                    .collect();
+                batch = arrow_select::filter::filter_record_batch(&batch, &kept)
+                    .map_err(|e| mismatch(e.to_string()))?;
+                if batch.num_rows() == 0 {
+                    continue;
+                }
+            }
             for name in ["reads_total", "writes_total"] {
                 let counts = batch.column_by_name(name).expect("canonical column");
                 events_scanned += counts
@@ -903,6 +932,28 @@ mod tests {
             ],
             age_h: f + 1.7,
         }
+    }
+
+    #[test]
+    fn a_filtered_read_keeps_exactly_the_accepted_keys() {
+        let rows: Vec<KeyFeatures> = (0..50).map(sample_row).collect();
+        let table = FeatureTable::from_rows(7, 11, true, 0, &rows);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.parquet");
+        table.write_parquet(&path).unwrap();
+        let wanted: Vec<KeyFeatures> = rows
+            .iter()
+            .filter(|r| r.key.ends_with(b"7"))
+            .cloned()
+            .collect();
+        assert_eq!(wanted.len(), 5);
+        let keep = |_: &str, key: &[u8]| key.ends_with(b"7");
+        let read = FeatureTable::read_parquet_where(&path, Some(&keep)).unwrap();
+        assert_eq!(read.rows().collect::<Vec<_>>(), wanted);
+        assert_eq!((read.as_of, read.horizon), (7, 11));
+        let none =
+            FeatureTable::read_parquet_where(&path, Some(&|_: &str, _: &[u8]| false)).unwrap();
+        assert!(none.is_empty() && none.batches().is_empty());
     }
 
     #[test]

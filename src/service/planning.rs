@@ -156,9 +156,13 @@ impl Planner {
             if read.as_ref() == Some(&stamp) {
                 return Ok(false);
             }
-            let table = FeatureTable::read_parquet(path)?;
+            let shard = self.shard;
+            let owned = |table: &str, key: &[u8]| shard.owns(table, key);
+            let keep: Option<crate::features::table::KeyFilter> =
+                (shard != crate::shard::Shard::WHOLE).then_some(&owned);
+            let table = FeatureTable::read_parquet_where(path, keep)?;
             *read = Some(stamp);
-            self.features = Some(self.own_keys(table));
+            self.features = Some(table);
             return Ok(true);
         }
         let logs_error = |problem: String| PlanError::Logs {
