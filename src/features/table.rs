@@ -703,10 +703,7 @@ struct TablePart {
 }
 
 impl TablePart {
-    fn read(
-        path: &Path,
-        keep: Option<KeyFilter>,
-    ) -> Result<Self, FeatureFileError> {
+    fn read(path: &Path, keep: Option<KeyFilter>) -> Result<Self, FeatureFileError> {
         let display = path.display().to_string();
         let mismatch = |problem: String| FeatureFileError::Mismatch {
             path: display.clone(),

@@ -59,7 +59,10 @@ impl Scheduler {
             // Only the compact form needs to know which keys were named.
             let mut named = ahash::AHashSet::new();
             let mut table_cache: Option<(&str, Option<u32>)> = None;
-            for ack in call.acks {
+            // Executors name a lease's keys in the order they got them: the
+            // key at the same place in the lease is tried before the index.
+            let leased = self.leases.get(&call.lease).map(|live| &live.keys[..]);
+            for (position, ack) in call.acks.iter().enumerate() {
                 let table = match table_cache {
                     Some((name, id)) if name == ack.table => id,
                     _ => {
@@ -68,7 +71,15 @@ impl Scheduler {
                         id
                     }
                 };
-                let Some(id) = table.and_then(|table| self.map.find(table, &ack.key)) else {
+                let in_place = leased
+                    .and_then(|keys| keys.get(position))
+                    .copied()
+                    .filter(|&id| {
+                        table == Some(self.map.table_of(id)) && self.map.key(id) == &ack.key[..]
+                    });
+                let found =
+                    in_place.or_else(|| table.and_then(|table| self.map.find(table, &ack.key)));
+                let Some(id) = found else {
                     outcome.acks.push(AckOutcome::UnknownKey);
                     continue;
                 };

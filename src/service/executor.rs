@@ -30,6 +30,20 @@ impl ExecutorApi {
     }
 }
 
+/// Item `index` of the request's list `list`, named only when an error
+/// needs it (formatting every item's name would cost more than checking it).
+#[derive(Clone, Copy)]
+struct Item<'a> {
+    list: &'a str,
+    index: usize,
+}
+
+impl std::fmt::Display for Item<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}[{}]", self.list, self.index)
+    }
+}
+
 /// Checks the keys and versions of one acknowledge or report-writes call
 /// against the service's [`RequestLimits`], item by item, before anything
 /// is handed to the scheduler: a refused call changes nothing.
@@ -54,7 +68,7 @@ impl<'a> CallCheck<'a> {
         })
     }
 
-    fn key(&mut self, field: &str, table: &str, key: &[u8]) -> Result<(), Status> {
+    fn key(&mut self, field: Item, table: &str, key: &[u8]) -> Result<(), Status> {
         if table.is_empty() {
             return Err(invalid(format!("{field}.table"), "is empty"));
         }
@@ -85,7 +99,7 @@ impl<'a> CallCheck<'a> {
 
     /// Versions are microsecond times: one beyond now plus the allowed skew
     /// would make the key stale (or current) for good.
-    fn version(&self, field: &str, version: u64) -> Result<(), Status> {
+    fn version(&self, field: impl std::fmt::Display, version: u64) -> Result<(), Status> {
         let Some(skew) = self.limits.max_version_skew_us else {
             return Ok(());
         };
@@ -307,10 +321,14 @@ impl Executor for ExecutorApi {
         let mut check = CallCheck::new(&self.shared.limits, "acks", request.acks.len())?;
         let mut acks = Vec::with_capacity(request.acks.len());
         for (i, ack) in request.acks.into_iter().enumerate() {
-            check.key(&format!("acks[{i}]"), &ack.table, &ack.key)?;
+            let item = Item {
+                list: "acks",
+                index: i,
+            };
+            check.key(item, &ack.table, &ack.key)?;
             let result = match ack.result {
                 Some(key_ack::Result::CopiedVersion(version)) => {
-                    check.version(&format!("acks[{i}].copied_version"), version)?;
+                    check.version(format_args!("{item}.copied_version"), version)?;
                     AckResult::Copied { version }
                 }
                 Some(key_ack::Result::Failure(reason)) => AckResult::Failed { reason },
@@ -365,10 +383,14 @@ impl Executor for ExecutorApi {
         let mut check = CallCheck::new(&self.shared.limits, "writes", request.writes.len())?;
         let mut writes = Vec::with_capacity(request.writes.len());
         for (i, write) in request.writes.into_iter().enumerate() {
-            check.key(&format!("writes[{i}]"), &write.table, &write.key)?;
+            let item = Item {
+                list: "writes",
+                index: i,
+            };
+            check.key(item, &write.table, &write.key)?;
             self.shared
-                .check_owned(&format!("writes[{i}].key"), &write.table, &write.key)?;
-            check.version(&format!("writes[{i}].version"), write.version)?;
+                .check_owned(format_args!("{item}.key"), &write.table, &write.key)?;
+            check.version(format_args!("{item}.version"), write.version)?;
             writes.push(WriteEvent {
                 table: write.table,
                 key: write.key.into(),

@@ -121,7 +121,12 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl Shared {
     /// Refuses a key another shard owns, naming it and its shard (a client
     /// routes by [`crate::shard::shard_of`]).
-    fn check_owned(&self, field: &str, table: &str, key: &[u8]) -> Result<(), tonic::Status> {
+    fn check_owned(
+        &self,
+        field: impl std::fmt::Display,
+        table: &str,
+        key: &[u8],
+    ) -> Result<(), tonic::Status> {
         if self.shard.owns(table, key) {
             return Ok(());
         }

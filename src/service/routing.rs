@@ -41,8 +41,11 @@ impl Routing for RoutingApi {
                 return Err(invalid(format!("tables[{i}].table"), "is empty"));
             }
             for (j, key) in group.keys.iter().enumerate() {
-                self.shared
-                    .check_owned(&format!("tables[{i}].keys[{j}]"), &group.table, key)?;
+                self.shared.check_owned(
+                    format_args!("tables[{i}].keys[{j}]"),
+                    &group.table,
+                    key,
+                )?;
             }
         }
         let locations = self
