@@ -177,6 +177,22 @@ impl Drop for Service {
     }
 }
 
+/// A new log file under `logs`: 50 reads of a key nobody saw before
+/// (`late_arrivals`, `first-seen-late`), a millisecond apart from `at_ms`.
+fn write_late_key(logs: &Path, at_ms: i64) {
+    let events: Vec<common::Event> = (0..50)
+        .map(|i| common::Event {
+            ts_ms: at_ms + i,
+            table: "late_arrivals",
+            key: "first-seen-late".into(),
+            op: "read",
+            size: 100,
+            tenant: None,
+        })
+        .collect();
+    common::write_events(&logs.join("late").join("part-late.parquet"), &events, 1000);
+}
+
 /// The plan's top `limit` predictions, of `table` (every table when empty).
 async fn predictions(clients: &mut Clients, table: &str, limit: u32) -> Vec<proto::Prediction> {
     clients
@@ -1691,17 +1707,7 @@ async fn the_plan_is_made_again_while_serving_from_the_logs_that_arrived() {
 
     // A new file with a key nobody saw before, a minute after the last event.
     let later_ms = first.plan_as_of_us / 1000 + 60_000;
-    let events: Vec<common::Event> = (0..50)
-        .map(|i| common::Event {
-            ts_ms: later_ms + i,
-            table: "late_arrivals",
-            key: "first-seen-late".into(),
-            op: "read",
-            size: 100,
-            tenant: None,
-        })
-        .collect();
-    common::write_events(&logs.join("late").join("part-late.parquet"), &events, 1000);
+    write_late_key(&logs, later_ms);
 
     let deadline = Instant::now() + Duration::from_secs(60);
     let fresh = loop {
@@ -2056,17 +2062,7 @@ async fn the_service_plans_from_a_feature_table_and_again_when_it_is_replaced() 
     let more = dir.path().join("more-logs");
     copy_tree(&logs, &more);
     let later_ms = first.plan_as_of_us / 1000 + 60_000;
-    let events: Vec<common::Event> = (0..50)
-        .map(|i| common::Event {
-            ts_ms: later_ms + i,
-            table: "late_arrivals",
-            key: "first-seen-late".into(),
-            op: "read",
-            size: 100,
-            tenant: None,
-        })
-        .collect();
-    common::write_events(&more.join("late").join("part-late.parquet"), &events, 1000);
+    write_late_key(&more, later_ms);
     let replacement = dir.path().join("features.parquet.new");
     features_of(&more, &replacement, "6h");
     std::fs::rename(&replacement, &table).unwrap();
