@@ -2350,6 +2350,29 @@ async fn a_migration_across_three_shards_survives_a_killed_shard() {
         "every key counted once: {table}"
     );
     assert_eq!(fields[3], fields[2], "every key current: {table}");
+    let metrics = std::process::Command::new(BIN)
+        .args([
+            "status",
+            "--format",
+            "prometheus",
+            "--endpoints",
+            &endpoints,
+        ])
+        .output()
+        .unwrap();
+    let metrics = String::from_utf8_lossy(&metrics.stdout);
+    for sample in [
+        "shadowcast_shards 3".to_string(),
+        format!("shadowcast_phase {}", proto::Phase::CutoverReady as i32),
+        format!("shadowcast_keys_total {}", planned.len()),
+        format!("shadowcast_keys_current {}", planned.len()),
+        "shadowcast_live_leases 0".to_string(),
+    ] {
+        assert!(
+            metrics.lines().any(|line| line == sample),
+            "{sample} in\n{metrics}"
+        );
+    }
 
     // A shard's state refuses to serve as another shard.
     shards[1].kill();
