@@ -5,7 +5,12 @@
 
 use std::path::{Path, PathBuf};
 
-use arrow_array::{ArrayRef, RecordBatch};
+use arrow_array::cast::AsArray;
+use arrow_array::types::Int64Type;
+use arrow_array::{Array, ArrayRef, RecordBatch};
+use arrow_schema::DataType;
+use parquet::arrow::ProjectionMask;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 /// Writes `columns` (all the same length) as one Parquet file at `path`,
 /// creating its folder. The error names the file and the cause.
@@ -59,11 +64,6 @@ pub fn table_parts(path: &Path) -> std::io::Result<Vec<PathBuf>> {
 /// at `path` (a file or a folder of part files), without reading the rest;
 /// `None` when a column is missing or the table has no rows.
 pub fn first_row_integers(path: &Path, names: &[&str]) -> Result<Option<Vec<i64>>, String> {
-    use arrow_array::Array;
-    use arrow_array::cast::AsArray;
-    use parquet::arrow::ProjectionMask;
-    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-
     let parts = table_parts(path).map_err(|e| format!("{}: {e}", path.display()))?;
     for part in parts {
         let problem = |e: &dyn std::fmt::Display| format!("{}: {e}", part.display());
@@ -93,20 +93,46 @@ pub fn first_row_integers(path: &Path, names: &[&str]) -> Result<Option<Vec<i64>
         let mut values = Vec::with_capacity(names.len());
         for name in names {
             let column = batch.column_by_name(name).expect("projected");
-            let column = arrow_cast::cast(column, &arrow_schema::DataType::Int64)
+            let column = arrow_cast::cast(column, &DataType::Int64)
                 .map_err(|e| problem(&format!("column `{name}`: {e}")))?;
             if column.is_null(0) {
                 return Err(problem(&format!(
                     "column `{name}` is null in the first row"
                 )));
             }
-            values.push(
-                column
-                    .as_primitive::<arrow_array::types::Int64Type>()
-                    .value(0),
-            );
+            values.push(column.as_primitive::<Int64Type>().value(0));
         }
         return Ok(Some(values));
     }
     Ok(None)
+}
+
+/// The one integer every row of `column` holds (a table's cut-off or
+/// horizon, repeated in each row), which must equal `known` (what the
+/// metadata or earlier rows said) when that is set; `known` for a batch
+/// without rows.
+pub fn constant_integer(
+    column: &ArrayRef,
+    name: &str,
+    known: Option<i64>,
+) -> Result<Option<i64>, String> {
+    let values =
+        arrow_cast::cast(column, &DataType::Int64).map_err(|e| format!("column `{name}`: {e}"))?;
+    let values = values.as_primitive::<Int64Type>();
+    let mut agreed = known;
+    for row in 0..values.len() {
+        if values.is_null(row) {
+            return Err(format!("column `{name}` is null in row {row} of a batch"));
+        }
+        let value = values.value(row);
+        match agreed {
+            Some(expected) if expected != value => {
+                return Err(format!(
+                    "column `{name}` holds {value} in row {row} of a batch where {expected} was recorded before: one table is one cut-off"
+                ));
+            }
+            _ => agreed = Some(value),
+        }
+    }
+    Ok(agreed)
 }

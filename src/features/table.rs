@@ -789,7 +789,8 @@ impl TablePart {
             let batch = batch.map_err(|e| parquet_error(e.into()))?;
             for (name, recorded) in [("as_of_us", &mut as_of), ("horizon_us", &mut horizon)] {
                 if let Some(column) = batch.column_by_name(name) {
-                    *recorded = constant_column(column, name, *recorded).map_err(&mismatch)?;
+                    *recorded = crate::export::constant_integer(column, name, *recorded)
+                        .map_err(&mismatch)?;
                 }
             }
             let columns = canonical
@@ -842,35 +843,6 @@ impl TablePart {
             batches,
         })
     }
-}
-
-/// The one value every row of `column` holds, which must equal `known`
-/// (what the metadata or earlier rows said) when that is set; `known` for
-/// a batch without rows.
-fn constant_column(
-    column: &ArrayRef,
-    name: &str,
-    known: Option<i64>,
-) -> Result<Option<i64>, String> {
-    let values =
-        arrow_cast::cast(column, &DataType::Int64).map_err(|e| format!("column `{name}`: {e}"))?;
-    let values = values.as_primitive::<Int64Type>();
-    let mut agreed = known;
-    for row in 0..values.len() {
-        if values.is_null(row) {
-            return Err(format!("column `{name}` is null in row {row} of a batch"));
-        }
-        let value = values.value(row);
-        match agreed {
-            Some(expected) if expected != value => {
-                return Err(format!(
-                    "column `{name}` holds {value} in row {row} of a batch where {expected} was recorded before: one table is one cut-off"
-                ));
-            }
-            _ => agreed = Some(value),
-        }
-    }
-    Ok(agreed)
 }
 
 #[cfg(test)]

@@ -264,16 +264,8 @@ impl LabelTable {
                     .collect();
                 for (slot, name) in recorded.iter_mut().zip(["as_of_us", "horizon_us"]) {
                     let values = column(name, &DataType::Int64)?;
-                    for &value in values.as_primitive::<Int64Type>().values() {
-                        match *slot {
-                            Some(known) if known != value => {
-                                return Err(problem(format!(
-                                    "column `{name}` holds both {known} and {value}: one table is one cut-off"
-                                )));
-                            }
-                            _ => *slot = Some(value),
-                        }
-                    }
+                    *slot =
+                        crate::export::constant_integer(&values, name, *slot).map_err(problem)?;
                 }
                 let rows = counts[0]
                     .iter()
@@ -285,9 +277,9 @@ impl LabelTable {
                     let count = |column: usize, value: i64| {
                         u64::try_from(value).map_err(|_| {
                             problem(format!(
-                                "column `{}` is negative ({value}) for key {:?} of table `{}`",
+                                "column `{}` is negative ({value}) for key {} of table `{}`",
                                 names[column],
-                                String::from_utf8_lossy(keys.value(row)),
+                                crate::keys::display_key(keys.value(row)),
                                 tables.value(row)
                             ))
                         })
