@@ -640,20 +640,12 @@ impl FeatureTable {
                 source,
             }
         })?;
-        let lookup = |name: &str| {
+        let recorded = {
             use parquet::file::reader::FileReader;
-            reader
-                .metadata()
-                .file_metadata()
-                .key_value_metadata()
-                .and_then(|kvs| kvs.iter().find(|kv| kv.key == name))
-                .and_then(|kv| kv.value.clone())
+            metadata_cutoff(reader.metadata().file_metadata().key_value_metadata())
+                .map_err(mismatch)?
         };
-        if let (Some(as_of), Some(horizon)) = (lookup(META_AS_OF), lookup(META_HORIZON)) {
-            let as_of = parse_instant(&as_of).map_err(mismatch)?;
-            let horizon = horizon
-                .parse::<i64>()
-                .map_err(|_| mismatch(format!("`{META_HORIZON}` is `{horizon}`")))?;
+        if let (Some(as_of), Some(horizon)) = recorded {
             return Ok((as_of, horizon));
         }
         match crate::export::first_row_integers(path, &["as_of_us", "horizon_us"]).map_err(mismatch)? {
@@ -690,6 +682,30 @@ impl FeatureTable {
             .map(|(_, b, row)| row_of(&self.batches[b], row))
             .collect()
     }
+}
+
+/// The cut-off and horizon a feature table's file metadata records, each
+/// `None` when absent (a table written by SQL records them in columns).
+fn metadata_cutoff(metadata: Option<&Vec<KeyValue>>) -> Result<(Option<i64>, Option<i64>), String> {
+    let lookup = |name: &str| {
+        metadata
+            .into_iter()
+            .flatten()
+            .find(|kv| kv.key == name)
+            .and_then(|kv| kv.value.clone())
+    };
+    let as_of = lookup(META_AS_OF)
+        .map(|text| parse_instant(&text))
+        .transpose()?;
+    let horizon = lookup(META_HORIZON)
+        .map(|text| {
+            text.parse::<i64>()
+                .ok()
+                .filter(|horizon| *horizon > 0)
+                .ok_or_else(|| format!("`{META_HORIZON}` is `{text}`, not a positive number"))
+        })
+        .transpose()?;
+    Ok((as_of, horizon))
 }
 
 /// One Parquet file of a feature table, its columns cast to the canonical
@@ -739,23 +755,7 @@ impl TablePart {
                 lookup(META_SET).unwrap_or_default()
             )));
         }
-        let mut as_of = match lookup(META_AS_OF) {
-            Some(text) => Some(parse_instant(&text).map_err(mismatch)?),
-            None => None,
-        };
-        let mut horizon = match lookup(META_HORIZON) {
-            Some(text) => Some(
-                text.parse::<i64>()
-                    .ok()
-                    .filter(|horizon| *horizon > 0)
-                    .ok_or_else(|| {
-                        mismatch(format!(
-                            "`{META_HORIZON}` is `{text}`, not a positive number"
-                        ))
-                    })?,
-            ),
-            None => None,
-        };
+        let (mut as_of, mut horizon) = metadata_cutoff(metadata.as_ref()).map_err(mismatch)?;
         let file_schema = builder.schema().clone();
         let key_type = file_schema
             .field_with_name("key")
