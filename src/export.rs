@@ -1,7 +1,8 @@
 //! Parquet files shared with notebooks and other engines: reports
 //! (evaluation and simulation) written as named Arrow columns, output
-//! folders created on the way, and tables read back whether one engine wrote
-//! one file or a cluster wrote a folder of part files.
+//! folders created on the way, tables read back whether one engine wrote
+//! one file or a cluster wrote a folder of part files, and the stamp that
+//! says whether a file changed since it was read.
 
 use std::path::{Path, PathBuf};
 
@@ -31,6 +32,22 @@ pub fn create_parent_dir(path: &Path) -> std::io::Result<()> {
         Some(parent) => std::fs::create_dir_all(parent),
         None => Ok(()),
     }
+}
+
+/// A file's identity for "has it changed" (log files followed, feature
+/// tables re-read): length and modification time in nanoseconds.
+pub type FileStamp = (u64, u128);
+
+/// The stamp of the file at `path`; `None` when it cannot be read.
+pub fn file_stamp(path: &Path) -> Option<FileStamp> {
+    let metadata = std::fs::metadata(path).ok()?;
+    let modified = metadata
+        .modified()
+        .ok()?
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?
+        .as_nanos();
+    Some((metadata.len(), modified))
 }
 
 /// The Parquet files that make up the table at `path`: the file itself, or

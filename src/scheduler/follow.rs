@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use super::writes::Observed;
 use super::{Scheduler, SchedulerError};
+use crate::export::{FileStamp, file_stamp};
 use crate::logs::LogSource;
 use crate::logs::activity::KeyActivity;
 use crate::shard::Shard;
@@ -38,24 +39,10 @@ impl IngestReport {
     }
 }
 
-/// A file's identity for "has it changed": length and modification time.
-type Stamp = (u64, u128);
-
-fn stamp(path: &Path) -> Option<Stamp> {
-    let metadata = std::fs::metadata(path).ok()?;
-    let modified = metadata
-        .modified()
-        .ok()?
-        .duration_since(std::time::UNIX_EPOCH)
-        .ok()?
-        .as_nanos();
-    Some((metadata.len(), modified))
-}
-
 /// One new or changed log file, scanned.
 pub struct ScannedFile {
     path: PathBuf,
-    stamp: Stamp,
+    stamp: FileStamp,
     keys: KeyActivity,
 }
 
@@ -67,7 +54,7 @@ pub type Unreadable = (PathBuf, String);
 pub struct Scan {
     source: Option<LogSource>,
     shard: Shard,
-    pending: std::vec::IntoIter<(PathBuf, Stamp)>,
+    pending: std::vec::IntoIter<(PathBuf, FileStamp)>,
     /// The log directory itself could not be read.
     unreadable_root: Option<Unreadable>,
 }
@@ -108,7 +95,7 @@ pub struct LogFollower {
     /// Only this shard's keys are applied.
     shard: Shard,
     /// Applied files and their stamps, as stored.
-    applied: BTreeMap<String, Stamp>,
+    applied: BTreeMap<String, FileStamp>,
 }
 
 impl LogFollower {
@@ -159,10 +146,10 @@ impl LogFollower {
                 return scan;
             }
         };
-        let pending: Vec<(PathBuf, Stamp)> = source
+        let pending: Vec<(PathBuf, FileStamp)> = source
             .paths()
             .filter_map(|path| {
-                let stamp = stamp(path)?;
+                let stamp = file_stamp(path)?;
                 (self.applied.get(&*path.to_string_lossy()) != Some(&stamp))
                     .then(|| (path.to_path_buf(), stamp))
             })

@@ -13,7 +13,6 @@
 //! promotion or a policy change re-plans without re-reading the logs.
 
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
 
 use crate::features::{self, FeatureOptions, FeatureTable};
 use crate::logs::{LogError, LogSource};
@@ -78,20 +77,24 @@ pub enum PlanError {
     },
 }
 
-/// What a feature table's files looked like when read: each part's path,
-/// length and modification time. A table replaced in place (a new file,
-/// or a cluster job's new folder of parts) looks different.
+/// What a feature table's files looked like when read: each part's path
+/// and [stamp](crate::export::file_stamp). A table replaced in place (a new
+/// file, or a cluster job's new folder of parts) looks different.
 #[derive(Clone, Debug, PartialEq)]
-struct TableStamp(Vec<(PathBuf, u64, Option<SystemTime>)>);
+struct TableStamp(Vec<(PathBuf, Option<crate::export::FileStamp>)>);
 
 impl TableStamp {
     fn of(path: &Path) -> std::io::Result<Self> {
-        let mut parts = Vec::new();
-        for part in crate::export::table_parts(path)? {
-            let metadata = std::fs::metadata(&part)?;
-            parts.push((part, metadata.len(), metadata.modified().ok()));
-        }
-        Ok(TableStamp(parts))
+        let parts = crate::export::table_parts(path)?;
+        Ok(TableStamp(
+            parts
+                .into_iter()
+                .map(|part| {
+                    let stamp = crate::export::file_stamp(&part);
+                    (part, stamp)
+                })
+                .collect(),
+        ))
     }
 }
 
