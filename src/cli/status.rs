@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 
-use crate::service::client::{combine, connect};
+use crate::service::client::{ShardedClients, combine};
 use crate::service::proto;
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -41,20 +41,16 @@ pub struct StatusArgs {
 pub fn status(args: StatusArgs) -> Result<()> {
     let runtime = super::runtime()?;
     let shards = runtime.block_on(async {
-        let mut shards = Vec::with_capacity(args.endpoints.len());
-        for endpoint in &args.endpoints {
-            let mut clients = connect(endpoint, args.token.as_deref(), args.tls_ca.as_deref())
-                .await
-                .with_context(|| format!("connecting to {endpoint}"))?;
-            let status = clients
-                .management
-                .get_status(proto::GetStatusRequest {})
-                .await
-                .with_context(|| format!("status of {endpoint}"))?
-                .into_inner();
-            shards.push(status);
-        }
-        anyhow::Ok(shards)
+        let mut shards = ShardedClients::connect(
+            &args.endpoints,
+            args.token.as_deref(),
+            args.tls_ca.as_deref(),
+        )
+        .await?;
+        shards
+            .statuses()
+            .await
+            .with_context(|| format!("status of {}", args.endpoints.join(",")))
     })?;
     let whole = combine(&shards).map_err(anyhow::Error::msg)?;
     match args.format {
@@ -96,9 +92,8 @@ fn print_table(shards: &[proto::Status], whole: &proto::Status) {
             status.live_leases
         )
     };
-    let mut ordered: Vec<&proto::Status> = shards.iter().collect();
-    ordered.sort_by_key(|status| status.shard_index);
-    for status in ordered {
+    // In shard order, as ShardedClients gives them.
+    for status in shards {
         line(
             format!("{}/{}", status.shard_index, status.shard_count.max(1)),
             status,

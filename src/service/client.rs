@@ -131,6 +131,19 @@ impl ShardedClients {
         })
     }
 
+    /// Every shard's status, in shard order.
+    pub async fn statuses(&mut self) -> Result<Vec<super::proto::Status>, tonic::Status> {
+        let mut statuses = Vec::with_capacity(self.shards.len());
+        for clients in &mut self.shards {
+            let status = clients
+                .management
+                .get_status(super::proto::GetStatusRequest {})
+                .await?;
+            statuses.push(status.into_inner());
+        }
+        Ok(statuses)
+    }
+
     /// The clients of shard `index`.
     pub fn shard(&mut self, index: usize) -> &mut Clients {
         &mut self.shards[index]
