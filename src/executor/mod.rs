@@ -138,8 +138,9 @@ impl ExecutorReport {
 }
 
 /// Runs one copier per endpoint (the shards of one migration), each on its
-/// own thread with its own connections from `open` (source, destination),
-/// until each shard is finished by `options.until` or `stop`. Every shard
+/// own thread with its own connections from `open` (source, destination;
+/// opened before it leases anything, so unreachable databases are refused
+/// first), until each shard is finished by `options.until` or `stop`. Every shard
 /// is worked to its end even when another fails; the first failure is then
 /// returned, naming its endpoint.
 pub fn run_sharded(
