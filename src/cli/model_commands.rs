@@ -365,9 +365,7 @@ pub(super) fn refuse_if_trained_after(
     what: &str,
     advice: &str,
 ) -> Result<()> {
-    let trained_until =
-        crate::time::parse_instant(&model.manifest.window.as_of).map_err(anyhow::Error::msg)?;
-    if trained_until > instant {
+    if trained_until(model)? > instant {
         bail!(
             "model {} {} was trained with data up to {}, after {what} {}: {advice}",
             model.manifest.name,
@@ -377,6 +375,11 @@ pub(super) fn refuse_if_trained_after(
         );
     }
     Ok(())
+}
+
+/// The end of the data `model` was trained on.
+fn trained_until(model: &LoadedModel) -> Result<i64> {
+    crate::time::parse_instant(&model.manifest.window.as_of).map_err(anyhow::Error::msg)
 }
 
 /// Loads REGISTRY/NAME (active, else newest) or REGISTRY/NAME/VERSION.
@@ -455,22 +458,19 @@ pub fn evaluate_command(args: EvaluateArgs) -> Result<()> {
         Some(pairs) => {
             // Pairs before a model's training cut-off cannot judge it; they
             // still tune the decayed counter of the pair one horizon later.
-            let mut trained_until = i64::MIN;
+            let mut latest_training = i64::MIN;
             for model in &models {
-                trained_until = trained_until.max(
-                    crate::time::parse_instant(&model.manifest.window.as_of)
-                        .map_err(anyhow::Error::msg)?,
-                );
+                latest_training = latest_training.max(trained_until(model)?);
             }
             let judged: Vec<i64> = pairs
                 .iter()
                 .map(|pair| pair.cutoff)
-                .filter(|&cutoff| cutoff >= trained_until)
+                .filter(|&cutoff| cutoff >= latest_training)
                 .collect();
             if judged.is_empty() {
                 bail!(
                     "every table pair's cut-off precedes {}, where a model's training ended: give the tables of a later cut-off",
-                    format_instant(trained_until)
+                    format_instant(latest_training)
                 );
             }
             (CutoffSource::Tables(pairs), judged, pairs[0].horizon)

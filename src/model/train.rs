@@ -4,6 +4,8 @@
 //! The cut-offs come from the access logs, or from feature and label
 //! tables built elsewhere ([`CutoffSource`]): the same rows either way.
 
+use std::path::{Path, PathBuf};
+
 use ndarray::{Axis, concatenate};
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
@@ -11,11 +13,9 @@ use serde::{Deserialize, Serialize};
 use super::ModelError;
 use super::guard::{Guard, HeldOutCounts, HeldOutScores};
 use super::input::{raw_inputs_by_batch, raw_inputs_of};
+use super::label_table::LabelTable;
 use super::labels::{Horizon, LabelRules, Outcome, classify};
 use super::predictor::{CountTarget, Hyperparameters, Predictor, Scores, TrainingSet};
-use std::path::{Path, PathBuf};
-
-use super::label_table::LabelTable;
 use crate::features::{self, FeatureOptions, FeatureTable};
 use crate::logs::{LogError, LogSource};
 use crate::time::{format_duration, format_instant};
