@@ -98,13 +98,7 @@ fn duckdb_running_labels_sql_equals_the_native_labels() {
         2 * 3_600_000_000,
         &sql,
     );
-    let native = label_rows(&native);
-    assert_labels_are_rich(&native);
-    let sql = label_rows(&sql);
-    assert_eq!(sql.len(), native.len(), "same keys");
-    for (s, n) in sql.iter().zip(&native) {
-        assert_eq!(s, n);
-    }
+    assert_label_tables_equal(&sql, &native);
 }
 
 /// Cut-offs 2026-11-20 T-2h, T-4h, T-6h before T = 22:00, as the training

@@ -93,11 +93,5 @@ fn spark_running_the_sql_files_equals_the_native_features_and_labels() {
         horizon_us,
         &spark_labels,
     );
-    let native = label_rows(&labels);
-    assert_labels_are_rich(&native);
-    let spark = label_rows(&spark_labels);
-    assert_eq!(spark.len(), native.len(), "same keys");
-    for (s, n) in spark.iter().zip(&native) {
-        assert_eq!(s, n);
-    }
+    assert_label_tables_equal(&spark_labels, &labels);
 }

@@ -436,6 +436,19 @@ pub fn label_rows(path: &Path) -> Vec<LabelRow> {
     rows
 }
 
+/// The label table at `actual` (from SQL) holds exactly the rows of the
+/// one at `native`, which has what makes that mean something
+/// ([`assert_labels_are_rich`]).
+pub fn assert_label_tables_equal(actual: &Path, native: &Path) {
+    let native = label_rows(native);
+    assert_labels_are_rich(&native);
+    let actual = label_rows(actual);
+    assert_eq!(actual.len(), native.len(), "same keys");
+    for (a, n) in actual.iter().zip(&native) {
+        assert_eq!(a, n);
+    }
+}
+
 /// Checks that a label table has what makes an equality test mean
 /// something: hot and high-churn keys, keys first seen in the horizon, and
 /// keys read after a write in it.
