@@ -144,8 +144,14 @@ pub struct ServeArgs {
     /// The only directory LoadPolicy may read modules from by path [default: policies].
     #[arg(long, env = "SHADOWCAST_POLICY_DIR")]
     pub policy_dir: Option<PathBuf>,
+    /// What versions are: `time` (the source's write times in microseconds,
+    /// as the access logs give them) or `lsn` (PostgreSQL log sequence
+    /// numbers, from `shadowcast capture` and the tables executor; log
+    /// files then say which keys are written, not at which version) [default: time].
+    #[arg(long, env = "SHADOWCAST_VERSIONS")]
+    pub versions: Option<crate::scheduler::Versions>,
     /// Versions are microsecond times: refuse one later than now plus this
-    /// (e.g. 1h; `off` accepts any) [default: 1h].
+    /// (e.g. 1h; `off` accepts any) [default: 1h; not with --versions lsn].
     #[arg(long, env = "SHADOWCAST_MAX_VERSION_SKEW")]
     pub max_version_skew: Option<String>,
     /// Longest key accepted in a request, in bytes [default: 4096].
@@ -236,6 +242,7 @@ struct FileSettings {
     predicted_hot_share: Option<f64>,
     hold_shadowing: Option<bool>,
     policy_dir: Option<PathBuf>,
+    versions: Option<crate::scheduler::Versions>,
     max_version_skew: Option<String>,
     max_key_bytes: Option<usize>,
     max_keys_per_call: Option<usize>,
@@ -276,21 +283,30 @@ impl Default for RequestLimits {
 impl RequestLimits {
     fn resolve(args: &ServeArgs, file: &FileSettings) -> Result<Self, ConfigError> {
         let defaults = RequestLimits::default();
-        let max_version_skew_us =
-            match args
-                .max_version_skew
-                .as_deref()
-                .or(file.max_version_skew.as_deref())
-            {
-                None => defaults.max_version_skew_us,
-                Some("off") => None,
-                Some(text) => Some(crate::time::parse_duration(text).map_err(|problem| {
-                    ConfigError::Invalid {
+        let versions = args.versions.or(file.versions).unwrap_or_default();
+        let skew = args
+            .max_version_skew
+            .as_deref()
+            .or(file.max_version_skew.as_deref());
+        let max_version_skew_us = match skew {
+            Some(_) if versions == crate::scheduler::Versions::Lsn => {
+                return Err(ConfigError::Invalid {
+                        setting: "max_version_skew",
+                        problem: "applies to versions that are times; with versions = lsn a version is a log position and any is accepted".into(),
+                    });
+            }
+            None if versions == crate::scheduler::Versions::Lsn => None,
+            None => defaults.max_version_skew_us,
+            Some("off") => None,
+            Some(text) => {
+                Some(
+                    crate::time::parse_duration(text).map_err(|problem| ConfigError::Invalid {
                         setting: "max_version_skew",
                         problem,
-                    }
-                })?),
-            };
+                    })?,
+                )
+            }
+        };
         Ok(RequestLimits {
             max_version_skew_us,
             max_key_bytes: at_least_one(
@@ -499,6 +515,7 @@ impl ServeConfig {
                 .hold_shadowing
                 .or(file.hold_shadowing)
                 .unwrap_or(false),
+            versions: args.versions.or(file.versions).unwrap_or_default(),
             ..defaults
         };
         if let Some(threshold) = args.confidence_threshold.or(file.confidence_threshold) {

@@ -18,6 +18,7 @@ pub mod features;
 pub mod keys;
 pub mod logs;
 pub mod model;
+pub mod pg;
 pub mod policy;
 pub mod scheduler;
 pub mod service;

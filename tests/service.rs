@@ -5,11 +5,12 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::service::{Service, copy_tree, models};
 use common::{example_wat, path_str};
 use shadowcast::executor;
 use shadowcast::service::client::{Clients, ShardedClients, connect};
@@ -17,30 +18,6 @@ use shadowcast::service::proto::{self, key_ack};
 use tonic::Code;
 
 const BIN: &str = env!("CARGO_BIN_EXE_shadowcast");
-
-/// A copy of the shipped model registry under `dir` (made once, kept
-/// across restarts): tests promote and roll back models, which must not
-/// write into the source tree.
-fn models(dir: &Path) -> PathBuf {
-    let copy = dir.join("models");
-    if !copy.exists() {
-        copy_tree(&Path::new(env!("CARGO_MANIFEST_DIR")).join("models"), &copy);
-    }
-    copy
-}
-
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_tree(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
 
 /// Small logs, written once per test directory.
 fn logs(dir: &Path) -> PathBuf {
@@ -68,113 +45,6 @@ fn seed(logs: &Path, database: &str) {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-}
-
-struct Service {
-    child: Child,
-    endpoint: String,
-    address: String,
-}
-
-impl Service {
-    fn start(dir: &Path, logs: &Path, extra: &[&str]) -> Service {
-        Service::start_with(dir, logs, extra, Command::new(BIN))
-    }
-
-    /// Started with at most `open_files` descriptors (soft and hard limit).
-    fn start_with_open_files(dir: &Path, logs: &Path, extra: &[&str], open_files: u64) -> Service {
-        use std::os::unix::process::CommandExt;
-        let mut command = Command::new(BIN);
-        // SAFETY: setrlimit is async-signal-safe and touches no memory of
-        // the parent.
-        unsafe {
-            command.pre_exec(move || {
-                let limit = libc::rlimit {
-                    rlim_cur: open_files,
-                    rlim_max: open_files,
-                };
-                if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
-                    Ok(())
-                } else {
-                    Err(std::io::Error::last_os_error())
-                }
-            });
-        }
-        Service::start_with(dir, logs, extra, command)
-    }
-
-    fn start_with(dir: &Path, logs: &Path, extra: &[&str], mut command: Command) -> Service {
-        // Not following the logs unless the test says how often.
-        let follow: &[&str] = if extra.contains(&"--follow-seconds") {
-            &[]
-        } else {
-            &["--follow-seconds", "0"]
-        };
-        let listen: &[&str] = if extra.contains(&"--listen") {
-            &[]
-        } else {
-            &["--listen", "127.0.0.1:0"]
-        };
-        let mut child = command
-            .arg("serve")
-            .args(listen)
-            .args(follow)
-            .arg("--models")
-            .arg(models(dir))
-            .arg("--logs")
-            .arg(logs)
-            .arg("--state-dir")
-            .arg(dir.join("state"))
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let Some(address) = line.trim().strip_prefix("shadowcast listening on ") else {
-            let mut stderr = String::new();
-            child
-                .stderr
-                .take()
-                .unwrap()
-                .read_to_string(&mut stderr)
-                .unwrap();
-            panic!("the service did not start: {line}\n{stderr}");
-        };
-        Service {
-            endpoint: format!("http://{address}"),
-            address: address.to_string(),
-            child,
-        }
-    }
-
-    async fn clients(&self, token: Option<&str>) -> Clients {
-        connect(&self.endpoint, token, None).await.unwrap()
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    /// SIGTERM, and the exit status.
-    fn terminate(&mut self) -> std::process::ExitStatus {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        self.child.wait().unwrap()
-    }
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        self.kill();
-    }
 }
 
 /// A new log file under `logs`: 50 reads of a key nobody saw before
@@ -286,10 +156,9 @@ fn run_executors(endpoint: &str, source: &str, destination: &str, count: usize) 
                     until: executor::Until::CutoverReady,
                     patience: Duration::from_secs(60),
                 };
-                let mut source = executor::open(&source).unwrap();
-                let mut destination = executor::open(&destination).unwrap();
+                let mut copier = executor::VersionedRows::open(&source, &destination).unwrap();
                 let stop = std::sync::atomic::AtomicBool::new(false);
-                executor::run(&options, source.as_mut(), destination.as_mut(), &stop).unwrap()
+                executor::run(&options, &mut copier, &stop).unwrap()
             })
         })
         .collect();

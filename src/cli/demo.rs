@@ -183,8 +183,7 @@ pub fn demo(args: DemoArgs) -> Result<()> {
     last.id = "final".into();
     accepted += executor::run(
         &last,
-        executor::open(&source)?.as_mut(),
-        executor::open(&destination)?.as_mut(),
+        &mut executor::VersionedRows::open(&source, &destination)?,
         &AtomicBool::new(false),
     )?
     .accepted;
@@ -237,10 +236,9 @@ fn spawn_executors(
             let options = executor_options(endpoint, i);
             let (source, destination) = (source.to_string(), destination.to_string());
             std::thread::spawn(move || {
-                let mut source = executor::open(&source)?;
-                let mut destination = executor::open(&destination)?;
+                let mut copier = executor::VersionedRows::open(&source, &destination)?;
                 let stop = AtomicBool::new(false);
-                executor::run(&options, source.as_mut(), destination.as_mut(), &stop)
+                executor::run(&options, &mut copier, &stop)
             })
         })
         .collect()

@@ -90,6 +90,23 @@ pub struct ExecutorArgs {
     /// Destination database: sqlite:PATH or postgres://USER@HOST/DB.
     #[arg(long)]
     pub destination: String,
+    /// What the tables are: `tables` (PostgreSQL to PostgreSQL, any table
+    /// with a primary key, versions are log sequence numbers: serve with
+    /// --versions lsn) or `versioned` (`key, version, value` tables, SQLite
+    /// or PostgreSQL). `--mapping` implies `tables`.
+    #[arg(long, value_enum, default_value = "versioned")]
+    pub layout: Layout,
+    /// Where each source table goes and how its columns map (TOML; see the
+    /// README's "Your own PostgreSQL").
+    #[arg(long)]
+    pub mapping: Option<PathBuf>,
+    /// The replication slot of `shadowcast capture` that must exist on the
+    /// source before anything is copied (`tables` layout).
+    #[arg(long, default_value = "shadowcast")]
+    pub slot: String,
+    /// Copy without a capture slot: only for a source that takes no writes.
+    #[arg(long)]
+    pub without_capture: bool,
     /// Name in the service's logs and metrics.
     #[arg(long, default_value = "executor")]
     pub id: String,
@@ -108,6 +125,12 @@ pub struct ExecutorArgs {
     /// How long to keep retrying while the service is unavailable (e.g. restarting), e.g. 5m.
     #[arg(long, default_value = "5m", value_parser = crate::time::parse_std_duration)]
     pub retry_for: std::time::Duration,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Layout {
+    Versioned,
+    Tables,
 }
 
 #[derive(Args, Debug)]
@@ -239,11 +262,26 @@ pub fn run(cli: Cli) -> Result<()> {
 }
 
 fn executor(args: ExecutorArgs) -> Result<()> {
-    let open = || {
-        Ok((
-            crate::executor::open(&args.source)?,
-            crate::executor::open(&args.destination)?,
-        ))
+    let tables = args.mapping.is_some() || args.layout == Layout::Tables;
+    let mapping = match &args.mapping {
+        Some(path) => crate::executor::tables::mapping::Mapping::read(path)?,
+        None => Default::default(),
+    };
+    let slot = (!args.without_capture).then_some(args.slot.as_str());
+    let open = || -> Result<Box<dyn crate::executor::Copier>> {
+        if tables {
+            Ok(Box::new(crate::executor::tables::PostgresTables::open(
+                &args.source,
+                &args.destination,
+                mapping.clone(),
+                slot,
+            )?))
+        } else {
+            Ok(Box::new(crate::executor::VersionedRows::open(
+                &args.source,
+                &args.destination,
+            )?))
+        }
     };
     let options = crate::executor::ExecutorOptions {
         endpoint: args.endpoint[0].clone(),

@@ -2,8 +2,10 @@
 //! own stores.
 //!
 //! Takes: a shadowcast endpoint (or the endpoints of every shard of a
-//! sharded service: [`run_sharded`]), a source and a destination
-//! [`Database`].
+//! sharded service: [`run_sharded`]) and a [`Copier`]: PostgreSQL tables as
+//! they are ([`tables`], versions are log sequence numbers), or stores of
+//! `key, version, value` rows ([`VersionedRows`] over a SQLite or
+//! PostgreSQL [`Database`], versions are the logs' write times).
 //! Gives: rows copied by key, source → destination, batch by batch as the
 //! service leases them, each acknowledged with the version copied.
 //!
@@ -19,6 +21,7 @@
 
 mod postgres;
 mod sqlite;
+pub mod tables;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -47,6 +50,64 @@ pub struct Copy<'a> {
 pub struct DatabaseError {
     pub database: String,
     pub problem: String,
+}
+
+/// Copies leased keys of one table from the source to the destination.
+pub trait Copier: Send {
+    /// Reads `keys` of `table` from the source in one snapshot and writes
+    /// them to the destination in one transaction; gives, in order, the
+    /// version each was copied at or why that key could not be. An error
+    /// fails every key.
+    fn copy(
+        &mut self,
+        table: &str,
+        keys: &[&proto::LeasedKey],
+    ) -> Result<Vec<Result<u64, String>>, DatabaseError>;
+}
+
+/// Stores of `key, version, value` rows: each row carries its version.
+pub struct VersionedRows {
+    pub source: Box<dyn Database>,
+    pub destination: Box<dyn Database>,
+}
+
+impl VersionedRows {
+    /// Opens both stores ([`open`]).
+    pub fn open(source: &str, destination: &str) -> Result<VersionedRows, DatabaseError> {
+        Ok(VersionedRows {
+            source: open(source)?,
+            destination: open(destination)?,
+        })
+    }
+}
+
+impl Copier for VersionedRows {
+    fn copy(
+        &mut self,
+        table: &str,
+        keys: &[&proto::LeasedKey],
+    ) -> Result<Vec<Result<u64, String>>, DatabaseError> {
+        let names: Vec<&[u8]> = keys.iter().map(|k| k.key.as_ref()).collect();
+        let rows = self.source.read(table, &names)?;
+        let copies: Vec<Copy> = keys
+            .iter()
+            .zip(&rows)
+            .map(|(key, row)| match row {
+                Some(row) => Copy {
+                    key: &key.key,
+                    version: row.version,
+                    value: Some(&row.value),
+                },
+                None => Copy {
+                    key: &key.key,
+                    version: key.min_version,
+                    value: None,
+                },
+            })
+            .collect();
+        self.destination.write(table, &copies)?;
+        Ok(copies.iter().map(|c| Ok(c.version)).collect())
+    }
 }
 
 /// A table's name and its rows by key, sorted by key.
@@ -85,7 +146,7 @@ fn quoted(table: &str) -> String {
     format!("\"{}\"", table.replace('"', "\"\""))
 }
 
-fn to_sql_version(version: u64) -> i64 {
+pub(crate) fn to_sql_version(version: u64) -> i64 {
     i64::try_from(version).unwrap_or(i64::MAX)
 }
 
@@ -123,9 +184,6 @@ pub struct ExecutorReport {
     pub failed: u64,
 }
 
-/// A copier's own connections: source, destination.
-pub type Databases = (Box<dyn Database>, Box<dyn Database>);
-
 impl ExecutorReport {
     fn add(&mut self, other: ExecutorReport) {
         self.leases += other.leases;
@@ -138,15 +196,14 @@ impl ExecutorReport {
 }
 
 /// Runs one copier per endpoint (the shards of one migration), each on its
-/// own thread with its own connections from `open` (source, destination;
-/// opened before it leases anything, so unreachable databases are refused
-/// first), until each shard is finished by `options.until` or `stop`. Every shard
+/// own thread with its own connections from `open` (opened before it
+/// leases anything, so unreachable databases are refused first), until each shard is finished by `options.until` or `stop`. Every shard
 /// is worked to its end even when another fails; the first failure is then
 /// returned, naming its endpoint.
 pub fn run_sharded(
     endpoints: &[String],
     options: &ExecutorOptions,
-    open: &(dyn Fn() -> Result<Databases, DatabaseError> + Sync),
+    open: &(dyn Fn() -> anyhow::Result<Box<dyn Copier>> + Sync),
     stop: &AtomicBool,
 ) -> anyhow::Result<ExecutorReport> {
     let results: Vec<anyhow::Result<ExecutorReport>> = std::thread::scope(|scope| {
@@ -158,8 +215,8 @@ pub fn run_sharded(
                     ..options.clone()
                 };
                 scope.spawn(move || {
-                    let (mut source, mut destination) = open()?;
-                    run(&options, source.as_mut(), destination.as_mut(), stop)
+                    let mut copier = open()?;
+                    run(&options, copier.as_mut(), stop)
                         .map_err(|error| error.context(format!("shard at {}", options.endpoint)))
                 })
             })
@@ -183,8 +240,7 @@ pub fn run_sharded(
 /// Leases, copies and acknowledges until `options.until` or `stop`.
 pub fn run(
     options: &ExecutorOptions,
-    source: &mut dyn Database,
-    destination: &mut dyn Database,
+    copier: &mut dyn Copier,
     stop: &AtomicBool,
 ) -> anyhow::Result<ExecutorReport> {
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -216,7 +272,7 @@ pub fn run(
             continue;
         }
         report.leases += 1;
-        let acks = copy_batch(&runtime, &mut clients, &lease, source, destination);
+        let acks = copy_batch(&runtime, &mut clients, &lease, copier);
         report.keys += lease.keys.len() as u64;
         report.bytes += lease.keys.iter().map(|k| k.size_bytes).sum::<u64>();
         let answer = acknowledge(&runtime, &mut clients, &lease, acks, options.patience)?;
@@ -417,8 +473,7 @@ fn copy_batch(
     runtime: &tokio::runtime::Runtime,
     clients: &mut Clients,
     lease: &proto::LeaseResponse,
-    source: &mut dyn Database,
-    destination: &mut dyn Database,
+    copier: &mut dyn Copier,
 ) -> Vec<proto::KeyAck> {
     let started = Instant::now();
     let lease_length =
@@ -456,13 +511,17 @@ fn copy_batch(
             key: key.key.clone(),
             result: Some(result),
         };
-        match copy_table(table, &keys, source, destination) {
+        match copier.copy(table, &keys) {
             Ok(versions) => {
-                acks.extend(
-                    keys.iter()
-                        .zip(versions)
-                        .map(|(key, v)| ack(key, key_ack::Result::CopiedVersion(v))),
-                );
+                acks.extend(keys.iter().zip(versions).map(|(key, copied)| {
+                    ack(
+                        key,
+                        match copied {
+                            Ok(version) => key_ack::Result::CopiedVersion(version),
+                            Err(problem) => key_ack::Result::Failure(problem),
+                        },
+                    )
+                }));
             }
             Err(error) => {
                 tracing::warn!(%error, table, keys = keys.len(), "copy failed; acknowledging as failed");
@@ -474,36 +533,6 @@ fn copy_batch(
         }
     }
     acks
-}
-
-/// Reads `keys` from the source and writes them to the destination;
-/// returns the version copied of each.
-fn copy_table(
-    table: &str,
-    keys: &[&proto::LeasedKey],
-    source: &mut dyn Database,
-    destination: &mut dyn Database,
-) -> Result<Vec<u64>, DatabaseError> {
-    let names: Vec<&[u8]> = keys.iter().map(|k| k.key.as_ref()).collect();
-    let rows = source.read(table, &names)?;
-    let copies: Vec<Copy> = keys
-        .iter()
-        .zip(&rows)
-        .map(|(key, row)| match row {
-            Some(row) => Copy {
-                key: &key.key,
-                version: row.version,
-                value: Some(&row.value),
-            },
-            None => Copy {
-                key: &key.key,
-                version: key.min_version,
-                value: None,
-            },
-        })
-        .collect();
-    destination.write(table, &copies)?;
-    Ok(copies.iter().map(|c| c.version).collect())
 }
 
 /// Fills `database` with the state the logs describe: every key not

@@ -23,11 +23,7 @@ pub struct Postgres {
 
 impl Postgres {
     pub fn connect(url: &str) -> Result<Self, DatabaseError> {
-        // The URL may hold a password: name the database by host and path.
-        let name = match url.rsplit_once('@') {
-            Some((_, rest)) => format!("postgres://…@{rest}"),
-            None => url.to_string(),
-        };
+        let name = crate::pg::display_url(url);
         let client = Client::connect(url, NoTls).map_err(|e| DatabaseError {
             database: name.clone(),
             problem: e.to_string(),

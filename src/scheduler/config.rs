@@ -3,6 +3,21 @@
 use super::{ConfidenceConfig, SampleConfig, SchedulerError};
 use crate::time::SECOND_US;
 
+/// What the versions in acknowledgements and writes are.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Versions {
+    /// The source's write times in microseconds, as the access logs give
+    /// them: a log file's write raises the key's latest version.
+    #[default]
+    Time,
+    /// PostgreSQL log sequence numbers: a write's version is its commit
+    /// record's LSN, a copy's the LSN its snapshot is current to. Log files
+    /// say which keys were written but not at which LSN, so only reported
+    /// writes (`shadowcast capture`) raise versions.
+    Lsn,
+}
+
 /// Scheduler settings; [`check`](Self::check) before use.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct SchedulerConfig {
@@ -24,6 +39,8 @@ pub struct SchedulerConfig {
     /// confidence threshold. `false` holds SHADOWING until the threshold
     /// (or the operator).
     pub background_when_shadow_copied: bool,
+    /// What a version is, and so whether log files' writes carry one.
+    pub versions: Versions,
     pub sample: SampleConfig,
     pub confidence: ConfidenceConfig,
     /// How often [`advance`](super::Scheduler::advance) measures the
@@ -42,6 +59,7 @@ impl Default for SchedulerConfig {
             churn_penalty: 0.5,
             predicted_hot_share: 0.05,
             background_when_shadow_copied: true,
+            versions: Versions::Time,
             sample: SampleConfig::default(),
             confidence: ConfidenceConfig::default(),
             confidence_every_us: SECOND_US,

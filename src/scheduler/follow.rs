@@ -179,7 +179,9 @@ impl Scheduler {
     /// of applied files it belongs to ([`LogFollower::applied_with`]): new
     /// keys are tracked, sizes and access counts updated, and writes raise
     /// each key's latest version (the write's time in microseconds),
-    /// making copied keys stale.
+    /// making copied keys stale; when versions are log sequence numbers
+    /// the writes only count towards write rates (their LSN comes from
+    /// reported writes).
     pub fn apply_log_file(
         &mut self,
         file: &ScannedFile,
@@ -191,6 +193,7 @@ impl Scheduler {
             ..IngestReport::default()
         };
         let mut observed = Vec::new();
+        let versions_are_times = self.config().versions == super::Versions::Time;
         for (table, keys) in file.keys.tables() {
             for (key, activity) in keys {
                 report.events += activity.accesses;
@@ -198,7 +201,7 @@ impl Scheduler {
                     table,
                     key,
                     size_bytes: Some(activity.last_size.max(0) as u64),
-                    write_version: (activity.writes > 0)
+                    write_version: (activity.writes > 0 && versions_are_times)
                         .then_some(activity.last_write_ts.max(0) as u64),
                     written: (activity.writes > 0).then_some((
                         activity.writes * activity.last_size.max(1) as u64,

@@ -75,7 +75,7 @@ pub use api::{
 };
 pub use budget::Bandwidth;
 pub use confidence::{Confidence, ConfidenceConfig};
-pub use config::SchedulerConfig;
+pub use config::{SchedulerConfig, Versions};
 pub use follow::{IngestReport, LogFollower, Scan, ScannedFile, Unreadable};
 pub use phases::Phase;
 pub use queues::{Ranking, RankingInput};

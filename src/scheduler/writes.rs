@@ -60,6 +60,8 @@ impl Scheduler {
             }
             if let Some(version) = seen.write_version {
                 record.latest_write = record.latest_write.max(version);
+            }
+            if seen.write_version.is_some() || seen.written.is_some() {
                 let (bytes, at_us) = seen.written.unwrap_or((record.size_bytes.max(1), now_us));
                 self.recent_writes.add(bytes, at_us);
             }

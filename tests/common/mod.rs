@@ -534,3 +534,4 @@ pub fn native_labels(logs: &Path, as_of: &str, horizon: &str, rules: &[&str], ou
     args.extend(rules);
     shadowcast_ok(&args);
 }
+pub mod service;

@@ -1,0 +1,54 @@
+//! PostgreSQL as a migration's source and destination: what the tables
+//! executor, `capture` and `verify` share.
+//!
+//! Takes: connection URLs and table names as the access logs spell them
+//! (`table` in the connection's current schema, or `schema.table`).
+//! Gives: each table's shape from the catalog ([`catalog`]), the canonical
+//! access-log key of a row ([`key`]), and log sequence numbers as versions
+//! with a snapshot whose version is exact ([`lsn`]).
+//! Guarantees: a name is looked up exactly as given (no case folding) and
+//! written into SQL only as PostgreSQL quotes it; a URL's password never
+//! appears in an error.
+
+pub mod catalog;
+pub mod key;
+pub mod lsn;
+
+use postgres::{Client, NoTls};
+
+/// A database's name for messages: the URL without its user and password.
+pub fn display_url(url: &str) -> String {
+    match url.rsplit_once('@') {
+        Some((_, rest)) => format!("postgres://…@{rest}"),
+        None => url.to_string(),
+    }
+}
+
+/// Connects to `url`, naming the database (not the password) on failure.
+pub fn connect(url: &str) -> anyhow::Result<Client> {
+    Client::connect(url, NoTls)
+        .map_err(|error| anyhow::anyhow!("{}: {}", display_url(url), describe_error(&error)))
+}
+
+/// A PostgreSQL error with the server's message, detail and hint when
+/// there are any (the driver's `Display` says only "db error").
+pub fn describe_error(error: &postgres::Error) -> String {
+    match error.as_db_error() {
+        Some(db) => {
+            let mut text = db.message().to_string();
+            if let Some(detail) = db.detail() {
+                text.push_str(&format!(" ({detail})"));
+            }
+            if let Some(hint) = db.hint() {
+                text.push_str(&format!("; hint: {hint}"));
+            }
+            text
+        }
+        None => error.to_string(),
+    }
+}
+
+/// `"name"`, an identifier safe to put in SQL whatever `name` holds.
+pub fn quote_identifier(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
