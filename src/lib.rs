@@ -9,6 +9,7 @@
 //! [`shard`] says which of N services owns a key when one migration runs
 //! as several.
 
+pub mod capture;
 pub mod chart;
 pub mod cli;
 pub mod config;
@@ -26,4 +27,5 @@ pub mod shard;
 pub mod simulate;
 pub mod state;
 pub mod time;
+pub mod verify;
 pub mod workload;

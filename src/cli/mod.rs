@@ -11,6 +11,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 mod demo;
 mod model_commands;
 mod policy_commands;
+mod postgres_commands;
 mod simulate;
 mod status;
 
@@ -62,6 +63,10 @@ pub enum Command {
     Executor(ExecutorArgs),
     /// A migration's status from its service, or from every shard of a sharded one, added up.
     Status(status::StatusArgs),
+    /// Follow a PostgreSQL source's write-ahead log and report every committed write to the service (and keep the shadowcast_status table).
+    Capture(postgres_commands::CaptureArgs),
+    /// Compare a PostgreSQL source and destination chunk by chunk and list the keys that differ.
+    Verify(postgres_commands::VerifyArgs),
     /// Fill a database (SQLite or PostgreSQL) with the rows the access logs describe, for trying the executor.
     Seed(SeedArgs),
 }
@@ -257,6 +262,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Serve(args) => serve(*args),
         Command::Executor(args) => executor(args),
         Command::Status(args) => status::status(args),
+        Command::Capture(args) => postgres_commands::capture(args),
+        Command::Verify(args) => postgres_commands::verify(args),
         Command::Seed(args) => seed(args).map(|_| ()),
     }
 }
@@ -298,19 +305,7 @@ fn executor(args: ExecutorArgs) -> Result<()> {
         },
         patience: args.retry_for,
     };
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    {
-        let stop = stop.clone();
-        std::thread::spawn(move || {
-            if let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                runtime.block_on(shutdown_signal());
-                stop.store(true, std::sync::atomic::Ordering::Relaxed);
-            }
-        });
-    }
+    let stop = stop_on_signal();
     let report = crate::executor::run_sharded(&args.endpoint, &options, &open, &stop)?;
     eprintln!(
         "{} leases, {} keys ({} bytes): {} accepted, {} stale, {} failed",
@@ -326,6 +321,22 @@ fn seed(args: SeedArgs) -> Result<u64> {
     let rows = crate::executor::seed(database.as_mut(), &activity)?;
     eprintln!("seeded {rows} rows into {}", args.database);
     Ok(rows)
+}
+
+/// A flag set on Ctrl-C or SIGTERM, for the commands that loop.
+fn stop_on_signal() -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = stop.clone();
+    std::thread::spawn(move || {
+        if let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            runtime.block_on(shutdown_signal());
+            flag.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    });
+    stop
 }
 
 /// A multi-threaded runtime for the network commands.

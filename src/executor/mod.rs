@@ -377,7 +377,7 @@ fn connect_patiently(
 /// Whether `status` says the service could not be reached (UNAVAILABLE,
 /// or the connection broke under the call, which tonic reports as UNKNOWN
 /// with the transport's error as its source), not that it refused the call.
-fn unreachable(status: &tonic::Status) -> bool {
+pub(crate) fn unreachable(status: &tonic::Status) -> bool {
     let mut source = std::error::Error::source(status);
     while let Some(error) = source {
         if error.is::<tonic::transport::Error>() {
@@ -390,14 +390,14 @@ fn unreachable(status: &tonic::Status) -> bool {
 
 /// The pauses between attempts: 0.1 s doubling to 5 s, while the next
 /// attempt still starts within `patience` of the first.
-struct Backoff {
+pub(crate) struct Backoff {
     started: Instant,
     pause: Duration,
     patience: Duration,
 }
 
 impl Backoff {
-    fn new(patience: Duration) -> Backoff {
+    pub(crate) fn new(patience: Duration) -> Backoff {
         Backoff {
             started: Instant::now(),
             pause: Duration::from_millis(100),
@@ -407,7 +407,7 @@ impl Backoff {
 
     /// How long to wait before the next attempt; `None` once the patience
     /// would run out.
-    fn next(&mut self) -> Option<Duration> {
+    pub(crate) fn next(&mut self) -> Option<Duration> {
         let pause = self.pause;
         if self.started.elapsed() + pause >= self.patience {
             return None;

@@ -71,17 +71,24 @@ pub struct TablePlan {
     pub upsert: String,
     /// Deletes the rows of keys given as one `text[]` per key column.
     pub delete: String,
+    /// Every source row as the destination should hold it: the
+    /// destination's column names, its key columns holding the source's
+    /// key (for `verify`).
+    pub source_rows: String,
+    /// Every destination row, the same columns in the same order.
+    pub destination_rows: String,
 }
 
 impl TablePlan {
     /// Checks `rule` (or the identity mapping) against both catalogs and
-    /// builds the statements; creates a missing destination table like
-    /// the source's when the mapping is the identity.
+    /// builds the statements; with `create_missing`, creates a missing
+    /// destination table like the source's when the mapping is the identity.
     pub fn build(
         source: &mut Client,
         destination: &mut Client,
         table: &str,
         rule: Option<&TableMapping>,
+        create_missing: bool,
     ) -> anyhow::Result<TablePlan> {
         let identity = TableMapping::default();
         let rule = rule.unwrap_or(&identity);
@@ -104,7 +111,7 @@ impl TablePlan {
         })?;
         let destination_table = match described {
             Some(found) => found,
-            None if rule.query.is_none() && rule.columns.is_empty() => {
+            None if create_missing && rule.query.is_none() && rule.columns.is_empty() => {
                 create_like(destination, target, &source_table)?
             }
             None => bail!("destination: there is no table {target} (mapped from {table})"),
@@ -163,29 +170,38 @@ impl TablePlan {
         let source_types: Vec<&str> = source.key_columns().map(|c| c.sql_type.as_str()).collect();
         let destination_keys: Vec<&str> =
             destination.key_columns().map(|c| c.name.as_str()).collect();
-        let rows = match &rule.query {
-            Some(query) => format!(
-                "SELECT q.* FROM ({query}) q WHERE {}",
-                match_keys("q", destination_keys.clone(), source_types.clone())
+        let (source_rows, rows) = match &rule.query {
+            Some(query) => (
+                format!("SELECT q.* FROM ({query}) q"),
+                format!(
+                    "SELECT q.* FROM ({query}) q WHERE {}",
+                    match_keys("q", destination_keys.clone(), source_types.clone())
+                ),
             ),
-            None => format!(
-                "SELECT {} FROM {} s WHERE {}",
-                produced
-                    .iter()
-                    .map(|(to, from)| format!(
-                        "s.{} AS {}",
-                        quote_identifier(from),
-                        quote_identifier(to)
-                    ))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                source.sql_name,
-                match_keys(
-                    "s",
-                    source.key_columns().map(|c| c.name.as_str()).collect(),
-                    source_types.clone()
-                )
-            ),
+            None => {
+                let projection = format!(
+                    "SELECT {} FROM {} s",
+                    produced
+                        .iter()
+                        .map(|(to, from)| format!(
+                            "s.{} AS {}",
+                            quote_identifier(from),
+                            quote_identifier(to)
+                        ))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    source.sql_name,
+                );
+                let filtered = format!(
+                    "{projection} WHERE {}",
+                    match_keys(
+                        "s",
+                        source.key_columns().map(|c| c.name.as_str()).collect(),
+                        source_types.clone()
+                    )
+                );
+                (projection, filtered)
+            }
         };
         let select = format!(
             "SELECT k.position, row_to_json(r)::text \
@@ -223,12 +239,19 @@ impl TablePlan {
             destination.sql_name,
             match_keys("d", destination_keys.clone(), destination_types)
         );
+        let destination_rows = format!(
+            "SELECT {} FROM {}",
+            written.join(", "),
+            destination.sql_name
+        );
         TablePlan {
             source,
             destination,
             select,
             upsert,
             delete,
+            source_rows,
+            destination_rows,
         }
     }
 }

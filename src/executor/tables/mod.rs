@@ -75,7 +75,7 @@ impl PostgresTables {
         })?;
         let mut plans = HashMap::new();
         for (table, rule) in &mapping.tables {
-            let plan = TablePlan::build(&mut source, &mut destination, table, Some(rule))?;
+            let plan = TablePlan::build(&mut source, &mut destination, table, Some(rule), true)?;
             plans.insert(table.clone(), plan);
         }
         Ok(PostgresTables {
@@ -96,6 +96,7 @@ impl PostgresTables {
                 &mut self.destination,
                 table,
                 self.mapping.tables.get(table),
+                true,
             )
             .map_err(|error| DatabaseError {
                 database: format!("{} → {}", self.source_name, self.destination_name),
