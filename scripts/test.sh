@@ -4,7 +4,8 @@
 # package, for the SQL-equality test; a Java runtime and pyspark, for the
 # same SQL on Spark in local mode; fontconfig, FreeType and a sans-serif
 # font, for the evaluation chart; PostgreSQL, started as a private throwaway
-# server for the executor's migration test), then runs them.
+# server with wal_level=logical for the migration and change-capture tests,
+# and one without it for the test that capture refuses it), then runs them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -54,11 +55,19 @@ if [ -z "${SHADOWCAST_TEST_POSTGRES:-}" ]; then
         if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
     }
     if [ "$(id -u)" = 0 ]; then chown postgres "$pg_dir"; fi
-    as_pg "$pg_bin/initdb" -D "$pg_dir/data" -A trust -U postgres >/dev/null
-    as_pg "$pg_bin/pg_ctl" -D "$pg_dir/data" -l "$pg_dir/server.log" -w \
-        -o "-p $pg_port -k $pg_dir -c listen_addresses=127.0.0.1" start >/dev/null
-    trap 'as_pg "$pg_bin/pg_ctl" -D "$pg_dir/data" -m fast stop >/dev/null; rm -rf "$pg_dir"' EXIT
+    # The main server decodes its write-ahead log (wal_level=logical) for
+    # the change-capture tests; a second one does not, for the test that
+    # capture refuses such a source.
+    for server in main replica; do
+        as_pg "$pg_bin/initdb" -D "$pg_dir/$server" -A trust -U postgres >/dev/null
+    done
+    as_pg "$pg_bin/pg_ctl" -D "$pg_dir/main" -l "$pg_dir/main.log" -w \
+        -o "-p $pg_port -k $pg_dir -c listen_addresses=127.0.0.1 -c wal_level=logical" start >/dev/null
+    as_pg "$pg_bin/pg_ctl" -D "$pg_dir/replica" -l "$pg_dir/replica.log" -w \
+        -o "-p $((pg_port + 1)) -k $pg_dir -c listen_addresses=127.0.0.1 -c wal_level=replica" start >/dev/null
+    trap 'for server in main replica; do as_pg "$pg_bin/pg_ctl" -D "$pg_dir/$server" -m fast stop >/dev/null; done; rm -rf "$pg_dir"' EXIT
     export SHADOWCAST_TEST_POSTGRES="postgres://postgres@127.0.0.1:$pg_port/postgres"
+    export SHADOWCAST_TEST_POSTGRES_WITHOUT_LOGICAL="postgres://postgres@127.0.0.1:$((pg_port + 1))/postgres"
 fi
 
 if cargo fmt --version >/dev/null 2>&1; then

@@ -100,7 +100,7 @@ pub fn run(options: &CaptureOptions, stop: &AtomicBool) -> anyhow::Result<Captur
     let mut report = CaptureReport::default();
     let mut last_status: Option<Instant> = None;
     while !stop.load(Ordering::Relaxed) {
-        let committed = peek(&mut source, &mut decoder, options)
+        let (committed, decoded_to) = peek(&mut source, &mut decoder, options)
             .with_context(|| format!("{source_name}: reading slot {}", options.slot))?;
         if let Some(last) = committed.last() {
             let writes: Vec<proto::Write> = committed
@@ -158,6 +158,11 @@ pub fn run(options: &CaptureOptions, stop: &AtomicBool) -> anyhow::Result<Captur
             }
         }
         if committed.is_empty() {
+            // Nothing was committed up to `decoded_to`: confirming it
+            // keeps an idle slot from holding WAL back (a transaction
+            // still open there is decoded in full when it commits).
+            advance(&mut source, &options.slot, decoded_to)
+                .with_context(|| format!("{source_name}: confirming slot {}", options.slot))?;
             std::thread::sleep(options.poll);
         }
     }
@@ -361,12 +366,19 @@ fn forget_slot(destination: &mut Client, slot: &str) -> anyhow::Result<()> {
 }
 
 /// The committed transactions waiting in the slot (at most about 10,000
-/// changes), without confirming them.
+/// changes), without confirming them, and a position the slot was decoded
+/// to (read before decoding, so when no transaction came back, none
+/// committed before it).
 fn peek(
     source: &mut Client,
     decoder: &mut Decoder,
     options: &CaptureOptions,
-) -> anyhow::Result<Vec<Committed>> {
+) -> anyhow::Result<(Vec<Committed>, u64)> {
+    let flushed: String = source
+        .query_one("SELECT pg_current_wal_flush_lsn()::text", &[])
+        .map_err(|e| anyhow::anyhow!("{}", describe_error(&e)))?
+        .get(0);
+    let flushed = pg::lsn::parse(&flushed).map_err(anyhow::Error::msg)?;
     let rows = source
         .query(
             "SELECT data FROM pg_logical_slot_peek_binary_changes($1, NULL, 10000, \
@@ -381,13 +393,15 @@ fn peek(
             committed.push(done);
         }
     }
-    Ok(committed)
+    Ok((committed, flushed))
 }
 
+/// Confirms the slot up to `end_lsn` (never backwards).
 fn advance(source: &mut Client, slot: &str, end_lsn: u64) -> anyhow::Result<()> {
     source
         .execute(
-            "SELECT pg_replication_slot_advance($1, $2::text::pg_lsn)",
+            "SELECT pg_replication_slot_advance(slot_name, $2::text::pg_lsn) FROM pg_replication_slots \
+             WHERE slot_name = $1 AND confirmed_flush_lsn < $2::text::pg_lsn",
             &[&slot, &pg::lsn::format(end_lsn)],
         )
         .map_err(|e| anyhow::anyhow!("{}", describe_error(&e)))?;
