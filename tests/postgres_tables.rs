@@ -450,3 +450,354 @@ fn a_live_migration_survives_killed_capture_and_executor_and_verifies_clean() {
         "0"
     );
 }
+
+/// Runs the binary to its end; its status and stderr.
+fn run(args: &[&str]) -> (bool, String, String) {
+    let output = Command::new(BIN).args(args).output().unwrap();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// Logs naming `keys` of `table`, one read each.
+fn logs_of(dir: &Path, keys: &[(&'static str, String)]) -> PathBuf {
+    let events: Vec<Event> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, (table, key))| Event {
+            ts_ms: 1_795_000_000_000 + i as i64,
+            table,
+            key: key.clone(),
+            op: "read",
+            size: 64,
+            tenant: None,
+        })
+        .collect();
+    let logs = dir.join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    write_events(&logs.join("part-0.parquet"), &events, 10_000);
+    logs
+}
+
+#[test]
+fn a_destination_in_a_new_format_is_migrated_and_verified() {
+    let (source, destination) = databases("reshaped");
+    client(&source)
+        .batch_execute(
+            "CREATE TABLE products (sku text PRIMARY KEY, title text, price numeric(10,2), stock integer);
+             INSERT INTO products SELECT 'sku-' || i, CASE WHEN i % 9 = 0 THEN NULL ELSE 'Product ' || i END,
+                    i * 0.99, i % 13 FROM generate_series(1, 300) i;
+             CREATE TABLE accounts (id bigint PRIMARY KEY, full_name text NOT NULL, born date);
+             INSERT INTO accounts SELECT i, 'Person ' || i, DATE '1970-01-01' + i * 37 FROM generate_series(1, 200) i;",
+        )
+        .unwrap();
+    // The new format: a renamed column, a computed one, a dropped one, and
+    // a column the destination fills itself.
+    client(&destination)
+        .batch_execute(
+            "CREATE TABLE catalog_items (sku text PRIMARY KEY, name text, price_cents bigint NOT NULL);
+             CREATE TABLE accounts (id bigint PRIMARY KEY, display_name text NOT NULL, born date,
+                                    migrated_at timestamptz NOT NULL DEFAULT now());",
+        )
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mapping = dir.path().join("executor.toml");
+    std::fs::write(
+        &mapping,
+        r#"
+[tables.products]
+destination = "catalog_items"
+query = "SELECT sku, title AS name, (price * 100)::bigint AS price_cents FROM products"
+
+[tables.accounts]
+columns = { display_name = "full_name" }
+"#,
+    )
+    .unwrap();
+    let mut keys: Vec<(&'static str, String)> = (1..=300)
+        .map(|i| ("products", format!("sku-{i}")))
+        .collect();
+    keys.extend((1..=200).map(|i| ("accounts", i.to_string())));
+    let logs = logs_of(dir.path(), &keys);
+    let service = Service::start(dir.path(), &logs, &["--versions", "lsn"]);
+    let mapping = mapping.to_str().unwrap();
+    let (copied, _, report) = run(&[
+        "executor",
+        "--source",
+        &source,
+        "--destination",
+        &destination,
+        "--endpoint",
+        &service.endpoint,
+        "--mapping",
+        mapping,
+        "--without-capture",
+        "--until-ready",
+    ]);
+    assert!(copied, "{report}");
+    assert!(
+        report.contains("500 accepted, 0 stale, 0 failed"),
+        "{report}"
+    );
+    let (same, stdout, stderr) = run(&[
+        "verify",
+        "--source",
+        &source,
+        "--destination",
+        &destination,
+        "--mapping",
+        mapping,
+    ]);
+    assert!(same, "{stdout}{stderr}");
+    assert!(stdout.contains("table products: 300 rows"), "{stdout}");
+    // Worked out by hand: sku-7 costs 7 × 0.99 = 6.93, so 693 cents; sku-9
+    // has no title; person 3 was born 111 days after 1970-01-01.
+    assert_eq!(
+        strings(
+            &destination,
+            "SELECT concat_ws('|', sku, coalesce(name, 'NULL'), price_cents) FROM catalog_items \
+             WHERE sku IN ('sku-7', 'sku-9') ORDER BY sku"
+        ),
+        ["sku-7|Product 7|693", "sku-9|NULL|891"]
+    );
+    assert_eq!(
+        one(
+            &destination,
+            "SELECT concat_ws('|', display_name, born, migrated_at IS NOT NULL) FROM accounts WHERE id = 3"
+        ),
+        "Person 3|1970-04-22|t"
+    );
+    assert_eq!(
+        one(
+            &destination,
+            "SELECT sum(price_cents)::text FROM catalog_items"
+        ),
+        one(
+            &source,
+            "SELECT (sum(price) * 100)::bigint::text FROM products"
+        )
+    );
+
+    // A later change in the source shows as a difference until copied again.
+    client(&source)
+        .batch_execute("UPDATE products SET price = 1.00 WHERE sku = 'sku-7'")
+        .unwrap();
+    let (same, stdout, _) = run(&[
+        "verify",
+        "--source",
+        &source,
+        "--destination",
+        &destination,
+        "--mapping",
+        mapping,
+        "--requeue",
+        "--endpoint",
+        &service.endpoint,
+    ]);
+    assert!(!same);
+    assert!(
+        stdout.contains("different                    sku-7"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("requeued 1 keys"), "{stdout}");
+    let (copied, _, report) = run(&[
+        "executor",
+        "--source",
+        &source,
+        "--destination",
+        &destination,
+        "--endpoint",
+        &service.endpoint,
+        "--mapping",
+        mapping,
+        "--without-capture",
+        "--until-ready",
+    ]);
+    assert!(copied && report.contains("1 accepted"), "{report}");
+    assert_eq!(
+        one(
+            &destination,
+            "SELECT price_cents::text FROM catalog_items WHERE sku = 'sku-7'"
+        ),
+        "100"
+    );
+}
+
+#[test]
+fn bad_tables_mappings_and_sources_are_refused_with_what_is_wrong() {
+    let (source, destination) = databases("refused");
+    client(&source)
+        .batch_execute(
+            "CREATE TABLE events (id integer, body text);
+             INSERT INTO events VALUES (1, 'no key');
+             CREATE TABLE people (id integer PRIMARY KEY, name text);
+             INSERT INTO people VALUES (1, 'Ada');",
+        )
+        .unwrap();
+    client(&destination)
+        .batch_execute("CREATE TABLE people (id integer PRIMARY KEY, name text)")
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let logs = logs_of(
+        dir.path(),
+        &[("people", "1".into()), ("events", "1".into())],
+    );
+    let service = Service::start(dir.path(), &logs, &["--versions", "lsn"]);
+    let executor = |mapping: &str| {
+        let path = dir.path().join("executor.toml");
+        std::fs::write(&path, mapping).unwrap();
+        run(&[
+            "executor",
+            "--source",
+            &source,
+            "--destination",
+            &destination,
+            "--endpoint",
+            &service.endpoint,
+            "--mapping",
+            path.to_str().unwrap(),
+            "--without-capture",
+            "--until-ready",
+        ])
+    };
+
+    let (ok, _, error) = executor("[tables.people]\ncolumns = { name = \"nickname\" }\n");
+    assert!(!ok);
+    assert!(
+        error.contains(
+            "destination column name takes source column nickname, which table people does not have"
+        ),
+        "{error}"
+    );
+    let (ok, _, error) = executor("[tables.people]\ncolumns = { surname = \"name\" }\n");
+    assert!(!ok);
+    assert!(
+        error.contains("destination table people has no column surname"),
+        "{error}"
+    );
+    let (ok, _, error) = executor("[tables.events]\n");
+    assert!(!ok);
+    assert!(
+        error.contains("source table events has no primary key"),
+        "{error}"
+    );
+    assert_eq!(
+        one(&destination, "SELECT count(*)::text FROM people"),
+        "0",
+        "nothing copied"
+    );
+
+    // Without a mapping, the table without a key fails its own keys only
+    // (again and again: they stay in line until someone adds a key).
+    let mut copying = Process::start(
+        &[
+            "executor",
+            "--source",
+            &source,
+            "--destination",
+            &destination,
+            "--endpoint",
+            &service.endpoint,
+            "--layout",
+            "tables",
+            "--without-capture",
+            "--max-keys",
+            "1",
+        ],
+        dir.path().join("executor.log"),
+    );
+    wait_until(
+        "the keyless table's failure",
+        Duration::from_secs(60),
+        || {
+            copying
+                .stderr()
+                .contains("source table events has no primary key")
+                && one(&destination, "SELECT count(*)::text FROM people") == "1"
+        },
+    );
+    copying.kill();
+    assert_eq!(one(&destination, "SELECT name FROM people"), "Ada");
+    assert_eq!(
+        one(
+            &destination,
+            "SELECT count(*)::text FROM pg_tables WHERE tablename = 'events'"
+        ),
+        "0"
+    );
+
+    // An executor refuses to copy before the capture's slot exists.
+    let (ok, _, error) = run(&[
+        "executor",
+        "--source",
+        &source,
+        "--destination",
+        &destination,
+        "--endpoint",
+        &service.endpoint,
+        "--layout",
+        "tables",
+        "--slot",
+        "no_such_slot",
+    ]);
+    assert!(!ok);
+    assert!(
+        error.contains("there is no replication slot no_such_slot"),
+        "{error}"
+    );
+
+    // A slot someone else made is not taken over.
+    let foreign = format!("foreign_{}", std::process::id());
+    client(&source)
+        .execute(
+            "SELECT pg_create_logical_replication_slot($1, 'test_decoding')",
+            &[&foreign],
+        )
+        .unwrap();
+    let capture = |source: &str, slot: &str, tables: &str| {
+        run(&[
+            "capture",
+            "--source",
+            source,
+            "--destination",
+            &destination,
+            "--endpoint",
+            &service.endpoint,
+            "--slot",
+            slot,
+            "--tables",
+            tables,
+            "--retry-for",
+            "1s",
+        ])
+    };
+    let (ok, _, error) = capture(&source, &foreign, "people");
+    assert!(!ok);
+    assert!(
+        error.contains(&format!(
+            "a replication slot named {foreign} (plugin test_decoding) already exists"
+        )),
+        "{error}"
+    );
+    assert!(slot_exists(&source, &foreign), "left alone");
+    client(&source)
+        .execute("SELECT pg_drop_replication_slot($1)", &[&foreign])
+        .unwrap();
+
+    let (ok, _, error) = capture(&source, "never_made", "events");
+    assert!(!ok);
+    assert!(error.contains("table events has no primary key"), "{error}");
+    assert!(!slot_exists(&source, "never_made"));
+
+    let without_logical = std::env::var("SHADOWCAST_TEST_POSTGRES_WITHOUT_LOGICAL").expect(
+        "SHADOWCAST_TEST_POSTGRES_WITHOUT_LOGICAL is not set: run the tests with `bash scripts/test.sh`",
+    );
+    let (ok, _, error) = capture(&without_logical, "never_made", "people");
+    assert!(!ok);
+    assert!(
+        error.contains("wal_level is replica; capturing writes needs logical"),
+        "{error}"
+    );
+}
