@@ -41,31 +41,13 @@ if ! python3 -c "import pyspark" 2>/dev/null; then
 fi
 
 if [ -z "${SHADOWCAST_TEST_POSTGRES:-}" ]; then
-    pg_bin="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)"
-    if [ -z "$pg_bin" ]; then
-        echo "installing PostgreSQL (Debian) for the executor's migration test"
-        $sudo apt-get update -qq
-        $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
-        pg_bin="$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)"
-    fi
-    pg_dir="$(mktemp -d /tmp/shadowcast-pg.XXXXXX)"
+    . scripts/throwaway_postgres.sh
     pg_port="${SHADOWCAST_TEST_POSTGRES_PORT:-54329}"
-    as_pg() {
-        # PostgreSQL refuses to run as root.
-        if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
-    }
-    if [ "$(id -u)" = 0 ]; then chown postgres "$pg_dir"; fi
     # The main server decodes its write-ahead log (wal_level=logical) for
     # the change-capture tests; a second one does not, for the test that
     # capture refuses such a source.
-    for server in main replica; do
-        as_pg "$pg_bin/initdb" -D "$pg_dir/$server" -A trust -U postgres >/dev/null
-    done
-    as_pg "$pg_bin/pg_ctl" -D "$pg_dir/main" -l "$pg_dir/main.log" -w \
-        -o "-p $pg_port -k $pg_dir -c listen_addresses=127.0.0.1 -c wal_level=logical" start >/dev/null
-    as_pg "$pg_bin/pg_ctl" -D "$pg_dir/replica" -l "$pg_dir/replica.log" -w \
-        -o "-p $((pg_port + 1)) -k $pg_dir -c listen_addresses=127.0.0.1 -c wal_level=replica" start >/dev/null
-    trap 'for server in main replica; do as_pg "$pg_bin/pg_ctl" -D "$pg_dir/$server" -m fast stop >/dev/null; done; rm -rf "$pg_dir"' EXIT
+    throwaway_postgres "$pg_port" logical
+    throwaway_postgres "$((pg_port + 1))" replica
     export SHADOWCAST_TEST_POSTGRES="postgres://postgres@127.0.0.1:$pg_port/postgres"
     export SHADOWCAST_TEST_POSTGRES_WITHOUT_LOGICAL="postgres://postgres@127.0.0.1:$((pg_port + 1))/postgres"
 fi

@@ -52,6 +52,20 @@ pub enum SnapshotError {
     },
 }
 
+/// The oldest transaction of this database (sessions and prepared
+/// transactions) whose ID is at most `$1` (a 32-bit xid; `age` compares
+/// them across wrap-around), or NULL.
+const OPEN_IN_THIS_DATABASE: &str = "SELECT min(id::text) FROM (\
+     SELECT backend_xid AS id FROM pg_stat_activity \
+     WHERE datname = current_database() AND backend_xid IS NOT NULL \
+     UNION ALL SELECT transaction FROM pg_prepared_xacts WHERE database = current_database()\
+     ) open WHERE age(id) >= age($1::text::xid)";
+
+/// The same over every database: the oldest open transaction ID if it is
+/// at most `$1` (a 64-bit xid8), else NULL.
+const OPEN_ANYWHERE: &str = "SELECT x::text FROM \
+     (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS x) oldest WHERE x <= $1::text::xid8";
+
 /// Opens a read-only REPEATABLE READ transaction on `client` and returns it
 /// with its version (the module comment says why the version is exact).
 /// Waits up to `patience` for transactions open before it to end.
@@ -59,11 +73,12 @@ pub fn snapshot(
     client: &mut Client,
     patience: Duration,
 ) -> Result<(Transaction<'_>, u64), SnapshotError> {
-    // One simple query runs both statements in order in one implicit
+    // One simple query runs the statements in order in one implicit
     // transaction, which ends (taking its fresh ID with it) before the
     // snapshot below.
     let answers = client.simple_query(
-        "SELECT pg_current_wal_insert_lsn()::text; SELECT pg_current_xact_id()::text",
+        "SELECT pg_current_wal_insert_lsn()::text; SELECT pg_current_xact_id()::text; \
+         SELECT pg_has_role('pg_read_all_stats', 'MEMBER')::text",
     )?;
     let values: Vec<&str> = answers
         .iter()
@@ -72,28 +87,33 @@ pub fn snapshot(
             _ => None,
         })
         .collect();
-    let [insert_position, last_id] = values[..] else {
-        unreachable!("two statements give two rows");
+    let [insert_position, last_id, sees_every_session] = values[..] else {
+        unreachable!("three statements give three rows");
     };
     let insert_position = parse(insert_position).expect("the server writes LSNs as X/Y");
     let last_id: u64 = last_id.parse().expect("the server writes xid8 as a number");
+    // Only this database's transactions can write its tables, but only a
+    // role that sees every session's transaction ID can tell which they
+    // are; any other waits for every database's.
+    let (open_before, last_id_text) = if sees_every_session == "true" {
+        (OPEN_IN_THIS_DATABASE, (last_id & 0xffff_ffff).to_string())
+    } else {
+        (OPEN_ANYWHERE, last_id.to_string())
+    };
     // Once no transaction with an ID up to `last_id` is open, none ever
     // will be again: the check can wait outside the snapshot's transaction.
     let started = Instant::now();
-    let mut pause = Duration::from_millis(1);
+    let mut pause = Duration::from_micros(500);
     loop {
-        let oldest: String = client
-            .query_one("SELECT pg_snapshot_xmin(pg_current_snapshot())::text", &[])?
-            .get(0);
-        let oldest: u64 = oldest.parse().expect("the server writes xid8 as a number");
-        if oldest > last_id {
+        let oldest: Option<String> = client.query_one(open_before, &[&last_id_text])?.get(0);
+        let Some(oldest) = oldest else {
             break;
-        }
+        };
         if started.elapsed() > patience {
-            return Err(blocked(client, oldest, started.elapsed()));
+            return Err(blocked(client, &oldest, started.elapsed()));
         }
         std::thread::sleep(pause);
-        pause = (pause * 2).min(Duration::from_millis(100));
+        pause = (pause * 2).min(Duration::from_millis(20));
     }
     let transaction = client
         .build_transaction()
@@ -103,11 +123,14 @@ pub fn snapshot(
     Ok((transaction, insert_position - 1))
 }
 
-fn blocked(client: &mut Client, xid: u64, waited: Duration) -> SnapshotError {
+fn blocked(client: &mut Client, xid: &str, waited: Duration) -> SnapshotError {
+    let short = xid
+        .parse::<u64>()
+        .map_or_else(|_| xid.to_string(), |id| (id & 0xffff_ffff).to_string());
     let found = client.query_opt(
         "SELECT pid, coalesce(state, '?'), coalesce(xact_start::text, '?') FROM pg_stat_activity \
          WHERE backend_xid::text = $1",
-        &[&(xid & 0xffff_ffff).to_string()],
+        &[&short],
     );
     let (pid, state, since) = match found {
         Ok(Some(row)) => (row.get(0), row.get(1), row.get(2)),
