@@ -426,10 +426,28 @@ fn a_live_migration_survives_killed_capture_and_executor_and_verifies_clean() {
         &destination,
         &format!(
             "SELECT (keys_total = keys_current AND keys_total > 2400 AND capture_slot = '{slot}')::text \
-             FROM shadowcast_status"
+             FROM shadowcast_status WHERE scope = 'migration'"
         ),
     );
     assert_eq!(counts, ["true"]);
+    // One row per table, adding up to the whole; every table current.
+    assert_eq!(
+        strings(
+            &destination,
+            "SELECT table_name || ' ' || (keys_total = keys_current AND keys_total >= 400 \
+                    AND confidence IS NULL)::text \
+             FROM shadowcast_status WHERE scope = 'table' ORDER BY table_name"
+        ),
+        ["customers true", "order_lines true", "orders true"]
+    );
+    assert_eq!(
+        one(
+            &destination,
+            "SELECT (sum(keys_total) FILTER (WHERE scope = 'table') \
+                     = sum(keys_total) FILTER (WHERE scope = 'migration'))::text FROM shadowcast_status"
+        ),
+        "true"
+    );
 
     // The operator ends the migration: the capture drops its slot and stops.
     runtime
@@ -540,6 +558,24 @@ columns = { display_name = "full_name" }
     assert!(
         report.contains("500 accepted, 0 stale, 0 failed"),
         "{report}"
+    );
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let mut clients = runtime.block_on(service.clients(None));
+    let tables: Vec<(String, u64, u64)> = status(&runtime, &mut clients)
+        .tables
+        .iter()
+        .map(|t| {
+            (
+                t.table.clone(),
+                t.total.unwrap().keys,
+                t.current.unwrap().keys,
+            )
+        })
+        .collect();
+    assert_eq!(
+        tables,
+        [("products".into(), 300, 300), ("accounts".into(), 200, 200)],
+        "each table's keys, in the order the logs first name them"
     );
     let (same, stdout, stderr) = run(&[
         "verify",

@@ -45,6 +45,17 @@ pub(super) struct Census {
     pub leased: [LocationCounts; 3],
     pub sample: LocationCounts,
     pub sample_current: LocationCounts,
+    /// Per table (by table id), what the status reports of each table.
+    pub tables: Vec<TableTally>,
+}
+
+/// One table's keys by where they are, and its part of the sample.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub(super) struct TableTally {
+    /// By [`Location::index`].
+    pub locations: [LocationCounts; 3],
+    pub sample: LocationCounts,
+    pub sample_current: LocationCounts,
 }
 
 impl Census {
@@ -60,12 +71,26 @@ impl Census {
         if key.leased {
             self.leased[key.location.index()].add(bytes);
         }
+        let table = self.table(key.profile.table);
+        table.locations[key.location.index()].add(bytes);
         if key.in_sample {
+            table.sample.add(bytes);
+            if current {
+                table.sample_current.add(bytes);
+            }
             self.sample.add(bytes);
             if current {
                 self.sample_current.add(bytes);
             }
         }
+    }
+
+    fn table(&mut self, table: u32) -> &mut TableTally {
+        let index = table as usize;
+        if self.tables.len() <= index {
+            self.tables.resize(index + 1, TableTally::default());
+        }
+        &mut self.tables[index]
     }
 
     /// Takes back a [`count`](Self::count) of the same standing.
@@ -76,7 +101,13 @@ impl Census {
         if key.leased {
             self.leased[key.location.index()].remove(bytes);
         }
+        let table = self.table(key.profile.table);
+        table.locations[key.location.index()].remove(bytes);
         if key.in_sample {
+            table.sample.remove(bytes);
+            if current {
+                table.sample_current.remove(bytes);
+            }
             self.sample.remove(bytes);
             if current {
                 self.sample_current.remove(bytes);

@@ -80,7 +80,7 @@ pub use follow::{IngestReport, LogFollower, Scan, ScannedFile, Unreadable};
 pub use phases::Phase;
 pub use queues::{Ranking, RankingInput};
 pub use sample::{SampleConfig, SampleOf, SampleShares};
-pub use status::{Counters, Gauges, Status, StatusExportError};
+pub use status::{Counters, Gauges, Status, StatusExportError, TableStatus};
 
 use crate::state::{KeyId, KeyRecord, Location, LocationMap, StateError};
 pub use leasing::ANY_HOLDER;

@@ -50,6 +50,20 @@ pub struct Status {
     pub eta_seconds: Option<f64>,
     pub live_leases: u64,
     pub counters: Counters,
+    /// Each table's keys by where they are (leased or not) and its part
+    /// of the sample, in the order tables were first seen.
+    pub tables: Vec<TableStatus>,
+}
+
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct TableStatus {
+    pub table: String,
+    pub total: LocationCounts,
+    pub source_only: LocationCounts,
+    pub current: LocationCounts,
+    pub stale: LocationCounts,
+    pub sample: LocationCounts,
+    pub sample_current: LocationCounts,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -151,6 +165,27 @@ impl Scheduler {
             eta_seconds: None,
             live_leases: self.leases.len() as u64,
             counters: self.counters,
+            tables: self
+                .census
+                .tables
+                .iter()
+                .zip(self.map.tables())
+                .map(|(tally, name)| {
+                    let [source_only, current, stale] = tally.locations;
+                    TableStatus {
+                        table: name.clone(),
+                        total: LocationCounts {
+                            keys: source_only.keys + current.keys + stale.keys,
+                            bytes: source_only.bytes + current.bytes + stale.bytes,
+                        },
+                        source_only,
+                        current,
+                        stale,
+                        sample: tally.sample,
+                        sample_current: tally.sample_current,
+                    }
+                })
+                .collect(),
         };
         let mut leased = LocationCounts::default();
         for location in Location::ALL {

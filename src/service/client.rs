@@ -317,7 +317,36 @@ pub fn combine(shards: &[super::proto::Status]) -> Result<super::proto::Status, 
         plans_made: add(|s| s.plans_made),
         shard_index: 0,
         shard_count: count,
+        tables: combine_tables(shards),
     })
+}
+
+/// Each table's figures summed over the shards, in the order first seen.
+fn combine_tables(shards: &[super::proto::Status]) -> Vec<super::proto::TableStatus> {
+    use super::proto::{KeysAndBytes, TableStatus};
+
+    let plus = |a: Option<KeysAndBytes>, b: Option<KeysAndBytes>| {
+        let (a, b) = (a.unwrap_or_default(), b.unwrap_or_default());
+        Some(KeysAndBytes {
+            keys: a.keys + b.keys,
+            bytes: a.bytes + b.bytes,
+        })
+    };
+    let mut tables: Vec<TableStatus> = Vec::new();
+    for table in shards.iter().flat_map(|s| &s.tables) {
+        match tables.iter_mut().find(|t| t.table == table.table) {
+            None => tables.push(table.clone()),
+            Some(sum) => {
+                sum.total = plus(sum.total, table.total);
+                sum.source_only = plus(sum.source_only, table.source_only);
+                sum.current = plus(sum.current, table.current);
+                sum.stale = plus(sum.stale, table.stale);
+                sum.sample = plus(sum.sample, table.sample);
+                sum.sample_current = plus(sum.sample_current, table.sample_current);
+            }
+        }
+    }
+    tables
 }
 
 #[cfg(test)]

@@ -88,6 +88,19 @@ fn status_message(shared: &Shared, status: crate::scheduler::Status) -> proto::S
         plans_made: shared.plans_made.load(std::sync::atomic::Ordering::Relaxed),
         shard_index: shared.shard.index,
         shard_count: shared.shard.count,
+        tables: status
+            .tables
+            .into_iter()
+            .map(|table| proto::TableStatus {
+                table: table.table,
+                total: counts(table.total),
+                source_only: counts(table.source_only),
+                current: counts(table.current),
+                stale: counts(table.stale),
+                sample: counts(table.sample),
+                sample_current: counts(table.sample_current),
+            })
+            .collect(),
     }
 }
 
