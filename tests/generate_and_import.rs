@@ -478,7 +478,7 @@ fn import_errors_name_the_line_and_column() {
 fn help_explains_every_command_and_piped_runs_draw_no_progress_bar() {
     let commands = [
         "demo", "generate", "import", "features", "labels", "train", "evaluate", "simulate",
-        "models", "policy", "serve", "executor", "status", "seed",
+        "models", "policy", "serve", "executor", "status", "capture", "verify", "seed",
     ];
     let top = stdout(&shadowcast_ok(&["--help"]));
     let listed: Vec<&str> = top

@@ -286,6 +286,7 @@ fn a_live_migration_survives_killed_capture_and_executor_and_verifies_clean() {
     let endpoint = service.endpoint.clone();
     // Slot names are the server's, not a database's: one per test run.
     let slot = format!("live_{}", std::process::id());
+    let captured = dir.path().join("captured-logs");
     let capture_args = [
         "capture",
         "--source",
@@ -296,6 +297,10 @@ fn a_live_migration_survives_killed_capture_and_executor_and_verifies_clean() {
         &endpoint,
         "--slot",
         &slot,
+        "--logs",
+        captured.to_str().unwrap(),
+        "--logs-every",
+        "1s",
         "--poll",
         "50ms",
         "--status-every",
@@ -467,6 +472,41 @@ fn a_live_migration_survives_killed_capture_and_executor_and_verifies_clean() {
         one(&source, "SELECT count(*)::text FROM pg_publication"),
         "0"
     );
+
+    // The writes are in the access logs too: every customer the
+    // application added is there as an insert, deletes as deletes.
+    let logged = shadowcast::logs::activity::KeyActivity::scan(
+        &shadowcast::logs::LogSource::open(&captured).unwrap(),
+    )
+    .unwrap();
+    let mut written: std::collections::BTreeMap<&str, Vec<(String, bool)>> = Default::default();
+    for (table, keys) in logged.tables() {
+        for (key, activity) in keys {
+            assert!(activity.writes >= 1);
+            written
+                .entry(table)
+                .or_default()
+                .push((String::from_utf8_lossy(key).into_owned(), activity.deleted));
+        }
+    }
+    assert_eq!(
+        written.keys().copied().collect::<Vec<_>>(),
+        ["customers", "order_lines", "orders"]
+    );
+    for added in strings(
+        &source,
+        "SELECT id::text FROM customers WHERE name LIKE 'new %'",
+    ) {
+        assert!(
+            written["customers"].contains(&(added.clone(), false)),
+            "{added} is logged"
+        );
+    }
+    let deleted_lines = written["order_lines"]
+        .iter()
+        .filter(|(_, gone)| *gone)
+        .count();
+    assert!(deleted_lines > 0, "deletes are logged as deletes");
 }
 
 /// Runs the binary to its end; its status and stderr.

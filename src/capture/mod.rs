@@ -14,6 +14,7 @@
 //! DONE or on `capture --drop`, and a slot this capture did not make is
 //! never taken over.
 
+mod log_appender;
 pub mod pgoutput;
 pub mod status_table;
 
@@ -23,6 +24,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use postgres::Client;
 
+use self::log_appender::LogAppender;
 use self::pgoutput::{Committed, Decoder};
 use crate::executor::{Backoff, unreachable};
 use crate::pg::{self, catalog, describe_error, quote_identifier};
@@ -51,6 +53,10 @@ pub struct CaptureOptions {
     pub status_every: Duration,
     /// How long to keep retrying while the service is unavailable.
     pub patience: Duration,
+    /// Also append the writes to these Parquet access logs, every
+    /// `logs_every`.
+    pub logs: Option<std::path::PathBuf>,
+    pub logs_every: Duration,
 }
 
 /// What one run of the capture did.
@@ -97,6 +103,10 @@ pub fn run(options: &CaptureOptions, stop: &AtomicBool) -> anyhow::Result<Captur
         .build()?;
     let mut clients = connect_patiently(&runtime, options)?;
     let mut decoder = Decoder::new(&schema);
+    let mut appender = options
+        .logs
+        .as_deref()
+        .map(|root| LogAppender::new(root, options.logs_every));
     let mut report = CaptureReport::default();
     let mut last_status: Option<Instant> = None;
     while !stop.load(Ordering::Relaxed) {
@@ -118,8 +128,11 @@ pub fn run(options: &CaptureOptions, stop: &AtomicBool) -> anyhow::Result<Captur
                 report_patiently(&runtime, &mut clients, chunk.to_vec(), options.patience)?;
             }
             let accepted_at = crate::time::now_us();
-            advance(&mut source, &options.slot, last.end_lsn)
-                .with_context(|| format!("{source_name}: confirming slot {}", options.slot))?;
+            match &mut appender {
+                Some(appender) => appender.add(&committed),
+                None => advance(&mut source, &options.slot, last.end_lsn)
+                    .with_context(|| format!("{source_name}: confirming slot {}", options.slot))?,
+            }
             report.transactions += committed.len() as u64;
             report.writes += writes.len() as u64;
             report.lags_us.extend(
@@ -157,16 +170,48 @@ pub fn run(options: &CaptureOptions, stop: &AtomicBool) -> anyhow::Result<Captur
                 }
             }
         }
+        if let Some(appender) = appender.as_mut().filter(|a| a.due()) {
+            flush_logs(appender, &mut source, options)?;
+        }
         if committed.is_empty() {
             // Nothing was committed up to `decoded_to`: confirming it
             // keeps an idle slot from holding WAL back (a transaction
             // still open there is decoded in full when it commits).
-            advance(&mut source, &options.slot, decoded_to)
-                .with_context(|| format!("{source_name}: confirming slot {}", options.slot))?;
+            if !appender.as_ref().is_some_and(LogAppender::holds_events) {
+                advance(&mut source, &options.slot, decoded_to)
+                    .with_context(|| format!("{source_name}: confirming slot {}", options.slot))?;
+            }
             std::thread::sleep(options.poll);
         }
     }
+    if let Some(appender) = appender.as_mut() {
+        flush_logs(appender, &mut source, options)?;
+    }
     Ok(report)
+}
+
+/// Writes the buffered events to the logs, then confirms the slot past them.
+fn flush_logs(
+    appender: &mut LogAppender,
+    source: &mut Client,
+    options: &CaptureOptions,
+) -> anyhow::Result<()> {
+    let logs = options.logs.as_deref().unwrap_or(std::path::Path::new(""));
+    if let Some(end_lsn) = appender.flush().with_context(|| {
+        format!(
+            "appending writes to the access logs under {}",
+            logs.display()
+        )
+    })? {
+        advance(source, &options.slot, end_lsn).with_context(|| {
+            format!(
+                "{}: confirming slot {}",
+                pg::display_url(&options.source),
+                options.slot
+            )
+        })?;
+    }
+    Ok(())
 }
 
 /// Drops the slot and the publication this capture made, and forgets them.

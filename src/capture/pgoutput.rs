@@ -5,6 +5,8 @@
 
 use std::collections::HashMap;
 
+use crate::logs::Op;
+
 /// PostgreSQL counts time from 2000-01-01 00:00 UTC.
 const POSTGRES_EPOCH_US: i64 = 946_684_800_000_000;
 
@@ -17,6 +19,9 @@ pub struct RowWrite {
     pub key: Vec<u8>,
     /// Bytes of the row's text after the write (0 for a delete).
     pub size_bytes: u64,
+    /// Insert, update or delete (an update that moves a row to another
+    /// key deletes the old key).
+    pub op: Op,
 }
 
 /// One committed transaction's writes.
@@ -212,7 +217,7 @@ impl Decoder {
                 let relation = reader.u32()?;
                 expect(&mut reader, b'N')?;
                 let new = reader.tuple()?;
-                self.write(relation, &new, &new)?;
+                self.write(relation, &new, Op::Insert)?;
             }
             b'U' => {
                 let relation = reader.u32()?;
@@ -240,10 +245,11 @@ impl Decoder {
                             table: before.0,
                             key: before.1,
                             size_bytes: 0,
+                            op: Op::Delete,
                         });
                     }
                 }
-                self.write(relation, &new, &new)?;
+                self.write(relation, &new, Op::Update)?;
             }
             b'D' => {
                 let relation = reader.u32()?;
@@ -262,6 +268,7 @@ impl Decoder {
                     table,
                     key,
                     size_bytes: 0,
+                    op: Op::Delete,
                 });
             }
             b'T' => {
@@ -296,13 +303,8 @@ impl Decoder {
         Ok((found.table.clone(), crate::pg::key::encode(&parts)))
     }
 
-    fn write(
-        &mut self,
-        relation: u32,
-        key_from: &[Value],
-        row: &[Value],
-    ) -> Result<(), DecodeError> {
-        let (table, key) = self.key_of(relation, key_from)?;
+    fn write(&mut self, relation: u32, row: &[Value], op: Op) -> Result<(), DecodeError> {
+        let (table, key) = self.key_of(relation, row)?;
         let size_bytes = row
             .iter()
             .map(|value| match value {
@@ -314,6 +316,7 @@ impl Decoder {
             table,
             key,
             size_bytes,
+            op,
         });
         Ok(())
     }
@@ -416,18 +419,18 @@ mod tests {
             done.committed_at_us, 946_684_800_000_000,
             "2000-01-01 in Unix time"
         );
-        let written: Vec<(&str, &[u8], u64)> = done
+        let written: Vec<(&str, &[u8], u64, Op)> = done
             .writes
             .iter()
-            .map(|w| (w.table.as_str(), &w.key[..], w.size_bytes))
+            .map(|w| (w.table.as_str(), &w.key[..], w.size_bytes, w.op))
             .collect();
         assert_eq!(
             written,
             [
-                ("orders", &b"us\\,west,2"[..], 7 + 1 + 5),
-                ("sales.items", b"5", 0),
-                ("sales.items", b"6", 1),
-                ("orders", b"eu,1", 0),
+                ("orders", &b"us\\,west,2"[..], 7 + 1 + 5, Op::Insert),
+                ("sales.items", b"5", 0, Op::Delete),
+                ("sales.items", b"6", 1, Op::Update),
+                ("orders", b"eu,1", 0, Op::Delete),
             ]
         );
     }

@@ -52,6 +52,13 @@ pub struct CaptureArgs {
     /// How long to keep retrying while the service is unavailable, e.g. 5m.
     #[arg(long, default_value = "5m", value_parser = crate::time::parse_std_duration)]
     pub retry_for: std::time::Duration,
+    /// Also append every captured write to these Parquet access logs
+    /// (Hive layout), so features see the writes the source committed.
+    #[arg(long)]
+    pub logs: Option<PathBuf>,
+    /// How often the appended writes are written out, e.g. 1m.
+    #[arg(long, default_value = "1m", value_parser = crate::time::parse_std_duration)]
+    pub logs_every: std::time::Duration,
     /// Drop the slot and the publication, and stop (the migration is over
     /// or abandoned; a forgotten slot keeps WAL on the source's disk).
     #[arg(long)]
@@ -71,6 +78,8 @@ pub fn capture(args: CaptureArgs) -> Result<()> {
         poll: args.poll,
         status_every: args.status_every,
         patience: args.retry_for,
+        logs: args.logs,
+        logs_every: args.logs_every,
     };
     if args.drop {
         capture::drop_slot_at(&options)?;
