@@ -17,12 +17,21 @@ use super::pgoutput::Committed;
 use crate::logs::writer::{AccessEvent, LogBatchBuilder, partition_dir, write_log_file};
 use crate::time::HOUR_US;
 
+/// One captured write as the logs will hold it.
+struct LoggedWrite {
+    committed_at_us: i64,
+    table: String,
+    key: String,
+    op: crate::logs::Op,
+    size_bytes: u64,
+}
+
 pub struct LogAppender {
     root: PathBuf,
     every: Duration,
     since: Instant,
-    /// By hour start: (commit time, table, key, op, size).
-    pending: BTreeMap<i64, Vec<(i64, String, String, crate::logs::Op, u64)>>,
+    /// By hour start.
+    pending: BTreeMap<i64, Vec<LoggedWrite>>,
     first_lsn: Option<u64>,
     last_lsn: u64,
     /// Where the slot may be confirmed once the pending events are written.
@@ -47,13 +56,13 @@ impl LogAppender {
             let hour = txn.committed_at_us.div_euclid(HOUR_US) * HOUR_US;
             let events = self.pending.entry(hour).or_default();
             for write in &txn.writes {
-                events.push((
-                    txn.committed_at_us,
-                    write.table.clone(),
-                    String::from_utf8_lossy(&write.key).into_owned(),
-                    write.op,
-                    write.size_bytes,
-                ));
+                events.push(LoggedWrite {
+                    committed_at_us: txn.committed_at_us,
+                    table: write.table.clone(),
+                    key: String::from_utf8_lossy(&write.key).into_owned(),
+                    op: write.op,
+                    size_bytes: write.size_bytes,
+                });
             }
             self.first_lsn.get_or_insert(txn.commit_lsn);
             self.last_lsn = txn.commit_lsn;
@@ -90,13 +99,13 @@ impl LogAppender {
                 continue;
             }
             let mut builder = LogBatchBuilder::new();
-            for (ts, table, key, op, size) in &events {
+            for event in &events {
                 builder.push(&AccessEvent {
-                    ts: *ts,
-                    key,
-                    table,
-                    op: *op,
-                    size: *size as i64,
+                    ts: event.committed_at_us,
+                    key: &event.key,
+                    table: &event.table,
+                    op: event.op,
+                    size: event.size_bytes as i64,
                     tenant: None,
                     latency_us: None,
                 });
