@@ -26,7 +26,7 @@ use postgres::Client;
 
 use self::log_appender::LogAppender;
 use self::pgoutput::{Committed, Decoder};
-use crate::executor::{Backoff, unreachable};
+use crate::executor::{Backoff, unreachable, until_connected};
 use crate::pg::{self, catalog, describe_error, quote_identifier};
 use crate::service::client::ShardedClients;
 use crate::service::proto;
@@ -457,23 +457,14 @@ fn connect_patiently(
     runtime: &tokio::runtime::Runtime,
     options: &CaptureOptions,
 ) -> anyhow::Result<ShardedClients> {
-    let mut backoff = Backoff::new(options.patience);
-    loop {
-        match runtime.block_on(ShardedClients::connect(
+    Ok(until_connected(runtime, options.patience, async || {
+        ShardedClients::connect(
             &options.endpoints,
             options.token.as_deref(),
             options.tls_ca.as_deref(),
-        )) {
-            Ok(clients) => return Ok(clients),
-            Err(error) => {
-                let Some(pause) = backoff.next() else {
-                    return Err(error.into());
-                };
-                tracing::warn!(%error, retry_in_ms = pause.as_millis() as u64, "the service does not answer; retrying");
-                std::thread::sleep(pause);
-            }
-        }
-    }
+        )
+        .await
+    })?)
 }
 
 /// Reports `writes`, retrying with backoff while the service is

@@ -71,11 +71,11 @@ pub enum Command {
     Seed(SeedArgs),
 }
 
+/// How a client command reaches the service.
 #[derive(Args, Debug)]
-pub struct ExecutorArgs {
+pub struct ServiceArgs {
     /// The service: http://HOST:PORT, or https://HOST:PORT with --tls-ca.
-    /// For a sharded service, every shard's endpoint (comma-separated): one
-    /// copier per shard.
+    /// For a sharded service, every shard's endpoint (comma-separated).
     #[arg(
         long,
         env = "SHADOWCAST_ENDPOINT",
@@ -89,6 +89,13 @@ pub struct ExecutorArgs {
     /// PEM certificate of the authority that signed the service's certificate.
     #[arg(long, env = "SHADOWCAST_TLS_CA")]
     pub tls_ca: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct ExecutorArgs {
+    /// One copier per endpoint when the service is sharded.
+    #[command(flatten)]
+    pub service: ServiceArgs,
     /// Source database: sqlite:PATH or postgres://USER@HOST/DB.
     #[arg(long)]
     pub source: String,
@@ -291,9 +298,9 @@ fn executor(args: ExecutorArgs) -> Result<()> {
         }
     };
     let options = crate::executor::ExecutorOptions {
-        endpoint: args.endpoint[0].clone(),
-        token: args.token,
-        tls_ca: args.tls_ca,
+        endpoint: args.service.endpoint[0].clone(),
+        token: args.service.token,
+        tls_ca: args.service.tls_ca,
         id: args.id,
         max_keys: args.max_keys,
         max_bytes: args.max_bytes,
@@ -306,7 +313,7 @@ fn executor(args: ExecutorArgs) -> Result<()> {
         patience: args.retry_for,
     };
     let stop = stop_on_signal();
-    let report = crate::executor::run_sharded(&args.endpoint, &options, &open, &stop)?;
+    let report = crate::executor::run_sharded(&args.service.endpoint, &options, &open, &stop)?;
     eprintln!(
         "{} leases, {} keys ({} bytes): {} accepted, {} stale, {} failed",
         report.leases, report.keys, report.bytes, report.accepted, report.stale, report.failed

@@ -19,20 +19,8 @@ pub struct CaptureArgs {
     /// shadowcast_status table.
     #[arg(long)]
     pub destination: String,
-    /// The service (every shard's endpoint, comma-separated, for a sharded one).
-    #[arg(
-        long,
-        env = "SHADOWCAST_ENDPOINT",
-        default_value = "http://127.0.0.1:50051",
-        value_delimiter = ','
-    )]
-    pub endpoint: Vec<String>,
-    /// Bearer token (an executor token).
-    #[arg(long, env = "SHADOWCAST_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
-    /// PEM certificate of the authority that signed the service's certificate.
-    #[arg(long, env = "SHADOWCAST_TLS_CA")]
-    pub tls_ca: Option<PathBuf>,
+    #[command(flatten)]
+    pub service: super::ServiceArgs,
     /// The logical replication slot to make (or resume).
     #[arg(long, default_value = "shadowcast")]
     pub slot: String,
@@ -69,9 +57,9 @@ pub fn capture(args: CaptureArgs) -> Result<()> {
     let options = CaptureOptions {
         source: args.source,
         destination: args.destination,
-        endpoints: args.endpoint,
-        token: args.token,
-        tls_ca: args.tls_ca,
+        endpoints: args.service.endpoint,
+        token: args.service.token,
+        tls_ca: args.service.tls_ca,
         slot: args.slot,
         publication: args.publication,
         tables: args.tables,
@@ -113,8 +101,10 @@ pub fn capture(args: CaptureArgs) -> Result<()> {
 
 #[derive(Args, Debug)]
 pub struct VerifyArgs {
+    /// The source: postgres://USER@HOST/DB.
     #[arg(long)]
     pub source: String,
+    /// The destination: postgres://USER@HOST/DB.
     #[arg(long)]
     pub destination: String,
     /// The executor's mapping file, so each table is compared as the
@@ -132,18 +122,9 @@ pub struct VerifyArgs {
     /// service as written, so they are copied again.
     #[arg(long)]
     pub requeue: bool,
-    /// The service, for --requeue (every shard's endpoint, comma-separated).
-    #[arg(
-        long,
-        env = "SHADOWCAST_ENDPOINT",
-        default_value = "http://127.0.0.1:50051",
-        value_delimiter = ','
-    )]
-    pub endpoint: Vec<String>,
-    #[arg(long, env = "SHADOWCAST_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
-    #[arg(long, env = "SHADOWCAST_TLS_CA")]
-    pub tls_ca: Option<PathBuf>,
+    /// The service, for --requeue.
+    #[command(flatten)]
+    pub service: super::ServiceArgs,
     /// Keys listed per table.
     #[arg(long, default_value_t = 20)]
     pub show: usize,
@@ -217,9 +198,9 @@ pub fn verify(args: VerifyArgs) -> Result<()> {
         let runtime = super::runtime()?;
         runtime.block_on(async {
             let mut clients = crate::service::client::ShardedClients::connect(
-                &args.endpoint,
-                args.token.as_deref(),
-                args.tls_ca.as_deref(),
+                &args.service.endpoint,
+                args.service.token.as_deref(),
+                args.service.tls_ca.as_deref(),
             )
             .await?;
             for chunk in writes.chunks(10_000) {

@@ -355,17 +355,30 @@ fn connect_patiently(
     runtime: &tokio::runtime::Runtime,
     options: &ExecutorOptions,
 ) -> anyhow::Result<Clients> {
-    let mut backoff = Backoff::new(options.patience);
-    loop {
-        match runtime.block_on(connect(
+    Ok(until_connected(runtime, options.patience, async || {
+        connect(
             &options.endpoint,
             options.token.as_deref(),
             options.tls_ca.as_deref(),
-        )) {
-            Ok(clients) => return Ok(clients),
+        )
+        .await
+    })?)
+}
+
+/// Runs `attempt` until it connects, retrying with backoff for `patience`
+/// while nothing answers (a client may start before the service).
+pub(crate) fn until_connected<T, E: std::fmt::Display>(
+    runtime: &tokio::runtime::Runtime,
+    patience: Duration,
+    mut attempt: impl AsyncFnMut() -> Result<T, E>,
+) -> Result<T, E> {
+    let mut backoff = Backoff::new(patience);
+    loop {
+        match runtime.block_on(attempt()) {
+            Ok(connected) => return Ok(connected),
             Err(error) => {
                 let Some(pause) = backoff.next() else {
-                    return Err(error.into());
+                    return Err(error);
                 };
                 tracing::warn!(%error, retry_in_ms = pause.as_millis() as u64, "the service does not answer; retrying");
                 std::thread::sleep(pause);
