@@ -287,41 +287,41 @@ fn a_live_migration_survives_killed_capture_and_executor_and_verifies_clean() {
     // Slot names are the server's, not a database's: one per test run.
     let slot = format!("live_{}", std::process::id());
     let captured = dir.path().join("captured-logs");
-    let capture_args = [
+    let capture_args = between(
         "capture",
-        "--source",
         &source,
-        "--destination",
         &destination,
-        "--endpoint",
-        &endpoint,
-        "--slot",
-        &slot,
-        "--logs",
-        captured.to_str().unwrap(),
-        "--logs-every",
-        "1s",
-        "--poll",
-        "50ms",
-        "--status-every",
-        "500ms",
-    ];
-    let executor_args = [
+        &[
+            "--endpoint",
+            &endpoint,
+            "--slot",
+            &slot,
+            "--logs",
+            captured.to_str().unwrap(),
+            "--logs-every",
+            "1s",
+            "--poll",
+            "50ms",
+            "--status-every",
+            "500ms",
+        ],
+    );
+    let executor_args = between(
         "executor",
-        "--source",
         &source,
-        "--destination",
         &destination,
-        "--endpoint",
-        &endpoint,
-        "--layout",
-        "tables",
-        "--max-keys",
-        "40",
-        "--slot",
-        &slot,
-        "--until-ready",
-    ];
+        &[
+            "--endpoint",
+            &endpoint,
+            "--layout",
+            "tables",
+            "--max-keys",
+            "40",
+            "--slot",
+            &slot,
+            "--until-ready",
+        ],
+    );
     let mut capture = Process::start(&capture_args, dir.path().join("capture-1.log"));
     wait_until("the capture's slot", Duration::from_secs(30), || {
         slot_exists(&source, &slot)
@@ -385,15 +385,12 @@ fn a_live_migration_survives_killed_capture_and_executor_and_verifies_clean() {
         "keys inserted by the application were captured and tracked"
     );
     let verified = Command::new(BIN)
-        .args([
+        .args(between(
             "verify",
-            "--source",
             &source,
-            "--destination",
             &destination,
-            "--chunk",
-            "100",
-        ])
+            &["--chunk", "100"],
+        ))
         .output()
         .unwrap();
     let report = String::from_utf8_lossy(&verified.stdout);
@@ -509,6 +506,19 @@ fn a_live_migration_survives_killed_capture_and_executor_and_verifies_clean() {
     assert!(deleted_lines > 0, "deletes are logged as deletes");
 }
 
+/// `COMMAND --source S --destination D EXTRA…`: the shape of executor,
+/// capture and verify.
+fn between<'a>(
+    command: &'a str,
+    source: &'a str,
+    destination: &'a str,
+    extra: &[&'a str],
+) -> Vec<&'a str> {
+    let mut args = vec![command, "--source", source, "--destination", destination];
+    args.extend_from_slice(extra);
+    args
+}
+
 /// Runs the binary to its end; its status and stderr.
 fn run(args: &[&str]) -> (bool, String, String) {
     let output = Command::new(BIN).args(args).output().unwrap();
@@ -581,19 +591,22 @@ columns = { display_name = "full_name" }
     let logs = logs_of(dir.path(), &keys);
     let service = Service::start(dir.path(), &logs, &["--versions", "lsn"]);
     let mapping = mapping.to_str().unwrap();
-    let (copied, _, report) = run(&[
-        "executor",
-        "--source",
-        &source,
-        "--destination",
-        &destination,
-        "--endpoint",
-        &service.endpoint,
-        "--mapping",
-        mapping,
-        "--without-capture",
-        "--until-ready",
-    ]);
+    let copy = || {
+        run(&between(
+            "executor",
+            &source,
+            &destination,
+            &[
+                "--endpoint",
+                &service.endpoint,
+                "--mapping",
+                mapping,
+                "--without-capture",
+                "--until-ready",
+            ],
+        ))
+    };
+    let (copied, _, report) = copy();
     assert!(copied, "{report}");
     assert!(
         report.contains("500 accepted, 0 stale, 0 failed"),
@@ -617,15 +630,12 @@ columns = { display_name = "full_name" }
         [("products".into(), 300, 300), ("accounts".into(), 200, 200)],
         "each table's keys, in the order the logs first name them"
     );
-    let (same, stdout, stderr) = run(&[
+    let (same, stdout, stderr) = run(&between(
         "verify",
-        "--source",
         &source,
-        "--destination",
         &destination,
-        "--mapping",
-        mapping,
-    ]);
+        &["--mapping", mapping],
+    ));
     assert!(same, "{stdout}{stderr}");
     assert!(stdout.contains("table products: 300 rows"), "{stdout}");
     // Worked out by hand: sku-7 costs 7 × 0.99 = 6.93, so 693 cents; sku-9
@@ -660,37 +670,25 @@ columns = { display_name = "full_name" }
     client(&source)
         .batch_execute("UPDATE products SET price = 1.00 WHERE sku = 'sku-7'")
         .unwrap();
-    let (same, stdout, _) = run(&[
+    let (same, stdout, _) = run(&between(
         "verify",
-        "--source",
         &source,
-        "--destination",
         &destination,
-        "--mapping",
-        mapping,
-        "--requeue",
-        "--endpoint",
-        &service.endpoint,
-    ]);
+        &[
+            "--mapping",
+            mapping,
+            "--requeue",
+            "--endpoint",
+            &service.endpoint,
+        ],
+    ));
     assert!(!same);
     assert!(
         stdout.contains("different                    sku-7"),
         "{stdout}"
     );
     assert!(stdout.contains("requeued 1 keys"), "{stdout}");
-    let (copied, _, report) = run(&[
-        "executor",
-        "--source",
-        &source,
-        "--destination",
-        &destination,
-        "--endpoint",
-        &service.endpoint,
-        "--mapping",
-        mapping,
-        "--without-capture",
-        "--until-ready",
-    ]);
+    let (copied, _, report) = copy();
     assert!(copied && report.contains("1 accepted"), "{report}");
     assert_eq!(
         one(
@@ -724,19 +722,19 @@ fn bad_tables_mappings_and_sources_are_refused_with_what_is_wrong() {
     let executor = |mapping: &str| {
         let path = dir.path().join("executor.toml");
         std::fs::write(&path, mapping).unwrap();
-        run(&[
+        run(&between(
             "executor",
-            "--source",
             &source,
-            "--destination",
             &destination,
-            "--endpoint",
-            &service.endpoint,
-            "--mapping",
-            path.to_str().unwrap(),
-            "--without-capture",
-            "--until-ready",
-        ])
+            &[
+                "--endpoint",
+                &service.endpoint,
+                "--mapping",
+                path.to_str().unwrap(),
+                "--without-capture",
+                "--until-ready",
+            ],
+        ))
     };
 
     let (ok, _, error) = executor("[tables.people]\ncolumns = { name = \"nickname\" }\n");
@@ -768,20 +766,20 @@ fn bad_tables_mappings_and_sources_are_refused_with_what_is_wrong() {
     // Without a mapping, the table without a key fails its own keys only
     // (again and again: they stay in line until someone adds a key).
     let mut copying = Process::start(
-        &[
+        &between(
             "executor",
-            "--source",
             &source,
-            "--destination",
             &destination,
-            "--endpoint",
-            &service.endpoint,
-            "--layout",
-            "tables",
-            "--without-capture",
-            "--max-keys",
-            "1",
-        ],
+            &[
+                "--endpoint",
+                &service.endpoint,
+                "--layout",
+                "tables",
+                "--without-capture",
+                "--max-keys",
+                "1",
+            ],
+        ),
         dir.path().join("executor.log"),
     );
     wait_until(
@@ -805,19 +803,19 @@ fn bad_tables_mappings_and_sources_are_refused_with_what_is_wrong() {
     );
 
     // An executor refuses to copy before the capture's slot exists.
-    let (ok, _, error) = run(&[
+    let (ok, _, error) = run(&between(
         "executor",
-        "--source",
         &source,
-        "--destination",
         &destination,
-        "--endpoint",
-        &service.endpoint,
-        "--layout",
-        "tables",
-        "--slot",
-        "no_such_slot",
-    ]);
+        &[
+            "--endpoint",
+            &service.endpoint,
+            "--layout",
+            "tables",
+            "--slot",
+            "no_such_slot",
+        ],
+    ));
     assert!(!ok);
     assert!(
         error.contains("there is no replication slot no_such_slot"),
@@ -833,21 +831,21 @@ fn bad_tables_mappings_and_sources_are_refused_with_what_is_wrong() {
         )
         .unwrap();
     let capture = |source: &str, slot: &str, tables: &str| {
-        run(&[
+        run(&between(
             "capture",
-            "--source",
-            source,
-            "--destination",
+            &source,
             &destination,
-            "--endpoint",
-            &service.endpoint,
-            "--slot",
-            slot,
-            "--tables",
-            tables,
-            "--retry-for",
-            "1s",
-        ])
+            &[
+                "--endpoint",
+                &service.endpoint,
+                "--slot",
+                slot,
+                "--tables",
+                tables,
+                "--retry-for",
+                "1s",
+            ],
+        ))
     };
     let (ok, _, error) = capture(&source, &foreign, "people");
     assert!(!ok);
