@@ -833,7 +833,7 @@ fn bad_tables_mappings_and_sources_are_refused_with_what_is_wrong() {
     let capture = |source: &str, slot: &str, tables: &str| {
         run(&between(
             "capture",
-            &source,
+            source,
             &destination,
             &[
                 "--endpoint",
