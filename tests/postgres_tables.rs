@@ -666,6 +666,32 @@ columns = { display_name = "full_name" }
         )
     );
 
+    // A destination row copied after verify's snapshot (its recorded
+    // version beyond any LSN the source has reached) is a difference a
+    // later write explains, not a failure.
+    client(&destination)
+        .batch_execute(
+            "UPDATE accounts SET display_name = 'Renamed later' WHERE id = 5;
+             UPDATE shadowcast_row_versions SET version = 9223372036854775000
+             WHERE table_name = 'accounts' AND key = '5'::bytea",
+        )
+        .unwrap();
+    let (same, stdout, _) = run(&between(
+        "verify",
+        &source,
+        &destination,
+        &["--mapping", mapping, "--tables", "accounts"],
+    ));
+    assert!(same, "{stdout}");
+    assert!(
+        stdout.contains("different                    5 (explained: copied at 7FFFFFFF/FFFFFCD8 after the snapshot)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("1 keys differ, 1 of them explained"),
+        "{stdout}"
+    );
+
     // A later change in the source shows as a difference until copied again.
     client(&source)
         .batch_execute("UPDATE products SET price = 1.00 WHERE sku = 'sku-7'")
