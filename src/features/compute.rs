@@ -1,10 +1,12 @@
-//! Building the feature table from a scan: one accumulator per worker, its
-//! keys split into shards by hash, so that merging the workers' states,
-//! sorting and building the output all run shard by shard on all cores.
+//! Building the feature table from a scan: every worker's events go into
+//! one set of key states split into shards by hash, each shard behind its
+//! own lock, so that every key has one state whatever the number of workers
+//! (memory does not grow with the cores), and sorting and building the
+//! output run shard by shard on all cores.
 
 use std::collections::BinaryHeap;
 use std::collections::binary_heap::PeekMut;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, TryLockError};
 use std::time::Instant;
 
 use arrow_array::cast::AsArray;
@@ -19,8 +21,9 @@ use super::table::{BATCH_ROWS, BatchBuilder, KeyColumn, with_neighbourhood};
 use crate::keys::{KeyArena, key_hasher};
 use crate::logs::{AccessBatch, LogError, LogSource, TimeRange};
 
-/// Shards per accumulator: enough for parallel merging on many cores and
-/// small per-shard tables, few enough that empty shards cost nothing.
+/// Shards of the key states: enough that workers seldom want the same one
+/// at once and for parallel sorting on many cores, few enough that empty
+/// shards cost nothing.
 const SHARDS: usize = 64;
 // The merge records each row's shard in a byte.
 const _: () = assert!(SHARDS <= 256);
@@ -72,19 +75,6 @@ impl Shard {
                 .collect(),
         }
     }
-
-    /// Adds every key state of `other` to this shard.
-    fn absorb(&mut self, other: Shard, tenant_names: &[Arc<str>]) {
-        self.keys.reserve(other.len(), 0);
-        for slot in 0..other.len() {
-            let (table, key) = (other.table(slot), other.key(slot));
-            let hash = other.keys.hash(table, key);
-            match self.find(hash, table, key) {
-                Some(mine) => self.states[mine].merge(&other.states[slot], tenant_names),
-                None => self.insert(hash, table, key, other.states[slot].clone()),
-            }
-        }
-    }
 }
 
 /// Names (of tables, of tenants) seen by any worker, with ids shared by
@@ -115,27 +105,38 @@ impl NameRegistry {
     }
 }
 
-/// Per-key states of the events one worker has seen.
-struct Accumulator {
+/// One worker's view of the scan: the shared key states, and what it
+/// reuses from batch to batch.
+struct Accumulator<'a> {
     cut: CutOff,
     hasher: ahash::RandomState,
     tables: NameRegistry,
     tenants: NameRegistry,
-    shards: Vec<Shard>,
+    shards: &'a [Mutex<Shard>],
     keys_are_utf8: bool,
     events: u64,
+    /// Each row of the current batch by the shard of its key.
+    rows_by_shard: Vec<Vec<u32>>,
+    hashes: Vec<u64>,
 }
 
-impl Accumulator {
-    fn new(cut: CutOff, tables: NameRegistry, tenants: NameRegistry) -> Self {
+impl<'a> Accumulator<'a> {
+    fn new(
+        cut: CutOff,
+        tables: NameRegistry,
+        tenants: NameRegistry,
+        shards: &'a [Mutex<Shard>],
+    ) -> Self {
         Accumulator {
             cut,
             hasher: key_hasher(),
             tables,
             tenants,
-            shards: (0..SHARDS).map(|_| Shard::default()).collect(),
+            shards,
             keys_are_utf8: true,
             events: 0,
+            rows_by_shard: vec![Vec::new(); SHARDS],
+            hashes: Vec::new(),
         }
     }
 
@@ -143,22 +144,75 @@ impl Accumulator {
         let ids = self.tables.ids_of(batch.table_names());
         self.keys_are_utf8 &= batch.keys_are_utf8();
         self.events += batch.len() as u64;
-        let cut = self.cut;
-        let rows = batch
-            .ts()
-            .iter()
-            .zip(batch.table_index())
-            .zip(batch.ops())
-            .zip(batch.sizes());
+        self.hashes.clear();
+        for rows in &mut self.rows_by_shard {
+            rows.clear();
+        }
+        for (row, &table_index) in batch.table_index().iter().enumerate() {
+            let hash = self
+                .hasher
+                .hash_one((ids[table_index as usize], batch.key(row)));
+            self.hashes.push(hash);
+            self.rows_by_shard[shard_of(hash)].push(row as u32);
+        }
         let tenants = batch.tenant_index().map(|index| {
             let ids = self.tenants.ids_of(batch.tenant_names());
             (index, ids, self.tenants.names())
         });
-        for (row, (((&ts, &table_index), &op), &size)) in rows.enumerate() {
-            let table = ids[table_index as usize];
-            let key = batch.key(row);
-            let hash = self.hasher.hash_one((table, key));
-            let shard = &mut self.shards[shard_of(hash)];
+        let rows = BatchRows {
+            batch,
+            table_ids: &ids,
+            hashes: &self.hashes,
+            tenants: tenants
+                .as_ref()
+                .map(|(index, ids, names)| (*index, &ids[..], &names[..])),
+            cut: self.cut,
+        };
+        // A shard another worker holds is left for later in the round; only
+        // when every remaining one is busy does the worker wait for one.
+        let mut pending: Vec<usize> = (0..SHARDS)
+            .filter(|&shard| !self.rows_by_shard[shard].is_empty())
+            .collect();
+        while !pending.is_empty() {
+            let mut busy = Vec::new();
+            for &shard in &pending {
+                match self.shards[shard].try_lock() {
+                    Ok(mut states) => rows.apply(&mut states, &self.rows_by_shard[shard]),
+                    Err(TryLockError::WouldBlock) => busy.push(shard),
+                    Err(TryLockError::Poisoned(_)) => panic!("a feature worker panicked"),
+                }
+            }
+            if busy.len() == pending.len() {
+                let shard = busy.remove(0);
+                let mut states = self.shards[shard]
+                    .lock()
+                    .expect("a feature worker panicked");
+                rows.apply(&mut states, &self.rows_by_shard[shard]);
+            }
+            pending = busy;
+        }
+    }
+}
+
+/// What applying a batch's rows to a shard needs.
+struct BatchRows<'b> {
+    batch: &'b AccessBatch,
+    table_ids: &'b [u32],
+    hashes: &'b [u64],
+    /// Each row's tenant index, the batch's tenant ids and every name.
+    tenants: Option<(&'b [u32], &'b [u32], &'b [Arc<str>])>,
+    cut: CutOff,
+}
+
+impl BatchRows<'_> {
+    fn apply(&self, shard: &mut Shard, rows: &[u32]) {
+        let (ts, ops, sizes) = (self.batch.ts(), self.batch.ops(), self.batch.sizes());
+        let table_index = self.batch.table_index();
+        for &row in rows {
+            let row = row as usize;
+            let table = self.table_ids[table_index[row] as usize];
+            let key = self.batch.key(row);
+            let hash = self.hashes[row];
             let slot = match shard.find(hash, table, key) {
                 Some(slot) => slot,
                 None => {
@@ -167,25 +221,14 @@ impl Accumulator {
                 }
             };
             let state = &mut shard.states[slot];
-            state.add(&cut, ts, op, size);
-            if let Some((index, ids, names)) = &tenants
+            state.add(&self.cut, ts[row], ops[row], sizes[row]);
+            if let Some((index, ids, names)) = self.tenants
                 && let Some(&id) = ids.get(index[row] as usize)
             {
-                state.name_tenant(ts, id, names);
+                state.name_tenant(ts[row], id, names);
             }
         }
     }
-}
-
-/// Merges one shard from every worker into the largest of them.
-fn merge_shard(mut parts: Vec<Shard>, tenant_names: &[Arc<str>]) -> Shard {
-    parts.sort_by_key(|part| std::cmp::Reverse(part.len()));
-    let mut parts = parts.into_iter();
-    let mut merged = parts.next().unwrap_or_default();
-    for part in parts {
-        merged.absorb(part, tenant_names);
-    }
-    merged
 }
 
 /// Table rank and leading key bytes: see [`KeyOrder::coarse`].
@@ -294,30 +337,14 @@ impl Eq for MergeHead<'_> {}
 
 /// Merges the workers' states and turns them into the sorted feature table.
 fn finish(
-    accumulators: Vec<Accumulator>,
+    shards: Vec<Shard>,
+    keys_are_utf8: bool,
+    events: u64,
     cut: CutOff,
     tables: &NameRegistry,
     tenants: &NameRegistry,
 ) -> FeatureTable {
-    let started = Instant::now();
-    let keys_are_utf8 = accumulators.iter().all(|a| a.keys_are_utf8);
-    let events = accumulators.iter().map(|a| a.events).sum();
-    let mut per_shard: Vec<Vec<Shard>> = (0..SHARDS).map(|_| Vec::new()).collect();
-    for accumulator in accumulators {
-        for (index, shard) in accumulator.shards.into_iter().enumerate() {
-            per_shard[index].push(shard);
-        }
-    }
     let tenant_names = tenants.names();
-    let shards: Vec<Shard> = per_shard
-        .into_par_iter()
-        .map(|parts| merge_shard(parts, &tenant_names))
-        .collect();
-    tracing::info!(
-        seconds = started.elapsed().as_secs_f64(),
-        "merged worker states"
-    );
-
     let started = Instant::now();
     let names = tables.names();
     let key_order = KeyOrder::new(&names);
@@ -453,11 +480,26 @@ pub fn compute(
     let cut = CutOff::new(options.as_of, options.horizon);
     let (tables, tenants) = (NameRegistry::default(), NameRegistry::default());
     let started = Instant::now();
-    let partials = plan.fold(
-        || Accumulator::new(cut, tables.clone(), tenants.clone()),
+    let shards: Vec<Mutex<Shard>> = (0..SHARDS).map(|_| Mutex::default()).collect();
+    let workers = plan.fold(
+        || Accumulator::new(cut, tables.clone(), tenants.clone(), &shards),
         |accumulator, batch| accumulator.add_batch(batch),
         on_rows,
     )?;
     tracing::info!(seconds = started.elapsed().as_secs_f64(), "scanned");
-    Ok(finish(partials, cut, &tables, &tenants))
+    let keys_are_utf8 = workers.iter().all(|w| w.keys_are_utf8);
+    let events = workers.iter().map(|w| w.events).sum();
+    drop(workers);
+    let shards = shards
+        .into_iter()
+        .map(|shard| shard.into_inner().expect("a feature worker panicked"))
+        .collect();
+    Ok(finish(
+        shards,
+        keys_are_utf8,
+        events,
+        cut,
+        &tables,
+        &tenants,
+    ))
 }

@@ -8,8 +8,10 @@
 //! Parquet by [`table`].
 //!
 //! Guarantees: every feature is a mergeable aggregate (sum, count, min, max),
-//! so the scan splits across files and threads and merges exactly; memory
-//! grows with distinct keys, not events; events after T are never read.
+//! so the scan reads files in any order on every core into one state per
+//! key (one, whatever the number of cores) and a cluster's GROUP BY gives
+//! the same; memory grows with distinct keys, not events; events after T
+//! are never read.
 //! `sql/features.sql` computes the same table in DuckDB or Spark SQL.
 
 mod compute;

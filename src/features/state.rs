@@ -1,6 +1,8 @@
 //! Per-key aggregate state. Every field is a sum, a count, a min or a max
-//! (or a lexicographic max of a pair), so two states for the same key built
-//! from disjoint events merge exactly, in any order.
+//! (or a lexicographic max of a pair, or the top of a multiset), so a key's
+//! state is the same whatever order its events arrive in: the scan reads
+//! files and row groups in any order, on every core, into one state per
+//! key, and the SQL in `sql/` computes the same with GROUP BY.
 
 use super::definition::{
     DECAY_HALF_LIVES, GAPS, HORIZON_HALF_LIVES, HORIZON_WINDOWS, SIZE_CAP, WINDOWS,
@@ -163,45 +165,6 @@ impl KeyState {
         }
         self.keep_latest(ts);
     }
-
-    /// Adds `other`'s events (`tenant_names`: the scan's tenants by id).
-    pub fn merge(&mut self, other: &KeyState, tenant_names: &[Arc<str>]) {
-        self.name_tenant(other.tenant_ts, other.tenant, tenant_names);
-        self.first_ts = self.first_ts.min(other.first_ts);
-        self.last_read_ts = self.last_read_ts.max(other.last_read_ts);
-        self.last_write_ts = self.last_write_ts.max(other.last_write_ts);
-        self.last_event_code = self.last_event_code.max(other.last_event_code);
-        if (other.last_ts, other.last_size) > (self.last_ts, self.last_size) {
-            self.last_ts = other.last_ts;
-            self.last_size = other.last_size;
-        }
-        self.size_max = self.size_max.max(other.size_max);
-        self.reads += other.reads;
-        self.writes += other.writes;
-        self.writes_7d += other.writes_7d;
-        for (a, b) in self.events.iter_mut().zip(other.events) {
-            *a += b;
-        }
-        for (a, b) in self.read_decay.iter_mut().zip(other.read_decay) {
-            *a += b;
-        }
-        for (a, b) in self.write_decay.iter_mut().zip(other.write_decay) {
-            *a += b;
-        }
-        for (a, b) in self.tod.iter_mut().zip(other.tod) {
-            *a += b;
-        }
-        self.tod_next_6h += other.tod_next_6h;
-        for (a, b) in self.horizon_events.iter_mut().zip(other.horizon_events) {
-            *a += b;
-        }
-        for (a, b) in self.horizon_decay.iter_mut().zip(other.horizon_decay) {
-            *a += b;
-        }
-        for ts in other.latest {
-            self.keep_latest(ts);
-        }
-    }
 }
 
 #[cfg(test)]
@@ -209,7 +172,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn merging_split_streams_equals_one_stream() {
+    fn events_in_any_order_give_the_same_state() {
         let cut = CutOff::new(10 * DAY_US, 6 * HOUR_US);
         let events: Vec<(i64, Op, i64)> = (0..200)
             .map(|i| {
@@ -218,12 +181,17 @@ mod tests {
             })
             .collect();
         let mut whole = KeyState::empty();
-        let (mut left, mut right) = (KeyState::empty(), KeyState::empty());
-        for (i, &(ts, op, size)) in events.iter().enumerate() {
+        for &(ts, op, size) in &events {
             whole.add(&cut, ts, op, size);
-            if i % 3 == 0 { &mut left } else { &mut right }.add(&cut, ts, op, size);
         }
-        right.merge(&left, &[]);
+        // Every third event first, then the rest backwards: two workers'
+        // batches interleaved.
+        let mut right = KeyState::empty();
+        let (first, rest): (Vec<_>, Vec<_>) =
+            events.iter().enumerate().partition(|(i, _)| i % 3 == 0);
+        for (_, &(ts, op, size)) in first.into_iter().chain(rest.into_iter().rev()) {
+            right.add(&cut, ts, op, size);
+        }
         assert_eq!(right.reads, whole.reads);
         assert_eq!(right.events, whole.events);
         assert_eq!(right.tod, whole.tod);
