@@ -163,9 +163,11 @@ impl<'a> Accumulator<'a> {
             batch,
             table_ids: &ids,
             hashes: &self.hashes,
-            tenants: tenants
-                .as_ref()
-                .map(|(index, ids, names)| (*index, &ids[..], &names[..])),
+            tenants: tenants.as_ref().map(|(of_row, ids, names)| BatchTenants {
+                of_row,
+                ids,
+                names,
+            }),
             cut: self.cut,
         };
         // A shard another worker holds is left for later in the round; only
@@ -199,9 +201,18 @@ struct BatchRows<'b> {
     batch: &'b AccessBatch,
     table_ids: &'b [u32],
     hashes: &'b [u64],
-    /// Each row's tenant index, the batch's tenant ids and every name.
-    tenants: Option<(&'b [u32], &'b [u32], &'b [Arc<str>])>,
+    tenants: Option<BatchTenants<'b>>,
     cut: CutOff,
+}
+
+/// The tenants of a batch that names them.
+struct BatchTenants<'b> {
+    /// Each row's index into `ids`.
+    of_row: &'b [u32],
+    /// The batch's tenant names as the scan's ids.
+    ids: &'b [u32],
+    /// Every tenant name seen so far, by id.
+    names: &'b [Arc<str>],
 }
 
 impl BatchRows<'_> {
@@ -222,10 +233,10 @@ impl BatchRows<'_> {
             };
             let state = &mut shard.states[slot];
             state.add(&self.cut, ts[row], ops[row], sizes[row]);
-            if let Some((index, ids, names)) = self.tenants
-                && let Some(&id) = ids.get(index[row] as usize)
+            if let Some(tenants) = &self.tenants
+                && let Some(&id) = tenants.ids.get(tenants.of_row[row] as usize)
             {
-                state.name_tenant(ts[row], id, names);
+                state.name_tenant(ts[row], id, tenants.names);
             }
         }
     }
