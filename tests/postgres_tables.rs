@@ -828,6 +828,30 @@ fn bad_tables_mappings_and_sources_are_refused_with_what_is_wrong() {
         "0"
     );
 
+    // A service that counts versions as times is refused before anything
+    // is copied: LSNs would be stale against it for good.
+    let times_dir = dir.path().join("times");
+    std::fs::create_dir_all(&times_dir).unwrap();
+    let times = Service::start(&times_dir, &logs, &[]);
+    let (ok, _, error) = run(&between(
+        "executor",
+        &source,
+        &destination,
+        &[
+            "--endpoint",
+            &times.endpoint,
+            "--layout",
+            "tables",
+            "--without-capture",
+        ],
+    ));
+    assert!(!ok);
+    assert!(
+        error.contains("counts versions as `time`, but this copies at `lsn` versions: serve it with --versions lsn"),
+        "{error}"
+    );
+    drop(times);
+
     // An executor refuses to copy before the capture's slot exists.
     let (ok, _, error) = run(&between(
         "executor",

@@ -102,6 +102,16 @@ pub fn run(options: &CaptureOptions, stop: &AtomicBool) -> anyhow::Result<Captur
         .enable_all()
         .build()?;
     let mut clients = connect_patiently(&runtime, options)?;
+    let statuses = runtime
+        .block_on(clients.statuses())
+        .map_err(|status| anyhow::anyhow!("asking the service its status: {}", status.message()))?;
+    for status in &statuses {
+        crate::executor::check_versions(
+            status,
+            crate::scheduler::Versions::Lsn,
+            &options.endpoints.join(","),
+        )?;
+    }
     let mut decoder = Decoder::new(&schema);
     let mut appender = options
         .logs

@@ -54,6 +54,10 @@ pub struct DatabaseError {
 
 /// Copies leased keys of one table from the source to the destination.
 pub trait Copier: Send {
+    /// What the versions it acknowledges are: the service must count
+    /// versions the same way.
+    fn versions(&self) -> crate::scheduler::Versions;
+
     /// Reads `keys` of `table` from the source in one snapshot and writes
     /// them to the destination in one transaction; gives, in order, the
     /// version each was copied at or why that key could not be. An error
@@ -82,6 +86,10 @@ impl VersionedRows {
 }
 
 impl Copier for VersionedRows {
+    fn versions(&self) -> crate::scheduler::Versions {
+        crate::scheduler::Versions::Time
+    }
+
     fn copy(
         &mut self,
         table: &str,
@@ -247,6 +255,14 @@ pub fn run(
         .enable_all()
         .build()?;
     let mut clients = connect_patiently(&runtime, options)?;
+    let status = patiently(
+        &runtime,
+        &mut clients,
+        options.patience,
+        "status",
+        async |c| c.management.get_status(proto::GetStatusRequest {}).await,
+    )?;
+    check_versions(&status, copier.versions(), &options.endpoint)?;
     let mut report = ExecutorReport::default();
     let request = proto::LeaseRequest {
         executor_id: options.id.clone(),
@@ -292,6 +308,25 @@ pub fn run(
         }
     }
     Ok(report)
+}
+
+/// Refuses a service that counts versions another way than `copying`
+/// (a copy acknowledged at an LSN against write times would be stale for
+/// good, and the other way round current for good).
+pub(crate) fn check_versions(
+    status: &proto::Status,
+    copying: crate::scheduler::Versions,
+    endpoint: &str,
+) -> anyhow::Result<()> {
+    if status.versions != copying.name() {
+        anyhow::bail!(
+            "the service at {endpoint} counts versions as `{}`, but this copies at `{}` versions: serve it with --versions {}",
+            status.versions,
+            copying.name(),
+            copying.name()
+        );
+    }
+    Ok(())
 }
 
 /// Acknowledges a lease compactly: keys copied at exactly the version they

@@ -4,7 +4,17 @@ use super::{ConfidenceConfig, SampleConfig, SchedulerError};
 use crate::time::SECOND_US;
 
 /// What the versions in acknowledgements and writes are.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize, clap::ValueEnum)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    serde::Deserialize,
+    serde::Serialize,
+    clap::ValueEnum,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Versions {
     /// The source's write times in microseconds, as the access logs give
@@ -16,6 +26,16 @@ pub enum Versions {
     /// say which keys were written but not at which LSN, so only reported
     /// writes (`shadowcast capture`) raise versions.
     Lsn,
+}
+
+impl Versions {
+    /// `time` or `lsn`, as the flag and the status spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Versions::Time => "time",
+            Versions::Lsn => "lsn",
+        }
+    }
 }
 
 /// Scheduler settings; [`check`](Self::check) before use.

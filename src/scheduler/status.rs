@@ -50,6 +50,8 @@ pub struct Status {
     pub eta_seconds: Option<f64>,
     pub live_leases: u64,
     pub counters: Counters,
+    /// What versions are (`serve --versions`).
+    pub versions: super::Versions,
     /// Each table's keys by where they are (leased or not) and its part
     /// of the sample, in the order tables were first seen.
     pub tables: Vec<TableStatus>,
@@ -165,6 +167,7 @@ impl Scheduler {
             eta_seconds: None,
             live_leases: self.leases.len() as u64,
             counters: self.counters,
+            versions: self.config.versions,
             tables: self
                 .census
                 .tables

@@ -258,6 +258,12 @@ pub fn combine(shards: &[super::proto::Status]) -> Result<super::proto::Status, 
             return Err(format!("shard {index}/{count} is given twice"));
         }
     }
+    if let Some(other) = shards.iter().find(|s| s.versions != first.versions) {
+        return Err(format!(
+            "shard {} counts versions as {:?}, shard {} as {:?}",
+            first.shard_index, first.versions, other.shard_index, other.versions
+        ));
+    }
     let sum = |part: fn(&Status) -> Option<KeysAndBytes>| {
         let mut total = KeysAndBytes::default();
         for status in shards {
@@ -317,6 +323,7 @@ pub fn combine(shards: &[super::proto::Status]) -> Result<super::proto::Status, 
         plans_made: add(|s| s.plans_made),
         shard_index: 0,
         shard_count: count,
+        versions: first.versions.clone(),
         tables: combine_tables(shards),
     })
 }

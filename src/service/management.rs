@@ -88,6 +88,7 @@ fn status_message(shared: &Shared, status: crate::scheduler::Status) -> proto::S
         plans_made: shared.plans_made.load(std::sync::atomic::Ordering::Relaxed),
         shard_index: shared.shard.index,
         shard_count: shared.shard.count,
+        versions: status.versions.name().to_string(),
         tables: status
             .tables
             .into_iter()

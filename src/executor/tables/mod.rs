@@ -138,6 +138,10 @@ fn as_params<T: ToSql + Sync>(values: &[T]) -> Vec<&(dyn ToSql + Sync)> {
 }
 
 impl Copier for PostgresTables {
+    fn versions(&self) -> crate::scheduler::Versions {
+        crate::scheduler::Versions::Lsn
+    }
+
     fn copy(
         &mut self,
         table: &str,
