@@ -5,7 +5,9 @@
 //! starts (what logical decoding reports as the commit LSN). A copy's
 //! version is `L - 1`, where `L` is the WAL insert position read before
 //! the copy's snapshot was taken, and the snapshot is taken only once
-//! every transaction that had an ID by then has ended. So a commit record
+//! every transaction that had an ID by then has ended (every one of the
+//! source database's when the role may see every session's ID, else every
+//! one of the server's). So a commit record
 //! that starts before `L` belongs to a transaction that had ended — and is
 //! visible — when the snapshot was taken, and one that starts at `L` or
 //! later is not counted: the copy holds every write whose version is at
