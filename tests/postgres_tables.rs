@@ -630,6 +630,20 @@ columns = { display_name = "full_name" }
         [("products".into(), 300, 300), ("accounts".into(), 200, 200)],
         "each table's keys, in the order the logs first name them"
     );
+    let (ok, printed, _) = run(&["status", "--endpoints", &service.endpoint]);
+    assert!(ok);
+    let rows: Vec<Vec<&str>> = printed
+        .lines()
+        .skip_while(|line| !line.starts_with("table "))
+        .skip(1)
+        .take(2)
+        .map(|line| line.split_whitespace().take(3).collect())
+        .collect();
+    assert_eq!(
+        rows,
+        [["products", "300", "300"], ["accounts", "200", "200"]],
+        "{printed}"
+    );
     let (same, stdout, stderr) = run(&between(
         "verify",
         &source,

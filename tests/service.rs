@@ -2219,6 +2219,19 @@ async fn a_migration_across_three_shards_survives_a_killed_shard() {
         "every key counted once: {table}"
     );
     assert_eq!(fields[3], fields[2], "every key current: {table}");
+    let by_table: Vec<u64> = table
+        .lines()
+        .skip_while(|line| !line.starts_with("table "))
+        .skip(1)
+        .take_while(|line| !line.starts_with("eta"))
+        .map(|line| line.split_whitespace().nth(1).unwrap().parse().unwrap())
+        .collect();
+    assert!(by_table.len() > 1, "{table}");
+    assert_eq!(
+        by_table.iter().sum::<u64>().to_string(),
+        fields[2],
+        "each table summed over the shards adds up to the whole: {table}"
+    );
     let metrics = std::process::Command::new(BIN)
         .args([
             "status",

@@ -11,7 +11,8 @@ use crate::service::proto;
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum StatusFormat {
-    /// One line per shard and one for the whole migration.
+    /// One line per shard and one for the whole migration, then one per
+    /// table (added up over the shards).
     Table,
     /// The whole migration's figures as Prometheus text (for a scraper
     /// that reads one target, or a shell script).
@@ -101,6 +102,24 @@ fn print_table(shards: &[proto::Status], whole: &proto::Status) {
     }
     if shards.len() > 1 {
         line("all".into(), whole);
+    }
+    if !whole.tables.is_empty() {
+        println!(
+            "{:<24} {:>12} {:>12} {:>10} {:>12} {:>10} {:>14}",
+            "table", "keys", "current", "stale", "source-only", "shadow", "shadow-current"
+        );
+        for table in &whole.tables {
+            println!(
+                "{:<24} {:>12} {:>12} {:>10} {:>12} {:>10} {:>14}",
+                table.table,
+                keys(&table.total),
+                keys(&table.current),
+                keys(&table.stale),
+                keys(&table.source_only),
+                keys(&table.sample),
+                keys(&table.sample_current)
+            );
+        }
     }
     match whole.eta_seconds {
         Some(eta) => println!(
