@@ -552,9 +552,20 @@ fn logs_of(dir: &Path, keys: &[(&'static str, String)]) -> PathBuf {
 #[test]
 fn a_destination_in_a_new_format_is_migrated_and_verified() {
     let (source, destination) = databases("reshaped");
+    // A source whose sessions default to another time zone: keys and
+    // checksums must not depend on it.
+    let source_name = source.rsplit_once('/').unwrap().1;
+    client(&admin_url())
+        .batch_execute(&format!(
+            "ALTER DATABASE {source_name} SET TimeZone = 'Asia/Kolkata'"
+        ))
+        .unwrap();
     client(&source)
         .batch_execute(
-            "CREATE TABLE products (sku text PRIMARY KEY, title text, price numeric(10,2), stock integer);
+            "CREATE TABLE readings (device integer, at timestamptz, value float8, PRIMARY KEY (device, at));
+             INSERT INTO readings SELECT i % 4, '2026-01-01 00:00:00+00'::timestamptz + i * interval '1 hour',
+                    i * 0.1 FROM generate_series(0, 47) i;
+             CREATE TABLE products (sku text PRIMARY KEY, title text, price numeric(10,2), stock integer);
              INSERT INTO products SELECT 'sku-' || i, CASE WHEN i % 9 = 0 THEN NULL ELSE 'Product ' || i END,
                     i * 0.99, i % 13 FROM generate_series(1, 300) i;
              CREATE TABLE accounts (id bigint PRIMARY KEY, full_name text NOT NULL, born date);
@@ -588,6 +599,13 @@ columns = { display_name = "full_name" }
         .map(|i| ("products", format!("sku-{i}")))
         .collect();
     keys.extend((1..=200).map(|i| ("accounts", i.to_string())));
+    // By the README's rule, in UTC: reading i is device i % 4 at hour i.
+    keys.extend((0..48).map(|i| {
+        (
+            "readings",
+            format!("{},2026-01-{:02} {:02}:00:00+00", i % 4, 1 + i / 24, i % 24),
+        )
+    }));
     let logs = logs_of(dir.path(), &keys);
     let service = Service::start(dir.path(), &logs, &["--versions", "lsn"]);
     let mapping = mapping.to_str().unwrap();
@@ -609,7 +627,7 @@ columns = { display_name = "full_name" }
     let (copied, _, report) = copy();
     assert!(copied, "{report}");
     assert!(
-        report.contains("500 accepted, 0 stale, 0 failed"),
+        report.contains("548 accepted, 0 stale, 0 failed"),
         "{report}"
     );
     let runtime = tokio::runtime::Runtime::new().unwrap();
@@ -627,8 +645,25 @@ columns = { display_name = "full_name" }
         .collect();
     assert_eq!(
         tables,
-        [("products".into(), 300, 300), ("accounts".into(), 200, 200)],
+        [
+            ("products".into(), 300, 300),
+            ("accounts".into(), 200, 200),
+            ("readings".into(), 48, 48)
+        ],
         "each table's keys, in the order the logs first name them"
+    );
+    // Every reading found by its key and copied (an hour off would have
+    // found none and deleted nothing).
+    assert_eq!(
+        one(&destination, "SELECT count(*)::text FROM readings"),
+        "48"
+    );
+    assert_eq!(
+        one(
+            &destination,
+            "SELECT value::text FROM readings WHERE device = 1 AND at = '2026-01-02 01:00:00+00'"
+        ),
+        "2.5"
     );
     let (ok, printed, _) = run(&["status", "--endpoints", &service.endpoint]);
     assert!(ok);

@@ -1,6 +1,8 @@
 //! The canonical access-log key of a PostgreSQL row: its primary key's
 //! columns in their text form (what the type's output function writes, as
-//! `psql` shows it), in primary-key order.
+//! `psql` shows it, with `TimeZone = UTC`, `DateStyle = ISO`,
+//! `IntervalStyle = postgres`, `bytea_output = hex`: the settings every
+//! connection of ours pins), in primary-key order.
 //!
 //! One column: its text, unchanged (`42`, `6f1c…-…`, `\x00ff` for bytea).
 //! Several: each column's text with `\` written `\\` and `,` written `\,`,

@@ -24,10 +24,21 @@ pub fn display_url(url: &str) -> String {
     }
 }
 
-/// Connects to `url`, naming the database (not the password) on failure.
+/// The session settings every connection of the executor, capture and
+/// verify pins: the text form of a value (and so a key, and a row's
+/// checksum) must not depend on a server's or a database's defaults.
+const TEXT_FORMS: &str = "SET TimeZone = 'UTC'; SET DateStyle = 'ISO, YMD'; \
+     SET IntervalStyle = 'postgres'; SET bytea_output = 'hex'; SET extra_float_digits = 1";
+
+/// Connects to `url` with [`TEXT_FORMS`] set, naming the database (not the
+/// password) on failure.
 pub fn connect(url: &str) -> anyhow::Result<Client> {
-    Client::connect(url, NoTls)
-        .map_err(|error| anyhow::anyhow!("{}: {}", display_url(url), describe_error(&error)))
+    let failed = |error: postgres::Error| {
+        anyhow::anyhow!("{}: {}", display_url(url), describe_error(&error))
+    };
+    let mut client = Client::connect(url, NoTls).map_err(failed)?;
+    client.batch_execute(TEXT_FORMS).map_err(failed)?;
+    Ok(client)
 }
 
 /// A PostgreSQL error with the server's message, detail and hint when
