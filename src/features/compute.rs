@@ -65,15 +65,29 @@ impl Shard {
         self.states.push(state);
     }
 
-    /// The shard's keys and states in the order of `slots`, without an index.
-    fn reordered(&self, slots: &[u32]) -> Shard {
-        Shard {
-            keys: self.keys.reordered(slots),
-            states: slots
-                .iter()
-                .map(|&slot| self.states[slot as usize].clone())
-                .collect(),
+    /// The shard's keys and states in the order of `slots`, without an
+    /// index: the states are permuted in place (they are most of a shard's
+    /// memory), only the keys are copied.
+    fn into_reordered(self, slots: &[u32]) -> Shard {
+        let keys = self.keys.reordered(slots);
+        drop(self.keys);
+        let mut states = self.states;
+        // Following each cycle of the permutation: position i takes what
+        // was at slots[i].
+        let mut placed = vec![false; states.len()];
+        for start in 0..states.len() {
+            let mut at = start;
+            while !placed[at] {
+                placed[at] = true;
+                let from = slots[at] as usize;
+                if from == start {
+                    break;
+                }
+                states.swap(at, from);
+                at = from;
+            }
         }
+        Shard { keys, states }
     }
 }
 
@@ -278,16 +292,16 @@ impl KeyOrder {
     }
 
     /// The shard's keys and states in output order.
-    fn sort(&self, shard: &Shard) -> Shard {
+    fn sort(&self, shard: Shard) -> Shard {
         let mut records: Vec<(Coarse, u32)> = (0..shard.len())
-            .map(|slot| (self.coarse(shard, slot), slot as u32))
+            .map(|slot| (self.coarse(&shard, slot), slot as u32))
             .collect();
         records.sort_unstable_by(|a, b| {
             a.0.cmp(&b.0)
                 .then_with(|| shard.key(a.1 as usize).cmp(shard.key(b.1 as usize)))
         });
         let slots: Vec<u32> = records.into_iter().map(|(_, slot)| slot).collect();
-        shard.reordered(&slots)
+        shard.into_reordered(&slots)
     }
 
     /// Merges sorted shards: the shard of each row, in output order.
@@ -361,7 +375,7 @@ fn finish(
     let key_order = KeyOrder::new(&names);
     let shards: Vec<Shard> = shards
         .into_par_iter()
-        .map(|shard| key_order.sort(&shard))
+        .map(|shard| key_order.sort(shard))
         .collect();
     let shard_sequence = key_order.merge(&shards);
     tracing::debug!(seconds = started.elapsed().as_secs_f64(), "sorted keys");
@@ -513,4 +527,32 @@ pub fn compute(
         &tables,
         &tenants,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_shard_reordered_in_place_keeps_each_key_with_its_state() {
+        let mut shard = Shard::default();
+        let hasher = key_hasher();
+        for (i, key) in ["a", "b", "c", "d", "e"].iter().enumerate() {
+            let mut state = KeyState::empty();
+            state.reads = i as u64;
+            shard.insert(
+                hasher.hash_one((0u32, key.as_bytes())),
+                0,
+                key.as_bytes(),
+                state,
+            );
+        }
+        // Two cycles (0 → 3 → 1 → 0 and 2 → 4 → 2), worked out by hand:
+        // position i takes what was at slots[i].
+        let reordered = shard.into_reordered(&[3, 0, 4, 1, 2]);
+        let keys: Vec<&[u8]> = (0..5).map(|slot| reordered.key(slot)).collect();
+        assert_eq!(keys, [b"d", b"a", b"e", b"b", b"c"]);
+        let reads: Vec<u64> = reordered.states.iter().map(|s| s.reads).collect();
+        assert_eq!(reads, [3, 0, 4, 1, 2]);
+    }
 }
