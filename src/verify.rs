@@ -24,7 +24,7 @@ use postgres::{GenericClient, IsolationLevel};
 
 use crate::executor::tables::ROW_VERSIONS;
 use crate::executor::tables::mapping::{Mapping, TablePlan};
-use crate::pg::{self, catalog, describe_error, key, quote_identifier};
+use crate::pg::{self, catalog, key, quote_identifier};
 
 #[derive(Clone, Debug)]
 pub struct VerifyOptions {
@@ -104,8 +104,7 @@ pub fn verify(options: &VerifyOptions) -> anyhow::Result<VerifyReport> {
     let mut source = pg::connect(&options.source).context("source")?;
     let mut destination = pg::connect(&options.destination).context("destination")?;
     let tables = if options.tables.is_empty() {
-        catalog::tables_with_keys(&mut source)
-            .map_err(|e| anyhow::anyhow!("source: {}", describe_error(&e)))?
+        catalog::tables_with_keys(&mut source).map_err(pg::failed_at("source"))?
     } else {
         options.tables.clone()
     };
@@ -127,7 +126,7 @@ pub fn verify(options: &VerifyOptions) -> anyhow::Result<VerifyReport> {
         .isolation_level(IsolationLevel::RepeatableRead)
         .read_only(true)
         .start()
-        .map_err(|e| anyhow::anyhow!("destination: {}", describe_error(&e)))?;
+        .map_err(pg::failed_at("destination"))?;
     let mut report = VerifyReport {
         snapshot_lsn,
         tables: Vec::new(),
@@ -141,7 +140,7 @@ pub fn verify(options: &VerifyOptions) -> anyhow::Result<VerifyReport> {
         )
         .with_context(|| format!("table {}", plan.source.name))?;
         explain(&mut destination_snapshot, &mut table, snapshot_lsn)
-            .map_err(|e| anyhow::anyhow!("destination: {}", describe_error(&e)))?;
+            .map_err(pg::failed_at("destination"))?;
         report.tables.push(table);
     }
     Ok(report)
@@ -222,13 +221,13 @@ fn compare_table(
         let mut params: Vec<&(dyn ToSql + Sync)> =
             lower.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
         params.push(&from_start);
-        let source_rows = read_chunk(source, &source_chunk, &params)
-            .map_err(|e| anyhow::anyhow!("source: {}", describe_error(&e)))?;
+        let source_rows =
+            read_chunk(source, &source_chunk, &params).map_err(pg::failed_at("source"))?;
         let Some(last) = source_rows.keys.last().cloned() else {
             // Past the source's last key: what the destination still has
             // there is left over.
             let tail = read_chunk(destination, &destination_tail, &params)
-                .map_err(|e| anyhow::anyhow!("destination: {}", describe_error(&e)))?;
+                .map_err(pg::failed_at("destination"))?;
             report.differing.extend(differences(&source_rows, &tail));
             break;
         };
@@ -236,7 +235,7 @@ fn compare_table(
         report.chunks += 1;
         params.extend(last.iter().map(|v| v as &(dyn ToSql + Sync)));
         let destination_rows = read_chunk(destination, &destination_range, &params)
-            .map_err(|e| anyhow::anyhow!("destination: {}", describe_error(&e)))?;
+            .map_err(pg::failed_at("destination"))?;
         if source_rows != destination_rows {
             report.chunks_compared_by_row += 1;
             report

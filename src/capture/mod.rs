@@ -27,7 +27,7 @@ use postgres::Client;
 use self::log_appender::LogAppender;
 use self::pgoutput::{Committed, Decoder};
 use crate::executor::{Backoff, unreachable, until_connected};
-use crate::pg::{self, catalog, describe_error, quote_identifier};
+use crate::pg::{self, catalog, quote_identifier};
 use crate::service::client::ShardedClients;
 use crate::service::proto;
 
@@ -89,12 +89,8 @@ pub fn run(options: &CaptureOptions, stop: &AtomicBool) -> anyhow::Result<Captur
     check_logical(&mut source, &source_name)?;
     ensure_publication(&mut source, &source_name, options)?;
     ensure_slot(&mut source, &mut destination, &source_name, options)?;
-    status_table::create(&mut destination).map_err(|e| {
-        anyhow::anyhow!(
-            "destination: creating the status table: {}",
-            describe_error(&e)
-        )
-    })?;
+    status_table::create(&mut destination)
+        .map_err(pg::failed_at("destination: creating the status table"))?;
     let schema: String = source
         .query_one("SELECT current_schema()::text", &[])?
         .get(0);
@@ -166,13 +162,9 @@ pub fn run(options: &CaptureOptions, stop: &AtomicBool) -> anyhow::Result<Captur
             };
             if let Some(status) = &combined {
                 let slot = status_table::slot_figures(&mut source, &options.slot)
-                    .map_err(|e| anyhow::anyhow!("{source_name}: {}", describe_error(&e)))?;
-                status_table::write(&mut destination, status, slot.as_ref()).map_err(|e| {
-                    anyhow::anyhow!(
-                        "destination: writing the status table: {}",
-                        describe_error(&e)
-                    )
-                })?;
+                    .map_err(pg::failed_at(&source_name))?;
+                status_table::write(&mut destination, status, slot.as_ref())
+                    .map_err(pg::failed_at("destination: writing the status table"))?;
                 if status.phase == proto::Phase::Done as i32 {
                     drop_slot(&mut source, &mut destination, options)?;
                     report.finished = true;
@@ -231,19 +223,18 @@ pub fn drop_slot(
     options: &CaptureOptions,
 ) -> anyhow::Result<()> {
     let source_name = pg::display_url(&options.source);
-    let failed = |e: postgres::Error| anyhow::anyhow!("{source_name}: {}", describe_error(&e));
     source
         .execute(
             "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1",
             &[&options.slot],
         )
-        .map_err(failed)?;
+        .map_err(pg::failed_at(&source_name))?;
     source
         .batch_execute(&format!(
             "DROP PUBLICATION IF EXISTS {}",
             quote_identifier(&options.publication)
         ))
-        .map_err(failed)?;
+        .map_err(pg::failed_at(&source_name))?;
     forget_slot(destination, &options.slot)?;
     tracing::info!(slot = options.slot, "replication slot dropped");
     Ok(())
@@ -259,7 +250,7 @@ pub fn drop_slot_at(options: &CaptureOptions) -> anyhow::Result<()> {
 fn check_logical(source: &mut Client, source_name: &str) -> anyhow::Result<()> {
     let level: String = source
         .query_one("SHOW wal_level", &[])
-        .map_err(|e| anyhow::anyhow!("{source_name}: {}", describe_error(&e)))?
+        .map_err(pg::failed_at(source_name))?
         .get(0);
     if level != "logical" {
         bail!(
@@ -274,9 +265,8 @@ fn ensure_publication(
     source_name: &str,
     options: &CaptureOptions,
 ) -> anyhow::Result<()> {
-    let failed = |e: postgres::Error| anyhow::anyhow!("{source_name}: {}", describe_error(&e));
     let tables = if options.tables.is_empty() {
-        catalog::tables_with_keys(source).map_err(failed)?
+        catalog::tables_with_keys(source).map_err(pg::failed_at(&source_name))?
     } else {
         options.tables.clone()
     };
@@ -286,7 +276,7 @@ fn ensure_publication(
     let mut names = Vec::new();
     for table in &tables {
         let described = catalog::describe(source, table)
-            .map_err(failed)?
+            .map_err(pg::failed_at(&source_name))?
             .ok_or_else(|| anyhow::anyhow!("{source_name}: there is no table {table}"))?;
         if described.primary_key.is_empty() {
             bail!(
@@ -300,7 +290,7 @@ fn ensure_publication(
             "SELECT 1 FROM pg_publication WHERE pubname = $1",
             &[&options.publication],
         )
-        .map_err(failed)?
+        .map_err(pg::failed_at(&source_name))?
         .is_some();
     let publication = quote_identifier(&options.publication);
     if !exists {
@@ -309,7 +299,7 @@ fn ensure_publication(
                 "CREATE PUBLICATION {publication} FOR TABLE {}",
                 names.join(", ")
             ))
-            .map_err(failed)?;
+            .map_err(pg::failed_at(&source_name))?;
         return Ok(());
     }
     for name in names {
@@ -319,12 +309,12 @@ fn ensure_publication(
                  WHERE p.pubname = $1 AND r.prrelid = $2::text::regclass",
                 &[&options.publication, &name],
             )
-            .map_err(failed)?
+            .map_err(pg::failed_at(&source_name))?
             .is_some();
         if !member {
             source
                 .batch_execute(&format!("ALTER PUBLICATION {publication} ADD TABLE {name}"))
-                .map_err(failed)?;
+                .map_err(pg::failed_at(&source_name))?;
         }
     }
     Ok(())
@@ -340,27 +330,26 @@ fn ensure_slot(
     options: &CaptureOptions,
 ) -> anyhow::Result<()> {
     let slot = &options.slot;
-    let failed = |e: postgres::Error| anyhow::anyhow!("{source_name}: {}", describe_error(&e));
     destination
         .batch_execute(&format!(
             "CREATE TABLE IF NOT EXISTS {CAPTURE_SLOTS} (\
                  slot_name text PRIMARY KEY, publication text NOT NULL, \
                  made boolean NOT NULL, recorded_at timestamptz NOT NULL DEFAULT now())"
         ))
-        .map_err(|e| anyhow::anyhow!("destination: {}", describe_error(&e)))?;
+        .map_err(pg::failed_at("destination"))?;
     let recorded: Option<bool> = destination
         .query_opt(
             &format!("SELECT made FROM {CAPTURE_SLOTS} WHERE slot_name = $1"),
             &[slot],
         )
-        .map_err(|e| anyhow::anyhow!("destination: {}", describe_error(&e)))?
+        .map_err(pg::failed_at("destination"))?
         .map(|row| row.get(0));
     let on_source: Option<String> = source
         .query_opt(
             "SELECT plugin::text FROM pg_replication_slots WHERE slot_name = $1",
             &[slot],
         )
-        .map_err(failed)?
+        .map_err(pg::failed_at(&source_name))?
         .map(|row| row.get(0));
     match (recorded, on_source) {
         (Some(true), Some(_)) => {
@@ -384,20 +373,21 @@ fn ensure_slot(
                     ),
                     &[slot, &options.publication],
                 )
-                .map_err(|e| anyhow::anyhow!("destination: {}", describe_error(&e)))?;
+                .map_err(pg::failed_at("destination"))?;
             if let Err(error) = source.execute(
                 "SELECT pg_create_logical_replication_slot($1, 'pgoutput') \
                  WHERE NOT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1)",
                 &[slot],
             ) {
-                return Err(failed(error)).context(format!("creating replication slot {slot}"));
+                return Err(pg::failed_at(&source_name)(error))
+                    .context(format!("creating replication slot {slot}"));
             }
             destination
                 .execute(
                     &format!("UPDATE {CAPTURE_SLOTS} SET made = true WHERE slot_name = $1"),
                     &[slot],
                 )
-                .map_err(|e| anyhow::anyhow!("destination: {}", describe_error(&e)))?;
+                .map_err(pg::failed_at("destination"))?;
             tracing::info!(slot, "replication slot made");
             Ok(())
         }
@@ -407,7 +397,7 @@ fn ensure_slot(
 fn forget_slot(destination: &mut Client, slot: &str) -> anyhow::Result<()> {
     let exists = destination
         .query_one("SELECT to_regclass($1) IS NOT NULL", &[&CAPTURE_SLOTS])
-        .map_err(|e| anyhow::anyhow!("destination: {}", describe_error(&e)))?
+        .map_err(pg::failed_at("destination"))?
         .get::<_, bool>(0);
     if exists {
         destination
@@ -415,7 +405,7 @@ fn forget_slot(destination: &mut Client, slot: &str) -> anyhow::Result<()> {
                 &format!("DELETE FROM {CAPTURE_SLOTS} WHERE slot_name = $1"),
                 &[&slot],
             )
-            .map_err(|e| anyhow::anyhow!("destination: {}", describe_error(&e)))?;
+            .map_err(pg::failed_at("destination"))?;
     }
     Ok(())
 }
@@ -431,7 +421,7 @@ fn peek(
 ) -> anyhow::Result<(Vec<Committed>, u64)> {
     let flushed: String = source
         .query_one("SELECT pg_current_wal_flush_lsn()::text", &[])
-        .map_err(|e| anyhow::anyhow!("{}", describe_error(&e)))?
+        .map_err(pg::failed)?
         .get(0);
     let flushed = pg::lsn::parse(&flushed).map_err(anyhow::Error::msg)?;
     let rows = source
@@ -440,7 +430,7 @@ fn peek(
              'proto_version', '1', 'publication_names', $2)",
             &[&options.slot, &options.publication],
         )
-        .map_err(|e| anyhow::anyhow!("{}", describe_error(&e)))?;
+        .map_err(pg::failed)?;
     let mut committed = Vec::new();
     for row in rows {
         let data: &[u8] = row.get(0);
@@ -459,7 +449,7 @@ fn advance(source: &mut Client, slot: &str, end_lsn: u64) -> anyhow::Result<()> 
              WHERE slot_name = $1 AND confirmed_flush_lsn < $2::text::pg_lsn",
             &[&slot, &pg::lsn::format(end_lsn)],
         )
-        .map_err(|e| anyhow::anyhow!("{}", describe_error(&e)))?;
+        .map_err(pg::failed)?;
     Ok(())
 }
 

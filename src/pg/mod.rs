@@ -33,11 +33,10 @@ const TEXT_FORMS: &str = "SET TimeZone = 'UTC'; SET DateStyle = 'ISO, YMD'; \
 /// Connects to `url` with [`TEXT_FORMS`] set, naming the database (not the
 /// password) on failure.
 pub fn connect(url: &str) -> anyhow::Result<Client> {
-    let failed = |error: postgres::Error| {
-        anyhow::anyhow!("{}: {}", display_url(url), describe_error(&error))
-    };
-    let mut client = Client::connect(url, NoTls).map_err(failed)?;
-    client.batch_execute(TEXT_FORMS).map_err(failed)?;
+    let mut client = Client::connect(url, NoTls).map_err(failed_at(display_url(url)))?;
+    client
+        .batch_execute(TEXT_FORMS)
+        .map_err(failed_at(display_url(url)))?;
     Ok(client)
 }
 
@@ -57,6 +56,17 @@ pub fn describe_error(error: &postgres::Error) -> String {
         }
         None => error.to_string(),
     }
+}
+
+/// Turns a PostgreSQL error into one that says where it happened (`source`,
+/// a database's name, a step) and what the server said.
+pub fn failed_at(place: impl std::fmt::Display) -> impl FnOnce(postgres::Error) -> anyhow::Error {
+    move |error| anyhow::anyhow!("{place}: {}", describe_error(&error))
+}
+
+/// The server's words alone, for a caller that says where.
+pub fn failed(error: postgres::Error) -> anyhow::Error {
+    anyhow::Error::msg(describe_error(&error))
 }
 
 /// `"name"`, an identifier safe to put in SQL whatever `name` holds.

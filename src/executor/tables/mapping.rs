@@ -22,7 +22,7 @@ use anyhow::{Context, bail};
 use postgres::Client;
 
 use crate::pg::catalog::{self, Table};
-use crate::pg::{describe_error, quote_identifier};
+use crate::pg::{self, quote_identifier};
 
 #[derive(Clone, Debug, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -93,9 +93,7 @@ impl TablePlan {
         let identity = TableMapping::default();
         let rule = rule.unwrap_or(&identity);
         let source_table = catalog::describe(source, table)
-            .map_err(|e| {
-                anyhow::anyhow!("source: describing table {table}: {}", describe_error(&e))
-            })?
+            .map_err(pg::failed_at(format!("source: describing table {table}")))?
             .ok_or_else(|| anyhow::anyhow!("source: there is no table {table}"))?;
         if source_table.primary_key.is_empty() {
             bail!(
@@ -103,12 +101,9 @@ impl TablePlan {
             );
         }
         let target = rule.destination.as_deref().unwrap_or(table);
-        let described = catalog::describe(destination, target).map_err(|e| {
-            anyhow::anyhow!(
-                "destination: describing table {target}: {}",
-                describe_error(&e)
-            )
-        })?;
+        let described = catalog::describe(destination, target).map_err(pg::failed_at(format!(
+            "destination: describing table {target}"
+        )))?;
         let destination_table = match described {
             Some(found) => found,
             None if create_missing && rule.query.is_none() && rule.columns.is_empty() => {
@@ -324,12 +319,9 @@ fn query_columns(
 ) -> anyhow::Result<Vec<(String, String)>> {
     let statement = source
         .prepare(&format!("SELECT * FROM ({query}) q LIMIT 0"))
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "mapping for table {table}: the source cannot run its query: {}",
-                describe_error(&e)
-            )
-        })?;
+        .map_err(pg::failed_at(format!(
+            "mapping for table {table}: the source cannot run its query"
+        )))?;
     let returned: Vec<String> = statement
         .columns()
         .iter()
@@ -392,12 +384,9 @@ fn create_like(destination: &mut Client, name: &str, source: &Table) -> anyhow::
             columns.join(", "),
             source.key_list(None)
         ))
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "destination: creating table {name} like the source's: {}",
-                describe_error(&e)
-            )
-        })?;
+        .map_err(pg::failed_at(format!(
+            "destination: creating table {name} like the source's"
+        )))?;
     catalog::describe(destination, name)?
         .ok_or_else(|| anyhow::anyhow!("destination: table {name} was created but is not there"))
 }

@@ -57,14 +57,14 @@ impl PostgresTables {
         // so it need not wait for a WAL flush.
         source
             .batch_execute("SET synchronous_commit = off")
-            .map_err(|e| anyhow::anyhow!("source: {}", describe_error(&e)))?;
+            .map_err(pg::failed_at("source"))?;
         if let Some(slot) = capture_slot {
             let exists = source
                 .query_opt(
                     "SELECT 1 FROM pg_replication_slots WHERE slot_name = $1",
                     &[&slot],
                 )
-                .map_err(|e| anyhow::anyhow!("source: {}", describe_error(&e)))?
+                .map_err(pg::failed_at("source"))?
                 .is_some();
             if !exists {
                 anyhow::bail!(
@@ -73,12 +73,9 @@ impl PostgresTables {
                 );
             }
         }
-        create_row_versions(&mut destination).map_err(|e| {
-            anyhow::anyhow!(
-                "destination: creating {ROW_VERSIONS}: {}",
-                describe_error(&e)
-            )
-        })?;
+        create_row_versions(&mut destination).map_err(pg::failed_at(format!(
+            "destination: creating {ROW_VERSIONS}"
+        )))?;
         let mut plans = HashMap::new();
         for (table, rule) in &mapping.tables {
             let plan = TablePlan::build(&mut source, &mut destination, table, Some(rule), true)?;
