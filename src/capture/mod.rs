@@ -26,7 +26,7 @@ use postgres::Client;
 
 use self::log_appender::LogAppender;
 use self::pgoutput::{Committed, Decoder};
-use crate::executor::{Backoff, unreachable, until_connected};
+use crate::executor::{patiently, unreachable, until_connected};
 use crate::pg::{self, catalog, quote_identifier};
 use crate::service::client::ShardedClients;
 use crate::service::proto;
@@ -475,26 +475,17 @@ fn report_patiently(
     writes: Vec<proto::Write>,
     patience: Duration,
 ) -> anyhow::Result<()> {
-    let mut backoff = Backoff::new(patience);
-    loop {
-        match runtime.block_on(clients.report_writes(writes.clone())) {
-            Ok(_) => return Ok(()),
-            Err(status) if unreachable(&status) => {
-                let Some(pause) = backoff.next() else {
-                    bail!("the service stayed unavailable: {}", status.message());
-                };
-                tracing::warn!(
-                    message = status.message(),
-                    retry_in_ms = pause.as_millis() as u64,
-                    "the service is unavailable; retrying"
-                );
-                std::thread::sleep(pause);
-            }
-            Err(status) => bail!(
-                "the service refused the writes ({:?}): {}",
-                status.code(),
-                status.message()
-            ),
+    match patiently(runtime, clients, patience, "report writes", async |c| {
+        c.report_writes(writes.clone()).await
+    }) {
+        Ok(_) => Ok(()),
+        Err(status) if unreachable(&status) => {
+            bail!("the service stayed unavailable: {}", status.message())
         }
+        Err(status) => bail!(
+            "the service refused the writes ({:?}): {}",
+            status.code(),
+            status.message()
+        ),
     }
 }

@@ -261,7 +261,8 @@ pub fn run(
         options.patience,
         "status",
         async |c| c.management.get_status(proto::GetStatusRequest {}).await,
-    )?;
+    )?
+    .into_inner();
     check_versions(&status, copier.versions(), &options.endpoint)?;
     let mut report = ExecutorReport::default();
     let request = proto::LeaseRequest {
@@ -278,7 +279,8 @@ pub fn run(
             options.patience,
             "lease",
             async |c| c.executor.lease(request.clone()).await,
-        )?;
+        )?
+        .into_inner();
         if lease.keys.is_empty() {
             if finished(&runtime, &mut clients, &lease, options)? {
                 break;
@@ -365,7 +367,7 @@ fn acknowledge(
             c.executor.acknowledge(request.clone()).await
         });
         match answer {
-            Ok(answer) => return Ok(answer),
+            Ok(answer) => return Ok(answer.into_inner()),
             Err(status) if status.code() == tonic::Code::NotFound => {}
             Err(status) => return Err(status.into()),
         }
@@ -375,13 +377,12 @@ fn acknowledge(
         acks,
         others_copied_at_leased_version: false,
     };
-    Ok(patiently(
-        runtime,
-        clients,
-        patience,
-        "acknowledge",
-        async |c| c.executor.acknowledge(request.clone()).await,
-    )?)
+    Ok(
+        patiently(runtime, clients, patience, "acknowledge", async |c| {
+            c.executor.acknowledge(request.clone()).await
+        })?
+        .into_inner(),
+    )
 }
 
 /// Connects, retrying for `options.patience` while nothing answers (the
@@ -438,14 +439,14 @@ pub(crate) fn unreachable(status: &tonic::Status) -> bool {
 
 /// The pauses between attempts: 0.1 s doubling to 5 s, while the next
 /// attempt still starts within `patience` of the first.
-pub(crate) struct Backoff {
+struct Backoff {
     started: Instant,
     pause: Duration,
     patience: Duration,
 }
 
 impl Backoff {
-    pub(crate) fn new(patience: Duration) -> Backoff {
+    fn new(patience: Duration) -> Backoff {
         Backoff {
             started: Instant::now(),
             pause: Duration::from_millis(100),
@@ -455,7 +456,7 @@ impl Backoff {
 
     /// How long to wait before the next attempt; `None` once the patience
     /// would run out.
-    pub(crate) fn next(&mut self) -> Option<Duration> {
+    fn next(&mut self) -> Option<Duration> {
         let pause = self.pause;
         if self.started.elapsed() + pause >= self.patience {
             return None;
@@ -467,17 +468,19 @@ impl Backoff {
 
 /// Runs `call`, again and again with backoff while the service is
 /// [`unreachable`], for up to `patience`; any other answer is returned.
-fn patiently<T>(
+/// `clients` are the executor's [`Clients`] or a routing
+/// [`ShardedClients`](crate::service::client::ShardedClients).
+pub(crate) fn patiently<C, T>(
     runtime: &tokio::runtime::Runtime,
-    clients: &mut Clients,
+    clients: &mut C,
     patience: Duration,
     what: &str,
-    mut call: impl AsyncFnMut(&mut Clients) -> Result<tonic::Response<T>, tonic::Status>,
+    mut call: impl AsyncFnMut(&mut C) -> Result<T, tonic::Status>,
 ) -> Result<T, tonic::Status> {
     let mut backoff = Backoff::new(patience);
     loop {
         let status = match runtime.block_on(call(clients)) {
-            Ok(answer) => return Ok(answer.into_inner()),
+            Ok(answer) => return Ok(answer),
             Err(status) => status,
         };
         if !unreachable(&status) {
@@ -510,7 +513,8 @@ fn finished(
     {
         let status = patiently(runtime, clients, options.patience, "status", async |c| {
             c.management.get_status(proto::GetStatusRequest {}).await
-        })?;
+        })?
+        .into_inner();
         return Ok(status.phase == proto::Phase::CutoverReady as i32 && status.live_leases == 0);
     }
     Ok(false)
