@@ -153,12 +153,7 @@ fn compare_table(
     chunk: usize,
 ) -> anyhow::Result<TableReport> {
     let count = plan.destination.primary_key.len();
-    let key_tuple = plan
-        .destination
-        .key_columns()
-        .map(|c| format!("r.{}", quote_identifier(&c.name)))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let key_tuple = plan.destination.key_list(Some("r"));
     let key_text = plan
         .destination
         .key_columns()
@@ -180,16 +175,8 @@ fn compare_table(
              WHERE {condition} ORDER BY {key_tuple}{limit}"
         )
     };
-    let source_types: Vec<&str> = plan
-        .source
-        .key_columns()
-        .map(|c| c.sql_type.as_str())
-        .collect();
-    let destination_types: Vec<&str> = plan
-        .destination
-        .key_columns()
-        .map(|c| c.sql_type.as_str())
-        .collect();
+    let source_types = plan.source.key_types();
+    let destination_types = plan.destination.key_types();
     // $1..$n: the lower bound (exclusive), ignored while $n+1 ("from the
     // start") holds; $n+2..: the upper bound (inclusive).
     let after_lower =
@@ -218,8 +205,7 @@ fn compare_table(
     let mut lower: Vec<Option<String>> = vec![None; count];
     loop {
         let from_start = lower[0].is_none();
-        let mut params: Vec<&(dyn ToSql + Sync)> =
-            lower.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
+        let mut params = pg::params(&lower);
         params.push(&from_start);
         let source_rows =
             read_chunk(source, &source_chunk, &params).map_err(pg::failed_at("source"))?;
@@ -233,7 +219,7 @@ fn compare_table(
         };
         report.rows += source_rows.keys.len() as u64;
         report.chunks += 1;
-        params.extend(last.iter().map(|v| v as &(dyn ToSql + Sync)));
+        params.extend(pg::params(&last));
         let destination_rows = read_chunk(destination, &destination_range, &params)
             .map_err(pg::failed_at("destination"))?;
         if source_rows != destination_rows {

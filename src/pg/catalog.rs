@@ -36,6 +36,11 @@ impl Table {
         self.primary_key.iter().map(|&i| &self.columns[i])
     }
 
+    /// The primary key's column types, in key order.
+    pub fn key_types(&self) -> Vec<&str> {
+        self.key_columns().map(|c| c.sql_type.as_str()).collect()
+    }
+
     /// `a, b`: the primary key's columns, quoted, prefixed by `alias.`
     /// when one is given.
     pub fn key_list(&self, alias: Option<&str>) -> String {

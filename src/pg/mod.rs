@@ -69,6 +69,16 @@ pub fn failed(error: postgres::Error) -> anyhow::Error {
     anyhow::Error::msg(describe_error(&error))
 }
 
+/// `values` as statement parameters.
+pub fn params<T: postgres::types::ToSql + Sync>(
+    values: &[T],
+) -> Vec<&(dyn postgres::types::ToSql + Sync)> {
+    values
+        .iter()
+        .map(|v| v as &(dyn postgres::types::ToSql + Sync))
+        .collect()
+}
+
 /// `"name"`, an identifier safe to put in SQL whatever `name` holds.
 pub fn quote_identifier(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))

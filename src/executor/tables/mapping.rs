@@ -162,7 +162,7 @@ impl TablePlan {
                 .collect::<Vec<_>>()
                 .join(" AND ")
         };
-        let source_types: Vec<&str> = source.key_columns().map(|c| c.sql_type.as_str()).collect();
+        let source_types = source.key_types();
         let destination_keys: Vec<&str> =
             destination.key_columns().map(|c| c.name.as_str()).collect();
         let (source_rows, rows) = match &rule.query {
@@ -225,10 +225,7 @@ impl TablePlan {
             columns = written.join(", "),
             keys = destination.key_list(None),
         );
-        let destination_types: Vec<&str> = destination
-            .key_columns()
-            .map(|c| c.sql_type.as_str())
-            .collect();
+        let destination_types = destination.key_types();
         let delete = format!(
             "DELETE FROM {} d USING unnest({arrays}) AS k({key_names}) WHERE {}",
             destination.sql_name,

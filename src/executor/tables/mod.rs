@@ -14,11 +14,11 @@
 pub mod mapping;
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use postgres::Client;
-use postgres::types::ToSql;
 
 use self::mapping::{Mapping, TablePlan};
 use super::{Copier, DatabaseError};
@@ -34,7 +34,8 @@ pub struct PostgresTables {
     source: Client,
     destination: Client,
     mapping: Mapping,
-    plans: HashMap<String, TablePlan>,
+    /// Shared with each batch that copies the table.
+    plans: HashMap<String, Arc<TablePlan>>,
     /// How long a snapshot may wait for older transactions to end.
     patience: Duration,
 }
@@ -79,7 +80,7 @@ impl PostgresTables {
         let mut plans = HashMap::new();
         for (table, rule) in &mapping.tables {
             let plan = TablePlan::build(&mut source, &mut destination, table, Some(rule), true)?;
-            plans.insert(table.clone(), plan);
+            plans.insert(table.clone(), Arc::new(plan));
         }
         Ok(PostgresTables {
             source_name: pg::display_url(source_url),
@@ -92,7 +93,7 @@ impl PostgresTables {
         })
     }
 
-    fn plan(&mut self, table: &str) -> Result<&TablePlan, DatabaseError> {
+    fn plan(&mut self, table: &str) -> Result<Arc<TablePlan>, DatabaseError> {
         if !self.plans.contains_key(table) {
             let plan = TablePlan::build(
                 &mut self.source,
@@ -105,9 +106,9 @@ impl PostgresTables {
                 database: format!("{} → {}", self.source_name, self.destination_name),
                 problem: format!("{error:#}"),
             })?;
-            self.plans.insert(table.to_string(), plan);
+            self.plans.insert(table.to_string(), Arc::new(plan));
         }
-        Ok(&self.plans[table])
+        Ok(Arc::clone(&self.plans[table]))
     }
 }
 
@@ -130,10 +131,6 @@ fn key_arrays<'a>(parts: &[&'a Vec<String>], columns: usize) -> Vec<Vec<&'a str>
         .collect()
 }
 
-fn as_params<T: ToSql + Sync>(values: &[T]) -> Vec<&(dyn ToSql + Sync)> {
-    values.iter().map(|v| v as &(dyn ToSql + Sync)).collect()
-}
-
 impl Copier for PostgresTables {
     fn versions(&self) -> crate::scheduler::Versions {
         crate::scheduler::Versions::Lsn
@@ -145,7 +142,7 @@ impl Copier for PostgresTables {
         keys: &[&proto::LeasedKey],
     ) -> Result<Vec<Result<u64, String>>, DatabaseError> {
         let patience = self.patience;
-        let plan = self.plan(table)?.clone();
+        let plan = self.plan(table)?;
         let columns = plan.source.primary_key.len();
         let decoded: Vec<Result<Vec<String>, key::KeyError>> =
             keys.iter().map(|k| key::decode(&k.key, columns)).collect();
@@ -164,7 +161,7 @@ impl Copier for PostgresTables {
             let (mut snapshot, version) = pg::lsn::snapshot(&mut self.source, patience)
                 .map_err(|e| source_failed(e.to_string()))?;
             let rows = snapshot
-                .query(&plan.select, &as_params(&arrays))
+                .query(&plan.select, &pg::params(&arrays))
                 .map_err(|e| source_failed(describe_error(&e)))?;
             snapshot
                 .commit()
@@ -220,7 +217,7 @@ impl Copier for PostgresTables {
             }
             if !absent.is_empty() {
                 let arrays = key_arrays(&absent, columns);
-                transaction.execute(&plan.delete, &as_params(&arrays))?;
+                transaction.execute(&plan.delete, &pg::params(&arrays))?;
             }
             transaction.commit()
         };
