@@ -281,9 +281,12 @@ impl Default for RequestLimits {
 }
 
 impl RequestLimits {
-    fn resolve(args: &ServeArgs, file: &FileSettings) -> Result<Self, ConfigError> {
+    fn resolve(
+        args: &ServeArgs,
+        file: &FileSettings,
+        versions: crate::scheduler::Versions,
+    ) -> Result<Self, ConfigError> {
         let defaults = RequestLimits::default();
-        let versions = args.versions.or(file.versions).unwrap_or_default();
         let skew = args
             .max_version_skew
             .as_deref()
@@ -470,7 +473,8 @@ impl ServeConfig {
             Some(path) => read_file(path)?,
             None => FileSettings::default(),
         };
-        let limits = RequestLimits::resolve(&args, &file)?;
+        let versions = args.versions.or(file.versions).unwrap_or_default();
+        let limits = RequestLimits::resolve(&args, &file, versions)?;
         let connections = ConnectionLimits::resolve(&args, &file)?;
         let list = |flag: Vec<String>, file: Option<Vec<String>>| {
             if flag.is_empty() {
@@ -515,7 +519,7 @@ impl ServeConfig {
                 .hold_shadowing
                 .or(file.hold_shadowing)
                 .unwrap_or(false),
-            versions: args.versions.or(file.versions).unwrap_or_default(),
+            versions,
             ..defaults
         };
         if let Some(threshold) = args.confidence_threshold.or(file.confidence_threshold) {
