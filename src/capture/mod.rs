@@ -131,13 +131,12 @@ pub fn run(options: &CaptureOptions, stop: &AtomicBool) -> anyhow::Result<Captur
                 })
                 .collect();
             for chunk in writes.chunks(10_000) {
-                report_patiently(&runtime, &mut clients, chunk.to_vec(), options.patience)?;
+                report_patiently(&runtime, &mut clients, chunk, options.patience)?;
             }
             let accepted_at = crate::time::now_us();
             match &mut appender {
                 Some(appender) => appender.add(&committed),
-                None => advance(&mut source, &options.slot, last.end_lsn)
-                    .with_context(|| format!("{source_name}: confirming slot {}", options.slot))?,
+                None => advance(&mut source, options, last.end_lsn)?,
             }
             report.transactions += committed.len() as u64;
             report.writes += writes.len() as u64;
@@ -180,8 +179,7 @@ pub fn run(options: &CaptureOptions, stop: &AtomicBool) -> anyhow::Result<Captur
             // keeps an idle slot from holding WAL back (a transaction
             // still open there is decoded in full when it commits).
             if !appender.as_ref().is_some_and(LogAppender::holds_events) {
-                advance(&mut source, &options.slot, decoded_to)
-                    .with_context(|| format!("{source_name}: confirming slot {}", options.slot))?;
+                advance(&mut source, options, decoded_to)?;
             }
             std::thread::sleep(options.poll);
         }
@@ -205,13 +203,7 @@ fn flush_logs(
             logs.display()
         )
     })? {
-        advance(source, &options.slot, end_lsn).with_context(|| {
-            format!(
-                "{}: confirming slot {}",
-                pg::display_url(&options.source),
-                options.slot
-            )
-        })?;
+        advance(source, options, end_lsn)?;
     }
     Ok(())
 }
@@ -442,14 +434,18 @@ fn peek(
 }
 
 /// Confirms the slot up to `end_lsn` (never backwards).
-fn advance(source: &mut Client, slot: &str, end_lsn: u64) -> anyhow::Result<()> {
+fn advance(source: &mut Client, options: &CaptureOptions, end_lsn: u64) -> anyhow::Result<()> {
     source
         .execute(
             "SELECT pg_replication_slot_advance(slot_name, $2::text::pg_lsn) FROM pg_replication_slots \
              WHERE slot_name = $1 AND confirmed_flush_lsn < $2::text::pg_lsn",
-            &[&slot, &pg::lsn::format(end_lsn)],
+            &[&options.slot, &pg::lsn::format(end_lsn)],
         )
-        .map_err(pg::failed)?;
+        .map_err(pg::failed_at(format!(
+            "{}: confirming slot {}",
+            pg::display_url(&options.source),
+            options.slot
+        )))?;
     Ok(())
 }
 
@@ -472,11 +468,11 @@ fn connect_patiently(
 fn report_patiently(
     runtime: &tokio::runtime::Runtime,
     clients: &mut ShardedClients,
-    writes: Vec<proto::Write>,
+    writes: &[proto::Write],
     patience: Duration,
 ) -> anyhow::Result<()> {
     match patiently(runtime, clients, patience, "report writes", async |c| {
-        c.report_writes(writes.clone()).await
+        c.report_writes(writes.to_vec()).await
     }) {
         Ok(_) => Ok(()),
         Err(status) if unreachable(&status) => {
