@@ -519,6 +519,29 @@ fn between<'a>(
     args
 }
 
+/// The tables executor with `mapping`, without capture, until every key
+/// is current.
+fn copy_mapped(
+    source: &str,
+    destination: &str,
+    endpoint: &str,
+    mapping: &str,
+) -> (bool, String, String) {
+    run(&between(
+        "executor",
+        source,
+        destination,
+        &[
+            "--endpoint",
+            endpoint,
+            "--mapping",
+            mapping,
+            "--without-capture",
+            "--until-ready",
+        ],
+    ))
+}
+
 /// Runs the binary to its end; its status and stderr.
 fn run(args: &[&str]) -> (bool, String, String) {
     let output = Command::new(BIN).args(args).output().unwrap();
@@ -609,21 +632,7 @@ columns = { display_name = "full_name" }
     let logs = logs_of(dir.path(), &keys);
     let service = Service::start(dir.path(), &logs, &["--versions", "lsn"]);
     let mapping = mapping.to_str().unwrap();
-    let copy = || {
-        run(&between(
-            "executor",
-            &source,
-            &destination,
-            &[
-                "--endpoint",
-                &service.endpoint,
-                "--mapping",
-                mapping,
-                "--without-capture",
-                "--until-ready",
-            ],
-        ))
-    };
+    let copy = || copy_mapped(&source, &destination, &service.endpoint, mapping);
     let (copied, _, report) = copy();
     assert!(copied, "{report}");
     assert!(
@@ -797,19 +806,12 @@ fn bad_tables_mappings_and_sources_are_refused_with_what_is_wrong() {
     let executor = |mapping: &str| {
         let path = dir.path().join("executor.toml");
         std::fs::write(&path, mapping).unwrap();
-        run(&between(
-            "executor",
+        copy_mapped(
             &source,
             &destination,
-            &[
-                "--endpoint",
-                &service.endpoint,
-                "--mapping",
-                path.to_str().unwrap(),
-                "--without-capture",
-                "--until-ready",
-            ],
-        ))
+            &service.endpoint,
+            path.to_str().unwrap(),
+        )
     };
 
     let (ok, _, error) = executor("[tables.people]\ncolumns = { name = \"nickname\" }\n");
