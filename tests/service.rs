@@ -2164,7 +2164,7 @@ async fn a_migration_across_three_shards_survives_a_killed_shard() {
             &endpoints,
         ])
         .args(["--source", &source, "--destination", &destination])
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(dir.path().join("worker.log")).unwrap())
         .spawn()
         .unwrap();
     let started = Instant::now();
@@ -2191,7 +2191,11 @@ async fn a_migration_across_three_shards_survives_a_killed_shard() {
         .await
         .expect("the migration finishes within 5 minutes")
         .unwrap();
-    assert!(exit.success());
+    assert!(
+        exit.success(),
+        "{}",
+        std::fs::read_to_string(dir.path().join("worker.log")).unwrap()
+    );
     assert_same(&source, &destination);
     // Shard 1 restarted on another process: the routing client reconnects.
     let mut routed = ShardedClients::connect(&endpoint_list, None, None)
