@@ -40,7 +40,7 @@ for kind in "${kinds[@]}"; do
         RUST_LOG=info /usr/bin/time -o "$bench_dir/train.time" -f "%e %M" \
             "$binary" train --logs "$logs" --as-of 2026-11-07T00:00:00Z --horizon 6h \
             --kind "$kind" --out "$out" >"$bench_dir/train.log" 2>&1
-        keys=$(sed 's/\x1b\[[0-9;]*m//g' "$bench_dir/train.log" | sed -n 's/.*finished features.* keys=\([0-9]*\).*/\1/p' | sort -n | tail -1)
+        keys=$(sed 's/\x1b\[[0-9;]*m//g' "$bench_dir/train.log" | sed -n 's/.*\(key states sorted\|finished features\).* keys=\([0-9]*\).*/\2/p' | sort -n | tail -1)
         read -r wall peak <"$bench_dir/train.time"
         label=$([ "$binary" = "$bin" ] && echo "this build" || echo "baseline")
         awk -v label="$label" -v kind="$kind" -v keys="$keys" -v wall="$wall" -v peak="$peak" \

@@ -551,16 +551,18 @@ fn reads_before_the_first_write_are_counted_across_files() {
     write_events(&dir.path().join("second.parquet"), &second, 1);
     let source = LogSource::open(dir.path()).unwrap();
     let after = 1_000_000;
-    let features = compute(
-        &source,
-        FeatureOptions {
-            as_of: after,
-            horizon: 3_600_000_000,
-            since: None,
-        },
-        &|_| {},
-    )
-    .unwrap();
+    let features = shadowcast::features::FeatureRows::OnDemand(
+        shadowcast::features::scan(
+            &source,
+            FeatureOptions {
+                as_of: after,
+                horizon: 3_600_000_000,
+                since: None,
+            },
+            &|_| {},
+        )
+        .unwrap(),
+    );
     let horizon =
         shadowcast::model::labels::Horizon::observe(&source, after, 3_600_000_000).unwrap();
     let outcomes = horizon.outcomes_of(&features);

@@ -421,7 +421,7 @@ pub fn labels_command(args: LabelsArgs) -> Result<()> {
     }
     let bar = spinner("labels");
     bar.set_message("the keys seen before the cut-off");
-    let features = crate::features::compute(
+    let features = crate::features::FeatureRows::OnDemand(crate::features::scan(
         &source,
         crate::features::FeatureOptions {
             as_of,
@@ -429,7 +429,7 @@ pub fn labels_command(args: LabelsArgs) -> Result<()> {
             since: None,
         },
         &|_| {},
-    )?;
+    )?);
     bar.set_message("what each key did in the horizon");
     let future = Horizon::observe(&source, as_of, args.horizon)
         .with_context(|| format!("labels of {} need logs after it", format_instant(as_of)))?;
@@ -525,12 +525,16 @@ pub fn evaluate_command(args: EvaluateArgs) -> Result<()> {
             format_instant(at),
             crate::time::format_duration(horizon)
         ));
-        let cutoff = data.labelled(at, horizon, &rules)?.with_context(|| {
-            format!(
-                "cut-off {}: the logs hold no event at or before it; evaluation needs history before it and logs after it",
-                format_instant(at)
-            )
-        })?;
+        let cutoff = data
+            .labelled(at, horizon, &rules)?
+            .with_context(|| {
+                format!(
+                    "cut-off {}: the logs hold no event at or before it; evaluation needs history before it and logs after it",
+                    format_instant(at)
+                )
+            })?
+            // Every method reads every row.
+            .built();
         let results = evaluate::compare(&cutoff, half_life, &named, args.seed);
         judged.push((at, cutoff.features.len(), results));
     }

@@ -9,15 +9,13 @@ use std::collections::binary_heap::PeekMut;
 use std::sync::{Arc, Mutex, TryLockError};
 use std::time::Instant;
 
-use arrow_array::cast::AsArray;
-use arrow_array::types::Int64Type;
-use arrow_array::{RecordBatch, StringArray};
+use arrow_array::RecordBatch;
 use rayon::prelude::*;
 
 use super::FeatureTable;
 use super::definition::{KeyFeatures, neighbourhood};
 use super::state::{CutOff, KeyState};
-use super::table::{BATCH_ROWS, BatchBuilder, KeyColumn, with_neighbourhood};
+use super::table::{BATCH_ROWS, BatchBuilder};
 use crate::keys::{KeyArena, key_hasher};
 use crate::logs::{AccessBatch, LogError, LogSource, TimeRange};
 
@@ -360,116 +358,267 @@ impl PartialEq for MergeHead<'_> {
 
 impl Eq for MergeHead<'_> {}
 
-/// Merges the workers' states and turns them into the sorted feature table.
-fn finish(
+/// Every key's state as of one cut-off, in output order, with the
+/// neighbourhood columns worked out: the feature table before its rows are
+/// built. Rows are built on demand (a batch at a time, or only the ones
+/// asked for), so a caller that needs a sample, or one pass over every key,
+/// never holds every row's features beside the states.
+pub struct KeyStates {
     shards: Vec<Shard>,
-    keys_are_utf8: bool,
+    /// Each row's shard, and its slot in that shard, in output order.
+    shard_of_row: Vec<u8>,
+    slot_of_row: Vec<u32>,
+    context: RowContext,
     events: u64,
-    cut: CutOff,
-    tables: &NameRegistry,
-    tenants: &NameRegistry,
-) -> FeatureTable {
-    let tenant_names = tenants.names();
-    let started = Instant::now();
-    let names = tables.names();
-    let key_order = KeyOrder::new(&names);
-    let shards: Vec<Shard> = shards
-        .into_par_iter()
-        .map(|shard| key_order.sort(shard))
-        .collect();
-    let shard_sequence = key_order.merge(&shards);
-    tracing::debug!(seconds = started.elapsed().as_secs_f64(), "sorted keys");
-
-    // Each batch reads every sorted shard front to back from where the
-    // previous batch stopped.
-    let mut chunk_starts = Vec::with_capacity(shard_sequence.len() / BATCH_ROWS + 1);
-    let mut cursor = [0u32; SHARDS];
-    for (row, &shard) in shard_sequence.iter().enumerate() {
-        if row % BATCH_ROWS == 0 {
-            chunk_starts.push(cursor);
-        }
-        cursor[shard as usize] += 1;
-    }
-    let batches: Vec<RecordBatch> = shard_sequence
-        .par_chunks(BATCH_ROWS)
-        .zip(chunk_starts.par_iter())
-        .map(|(sequence, start)| {
-            let mut cursor = *start;
-            let mut builder = BatchBuilder::new(keys_are_utf8, sequence.len());
-            for &index in sequence {
-                let position = &mut cursor[index as usize];
-                let slot = *position as usize;
-                *position += 1;
-                let shard = &shards[index as usize];
-                let state = &shard.states[slot];
-                builder.push(&KeyFeatures::from_state(
-                    names[shard.table(slot) as usize].clone(),
-                    shard.key(slot).to_vec(),
-                    tenant_names.get(state.tenant as usize).cloned(),
-                    state,
-                    &cut,
-                ));
-            }
-            builder.finish()
-        })
-        .collect();
-    drop(shards);
-    tracing::debug!(
-        seconds = started.elapsed().as_secs_f64(),
-        "built feature batches"
-    );
-    let batches = fill_neighbourhood(batches);
-    let table = FeatureTable::from_batches(cut.as_of, cut.horizon, keys_are_utf8, events, batches);
-    tracing::info!(
-        seconds = started.elapsed().as_secs_f64(),
-        keys = table.len(),
-        "finished features"
-    );
-    table
 }
 
-/// Computes the neighbourhood columns from the batches' own key and
-/// `events_24h` columns, read in order.
-fn fill_neighbourhood(batches: Vec<RecordBatch>) -> Vec<RecordBatch> {
-    let column = |batch: &RecordBatch, name: &str| {
-        batch
-            .column_by_name(name)
-            .expect("canonical column")
-            .clone()
-    };
-    let tables: Vec<_> = batches.iter().map(|b| column(b, "table_name")).collect();
-    let keys: Vec<_> = batches.iter().map(|b| column(b, "key")).collect();
-    let tables: Vec<&StringArray> = tables.iter().map(|a| a.as_string::<i32>()).collect();
-    let key_arrays: Vec<KeyColumn> = keys.iter().map(KeyColumn::of).collect();
-    let events_24h: Vec<i64> = batches
-        .iter()
-        .flat_map(|b| {
-            column(b, "events_24h")
-                .as_primitive::<Int64Type>()
-                .values()
-                .to_vec()
-        })
-        .collect();
-    let locate = |row: usize| (row / BATCH_ROWS, row % BATCH_ROWS);
-    let (prefix_events, range_events) = neighbourhood(
-        |row| {
-            let (batch, offset) = locate(row);
-            tables[batch].value(offset)
-        },
-        |row| {
-            let (batch, offset) = locate(row);
-            key_arrays[batch].value(offset)
-        },
-        &events_24h,
-    );
-    batches
-        .iter()
-        .enumerate()
-        .map(|(index, batch)| {
-            let rows = index * BATCH_ROWS..index * BATCH_ROWS + batch.num_rows();
-            with_neighbourhood(batch, &prefix_events[rows.clone()], &range_events[rows])
-        })
-        .collect()
+/// What turns a key's state into its row besides the state: names by id,
+/// the neighbourhood columns by row, the cut-off.
+struct RowContext {
+    prefix_events: Vec<i64>,
+    range_events: Vec<i64>,
+    names: Vec<Arc<str>>,
+    tenant_names: Vec<Arc<str>>,
+    keys_are_utf8: bool,
+    cut: CutOff,
+}
+
+impl RowContext {
+    /// The features of row `row`, whose state is `slot` of `shard`.
+    fn features(&self, shard: &Shard, slot: usize, row: usize) -> KeyFeatures {
+        let state = &shard.states[slot];
+        let mut features = KeyFeatures::from_state(
+            self.names[shard.table(slot) as usize].clone(),
+            shard.key(slot).to_vec(),
+            self.tenant_names.get(state.tenant as usize).cloned(),
+            state,
+            &self.cut,
+        );
+        features.prefix_events_24h = self.prefix_events[row];
+        features.range_events_24h = self.range_events[row];
+        features
+    }
+
+    /// A batch of the given rows, each as (shard, slot, row).
+    fn batch<'s>(
+        &self,
+        rows: impl ExactSizeIterator<Item = (&'s Shard, usize, usize)>,
+    ) -> RecordBatch {
+        let mut builder = BatchBuilder::new(self.keys_are_utf8, rows.len());
+        for (shard, slot, row) in rows {
+            builder.push(&self.features(shard, slot, row));
+        }
+        builder.finish()
+    }
+}
+
+impl KeyStates {
+    /// Sorts the scan's shards into output order and computes the
+    /// neighbourhood columns from the states.
+    fn sort(
+        shards: Vec<Shard>,
+        keys_are_utf8: bool,
+        events: u64,
+        cut: CutOff,
+        tables: &NameRegistry,
+        tenants: &NameRegistry,
+    ) -> KeyStates {
+        let started = Instant::now();
+        let names = tables.names();
+        let key_order = KeyOrder::new(&names);
+        let shards: Vec<Shard> = shards
+            .into_par_iter()
+            .map(|shard| key_order.sort(shard))
+            .collect();
+        let shard_of_row = key_order.merge(&shards);
+        let mut cursor = [0u32; SHARDS];
+        let slot_of_row: Vec<u32> = shard_of_row
+            .iter()
+            .map(|&shard| {
+                let slot = cursor[shard as usize];
+                cursor[shard as usize] += 1;
+                slot
+            })
+            .collect();
+        tracing::debug!(seconds = started.elapsed().as_secs_f64(), "sorted keys");
+        let locate = |row: usize| {
+            (
+                &shards[shard_of_row[row] as usize],
+                slot_of_row[row] as usize,
+            )
+        };
+        let events_24h: Vec<i64> = (0..shard_of_row.len())
+            .map(|row| {
+                let (shard, slot) = locate(row);
+                KeyFeatures::events_24h_of(&shard.states[slot])
+            })
+            .collect();
+        let (prefix_events, range_events) = neighbourhood(
+            |row| {
+                let (shard, slot) = locate(row);
+                &names[shard.table(slot) as usize]
+            },
+            |row| {
+                let (shard, slot) = locate(row);
+                shard.key(slot)
+            },
+            &events_24h,
+        );
+        tracing::info!(
+            seconds = started.elapsed().as_secs_f64(),
+            keys = shard_of_row.len(),
+            "key states sorted"
+        );
+        KeyStates {
+            shards,
+            shard_of_row,
+            slot_of_row,
+            context: RowContext {
+                prefix_events,
+                range_events,
+                names,
+                tenant_names: tenants.names(),
+                keys_are_utf8,
+                cut,
+            },
+            events,
+        }
+    }
+
+    /// Number of keys.
+    pub fn len(&self) -> usize {
+        self.shard_of_row.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The cut-off the states are as of, and the horizon H they measure in.
+    pub fn cutoff(&self) -> (i64, i64) {
+        (self.context.cut.as_of, self.context.cut.horizon)
+    }
+
+    /// Whether every key is UTF-8 text.
+    pub fn keys_are_utf8(&self) -> bool {
+        self.context.keys_are_utf8
+    }
+
+    /// Row `row` as (shard, slot, row).
+    fn locate(&self, row: usize) -> (&Shard, usize, usize) {
+        (
+            &self.shards[self.shard_of_row[row] as usize],
+            self.slot_of_row[row] as usize,
+            row,
+        )
+    }
+
+    /// The batch of at most [`BATCH_ROWS`] rows from row `first` on.
+    fn batch_from(&self, first: usize) -> RecordBatch {
+        let rows = first..(first + BATCH_ROWS).min(self.len());
+        self.context.batch(rows.map(|row| self.locate(row)))
+    }
+
+    /// Every row, one batch of at most [`BATCH_ROWS`] at a time, built
+    /// when asked for.
+    pub fn batches(&self) -> impl Iterator<Item = RecordBatch> + '_ {
+        (0..self.len())
+            .step_by(BATCH_ROWS)
+            .map(|first| self.batch_from(first))
+    }
+
+    /// The given rows only (ascending indices), as [`FeatureTable::take`]
+    /// takes them from the whole table.
+    pub fn take(&self, rows: &[usize]) -> FeatureTable {
+        let batches = rows
+            .par_chunks(BATCH_ROWS)
+            .map(|chunk| {
+                self.context
+                    .batch(chunk.iter().map(|&row| self.locate(row)))
+            })
+            .collect();
+        self.table_of(batches)
+    }
+
+    /// Who each key is — table, key bytes, tenant — in output order,
+    /// without building its features.
+    pub fn for_each_key(&self, mut each: impl FnMut(&str, &[u8], Option<&str>)) {
+        let RowContext {
+            names,
+            tenant_names,
+            ..
+        } = &self.context;
+        for row in 0..self.len() {
+            let (shard, slot, _) = self.locate(row);
+            let tenant = tenant_names.get(shard.states[slot].tenant as usize);
+            each(
+                &names[shard.table(slot) as usize],
+                shard.key(slot),
+                tenant.map(|name| &**name),
+            );
+        }
+    }
+
+    /// Every row once, shard by shard rather than in key order: each batch
+    /// with the row number of each of its rows. A shard's states are freed
+    /// once its rows are built, so the memory they held falls as the
+    /// caller's per-row results grow.
+    pub fn drain(self) -> impl Iterator<Item = (Vec<usize>, RecordBatch)> {
+        let mut rows_of_shard = vec![Vec::new(); self.shards.len()];
+        for (row, &shard) in self.shard_of_row.iter().enumerate() {
+            rows_of_shard[shard as usize].push(row);
+        }
+        let KeyStates {
+            shards, context, ..
+        } = self;
+        shards
+            .into_iter()
+            .zip(rows_of_shard)
+            .flat_map(move |(shard, rows)| {
+                // A shard's slots are in output order: its slot i is the
+                // i-th of its rows.
+                let batches: Vec<_> = rows
+                    .chunks(BATCH_ROWS)
+                    .enumerate()
+                    .map(|(chunk, rows)| {
+                        let first_slot = chunk * BATCH_ROWS;
+                        let located = rows
+                            .iter()
+                            .enumerate()
+                            .map(|(offset, &row)| (&shard, first_slot + offset, row));
+                        (rows.to_vec(), context.batch(located))
+                    })
+                    .collect();
+                drop(shard);
+                batches
+            })
+    }
+
+    /// The whole feature table, its batches built on all cores.
+    pub fn into_table(self) -> FeatureTable {
+        let started = Instant::now();
+        let batches = (0..self.len())
+            .into_par_iter()
+            .step_by(BATCH_ROWS)
+            .map(|first| self.batch_from(first))
+            .collect();
+        let table = self.table_of(batches);
+        tracing::debug!(
+            seconds = started.elapsed().as_secs_f64(),
+            "built feature batches"
+        );
+        table
+    }
+
+    fn table_of(&self, batches: Vec<RecordBatch>) -> FeatureTable {
+        FeatureTable::from_batches(
+            self.context.cut.as_of,
+            self.context.cut.horizon,
+            self.context.keys_are_utf8,
+            self.events,
+            batches,
+        )
+    }
 }
 
 /// Options of one feature computation.
@@ -490,6 +639,19 @@ pub fn compute(
     options: FeatureOptions,
     on_rows: &(dyn Fn(u64) + Sync),
 ) -> Result<FeatureTable, LogError> {
+    let states = scan(source, options, on_rows)?;
+    let table = states.into_table();
+    tracing::info!(keys = table.len(), "finished features");
+    Ok(table)
+}
+
+/// Every key seen in `source` up to the cut-off, with its state: the
+/// feature table's rows to be built on demand.
+pub fn scan(
+    source: &LogSource,
+    options: FeatureOptions,
+    on_rows: &(dyn Fn(u64) + Sync),
+) -> Result<KeyStates, LogError> {
     let plan = source.plan(TimeRange {
         start: options.since,
         end: Some(options.as_of),
@@ -519,7 +681,7 @@ pub fn compute(
         .into_iter()
         .map(|shard| shard.into_inner().expect("a feature worker panicked"))
         .collect();
-    Ok(finish(
+    Ok(KeyStates::sort(
         shards,
         keys_are_utf8,
         events,

@@ -35,6 +35,10 @@ pub const WINDOWS: [(&str, i64); 4] = [
     ("7d", 7 * DAY_US),
 ];
 
+/// The 24-hour window among [`WINDOWS`], which the neighbourhood counts.
+const WINDOW_24H: usize = 2;
+const _: () = assert!(WINDOWS[WINDOW_24H].1 == DAY_US);
+
 /// Half-lives of the decayed read and write counters.
 pub const DECAY_HALF_LIVES: [(&str, i64); 3] =
     [("1h", HOUR_US), ("6h", 6 * HOUR_US), ("24h", DAY_US)];
@@ -163,7 +167,12 @@ impl KeyFeatures {
     }
 
     pub fn events_24h(&self) -> i64 {
-        self.events[2]
+        self.events[WINDOW_24H]
+    }
+
+    /// [`KeyFeatures::events_24h`] of the features `state` will give.
+    pub(crate) fn events_24h_of(state: &KeyState) -> i64 {
+        i64::from(state.events[WINDOW_24H])
     }
 
     /// The key's prefix (before its last delimiter), if it has a non-empty one.

@@ -16,9 +16,11 @@
 
 mod compute;
 pub mod definition;
+pub mod rows;
 mod state;
 pub mod table;
 
-pub use compute::{FeatureOptions, compute};
+pub use compute::{FeatureOptions, KeyStates, compute, scan};
 pub use definition::{FEATURE_SET_NAME, FEATURE_SET_VERSION, KeyFeatures};
+pub use rows::FeatureRows;
 pub use table::{FeatureFileError, FeatureTable};

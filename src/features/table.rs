@@ -290,21 +290,6 @@ fn record_batch_of(rows: &[KeyFeatures], keys_are_utf8: bool) -> RecordBatch {
     builder.finish()
 }
 
-/// Replaces `prefix_events_24h` and `range_events_24h`, which need every
-/// row of a table before they are known.
-pub(crate) fn with_neighbourhood(
-    batch: &RecordBatch,
-    prefix_events: &[i64],
-    range_events: &[i64],
-) -> RecordBatch {
-    let mut columns = batch.columns().to_vec();
-    let schema = batch.schema();
-    let index = |name: &str| schema.index_of(name).expect("canonical feature column");
-    columns[index("prefix_events_24h")] = Arc::new(Int64Array::from(prefix_events.to_vec()));
-    columns[index("range_events_24h")] = Arc::new(Int64Array::from(range_events.to_vec()));
-    RecordBatch::try_new(schema, columns).expect("same schema")
-}
-
 /// A key column of either accepted type, read as bytes.
 pub(crate) enum KeyColumn<'a> {
     Utf8(&'a StringArray),
@@ -446,6 +431,15 @@ impl FeatureTable {
         &self.batches
     }
 
+    pub fn into_batches(self) -> Vec<RecordBatch> {
+        self.batches
+    }
+
+    /// A table of no keys, of the cut-off `as_of` and horizon `horizon`.
+    pub fn empty(as_of: i64, horizon: i64) -> FeatureTable {
+        Self::from_batches(as_of, horizon, true, 0, Vec::new())
+    }
+
     /// Who each key is — table, key bytes, tenant — in (table, key) order,
     /// read from the columns without decoding the features.
     pub fn for_each_key(&self, mut each: impl FnMut(&str, &[u8], Option<&str>)) {
@@ -465,6 +459,11 @@ impl FeatureTable {
         self.batches
             .iter()
             .flat_map(|batch| (0..batch.num_rows()).map(move |row| row_of(batch, row)))
+    }
+
+    /// Every row of one of a table's batches, typed.
+    pub fn rows_of(batch: RecordBatch) -> impl Iterator<Item = KeyFeatures> {
+        (0..batch.num_rows()).map(move |row| row_of(&batch, row))
     }
 
     /// Writes the table with its feature-set name, version and cut-off in the

@@ -16,7 +16,7 @@ use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
 use super::guard::Counter;
-use super::input::raw_inputs;
+use super::input::raw_inputs_of_rows;
 use super::predictor::Predictor;
 use super::train::LabelledCutoff;
 use crate::features::KeyFeatures;
@@ -273,7 +273,7 @@ pub fn tuned_half_life(
 
 /// The model's ranking: expected accesses for hot (it ranks), churn probability.
 pub fn model_ranking(name: &str, predictor: &Predictor, cutoff: &LabelledCutoff) -> Ranking {
-    let scores = predictor.score(raw_inputs(&cutoff.features).view());
+    let scores = predictor.score(raw_inputs_of_rows(&cutoff.features).view());
     Ranking {
         method: name.to_string(),
         hot: scores.accesses,
@@ -466,7 +466,9 @@ mod tests {
         }
         let cutoff = LabelledCutoff {
             cutoff: 0,
-            features: crate::features::FeatureTable::from_batches(0, 1, true, 0, Vec::new()),
+            features: crate::features::FeatureRows::Built(
+                crate::features::FeatureTable::from_batches(0, 1, true, 0, Vec::new()),
+            ),
             outcomes,
             hot,
             churn,

@@ -184,6 +184,29 @@ impl HeldOutCounts {
         self.write_rate_churn
             .extend(write_rate_churn(raw, self.churn_min_writes));
     }
+
+    /// The keys gathered in another order put back in row order: the i-th
+    /// key gathered is row `rows[i]`.
+    pub fn in_row_order(self, rows: &[usize]) -> Self {
+        HeldOutCounts {
+            counters: self
+                .counters
+                .into_iter()
+                .map(|(counter, values)| (counter, in_row_order(values, rows)))
+                .collect(),
+            write_rate_churn: in_row_order(self.write_rate_churn, rows),
+            churn_min_writes: self.churn_min_writes,
+        }
+    }
+}
+
+/// `values` of rows `rows[0]`, `rows[1]`, … as values of rows 0, 1, …
+pub fn in_row_order(values: Vec<f64>, rows: &[usize]) -> Vec<f64> {
+    let mut ordered = vec![0.0; values.len()];
+    for (value, &row) in values.into_iter().zip(rows) {
+        ordered[row] = value;
+    }
+    ordered
 }
 
 /// The chosen ranking: a counter, the model, or a blend of the two.
@@ -446,7 +469,13 @@ mod tests {
             .collect();
         LabelledCutoff {
             cutoff: 0,
-            features: FeatureTable::from_batches(0, 1, true, 0, Vec::new()),
+            features: crate::features::FeatureRows::Built(FeatureTable::from_batches(
+                0,
+                1,
+                true,
+                0,
+                Vec::new(),
+            )),
             hot: outcomes.iter().map(|o| o.accesses >= 18).collect(),
             churn: vec![false; 20],
             total: Outcome {

@@ -2,15 +2,17 @@
 //! the preprocessing every model learns and carries, so callers always pass
 //! raw features.
 
-use arrow_array::Array;
+use std::borrow::Borrow;
+
 use arrow_array::cast::AsArray;
 use arrow_array::types::Float64Type;
+use arrow_array::{Array, RecordBatch};
 use arrow_schema::DataType;
 use ndarray::{Array2, ArrayView1, ArrayView2, Axis};
 use serde::{Deserialize, Serialize};
 
-use crate::features::FeatureTable;
 use crate::features::table::{KEY_COLUMNS, column_names};
+use crate::features::{FeatureRows, FeatureTable};
 
 /// Recency of something that never happened, in seconds (about 116 days):
 /// older than anything a cut-off looks back at.
@@ -32,10 +34,20 @@ pub fn input_column(name: &str) -> usize {
 
 /// One row per key, one column per input; booleans as 0/1, missing values NaN.
 pub fn raw_inputs(table: &FeatureTable) -> Array2<f64> {
+    stacked(table.len(), table.batches().iter())
+}
+
+/// Like [`raw_inputs`], for a cut-off's rows however they are held.
+pub fn raw_inputs_of_rows(rows: &FeatureRows) -> Array2<f64> {
+    stacked(rows.len(), rows.batches())
+}
+
+fn stacked<B: Borrow<RecordBatch>>(rows: usize, batches: impl Iterator<Item = B>) -> Array2<f64> {
     let names = input_names();
-    let mut inputs = Array2::<f64>::zeros((table.len(), names.len()));
+    let mut inputs = Array2::<f64>::zeros((rows, names.len()));
     let mut first = 0;
-    for batch in table.batches() {
+    for batch in batches {
+        let batch = batch.borrow();
         let end = first + batch.num_rows();
         fill_inputs(batch, &names, inputs.slice_mut(ndarray::s![first..end, ..]));
         first = end;
@@ -44,27 +56,27 @@ pub fn raw_inputs(table: &FeatureTable) -> Array2<f64> {
 }
 
 /// Like [`raw_inputs`], for the given rows only (in ascending order).
-pub fn raw_inputs_of(table: &FeatureTable, rows: &[usize]) -> Array2<f64> {
-    raw_inputs(&table.take(rows))
+pub fn raw_inputs_of(features: &FeatureRows, rows: &[usize]) -> Array2<f64> {
+    raw_inputs(&features.take(rows))
 }
 
-/// The rows of [`raw_inputs`] one feature batch at a time, in table order,
-/// so that a pass over every key holds one batch of inputs, not all.
-pub fn raw_inputs_by_batch(table: &FeatureTable) -> impl Iterator<Item = Array2<f64>> + '_ {
+/// The rows of [`raw_inputs`] one feature batch at a time, in any order,
+/// each batch with the row number of each of its rows (see
+/// [`FeatureRows::drain`]): a pass over every key that holds one batch of
+/// inputs and features, not all.
+pub fn raw_inputs_drained(
+    features: FeatureRows,
+) -> impl Iterator<Item = (Vec<usize>, Array2<f64>)> {
     let names = input_names();
-    table.batches().iter().map(move |batch| {
+    features.drain().map(move |(rows, batch)| {
         let mut inputs = Array2::<f64>::zeros((batch.num_rows(), names.len()));
-        fill_inputs(batch, &names, inputs.view_mut());
-        inputs
+        fill_inputs(&batch, &names, inputs.view_mut());
+        (rows, inputs)
     })
 }
 
 /// Row `i` of `out` gets the inputs of row `i` of `batch`.
-fn fill_inputs(
-    batch: &arrow_array::RecordBatch,
-    names: &[String],
-    mut out: ndarray::ArrayViewMut2<f64>,
-) {
+fn fill_inputs(batch: &RecordBatch, names: &[String], mut out: ndarray::ArrayViewMut2<f64>) {
     for (column, name) in names.iter().enumerate() {
         let values = batch
             .column_by_name(name)
@@ -232,6 +244,8 @@ mod tests {
             since: None,
         };
         let whole = crate::features::compute(&source, options, &|_| {}).unwrap();
+        let on_demand =
+            FeatureRows::OnDemand(crate::features::scan(&source, options, &|_| {}).unwrap());
         // The same rows in batches of 100, so selections cross batches.
         let batch = &whole.batches()[0];
         let table = FeatureTable::from_batches(
@@ -247,8 +261,11 @@ mod tests {
         assert!(table.batches().len() > 3, "{} keys", table.len());
         let all = raw_inputs(&table);
         let same = |a: f64, b: f64| a == b || (a.is_nan() && b.is_nan());
+        // A second scan adds each key's decayed terms in another order.
+        let close = |a: f64, b: f64| same(a, b) || (a - b).abs() <= 1e-12 * a.abs().max(b.abs());
         let rows = [0, 7, 8, 99, 100, 101, 250, table.len() - 1];
-        let some = raw_inputs_of(&table, &rows);
+        let some = raw_inputs_of(&FeatureRows::Built(table.clone()), &rows);
+        let some_on_demand = raw_inputs_of(&on_demand, &rows);
         let taken = table.take(&rows);
         let taken_inputs = raw_inputs(&taken);
         let keys: Vec<_> = whole.rows().map(|row| row.key).collect();
@@ -260,26 +277,34 @@ mod tests {
                 let a = all[[row, column]];
                 assert!(same(a, some[[index, column]]), "row {row} column {column}");
                 assert!(
+                    close(a, some_on_demand[[index, column]]),
+                    "row {row} column {column} on demand"
+                );
+                assert!(
                     same(a, taken_inputs[[index, column]]),
                     "row {row} column {column} taken"
                 );
             }
         }
-        let mut by_batch = 0;
-        for inputs in raw_inputs_by_batch(&table) {
-            for (offset, row) in inputs.rows().into_iter().enumerate() {
-                for (column, &value) in row.iter().enumerate() {
-                    let wanted = all[[by_batch + offset, column]];
-                    assert!(
-                        same(wanted, value),
-                        "row {} column {column} by batch",
-                        by_batch + offset
-                    );
+        for features in [FeatureRows::Built(table.clone()), on_demand] {
+            let mut keys_in_order = Vec::new();
+            features.for_each_key(|_, key, _| keys_in_order.push(key.to_vec()));
+            assert_eq!(keys_in_order, keys, "the keys in table order");
+            let mut seen = vec![false; table.len()];
+            for (rows, inputs) in raw_inputs_drained(features) {
+                for (&row, values) in rows.iter().zip(inputs.rows()) {
+                    assert!(!seen[row], "row {row} drained twice");
+                    seen[row] = true;
+                    for (column, &value) in values.iter().enumerate() {
+                        assert!(
+                            close(all[[row, column]], value),
+                            "row {row} column {column} drained"
+                        );
+                    }
                 }
             }
-            by_batch += inputs.nrows();
+            assert!(seen.iter().all(|&seen| seen), "every row drained");
         }
-        assert_eq!(by_batch, table.len(), "every row once");
     }
 
     #[test]

@@ -41,7 +41,7 @@ use parquet::file::properties::WriterProperties;
 
 use super::ModelError;
 use super::labels::{Horizon, LabelRules, Outcome, classify};
-use crate::features::FeatureTable;
+use crate::features::FeatureRows;
 
 const ROWS_PER_BATCH: usize = 65_536;
 
@@ -69,7 +69,7 @@ struct LabelRow<'a> {
 /// observed over its horizon, classified by `rules`.
 pub fn write(
     path: &Path,
-    features: &FeatureTable,
+    features: &FeatureRows,
     future: &Horizon,
     rules: &LabelRules,
 ) -> Result<(), ModelError> {
@@ -89,7 +89,7 @@ pub fn write(
         })
         .collect();
     let unseen = future.keys_not_in(features);
-    let keys_are_utf8 = features.keys_are_utf8
+    let keys_are_utf8 = features.keys_are_utf8()
         && unseen
             .iter()
             .all(|(_, key, _)| std::str::from_utf8(key).is_ok());
@@ -181,8 +181,8 @@ pub fn write(
             Arc::new(reads_before_write),
             Arc::new(hot.finish()),
             Arc::new(churn.finish()),
-            constant(features.as_of),
-            constant(features.horizon),
+            constant(features.cutoff().0),
+            constant(features.cutoff().1),
         ];
         let batch = RecordBatch::try_new(schema.clone(), columns)
             .map_err(|e| table_error(e.to_string()))?;

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use crate::features::FeatureTable;
+use crate::features::FeatureRows;
 use crate::logs::{AccessBatch, LogError, LogSource, Op, ScanPlan, TimeRange};
 
 /// What one key did in the horizon.
@@ -188,7 +188,7 @@ impl Horizon {
 
     /// The keys the horizon touched that `features` does not hold (first
     /// seen after the cut-off), with their outcomes, in no particular order.
-    pub fn keys_not_in<'a>(&'a self, features: &FeatureTable) -> Vec<(&'a str, &'a [u8], Outcome)> {
+    pub fn keys_not_in<'a>(&'a self, features: &FeatureRows) -> Vec<(&'a str, &'a [u8], Outcome)> {
         let mut held: Vec<ahash::AHashSet<&'a [u8]>> = vec![Default::default(); self.keys.len()];
         features.for_each_key(|table, key, _| {
             if let Some(&id) = self.table_ids.get(table)
@@ -216,17 +216,18 @@ impl Horizon {
 
     /// The outcome of every row of `features`, in row order (zero for keys
     /// the horizon did not touch).
-    pub fn outcomes_of(&self, features: &FeatureTable) -> Vec<Outcome> {
-        features
-            .rows()
-            .map(|row| {
+    pub fn outcomes_of(&self, features: &FeatureRows) -> Vec<Outcome> {
+        let mut outcomes = Vec::with_capacity(features.len());
+        features.for_each_key(|table, key, _| {
+            outcomes.push(
                 self.table_ids
-                    .get(&*row.table)
-                    .and_then(|&id| self.keys[id].get(row.key.as_slice()))
+                    .get(table)
+                    .and_then(|&id| self.keys[id].get(key))
                     .map(|tally| tally.outcome)
-                    .unwrap_or_default()
-            })
-            .collect()
+                    .unwrap_or_default(),
+            )
+        });
+        outcomes
     }
 }
 

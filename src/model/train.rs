@@ -11,12 +11,12 @@ use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
 use super::ModelError;
-use super::guard::{Guard, HeldOutCounts, HeldOutScores};
-use super::input::{raw_inputs_by_batch, raw_inputs_of};
+use super::guard::{Guard, HeldOutCounts, HeldOutScores, in_row_order};
+use super::input::{raw_inputs_drained, raw_inputs_of};
 use super::label_table::LabelTable;
 use super::labels::{Horizon, LabelRules, Outcome, classify};
 use super::predictor::{CountTarget, Hyperparameters, Predictor, Scores, TrainingSet};
-use crate::features::{self, FeatureOptions, FeatureTable};
+use crate::features::{self, FeatureOptions, FeatureRows, FeatureTable};
 use crate::logs::{LogError, LogSource};
 use crate::time::{format_duration, format_instant};
 
@@ -203,7 +203,7 @@ impl TrainOptions {
 /// One cut-off with its features and what then happened to every key.
 pub struct LabelledCutoff {
     pub cutoff: i64,
-    pub features: FeatureTable,
+    pub features: FeatureRows,
     pub outcomes: Vec<Outcome>,
     pub hot: Vec<bool>,
     pub churn: Vec<bool>,
@@ -212,14 +212,18 @@ pub struct LabelledCutoff {
 }
 
 impl LabelledCutoff {
-    /// Features as of `cutoff` and outcomes over `(cutoff, cutoff + horizon]`.
+    /// Features as of `cutoff` (their rows built on demand) and outcomes
+    /// over `(cutoff, cutoff + horizon]`.
     pub fn build(
         source: &LogSource,
         cutoff: i64,
         horizon: i64,
         rules: &LabelRules,
     ) -> Result<Self, ModelError> {
-        let features = features::compute(
+        // The horizon first: its scan's partial tallies come and go before
+        // the key states are built.
+        let future = Horizon::observe(source, cutoff, horizon)?;
+        let features = FeatureRows::OnDemand(features::scan(
             source,
             FeatureOptions {
                 as_of: cutoff,
@@ -227,8 +231,7 @@ impl LabelledCutoff {
                 since: None,
             },
             &|_| {},
-        )?;
-        let future = Horizon::observe(source, cutoff, horizon)?;
+        )?);
         let outcomes = future.outcomes_of(&features);
         let (hot, churn) = classify(&outcomes, rules);
         Ok(LabelledCutoff {
@@ -278,10 +281,11 @@ impl LabelledCutoff {
                 ),
             });
         }
+        let table = FeatureRows::Built(table);
         let outcomes = label_table.future.outcomes_of(&table);
         let (hot, churn) = classify(&outcomes, rules);
         Ok(LabelledCutoff {
-            cutoff: table.as_of,
+            cutoff: label_table.as_of,
             features: table,
             outcomes,
             hot,
@@ -299,7 +303,7 @@ impl LabelledCutoff {
         }
         LabelledCutoff {
             cutoff: self.cutoff,
-            features: self.features.take(rows),
+            features: FeatureRows::Built(self.features.take(rows)),
             outcomes,
             hot: rows.iter().map(|&row| self.hot[row]).collect(),
             churn: rows.iter().map(|&row| self.churn[row]).collect(),
@@ -309,18 +313,24 @@ impl LabelledCutoff {
 
     /// The same cut-off with `target` counted as its accesses, so that
     /// capture is judged on what a model was trained to predict.
-    pub fn counting(&self, target: CountTarget) -> LabelledCutoff {
+    pub fn counting(self, target: CountTarget) -> LabelledCutoff {
         let count = |outcome: &Outcome| Outcome {
             accesses: target.of(outcome),
             ..*outcome
         };
         LabelledCutoff {
-            cutoff: self.cutoff,
-            features: self.features.clone(),
             outcomes: self.outcomes.iter().map(count).collect(),
-            hot: self.hot.clone(),
-            churn: self.churn.clone(),
             total: count(&self.total),
+            ..self
+        }
+    }
+
+    /// The same cut-off with its feature table built whole, for callers
+    /// that read every row more than once.
+    pub fn built(self) -> LabelledCutoff {
+        LabelledCutoff {
+            features: self.features.built(),
+            ..self
         }
     }
 }
@@ -362,6 +372,7 @@ pub fn train(
     let mut cutoffs_used = Vec::new();
     let mut rows_available = 0;
     let mut newest = None;
+    let mut held_back = None;
     let cutoffs = data.cutoffs(options.as_of, options.horizon, options.cutoffs);
     for (index, &cutoff) in cutoffs.iter().enumerate() {
         let step = cutoffs.len() - index;
@@ -372,6 +383,16 @@ pub fn train(
             format_instant(cutoff)
         ));
         drop(newest.take());
+        if index + 1 == cutoffs.len() && options.guard && !samples.is_empty() {
+            // Fitted before the newest cut-off is built, so that the fit's
+            // memory and the newest cut-off's never add up.
+            on_step(&format!(
+                "holding out {}: fitting {} model on the older cut-offs",
+                format_instant(cutoff),
+                hyper.kind
+            ));
+            held_back = Some(Predictor::fit(&stack(samples.iter().rev()), hyper)?);
+        }
         let Some(labelled) = data.labelled(cutoff, options.horizon, &options.rules)? else {
             tracing::warn!(cutoff = %format_instant(cutoff), "no history before this cut-off; skipped");
             continue;
@@ -400,46 +421,23 @@ pub fn train(
             ),
         });
     };
+    let in_sample = newest.subset(&newest_rows);
     let guard = if options.guard {
-        let held_back = if samples.len() == 1 {
+        if held_back.is_none() {
             tracing::warn!(
                 "one cut-off has history: no held-out data to trust the learner on, so the best counter ranks"
             );
-            None
-        } else {
-            on_step(&format!(
-                "holding out {}: fitting {} model on the older cut-offs",
-                format_instant(newest.cutoff),
-                hyper.kind
-            ));
-            Some(Predictor::fit(&stack(&samples[1..]), hyper)?)
-        };
-        let mut counts = HeldOutCounts::new(options.rules.churn_min_writes);
-        let mut held_out_scores = Scores::default();
-        for raw in raw_inputs_by_batch(&newest.features) {
-            counts.extend(raw.view());
-            if let Some(model) = &held_back {
-                let scores = model.score_unguarded(raw.view());
-                held_out_scores.accesses.extend(scores.accesses);
-                held_out_scores.churn.extend(scores.churn);
-            }
         }
-        let held_out = held_back.as_ref().map(|model| HeldOutScores {
-            accesses: &held_out_scores.accesses,
-            churn: &held_out_scores.churn,
-            churn_learned_nothing: model.churn_is_constant(),
-        });
-        Some(Guard::choose(
-            held_out,
-            &newest.counting(hyper.target),
-            counts,
+        Some(guard_judged_on(
+            newest.counting(hyper.target),
+            held_back.as_ref(),
+            options.rules.churn_min_writes,
         ))
     } else {
+        drop(newest);
         None
     };
-    let in_sample = newest.subset(&newest_rows);
-    drop(newest);
-    let set = stack(&samples);
+    let set = stack(samples.iter());
     on_step(&format!(
         "fitting {} model on {} rows",
         hyper.kind,
@@ -462,6 +460,40 @@ pub fn train(
         window,
         in_sample,
     })
+}
+
+/// The guard chosen on the held-out cut-off `held_out` for the model fitted
+/// without it (`None`: no older cut-off to fit one on).
+fn guard_judged_on(
+    mut held_out: LabelledCutoff,
+    held_back: Option<&Predictor>,
+    churn_min_writes: u64,
+) -> Guard {
+    // The guard reads each key's inputs once, then only outcomes: the
+    // features go, batch by batch, as the counts and scores come.
+    let empty = FeatureTable::empty(held_out.cutoff, held_out.features.cutoff().1);
+    let features = std::mem::replace(&mut held_out.features, FeatureRows::Built(empty));
+    let mut counts = HeldOutCounts::new(churn_min_writes);
+    let mut scores = Scores::default();
+    let mut gathered_rows = Vec::with_capacity(features.len());
+    for (rows, raw) in raw_inputs_drained(features) {
+        counts.extend(raw.view());
+        if let Some(model) = held_back {
+            let batch_scores = model.score_unguarded(raw.view());
+            scores.accesses.extend(batch_scores.accesses);
+            scores.churn.extend(batch_scores.churn);
+        }
+        gathered_rows.extend(rows);
+    }
+    let counts = counts.in_row_order(&gathered_rows);
+    let accesses = in_row_order(scores.accesses, &gathered_rows);
+    let churn = in_row_order(scores.churn, &gathered_rows);
+    let scores = held_back.map(|model| HeldOutScores {
+        accesses: &accesses,
+        churn: &churn,
+        churn_learned_nothing: model.churn_is_constant(),
+    });
+    Guard::choose(scores, &held_out, counts)
 }
 
 /// A uniform sample of at most `quota` of `keys` rows, ascending.
@@ -489,18 +521,18 @@ fn training_set(cutoff: &LabelledCutoff, target: CountTarget, rows: &[usize]) ->
     }
 }
 
-fn stack(samples: &[TrainingSet]) -> TrainingSet {
-    let views: Vec<_> = samples.iter().map(|s| s.raw.view()).collect();
+fn stack<'a>(samples: impl Iterator<Item = &'a TrainingSet> + Clone) -> TrainingSet {
+    let views: Vec<_> = samples.clone().map(|s| s.raw.view()).collect();
     TrainingSet {
         raw: concatenate(Axis(0), &views).expect("same input columns"),
-        hot: samples.iter().flat_map(|s| s.hot.iter().copied()).collect(),
+        hot: samples
+            .clone()
+            .flat_map(|s| s.hot.iter().copied())
+            .collect(),
         churn: samples
-            .iter()
+            .clone()
             .flat_map(|s| s.churn.iter().copied())
             .collect(),
-        accesses: samples
-            .iter()
-            .flat_map(|s| s.accesses.iter().copied())
-            .collect(),
+        accesses: samples.flat_map(|s| s.accesses.iter().copied()).collect(),
     }
 }
