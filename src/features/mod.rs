@@ -5,7 +5,9 @@
 //! Gives: a [`FeatureTable`] with one row of [`KeyFeatures`] per (table, key)
 //! seen at or before T, in the named, versioned feature set of
 //! [`definition`], sorted by table then key bytes; written to and read from
-//! Parquet by [`table`].
+//! Parquet by [`table`]. Or, from [`scan`], the [`KeyStates`] behind that
+//! table, which build its rows only when asked ([`FeatureRows`] holds
+//! either), for callers that need a sample of the rows or one pass over them.
 //!
 //! Guarantees: every feature is a mergeable aggregate (sum, count, min, max),
 //! so the scan reads files in any order on every core into one state per

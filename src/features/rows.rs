@@ -11,7 +11,9 @@ use arrow_array::RecordBatch;
 use super::{FeatureTable, KeyFeatures, KeyStates};
 
 pub enum FeatureRows {
+    /// Every row held, as columns.
     Built(FeatureTable),
+    /// The states rows are built from.
     OnDemand(KeyStates),
 }
 
