@@ -425,11 +425,16 @@ pub(crate) fn until_connected<T, E: std::fmt::Display>(
 
 /// Whether `status` says the service could not be reached (UNAVAILABLE,
 /// or the connection broke under the call, which tonic reports as UNKNOWN
-/// with the transport's error as its source), not that it refused the call.
+/// with the transport's, hyper's or the socket's error as its source: a
+/// service killed while it sent an answer gives hyper's "error reading a
+/// body from connection"), not that it refused the call.
 pub(crate) fn unreachable(status: &tonic::Status) -> bool {
     let mut source = std::error::Error::source(status);
     while let Some(error) = source {
-        if error.is::<tonic::transport::Error>() {
+        if error.is::<tonic::transport::Error>()
+            || error.is::<hyper::Error>()
+            || error.is::<std::io::Error>()
+        {
             return true;
         }
         source = error.source();
@@ -671,4 +676,28 @@ pub fn compare(source: &str, destination: &str) -> anyhow::Result<(usize, usize)
         rows += rows_a.len();
     }
     Ok((a.len(), rows))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_broken_connection_is_unreachable_and_a_refusal_is_not() {
+        let broken_pipe = std::io::Error::new(
+            std::io::ErrorKind::BrokenPipe,
+            "stream closed because of a broken pipe",
+        );
+        let broken = tonic::Status::from_error(Box::new(broken_pipe));
+        assert_eq!(broken.code(), tonic::Code::Unknown);
+        assert!(unreachable(&broken));
+        assert!(unreachable(&tonic::Status::unavailable("nothing listens")));
+        assert!(!unreachable(&tonic::Status::invalid_argument(
+            "keys: empty"
+        )));
+        assert!(!unreachable(&tonic::Status::unknown("the policy trapped")));
+        assert!(!unreachable(&tonic::Status::internal(
+            "the state cannot be written"
+        )));
+    }
 }
