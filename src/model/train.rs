@@ -358,9 +358,10 @@ pub struct TrainedModel {
 }
 
 /// Trains a model; `on_step` hears what is being done. Cut-offs are built
-/// oldest first, and of each only its sampled rows are kept, so memory
-/// holds one cut-off's features at a time (the newest, which the guard
-/// judges on, last) plus the sampled training rows.
+/// oldest first, each as its keys' states, and of each only the sampled
+/// rows are built and kept, so memory holds one cut-off's states at a time
+/// (the newest, which the guard judges on, last, freed shard by shard as
+/// the guard reads it) plus the sampled training rows.
 pub fn train(
     data: &CutoffSource,
     options: &TrainOptions,
