@@ -384,13 +384,23 @@ struct RowContext {
 }
 
 impl RowContext {
+    /// The table name of `slot` of `shard`.
+    fn table(&self, shard: &Shard, slot: usize) -> &Arc<str> {
+        &self.names[shard.table(slot) as usize]
+    }
+
+    /// The tenant kept in `state`, if any.
+    fn tenant(&self, state: &KeyState) -> Option<&Arc<str>> {
+        self.tenant_names.get(state.tenant as usize)
+    }
+
     /// The features of row `row`, whose state is `slot` of `shard`.
     fn features(&self, shard: &Shard, slot: usize, row: usize) -> KeyFeatures {
         let state = &shard.states[slot];
         let mut features = KeyFeatures::from_state(
-            self.names[shard.table(slot) as usize].clone(),
+            self.table(shard, slot).clone(),
             shard.key(slot).to_vec(),
-            self.tenant_names.get(state.tenant as usize).cloned(),
+            self.tenant(state).cloned(),
             state,
             &self.cut,
         );
@@ -441,48 +451,45 @@ impl KeyStates {
             })
             .collect();
         tracing::debug!(seconds = started.elapsed().as_secs_f64(), "sorted keys");
-        let locate = |row: usize| {
-            (
-                &shards[shard_of_row[row] as usize],
-                slot_of_row[row] as usize,
-            )
-        };
-        let events_24h: Vec<i64> = (0..shard_of_row.len())
-            .map(|row| {
-                let (shard, slot) = locate(row);
-                KeyFeatures::events_24h_of(&shard.states[slot])
-            })
-            .collect();
-        let (prefix_events, range_events) = neighbourhood(
-            |row| {
-                let (shard, slot) = locate(row);
-                &names[shard.table(slot) as usize]
-            },
-            |row| {
-                let (shard, slot) = locate(row);
-                shard.key(slot)
-            },
-            &events_24h,
-        );
-        tracing::info!(
-            seconds = started.elapsed().as_secs_f64(),
-            keys = shard_of_row.len(),
-            "key states sorted"
-        );
-        KeyStates {
+        let mut states = KeyStates {
             shards,
             shard_of_row,
             slot_of_row,
             context: RowContext {
-                prefix_events,
-                range_events,
+                prefix_events: Vec::new(),
+                range_events: Vec::new(),
                 names,
                 tenant_names: tenants.names(),
                 keys_are_utf8,
                 cut,
             },
             events,
-        }
+        };
+        let events_24h: Vec<i64> = (0..states.len())
+            .map(|row| {
+                let (shard, slot, _) = states.locate(row);
+                KeyFeatures::events_24h_of(&shard.states[slot])
+            })
+            .collect();
+        let (prefix_events, range_events) = neighbourhood(
+            |row| {
+                let (shard, slot, _) = states.locate(row);
+                &**states.context.table(shard, slot)
+            },
+            |row| {
+                let (shard, slot, _) = states.locate(row);
+                shard.key(slot)
+            },
+            &events_24h,
+        );
+        states.context.prefix_events = prefix_events;
+        states.context.range_events = range_events;
+        tracing::info!(
+            seconds = started.elapsed().as_secs_f64(),
+            keys = states.len(),
+            "key states sorted"
+        );
+        states
     }
 
     /// Number of keys.
@@ -543,18 +550,12 @@ impl KeyStates {
     /// Who each key is — table, key bytes, tenant — in output order,
     /// without building its features.
     pub fn for_each_key(&self, mut each: impl FnMut(&str, &[u8], Option<&str>)) {
-        let RowContext {
-            names,
-            tenant_names,
-            ..
-        } = &self.context;
         for row in 0..self.len() {
             let (shard, slot, _) = self.locate(row);
-            let tenant = tenant_names.get(shard.states[slot].tenant as usize);
             each(
-                &names[shard.table(slot) as usize],
+                self.context.table(shard, slot),
                 shard.key(slot),
-                tenant.map(|name| &**name),
+                self.context.tenant(&shard.states[slot]).map(|name| &**name),
             );
         }
     }
