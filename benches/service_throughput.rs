@@ -222,15 +222,15 @@ fn write_logs(path: &Path, candidates: &shadowcast::policy::Candidates, keys: us
     write_log_file(path, &builder.finish()).expect("writing the log");
 }
 
-/// A copy of the planned state in `dir/name`.
+/// A copy of the planned state in `dir/name`: the redb file and the key
+/// files beside it.
 fn fresh_state(dir: &Path, template: &Path, name: &str) -> std::path::PathBuf {
     let state = dir.join(name);
     std::fs::create_dir_all(&state).unwrap();
-    std::fs::copy(
-        template.join("locations.redb"),
-        state.join("locations.redb"),
-    )
-    .unwrap();
+    for file in std::fs::read_dir(template).unwrap() {
+        let file = file.unwrap().path();
+        std::fs::copy(&file, state.join(file.file_name().unwrap())).unwrap();
+    }
     state
 }
 

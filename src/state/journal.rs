@@ -1,34 +1,43 @@
 //! The state's write-ahead journal: each group of commits appended to one
-//! file and fsynced, instead of written into the B-tree key by key.
+//! file and fsynced, instead of written into the key files record by
+//! record.
 //!
 //! A group of acknowledgements names keys in ranked order, which is random
-//! in key order, so writing it into the B-tree rewrites about one page per
-//! key. Appending it is one sequential write. The records pile up in
-//! memory and go into the B-tree together, sorted (a checkpoint, on its own
-//! thread), many to a page; then the journal they came from is deleted.
+//! in id order. Appending it is one sequential write; the records pile up
+//! in memory and a checkpoint (on its own thread) puts them into the
+//! record file in id order, a few writes per 64 KiB of it, then deletes
+//! the journal they came from.
 //!
 //! Files: `STATE.journal` takes appends; when it grows past
 //! [`CHECKPOINT_BYTES`] it is renamed `STATE.journal.checkpoint` while its
 //! records are checkpointed, and a fresh `STATE.journal` goes on. Opening
-//! the state replays both, older first, into the B-tree and deletes them,
-//! so a crash at any point loses nothing that was reported durable.
+//! the state replays both, older first, and deletes them, so a crash at any
+//! point loses nothing that was reported durable.
 //!
-//! A record is its payload's length and CRC-32, then the payload: new table
-//! names, key records, settings. A record cut short or failing its CRC
-//! ends the journal (a crash mid-append: its group was never reported
-//! durable); what is dropped is logged with the file and offset.
+//! A journal starts with [`MAGIC`]; then each record is its payload's
+//! length (8 bytes) and CRC-32, then the payload: new table names, the keys
+//! new to the store (the first one's id, then table and bytes of each, in
+//! id order), changed records by key id, settings. A record cut short or
+//! failing its CRC ends the journal (a crash mid-append: its group was
+//! never reported durable); what is dropped is logged with the file and
+//! offset. A journal without the magic was written by a version that named
+//! every key by its table and bytes (4-byte lengths, no ids): it is
+//! replayed by looking the keys up.
 
-use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 
-use super::KeyRecord;
+use super::changes::{Changes, NewKeys};
 use super::store::{RECORD_LEN, decode, encode};
+use super::{KeyId, KeyRecord};
 
-/// Journal size that starts a checkpoint (about 700,000 key records; the
-/// unit tests go through many checkpoints with a small one).
+/// Journal size that starts a checkpoint (about a million acknowledged
+/// keys; the unit tests go through many checkpoints with a small one).
 pub(super) const CHECKPOINT_BYTES: u64 = if cfg!(test) { 16 << 10 } else { 32 << 20 };
+
+/// The first bytes of a journal in this format.
+const MAGIC: &[u8; 8] = b"SCJRNL02";
 
 /// The file that takes appends.
 pub(super) fn current_path(state: &Path) -> PathBuf {
@@ -40,36 +49,10 @@ pub(super) fn checkpoint_path(state: &Path) -> PathBuf {
     with_suffix(state, ".journal.checkpoint")
 }
 
-fn with_suffix(state: &Path, suffix: &str) -> PathBuf {
+pub(super) fn with_suffix(state: &Path, suffix: &str) -> PathBuf {
     let mut name = state.as_os_str().to_owned();
     name.push(suffix);
     PathBuf::from(name)
-}
-
-/// What commits changed and the B-tree does not have yet: each key's latest
-/// record, new table names, settings in order.
-#[derive(Default)]
-pub(super) struct Pending {
-    pub tables: Vec<(u32, String)>,
-    pub entries: HashMap<(u32, Box<[u8]>), KeyRecord>,
-    pub settings: Vec<(String, String)>,
-}
-
-impl Pending {
-    pub fn is_empty(&self) -> bool {
-        self.tables.is_empty() && self.entries.is_empty() && self.settings.is_empty()
-    }
-
-    /// The key records in stored-key order, for one walk of the B-tree.
-    pub fn sorted_entries(&self) -> Vec<(u32, &[u8], KeyRecord)> {
-        let mut entries: Vec<(u32, &[u8], KeyRecord)> = self
-            .entries
-            .iter()
-            .map(|((table, key), record)| (*table, &key[..], *record))
-            .collect();
-        entries.sort_unstable_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
-        entries
-    }
 }
 
 /// The open journal file.
@@ -83,14 +66,15 @@ impl Journal {
     /// Starts an empty journal at `path` (one left there was replayed when
     /// the state was opened).
     pub fn create(path: &Path) -> std::io::Result<Journal> {
-        let file = OpenOptions::new()
+        let mut file = OpenOptions::new()
             .create(true)
             .write(true)
             .truncate(true)
             .open(path)?;
+        file.write_all(MAGIC)?;
         Ok(Journal {
             file,
-            bytes: 0,
+            bytes: MAGIC.len() as u64,
             buffer: Vec::new(),
         })
     }
@@ -99,36 +83,38 @@ impl Journal {
         self.bytes
     }
 
-    /// Appends one record and returns once it is on disk.
-    pub fn append(
-        &mut self,
-        tables: &[(u32, String)],
-        entries: &[(u32, &[u8], KeyRecord)],
-        settings: &[(String, String)],
-    ) -> std::io::Result<()> {
+    /// Appends `changes` as one record and returns once it is on disk.
+    pub fn append(&mut self, changes: &Changes) -> std::io::Result<()> {
         let buffer = &mut self.buffer;
         buffer.clear();
-        buffer.extend_from_slice(&[0; 8]);
-        put_u32(buffer, tables.len());
-        for (id, name) in tables {
+        buffer.extend_from_slice(&[0; 12]);
+        put_u32(buffer, changes.tables.len());
+        for (id, name) in &changes.tables {
             buffer.extend_from_slice(&id.to_le_bytes());
             put_bytes(buffer, name.as_bytes());
         }
-        put_u32(buffer, entries.len());
-        for (table, key, record) in entries {
+        buffer.extend_from_slice(&changes.new_keys.first.to_le_bytes());
+        put_u32(buffer, changes.new_keys.len());
+        buffer.reserve(changes.new_keys.key_bytes() + 8 * changes.new_keys.len());
+        for (_, table, key) in changes.new_keys.iter() {
             buffer.extend_from_slice(&table.to_le_bytes());
             put_bytes(buffer, key);
+        }
+        put_u32(buffer, changes.records.len());
+        buffer.reserve(changes.records.len() * (4 + RECORD_LEN));
+        for (id, record) in &changes.records {
+            buffer.extend_from_slice(&id.0.to_le_bytes());
             buffer.extend_from_slice(&encode(record));
         }
-        put_u32(buffer, settings.len());
-        for (name, value) in settings {
+        put_u32(buffer, changes.settings.len());
+        for (name, value) in &changes.settings {
             put_bytes(buffer, name.as_bytes());
             put_bytes(buffer, value.as_bytes());
         }
-        let payload = (buffer.len() - 8) as u32;
-        let crc = crc32fast::hash(&buffer[8..]);
-        buffer[..4].copy_from_slice(&payload.to_le_bytes());
-        buffer[4..8].copy_from_slice(&crc.to_le_bytes());
+        let payload = (buffer.len() - 12) as u64;
+        let crc = crc32fast::hash(&buffer[12..]);
+        buffer[..8].copy_from_slice(&payload.to_le_bytes());
+        buffer[8..12].copy_from_slice(&crc.to_le_bytes());
         self.file.write_all(buffer)?;
         self.file.sync_data()?;
         self.bytes += buffer.len() as u64;
@@ -145,38 +131,98 @@ fn put_bytes(buffer: &mut Vec<u8>, bytes: &[u8]) {
     buffer.extend_from_slice(bytes);
 }
 
-/// Reads the journal at `path` (nothing when there is none) into `pending`,
-/// later records over earlier ones. A torn or failing record ends it (see
-/// the module's doc); a record whose CRC holds but whose payload does not
-/// parse is an error naming the file and offset.
-pub(super) fn replay(path: &Path, pending: &mut Pending) -> Result<(), String> {
+/// What a journal left by an earlier run holds.
+pub(super) enum Replayed {
+    /// Changes by key id, every record's in order.
+    ById(Changes),
+    /// A journal of the format before ids: keys by table and bytes.
+    ByKey(KeyedChanges),
+}
+
+/// A journal of the format before key ids, in order.
+#[derive(Default)]
+pub(super) struct KeyedChanges {
+    pub tables: Vec<(u32, String)>,
+    pub records: Vec<(u32, Vec<u8>, KeyRecord)>,
+    pub settings: Vec<(String, String)>,
+}
+
+/// Reads the journal at `path` (`None` when there is none). A torn or
+/// failing record ends it (see the module's doc); a record whose CRC holds
+/// but whose payload does not parse is an error naming the file and
+/// offset.
+pub(super) fn replay(path: &Path) -> Result<Option<Replayed>, String> {
+    let failed = |error: std::io::Error| format!("{}: {error}", path.display());
     let file = match File::open(path) {
         Ok(file) => file,
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(error) => return Err(format!("{}: {error}", path.display())),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(error) => return Err(failed(error)),
     };
-    let length = file
-        .metadata()
-        .map_err(|error| format!("{}: {error}", path.display()))?
-        .len();
+    let length = file.metadata().map_err(failed)?.len();
     let mut reader = BufReader::new(file);
-    let mut offset = 0u64;
+    let mut start = [0u8; 8];
+    let read = read_up_to(&mut reader, &mut start).map_err(failed)?;
+    if read < start.len() || &start == MAGIC {
+        let mut changes = Changes::default();
+        if read == start.len() {
+            read_records(
+                &mut reader,
+                path,
+                MAGIC.len() as u64,
+                length,
+                8,
+                |payload| changes.absorb(parse(payload)?),
+            )?;
+        }
+        return Ok(Some(Replayed::ById(changes)));
+    }
+    // The older format has no magic: its first record starts at byte 0.
+    let mut reader = std::io::Cursor::new(start).chain(reader);
+    let mut changes = KeyedChanges::default();
+    read_records(&mut reader, path, 0, length, 4, |payload| {
+        parse_keyed(payload, &mut changes)
+    })?;
+    Ok(Some(Replayed::ByKey(changes)))
+}
+
+fn read_up_to(reader: &mut impl Read, buffer: &mut [u8]) -> std::io::Result<usize> {
+    let mut read = 0;
+    while read < buffer.len() {
+        match reader.read(&mut buffer[read..])? {
+            0 => break,
+            n => read += n,
+        }
+    }
+    Ok(read)
+}
+
+/// Calls `take` with each whole record's payload from `offset` on; the
+/// length field is `length_bytes` wide.
+fn read_records(
+    reader: &mut impl Read,
+    path: &Path,
+    mut offset: u64,
+    length: u64,
+    length_bytes: usize,
+    mut take: impl FnMut(&[u8]) -> Result<(), String>,
+) -> Result<(), String> {
+    let header_bytes = length_bytes as u64 + 4;
     let mut payload = Vec::new();
     loop {
-        let mut header = [0u8; 8];
-        match reader.read_exact(&mut header) {
-            Ok(()) => {}
-            Err(error) if error.kind() == std::io::ErrorKind::UnexpectedEof => {
-                if offset < length {
-                    torn(path, offset, length, "a record header cut short");
-                }
-                return Ok(());
+        let mut header = [0u8; 12];
+        let header = &mut header[..header_bytes as usize];
+        let read = read_up_to(reader, header).map_err(|e| format!("{}: {e}", path.display()))?;
+        if read < header.len() {
+            if offset < length {
+                torn(path, offset, length, "a record header cut short");
             }
-            Err(error) => return Err(format!("{}: {error}", path.display())),
+            return Ok(());
         }
-        let size = u32::from_le_bytes(header[..4].try_into().expect("4 bytes")) as u64;
-        let crc = u32::from_le_bytes(header[4..].try_into().expect("4 bytes"));
-        if offset + 8 + size > length {
+        let mut size = [0u8; 8];
+        size[..length_bytes].copy_from_slice(&header[..length_bytes]);
+        let size = u64::from_le_bytes(size);
+        let crc = u32::from_le_bytes(header[length_bytes..].try_into().expect("4 bytes"));
+        if offset + header_bytes + size > length {
             torn(path, offset, length, "a record cut short");
             return Ok(());
         }
@@ -188,9 +234,9 @@ pub(super) fn replay(path: &Path, pending: &mut Pending) -> Result<(), String> {
             torn(path, offset, length, "a record failing its checksum");
             return Ok(());
         }
-        parse(&payload, pending)
+        take(&payload)
             .map_err(|problem| format!("{} at byte {offset}: {problem}", path.display()))?;
-        offset += 8 + size;
+        offset += header_bytes + size;
     }
 }
 
@@ -203,44 +249,103 @@ fn torn(path: &Path, offset: u64, length: u64, what: &str) {
     );
 }
 
-fn parse(payload: &[u8], pending: &mut Pending) -> Result<(), String> {
-    let mut rest = payload;
-    let mut take = |n: usize| -> Result<&[u8], String> {
-        if rest.len() < n {
+/// A record's new table names and settings, which frame its keys.
+type TablesAndSettings = (Vec<(u32, String)>, Vec<(String, String)>);
+
+/// Takes a record's fields from the front.
+struct Fields<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Fields<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
+        if self.rest.len() < n {
             return Err("a record's contents end early".into());
         }
-        let (taken, left) = rest.split_at(n);
-        rest = left;
+        let (taken, left) = self.rest.split_at(n);
+        self.rest = left;
         Ok(taken)
-    };
-    fn number(bytes: &[u8]) -> u32 {
-        u32::from_le_bytes(bytes.try_into().expect("4 bytes"))
     }
-    let text = |bytes: &[u8]| {
-        String::from_utf8(bytes.to_vec()).map_err(|_| "a name that is not UTF-8".to_string())
-    };
-    for _ in 0..number(take(4)?) {
-        let id = number(take(4)?);
-        let length = number(take(4)?) as usize;
-        pending.tables.push((id, text(take(length)?)?));
+
+    fn number(&mut self) -> Result<u32, String> {
+        Ok(u32::from_le_bytes(
+            self.take(4)?.try_into().expect("4 bytes"),
+        ))
     }
-    for _ in 0..number(take(4)?) {
-        let table = number(take(4)?);
-        let length = number(take(4)?) as usize;
-        let key: Box<[u8]> = take(length)?.into();
-        let record = decode(take(RECORD_LEN)?)?;
-        pending.entries.insert((table, key), record);
+
+    fn bytes(&mut self) -> Result<&'a [u8], String> {
+        let length = self.number()? as usize;
+        self.take(length)
     }
-    for _ in 0..number(take(4)?) {
-        let length = number(take(4)?) as usize;
-        let name = text(take(length)?)?;
-        let length = number(take(4)?) as usize;
-        let value = text(take(length)?)?;
-        pending.settings.push((name, value));
+
+    fn text(&mut self) -> Result<String, String> {
+        String::from_utf8(self.bytes()?.to_vec()).map_err(|_| "a name that is not UTF-8".into())
     }
-    if !rest.is_empty() {
-        return Err(format!("{} bytes after a record's contents", rest.len()));
+
+    fn tables_and_settings_around(
+        &mut self,
+        middle: impl FnOnce(&mut Self) -> Result<(), String>,
+    ) -> Result<TablesAndSettings, String> {
+        let mut tables = Vec::new();
+        for _ in 0..self.number()? {
+            let id = self.number()?;
+            tables.push((id, self.text()?));
+        }
+        middle(self)?;
+        let mut settings = Vec::new();
+        for _ in 0..self.number()? {
+            let name = self.text()?;
+            settings.push((name, self.text()?));
+        }
+        if !self.rest.is_empty() {
+            return Err(format!(
+                "{} bytes after a record's contents",
+                self.rest.len()
+            ));
+        }
+        Ok((tables, settings))
     }
+}
+
+fn parse(payload: &[u8]) -> Result<Changes, String> {
+    let mut fields = Fields { rest: payload };
+    let mut new_keys = NewKeys::default();
+    let mut records = Vec::new();
+    let (tables, settings) = fields.tables_and_settings_around(|fields| {
+        new_keys = NewKeys::starting_at(fields.number()?);
+        for _ in 0..fields.number()? {
+            let table = fields.number()?;
+            new_keys.push(table, fields.bytes()?);
+        }
+        let count = fields.number()? as usize;
+        records.reserve(count.min(fields.rest.len() / (4 + RECORD_LEN)));
+        for _ in 0..count {
+            let id = KeyId(fields.number()?);
+            records.push((id, decode(fields.take(RECORD_LEN)?)?));
+        }
+        Ok(())
+    })?;
+    Ok(Changes {
+        tables,
+        new_keys,
+        records,
+        settings,
+    })
+}
+
+fn parse_keyed(payload: &[u8], changes: &mut KeyedChanges) -> Result<(), String> {
+    let mut fields = Fields { rest: payload };
+    let records = &mut changes.records;
+    let (tables, settings) = fields.tables_and_settings_around(|fields| {
+        for _ in 0..fields.number()? {
+            let table = fields.number()?;
+            let key = fields.bytes()?.to_vec();
+            records.push((table, key, decode(fields.take(RECORD_LEN)?)?));
+        }
+        Ok(())
+    })?;
+    changes.tables.extend(tables);
+    changes.settings.extend(settings);
     Ok(())
 }
 
@@ -250,30 +355,68 @@ mod tests {
     use crate::state::tests::copied;
     use crate::state::{Location, LocationMap};
 
+    fn changes(
+        tables: &[(u32, &str)],
+        first_new: u32,
+        new_keys: &[(u32, &[u8])],
+        records: &[(u32, KeyRecord)],
+        settings: &[(&str, &str)],
+    ) -> Changes {
+        let mut keys = NewKeys::starting_at(first_new);
+        for (table, key) in new_keys {
+            keys.push(*table, key);
+        }
+        Changes {
+            tables: tables.iter().map(|(id, n)| (*id, n.to_string())).collect(),
+            new_keys: keys,
+            records: records.iter().map(|(id, r)| (KeyId(*id), *r)).collect(),
+            settings: settings
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
+        }
+    }
+
+    /// A state holding key `a` of table `users` (id 0), copied at 1.
+    fn state_with_a(dir: &Path) -> PathBuf {
+        let path = dir.join("locations.redb");
+        let mut map = LocationMap::open(&path).unwrap();
+        let users = map.table_id("users").unwrap();
+        let (a, _) = map.track(users, b"a", KeyRecord::new(10)).unwrap();
+        map.commit(&[(a, copied(1))], &[]).unwrap();
+        path
+    }
+
     /// What a crash leaves: an older journal being checkpointed and a newer
     /// one whose last append was cut off. Opening replays both in order,
     /// drops the torn append, and removes them.
     #[test]
     fn journals_left_by_a_crash_are_replayed_in_order_and_a_torn_append_dropped() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("locations.redb");
-        {
-            let mut map = LocationMap::open(&path).unwrap();
-            let users = map.table_id("users").unwrap();
-            let (a, _) = map.track(users, b"a", KeyRecord::new(10)).unwrap();
-            map.commit(&[(a, KeyRecord::new(10))], &[]).unwrap();
-        }
+        let path = state_with_a(dir.path());
         let mut older = Journal::create(&checkpoint_path(&path)).unwrap();
         older
-            .append(
-                &[(1, "orders".into())],
-                &[(0, b"a", copied(3)), (1, b"b", copied(2))],
-                &[("phase".into(), "\"BACKGROUND\"".into())],
-            )
+            .append(&changes(
+                &[(1, "orders")],
+                1,
+                &[(1, b"b")],
+                &[(0, copied(3)), (1, copied(2))],
+                &[("phase", "\"BACKGROUND\"")],
+            ))
             .unwrap();
         let mut newer = Journal::create(&current_path(&path)).unwrap();
-        newer.append(&[], &[(0, b"a", copied(7))], &[]).unwrap();
-        newer.append(&[], &[(0, b"a", copied(99))], &[]).unwrap();
+        newer
+            .append(&changes(
+                &[],
+                2,
+                &[(0, b"c")],
+                &[(0, copied(7)), (2, copied(4))],
+                &[],
+            ))
+            .unwrap();
+        newer
+            .append(&changes(&[], 3, &[], &[(0, copied(99))], &[]))
+            .unwrap();
         let whole = std::fs::metadata(current_path(&path)).unwrap().len();
         let file = OpenOptions::new()
             .write(true)
@@ -281,58 +424,117 @@ mod tests {
             .unwrap();
         file.set_len(whole - 5).unwrap();
 
+        let check = |map: &LocationMap| {
+            assert_eq!(map.tables(), ["users", "orders"]);
+            let a = map.find(0, b"a").unwrap();
+            assert_eq!(
+                map.record(a).copied_version,
+                Some(7),
+                "the torn append is dropped"
+            );
+            let b = map.find(1, b"b").unwrap();
+            assert_eq!(map.record(b).copied_version, Some(2));
+            let c = map.find(0, b"c").unwrap();
+            assert_eq!((c, map.record(c).copied_version), (KeyId(2), Some(4)));
+            assert_eq!(
+                map.setting("phase").unwrap().as_deref(),
+                Some("\"BACKGROUND\"")
+            );
+            assert_eq!(map.totals(Location::Current).keys, 3);
+        };
         let map = LocationMap::open(&path).unwrap();
-        assert_eq!(map.tables(), ["users", "orders"]);
-        let a = map.find(0, b"a").unwrap();
-        assert_eq!(
-            map.record(a).copied_version,
-            Some(7),
-            "the torn append is dropped"
-        );
-        let b = map.find(1, b"b").unwrap();
-        assert_eq!(map.record(b).copied_version, Some(2));
-        assert_eq!(
-            map.setting("phase").unwrap().as_deref(),
-            Some("\"BACKGROUND\"")
-        );
-        assert_eq!(map.totals(Location::Current).keys, 2);
+        check(&map);
         assert!(!current_path(&path).exists() && !checkpoint_path(&path).exists());
+        drop(map);
+        // What was replayed was checkpointed into the key files.
+        check(&LocationMap::open(&path).unwrap());
+    }
+
+    /// A journal written by the version before key ids (no magic, keys by
+    /// table and bytes, 4-byte lengths) is replayed by looking keys up.
+    #[test]
+    fn a_journal_of_the_format_before_key_ids_is_replayed_by_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = state_with_a(dir.path());
+        let mut payload = Vec::new();
+        let u32le = |out: &mut Vec<u8>, n: u32| out.extend_from_slice(&n.to_le_bytes());
+        u32le(&mut payload, 0); // no new tables
+        u32le(&mut payload, 2); // two key records
+        for (key, version) in [(&b"c"[..], 6u64), (b"a", 8)] {
+            u32le(&mut payload, 0);
+            u32le(&mut payload, key.len() as u32);
+            payload.extend_from_slice(key);
+            payload.push(1); // copied
+            payload.extend_from_slice(&10u64.to_le_bytes());
+            payload.extend_from_slice(&version.to_le_bytes());
+            payload.extend_from_slice(&0u64.to_le_bytes());
+        }
+        u32le(&mut payload, 1);
+        for text in ["paused", "true"] {
+            u32le(&mut payload, text.len() as u32);
+            payload.extend_from_slice(text.as_bytes());
+        }
+        let mut bytes = (payload.len() as u32).to_le_bytes().to_vec();
+        bytes.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+        bytes.extend_from_slice(&payload);
+        std::fs::write(current_path(&path), &bytes).unwrap();
+
+        let map = LocationMap::open(&path).unwrap();
+        let a = map.find(0, b"a").unwrap();
+        let c = map.find(0, b"c").unwrap();
+        assert_eq!(map.record(a).copied_version, Some(8));
+        assert_eq!((c, map.record(c).copied_version), (KeyId(1), Some(6)));
+        assert_eq!(map.setting("paused").unwrap().as_deref(), Some("true"));
+        drop(map);
+        let map = LocationMap::open(&path).unwrap();
+        assert_eq!(
+            map.record(map.find(0, b"c").unwrap()).copied_version,
+            Some(6)
+        );
     }
 
     #[test]
     fn an_append_failing_its_checksum_ends_the_journal_and_a_bad_record_is_named() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("locations.redb");
-        drop(LocationMap::open(&path).unwrap());
+        let path = state_with_a(dir.path());
         let mut journal = Journal::create(&current_path(&path)).unwrap();
         journal
-            .append(&[(0, "users".into())], &[(0, b"a", copied(1))], &[])
+            .append(&changes(&[], 1, &[], &[(0, copied(5))], &[]))
             .unwrap();
-        journal.append(&[], &[(0, b"a", copied(2))], &[]).unwrap();
+        journal
+            .append(&changes(&[], 1, &[], &[(0, copied(6))], &[]))
+            .unwrap();
         let mut bytes = std::fs::read(current_path(&path)).unwrap();
         let last = bytes.len() - 3;
         bytes[last] ^= 0xff;
         std::fs::write(current_path(&path), &bytes).unwrap();
         let map = LocationMap::open(&path).unwrap();
         let a = map.find(0, b"a").unwrap();
-        assert_eq!(map.record(a).copied_version, Some(1));
+        assert_eq!(map.record(a).copied_version, Some(5));
         drop(map);
 
         // A record whose checksum holds but whose contents do not parse is
         // not a torn append: opening fails and names the journal.
-        let mut journal = Journal::create(&current_path(&path)).unwrap();
-        journal.append(&[], &[], &[]).unwrap();
-        let mut bytes = std::fs::read(current_path(&path)).unwrap();
-        let mut payload = vec![1, 0, 0, 0];
-        payload.extend_from_slice(&bytes[12..]);
-        bytes.truncate(0);
-        bytes.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        let payload = [1u8, 0, 0, 0];
+        let mut bytes = MAGIC.to_vec();
+        bytes.extend_from_slice(&(payload.len() as u64).to_le_bytes());
         bytes.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
         bytes.extend_from_slice(&payload);
         std::fs::write(current_path(&path), &bytes).unwrap();
         let error = LocationMap::open(&path).err().unwrap().to_string();
         assert!(
-            error.contains("locations.redb.journal at byte 0: a record's contents end early"),
+            error.contains("locations.redb.journal at byte 8: a record's contents end early"),
+            "{error}"
+        );
+
+        // A journal naming a key id for another key than the state holds.
+        let mut journal = Journal::create(&current_path(&path)).unwrap();
+        journal
+            .append(&changes(&[], 0, &[(0, b"z")], &[(0, copied(1))], &[]))
+            .unwrap();
+        let error = LocationMap::open(&path).err().unwrap().to_string();
+        assert!(
+            error.contains("key id 0 is z in the journal but the state has users/a"),
             "{error}"
         );
     }
@@ -378,7 +580,12 @@ mod tests {
         }
         let image = dir.path().join("image");
         std::fs::create_dir(&image).unwrap();
-        for from in [path.clone(), current_path(&path)] {
+        for from in [
+            path.clone(),
+            current_path(&path),
+            crate::state::store::keys_path(&path),
+            crate::state::store::records_path(&path),
+        ] {
             std::fs::copy(&from, image.join(from.file_name().unwrap())).unwrap();
         }
         let expect_all = |map: &LocationMap| {

@@ -10,17 +10,18 @@
 //! the destination but stale) and its versions, from memory; and the same
 //! map back after a restart.
 //!
-//! Guarantees: [`LocationMap::commit`] writes one redb transaction with
-//! immediate durability before it changes the map in memory, so when it
-//! returns the change survives `kill -9` or a power cut, and a crash during
-//! it leaves the map as it was. Once [`LocationMap::pipeline`] starts the
-//! writer thread, a commit is durable when its [`DurableWatch`] says so
-//! (appended to the journal and fsynced), with the same guarantees: opening
-//! the map replays what the journal holds. A key's location is derived from its two
-//! versions, never stored beside them, so the two cannot disagree. Leases
-//! are the scheduler's and are not stored: a restart voids them and their
-//! keys are offered again.
+//! Guarantees: [`LocationMap::commit`] appends the change to a journal and
+//! fsyncs it before it changes the map in memory, so when it returns the
+//! change survives `kill -9` or a power cut, and a crash during it leaves
+//! the map as it was. Once [`LocationMap::pipeline`] starts the writer
+//! thread, a commit is durable when its [`DurableWatch`] says so, with the
+//! same guarantees. Checkpoints move the journal into files addressed by
+//! key id (see [`store`]); opening the map replays what journals hold. A
+//! key's location is derived from its two versions, never stored beside
+//! them, so the two cannot disagree. Leases are the scheduler's and are
+//! not stored: a restart voids them and their keys are offered again.
 
+mod changes;
 mod journal;
 mod pipeline;
 mod store;
@@ -28,8 +29,10 @@ mod store;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use changes::{Changes, NewKeys};
+use journal::Replayed;
 pub use pipeline::DurableWatch;
-use pipeline::{Write, Writer};
+use pipeline::{Journaled, Write, Writer};
 use store::Store;
 
 use crate::keys::KeyArena;
@@ -213,15 +216,17 @@ impl Records {
 }
 
 /// Every tracked key, its table and record, kept in memory and mirrored in
-/// a redb file.
+/// files (see [`store`]).
 pub struct LocationMap {
     path: PathBuf,
     store: Arc<Store>,
-    /// Set by [`pipeline`](Self::pipeline): commits are written by this
-    /// writer thread instead of before `commit` returns.
-    writer: Option<Writer>,
+    /// How commits reach the disk.
+    durability: Durability,
     /// Sequence number of the last commit (0: none yet).
     committed: u64,
+    /// Keys with an id below this were handed to the store: the next
+    /// commit hands it every key tracked since, in id order.
+    stored_keys: u32,
     tables: Vec<String>,
     /// Tables registered since the last commit, stored with the next one.
     unstored_tables: Vec<u32>,
@@ -233,6 +238,16 @@ pub struct LocationMap {
     /// Keys and bytes per [`Location`], kept as records change so nobody
     /// has to scan every key for them.
     totals: [LocationCounts; 3],
+}
+
+enum Durability {
+    /// Nothing is kept.
+    InMemory,
+    /// Each commit appends to the journal before it returns (the journal
+    /// is created by the first commit).
+    Direct(Option<Box<Journaled>>),
+    /// Commits go to the writer thread (see [`LocationMap::pipeline`]).
+    Pipelined(Writer),
 }
 
 /// A number of keys and their bytes.
@@ -262,12 +277,35 @@ fn slot_of(record: &KeyRecord) -> usize {
 pub type Change = (KeyId, KeyRecord);
 
 impl LocationMap {
-    /// Opens the map stored at `path` (created when missing) and loads
-    /// every key into memory.
+    /// Opens the map stored at `path` (created when missing), loads every
+    /// key into memory and replays the journals a crash left.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StateError> {
         let path = path.as_ref().to_path_buf();
-        let store = Store::open(&path)?;
-        Self::load(store, path)
+        let mut keys = KeyArena::default();
+        let mut records = Records::default();
+        let mut totals: [LocationCounts; 3] = Default::default();
+        let store = Store::open(&path, |table, key, record| {
+            keys.insert(keys.hash(table, key), table, key)
+                .map_err(|_| StateError::Full { path: path.clone() })?;
+            totals[slot_of(&record)].add(record.size_bytes);
+            records.push(&record);
+            Ok(())
+        })?;
+        let mut map = LocationMap {
+            tables: store.tables()?,
+            path,
+            store: Arc::new(store),
+            durability: Durability::Direct(None),
+            committed: 0,
+            stored_keys: records.len() as u32,
+            unstored_tables: Vec::new(),
+            settings_written: Default::default(),
+            keys,
+            records,
+            totals,
+        };
+        map.replay_journals()?;
+        Ok(map)
     }
 
     /// An empty map kept in memory only (nothing is durable): for
@@ -275,38 +313,146 @@ impl LocationMap {
     pub fn in_memory() -> Result<Self, StateError> {
         let label = PathBuf::from("<in memory>");
         let store = Store::in_memory(&label.to_string_lossy())?;
-        Self::load(store, label)
-    }
-
-    fn load(store: Store, path: PathBuf) -> Result<Self, StateError> {
-        let mut map = LocationMap {
-            tables: store.tables()?,
-            path,
+        Ok(LocationMap {
+            tables: Vec::new(),
+            path: label,
             store: Arc::new(store),
-            writer: None,
+            durability: Durability::InMemory,
             committed: 0,
+            stored_keys: 0,
             unstored_tables: Vec::new(),
             settings_written: Default::default(),
             keys: KeyArena::default(),
             records: Records::default(),
             totals: Default::default(),
+        })
+    }
+
+    /// Applies what the journals left beside the store hold (the older
+    /// first), checkpoints it and removes them.
+    fn replay_journals(&mut self) -> Result<(), StateError> {
+        let older = journal::checkpoint_path(&self.path);
+        let newer = journal::current_path(&self.path);
+        let mut recovered = Changes {
+            new_keys: NewKeys::starting_at(self.stored_keys),
+            ..Default::default()
         };
-        let LocationMap {
-            path,
-            store,
-            keys,
-            records,
-            totals,
-            ..
-        } = &mut map;
-        store.for_each_key(|table, key, record| {
-            keys.insert(keys.hash(table, key), table, key)
-                .map_err(|_| StateError::Full { path: path.clone() })?;
-            totals[slot_of(&record)].add(record.size_bytes);
-            records.push(&record);
-            Ok(())
-        })?;
-        Ok(map)
+        for path in [&older, &newer] {
+            let replayed = journal::replay(path).map_err(|problem| self.failed(problem))?;
+            let applied = match replayed {
+                None => continue,
+                Some(Replayed::ById(changes)) => self.apply_replayed(changes, &mut recovered),
+                Some(Replayed::ByKey(changes)) => self.apply_keyed(changes, &mut recovered),
+            };
+            applied.map_err(|problem| self.failed(format!("{}: {problem}", path.display())))?;
+        }
+        if !recovered.is_empty() {
+            tracing::info!(
+                keys = recovered.records.len(),
+                new_keys = recovered.new_keys.len(),
+                "replaying the journal of the last run into the state"
+            );
+            self.store.checkpoint(&recovered)?;
+        }
+        for path in [older, newer] {
+            match std::fs::remove_file(&path) {
+                Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(self.failed(format!("removing {}: {error}", path.display())));
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn failed(&self, problem: String) -> StateError {
+        pipeline::store_error(&self.path, problem)
+    }
+
+    fn replay_table(&mut self, id: u32, name: String) -> Result<(), String> {
+        match self.tables.get(id as usize) {
+            Some(known) if *known == name => Ok(()),
+            None if id as usize == self.tables.len() => {
+                self.tables.push(name);
+                Ok(())
+            }
+            _ => Err(format!(
+                "table id {id} is {name:?} in the journal but the state has {:?}",
+                self.tables.get(id as usize)
+            )),
+        }
+    }
+
+    /// Sets the record of `id` in memory, keeping the totals.
+    fn set_record(&mut self, id: KeyId, record: &KeyRecord) -> KeyRecord {
+        let before = self.records.replace(id.index(), record);
+        self.totals[slot_of(&before)].remove(before.size_bytes);
+        self.totals[slot_of(record)].add(record.size_bytes);
+        before
+    }
+
+    fn apply_replayed(&mut self, changes: Changes, recovered: &mut Changes) -> Result<(), String> {
+        for (id, name) in changes.tables {
+            self.replay_table(id, name.clone())?;
+            recovered.tables.push((id, name));
+        }
+        for (id, table, key) in changes.new_keys.iter() {
+            if (id as usize) < self.len() {
+                let id = KeyId(id);
+                if self.table_of(id) != table || self.key(id) != key {
+                    return Err(format!(
+                        "key id {} is {} in the journal but the state has {}",
+                        id.0,
+                        crate::keys::display_key(key),
+                        self.describe(id)
+                    ));
+                }
+            } else if id as usize == self.len() {
+                let (tracked, _) = self
+                    .track(table, key, KeyRecord::new(0))
+                    .map_err(|error| error.to_string())?;
+                recovered.new_keys.push(table, key);
+                debug_assert_eq!(tracked.0, id);
+            } else {
+                return Err(format!("new key id {id} after only {} keys", self.len()));
+            }
+        }
+        for (id, record) in changes.records {
+            if id.index() >= self.len() {
+                return Err(format!(
+                    "a record for key id {} of {} keys",
+                    id.0,
+                    self.len()
+                ));
+            }
+            self.set_record(id, &record);
+            recovered.records.push((id, record));
+        }
+        recovered.settings.extend(changes.settings);
+        Ok(())
+    }
+
+    fn apply_keyed(
+        &mut self,
+        changes: journal::KeyedChanges,
+        recovered: &mut Changes,
+    ) -> Result<(), String> {
+        for (id, name) in changes.tables {
+            self.replay_table(id, name.clone())?;
+            recovered.tables.push((id, name));
+        }
+        for (table, key, record) in changes.records {
+            let (id, new) = self
+                .track(table, &key, record)
+                .map_err(|error| error.to_string())?;
+            if new {
+                recovered.new_keys.push(table, &key);
+            }
+            self.set_record(id, &record);
+            recovered.records.push((id, record));
+        }
+        recovered.settings.extend(changes.settings);
+        Ok(())
     }
 
     pub fn path(&self) -> &Path {
@@ -439,58 +585,96 @@ impl LocationMap {
         settings: &[(&str, String)],
         mut observe: impl FnMut(KeyId, u32, &KeyRecord, &KeyRecord),
     ) -> Result<(), StateError> {
-        if changes.is_empty() && settings.is_empty() && self.unstored_tables.is_empty() {
+        if changes.is_empty()
+            && settings.is_empty()
+            && self.unstored_tables.is_empty()
+            && self.stored_keys as usize == self.records.len()
+        {
             return Ok(());
         }
-        let tables: Vec<(u32, String)> = self
-            .unstored_tables
-            .iter()
-            .map(|&id| (id, self.tables[id as usize].clone()))
-            .collect();
         let settings: Vec<(String, String)> = settings
             .iter()
             .map(|(name, value)| (name.to_string(), value.clone()))
             .collect();
-        match &self.writer {
-            None => self.store.put(
-                &tables,
-                changes
-                    .iter()
-                    .map(|&(id, record)| (self.table_of(id), self.key(id), record)),
-                &settings,
-            )?,
-            Some(writer) => writer
-                .send(Write {
-                    seq: self.committed + 1,
-                    tables,
-                    entries: changes
-                        .iter()
-                        .map(|&(id, record)| (self.table_of(id), self.key(id).into(), record))
-                        .collect(),
-                    settings: settings.clone(),
-                })
-                .map_err(|problem| pipeline::store_error(&self.path, problem))?,
+        if !matches!(self.durability, Durability::InMemory) {
+            let changes = self.changes_to_store(changes, settings.clone());
+            match &mut self.durability {
+                Durability::InMemory => {}
+                Durability::Direct(journaled) => {
+                    if journaled.is_none() {
+                        *journaled = Journaled::start(&self.store)
+                            .map_err(|problem| pipeline::store_error(&self.path, problem))?
+                            .map(Box::new);
+                    }
+                    if let Some(journaled) = journaled {
+                        journaled
+                            .append(&self.store, changes)
+                            .map_err(|problem| pipeline::store_error(&self.path, problem))?;
+                    }
+                }
+                Durability::Pipelined(writer) => writer
+                    .send(Write {
+                        seq: self.committed + 1,
+                        changes,
+                    })
+                    .map_err(|problem| pipeline::store_error(&self.path, problem))?,
+            }
         }
         self.committed += 1;
+        self.stored_keys = self.records.len() as u32;
         self.unstored_tables.clear();
         self.settings_written.extend(settings);
         for &(id, record) in changes {
-            let before = self.records.replace(id.index(), &record);
-            self.totals[slot_of(&before)].remove(before.size_bytes);
-            self.totals[slot_of(&record)].add(record.size_bytes);
+            let before = self.set_record(id, &record);
             observe(id, self.keys.table(id.index()), &before, &record);
         }
         Ok(())
+    }
+
+    /// A commit's changes as the store takes them: the tables and keys
+    /// tracked since the last commit (each new key with its record as
+    /// tracked, which `changes` may then replace) and `changes`.
+    fn changes_to_store(&self, changes: &[Change], settings: Vec<(String, String)>) -> Changes {
+        let mut new_keys = NewKeys::starting_at(self.stored_keys);
+        let mut records = Vec::with_capacity(changes.len());
+        for id in self.stored_keys..self.records.len() as u32 {
+            let id = KeyId(id);
+            new_keys.push(self.table_of(id), self.key(id));
+            records.push((id, self.record(id)));
+        }
+        records.extend_from_slice(changes);
+        Changes {
+            tables: self
+                .unstored_tables
+                .iter()
+                .map(|&id| (id, self.tables[id as usize].clone()))
+                .collect(),
+            new_keys,
+            records,
+            settings,
+        }
     }
 
     /// From now on, commits are written by a writer thread that groups
     /// them (see [`commit`](Self::commit)); the returned watch says when
     /// each is durable. Dropping the map waits for the queued writes.
     pub fn pipeline(&mut self) -> DurableWatch {
-        let writer = self
-            .writer
-            .get_or_insert_with(|| Writer::start(self.store.clone(), self.committed));
-        writer.watch()
+        let durability = std::mem::replace(&mut self.durability, Durability::InMemory);
+        let writer = match durability {
+            Durability::Pipelined(writer) => writer,
+            Durability::InMemory => Writer::start(self.store.clone(), Ok(None), self.committed),
+            Durability::Direct(Some(journaled)) => {
+                Writer::start(self.store.clone(), Ok(Some(*journaled)), self.committed)
+            }
+            Durability::Direct(None) => Writer::start(
+                self.store.clone(),
+                Journaled::start(&self.store),
+                self.committed,
+            ),
+        };
+        let watch = writer.watch();
+        self.durability = Durability::Pipelined(writer);
+        watch
     }
 
     /// The sequence number of the last commit, to wait for with a
@@ -520,6 +704,19 @@ impl LocationMap {
     /// Bytes of memory the map holds: keys, index and records.
     pub fn memory_bytes(&self) -> usize {
         self.keys.memory_bytes() + self.records.memory_bytes()
+    }
+}
+
+impl Drop for LocationMap {
+    /// A map that committed directly checkpoints its journal and removes
+    /// it (a pipelined one's writer does the same when it ends).
+    fn drop(&mut self) {
+        if let Durability::Direct(journaled) = &mut self.durability
+            && let Some(journaled) = journaled.take()
+            && let Err(problem) = journaled.finish(&self.store)
+        {
+            tracing::error!(%problem, state = %self.path.display(), "checkpointing the journal on close failed; the next opening replays it");
+        }
     }
 }
 

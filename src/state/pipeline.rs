@@ -1,8 +1,9 @@
 //! Pipelined durability: the map's owner applies a commit in memory and
 //! hands the write to a writer thread, which puts every write that queued
 //! up meanwhile into one record of the journal and one fsync (a store in
-//! memory takes it in one redb transaction); checkpoints move the journal
-//! into redb in the background (see [`super::journal`]). Whoever must not
+//! memory keeps nothing); checkpoints move the journal into the key files
+//! in the background (see [`super::journal`]). A map that commits directly
+//! appends to the same journal itself. Whoever must not
 //! answer before the change is durable waits for its commit's sequence
 //! number on a [`DurableWatch`]; everybody else goes on at once, so nobody
 //! waits behind an fsync that is not theirs.
@@ -19,19 +20,18 @@ use std::thread::JoinHandle;
 
 use tokio::sync::watch;
 
-use super::journal::{self, CHECKPOINT_BYTES, Journal, Pending};
-use super::store::Store;
-use super::{KeyRecord, StateError};
+use super::StateError;
+use super::changes::Changes;
+use super::journal::{self, CHECKPOINT_BYTES, Journal};
+use super::store::{Store, sync_folder};
 
-/// Most commits one transaction takes.
-const MOST_COMMITS_PER_TRANSACTION: usize = 1024;
+/// Most commits one journal record takes.
+const MOST_COMMITS_PER_RECORD: usize = 1024;
 
 /// One commit, owned, on its way to the writer.
 pub(super) struct Write {
     pub seq: u64,
-    pub tables: Vec<(u32, String)>,
-    pub entries: Vec<(u32, Box<[u8]>, KeyRecord)>,
-    pub settings: Vec<(String, String)>,
+    pub changes: Changes,
 }
 
 /// How far the writer got.
@@ -51,9 +51,14 @@ pub(super) struct Writer {
 }
 
 impl Writer {
-    /// A writer for commits after `already_durable` (those before it were
-    /// written directly).
-    pub fn start(store: Arc<Store>, already_durable: u64) -> Writer {
+    /// A writer for commits after `already_durable`, appending to
+    /// `journaled` (`None`: a store in memory, where a commit is durable as
+    /// soon as the writer sees it; an error: every write fails with it).
+    pub fn start(
+        store: Arc<Store>,
+        journaled: Result<Option<Journaled>, String>,
+        already_durable: u64,
+    ) -> Writer {
         let (writes, queue) = mpsc::channel::<Write>();
         let (report, progress) = watch::channel(Progress {
             durable: already_durable,
@@ -61,7 +66,7 @@ impl Writer {
         });
         let thread = std::thread::Builder::new()
             .name("state-writer".into())
-            .spawn(move || write_in_groups(&store, &queue, &report))
+            .spawn(move || write_in_groups(&store, journaled, &queue, &report))
             .expect("starting the state writer");
         Writer {
             writes: Some(writes),
@@ -101,6 +106,7 @@ impl Drop for Writer {
 
 fn write_in_groups(
     store: &Arc<Store>,
+    journaled: Result<Option<Journaled>, String>,
     queue: &mpsc::Receiver<Write>,
     report: &watch::Sender<Progress>,
 ) {
@@ -108,48 +114,26 @@ fn write_in_groups(
         tracing::error!(%problem, "storing the location map failed; no further change is stored and the service must restart");
         report.send_modify(|progress| progress.failed = Some(problem));
     };
-    let mut journaled = match store.journal_base().map(Journaled::start).transpose() {
-        Ok(journaled) => journaled,
-        Err(problem) => {
-            fail(problem);
-            None
-        }
-    };
+    let mut journaled = journaled.unwrap_or_else(|problem| {
+        fail(problem);
+        None
+    });
     while let Ok(first) = queue.recv() {
-        let mut group = vec![first];
-        while group.len() < MOST_COMMITS_PER_TRANSACTION {
-            match queue.try_recv() {
-                Ok(write) => group.push(write),
-                Err(_) => break,
-            }
+        let mut last = first.seq;
+        let mut group = first.changes;
+        let mut grouped = Ok(());
+        for _ in 1..MOST_COMMITS_PER_RECORD {
+            let Ok(write) = queue.try_recv() else { break };
+            last = write.seq;
+            grouped = grouped.and(group.absorb(write.changes));
         }
         if report.borrow().failed.is_some() {
             continue;
         }
-        let tables: Vec<(u32, String)> = group.iter().flat_map(|w| w.tables.clone()).collect();
-        let settings: Vec<(String, String)> =
-            group.iter().flat_map(|w| w.settings.clone()).collect();
-        // In stored-key order, each key once with its latest record: the
-        // B-tree is then walked front to back, and a key several commits
-        // changed is written once.
-        let mut entries: Vec<(u32, &[u8], KeyRecord)> = group
-            .iter()
-            .flat_map(|w| {
-                w.entries
-                    .iter()
-                    .map(|(table, key, record)| (*table, &key[..], *record))
-            })
-            .collect();
-        entries.reverse();
-        entries.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
-        entries.dedup_by(|later, kept| (later.0, later.1) == (kept.0, kept.1));
-        let last = group.last().expect("a group has a write").seq;
-        let stored = match &mut journaled {
-            Some(journaled) => journaled.append(store, tables, &entries, settings),
-            None => store
-                .put(&tables, entries.into_iter(), &settings)
-                .map_err(|error| error.to_string()),
-        };
+        let stored = grouped.and_then(|()| match &mut journaled {
+            Some(journaled) => journaled.append(store, group),
+            None => Ok(()),
+        });
         match stored {
             Ok(()) => report.send_modify(|progress| progress.durable = last),
             Err(problem) => fail(problem),
@@ -163,53 +147,67 @@ fn write_in_groups(
     }
 }
 
-/// The writer's journal, what it holds that the B-tree does not, and the
-/// checkpoint running on its own thread, if one is.
-struct Journaled {
+/// The journal, what it holds that the key files do not, and the
+/// checkpoint running on its own thread, if one is. A map that commits
+/// directly holds one; a pipelined map's writer thread does.
+pub(super) struct Journaled {
     base: std::path::PathBuf,
     journal: Journal,
-    pending: Pending,
+    pending: Changes,
     checkpoint: Option<JoinHandle<Result<(), String>>>,
+    /// Why starting the last checkpoint failed (its commit was durable):
+    /// the next append reports it.
+    failure: Option<String>,
 }
 
 impl Journaled {
-    fn start(base: &std::path::Path) -> Result<Journaled, String> {
+    /// A fresh journal beside the store's file; `None` for a store in
+    /// memory.
+    pub fn start(store: &Store) -> Result<Option<Journaled>, String> {
+        let Some(base) = store.journal_base() else {
+            return Ok(None);
+        };
         let journal = create_journal(base)?;
-        Ok(Journaled {
+        Ok(Some(Journaled {
             base: base.to_path_buf(),
             journal,
-            pending: Pending::default(),
+            pending: Changes::default(),
             checkpoint: None,
-        })
+            failure: None,
+        }))
     }
 
-    /// Appends a group (durable when this returns) and starts a checkpoint
-    /// when the journal has grown past [`CHECKPOINT_BYTES`] and none runs.
-    fn append(
-        &mut self,
-        store: &Arc<Store>,
-        tables: Vec<(u32, String)>,
-        entries: &[(u32, &[u8], KeyRecord)],
-        settings: Vec<(String, String)>,
-    ) -> Result<(), String> {
-        let current = journal::current_path(&self.base);
-        self.journal
-            .append(&tables, entries, &settings)
-            .map_err(|error| format!("appending to {}: {error}", current.display()))?;
-        let pending = &mut self.pending;
-        pending.tables.extend(tables);
-        pending.settings.extend(settings);
-        for &(table, key, record) in entries {
-            pending.entries.insert((table, key.into()), record);
+    /// Appends `changes` (durable when this returns Ok) and starts a
+    /// checkpoint when the journal has grown past [`CHECKPOINT_BYTES`] and
+    /// none runs. An error means `changes` were not stored, or an earlier
+    /// checkpoint failed.
+    pub fn append(&mut self, store: &Arc<Store>, changes: Changes) -> Result<(), String> {
+        if let Some(problem) = self.failure.take() {
+            return Err(problem);
         }
-        let running = self
+        if self
             .checkpoint
             .as_ref()
-            .is_some_and(|checkpoint| !checkpoint.is_finished());
-        if self.journal.bytes() < CHECKPOINT_BYTES || running {
+            .is_some_and(JoinHandle::is_finished)
+        {
+            self.wait_for_checkpoint()?;
+        }
+        let current = journal::current_path(&self.base);
+        self.journal
+            .append(&changes)
+            .map_err(|error| format!("appending to {}: {error}", current.display()))?;
+        if let Err(problem) = self.pending.absorb(changes) {
+            self.failure = Some(problem);
             return Ok(());
         }
-        self.wait_for_checkpoint()?;
+        if self.journal.bytes() >= CHECKPOINT_BYTES && self.checkpoint.is_none() {
+            self.failure = self.start_checkpoint(store).err();
+        }
+        Ok(())
+    }
+
+    fn start_checkpoint(&mut self, store: &Arc<Store>) -> Result<(), String> {
+        let current = journal::current_path(&self.base);
         let checkpointed = journal::checkpoint_path(&self.base);
         std::fs::rename(&current, &checkpointed)
             .map_err(|error| format!("renaming {}: {error}", current.display()))?;
@@ -221,7 +219,7 @@ impl Journaled {
                 .name("state-checkpoint".into())
                 .spawn(move || {
                     store
-                        .put_pending(&pending)
+                        .checkpoint(&pending)
                         .map_err(|error| error.to_string())?;
                     std::fs::remove_file(&checkpointed)
                         .map_err(|error| format!("removing {}: {error}", checkpointed.display()))
@@ -239,12 +237,15 @@ impl Journaled {
         }
     }
 
-    /// Checkpoints everything and removes the journal: the B-tree alone
-    /// then holds the state.
-    fn finish(mut self, store: &Store) -> Result<(), String> {
+    /// Checkpoints everything and removes the journal: the key files alone
+    /// then hold the state.
+    pub fn finish(mut self, store: &Store) -> Result<(), String> {
         self.wait_for_checkpoint()?;
+        if let Some(problem) = self.failure.take() {
+            return Err(problem);
+        }
         store
-            .put_pending(&self.pending)
+            .checkpoint(&self.pending)
             .map_err(|error| error.to_string())?;
         let current = journal::current_path(&self.base);
         std::fs::remove_file(&current)
@@ -258,13 +259,8 @@ fn create_journal(base: &std::path::Path) -> Result<Journal, String> {
     let path = journal::current_path(base);
     let journal =
         Journal::create(&path).map_err(|error| format!("creating {}: {error}", path.display()))?;
-    let folder = base
-        .parent()
-        .filter(|folder| !folder.as_os_str().is_empty())
-        .unwrap_or(std::path::Path::new("."));
-    std::fs::File::open(folder)
-        .and_then(|folder| folder.sync_all())
-        .map_err(|error| format!("syncing {}: {error}", folder.display()))?;
+    sync_folder(base)
+        .map_err(|error| format!("syncing the folder of {}: {error}", base.display()))?;
     Ok(journal)
 }
 

@@ -1,34 +1,60 @@
-//! The location map's redb file: keys with their records, table names, and
-//! settings. Every write is one transaction with redb's default immediate
-//! durability (fsync before `commit` returns). Opening the file first
-//! replays and removes any journal left beside it (see [`super::journal`]).
+//! Where the location map rests between checkpoints: table names and
+//! settings in a redb file, every key and its record in two files beside
+//! it, both addressed by key id (the order keys were first tracked):
+//!
+//! - `STATE.keys`: each key's table and bytes, appended in id order, in
+//!   chunks that carry their own CRC-32. A chunk cut short or failing its
+//!   CRC ends the file (a crash mid-checkpoint, whose journal still holds
+//!   those keys) and is cut off when the state is opened.
+//! - `STATE.records`: one 25-byte record per key id, at a fixed place, so a
+//!   checkpoint writes a changed record where it is, in id order (a read
+//!   and a write per 64 KiB touched) instead of inserting into a B-tree.
+//!
+//! A checkpoint stores tables and settings (one redb transaction), then
+//! the records (fsync), then appends the new keys (fsync): every key in
+//! the key file has its record, and a crash at any point leaves what the
+//! journal it came from (deleted only afterwards) replays again. Writing
+//! a record in place relies on the disk writing a sector whole, old or new
+//! (as SQLite's "powersafe overwrite" does).
+//!
+//! A state written before the key files existed holds its keys in redb:
+//! opening it moves them into the files once (files written aside, synced
+//! and renamed into place, then the redb table dropped).
 
+use std::fs::{File, OpenOptions};
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{
+    Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition, TableError,
+};
 
-use super::journal::{self, Pending};
+use super::changes::Changes;
+use super::journal::with_suffix;
 use super::{KeyRecord, StateError};
 
-/// (table id, big-endian) ++ key bytes -> encoded [`KeyRecord`].
-const KEYS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("keys");
+/// Keys of a state from before the key files: (table id, big-endian) ++
+/// key bytes -> encoded [`KeyRecord`]. Only read, to move them.
+const LEGACY_KEYS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("keys");
 const TABLES: TableDefinition<u32, &str> = TableDefinition::new("tables");
 /// Setting name -> JSON.
 const SETTINGS: TableDefinition<&str, &str> = TableDefinition::new("settings");
 
 pub(super) const RECORD_LEN: usize = 25;
-/// redb's page cache. The map is read whole once at start and then only
-/// written, so a large cache would only hold pages nobody reads again.
-const CACHE_BYTES: usize = 32 << 20;
 const COPIED: u8 = 1;
 const IN_SAMPLE: u8 = 2;
 
-pub(super) struct Store {
-    path: PathBuf,
-    db: Database,
-    /// Whether the store is a file, which journals may sit beside.
-    on_disk: bool,
-}
+const KEYS_MAGIC: &[u8; 8] = b"SCKEYS01";
+const RECORDS_MAGIC: &[u8; 8] = b"SCRECS01";
+/// A key chunk's header: key count, payload bytes, CRC-32 of both and the
+/// payload.
+const CHUNK_HEADER: usize = 16;
+/// Most payload bytes a checkpoint puts in one key chunk.
+const CHUNK_BYTES: usize = 1 << 20;
+/// Records read and written together by a checkpoint (about 64 KiB).
+const RECORDS_PER_BLOCK: u64 = 2_621;
 
 pub(super) fn encode(record: &KeyRecord) -> [u8; RECORD_LEN] {
     let mut out = [0u8; RECORD_LEN];
@@ -63,79 +89,62 @@ pub(super) fn decode(bytes: &[u8]) -> Result<KeyRecord, String> {
     })
 }
 
-fn stored_key(table: u32, key: &[u8], out: &mut Vec<u8>) {
-    out.clear();
-    out.extend_from_slice(&table.to_be_bytes());
-    out.extend_from_slice(key);
+pub(super) fn keys_path(state: &Path) -> PathBuf {
+    with_suffix(state, ".keys")
+}
+
+pub(super) fn records_path(state: &Path) -> PathBuf {
+    with_suffix(state, ".records")
+}
+
+/// The key and record files and how far they go.
+struct KeyFiles {
+    keys: File,
+    records: File,
+    /// Keys in the key file: the next new key's id.
+    stored_keys: u32,
+    /// Where the next key chunk goes.
+    keys_end: u64,
+}
+
+pub(super) struct Store {
+    path: PathBuf,
+    db: Database,
+    /// `None` for a store in memory, which keeps no keys.
+    files: Option<Mutex<KeyFiles>>,
 }
 
 impl Store {
-    pub fn open(path: &Path) -> Result<Self, StateError> {
+    /// Opens the state at `path` (created when missing) and calls `visit`
+    /// with every stored key in id order.
+    pub fn open(
+        path: &Path,
+        visit: impl FnMut(u32, &[u8], KeyRecord) -> Result<(), StateError>,
+    ) -> Result<Self, StateError> {
+        let failed = |problem: String| StateError::Store {
+            path: path.to_path_buf(),
+            problem,
+        };
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|e| StateError::Store {
-                path: path.to_path_buf(),
-                problem: format!("creating its folder: {e}"),
-            })?;
+            std::fs::create_dir_all(parent)
+                .map_err(|e| failed(format!("creating its folder: {e}")))?;
         }
-        let db = Database::builder()
-            .set_cache_size(CACHE_BYTES)
-            .create(path)
-            .map_err(|e| StateError::Store {
-                path: path.to_path_buf(),
-                problem: format!("cannot open: {e}"),
-            })?;
-        let store = Self::with_tables(Store {
+        let db = Database::create(path).map_err(|e| failed(format!("cannot open: {e}")))?;
+        let mut store = Store {
             path: path.to_path_buf(),
             db,
-            on_disk: true,
-        })?;
-        store.recover_journals()?;
+            files: None,
+        };
+        store.create_tables()?;
+        store.move_legacy_keys()?;
+        let files = store.load_key_files(visit)?;
+        store.files = Some(Mutex::new(files));
         Ok(store)
     }
 
-    /// Puts what journals left beside the file hold into it (the older
-    /// first), then removes them.
-    fn recover_journals(&self) -> Result<(), StateError> {
-        let older = journal::checkpoint_path(&self.path);
-        let newer = journal::current_path(&self.path);
-        let mut pending = Pending::default();
-        for path in [&older, &newer] {
-            journal::replay(path, &mut pending).map_err(|problem| self.failed(problem))?;
-        }
-        if !pending.is_empty() {
-            tracing::info!(
-                keys = pending.entries.len(),
-                "replaying the journal of the last run into the state"
-            );
-            self.put_pending(&pending)?;
-        }
-        for path in [older, newer] {
-            match std::fs::remove_file(&path) {
-                Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
-                    return Err(self.failed(format!("removing {}: {error}", path.display())));
-                }
-                _ => {}
-            }
-        }
-        Ok(())
-    }
-
-    /// Where this store's journals go; none for a store in memory.
-    pub fn journal_base(&self) -> Option<&Path> {
-        self.on_disk.then_some(self.path.as_path())
-    }
-
-    /// [`put`](Self::put) of everything `pending` holds.
-    pub fn put_pending(&self, pending: &Pending) -> Result<(), StateError> {
-        self.put(
-            &pending.tables,
-            pending.sorted_entries().into_iter(),
-            &pending.settings,
-        )
-    }
-
-    /// A store held in memory only, for simulations: same transactions,
-    /// nothing survives the process. `label` names it in errors.
+    /// A store held in memory only, for simulations: tables and settings in
+    /// redb's memory backend, keys nowhere (nothing reads them back).
+    /// `label` names it in errors.
     pub fn in_memory(label: &str) -> Result<Self, StateError> {
         let db = Database::builder()
             .create_with_backend(redb::backends::InMemoryBackend::new())
@@ -143,26 +152,38 @@ impl Store {
                 path: PathBuf::from(label),
                 problem: format!("cannot create: {e}"),
             })?;
-        Self::with_tables(Store {
+        let store = Store {
             path: PathBuf::from(label),
             db,
-            on_disk: false,
-        })
+            files: None,
+        };
+        store.create_tables()?;
+        Ok(store)
     }
 
-    fn with_tables(store: Store) -> Result<Self, StateError> {
-        store.write(|txn| {
-            txn.open_table(KEYS)?;
+    /// Where this store's journals go; none for a store in memory.
+    pub fn journal_base(&self) -> Option<&Path> {
+        self.files.is_some().then_some(self.path.as_path())
+    }
+
+    fn create_tables(&self) -> Result<(), StateError> {
+        self.write(|txn| {
             txn.open_table(TABLES)?;
             txn.open_table(SETTINGS)?;
             Ok(())
-        })?;
-        Ok(store)
+        })
     }
 
     fn failed(&self, error: impl std::fmt::Display) -> StateError {
         StateError::Store {
             path: self.path.clone(),
+            problem: error.to_string(),
+        }
+    }
+
+    fn file_failed(&self, file: &Path, error: impl std::fmt::Display) -> StateError {
+        StateError::Store {
+            path: file.to_path_buf(),
             problem: error.to_string(),
         }
     }
@@ -194,64 +215,381 @@ impl Store {
         Ok(names)
     }
 
-    /// Calls `visit` with every stored key, in stored order.
-    pub fn for_each_key(
-        &self,
-        mut visit: impl FnMut(u32, &[u8], KeyRecord) -> Result<(), StateError>,
-    ) -> Result<(), StateError> {
-        let txn = self.db.begin_read().map_err(|e| self.failed(e))?;
-        let table = txn.open_table(KEYS).map_err(|e| self.failed(e))?;
-        for entry in table.iter().map_err(|e| self.failed(e))? {
-            let (key, value) = entry.map_err(|e| self.failed(e))?;
-            let stored = key.value();
-            let corrupt = |problem: String| StateError::Corrupt {
-                path: self.path.clone(),
-                key: stored.iter().map(|b| format!("{b:02x}")).collect(),
-                problem,
-            };
-            if stored.len() < 4 {
-                return Err(corrupt("key shorter than its table id".into()));
-            }
-            let table_id = u32::from_be_bytes(stored[..4].try_into().expect("4 bytes"));
-            let record = decode(value.value()).map_err(corrupt)?;
-            visit(table_id, &stored[4..], record)?;
-        }
-        Ok(())
-    }
-
-    /// Stores new table names, key records and settings in one
-    /// transaction (durable when this returns).
-    pub fn put<'k>(
-        &self,
-        tables: &[(u32, String)],
-        entries: impl Iterator<Item = (u32, &'k [u8], KeyRecord)>,
-        settings: &[(String, String)],
-    ) -> Result<(), StateError> {
-        self.write(|txn| {
-            let mut names = txn.open_table(TABLES)?;
-            for (id, name) in tables {
-                names.insert(*id, name.as_str())?;
-            }
-            let mut table = txn.open_table(KEYS)?;
-            let mut stored = Vec::new();
-            for (table_id, key, record) in entries {
-                stored_key(table_id, key, &mut stored);
-                table.insert(stored.as_slice(), encode(&record).as_slice())?;
-            }
-            let mut table = txn.open_table(SETTINGS)?;
-            for (name, value) in settings {
-                table.insert(name.as_str(), value.as_str())?;
-            }
-            Ok(())
-        })
-    }
-
     pub fn setting(&self, name: &str) -> Result<Option<String>, StateError> {
         let txn = self.db.begin_read().map_err(|e| self.failed(e))?;
         let table = txn.open_table(SETTINGS).map_err(|e| self.failed(e))?;
         let value = table.get(name).map_err(|e| self.failed(e))?;
         Ok(value.map(|v| v.value().to_string()))
     }
+
+    /// Puts `changes` where they rest (see the module's doc for the order);
+    /// durable when this returns. New keys the files hold already (a
+    /// checkpoint a crash cut off after their chunk) are skipped.
+    pub fn checkpoint(&self, changes: &Changes) -> Result<(), StateError> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        self.write(|txn| {
+            let mut names = txn.open_table(TABLES)?;
+            for (id, name) in &changes.tables {
+                names.insert(*id, name.as_str())?;
+            }
+            let mut table = txn.open_table(SETTINGS)?;
+            for (name, value) in &changes.settings {
+                table.insert(name.as_str(), value.as_str())?;
+            }
+            Ok(())
+        })?;
+        let Some(files) = &self.files else {
+            return Ok(());
+        };
+        let mut files = files.lock().expect("one checkpoint at a time");
+        let new_keys = &changes.new_keys;
+        if !new_keys.is_empty() && new_keys.first > files.stored_keys {
+            return Err(self.failed(format!(
+                "new keys start at id {} but the key file ends at id {}",
+                new_keys.first, files.stored_keys
+            )));
+        }
+        let known = files.stored_keys.max(new_keys.next_id());
+        let records = changes.latest_records();
+        if let Some((id, _)) = records.iter().find(|(id, _)| id.0 >= known) {
+            return Err(self.failed(format!(
+                "a record for key id {} beyond the {known} keys stored",
+                id.0
+            )));
+        }
+        let records_file = records_path(&self.path);
+        write_records(&files.records, &records)
+            .and_then(|()| files.records.sync_data())
+            .map_err(|e| self.file_failed(&records_file, e))?;
+        let keys_file = keys_path(&self.path);
+        let mut chunk = Vec::new();
+        let mut count = 0u32;
+        let skip = (files.stored_keys - new_keys.first.min(files.stored_keys)) as usize;
+        let mut appended = 0u32;
+        let mut end = files.keys_end;
+        let mut flush = |chunk: &mut Vec<u8>, count: &mut u32| -> std::io::Result<()> {
+            if *count == 0 {
+                return Ok(());
+            }
+            let header = chunk_header(*count, &chunk[CHUNK_HEADER..]);
+            chunk[..CHUNK_HEADER].copy_from_slice(&header);
+            files.keys.write_all_at(chunk, end)?;
+            end += chunk.len() as u64;
+            appended += *count;
+            *count = 0;
+            chunk.clear();
+            Ok(())
+        };
+        for (_, table, key) in new_keys.iter().skip(skip) {
+            if chunk.is_empty() {
+                chunk.resize(CHUNK_HEADER, 0);
+            }
+            chunk.extend_from_slice(&table.to_le_bytes());
+            chunk.extend_from_slice(&(key.len() as u32).to_le_bytes());
+            chunk.extend_from_slice(key);
+            count += 1;
+            if chunk.len() >= CHUNK_BYTES {
+                flush(&mut chunk, &mut count).map_err(|e| self.file_failed(&keys_file, e))?;
+            }
+        }
+        flush(&mut chunk, &mut count).map_err(|e| self.file_failed(&keys_file, e))?;
+        if appended > 0 {
+            files
+                .keys
+                .sync_data()
+                .map_err(|e| self.file_failed(&keys_file, e))?;
+            files.stored_keys += appended;
+            files.keys_end = end;
+        }
+        Ok(())
+    }
+
+    /// Reads the key files (created when missing), calling `visit` with
+    /// each key, and cuts off a torn last chunk.
+    fn load_key_files(
+        &self,
+        mut visit: impl FnMut(u32, &[u8], KeyRecord) -> Result<(), StateError>,
+    ) -> Result<KeyFiles, StateError> {
+        let keys_file = keys_path(&self.path);
+        let records_file = records_path(&self.path);
+        if !keys_file.exists() {
+            create_key_files(&self.path, |_| Ok(()))
+                .map_err(|e| self.file_failed(&keys_file, e))?;
+        }
+        let open = |path: &Path| {
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(path)
+                .map_err(|e| self.file_failed(path, e))
+        };
+        let (keys, records) = (open(&keys_file)?, open(&records_file)?);
+        let keys_length = keys
+            .metadata()
+            .map_err(|e| self.file_failed(&keys_file, e))?
+            .len();
+        let mut key_reader = BufReader::with_capacity(1 << 20, &keys);
+        let mut record_reader = BufReader::with_capacity(1 << 20, &records);
+        for (reader, magic, path) in [
+            (&mut key_reader, KEYS_MAGIC, &keys_file),
+            (&mut record_reader, RECORDS_MAGIC, &records_file),
+        ] {
+            let mut start = [0u8; 8];
+            reader
+                .read_exact(&mut start)
+                .map_err(|e| self.file_failed(path, format!("reading its header: {e}")))?;
+            if &start != magic {
+                return Err(self.file_failed(path, "not a shadowcast key file (wrong header)"));
+            }
+        }
+        let mut stored_keys = 0u32;
+        let mut end = KEYS_MAGIC.len() as u64;
+        let mut chunk = Vec::new();
+        let mut record = [0u8; RECORD_LEN];
+        loop {
+            let mut header = [0u8; CHUNK_HEADER];
+            let read = read_up_to(&mut key_reader, &mut header)
+                .map_err(|e| self.file_failed(&keys_file, e))?;
+            if read == 0 {
+                break;
+            }
+            let count = u32::from_le_bytes(header[..4].try_into().expect("4 bytes"));
+            let bytes = u64::from_le_bytes(header[4..12].try_into().expect("8 bytes"));
+            let whole = read == CHUNK_HEADER && end + (CHUNK_HEADER as u64) + bytes <= keys_length;
+            if whole {
+                chunk.resize(bytes as usize, 0);
+                key_reader
+                    .read_exact(&mut chunk)
+                    .map_err(|e| self.file_failed(&keys_file, e))?;
+            }
+            if !whole || chunk_header(count, &chunk) != header {
+                tracing::warn!(
+                    file = %keys_file.display(),
+                    offset = end,
+                    dropped_bytes = keys_length - end,
+                    "the key file ends in a chunk a crash cut off; its keys come back from the journal"
+                );
+                keys.set_len(end)
+                    .and_then(|()| keys.sync_all())
+                    .map_err(|e| self.file_failed(&keys_file, e))?;
+                break;
+            }
+            let mut rest = &chunk[..];
+            for _ in 0..count {
+                let corrupt = |problem: &str| {
+                    self.file_failed(
+                        &keys_file,
+                        format!("key id {stored_keys} in the chunk at byte {end}: {problem}"),
+                    )
+                };
+                if rest.len() < 8 {
+                    return Err(corrupt("the chunk ends early"));
+                }
+                let table = u32::from_le_bytes(rest[..4].try_into().expect("4 bytes"));
+                let length = u32::from_le_bytes(rest[4..8].try_into().expect("4 bytes")) as usize;
+                if rest.len() < 8 + length {
+                    return Err(corrupt("the chunk ends early"));
+                }
+                let key = &rest[8..8 + length];
+                rest = &rest[8 + length..];
+                let corrupt_record = |problem: String| StateError::Corrupt {
+                    path: records_file.clone(),
+                    key: format!("{} (id {stored_keys})", crate::keys::display_key(key)),
+                    problem,
+                };
+                record_reader
+                    .read_exact(&mut record)
+                    .map_err(|e| corrupt_record(format!("no record: {e}")))?;
+                visit(table, key, decode(&record).map_err(corrupt_record)?)?;
+                stored_keys = stored_keys
+                    .checked_add(1)
+                    .ok_or_else(|| corrupt("more than 4 billion keys"))?;
+            }
+            end += (CHUNK_HEADER + chunk.len()) as u64;
+        }
+        Ok(KeyFiles {
+            keys,
+            records,
+            stored_keys,
+            keys_end: end,
+        })
+    }
+
+    /// Moves the keys of a state from before the key files out of redb.
+    fn move_legacy_keys(&self) -> Result<(), StateError> {
+        let txn = self.db.begin_read().map_err(|e| self.failed(e))?;
+        let legacy = match txn.open_table(LEGACY_KEYS) {
+            Ok(table) => table,
+            Err(TableError::TableDoesNotExist(_)) => return Ok(()),
+            Err(error) => return Err(self.failed(error)),
+        };
+        // Key files in place mean the move was done and only the drop of
+        // the redb table was cut off.
+        if !keys_path(&self.path).exists() {
+            let keys = legacy.len().map_err(|e| self.failed(e))?;
+            tracing::info!(
+                keys,
+                "moving the keys of a state written by an earlier version into key files"
+            );
+            let mut entries = legacy.iter().map_err(|e| self.failed(e))?;
+            create_key_files(&self.path, |out| {
+                for entry in entries.by_ref() {
+                    let (key, value) = entry.map_err(std::io::Error::other)?;
+                    let stored = key.value();
+                    if stored.len() < 4 {
+                        return Err(std::io::Error::other(format!(
+                            "a key shorter than its table id: {}",
+                            crate::keys::display_key(stored)
+                        )));
+                    }
+                    let table = u32::from_be_bytes(stored[..4].try_into().expect("4 bytes"));
+                    let record = decode(value.value()).map_err(|problem| {
+                        std::io::Error::other(format!(
+                            "key {}: {problem}",
+                            crate::keys::display_key(&stored[4..])
+                        ))
+                    })?;
+                    out(table, &stored[4..], &record)?;
+                }
+                Ok(())
+            })
+            .map_err(|e| self.failed(format!("moving its keys into key files: {e}")))?;
+        }
+        drop(legacy);
+        drop(txn);
+        self.write(|txn| {
+            txn.delete_table(LEGACY_KEYS)?;
+            Ok(())
+        })
+    }
+}
+
+/// Writes `records` (in id order) into the record file: each 64 KiB block
+/// they touch read, patched and written back once.
+fn write_records(file: &File, records: &[(super::KeyId, KeyRecord)]) -> std::io::Result<()> {
+    let offset = |id: u64| RECORDS_MAGIC.len() as u64 + id * RECORD_LEN as u64;
+    let mut block = Vec::new();
+    let mut at = 0;
+    while at < records.len() {
+        let first = u64::from(records[at].0.0) / RECORDS_PER_BLOCK * RECORDS_PER_BLOCK;
+        let mut last = at;
+        while last + 1 < records.len()
+            && u64::from(records[last + 1].0.0) < first + RECORDS_PER_BLOCK
+        {
+            last += 1;
+        }
+        let start = offset(first);
+        let end = offset(u64::from(records[last].0.0) + 1);
+        block.clear();
+        block.resize((end - start) as usize, 0);
+        let read = read_at_up_to(file, &mut block, start)?;
+        block[read..].fill(0);
+        for (id, record) in &records[at..=last] {
+            let place = (offset(u64::from(id.0)) - start) as usize;
+            block[place..place + RECORD_LEN].copy_from_slice(&encode(record));
+        }
+        file.write_all_at(&block, start)?;
+        at = last + 1;
+    }
+    Ok(())
+}
+
+fn read_at_up_to(file: &File, buffer: &mut [u8], offset: u64) -> std::io::Result<usize> {
+    let mut read = 0;
+    while read < buffer.len() {
+        match file.read_at(&mut buffer[read..], offset + read as u64)? {
+            0 => break,
+            n => read += n,
+        }
+    }
+    Ok(read)
+}
+
+fn read_up_to(reader: &mut impl Read, buffer: &mut [u8]) -> std::io::Result<usize> {
+    let mut read = 0;
+    while read < buffer.len() {
+        match reader.read(&mut buffer[read..])? {
+            0 => break,
+            n => read += n,
+        }
+    }
+    Ok(read)
+}
+
+fn chunk_header(count: u32, payload: &[u8]) -> [u8; CHUNK_HEADER] {
+    let mut header = [0u8; CHUNK_HEADER];
+    header[..4].copy_from_slice(&count.to_le_bytes());
+    header[4..12].copy_from_slice(&(payload.len() as u64).to_le_bytes());
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(&header[..12]);
+    crc.update(payload);
+    header[12..].copy_from_slice(&crc.finalize().to_le_bytes());
+    header
+}
+
+/// Writes fresh key files for `state` aside, with the keys `fill` gives
+/// (in id order), syncs them and renames them into place, the key file
+/// last: a key file in place is always whole.
+fn create_key_files(
+    state: &Path,
+    fill: impl FnOnce(
+        &mut dyn FnMut(u32, &[u8], &KeyRecord) -> std::io::Result<()>,
+    ) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    let aside = |path: PathBuf| with_suffix(&path, ".new");
+    let (keys_final, records_final) = (keys_path(state), records_path(state));
+    let (keys_aside, records_aside) = (aside(keys_final.clone()), aside(records_final.clone()));
+    let mut keys = BufWriter::with_capacity(1 << 20, File::create(&keys_aside)?);
+    let mut records = BufWriter::with_capacity(1 << 20, File::create(&records_aside)?);
+    keys.write_all(KEYS_MAGIC)?;
+    records.write_all(RECORDS_MAGIC)?;
+    let mut chunk = vec![0u8; CHUNK_HEADER];
+    let mut count = 0u32;
+    let flush = |chunk: &mut Vec<u8>, count: &mut u32, keys: &mut BufWriter<File>| {
+        if *count == 0 {
+            return Ok(());
+        }
+        let header = chunk_header(*count, &chunk[CHUNK_HEADER..]);
+        chunk[..CHUNK_HEADER].copy_from_slice(&header);
+        keys.write_all(chunk)?;
+        chunk.truncate(CHUNK_HEADER);
+        *count = 0;
+        std::io::Result::Ok(())
+    };
+    fill(&mut |table, key, record| {
+        chunk.extend_from_slice(&table.to_le_bytes());
+        chunk.extend_from_slice(&(key.len() as u32).to_le_bytes());
+        chunk.extend_from_slice(key);
+        count += 1;
+        records.write_all(&encode(record))?;
+        if chunk.len() >= CHUNK_BYTES {
+            flush(&mut chunk, &mut count, &mut keys)?;
+        }
+        Ok(())
+    })?;
+    flush(&mut chunk, &mut count, &mut keys)?;
+    for (writer, aside, final_path) in [
+        (records, &records_aside, &records_final),
+        (keys, &keys_aside, &keys_final),
+    ] {
+        writer
+            .into_inner()
+            .map_err(|e| e.into_error())?
+            .sync_all()?;
+        std::fs::rename(aside, final_path)?;
+    }
+    sync_folder(state)
+}
+
+/// Makes the names of files created or renamed beside `state` durable.
+pub(super) fn sync_folder(state: &Path) -> std::io::Result<()> {
+    let folder = state
+        .parent()
+        .filter(|folder| !folder.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    File::open(folder)?.sync_all()
 }
 
 #[cfg(test)]
@@ -275,5 +613,94 @@ mod tests {
         let mut bad = encode(&KeyRecord::new(1));
         bad[0] = 0x80;
         assert!(decode(&bad).unwrap_err().contains("flags"));
+    }
+
+    use crate::state::tests::copied;
+    use crate::state::{KeyId, Location, LocationMap};
+
+    /// A checkpoint a crash cut off while it appended keys leaves a torn
+    /// chunk (here: a whole one with a byte flipped) and the journal it
+    /// came from: opening cuts the chunk off and the journal brings the
+    /// keys back.
+    #[test]
+    fn a_torn_key_chunk_is_cut_off_and_its_keys_come_back_from_the_journal() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("locations.redb");
+        let mut map = LocationMap::open(&path).unwrap();
+        let users = map.table_id("users").unwrap();
+        let (a, _) = map.track(users, b"a", KeyRecord::new(10)).unwrap();
+        map.commit(&[(a, copied(1))], &[]).unwrap();
+        drop(map);
+        let whole = std::fs::metadata(keys_path(&path)).unwrap().len();
+        let mut map = LocationMap::open(&path).unwrap();
+        let (b, _) = map.track(users, b"b", KeyRecord::new(20)).unwrap();
+        map.commit(&[(b, copied(2))], &[]).unwrap();
+        let journal = std::fs::read(crate::state::journal::current_path(&path)).unwrap();
+        drop(map);
+        let mut keys = std::fs::read(keys_path(&path)).unwrap();
+        assert!(keys.len() as u64 > whole, "b's chunk was appended");
+        let last = keys.len() - 1;
+        keys[last] ^= 0xff;
+        std::fs::write(keys_path(&path), &keys).unwrap();
+        std::fs::write(crate::state::journal::current_path(&path), &journal).unwrap();
+
+        let map = LocationMap::open(&path).unwrap();
+        assert_eq!(map.find(users, b"b"), Some(KeyId(1)));
+        assert_eq!(map.record(KeyId(1)), copied(2));
+        drop(map);
+        assert_eq!(std::fs::read(keys_path(&path)).unwrap().len(), keys.len());
+        let map = LocationMap::open(&path).unwrap();
+        assert_eq!(map.len(), 2);
+        assert_eq!(map.record(map.find(users, b"a").unwrap()), copied(1));
+    }
+
+    /// A state written before the key files (keys in redb, by table id and
+    /// key bytes) opens with every key, and its redb table is dropped.
+    #[test]
+    fn a_state_with_its_keys_in_redb_moves_them_into_key_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("locations.redb");
+        {
+            let db = Database::create(&path).unwrap();
+            let txn = db.begin_write().unwrap();
+            {
+                let mut tables = txn.open_table(TABLES).unwrap();
+                tables.insert(0, "users").unwrap();
+                tables.insert(1, "orders").unwrap();
+                let mut keys = txn.open_table(LEGACY_KEYS).unwrap();
+                for (table, key, record) in [
+                    (1u32, &b"o-1"[..], copied(4)),
+                    (0, b"u-2", KeyRecord::new(7)),
+                    (0, b"u-1", copied(3)),
+                ] {
+                    let mut stored = table.to_be_bytes().to_vec();
+                    stored.extend_from_slice(key);
+                    keys.insert(stored.as_slice(), encode(&record).as_slice())
+                        .unwrap();
+                }
+                let mut settings = txn.open_table(SETTINGS).unwrap();
+                settings.insert("phase", "\"SHADOWING\"").unwrap();
+            }
+            txn.commit().unwrap();
+        }
+        for _ in 0..2 {
+            let map = LocationMap::open(&path).unwrap();
+            assert_eq!(map.tables(), ["users", "orders"]);
+            assert_eq!(map.len(), 3);
+            assert_eq!(map.record(map.find(0, b"u-1").unwrap()), copied(3));
+            assert_eq!(map.record(map.find(0, b"u-2").unwrap()), KeyRecord::new(7));
+            assert_eq!(map.record(map.find(1, b"o-1").unwrap()), copied(4));
+            assert_eq!(map.totals(Location::Current).keys, 2);
+            assert_eq!(
+                map.setting("phase").unwrap().as_deref(),
+                Some("\"SHADOWING\"")
+            );
+        }
+        let db = Database::create(&path).unwrap();
+        let txn = db.begin_read().unwrap();
+        assert!(matches!(
+            txn.open_table(LEGACY_KEYS),
+            Err(TableError::TableDoesNotExist(_))
+        ));
     }
 }

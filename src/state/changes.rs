@@ -1,0 +1,166 @@
+//! What commits hand to the store: keys new to it (in id order), changed
+//! records by id, new table names and settings. One commit, a group of
+//! them in one journal record, and everything a checkpoint moves into the
+//! files are all a [`Changes`]: absorbing a later one keeps commit order.
+
+use super::{KeyId, KeyRecord};
+
+/// Keys the store does not hold yet: ids `first..first + len()`, each with
+/// its table, their bytes side by side.
+#[derive(Default, Debug, PartialEq, Eq)]
+pub(super) struct NewKeys {
+    pub first: u32,
+    tables: Vec<u32>,
+    ends: Vec<usize>,
+    bytes: Vec<u8>,
+}
+
+impl NewKeys {
+    pub fn starting_at(first: u32) -> NewKeys {
+        NewKeys {
+            first,
+            ..Default::default()
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.tables.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.tables.is_empty()
+    }
+
+    /// The id the next key pushed gets.
+    pub fn next_id(&self) -> u32 {
+        self.first + self.len() as u32
+    }
+
+    pub fn push(&mut self, table: u32, key: &[u8]) {
+        self.tables.push(table);
+        self.bytes.extend_from_slice(key);
+        self.ends.push(self.bytes.len());
+    }
+
+    /// (id, table, key) in id order.
+    pub fn iter(&self) -> impl Iterator<Item = (u32, u32, &[u8])> {
+        let starts = std::iter::once(0).chain(self.ends.iter().copied());
+        self.tables
+            .iter()
+            .zip(starts.zip(&self.ends))
+            .enumerate()
+            .map(|(index, (&table, (start, &end)))| {
+                (self.first + index as u32, table, &self.bytes[start..end])
+            })
+    }
+
+    pub fn key_bytes(&self) -> usize {
+        self.bytes.len()
+    }
+}
+
+/// One or more commits' changes, in commit order.
+#[derive(Default, Debug)]
+pub(super) struct Changes {
+    pub tables: Vec<(u32, String)>,
+    pub new_keys: NewKeys,
+    /// Changed records, a key possibly several times (the later wins); every
+    /// new key has one.
+    pub records: Vec<(KeyId, KeyRecord)>,
+    pub settings: Vec<(String, String)>,
+}
+
+impl Changes {
+    pub fn is_empty(&self) -> bool {
+        self.tables.is_empty()
+            && self.new_keys.is_empty()
+            && self.records.is_empty()
+            && self.settings.is_empty()
+    }
+
+    /// Appends `later`, whose new keys must follow these.
+    pub fn absorb(&mut self, later: Changes) -> Result<(), String> {
+        if self.is_empty() {
+            *self = later;
+            return Ok(());
+        }
+        if !later.new_keys.is_empty() {
+            if self.new_keys.is_empty() {
+                self.new_keys.first = later.new_keys.first;
+            } else if later.new_keys.first != self.new_keys.next_id() {
+                return Err(format!(
+                    "new keys from id {} do not follow those up to id {}",
+                    later.new_keys.first,
+                    self.new_keys.next_id()
+                ));
+            }
+            for (_, table, key) in later.new_keys.iter() {
+                self.new_keys.push(table, key);
+            }
+        }
+        self.tables.extend(later.tables);
+        self.records.extend(later.records);
+        self.settings.extend(later.settings);
+        Ok(())
+    }
+
+    /// The records in id order, each key once with its latest record.
+    pub fn latest_records(&self) -> Vec<(KeyId, KeyRecord)> {
+        let mut records = self.records.clone();
+        // Stable, so among one key's records the latest stays last.
+        records.sort_by_key(|(id, _)| *id);
+        let mut latest: Vec<(KeyId, KeyRecord)> = Vec::with_capacity(records.len());
+        for (id, record) in records {
+            match latest.last_mut() {
+                Some(last) if last.0 == id => last.1 = record,
+                _ => latest.push((id, record)),
+            }
+        }
+        latest
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn absorbing_keeps_commit_order_and_refuses_a_gap_in_new_keys() {
+        let mut first = Changes {
+            new_keys: NewKeys::starting_at(4),
+            ..Default::default()
+        };
+        first.new_keys.push(0, b"a");
+        first.new_keys.push(1, b"bb");
+        first.records = vec![(KeyId(4), KeyRecord::new(1)), (KeyId(5), KeyRecord::new(2))];
+        let mut second = Changes {
+            new_keys: NewKeys::starting_at(6),
+            ..Default::default()
+        };
+        second.new_keys.push(0, b"");
+        second.records = vec![(KeyId(4), KeyRecord::new(9)), (KeyId(6), KeyRecord::new(3))];
+        first.absorb(second).unwrap();
+        let keys: Vec<(u32, u32, &[u8])> = first.new_keys.iter().collect();
+        assert_eq!(keys, [(4, 0, &b"a"[..]), (5, 1, b"bb"), (6, 0, b"")]);
+        assert_eq!(
+            first.latest_records(),
+            [
+                (KeyId(4), KeyRecord::new(9)),
+                (KeyId(5), KeyRecord::new(2)),
+                (KeyId(6), KeyRecord::new(3))
+            ]
+        );
+
+        let mut gap = Changes {
+            new_keys: NewKeys::starting_at(9),
+            ..Default::default()
+        };
+        gap.new_keys.push(0, b"z");
+        assert!(
+            first
+                .absorb(gap)
+                .unwrap_err()
+                .contains("from id 9 do not follow those up to id 7")
+        );
+    }
+}
