@@ -31,6 +31,109 @@ pub struct Lease {
     pub keys: Vec<LeasedKey>,
 }
 
+/// A lease as the scheduler hands it out: its keys side by side (table
+/// ids, key bytes one after another), so taking one costs no allocation
+/// per key; whoever answers turns it into messages ([`iter`](Self::iter))
+/// or a [`Lease`] ([`into_lease`](Self::into_lease)).
+#[derive(Clone, Debug, Default)]
+pub struct LeasedBatch {
+    pub id: u64,
+    pub expires_us: i64,
+    /// Names of the tables `table_of` points into.
+    pub tables: Vec<String>,
+    pub(super) table_of: Vec<u32>,
+    pub(super) key_ends: Vec<usize>,
+    /// Every key's bytes, one after another (a caller may take them).
+    pub key_bytes: Vec<u8>,
+    pub(super) size_bytes: Vec<u64>,
+    pub(super) priority: Vec<u32>,
+    pub(super) destination: Vec<u32>,
+    pub(super) min_version: Vec<u64>,
+}
+
+/// One key of a [`LeasedBatch`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct LeasedKeyRef<'a> {
+    pub table: &'a str,
+    /// Where the key's bytes are in [`LeasedBatch::key_bytes`].
+    pub key_range: std::ops::Range<usize>,
+    pub size_bytes: u64,
+    pub priority: u32,
+    pub destination: u32,
+    pub min_version: u64,
+}
+
+impl LeasedBatch {
+    pub fn len(&self) -> usize {
+        self.table_of.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.table_of.is_empty()
+    }
+
+    /// Adds a key; `table` indexes [`tables`](Self::tables).
+    pub(super) fn push(
+        &mut self,
+        table: u32,
+        key: &[u8],
+        size_bytes: u64,
+        priority: u32,
+        destination: u32,
+        min_version: u64,
+    ) {
+        self.table_of.push(table);
+        self.key_bytes.extend_from_slice(key);
+        self.key_ends.push(self.key_bytes.len());
+        self.size_bytes.push(size_bytes);
+        self.priority.push(priority);
+        self.destination.push(destination);
+        self.min_version.push(min_version);
+    }
+
+    /// The version each key was leased at, in order.
+    pub fn min_versions(&self) -> &[u64] {
+        &self.min_version
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = LeasedKeyRef<'_>> {
+        (0..self.len()).map(|index| {
+            let start = if index == 0 {
+                0
+            } else {
+                self.key_ends[index - 1]
+            };
+            let key_range = start..self.key_ends[index];
+            LeasedKeyRef {
+                table: &self.tables[self.table_of[index] as usize],
+                key_range,
+                size_bytes: self.size_bytes[index],
+                priority: self.priority[index],
+                destination: self.destination[index],
+                min_version: self.min_version[index],
+            }
+        })
+    }
+
+    pub fn into_lease(self) -> Lease {
+        Lease {
+            id: self.id,
+            expires_us: self.expires_us,
+            keys: self
+                .iter()
+                .map(|key| LeasedKey {
+                    table: key.table.to_string(),
+                    key: self.key_bytes[key.key_range].to_vec(),
+                    size_bytes: key.size_bytes,
+                    priority: key.priority,
+                    destination: key.destination,
+                    min_version: key.min_version,
+                })
+                .collect(),
+        }
+    }
+}
+
 /// Why a lease request got no keys.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Idle {

@@ -5,7 +5,7 @@ use std::cmp::Reverse;
 
 use super::queues::{CLASSES, class_slot};
 use super::{
-    Idle, LEASE_EPOCH_BITS, Lease, LeaseRequest, LeasedKey, Phase, Scheduler, SchedulerError,
+    Idle, LEASE_EPOCH_BITS, Lease, LeaseRequest, LeasedBatch, Phase, Scheduler, SchedulerError,
 };
 use crate::state::KeyId;
 
@@ -73,6 +73,19 @@ impl Scheduler {
         holder: u32,
         now_us: i64,
     ) -> Result<Lease, Idle> {
+        self.lease_batch_as(request, holder, now_us)
+            .map(LeasedBatch::into_lease)
+    }
+
+    /// [`lease_as`](Self::lease_as), the keys side by side (no allocation
+    /// per key: the service builds its messages off the scheduler's
+    /// thread).
+    pub fn lease_batch_as(
+        &mut self,
+        request: &LeaseRequest,
+        holder: u32,
+        now_us: i64,
+    ) -> Result<LeasedBatch, Idle> {
         self.release_due(now_us);
         if self.phase == Phase::Done {
             return Err(Idle::Done);
@@ -128,27 +141,40 @@ impl Scheduler {
         self.leases_taken += 1;
         self.bandwidth.spend(bytes);
         self.counters.leased += keys.len() as u64;
-        let leased: Vec<LeasedKey> = keys
-            .iter()
-            .map(|&key| {
-                let plan = self.plans.get(key);
-                let record = self.map.record(key);
-                LeasedKey {
-                    table: self.map.table_name(key).to_string(),
-                    key: self.map.key(key).to_vec(),
-                    size_bytes: record.size_bytes,
-                    priority: CLASSES[class_slot(plan.class)],
-                    destination: plan.destination,
-                    min_version: record.latest_write,
+        let mut batch = LeasedBatch {
+            id,
+            expires_us,
+            ..Default::default()
+        };
+        // Table ids of the map, and where each is in the batch's names.
+        let mut batch_tables: Vec<(u32, u32)> = Vec::new();
+        for &key in &keys {
+            let plan = self.plans.get(key);
+            let record = self.map.record(key);
+            let table = self.map.table_of(key);
+            let in_batch = match batch_tables.iter().find(|(map_id, _)| *map_id == table) {
+                Some(&(_, in_batch)) => in_batch,
+                None => {
+                    let in_batch = batch.tables.len() as u32;
+                    batch.tables.push(self.map.tables()[table as usize].clone());
+                    batch_tables.push((table, in_batch));
+                    in_batch
                 }
-            })
-            .collect();
-        let versions = leased.iter().map(|k: &LeasedKey| k.min_version).collect();
+            };
+            batch.push(
+                in_batch,
+                self.map.key(key),
+                record.size_bytes,
+                CLASSES[class_slot(plan.class)],
+                plan.destination,
+                record.latest_write,
+            );
+        }
         self.leases.insert(
             id,
             LiveLease {
                 keys,
-                versions,
+                versions: batch.min_versions().to_vec(),
                 expires_us,
                 taken: self.leases_taken,
                 holder,
@@ -156,11 +182,7 @@ impl Scheduler {
         );
         self.expiries
             .push(Reverse((expires_us, self.leases_taken, id)));
-        Ok(Lease {
-            id,
-            expires_us,
-            keys: leased,
-        })
+        Ok(batch)
     }
 
     /// Extends a live lease by the lease duration from `now_us`.

@@ -70,8 +70,8 @@ use std::path::Path;
 
 pub use crate::state::LocationCounts;
 pub use api::{
-    Ack, AckCall, AckCallOutcome, AckOutcome, AckResult, Idle, Lease, LeaseRequest, LeasedKey,
-    WriteEvent, WriteReport,
+    Ack, AckCall, AckCallOutcome, AckOutcome, AckResult, Idle, Lease, LeaseRequest, LeasedBatch,
+    LeasedKey, LeasedKeyRef, WriteEvent, WriteReport,
 };
 pub use budget::Bandwidth;
 pub use confidence::{Confidence, ConfidenceConfig};

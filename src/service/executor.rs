@@ -238,17 +238,18 @@ impl Executor for ExecutorApi {
             let leased = self
                 .shared
                 .scheduler
-                .run(move |scheduler| scheduler.lease_as(&asked, caller, now))
+                .run(move |scheduler| scheduler.lease_batch_as(&asked, caller, now))
                 .await?;
             match leased {
-                Ok(lease) => {
-                    metrics.keys_leased.add(lease.keys.len() as u64);
+                Ok(mut lease) => {
+                    metrics.keys_leased.add(lease.len() as u64);
+                    // The keys are slices of one buffer, not a copy each.
+                    let key_bytes = prost::bytes::Bytes::from(std::mem::take(&mut lease.key_bytes));
                     let keys = lease
-                        .keys
-                        .into_iter()
+                        .iter()
                         .map(|key| proto::LeasedKey {
-                            table: key.table,
-                            key: key.key.into(),
+                            table: key.table.to_string(),
+                            key: key_bytes.slice(key.key_range),
                             size_bytes: key.size_bytes,
                             priority: key.priority as i32 + 1,
                             destination: key.destination,

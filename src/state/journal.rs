@@ -36,6 +36,9 @@ use super::{KeyId, KeyRecord};
 /// keys; the unit tests go through many checkpoints with a small one).
 pub(super) const CHECKPOINT_BYTES: u64 = if cfg!(test) { 16 << 10 } else { 32 << 20 };
 
+/// Most bytes of record buffer a journal keeps between appends.
+const KEPT_BUFFER_BYTES: usize = 8 << 20;
+
 /// The first bytes of a journal in this format.
 const MAGIC: &[u8; 8] = b"SCJRNL02";
 
@@ -118,6 +121,11 @@ impl Journal {
         self.file.write_all(buffer)?;
         self.file.sync_data()?;
         self.bytes += buffer.len() as u64;
+        // A first plan's record can be hundreds of MiB: not kept for the
+        // acknowledgements' small ones.
+        if buffer.capacity() > KEPT_BUFFER_BYTES {
+            *buffer = Vec::new();
+        }
         Ok(())
     }
 }

@@ -602,7 +602,7 @@ impl LocationMap {
                 Durability::InMemory => {}
                 Durability::Direct(journaled) => {
                     if journaled.is_none() {
-                        *journaled = Journaled::start(&self.store)
+                        *journaled = Journaled::start(&self.store, false)
                             .map_err(|problem| pipeline::store_error(&self.path, problem))?
                             .map(Box::new);
                     }
@@ -668,7 +668,7 @@ impl LocationMap {
             }
             Durability::Direct(None) => Writer::start(
                 self.store.clone(),
-                Journaled::start(&self.store),
+                Journaled::start(&self.store, true),
                 self.committed,
             ),
         };

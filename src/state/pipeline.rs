@@ -118,6 +118,9 @@ fn write_in_groups(
         fail(problem);
         None
     });
+    if let Some(journaled) = &mut journaled {
+        journaled.in_background = true;
+    }
     while let Ok(first) = queue.recv() {
         let mut last = first.seq;
         let mut group = first.changes;
@@ -158,12 +161,16 @@ pub(super) struct Journaled {
     /// Why starting the last checkpoint failed (its commit was durable):
     /// the next append reports it.
     failure: Option<String>,
+    /// Whether an append returns while its checkpoint runs (the writer
+    /// thread's) or after it (a map committing directly, whose caller
+    /// then finds the memory the checkpoint held freed).
+    in_background: bool,
 }
 
 impl Journaled {
     /// A fresh journal beside the store's file; `None` for a store in
     /// memory.
-    pub fn start(store: &Store) -> Result<Option<Journaled>, String> {
+    pub fn start(store: &Store, in_background: bool) -> Result<Option<Journaled>, String> {
         let Some(base) = store.journal_base() else {
             return Ok(None);
         };
@@ -174,6 +181,7 @@ impl Journaled {
             pending: Changes::default(),
             checkpoint: None,
             failure: None,
+            in_background,
         }))
     }
 
@@ -202,6 +210,9 @@ impl Journaled {
         }
         if self.journal.bytes() >= CHECKPOINT_BYTES && self.checkpoint.is_none() {
             self.failure = self.start_checkpoint(store).err();
+            if !self.in_background {
+                self.failure = self.failure.take().or(self.wait_for_checkpoint().err());
+            }
         }
         Ok(())
     }
