@@ -123,7 +123,7 @@ fn main() {
 
     println!("scheduler scale, {keys} keys (keys average {key_bytes:.1} bytes):");
     println!(
-        "  register + rank + draw sample (first plan, one redb transaction): {:.2} s",
+        "  register + rank + draw sample (first plan, one journal record and checkpoint): {:.2} s",
         first_plan.as_secs_f64()
     );
     println!(

@@ -11,7 +11,8 @@ use super::{KeyId, KeyRecord};
 pub(super) struct NewKeys {
     pub first: u32,
     tables: Vec<u32>,
-    ends: Vec<usize>,
+    /// Below 4 GiB, as a [`crate::keys::KeyArena`]'s bytes are.
+    ends: Vec<u32>,
     bytes: Vec<u8>,
 }
 
@@ -39,7 +40,7 @@ impl NewKeys {
     pub fn push(&mut self, table: u32, key: &[u8]) {
         self.tables.push(table);
         self.bytes.extend_from_slice(key);
-        self.ends.push(self.bytes.len());
+        self.ends.push(self.bytes.len() as u32);
     }
 
     /// (id, table, key) in id order.
@@ -50,12 +51,9 @@ impl NewKeys {
             .zip(starts.zip(&self.ends))
             .enumerate()
             .map(|(index, (&table, (start, &end)))| {
-                (self.first + index as u32, table, &self.bytes[start..end])
+                let key = &self.bytes[start as usize..end as usize];
+                (self.first + index as u32, table, key)
             })
-    }
-
-    pub fn key_bytes(&self) -> usize {
-        self.bytes.len()
     }
 }
 
@@ -104,19 +102,20 @@ impl Changes {
         Ok(())
     }
 
-    /// The records in id order, each key once with its latest record.
-    pub fn latest_records(&self) -> Vec<(KeyId, KeyRecord)> {
-        let mut records = self.records.clone();
+    /// Puts the records in id order, each key once with its latest record.
+    pub fn keep_latest_records(&mut self) {
         // Stable, so among one key's records the latest stays last.
-        records.sort_by_key(|(id, _)| *id);
-        let mut latest: Vec<(KeyId, KeyRecord)> = Vec::with_capacity(records.len());
-        for (id, record) in records {
-            match latest.last_mut() {
-                Some(last) if last.0 == id => last.1 = record,
-                _ => latest.push((id, record)),
+        self.records.sort_by_key(|(id, _)| *id);
+        let mut kept = 0;
+        for index in 0..self.records.len() {
+            if kept > 0 && self.records[kept - 1].0 == self.records[index].0 {
+                self.records[kept - 1] = self.records[index];
+            } else {
+                self.records[kept] = self.records[index];
+                kept += 1;
             }
         }
-        latest
+        self.records.truncate(kept);
     }
 }
 
@@ -142,8 +141,9 @@ mod tests {
         first.absorb(second).unwrap();
         let keys: Vec<(u32, u32, &[u8])> = first.new_keys.iter().collect();
         assert_eq!(keys, [(4, 0, &b"a"[..]), (5, 1, b"bb"), (6, 0, b"")]);
+        first.keep_latest_records();
         assert_eq!(
-            first.latest_records(),
+            first.records,
             [
                 (KeyId(4), KeyRecord::new(9)),
                 (KeyId(5), KeyRecord::new(2)),

@@ -37,7 +37,14 @@ use super::{KeyId, KeyRecord};
 pub(super) const CHECKPOINT_BYTES: u64 = if cfg!(test) { 16 << 10 } else { 32 << 20 };
 
 /// Most bytes of record buffer a journal keeps between appends.
-const KEPT_BUFFER_BYTES: usize = 8 << 20;
+const KEPT_BUFFER_BYTES: usize = 1 << 20;
+
+/// Encoded bytes a record writes out at a time (a smaller record is one
+/// write); small in the unit tests so that they write records in pieces.
+const FLUSH_BYTES: usize = if cfg!(test) { 256 } else { 4 << 20 };
+
+/// A record's length (8 bytes) and CRC-32.
+const HEADER_BYTES: usize = 12;
 
 /// The first bytes of a journal in this format.
 const MAGIC: &[u8; 8] = b"SCJRNL02";
@@ -86,57 +93,105 @@ impl Journal {
         self.bytes
     }
 
-    /// Appends `changes` as one record and returns once it is on disk.
+    /// Appends `changes` as one record and returns once it is on disk. A
+    /// record larger than [`FLUSH_BYTES`] (a first plan's) is written as it
+    /// is encoded, behind a header that says "cut short" until the whole
+    /// payload is written and its length and CRC replace it.
     pub fn append(&mut self, changes: &Changes) -> std::io::Result<()> {
-        let buffer = &mut self.buffer;
-        buffer.clear();
-        buffer.extend_from_slice(&[0; 12]);
-        put_u32(buffer, changes.tables.len());
+        let start = self.bytes;
+        let mut record = RecordWriter {
+            file: &mut self.file,
+            buffer: &mut self.buffer,
+            crc: crc32fast::Hasher::new(),
+            flushed: 0,
+        };
+        record.buffer.clear();
+        record.buffer.extend_from_slice(&u64::MAX.to_le_bytes());
+        record.buffer.extend_from_slice(&[0; 4]);
+        record.put_u32(changes.tables.len())?;
         for (id, name) in &changes.tables {
-            buffer.extend_from_slice(&id.to_le_bytes());
-            put_bytes(buffer, name.as_bytes());
+            record.put(&id.to_le_bytes())?;
+            record.put_bytes(name.as_bytes())?;
         }
-        buffer.extend_from_slice(&changes.new_keys.first.to_le_bytes());
-        put_u32(buffer, changes.new_keys.len());
-        buffer.reserve(changes.new_keys.key_bytes() + 8 * changes.new_keys.len());
+        record.put(&changes.new_keys.first.to_le_bytes())?;
+        record.put_u32(changes.new_keys.len())?;
         for (_, table, key) in changes.new_keys.iter() {
-            buffer.extend_from_slice(&table.to_le_bytes());
-            put_bytes(buffer, key);
+            record.put(&table.to_le_bytes())?;
+            record.put_bytes(key)?;
         }
-        put_u32(buffer, changes.records.len());
-        buffer.reserve(changes.records.len() * (4 + RECORD_LEN));
-        for (id, record) in &changes.records {
-            buffer.extend_from_slice(&id.0.to_le_bytes());
-            buffer.extend_from_slice(&encode(record));
+        record.put_u32(changes.records.len())?;
+        for (id, key_record) in &changes.records {
+            record.put(&id.0.to_le_bytes())?;
+            record.put(&encode(key_record))?;
         }
-        put_u32(buffer, changes.settings.len());
+        record.put_u32(changes.settings.len())?;
         for (name, value) in &changes.settings {
-            put_bytes(buffer, name.as_bytes());
-            put_bytes(buffer, value.as_bytes());
+            record.put_bytes(name.as_bytes())?;
+            record.put_bytes(value.as_bytes())?;
         }
-        let payload = (buffer.len() - 12) as u64;
-        let crc = crc32fast::hash(&buffer[12..]);
-        buffer[..8].copy_from_slice(&payload.to_le_bytes());
-        buffer[8..12].copy_from_slice(&crc.to_le_bytes());
-        self.file.write_all(buffer)?;
+        let written = record.finish(start)?;
         self.file.sync_data()?;
-        self.bytes += buffer.len() as u64;
-        // A first plan's record can be hundreds of MiB: not kept for the
-        // acknowledgements' small ones.
-        if buffer.capacity() > KEPT_BUFFER_BYTES {
-            *buffer = Vec::new();
+        self.bytes += written;
+        // A first plan's record can be large: its buffer is not kept for
+        // the acknowledgements' small ones.
+        if self.buffer.capacity() > KEPT_BUFFER_BYTES {
+            self.buffer = Vec::new();
         }
         Ok(())
     }
 }
 
-fn put_u32(buffer: &mut Vec<u8>, value: usize) {
-    buffer.extend_from_slice(&(value as u32).to_le_bytes());
+/// One record on its way into the journal: encoded into a buffer that is
+/// written out whenever it passes [`FLUSH_BYTES`]; the first 12 bytes
+/// written are the header, which [`finish`](Self::finish) fills in.
+struct RecordWriter<'a> {
+    file: &'a mut File,
+    buffer: &'a mut Vec<u8>,
+    crc: crc32fast::Hasher,
+    /// Bytes written to the file so far, the header included.
+    flushed: u64,
 }
 
-fn put_bytes(buffer: &mut Vec<u8>, bytes: &[u8]) {
-    put_u32(buffer, bytes.len());
-    buffer.extend_from_slice(bytes);
+impl RecordWriter<'_> {
+    fn put(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.buffer.extend_from_slice(bytes);
+        if self.buffer.len() >= FLUSH_BYTES {
+            let header = if self.flushed == 0 { HEADER_BYTES } else { 0 };
+            self.crc.update(&self.buffer[header..]);
+            self.file.write_all(self.buffer)?;
+            self.flushed += self.buffer.len() as u64;
+            self.buffer.clear();
+        }
+        Ok(())
+    }
+
+    fn put_u32(&mut self, value: usize) -> std::io::Result<()> {
+        self.put(&(value as u32).to_le_bytes())
+    }
+
+    fn put_bytes(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.put_u32(bytes.len())?;
+        self.put(bytes)
+    }
+
+    /// Writes what is left and the header of the record that starts at
+    /// `start`; gives the record's length.
+    fn finish(mut self, start: u64) -> std::io::Result<u64> {
+        let header = if self.flushed == 0 { HEADER_BYTES } else { 0 };
+        self.crc.update(&self.buffer[header..]);
+        let length = self.flushed + self.buffer.len() as u64;
+        let mut header = [0u8; HEADER_BYTES];
+        header[..8].copy_from_slice(&(length - HEADER_BYTES as u64).to_le_bytes());
+        header[8..].copy_from_slice(&self.crc.finalize().to_le_bytes());
+        if self.flushed == 0 {
+            self.buffer[..HEADER_BYTES].copy_from_slice(&header);
+            self.file.write_all(self.buffer)?;
+        } else {
+            self.file.write_all(self.buffer)?;
+            std::os::unix::fs::FileExt::write_all_at(&*self.file, &header, start)?;
+        }
+        Ok(length)
+    }
 }
 
 /// What a journal left by an earlier run holds.
@@ -230,7 +285,7 @@ fn read_records(
         size[..length_bytes].copy_from_slice(&header[..length_bytes]);
         let size = u64::from_le_bytes(size);
         let crc = u32::from_le_bytes(header[length_bytes..].try_into().expect("4 bytes"));
-        if offset + header_bytes + size > length {
+        if size > length.saturating_sub(offset + header_bytes) {
             torn(path, offset, length, "a record cut short");
             return Ok(());
         }
@@ -499,6 +554,42 @@ mod tests {
             map.record(map.find(0, b"c").unwrap()).copied_version,
             Some(6)
         );
+    }
+
+    /// A record written in pieces (larger than the test's flush size) is
+    /// replayed whole; with its header still the placeholder (a crash before
+    /// the header was written) it is dropped as cut short.
+    #[test]
+    fn a_record_written_in_pieces_is_whole_or_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = state_with_a(dir.path());
+        let keys: Vec<Vec<u8>> = (0..200).map(|i| format!("k-{i:03}").into_bytes()).collect();
+        let new_keys: Vec<(u32, &[u8])> = keys.iter().map(|k| (0, &k[..])).collect();
+        let records: Vec<(u32, KeyRecord)> =
+            (1..=200).map(|id| (id, copied(u64::from(id)))).collect();
+        let mut journal = Journal::create(&current_path(&path)).unwrap();
+        journal
+            .append(&changes(&[], 1, &new_keys, &records, &[]))
+            .unwrap();
+        assert!(journal.bytes() as usize > 8 * FLUSH_BYTES);
+        let written = std::fs::read(current_path(&path)).unwrap();
+        let map = LocationMap::open(&path).unwrap();
+        assert_eq!(map.len(), 201);
+        let last = map.find(0, b"k-199").unwrap();
+        assert_eq!(
+            (last, map.record(last).copied_version),
+            (KeyId(200), Some(200))
+        );
+        drop(map);
+
+        let mut placeholder = written.clone();
+        placeholder[MAGIC.len()..MAGIC.len() + 8].copy_from_slice(&u64::MAX.to_le_bytes());
+        placeholder[MAGIC.len() + 8..MAGIC.len() + HEADER_BYTES].fill(0);
+        let dir = tempfile::tempdir().unwrap();
+        let path = state_with_a(dir.path());
+        std::fs::write(current_path(&path), &placeholder).unwrap();
+        let map = LocationMap::open(&path).unwrap();
+        assert_eq!(map.len(), 1, "the record cut short is dropped");
     }
 
     #[test]

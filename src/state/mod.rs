@@ -352,7 +352,7 @@ impl LocationMap {
                 new_keys = recovered.new_keys.len(),
                 "replaying the journal of the last run into the state"
             );
-            self.store.checkpoint(&recovered)?;
+            self.store.checkpoint(recovered)?;
         }
         for path in [older, newer] {
             match std::fs::remove_file(&path) {
@@ -632,15 +632,27 @@ impl LocationMap {
     }
 
     /// A commit's changes as the store takes them: the tables and keys
-    /// tracked since the last commit (each new key with its record as
-    /// tracked, which `changes` may then replace) and `changes`.
+    /// tracked since the last commit (a new key `changes` does not name
+    /// with its record as tracked) and `changes`.
     fn changes_to_store(&self, changes: &[Change], settings: Vec<(String, String)>) -> Changes {
         let mut new_keys = NewKeys::starting_at(self.stored_keys);
-        let mut records = Vec::with_capacity(changes.len());
-        for id in self.stored_keys..self.records.len() as u32 {
-            let id = KeyId(id);
+        let new_count = self.records.len() - self.stored_keys as usize;
+        // New keys `changes` names need no record of their own (a first
+        // plan names all of them: ten million records not copied twice).
+        let mut named = vec![false; new_count];
+        for (id, _) in changes {
+            if let Some(offset) = id.0.checked_sub(self.stored_keys) {
+                named[offset as usize] = true;
+            }
+        }
+        let unnamed = named.iter().filter(|named| !**named).count();
+        let mut records = Vec::with_capacity(changes.len() + unnamed);
+        for (offset, named) in named.into_iter().enumerate() {
+            let id = KeyId(self.stored_keys + offset as u32);
             new_keys.push(self.table_of(id), self.key(id));
-            records.push((id, self.record(id)));
+            if !named {
+                records.push((id, self.record(id)));
+            }
         }
         records.extend_from_slice(changes);
         Changes {

@@ -230,7 +230,7 @@ impl Journaled {
                 .name("state-checkpoint".into())
                 .spawn(move || {
                     store
-                        .checkpoint(&pending)
+                        .checkpoint(pending)
                         .map_err(|error| error.to_string())?;
                     std::fs::remove_file(&checkpointed)
                         .map_err(|error| format!("removing {}: {error}", checkpointed.display()))
@@ -256,7 +256,7 @@ impl Journaled {
             return Err(problem);
         }
         store
-            .checkpoint(&self.pending)
+            .checkpoint(std::mem::take(&mut self.pending))
             .map_err(|error| error.to_string())?;
         let current = journal::current_path(&self.base);
         std::fs::remove_file(&current)

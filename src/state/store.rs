@@ -225,7 +225,7 @@ impl Store {
     /// Puts `changes` where they rest (see the module's doc for the order);
     /// durable when this returns. New keys the files hold already (a
     /// checkpoint a crash cut off after their chunk) are skipped.
-    pub fn checkpoint(&self, changes: &Changes) -> Result<(), StateError> {
+    pub fn checkpoint(&self, mut changes: Changes) -> Result<(), StateError> {
         if changes.is_empty() {
             return Ok(());
         }
@@ -244,6 +244,7 @@ impl Store {
             return Ok(());
         };
         let mut files = files.lock().expect("one checkpoint at a time");
+        changes.keep_latest_records();
         let new_keys = &changes.new_keys;
         if !new_keys.is_empty() && new_keys.first > files.stored_keys {
             return Err(self.failed(format!(
@@ -252,7 +253,7 @@ impl Store {
             )));
         }
         let known = files.stored_keys.max(new_keys.next_id());
-        let records = changes.latest_records();
+        let records = &changes.records;
         if let Some((id, _)) = records.iter().find(|(id, _)| id.0 >= known) {
             return Err(self.failed(format!(
                 "a record for key id {} beyond the {known} keys stored",
@@ -260,7 +261,7 @@ impl Store {
             )));
         }
         let records_file = records_path(&self.path);
-        write_records(&files.records, &records)
+        write_records(&files.records, records)
             .and_then(|()| files.records.sync_data())
             .map_err(|e| self.file_failed(&records_file, e))?;
         let keys_file = keys_path(&self.path);
