@@ -127,16 +127,11 @@ impl Scheduler {
     }
 
     fn standing(&self, id: KeyId) -> Standing {
-        self.standing_leased(id, self.plans.lease(id) != 0)
-    }
-
-    /// [`standing`](Self::standing) of `id`, known to be under a lease or not.
-    fn standing_leased(&self, id: KeyId, leased: bool) -> Standing {
         Standing::of(
             self.map.table_of(id),
             &self.map.record(id),
             &self.plans.get(id),
-            leased,
+            self.plans.lease(id) != 0,
         )
     }
 
@@ -164,14 +159,15 @@ impl Scheduler {
         let mut plan = self.plans.get(id);
         change(&mut plan);
         self.plans.set(id, plan);
-        self.recount(before, id, before.leased);
+        self.census.uncount(before);
+        self.census.count(self.standing(id));
     }
 
     /// Puts `id` under `lease` (0: under none), keeping the census.
     pub(super) fn set_lease(&mut self, id: KeyId, lease: u64) {
-        let before = self.standing(id);
+        let was_leased = self.plans.lease(id) != 0;
         self.plans.set_lease(id, lease);
-        self.recount(before, id, lease != 0);
+        self.count_lease_change(id, was_leased, lease != 0);
     }
 
     /// Ends `lease`'s hold on `id` if it still holds the key (`false`:
@@ -180,17 +176,24 @@ impl Scheduler {
         if self.plans.lease(id) != lease {
             return false;
         }
-        let before = self.standing_leased(id, true);
         self.plans.set_lease(id, 0);
-        self.recount(before, id, false);
+        self.count_lease_change(id, true, false);
         true
     }
 
-    /// Takes `id`'s standing `before` a change out of the census and puts
-    /// its standing now (`leased` or not) in.
-    fn recount(&mut self, before: Standing, id: KeyId, leased: bool) {
-        self.census.uncount(before);
-        self.census.count(self.standing_leased(id, leased));
+    /// A lease changes only the leased tallies of a key's standing: the
+    /// rest (table, histograms, sample) stays as counted.
+    fn count_lease_change(&mut self, id: KeyId, was_leased: bool, leased: bool) {
+        if was_leased == leased {
+            return;
+        }
+        let record = self.map.record(id);
+        let tally = &mut self.census.leased[record.location().index()];
+        if leased {
+            tally.add(record.size_bytes);
+        } else {
+            tally.remove(record.size_bytes);
+        }
     }
 }
 
