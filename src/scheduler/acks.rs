@@ -48,7 +48,17 @@ impl Scheduler {
     ) -> Result<Vec<Result<AckCallOutcome, SchedulerError>>, SchedulerError> {
         self.release_due(now_us);
         let mut results = Vec::with_capacity(calls.len());
-        let mut pending = Pending::default();
+        let named: usize = calls.iter().map(|call| call.acks.len()).sum();
+        let others: usize = calls
+            .iter()
+            .filter(|call| call.others_copied_at_leased_version)
+            .filter_map(|call| self.leases.get(&call.lease))
+            .map(|live| live.keys.len())
+            .sum();
+        let mut pending = Pending {
+            changes: ahash::AHashMap::with_capacity(named + others),
+            accepted_bytes: 0,
+        };
         let mut released = Vec::new();
         for call in calls {
             if call.others_copied_at_leased_version && !self.leases.contains_key(&call.lease) {
