@@ -248,7 +248,8 @@ pub(super) fn replay(path: &Path) -> Result<Option<Replayed>, String> {
     Ok(Some(Replayed::ByKey(changes)))
 }
 
-fn read_up_to(reader: &mut impl Read, buffer: &mut [u8]) -> std::io::Result<usize> {
+/// Reads until `buffer` is full or the input ends; gives how much was read.
+pub(super) fn read_up_to(reader: &mut impl Read, buffer: &mut [u8]) -> std::io::Result<usize> {
     let mut read = 0;
     while read < buffer.len() {
         match reader.read(&mut buffer[read..])? {

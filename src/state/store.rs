@@ -32,7 +32,7 @@ use redb::{
 };
 
 use super::changes::Changes;
-use super::journal::with_suffix;
+use super::journal::{read_up_to, with_suffix};
 use super::{KeyRecord, StateError};
 
 /// Keys of a state from before the key files: (table id, big-endian) ++
@@ -265,37 +265,24 @@ impl Store {
             .and_then(|()| files.records.sync_data())
             .map_err(|e| self.file_failed(&records_file, e))?;
         let keys_file = keys_path(&self.path);
-        let mut chunk = Vec::new();
-        let mut count = 0u32;
         let skip = (files.stored_keys - new_keys.first.min(files.stored_keys)) as usize;
+        let mut chunk = KeyChunk::new();
         let mut appended = 0u32;
         let mut end = files.keys_end;
-        let mut flush = |chunk: &mut Vec<u8>, count: &mut u32| -> std::io::Result<()> {
-            if *count == 0 {
-                return Ok(());
-            }
-            let header = chunk_header(*count, &chunk[CHUNK_HEADER..]);
-            chunk[..CHUNK_HEADER].copy_from_slice(&header);
-            files.keys.write_all_at(chunk, end)?;
-            end += chunk.len() as u64;
-            appended += *count;
-            *count = 0;
-            chunk.clear();
-            Ok(())
+        let mut write = |chunk: &mut KeyChunk| {
+            appended += chunk.flush(|bytes| {
+                files.keys.write_all_at(bytes, end)?;
+                end += bytes.len() as u64;
+                Ok(())
+            })?;
+            std::io::Result::Ok(())
         };
         for (_, table, key) in new_keys.iter().skip(skip) {
-            if chunk.is_empty() {
-                chunk.resize(CHUNK_HEADER, 0);
-            }
-            chunk.extend_from_slice(&table.to_le_bytes());
-            chunk.extend_from_slice(&(key.len() as u32).to_le_bytes());
-            chunk.extend_from_slice(key);
-            count += 1;
-            if chunk.len() >= CHUNK_BYTES {
-                flush(&mut chunk, &mut count).map_err(|e| self.file_failed(&keys_file, e))?;
+            if chunk.push(table, key) {
+                write(&mut chunk).map_err(|e| self.file_failed(&keys_file, e))?;
             }
         }
-        flush(&mut chunk, &mut count).map_err(|e| self.file_failed(&keys_file, e))?;
+        write(&mut chunk).map_err(|e| self.file_failed(&keys_file, e))?;
         if appended > 0 {
             files
                 .keys
@@ -508,15 +495,45 @@ fn read_at_up_to(file: &File, buffer: &mut [u8], offset: u64) -> std::io::Result
     Ok(read)
 }
 
-fn read_up_to(reader: &mut impl Read, buffer: &mut [u8]) -> std::io::Result<usize> {
-    let mut read = 0;
-    while read < buffer.len() {
-        match reader.read(&mut buffer[read..])? {
-            0 => break,
-            n => read += n,
+/// Keys on their way into the key file, one chunk at a time.
+struct KeyChunk {
+    /// The header's room, then each key's table, length and bytes.
+    bytes: Vec<u8>,
+    count: u32,
+}
+
+impl KeyChunk {
+    fn new() -> KeyChunk {
+        KeyChunk {
+            bytes: vec![0; CHUNK_HEADER],
+            count: 0,
         }
     }
-    Ok(read)
+
+    /// Adds a key; `true` once the chunk is full enough to write.
+    fn push(&mut self, table: u32, key: &[u8]) -> bool {
+        self.bytes.extend_from_slice(&table.to_le_bytes());
+        self.bytes
+            .extend_from_slice(&(key.len() as u32).to_le_bytes());
+        self.bytes.extend_from_slice(key);
+        self.count += 1;
+        self.bytes.len() >= CHUNK_BYTES
+    }
+
+    /// Hands the chunk, header filled in, to `write` (nothing when it has
+    /// no key) and starts the next; gives how many keys it held.
+    fn flush(&mut self, write: impl FnOnce(&[u8]) -> std::io::Result<()>) -> std::io::Result<u32> {
+        let count = self.count;
+        if count == 0 {
+            return Ok(0);
+        }
+        let header = chunk_header(count, &self.bytes[CHUNK_HEADER..]);
+        self.bytes[..CHUNK_HEADER].copy_from_slice(&header);
+        write(&self.bytes)?;
+        self.bytes.truncate(CHUNK_HEADER);
+        self.count = 0;
+        Ok(count)
+    }
 }
 
 fn chunk_header(count: u32, payload: &[u8]) -> [u8; CHUNK_HEADER] {
@@ -546,31 +563,15 @@ fn create_key_files(
     let mut records = BufWriter::with_capacity(1 << 20, File::create(&records_aside)?);
     keys.write_all(KEYS_MAGIC)?;
     records.write_all(RECORDS_MAGIC)?;
-    let mut chunk = vec![0u8; CHUNK_HEADER];
-    let mut count = 0u32;
-    let flush = |chunk: &mut Vec<u8>, count: &mut u32, keys: &mut BufWriter<File>| {
-        if *count == 0 {
-            return Ok(());
-        }
-        let header = chunk_header(*count, &chunk[CHUNK_HEADER..]);
-        chunk[..CHUNK_HEADER].copy_from_slice(&header);
-        keys.write_all(chunk)?;
-        chunk.truncate(CHUNK_HEADER);
-        *count = 0;
-        std::io::Result::Ok(())
-    };
+    let mut chunk = KeyChunk::new();
     fill(&mut |table, key, record| {
-        chunk.extend_from_slice(&table.to_le_bytes());
-        chunk.extend_from_slice(&(key.len() as u32).to_le_bytes());
-        chunk.extend_from_slice(key);
-        count += 1;
         records.write_all(&encode(record))?;
-        if chunk.len() >= CHUNK_BYTES {
-            flush(&mut chunk, &mut count, &mut keys)?;
+        if chunk.push(table, key) {
+            chunk.flush(|bytes| keys.write_all(bytes))?;
         }
         Ok(())
     })?;
-    flush(&mut chunk, &mut count, &mut keys)?;
+    chunk.flush(|bytes| keys.write_all(bytes))?;
     for (writer, aside, final_path) in [
         (records, &records_aside, &records_final),
         (keys, &keys_aside, &keys_final),
