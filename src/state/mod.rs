@@ -240,6 +240,7 @@ pub struct LocationMap {
     totals: [LocationCounts; 3],
 }
 
+/// How a map's commits reach the disk.
 enum Durability {
     /// Nothing is kept.
     InMemory,
