@@ -11,10 +11,13 @@
 //!   never take a lock or block a tokio worker on it. Acknowledgements that
 //!   queue up are applied together.
 //! - Its commits go to the state writer thread, which groups whatever
-//!   queued into one fsync. The owner does not wait for it: a call that
-//!   changed something (acknowledge, report writes, operator commands)
-//!   answers once its commit is durable; a lease or look-up waits for
-//!   nobody's fsync.
+//!   queued into one journal record and one fsync; a checkpoint thread
+//!   moves the journal into the state's key files now and then. The owner
+//!   does not wait for either: a call that changed something (acknowledge,
+//!   report writes, operator commands) answers once its commit is durable;
+//!   a lease or look-up waits for nobody's fsync. A lease's messages are
+//!   built by the handler from the batch the owner hands back (no
+//!   allocation per key on the owner).
 //! - Planning (features, scores, policy decisions) runs on a blocking
 //!   thread under the planner's own lock, beside the scheduler; the result
 //!   is handed to the owner as one message. The planner's lock is always
