@@ -66,6 +66,17 @@ pub enum StateError {
     Full { path: PathBuf },
 }
 
+impl StateError {
+    /// A failure of the store at `path` (the redb file, a key file or a
+    /// journal).
+    fn store(path: &Path, problem: impl std::fmt::Display) -> StateError {
+        StateError::Store {
+            path: path.to_path_buf(),
+            problem: problem.to_string(),
+        }
+    }
+}
+
 /// Where a key's data is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -366,8 +377,8 @@ impl LocationMap {
         Ok(())
     }
 
-    fn failed(&self, problem: String) -> StateError {
-        pipeline::store_error(&self.path, problem)
+    fn failed(&self, problem: impl std::fmt::Display) -> StateError {
+        StateError::store(&self.path, problem)
     }
 
     fn replay_table(&mut self, id: u32, name: String) -> Result<(), String> {
@@ -604,13 +615,13 @@ impl LocationMap {
                 Durability::Direct(journaled) => {
                     if journaled.is_none() {
                         *journaled = Journaled::start(&self.store, false)
-                            .map_err(|problem| pipeline::store_error(&self.path, problem))?
+                            .map_err(|problem| StateError::store(&self.path, problem))?
                             .map(Box::new);
                     }
                     if let Some(journaled) = journaled {
                         journaled
                             .append(&self.store, changes)
-                            .map_err(|problem| pipeline::store_error(&self.path, problem))?;
+                            .map_err(|problem| StateError::store(&self.path, problem))?;
                     }
                 }
                 Durability::Pipelined(writer) => writer
@@ -618,7 +629,7 @@ impl LocationMap {
                         seq: self.committed + 1,
                         changes,
                     })
-                    .map_err(|problem| pipeline::store_error(&self.path, problem))?,
+                    .map_err(|problem| StateError::store(&self.path, problem))?,
             }
         }
         self.committed += 1;

@@ -20,7 +20,6 @@ use std::thread::JoinHandle;
 
 use tokio::sync::watch;
 
-use super::StateError;
 use super::changes::Changes;
 use super::journal::{self, CHECKPOINT_BYTES, Journal};
 use super::store::{Store, sync_folder};
@@ -314,12 +313,5 @@ impl DurableWatch {
             Ok(problem) => problem,
             Err(_) => std::future::pending().await,
         }
-    }
-}
-
-pub(super) fn store_error(path: &std::path::Path, problem: String) -> StateError {
-    StateError::Store {
-        path: path.to_path_buf(),
-        problem,
     }
 }

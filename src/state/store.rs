@@ -121,10 +121,7 @@ impl Store {
         path: &Path,
         visit: impl FnMut(u32, &[u8], KeyRecord) -> Result<(), StateError>,
     ) -> Result<Self, StateError> {
-        let failed = |problem: String| StateError::Store {
-            path: path.to_path_buf(),
-            problem,
-        };
+        let failed = |problem: String| StateError::store(path, problem);
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent)
                 .map_err(|e| failed(format!("creating its folder: {e}")))?;
@@ -148,10 +145,7 @@ impl Store {
     pub fn in_memory(label: &str) -> Result<Self, StateError> {
         let db = Database::builder()
             .create_with_backend(redb::backends::InMemoryBackend::new())
-            .map_err(|e| StateError::Store {
-                path: PathBuf::from(label),
-                problem: format!("cannot create: {e}"),
-            })?;
+            .map_err(|e| StateError::store(Path::new(label), format!("cannot create: {e}")))?;
         let store = Store {
             path: PathBuf::from(label),
             db,
@@ -175,17 +169,7 @@ impl Store {
     }
 
     fn failed(&self, error: impl std::fmt::Display) -> StateError {
-        StateError::Store {
-            path: self.path.clone(),
-            problem: error.to_string(),
-        }
-    }
-
-    fn file_failed(&self, file: &Path, error: impl std::fmt::Display) -> StateError {
-        StateError::Store {
-            path: file.to_path_buf(),
-            problem: error.to_string(),
-        }
+        StateError::store(&self.path, error)
     }
 
     /// Runs `body` in one write transaction and commits it.
@@ -263,7 +247,7 @@ impl Store {
         let records_file = records_path(&self.path);
         write_records(&files.records, records)
             .and_then(|()| files.records.sync_data())
-            .map_err(|e| self.file_failed(&records_file, e))?;
+            .map_err(|e| StateError::store(&records_file, e))?;
         let keys_file = keys_path(&self.path);
         let skip = (files.stored_keys - new_keys.first.min(files.stored_keys)) as usize;
         let mut chunk = KeyChunk::new();
@@ -279,15 +263,15 @@ impl Store {
         };
         for (_, table, key) in new_keys.iter().skip(skip) {
             if chunk.push(table, key) {
-                write(&mut chunk).map_err(|e| self.file_failed(&keys_file, e))?;
+                write(&mut chunk).map_err(|e| StateError::store(&keys_file, e))?;
             }
         }
-        write(&mut chunk).map_err(|e| self.file_failed(&keys_file, e))?;
+        write(&mut chunk).map_err(|e| StateError::store(&keys_file, e))?;
         if appended > 0 {
             files
                 .keys
                 .sync_data()
-                .map_err(|e| self.file_failed(&keys_file, e))?;
+                .map_err(|e| StateError::store(&keys_file, e))?;
             files.stored_keys += appended;
             files.keys_end = end;
         }
@@ -304,19 +288,19 @@ impl Store {
         let records_file = records_path(&self.path);
         if !keys_file.exists() {
             create_key_files(&self.path, |_| Ok(()))
-                .map_err(|e| self.file_failed(&keys_file, e))?;
+                .map_err(|e| StateError::store(&keys_file, e))?;
         }
         let open = |path: &Path| {
             OpenOptions::new()
                 .read(true)
                 .write(true)
                 .open(path)
-                .map_err(|e| self.file_failed(path, e))
+                .map_err(|e| StateError::store(path, e))
         };
         let (keys, records) = (open(&keys_file)?, open(&records_file)?);
         let keys_length = keys
             .metadata()
-            .map_err(|e| self.file_failed(&keys_file, e))?
+            .map_err(|e| StateError::store(&keys_file, e))?
             .len();
         let mut key_reader = BufReader::with_capacity(1 << 20, &keys);
         let mut record_reader = BufReader::with_capacity(1 << 20, &records);
@@ -327,9 +311,12 @@ impl Store {
             let mut start = [0u8; 8];
             reader
                 .read_exact(&mut start)
-                .map_err(|e| self.file_failed(path, format!("reading its header: {e}")))?;
+                .map_err(|e| StateError::store(path, format!("reading its header: {e}")))?;
             if &start != magic {
-                return Err(self.file_failed(path, "not a shadowcast key file (wrong header)"));
+                return Err(StateError::store(
+                    path,
+                    "not a shadowcast key file (wrong header)",
+                ));
             }
         }
         let mut stored_keys = 0u32;
@@ -339,7 +326,7 @@ impl Store {
         loop {
             let mut header = [0u8; CHUNK_HEADER];
             let read = read_up_to(&mut key_reader, &mut header)
-                .map_err(|e| self.file_failed(&keys_file, e))?;
+                .map_err(|e| StateError::store(&keys_file, e))?;
             if read == 0 {
                 break;
             }
@@ -350,7 +337,7 @@ impl Store {
                 chunk.resize(bytes as usize, 0);
                 key_reader
                     .read_exact(&mut chunk)
-                    .map_err(|e| self.file_failed(&keys_file, e))?;
+                    .map_err(|e| StateError::store(&keys_file, e))?;
             }
             if !whole || chunk_header(count, &chunk) != header {
                 tracing::warn!(
@@ -361,13 +348,13 @@ impl Store {
                 );
                 keys.set_len(end)
                     .and_then(|()| keys.sync_all())
-                    .map_err(|e| self.file_failed(&keys_file, e))?;
+                    .map_err(|e| StateError::store(&keys_file, e))?;
                 break;
             }
             let mut rest = &chunk[..];
             for _ in 0..count {
                 let corrupt = |problem: &str| {
-                    self.file_failed(
+                    StateError::store(
                         &keys_file,
                         format!("key id {stored_keys} in the chunk at byte {end}: {problem}"),
                     )
