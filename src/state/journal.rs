@@ -316,9 +316,10 @@ fn torn(path: &Path, offset: u64, length: u64, what: &str) {
 /// A record's new table names and settings, which frame its keys.
 type TablesAndSettings = (Vec<(u32, String)>, Vec<(String, String)>);
 
-/// Takes a record's fields from the front.
-struct Fields<'a> {
-    rest: &'a [u8],
+/// Takes a record's fields from the front (a key chunk's too: the same
+/// little-endian numbers and length-prefixed bytes).
+pub(super) struct Fields<'a> {
+    pub rest: &'a [u8],
 }
 
 impl<'a> Fields<'a> {
@@ -331,13 +332,13 @@ impl<'a> Fields<'a> {
         Ok(taken)
     }
 
-    fn number(&mut self) -> Result<u32, String> {
+    pub fn number(&mut self) -> Result<u32, String> {
         Ok(u32::from_le_bytes(
             self.take(4)?.try_into().expect("4 bytes"),
         ))
     }
 
-    fn bytes(&mut self) -> Result<&'a [u8], String> {
+    pub fn bytes(&mut self) -> Result<&'a [u8], String> {
         let length = self.number()? as usize;
         self.take(length)
     }

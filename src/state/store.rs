@@ -32,7 +32,7 @@ use redb::{
 };
 
 use super::changes::Changes;
-use super::journal::{read_up_to, with_suffix};
+use super::journal::{Fields, read_up_to, with_suffix};
 use super::{KeyRecord, StateError};
 
 /// Keys of a state from before the key files: (table id, big-endian) ++
@@ -351,7 +351,7 @@ impl Store {
                     .map_err(|e| StateError::store(&keys_file, e))?;
                 break;
             }
-            let mut rest = &chunk[..];
+            let mut fields = Fields { rest: &chunk };
             for _ in 0..count {
                 let corrupt = |problem: &str| {
                     StateError::store(
@@ -359,16 +359,10 @@ impl Store {
                         format!("key id {stored_keys} in the chunk at byte {end}: {problem}"),
                     )
                 };
-                if rest.len() < 8 {
-                    return Err(corrupt("the chunk ends early"));
-                }
-                let table = u32::from_le_bytes(rest[..4].try_into().expect("4 bytes"));
-                let length = u32::from_le_bytes(rest[4..8].try_into().expect("4 bytes")) as usize;
-                if rest.len() < 8 + length {
-                    return Err(corrupt("the chunk ends early"));
-                }
-                let key = &rest[8..8 + length];
-                rest = &rest[8 + length..];
+                let (table, key) = fields
+                    .number()
+                    .and_then(|table| Ok((table, fields.bytes()?)))
+                    .map_err(|_| corrupt("the chunk ends early"))?;
                 let corrupt_record = |problem: String| StateError::Corrupt {
                     path: records_file.clone(),
                     key: format!("{} (id {stored_keys})", crate::keys::display_key(key)),
