@@ -5,7 +5,8 @@
 //! generates a workload (oltp profile,
 //! 4M events over 72 hours), computes features at the 60th hour, trains each
 //! kind on the cut-offs before it and scores every key repeatedly. Prints
-//! keys/s per core and the ratio to the heuristic; BENCHMARKS.md records it.
+//! keys/s per core of the fastest round and the ratio to the heuristic;
+//! BENCHMARKS.md records it.
 
 use std::time::Instant;
 
@@ -46,16 +47,17 @@ fn main() {
     let decay_column = input_column("reads_decay_6h");
     let heuristic_rate = {
         let started = Instant::now();
-        let mut rounds = 0;
+        let mut fastest = f64::INFINITY;
         let mut checksum = 0.0;
         while started.elapsed().as_secs_f64() < 2.0 {
+            let round = Instant::now();
             for row in raw.axis_iter(Axis(0)) {
                 checksum += row[decay_column] + row[decay_column + 3];
             }
-            rounds += 1;
+            fastest = fastest.min(round.elapsed().as_secs_f64());
         }
         std::hint::black_box(checksum);
-        (rounds * keys) as f64 / started.elapsed().as_secs_f64()
+        keys as f64 / fastest
     };
     println!("| scorer | targets scored | keys/s per core | vs heuristic | training (s) |");
     println!("| --- | ---: | ---: | ---: | ---: |");
@@ -98,13 +100,18 @@ fn main() {
             .num_threads(1)
             .build()
             .expect("a one-thread pool");
+        // The best round of those in 3 seconds (at least 5): the machine's
+        // other work only ever slows a round down.
         let started = Instant::now();
         let mut rounds = 0;
-        while started.elapsed().as_secs_f64() < 3.0 || rounds == 0 {
+        let mut fastest = f64::INFINITY;
+        while started.elapsed().as_secs_f64() < 3.0 || rounds < 5 {
+            let round = Instant::now();
             one_thread.install(|| std::hint::black_box(model.predictor.score(raw.view())));
+            fastest = fastest.min(round.elapsed().as_secs_f64());
             rounds += 1;
         }
-        let rate = (rounds * keys) as f64 / started.elapsed().as_secs_f64();
+        let rate = keys as f64 / fastest;
         let scored = model
             .predictor
             .targets_scored()

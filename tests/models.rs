@@ -576,3 +576,61 @@ fn reads_before_the_first_write_are_counted_across_files() {
         [4, 2, 2, 3, 2]
     );
 }
+
+/// Boosted trees score the same whatever vector instructions walk them:
+/// `evaluate` of a gbdt model gives the same table and report with the
+/// processor's widest vectors, with `SHADOWCAST_SIMD=avx2` and with
+/// `SHADOWCAST_SIMD=none` (the plain walk); a value it does not know is
+/// named in a warning and changes nothing.
+#[test]
+fn boosted_trees_evaluate_the_same_with_every_vector_width() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = logs(dir.path());
+    let model = train(&logs, &dir.path().join("models/oltp"), "gbdt", false);
+    let report = dir.path().join("eval.parquet");
+    let evaluate = |simd: Option<&str>| {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_shadowcast"));
+        command
+            .args([
+                "evaluate",
+                "--logs",
+                path_str(&logs),
+                "--as-of",
+                "2026-11-02T09:00:00Z",
+                "--horizon",
+                "3h",
+                "--model",
+                &model,
+                "--out",
+                path_str(&report),
+            ])
+            .env("RUST_LOG", "warn");
+        if let Some(simd) = simd {
+            command.env("SHADOWCAST_SIMD", simd);
+        }
+        let output = command.output().unwrap();
+        assert!(output.status.success(), "{simd:?}: {}", stderr(&output));
+        let rows: Vec<arrow_array::RecordBatch> =
+            parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+                std::fs::File::open(&report).unwrap(),
+            )
+            .unwrap()
+            .build()
+            .unwrap()
+            .map(|batch| batch.unwrap())
+            .collect();
+        (stdout(&output), rows, stderr(&output))
+    };
+    let (table, rows, _) = evaluate(None);
+    assert!(table.contains("oltp-v1"), "{table}");
+    for simd in ["avx2", "none", "sse9"] {
+        let (other_table, other_rows, warnings) = evaluate(Some(simd));
+        assert_eq!(other_table, table, "SHADOWCAST_SIMD={simd}");
+        assert_eq!(other_rows, rows, "SHADOWCAST_SIMD={simd}");
+        assert_eq!(
+            warnings.contains("SHADOWCAST_SIMD=\"sse9\" is none of avx512, avx2 and none"),
+            simd == "sse9",
+            "{warnings}"
+        );
+    }
+}

@@ -61,8 +61,10 @@ struct CompleteTrees {
     /// [`MISSING_HIGH`] (goes right).
     splits: Vec<u32>,
     leaves: Vec<f64>,
-    /// Each input's distinct thresholds, ascending (empty when no tree
-    /// splits on it).
+    /// Each input's distinct thresholds, ascending, then NaN (which no
+    /// value reaches) up to a power of two less one, so that the search for
+    /// a value's bin takes the same halving steps whatever the value
+    /// (empty when no tree splits on the input).
     cuts: Vec<Vec<f64>>,
 }
 
@@ -133,15 +135,20 @@ impl Ensemble {
         })
     }
 
-    /// The raw score (log-odds or log count) of each row of `rows`, `inputs`
-    /// values per row, appended to `out`.
-    pub fn score_rows(&self, rows: &[f64], inputs: usize, out: &mut Vec<f64>) {
+    /// The raw score (log-odds or log count) of each of `keys` keys whose
+    /// inputs are laid out column by column, input `j` at
+    /// `columns[j * stride..][..keys]`, appended to `out`.
+    pub fn score_columns(&self, columns: &[f64], stride: usize, keys: usize, out: &mut Vec<f64>) {
         let part = Part {
             trees: 0..self.complete.trees.len(),
             base_score: self.stored.base_score,
         };
-        self.complete
-            .score_rows(rows, inputs, &[part], &mut [Some(out)]);
+        let block = Block {
+            columns,
+            stride,
+            keys,
+        };
+        self.complete.score(block, &[part], &mut [Some(out)]);
     }
 }
 
@@ -197,10 +204,52 @@ impl Ensembles {
         })
     }
 
-    /// [`Ensemble::score_rows`] of each ensemble whose `outs` entry is
+    /// [`Ensemble::score_columns`] of each ensemble whose `outs` entry is
     /// `Some`, appended there.
-    pub fn score_rows(&self, rows: &[f64], inputs: usize, outs: &mut [Option<&mut Vec<f64>>]) {
-        self.complete.score_rows(rows, inputs, &self.parts, outs);
+    pub fn score_columns(
+        &self,
+        columns: &[f64],
+        stride: usize,
+        keys: usize,
+        outs: &mut [Option<&mut Vec<f64>>],
+    ) {
+        let block = Block {
+            columns,
+            stride,
+            keys,
+        };
+        self.complete.score(block, &self.parts, outs);
+    }
+}
+
+/// Keys' inputs laid out column by column: input `j` of `keys` keys at
+/// `columns[j * stride..][..keys]`.
+#[derive(Clone, Copy)]
+struct Block<'a> {
+    columns: &'a [f64],
+    stride: usize,
+    keys: usize,
+}
+
+impl Block<'_> {
+    fn column(&self, input: usize) -> &[f64] {
+        &self.columns[input * self.stride..][..self.keys]
+    }
+}
+
+/// A block's bins, column by column: column `c` (see
+/// [`CompleteTrees::splits`]) at `values[c << shift..]`, one bin a key.
+/// Columns are a power of two apart so that a walk finds one with a shift,
+/// and there is a spare bin at the end (the vector walks read 4 bytes for
+/// each 2-byte bin).
+struct Bins {
+    values: Vec<u16>,
+    shift: u32,
+}
+
+impl Bins {
+    fn get(&self, column: u32, row: usize) -> u16 {
+        self.values[((column as usize) << self.shift) + row]
     }
 }
 
@@ -208,88 +257,77 @@ impl Ensembles {
 /// down a complete tree of `depth` whose splits are `splits`, each step
 /// over all of them, so the rows' walks overlap in the processor instead
 /// of each waiting on its own loads.
-fn walk_one_by_one(splits: &[u32], depth: u32, bins: &[u16], at: &mut [u32], first: usize) {
-    let keys = at.len();
+fn walk_one_by_one(splits: &[u32], depth: u32, bins: &Bins, at: &mut [u32], first: usize) {
     at[first..].fill(0);
     for _ in 0..depth {
         for (row, index) in at.iter_mut().enumerate().skip(first) {
             let split = splits[*index as usize];
-            let bin = bins[(split & 0xffff) as usize * keys + row];
+            let bin = bins.get(split & 0xffff, row);
             *index = 2 * *index + 1 + u32::from(u32::from(bin) > split >> 16);
         }
     }
 }
 
-#[cfg(target_arch = "x86_64")]
-mod vector {
-    use std::arch::x86_64::*;
+/// How a block's keys are binned and go down a tree, narrowest first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Walk {
+    OneByOne,
+    /// AVX2: eight keys a register.
+    #[cfg(target_arch = "x86_64")]
+    Eight,
+    /// AVX-512 (F and VL): sixteen keys a register.
+    #[cfg(target_arch = "x86_64")]
+    Sixteen,
+}
 
-    /// [`super::walk_one_by_one`] from the first row, eight rows at a time
-    /// with AVX2 gathers: each step fetches eight splits and eight bins in
-    /// two instructions (one, on the first four levels, whose splits are
-    /// picked from a register).
-    ///
-    /// # Safety
-    /// The processor has AVX2; `splits` holds the `2^depth - 1` splits of a
-    /// complete tree; each split's column times `at.len()`, plus
-    /// `at.len()`, is below `bins.len()` (so the 4-byte read of any bin
-    /// stays inside).
-    #[target_feature(enable = "avx2")]
-    pub unsafe fn walk(splits: &[u32], depth: u32, bins: &[u16], at: &mut [u32]) {
-        let keys = at.len();
-        let lanes = keys - keys % 8;
-        let low_half = _mm256_set1_epi32(0xffff);
-        let one = _mm256_set1_epi32(1);
-        let columns_apart = _mm256_set1_epi32(keys as i32);
-        let lane_numbers = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-        at[..lanes].fill(0);
-        for level in 0..depth as usize {
-            let first_node = (1usize << level) - 1;
-            let nodes = 1usize << level;
-            // The first four levels' splits fit in one register: each lane
-            // picks its own with a permute instead of a gather.
-            let in_register = (nodes <= 8).then(|| {
-                let mut level_splits = [0u32; 8];
-                level_splits[..nodes].copy_from_slice(&splits[first_node..first_node + nodes]);
-                // SAFETY: eight u32, read unaligned.
-                unsafe { _mm256_loadu_si256(level_splits.as_ptr() as *const __m256i) }
-            });
-            let first_of_level = _mm256_set1_epi32(first_node as i32);
-            for first in (0..lanes).step_by(8) {
-                let lane_at = at[first..first + 8].as_mut_ptr() as *mut __m256i;
-                // SAFETY: eight u32 of `at`, read and written unaligned.
-                let index = unsafe { _mm256_loadu_si256(lane_at) };
-                let rows = _mm256_add_epi32(_mm256_set1_epi32(first as i32), lane_numbers);
-                let split = match in_register {
-                    Some(level_splits) => _mm256_permutevar8x32_epi32(
-                        level_splits,
-                        _mm256_sub_epi32(index, first_of_level),
-                    ),
-                    // SAFETY: before the last step every index is a split's
-                    // heap position, below 2^depth - 1.
-                    None => unsafe { _mm256_i32gather_epi32::<4>(splits.as_ptr() as _, index) },
-                };
-                let column = _mm256_and_si256(split, low_half);
-                let bin_at = _mm256_add_epi32(_mm256_mullo_epi32(column, columns_apart), rows);
-                // SAFETY: the caller's bound on columns covers the bin and
-                // the two bytes after it.
-                let bin = unsafe { _mm256_i32gather_epi32::<2>(bins.as_ptr() as _, bin_at) };
-                let went_right = _mm256_cmpgt_epi32(
-                    _mm256_and_si256(bin, low_half),
-                    _mm256_srli_epi32::<16>(split),
-                );
-                // 2i + 1, plus 1 where it went right (the comparison gives -1).
-                let next = _mm256_sub_epi32(
-                    _mm256_add_epi32(_mm256_add_epi32(index, index), one),
-                    went_right,
-                );
-                // SAFETY: as the load above.
-                unsafe { _mm256_storeu_si256(lane_at, next) };
+impl Walk {
+    /// The widest walk the processor has, no wider than `SHADOWCAST_SIMD`
+    /// allows (`avx512`, `avx2` or `none`: to compare them on one machine,
+    /// or to keep a processor from slowing its clock for wide vectors);
+    /// decided once.
+    fn chosen() -> Walk {
+        static CHOSEN: std::sync::OnceLock<Walk> = std::sync::OnceLock::new();
+        *CHOSEN.get_or_init(|| {
+            let widest = Walk::widest();
+            let Ok(cap) = std::env::var("SHADOWCAST_SIMD") else {
+                return widest;
+            };
+            let cap = match cap.as_str() {
+                "none" => Walk::OneByOne,
+                #[cfg(target_arch = "x86_64")]
+                "avx2" => Walk::Eight,
+                #[cfg(target_arch = "x86_64")]
+                "avx512" => Walk::Sixteen,
+                other => {
+                    tracing::warn!(
+                        "SHADOWCAST_SIMD={other:?} is none of avx512, avx2 and none \
+                         (on this processor): scoring uses the widest vectors it has"
+                    );
+                    return widest;
+                }
+            };
+            widest.min(cap)
+        })
+    }
+
+    fn widest() -> Walk {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx512f")
+                && std::arch::is_x86_feature_detected!("avx512vl")
+            {
+                return Walk::Sixteen;
+            }
+            if std::arch::is_x86_feature_detected!("avx2") {
+                return Walk::Eight;
             }
         }
-        super::walk_one_by_one(splits, depth, bins, at, lanes);
+        Walk::OneByOne
     }
 }
+
+#[cfg(target_arch = "x86_64")]
+mod vector;
 
 impl CompleteTrees {
     fn lay_out(stored: &StoredTrees) -> Result<CompleteTrees, String> {
@@ -332,6 +370,10 @@ impl CompleteTrees {
                     "input {input} is split at {} distinct values; at most {MAX_CUTS} are scored",
                     thresholds.len()
                 ));
+            }
+            if !thresholds.is_empty() {
+                let padded = (thresholds.len() + 1).next_power_of_two() - 1;
+                thresholds.resize(padded, f64::NAN);
             }
         }
         let mut complete = CompleteTrees {
@@ -380,26 +422,13 @@ impl CompleteTrees {
         Ok(complete)
     }
 
-    /// Appends to each `outs[i]` that is `Some` the raw score of each row
-    /// for `parts[i]`'s trees. Tree by tree over the whole block, so each
-    /// tree stays in the cache while every row walks it, and step by step
-    /// over every row, so the rows' walks overlap in the processor instead
-    /// of each waiting on its own comparisons.
-    fn score_rows(
-        &self,
-        rows: &[f64],
-        inputs: usize,
-        parts: &[Part],
-        outs: &mut [Option<&mut Vec<f64>>],
-    ) {
-        assert!(
-            inputs >= self.inputs(),
-            "rows of {inputs} inputs for trees that split on {}",
-            self.inputs()
-        );
-        let keys = rows.len() / inputs;
-        let mut bins = Vec::new();
-        self.bin(rows, inputs, keys, &mut bins);
+    /// Appends to each `outs[i]` that is `Some` the raw score of each key
+    /// of `block` for `parts[i]`'s trees. Tree by tree over the whole
+    /// block, so each tree stays in the cache while every key walks it.
+    fn score(&self, block: Block, parts: &[Part], outs: &mut [Option<&mut Vec<f64>>]) {
+        let keys = block.keys;
+        let walk = Walk::chosen();
+        let bins = self.bin(walk, block);
         let mut at = vec![0u32; keys];
         for (part, out) in parts.iter().zip(outs) {
             let Some(out) = out else { continue };
@@ -407,30 +436,46 @@ impl CompleteTrees {
             out.extend(std::iter::repeat_n(part.base_score, keys));
             let sums = &mut out[first..];
             for tree in &self.trees[part.trees.clone()] {
-                self.walk(tree, &bins, &mut at);
-                let first_leaf = (1u32 << tree.depth) - 1;
-                let leaves = &self.leaves[tree.leaves..];
-                for (sum, &index) in sums.iter_mut().zip(&at) {
-                    *sum += leaves[(index - first_leaf) as usize];
-                }
+                self.add_leaves(walk, tree, &bins, &mut at, sums);
             }
         }
     }
 
-    /// Where each row of a block (`at.len()` rows, binned into `bins` by
-    /// [`CompleteTrees::bin`]) leaves `tree`: heap positions, the leaves
-    /// numbered from `2^depth - 1`.
-    fn walk(&self, tree: &CompleteTree, bins: &[u16], at: &mut [u32]) {
+    /// Adds to `sums[row]` the leaf of `tree` that each row of a block
+    /// (`sums.len()` rows, binned by [`CompleteTrees::bin`]) reaches; `at`
+    /// is room for one heap position a row.
+    fn add_leaves(
+        &self,
+        walk: Walk,
+        tree: &CompleteTree,
+        bins: &Bins,
+        at: &mut [u32],
+        sums: &mut [f64],
+    ) {
         let splits = &self.splits[tree.splits..][..(1 << tree.depth) - 1];
-        #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the processor has AVX2; `lay_out` gives every split a
-            // column below 2 × `cuts.len()`, and `bin` makes `bins`
-            // 2 × `cuts.len()` × `at.len()` + 1 long.
-            unsafe { vector::walk(splits, tree.depth, bins, at) };
-            return;
+        let leaves = &self.leaves[tree.leaves..][..1 << tree.depth];
+        let keys = sums.len();
+        // SAFETY (both): the processor has what `Walk::chosen` checked;
+        // `lay_out` gives every split a column below 2 × `cuts.len()`, and
+        // `bin` gives `bins` that many columns of `keys` rows and the spare
+        // bin.
+        let first = match walk {
+            #[cfg(target_arch = "x86_64")]
+            Walk::Sixteen => unsafe {
+                vector::add_leaves_sixteen(splits, tree.depth, bins, leaves, sums)
+            },
+            #[cfg(target_arch = "x86_64")]
+            Walk::Eight => unsafe {
+                vector::add_leaves_eight(splits, tree.depth, bins, leaves, sums)
+            },
+            Walk::OneByOne => 0,
+        };
+        let at = &mut at[..keys];
+        walk_one_by_one(splits, tree.depth, bins, at, first);
+        let first_leaf = (1u32 << tree.depth) - 1;
+        for (sum, &index) in sums.iter_mut().zip(&*at).skip(first) {
+            *sum += leaves[(index - first_leaf) as usize];
         }
-        walk_one_by_one(splits, tree.depth, bins, at, 0);
     }
 
     /// Inputs a row must have.
@@ -438,28 +483,50 @@ impl CompleteTrees {
         self.cuts.len()
     }
 
-    /// `rows`' bins column by column, `keys` bins a column, with a spare
-    /// bin at the end (the vector walk reads 4 bytes for each 2-byte bin).
-    fn bin(&self, rows: &[f64], inputs: usize, keys: usize, bins: &mut Vec<u16>) {
-        bins.clear();
-        bins.resize(2 * self.cuts.len() * keys + 1, 0);
-        for (input, thresholds) in self.cuts.iter().enumerate() {
-            if thresholds.is_empty() {
+    /// `block`'s bins: each input's bin for each key, twice (a missing
+    /// input is bin 0 in the first column, [`MISSING_HIGH`] in the second).
+    fn bin(&self, walk: Walk, block: Block) -> Bins {
+        assert!(
+            block.columns.len() >= block.stride * self.inputs().saturating_sub(1) + block.keys,
+            "a block of {} values for trees that split on {} inputs of {} keys",
+            block.columns.len(),
+            self.inputs(),
+            block.keys
+        );
+        let keys = block.keys;
+        let shift = keys.next_power_of_two().trailing_zeros();
+        let mut bins = Bins {
+            values: vec![0; ((2 * self.cuts.len()) << shift) + 1],
+            shift,
+        };
+        for (input, cuts) in self.cuts.iter().enumerate() {
+            if cuts.is_empty() {
                 continue;
             }
-            let (low, high) = bins[2 * input * keys..].split_at_mut(keys);
-            for ((low, high), row) in low.iter_mut().zip(high).zip(rows.chunks_exact(inputs)) {
-                let value = row[input];
+            let (low, high) = bins.values[(2 * input) << shift..].split_at_mut(1 << shift);
+            let (low, high) = (&mut low[..keys], &mut high[..keys]);
+            let values = block.column(input);
+            // SAFETY (both): the processor has what `Walk::chosen` checked;
+            // `cuts` is padded to a power of two less one.
+            let first = match walk {
+                #[cfg(target_arch = "x86_64")]
+                Walk::Sixteen => unsafe { vector::bin_sixteen(cuts, values, low, high) },
+                #[cfg(target_arch = "x86_64")]
+                Walk::Eight => unsafe { vector::bin_eight(cuts, values, low, high) },
+                Walk::OneByOne => 0,
+            };
+            for ((low, high), &value) in low.iter_mut().zip(high).zip(values).skip(first) {
                 if value.is_nan() {
                     *low = 0;
                     *high = MISSING_HIGH;
                 } else {
-                    let bin = 1 + thresholds.partition_point(|&t| t <= value) as u16;
+                    let bin = 1 + cuts.partition_point(|&t| t <= value) as u16;
                     *low = bin;
                     *high = bin;
                 }
             }
         }
+        bins
     }
 }
 
@@ -530,12 +597,28 @@ mod tests {
             .flat_map(|row| [data[row], data[rows + row], data[2 * rows + row]])
             .collect();
         let mut scores = vec![-1.0];
-        ensemble.score_rows(&row_major, columns, &mut scores);
+        let (values, stride, keys) = column_major(&row_major, columns);
+        ensemble.score_columns(&values, stride, keys, &mut scores);
         assert_eq!(scores.len(), rows + 1, "appended after what was there");
         for (row, want) in expected.iter().enumerate() {
             let got = scores[row + 1];
             assert!((got - want).abs() < 1e-9, "row {row}: {got} vs {want}");
         }
+    }
+
+    /// `rows` (`inputs` values a row) column by column, as scoring reads
+    /// them, with the columns a few values apart; and that distance and
+    /// the number of rows.
+    fn column_major(rows: &[f64], inputs: usize) -> (Vec<f64>, usize, usize) {
+        let keys = rows.len() / inputs;
+        let stride = keys + 3;
+        let mut columns = vec![0.0; stride * inputs];
+        for (key, row) in rows.chunks_exact(inputs).enumerate() {
+            for (input, &value) in row.iter().enumerate() {
+                columns[input * stride + key] = value;
+            }
+        }
+        (columns, stride, keys)
     }
 
     fn split(feature: u32, threshold: f64, left: u32, right: u32, missing: u32) -> Node {
@@ -591,7 +674,8 @@ mod tests {
         ];
         let rows: Vec<f64> = (0..37).flat_map(|row| cases[row % cases.len()].0).collect();
         let mut scores = Vec::new();
-        ensemble.score_rows(&rows, 2, &mut scores);
+        let (values, stride, keys) = column_major(&rows, 2);
+        ensemble.score_columns(&values, stride, keys, &mut scores);
         assert_eq!(scores.len(), 37);
         for (row, score) in scores.iter().enumerate() {
             let (inputs, leaf) = cases[row % cases.len()];
@@ -599,32 +683,95 @@ mod tests {
         }
     }
 
+    /// One tree's leaf for one row, the plain way: from the root, a
+    /// missing input to the split's missing side, below the threshold to
+    /// the left.
+    fn leaf_of(stored: &StoredTrees, root: u32, row: &[f64]) -> f64 {
+        let mut node = &stored.nodes[root as usize];
+        while node.feature != LEAF {
+            let value = row[node.feature as usize];
+            let next = if value.is_nan() {
+                node.missing
+            } else if value < node.threshold {
+                node.left
+            } else {
+                node.right
+            };
+            node = &stored.nodes[next as usize];
+        }
+        node.threshold
+    }
+
+    /// Random trees up to 8 deep (levels past those whose splits the
+    /// vector walks hold in registers), with shallow leaves, thresholds
+    /// that rows hit exactly and missing inputs sent either way, over a
+    /// block whose rows are not a whole number of any walk's groups: every
+    /// walk this processor has gives the plain walk's sums, exactly.
     #[test]
-    fn the_vector_walk_lands_where_the_row_by_row_walk_does() {
-        let ensemble = Ensemble::try_from(by_hand()).unwrap();
-        let complete = &ensemble.complete;
-        let rows: Vec<f64> = (0..203)
-            .flat_map(|row| {
-                let value = |salt: usize| match (row * salt) % 7 {
-                    0 => f64::NAN,
-                    k => k as f64 - 3.5,
-                };
-                [value(3), value(5)]
+    fn every_walk_scores_deep_random_trees_as_the_plain_walk_does() {
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut random = move |below: u64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % below
+        };
+        fn grow(nodes: &mut Vec<Node>, depth: u32, random: &mut impl FnMut(u64) -> u64) -> u32 {
+            let at = nodes.len() as u32;
+            nodes.push(leaf(random(1000) as f64 / 8.0));
+            if depth < 8 && random(9) != 0 {
+                let left = grow(nodes, depth + 1, random);
+                let right = grow(nodes, depth + 1, random);
+                let missing = if random(2) == 0 { left } else { right };
+                let threshold = random(17) as f64 / 4.0 - 2.0;
+                nodes[at as usize] = split(random(5) as u32, threshold, left, right, missing);
+            }
+            at
+        }
+        let mut stored = StoredTrees {
+            base_score: 0.25,
+            roots: Vec::new(),
+            nodes: Vec::new(),
+        };
+        for _ in 0..12 {
+            let root = grow(&mut stored.nodes, 0, &mut random);
+            stored.roots.push(root);
+        }
+        let rows: Vec<f64> = (0..1000 * 5)
+            .map(|_| match random(23) {
+                0 => f64::NAN,
+                k => k as f64 / 4.0 - 2.75,
             })
             .collect();
-        let mut bins = Vec::new();
-        complete.bin(&rows, 2, 203, &mut bins);
-        let tree = &complete.trees[0];
-        let splits = &complete.splits[tree.splits..][..(1 << tree.depth) - 1];
-        let mut one_by_one = vec![0; 203];
-        walk_one_by_one(splits, tree.depth, &bins, &mut one_by_one, 0);
-        let mut chosen = vec![0; 203];
-        complete.walk(tree, &bins, &mut chosen);
-        assert_eq!(one_by_one, chosen);
-        // Position 4 is the padding under the shallow leaf (3 would need
-        // a missing input 0 to go left at the root); 5 and 6 the deep ones.
-        let leaves: std::collections::BTreeSet<u32> = one_by_one.iter().copied().collect();
-        assert_eq!(leaves, [4, 5, 6].into());
+        let expected: Vec<f64> = rows
+            .chunks_exact(5)
+            .map(|row| {
+                let leaves = stored.roots.iter().map(|&root| leaf_of(&stored, root, row));
+                leaves.fold(stored.base_score, |sum, leaf| sum + leaf)
+            })
+            .collect();
+        let complete = CompleteTrees::lay_out(&stored).unwrap();
+        assert!(complete.trees.iter().any(|tree| tree.depth == 8));
+        let (values, stride, keys) = column_major(&rows, 5);
+        let block = Block {
+            columns: &values,
+            stride,
+            keys,
+        };
+        let mut walks = vec![Walk::OneByOne];
+        #[cfg(target_arch = "x86_64")]
+        walks.extend([Walk::Eight, Walk::Sixteen]);
+        for walk in walks.into_iter().filter(|&walk| walk <= Walk::widest()) {
+            let bins = complete.bin(walk, block);
+            let mut sums = vec![stored.base_score; keys];
+            let mut at = vec![0; keys];
+            for tree in &complete.trees {
+                complete.add_leaves(walk, tree, &bins, &mut at, &mut sums);
+            }
+            for (row, (got, want)) in sums.iter().zip(&expected).enumerate() {
+                assert_eq!(got, want, "{walk:?}, row {row}");
+            }
+        }
     }
 
     #[test]
@@ -690,14 +837,15 @@ mod tests {
         ];
         let rows: Vec<f64> = (0..21).flat_map(|row| cases[row % cases.len()].0).collect();
         let (mut a, mut b) = (vec![7.0], Vec::new());
-        together.score_rows(&rows, 2, &mut [Some(&mut a), Some(&mut b)]);
+        let (values, stride, keys) = column_major(&rows, 2);
+        together.score_columns(&values, stride, keys, &mut [Some(&mut a), Some(&mut b)]);
         assert_eq!(a.len(), 22, "appended after what was there");
         for (row, (got_a, got_b)) in a[1..].iter().zip(&b).enumerate() {
             let (inputs, want_a, want_b) = cases[row % cases.len()];
             assert_eq!((*got_a, *got_b), (want_a, want_b), "row {row}: {inputs:?}");
         }
         let mut only_second = Vec::new();
-        together.score_rows(&rows, 2, &mut [None, Some(&mut only_second)]);
+        together.score_columns(&values, stride, keys, &mut [None, Some(&mut only_second)]);
         assert_eq!(only_second, b);
     }
 }

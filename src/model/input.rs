@@ -101,7 +101,7 @@ fn fill_inputs(batch: &RecordBatch, names: &[String], mut out: ndarray::ArrayVie
 /// free of branches, so a column of inputs compiles to vector code: it runs
 /// for most inputs of every key scored. Training and scoring use the same
 /// function.
-#[inline]
+#[inline(always)]
 fn log_scale(value: f64) -> f64 {
     let x = 1.0 + value.max(0.0) as f32;
     let bits = x.to_bits();
@@ -196,14 +196,52 @@ impl Preprocess {
     /// where the input is log-scaled. One operation down a column, so it
     /// compiles to vector code.
     pub fn scale_column(&self, column: usize, values: &mut [f64]) {
+        self.column_in_vectors(column, values, false);
+    }
+
+    /// Column `column` of raw inputs, in place, made what
+    /// [`Preprocess::apply_slice`] makes of it: [`Preprocess::scale_column`],
+    /// then standardized.
+    pub fn apply_column(&self, column: usize, values: &mut [f64]) {
+        self.column_in_vectors(column, values, true);
+    }
+
+    /// [`Preprocess::column`] in the widest vectors the processor has.
+    fn column_in_vectors(&self, column: usize, values: &mut [f64], standardize: bool) {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the processor has AVX2.
+            unsafe { self.column_avx2(column, values, standardize) };
+            return;
+        }
+        self.column(column, values, standardize);
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    unsafe fn column_avx2(&self, column: usize, values: &mut [f64], standardize: bool) {
+        self.column(column, values, standardize);
+    }
+
+    /// Missing values filled, log scale where the input is log-scaled,
+    /// and, when `standardize`, the training mean and scale applied; the
+    /// same operations as [`Preprocess::apply_slice`], in the same order.
+    #[inline(always)]
+    fn column(&self, column: usize, values: &mut [f64], standardize: bool) {
         for value in values.iter_mut() {
             if value.is_nan() {
                 *value = NEVER_SECONDS;
             }
         }
         if self.log_scaled[column] {
-            for value in values {
+            for value in values.iter_mut() {
                 *value = log_scale(*value);
+            }
+        }
+        if standardize {
+            let (mean, inverse_scale) = (self.mean[column], self.inverse_scale[column]);
+            for value in values {
+                *value = (*value - mean) * inverse_scale;
             }
         }
     }

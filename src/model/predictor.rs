@@ -434,17 +434,26 @@ impl Target {
         }
     }
 
-    /// Appends the prediction of each preprocessed row of `rows` (`inputs`
-    /// values each) to `out`: boosted trees tree by tree over the block,
-    /// linear targets row by row.
-    fn predict_rows(&self, rows: &[f64], inputs: usize, out: &mut Vec<f64>) {
+    /// Appends the prediction of each of `keys` keys whose preprocessed
+    /// inputs are laid out column by column, input `j` at
+    /// `columns[j * COLUMN_STRIDE..][..keys]`, to `out`: boosted trees
+    /// tree by tree over the block, linear targets key by key.
+    fn predict_columns(&self, columns: &[f64], keys: usize, inputs: usize, out: &mut Vec<f64>) {
         match self {
             Target::Boosted { ensemble, link } => {
                 let first = out.len();
-                ensemble.score_rows(rows, inputs, out);
+                ensemble.score_columns(columns, COLUMN_STRIDE, keys, out);
                 link.apply_in_place(&mut out[first..]);
             }
-            _ => out.extend(rows.chunks_exact(inputs).map(|row| self.predict_row(row))),
+            _ => {
+                let mut row = vec![0.0; inputs];
+                out.extend((0..keys).map(|key| {
+                    for (column, value) in row.iter_mut().enumerate() {
+                        *value = columns[column * COLUMN_STRIDE + key];
+                    }
+                    self.predict_row(&row)
+                }));
+            }
         }
     }
 
@@ -558,6 +567,29 @@ const BLOCK: usize = 256;
 /// a power of two, so that writing one key's inputs across the columns
 /// does not land every store in the same cache set.
 const COLUMN_STRIDE: usize = BLOCK + 8;
+
+/// `rows` (`inputs` values a row, at most [`BLOCK`] rows) laid out column
+/// by column, input j at `columns[j * COLUMN_STRIDE..][..rows]`; eight
+/// rows at a time, so that each column gets a whole cache line while the
+/// eight rows stay in the cache.
+fn column_by_column(rows: &[f64], inputs: usize, columns: &mut [f64]) {
+    let keys = rows.len() / inputs;
+    let whole = keys - keys % 8;
+    for first in (0..whole).step_by(8) {
+        let tile = &rows[first * inputs..][..8 * inputs];
+        for input in 0..inputs {
+            let column = &mut columns[input * COLUMN_STRIDE + first..][..8];
+            for (row, slot) in column.iter_mut().enumerate() {
+                *slot = tile[row * inputs + input];
+            }
+        }
+    }
+    for (row, values) in rows.chunks_exact(inputs).enumerate().skip(whole) {
+        for (input, &value) in values.iter().enumerate() {
+            columns[input * COLUMN_STRIDE + row] = value;
+        }
+    }
+}
 
 /// What a linear target gives for its linear combination `z`.
 #[derive(Clone, Copy, Debug)]
@@ -785,29 +817,20 @@ impl Predictor {
                     let end = (block + BLOCK).min(last);
                     let keys = end - block;
                     let raw_rows = &raw_values[block * inputs..end * inputs];
+                    column_by_column(raw_rows, inputs, &mut buffer);
+                    let columns = buffer.chunks_mut(COLUMN_STRIDE).take(inputs);
                     match folded {
                         Some(folded) => {
-                            // Column j of the block at buffer[j * COLUMN_STRIDE..][..keys].
-                            for (key, raw_row) in raw_rows.chunks_exact(inputs).enumerate() {
-                                for (column, &value) in raw_row.iter().enumerate() {
-                                    buffer[column * COLUMN_STRIDE + key] = value;
-                                }
-                            }
-                            for column in 0..inputs {
-                                let values = &mut buffer[column * COLUMN_STRIDE..][..keys];
-                                self.preprocess.scale_column(column, values);
+                            for (input, values) in columns.enumerate() {
+                                self.preprocess.scale_column(input, &mut values[..keys]);
                             }
                             for (linear, out) in folded.iter().zip(&mut out) {
                                 linear.score_block(&buffer, keys, out);
                             }
                         }
                         None => {
-                            let rows = &mut buffer[..keys * inputs];
-                            for (raw_row, row) in raw_rows
-                                .chunks_exact(inputs)
-                                .zip(rows.chunks_exact_mut(inputs))
-                            {
-                                self.preprocess.apply_slice(raw_row, row);
+                            for (input, values) in columns.enumerate() {
+                                self.preprocess.apply_column(input, &mut values[..keys]);
                             }
                             match self.boosted_together() {
                                 Some((together, links)) => {
@@ -818,7 +841,7 @@ impl Predictor {
                                             *slot = None;
                                         }
                                     }
-                                    together.score_rows(rows, inputs, &mut outs);
+                                    together.score_columns(&buffer, COLUMN_STRIDE, keys, &mut outs);
                                     for (((link, needed), out), first) in
                                         links.iter().zip(needed).zip(&mut out).zip(firsts)
                                     {
@@ -833,7 +856,9 @@ impl Predictor {
                                         targets.iter().zip(needed).zip(&mut out)
                                     {
                                         match needed {
-                                            true => target.predict_rows(rows, inputs, out),
+                                            true => {
+                                                target.predict_columns(&buffer, keys, inputs, out)
+                                            }
                                             false => out.extend(std::iter::repeat_n(0.0, keys)),
                                         }
                                     }
