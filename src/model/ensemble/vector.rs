@@ -85,7 +85,6 @@ impl Eight<'_> {
         let shift = _mm_cvtsi32_si128(bins.shift as i32);
         let lane_numbers = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
         let mut index = [_mm256_setzero_si256(); GROUPS];
-        let mut went_right = [[_mm256_setzero_si256(); 2]; GROUPS];
         for level in 0..self.depth {
             for (group, index) in index.iter_mut().enumerate() {
                 let row = first + 8 * group;
@@ -107,7 +106,17 @@ impl Eight<'_> {
                                 _mm256_blendv_epi8(cut_a, cut_b, right),
                             )
                         };
-                        let [first_way, second_way] = went_right[group];
+                        // The way so far, from the heap position: at
+                        // level 1 right is 2; at level 2 the first step
+                        // went right from 5 on, the second where even.
+                        let first_way = match level {
+                            1 => _mm256_cmpeq_epi32(*index, _mm256_set1_epi32(2)),
+                            _ => _mm256_cmpgt_epi32(*index, _mm256_set1_epi32(4)),
+                        };
+                        let second_way = _mm256_cmpeq_epi32(
+                            _mm256_and_si256(*index, one),
+                            _mm256_setzero_si256(),
+                        );
                         match level {
                             0 => at(0),
                             1 => pick(first_way, at(1), at(2)),
@@ -146,9 +155,6 @@ impl Eight<'_> {
                 };
                 // Bins and cuts are below 2^16: a signed comparison holds.
                 let right = _mm256_cmpgt_epi32(bin, cut);
-                if let Some(way) = went_right[group].get_mut(level as usize) {
-                    *way = right;
-                }
                 // 2i + 1, plus 1 where it went right (the comparison gives -1).
                 *index = _mm256_sub_epi32(
                     _mm256_add_epi32(_mm256_add_epi32(*index, *index), one),
@@ -240,7 +246,6 @@ impl Sixteen<'_> {
         let shift = _mm_cvtsi32_si128(bins.shift as i32);
         let lane_numbers = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
         let mut index = [_mm512_setzero_si512(); GROUPS];
-        let mut went_right = [[0u16; 2]; GROUPS];
         for level in 0..self.depth {
             for (group, index) in index.iter_mut().enumerate() {
                 let row = first + 16 * group;
@@ -262,7 +267,14 @@ impl Sixteen<'_> {
                                 _mm512_mask_blend_epi32(right, cut_a, cut_b),
                             )
                         };
-                        let [first_way, second_way] = went_right[group];
+                        // The way so far, from the heap position: at
+                        // level 1 right is 2; at level 2 the first step
+                        // went right from 5 on, the second where even.
+                        let first_way = match level {
+                            1 => _mm512_cmpeq_epi32_mask(*index, _mm512_set1_epi32(2)),
+                            _ => _mm512_cmpgt_epu32_mask(*index, _mm512_set1_epi32(4)),
+                        };
+                        let second_way = _mm512_testn_epi32_mask(*index, one);
                         match level {
                             0 => at(0),
                             1 => pick(first_way, at(1), at(2)),
@@ -306,9 +318,6 @@ impl Sixteen<'_> {
                     }
                 };
                 let right = _mm512_cmpgt_epu32_mask(bin, cut);
-                if let Some(way) = went_right[group].get_mut(level as usize) {
-                    *way = right;
-                }
                 let left = _mm512_add_epi32(_mm512_add_epi32(*index, *index), one);
                 *index = _mm512_mask_add_epi32(left, right, left, one);
             }
