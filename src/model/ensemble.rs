@@ -268,6 +268,16 @@ fn walk_one_by_one(splits: &[u32], depth: u32, bins: &Bins, at: &mut [u32], firs
     }
 }
 
+/// A value's bins in its two columns (see [`CompleteTrees::splits`]) when
+/// it reaches `reached` cuts: 1 + `reached` in both, or, missing, 0 in the
+/// first and [`MISSING_HIGH`] in the second.
+fn bins_of(value: f64, reached: usize) -> (u16, u16) {
+    match value.is_nan() {
+        true => (0, MISSING_HIGH),
+        false => (1 + reached as u16, 1 + reached as u16),
+    }
+}
+
 /// How a block's keys are binned and go down a tree, narrowest first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Walk {
@@ -516,14 +526,7 @@ impl CompleteTrees {
                 Walk::OneByOne => 0,
             };
             for ((low, high), &value) in low.iter_mut().zip(high).zip(values).skip(first) {
-                if value.is_nan() {
-                    *low = 0;
-                    *high = MISSING_HIGH;
-                } else {
-                    let bin = 1 + cuts.partition_point(|&t| t <= value) as u16;
-                    *low = bin;
-                    *high = bin;
-                }
+                (*low, *high) = bins_of(value, cuts.partition_point(|&t| t <= value));
             }
         }
         bins

@@ -380,10 +380,7 @@ pub unsafe fn bin_eight(cuts: &[f64], values: &[f64], low: &mut [u16], high: &mu
             unsafe { _mm256_storeu_si256(counts.as_mut_ptr() as *mut __m256i, *reached) };
             for (lane, count) in counts.into_iter().enumerate() {
                 let at = first + 4 * group + lane;
-                (low[at], high[at]) = match values[at].is_nan() {
-                    true => (0, MISSING_HIGH),
-                    false => (1 + count as u16, 1 + count as u16),
-                };
+                (low[at], high[at]) = super::bins_of(values[at], count as usize);
             }
         }
     }
