@@ -292,8 +292,8 @@ fn threads_do_not_change_the_result() {
     let as_of = shadowcast::time::format_instant(AS_OF_MS * 1000);
     let run = |threads: &str, name: &str| {
         let out = dir.path().join(name);
-        let status = std::process::Command::new(env!("CARGO_BIN_EXE_shadowcast"))
-            .args([
+        shadowcast_ok_with_env(
+            &[
                 "features",
                 "--logs",
                 path_str(&dir.path().join("logs")),
@@ -301,11 +301,9 @@ fn threads_do_not_change_the_result() {
                 &as_of,
                 "--out",
                 path_str(&out),
-            ])
-            .env("SHADOWCAST_THREADS", threads)
-            .output()
-            .unwrap();
-        assert!(status.status.success(), "{}", stderr(&status));
+            ],
+            &[("SHADOWCAST_THREADS", threads)],
+        );
         FeatureTable::read_parquet(&out)
             .unwrap()
             .rows()

@@ -589,9 +589,12 @@ fn boosted_trees_evaluate_the_same_with_every_vector_width() {
     let model = train(&logs, &dir.path().join("models/oltp"), "gbdt", false);
     let report = dir.path().join("eval.parquet");
     let evaluate = |simd: Option<&str>| {
-        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_shadowcast"));
-        command
-            .args([
+        let variables: Vec<(&str, &str)> = simd
+            .map(|simd| ("SHADOWCAST_SIMD", simd))
+            .into_iter()
+            .collect();
+        let output = shadowcast_ok_with_env(
+            &[
                 "evaluate",
                 "--logs",
                 path_str(&logs),
@@ -603,13 +606,9 @@ fn boosted_trees_evaluate_the_same_with_every_vector_width() {
                 &model,
                 "--out",
                 path_str(&report),
-            ])
-            .env("RUST_LOG", "warn");
-        if let Some(simd) = simd {
-            command.env("SHADOWCAST_SIMD", simd);
-        }
-        let output = command.output().unwrap();
-        assert!(output.status.success(), "{simd:?}: {}", stderr(&output));
+            ],
+            &variables,
+        );
         let rows: Vec<arrow_array::RecordBatch> =
             parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
                 std::fs::File::open(&report).unwrap(),

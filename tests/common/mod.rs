@@ -14,9 +14,15 @@ use shadowcast::features::KeyFeatures;
 
 /// Runs the `shadowcast` binary with `args`, output captured (so stderr is not a terminal).
 pub fn shadowcast(args: &[&str]) -> Output {
+    shadowcast_with_env(args, &[])
+}
+
+/// [`shadowcast`] with these environment variables set too.
+pub fn shadowcast_with_env(args: &[&str], variables: &[(&str, &str)]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_shadowcast"))
         .args(args)
         .env("RUST_LOG", "warn")
+        .envs(variables.iter().copied())
         .output()
         .expect("the shadowcast binary runs")
 }
@@ -31,10 +37,15 @@ pub fn stdout(output: &Output) -> String {
 
 /// Runs the binary and panics with its stderr unless it succeeds.
 pub fn shadowcast_ok(args: &[&str]) -> Output {
-    let output = shadowcast(args);
+    shadowcast_ok_with_env(args, &[])
+}
+
+/// [`shadowcast_ok`] with these environment variables set too.
+pub fn shadowcast_ok_with_env(args: &[&str], variables: &[(&str, &str)]) -> Output {
+    let output = shadowcast_with_env(args, variables);
     assert!(
         output.status.success(),
-        "shadowcast {args:?} failed:\n{}",
+        "shadowcast {args:?} with {variables:?} failed:\n{}",
         stderr(&output)
     );
     output
