@@ -106,6 +106,21 @@ impl KeyArena {
         self.split(slot).1
     }
 
+    /// Asks for where `slot`'s bytes end (and so where they start).
+    pub fn prefetch_end(&self, slot: usize) {
+        crate::prefetch::element(&self.ends, slot);
+    }
+
+    /// Asks for the first bytes of `slot` (reads its end: ask for that
+    /// first, with [`prefetch_end`](Self::prefetch_end)).
+    pub fn prefetch_bytes(&self, slot: usize) {
+        let start = match slot {
+            0 => 0,
+            _ => self.ends.get(slot - 1).map_or(0, |&end| end as usize),
+        };
+        crate::prefetch::element(&self.bytes, start);
+    }
+
     pub fn table(&self, slot: usize) -> u32 {
         self.split(slot).0
     }

@@ -21,6 +21,7 @@ pub mod logs;
 pub mod model;
 pub mod pg;
 pub mod policy;
+pub mod prefetch;
 pub mod scheduler;
 pub mod service;
 pub mod shard;

@@ -3,6 +3,7 @@
 //! named are all taken as copied at the version they were leased at.
 
 use super::{Ack, AckCall, AckCallOutcome, AckOutcome, AckResult, Scheduler, SchedulerError};
+use crate::prefetch::AHEAD;
 use crate::state::{KeyId, KeyRecord, Location};
 
 /// Per-key changes an acknowledgement batch is building, before its commit.
@@ -73,6 +74,9 @@ impl Scheduler {
             // key at the same place in the lease is tried before the index.
             let leased = self.leases.get(&call.lease).map(|live| &live.keys[..]);
             for (position, ack) in call.acks.iter().enumerate() {
+                if let Some(keys) = leased {
+                    self.prefetch_ahead(keys, position);
+                }
                 let table = match table_cache {
                     Some((name, id)) if name == ack.table => id,
                     _ => {
@@ -122,7 +126,10 @@ impl Scheduler {
                     })
                     .map(|(position, (&id, &version))| (position as u32, id, version))
                     .collect();
-                for (position, id, version) in others {
+                for (at, &(position, id, version)) in others.iter().enumerate() {
+                    if let Some(&(_, ahead, _)) = others.get(at + AHEAD) {
+                        self.map.prefetch_record(ahead);
+                    }
                     match self.judge_copy(id, version, &mut pending) {
                         AckOutcome::Accepted => outcome.others_accepted += 1,
                         other => outcome.others_not_accepted.push((position, other)),
@@ -135,7 +142,10 @@ impl Scheduler {
         let changes: Vec<(KeyId, KeyRecord)> = pending.changes.into_iter().collect();
         self.commit(&changes, &[])?;
         let mut ended_per_lease: ahash::AHashMap<u64, usize> = ahash::AHashMap::new();
-        for (id, lease) in released {
+        for (at, &(id, lease)) in released.iter().enumerate() {
+            if let Some(&(ahead, _)) = released.get(at + AHEAD) {
+                self.map.prefetch_record(ahead);
+            }
             if !self.release(id, lease) {
                 continue;
             }

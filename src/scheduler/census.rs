@@ -144,8 +144,12 @@ impl Scheduler {
         settings: &[(&str, String)],
     ) -> Result<(), StateError> {
         let (census, plans) = (&mut self.census, &self.plans);
+        let mut ahead = changes.iter().skip(crate::prefetch::AHEAD);
         self.map
             .commit_observed(changes, settings, |id, table, before, after| {
+                if let Some(&(next, _)) = ahead.next() {
+                    plans.prefetch(next);
+                }
                 let (plan, leased) = (&plans.get(id), plans.lease(id) != 0);
                 census.uncount(Standing::of(table, before, plan, leased));
                 census.count(Standing::of(table, after, plan, leased));

@@ -11,6 +11,7 @@ use rayon::prelude::*;
 use shadowcast_policy::abi::{ANY_DESTINATION, priority};
 
 use super::{Phase, Scheduler};
+use crate::prefetch::AHEAD;
 use crate::state::{KeyId, Location};
 
 /// Priority classes, highest first.
@@ -134,6 +135,12 @@ impl Plans {
 
     pub fn class(&self, id: KeyId) -> u8 {
         self.classes[id.index()]
+    }
+
+    /// Asks for `id`'s scores and class (see [`crate::prefetch`]).
+    pub fn prefetch(&self, id: KeyId) {
+        crate::prefetch::element(&self.scores, id.index());
+        crate::prefetch::element(&self.classes, id.index());
     }
 
     pub fn benefit(&self, id: KeyId) -> f32 {
@@ -389,6 +396,7 @@ impl Scheduler {
     fn front_fresh(&mut self, table: usize, slot: usize, now_us: i64) -> Option<KeyId> {
         while let Some(&id) = {
             let queue = &self.queues[table].fresh[slot];
+            self.prefetch_ahead(&queue.order, queue.cursor);
             queue.order.get(queue.cursor)
         } {
             if self.phase_admits(id) && self.ready(id, now_us) {
@@ -397,6 +405,20 @@ impl Scheduler {
             self.queues[table].fresh[slot].cursor += 1;
         }
         None
+    }
+
+    /// Asks for what leasing and acknowledging read of the keys a little
+    /// past `at` in `order` (see [`crate::prefetch`]): records and plans
+    /// [`AHEAD`] keys on, key bytes half as far (their place is read from
+    /// the end asked for earlier).
+    pub(super) fn prefetch_ahead(&self, order: &[KeyId], at: usize) {
+        if let Some(&id) = order.get(at + AHEAD) {
+            self.map.prefetch_record(id);
+            self.plans.prefetch(id);
+        }
+        if let Some(&id) = order.get(at + AHEAD / 2) {
+            self.map.prefetch_key(id);
+        }
     }
 
     /// The next key for `tables` in class slot `slot`, taken from its line:

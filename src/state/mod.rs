@@ -155,6 +155,12 @@ impl Records {
         self.flags.len()
     }
 
+    fn prefetch(&self, index: usize) {
+        crate::prefetch::element(&self.versions, index);
+        crate::prefetch::element(&self.sizes, index);
+        crate::prefetch::element(&self.flags, index);
+    }
+
     fn get(&self, index: usize) -> KeyRecord {
         let [copied, latest_write] = self.versions[index];
         let flags = self.flags[index];
@@ -559,6 +565,19 @@ impl LocationMap {
         &self.tables[self.table_of(id) as usize]
     }
 
+    /// Asks for `id`'s record and where its bytes end, to be read soon
+    /// (see [`crate::prefetch`]); [`prefetch_key`](Self::prefetch_key)
+    /// after it asks for the bytes themselves.
+    pub fn prefetch_record(&self, id: KeyId) {
+        self.records.prefetch(id.index());
+        self.keys.prefetch_end(id.index());
+    }
+
+    /// Asks for `id`'s table and key bytes.
+    pub fn prefetch_key(&self, id: KeyId) {
+        self.keys.prefetch_bytes(id.index());
+    }
+
     pub fn record(&self, id: KeyId) -> KeyRecord {
         self.records.get(id.index())
     }
@@ -636,7 +655,13 @@ impl LocationMap {
         self.stored_keys = self.records.len() as u32;
         self.unstored_tables.clear();
         self.settings_written.extend(settings);
-        for &(id, record) in changes {
+        for (at, &(id, record)) in changes.iter().enumerate() {
+            if let Some(&(ahead, _)) = changes.get(at + crate::prefetch::AHEAD) {
+                self.prefetch_record(ahead);
+            }
+            if let Some(&(ahead, _)) = changes.get(at + crate::prefetch::AHEAD / 2) {
+                self.prefetch_key(ahead);
+            }
             let before = self.set_record(id, &record);
             observe(id, self.keys.table(id.index()), &before, &record);
         }
