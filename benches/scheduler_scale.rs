@@ -90,7 +90,7 @@ fn main() {
     let ranking = input.rank();
     let ranking_sort = started.elapsed();
     let started = Instant::now();
-    scheduler.install_ranking(ranking);
+    drop(scheduler.install_ranking(ranking));
     let installing = started.elapsed();
 
     scheduler.force_phase(Phase::Background).expect("phase");
@@ -106,7 +106,7 @@ fn main() {
         .iter()
         .map(|k| Ack {
             table: k.table.clone(),
-            key: k.key.clone(),
+            key: k.key.clone().into(),
             result: AckResult::Copied { version: 1 },
         })
         .collect();

@@ -113,7 +113,7 @@ fn keys_of(lease: &Lease) -> Vec<String> {
 fn ack(table: &str, key: &str, result: AckResult) -> Ack {
     Ack {
         table: table.into(),
-        key: key.into(),
+        key: key.as_bytes().to_vec().into(),
         result,
     }
 }

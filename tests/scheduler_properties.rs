@@ -442,7 +442,7 @@ fn run(planned: usize, sizes: &[u16], steps: &[Step], durable: bool) -> Result<(
                     };
                     acks.push(Ack {
                         table: key.table.to_string(),
-                        key: key.key.clone(),
+                        key: key.key.clone().into(),
                         result,
                     });
                 }
@@ -476,7 +476,7 @@ fn run(planned: usize, sizes: &[u16], steps: &[Step], durable: bool) -> Result<(
                     }
                     acks.push(Ack {
                         table: key.table.to_string(),
-                        key: key.key.clone(),
+                        key: key.key.clone().into(),
                         result: AckResult::Copied {
                             version: leased_at + 1,
                         },
@@ -525,7 +525,7 @@ fn run(planned: usize, sizes: &[u16], steps: &[Step], durable: bool) -> Result<(
                 let id = pick_lease(*lease, &model).map_or(0, |l| model.leases[l].id);
                 let ack = Ack {
                     table: "nowhere".into(),
-                    key: b"k0".to_vec(),
+                    key: b"k0".to_vec().into(),
                     result: AckResult::Copied { version: 1 },
                 };
                 let outcomes = subject.get().acknowledge(id, &[ack], now).unwrap();

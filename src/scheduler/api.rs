@@ -159,7 +159,8 @@ pub enum AckResult {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Ack {
     pub table: String,
-    pub key: Vec<u8>,
+    /// Shared with the request it came in (no copy per key).
+    pub key: prost::bytes::Bytes,
     pub result: AckResult,
 }
 

@@ -78,7 +78,7 @@ pub use confidence::{Confidence, ConfidenceConfig};
 pub use config::{SchedulerConfig, Versions};
 pub use follow::{IngestReport, LogFollower, Scan, ScannedFile, Unreadable};
 pub use phases::Phase;
-pub use queues::{Ranking, RankingInput};
+pub use queues::{Ranking, RankingInput, ReplacedLines};
 pub use sample::{SampleConfig, SampleOf, SampleShares};
 pub use status::{Counters, Gauges, Status, StatusExportError, TableStatus};
 

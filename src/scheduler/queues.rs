@@ -219,6 +219,14 @@ pub struct Ranking {
     hot_cut: Option<u64>,
 }
 
+/// The lines of new work a [`Ranking`] replaced. Dropping it frees them
+/// (tens of megabytes at millions of keys): an owner that serves meanwhile
+/// hands it to another thread to drop.
+#[must_use = "dropping the replaced lines frees them here"]
+pub struct ReplacedLines {
+    _lines: Vec<RankedQueue>,
+}
+
 /// A sort key ordering by benefit, highest first, then by key id: the
 /// benefit's bits mapped so that unsigned order is `f32::total_cmp` order,
 /// inverted, above the id.
@@ -274,7 +282,7 @@ impl Scheduler {
     pub(super) fn rebuild_queues(&mut self) {
         let mut input = self.begin_snapshot();
         self.extend_ranking_input(&mut input, usize::MAX);
-        self.install_ranking(input.rank());
+        drop(self.install_ranking(input.rank()));
     }
 
     /// An empty ranking input, newer than any taken before.
@@ -319,16 +327,17 @@ impl Scheduler {
     /// (cursors back to the start), unless a newer ranking was taken since.
     /// Keys tracked after its input was taken go last in their class, as
     /// unscored keys do. Keys to re-sync keep their place.
-    pub fn install_ranking(&mut self, ranking: Ranking) {
+    pub fn install_ranking(&mut self, ranking: Ranking) -> ReplacedLines {
+        let mut replaced = Vec::new();
         if ranking.generation != self.ranking_generation {
-            return;
+            return ReplacedLines { _lines: replaced };
         }
         self.hot_cut = ranking.hot_cut;
         let tables = self.map.tables().len();
         self.queues.resize_with(tables, TableQueues::default);
         for (queues, orders) in self.queues.iter_mut().zip(ranking.orders) {
             for (queue, order) in queues.fresh.iter_mut().zip(orders) {
-                *queue = RankedQueue { order, cursor: 0 };
+                replaced.push(std::mem::replace(queue, RankedQueue { order, cursor: 0 }));
             }
         }
         for index in ranking.keys..self.plans.len() {
@@ -340,6 +349,7 @@ impl Scheduler {
                     .push(id);
             }
         }
+        ReplacedLines { _lines: replaced }
     }
 
     /// Whether new work may go out in the current phase.

@@ -37,7 +37,7 @@ impl Scheduler {
         check_plan(candidates, decisions)?;
         self.score(candidates, decisions, 0..candidates.len())?;
         let input = self.ranking_input()?;
-        self.install_ranking(input.rank());
+        drop(self.install_ranking(input.rank()));
         Ok(())
     }
 

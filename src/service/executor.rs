@@ -342,7 +342,7 @@ impl Executor for ExecutorApi {
             };
             acks.push(Ack {
                 table: ack.table,
-                key: ack.key.into(),
+                key: ack.key,
                 result,
             });
         }

@@ -287,7 +287,7 @@ impl Replayer<'_> {
                 }
                 landed.push(Some(Ack {
                     table: table.to_string(),
-                    key: key.to_vec(),
+                    key: prost::bytes::Bytes::copy_from_slice(key),
                     result: AckResult::Copied { version },
                 }));
             } else if let Some(size) = current_size(&self.scheduler, table, key)
@@ -329,7 +329,7 @@ impl Replayer<'_> {
                         .into_iter()
                         .map(|k| Ack {
                             table: k.table,
-                            key: k.key,
+                            key: k.key.into(),
                             result: AckResult::Copied {
                                 version: k.min_version,
                             },

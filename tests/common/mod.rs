@@ -356,7 +356,7 @@ pub fn copied_as_leased(lease: &shadowcast::scheduler::Lease) -> Vec<shadowcast:
         .iter()
         .map(|k| shadowcast::scheduler::Ack {
             table: k.table.clone(),
-            key: k.key.clone(),
+            key: k.key.clone().into(),
             result: shadowcast::scheduler::AckResult::Copied {
                 version: k.min_version,
             },
