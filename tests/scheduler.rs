@@ -864,3 +864,33 @@ fn bad_settings_are_refused_with_the_field_named() {
         .to_string();
     assert!(error.contains("junk.redb"), "{error}");
 }
+
+#[test]
+fn a_ranking_taken_before_a_newer_one_is_not_installed_over_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let scored = |expected: [f64; 3]| {
+        candidates(&[
+            ("users", "a", 100, expected[0], 0.0),
+            ("users", "b", 100, expected[1], 0.0),
+            ("users", "c", 100, expected[2], 0.0),
+        ])
+    };
+    let neutral = Decisions::neutral(3);
+    let mut scheduler = open(dir.path(), config());
+    scheduler.plan(&scored([3.0, 2.0, 1.0]), &neutral).unwrap();
+    scheduler.force_phase(Phase::Background).unwrap();
+
+    scheduler
+        .score(&scored([1.0, 2.0, 3.0]), &neutral, 0..3)
+        .unwrap();
+    let older = scheduler.ranking_input().unwrap().rank();
+    scheduler
+        .score(&scored([2.0, 3.0, 1.0]), &neutral, 0..3)
+        .unwrap();
+    let newer = scheduler.ranking_input().unwrap().rank();
+    drop(scheduler.install_ranking(newer));
+    drop(scheduler.install_ranking(older));
+
+    let lease = scheduler.lease(&request(3), T0).unwrap();
+    assert_eq!(keys_of(&lease), ["b", "a", "c"]);
+}

@@ -219,12 +219,13 @@ pub struct Ranking {
     hot_cut: Option<u64>,
 }
 
-/// The lines of new work a [`Ranking`] replaced. Dropping it frees them
-/// (tens of megabytes at millions of keys): an owner that serves meanwhile
-/// hands it to another thread to drop.
+/// The lines of new work a [`Ranking`] replaced (or the ranking's own,
+/// when a newer one was taken since). Dropping it frees them (tens of
+/// megabytes at millions of keys): an owner that serves meanwhile hands it
+/// to another thread to drop.
 #[must_use = "dropping the replaced lines frees them here"]
 pub struct ReplacedLines {
-    _lines: Vec<RankedQueue>,
+    _lines: Vec<Vec<KeyId>>,
 }
 
 /// A sort key ordering by benefit, highest first, then by key id: the
@@ -328,16 +329,18 @@ impl Scheduler {
     /// Keys tracked after its input was taken go last in their class, as
     /// unscored keys do. Keys to re-sync keep their place.
     pub fn install_ranking(&mut self, ranking: Ranking) -> ReplacedLines {
-        let mut replaced = Vec::new();
         if ranking.generation != self.ranking_generation {
-            return ReplacedLines { _lines: replaced };
+            return ReplacedLines {
+                _lines: ranking.orders.into_iter().flatten().collect(),
+            };
         }
+        let mut replaced = Vec::new();
         self.hot_cut = ranking.hot_cut;
         let tables = self.map.tables().len();
         self.queues.resize_with(tables, TableQueues::default);
         for (queues, orders) in self.queues.iter_mut().zip(ranking.orders) {
             for (queue, order) in queues.fresh.iter_mut().zip(orders) {
-                replaced.push(std::mem::replace(queue, RankedQueue { order, cursor: 0 }));
+                replaced.push(std::mem::replace(queue, RankedQueue { order, cursor: 0 }).order);
             }
         }
         for index in ranking.keys..self.plans.len() {
