@@ -152,6 +152,15 @@ fn main() {
         status_calls += 1;
     }
     let status_each = started.elapsed() / status_calls;
+    let map_bytes = scheduler.map().memory_bytes();
+
+    // A restart: every key loaded back into memory from the state files.
+    drop(scheduler);
+    let started = Instant::now();
+    let reopened = Scheduler::open(dir.path().join("state.redb"), SchedulerConfig::default(), 0)
+        .expect("reopen");
+    let reopening = started.elapsed();
+    drop(reopened);
 
     println!("scheduler scale, {keys} keys (keys average {key_bytes:.1} bytes):");
     println!(
@@ -193,6 +202,10 @@ fn main() {
         owner_rate
     );
     println!(
+        "  reopen (every key loaded back from the state files):       {:.2} s",
+        reopening.as_secs_f64()
+    );
+    println!(
         "  status record (phase, counts, confidence):                 {:.1} µs",
         status_each.as_secs_f64() * 1e6
     );
@@ -200,7 +213,7 @@ fn main() {
         "  resident memory for the tracked keys: {:.0} MiB = {:.0} bytes per key (location map alone: {:.0} bytes per key)",
         tracked as f64 / (1 << 20) as f64,
         tracked as f64 / keys as f64,
-        scheduler.map().memory_bytes() as f64 / keys as f64
+        map_bytes as f64 / keys as f64
     );
     println!(
         "  peak resident memory of the whole run (candidates included): {:.0} MiB",

@@ -301,6 +301,11 @@ impl LocationMap {
         let path = path.as_ref().to_path_buf();
         let mut keys = KeyArena::default();
         let mut records = Records::default();
+        // Room for every stored key at once: growing the key index as keys
+        // load hashes them all again at each doubling.
+        let (stored, key_bytes) = Store::stored_keys_hint(&path);
+        keys.reserve(stored, key_bytes);
+        records.reserve(stored);
         let mut totals: [LocationCounts; 3] = Default::default();
         let store = Store::open(&path, |table, key, record| {
             keys.insert(keys.hash(table, key), table, key)

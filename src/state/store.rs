@@ -139,6 +139,15 @@ impl Store {
         Ok(store)
     }
 
+    /// How many keys the state at `path` holds and how many bytes their
+    /// file takes, from the files' lengths (without reading them): room
+    /// to make before [`open`](Self::open) loads them. Zero when missing.
+    pub fn stored_keys_hint(path: &Path) -> (usize, usize) {
+        let length = |file: PathBuf| std::fs::metadata(file).map_or(0, |m| m.len() as usize);
+        let records = length(records_path(path)).saturating_sub(RECORDS_MAGIC.len()) / RECORD_LEN;
+        (records, length(keys_path(path)))
+    }
+
     /// A store held in memory only, for simulations: tables and settings in
     /// redb's memory backend, keys nowhere (nothing reads them back).
     /// `label` names it in errors.
