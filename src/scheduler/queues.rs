@@ -421,16 +421,14 @@ impl Scheduler {
     }
 
     /// Asks for what leasing and acknowledging read of the keys a little
-    /// past `at` in `order` (see [`crate::prefetch`]): records and plans
-    /// [`AHEAD`] keys on, key bytes half as far (their place is read from
-    /// the end asked for earlier).
+    /// past `at` in `order` (see [`LocationMap::prefetch_ahead`]), plans
+    /// included.
+    ///
+    /// [`LocationMap::prefetch_ahead`]: crate::state::LocationMap::prefetch_ahead
     pub(super) fn prefetch_ahead(&self, order: &[KeyId], at: usize) {
+        self.map.prefetch_ahead(|i| order.get(i).copied(), at);
         if let Some(&id) = order.get(at + AHEAD) {
-            self.map.prefetch_record(id);
             self.plans.prefetch(id);
-        }
-        if let Some(&id) = order.get(at + AHEAD / 2) {
-            self.map.prefetch_key(id);
         }
     }
 

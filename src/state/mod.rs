@@ -571,16 +571,29 @@ impl LocationMap {
     }
 
     /// Asks for `id`'s record and where its bytes end, to be read soon
-    /// (see [`crate::prefetch`]); [`prefetch_key`](Self::prefetch_key)
-    /// after it asks for the bytes themselves.
+    /// (see [`crate::prefetch`]); [`prefetch_ahead`](Self::prefetch_ahead)
+    /// also asks for the bytes themselves.
     pub fn prefetch_record(&self, id: KeyId) {
         self.records.prefetch(id.index());
         self.keys.prefetch_end(id.index());
     }
 
     /// Asks for `id`'s table and key bytes.
-    pub fn prefetch_key(&self, id: KeyId) {
+    fn prefetch_key(&self, id: KeyId) {
         self.keys.prefetch_bytes(id.index());
+    }
+
+    /// Asks for what a walk over keys reads a little past position `at`
+    /// (`id_at` gives the walk's key at a position): the record and where
+    /// the bytes end [`AHEAD`](crate::prefetch::AHEAD) keys on, the bytes
+    /// half as far (their place is read from the end asked for earlier).
+    pub fn prefetch_ahead(&self, id_at: impl Fn(usize) -> Option<KeyId>, at: usize) {
+        if let Some(id) = id_at(at + crate::prefetch::AHEAD) {
+            self.prefetch_record(id);
+        }
+        if let Some(id) = id_at(at + crate::prefetch::AHEAD / 2) {
+            self.prefetch_key(id);
+        }
     }
 
     pub fn record(&self, id: KeyId) -> KeyRecord {
@@ -661,12 +674,7 @@ impl LocationMap {
         self.unstored_tables.clear();
         self.settings_written.extend(settings);
         for (at, &(id, record)) in changes.iter().enumerate() {
-            if let Some(&(ahead, _)) = changes.get(at + crate::prefetch::AHEAD) {
-                self.prefetch_record(ahead);
-            }
-            if let Some(&(ahead, _)) = changes.get(at + crate::prefetch::AHEAD / 2) {
-                self.prefetch_key(ahead);
-            }
+            self.prefetch_ahead(|i| changes.get(i).map(|&(id, _)| id), at);
             let before = self.set_record(id, &record);
             observe(id, self.keys.table(id.index()), &before, &record);
         }
