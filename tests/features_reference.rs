@@ -79,10 +79,11 @@ fn reference_events() -> Vec<Event> {
     events
 }
 
-fn expected(events: &[Event]) -> Vec<KeyFeatures> {
-    let as_of_us = AS_OF_MS * 1000;
+/// The features of `events` as of `as_of_ms`, one key at a time.
+fn expected(events: &[Event], as_of_ms: i64) -> Vec<KeyFeatures> {
+    let as_of_us = as_of_ms * 1000;
     let mut per_key: BTreeMap<(String, Vec<u8>), Vec<&Event>> = BTreeMap::new();
-    for event in events.iter().filter(|e| e.ts_ms <= AS_OF_MS) {
+    for event in events.iter().filter(|e| e.ts_ms <= as_of_ms) {
         per_key
             .entry((event.table.to_string(), event.key.as_bytes().to_vec()))
             .or_default()
@@ -120,14 +121,15 @@ fn expected(events: &[Event]) -> Vec<KeyFeatures> {
             newest_first.sort_unstable_by(|a, b| b.cmp(a));
             let mut gaps_h = [None; 4];
             for (gap, slot) in gaps_h.iter_mut().enumerate() {
+                let Some(&ts) = newest_first.get(gap) else {
+                    break;
+                };
                 let later = if gap == 0 {
-                    AS_OF_MS
+                    as_of_ms
                 } else {
                     newest_first[gap - 1]
                 };
-                *slot = newest_first
-                    .get(gap)
-                    .map(|&ts| (later - ts) as f64 * 1000.0 / horizon_us);
+                *slot = Some((later - ts) as f64 * 1000.0 / horizon_us);
             }
             let writes_7d = count(&|e| e.op != "read" && age_us(e) < 7 * 24 * 3_600_000_000);
             // The latest access naming a tenant; at equal times the greatest name.
@@ -140,24 +142,24 @@ fn expected(events: &[Event]) -> Vec<KeyFeatures> {
                 table: table.as_str().into(),
                 key: key.clone(),
                 tenant,
-                first_seen_age_s: (AS_OF_MS - first) as f64 / 1000.0,
+                first_seen_age_s: (as_of_ms - first) as f64 / 1000.0,
                 events: [1, 6, 24, 168].map(|h| count(&|e| age_us(e) < h * 3_600_000_000)),
                 reads_total: count(&|e| e.op == "read"),
                 writes_total: count(&|e| e.op != "read"),
                 reads_decay: [1.0, 6.0, 24.0].map(|h| decay(true, h)),
                 writes_decay: [1.0, 6.0, 24.0].map(|h| decay(false, h)),
-                secs_since_last_read: last_of(true).map(|t| (AS_OF_MS - t) as f64 / 1000.0),
-                secs_since_last_write: last_of(false).map(|t| (AS_OF_MS - t) as f64 / 1000.0),
+                secs_since_last_read: last_of(true).map(|t| (as_of_ms - t) as f64 / 1000.0),
+                secs_since_last_write: last_of(false).map(|t| (as_of_ms - t) as f64 / 1000.0),
                 read_share: count(&|e| e.op == "read") as f64 / total,
                 change_rate_per_h: writes_7d as f64
-                    / ((AS_OF_MS - first) as f64 / HOUR_MS as f64).clamp(1.0, 168.0),
+                    / ((as_of_ms - first) as f64 / HOUR_MS as f64).clamp(1.0, 168.0),
                 size_last: at_last.iter().map(|e| e.size).max().unwrap(),
                 size_max: evs.iter().map(|e| e.size).max().unwrap(),
                 is_deleted: at_last.iter().any(|e| e.op == "delete"),
                 tod_share: [0, 6, 12, 18]
                     .map(|h| count(&|e| (h..h + 6).contains(&hour_of(e))) as f64 / total),
                 tod_share_next_6h: count(&|e| {
-                    (time_of_day_us(e.ts_ms) - time_of_day_us(AS_OF_MS)).rem_euclid(86_400_000_000)
+                    (time_of_day_us(e.ts_ms) - time_of_day_us(as_of_ms)).rem_euclid(86_400_000_000)
                         < 21_600_000_000
                 }) as f64
                     / total,
@@ -174,7 +176,7 @@ fn expected(events: &[Event]) -> Vec<KeyFeatures> {
                         .sum()
                 }),
                 gaps_h,
-                age_h: (AS_OF_MS - first) as f64 * 1000.0 / horizon_us,
+                age_h: (as_of_ms - first) as f64 * 1000.0 / horizon_us,
             }
         })
         .collect();
@@ -249,7 +251,7 @@ fn features_match_an_independent_computation() {
     let table = FeatureTable::read_parquet(&out).expect("readable feature table");
     assert_eq!(table.as_of, AS_OF_MS * 1000);
     assert_eq!(table.horizon, HORIZON_MS * 1000);
-    let wanted = expected(&events);
+    let wanted = expected(&events, AS_OF_MS);
     let actual_keys: Vec<_> = table
         .rows()
         .map(|r| (r.table.clone(), r.key_display()))
@@ -314,5 +316,108 @@ fn threads_do_not_change_the_result() {
     assert_eq!(one.len(), four.len());
     for (a, b) in one.iter().zip(&four) {
         assert_features_match(a, b, 1e-12);
+    }
+}
+
+/// The service keeps its features fresh by rolling the key states of the
+/// files it read forward to each new cut-off and reading only new files:
+/// at every step the features equal the independent computation over
+/// every file so far, through cut-off moves of minutes, of more than the
+/// 6 hours the time-of-day feature looks ahead, past midnight, and of more
+/// than a day, with late events arriving in later files.
+#[test]
+fn features_rolled_forward_file_by_file_match_an_independent_computation() {
+    use shadowcast::features::RollingFeatures;
+    use shadowcast::logs::LogSource;
+
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    let mut events = reference_events();
+    events.sort_by_key(|e| e.ts_ms);
+    let minute = 60_000;
+    // The ends of the files' stretches of time, each step named by how
+    // far the cut-off moves.
+    let start = AS_OF_MS - 100 * HOUR_MS;
+    // The cut-off's time of day at each end: 09:17, 09:24, 12:17, 17:32,
+    // 18:17 (the window gains 23:32 to 00:17), 21:22, 00:30 (it loses
+    // 21:22 to 00:30), 07:17 (6h47 on: a window of its own), 11:17 (28
+    // hours on), 15:17 (52 hours on).
+    let ends = [
+        start,
+        start + 7 * minute,
+        start + 3 * HOUR_MS,
+        start + 8 * HOUR_MS + 15 * minute,
+        start + 9 * HOUR_MS,
+        start + 12 * HOUR_MS + 5 * minute,
+        start + 15 * HOUR_MS + 13 * minute,
+        start + 22 * HOUR_MS,
+        start + 50 * HOUR_MS,
+        AS_OF_MS + 2 * HOUR_MS + 1,
+    ];
+    let mut rolling = RollingFeatures::default();
+    let mut files: Vec<Vec<Event>> = Vec::new();
+    let mut late: Vec<Event> = Vec::new();
+    let mut from = i64::MIN;
+    for (index, &end) in ends.iter().enumerate() {
+        // Every seventh event of a stretch arrives with the next file.
+        let mut file = std::mem::take(&mut late);
+        for (position, event) in events
+            .iter()
+            .filter(|e| (from..end).contains(&e.ts_ms))
+            .enumerate()
+        {
+            if position % 7 == 3 && index + 1 < ends.len() {
+                late.push(event.clone());
+            } else {
+                file.push(event.clone());
+            }
+        }
+        from = end;
+        file.sort_by_key(|e| e.ts_ms);
+        write_events(&logs.join(format!("part-{index}.parquet")), &file, 61);
+        files.push(file);
+        let written = files.concat();
+        let as_of_ms = written.iter().map(|e| e.ts_ms).max().unwrap();
+        let refresh = rolling
+            .advance(
+                &LogSource::open(&logs).unwrap(),
+                as_of_ms * 1000,
+                HORIZON_MS * 1000,
+            )
+            .unwrap()
+            .expect("a new file is something new");
+        assert_eq!(refresh.rolled, index > 0, "step {index}");
+        let rows: Vec<KeyFeatures> = refresh.states.into_table().rows().collect();
+        let wanted = expected(&written, as_of_ms);
+        assert_eq!(rows.len(), wanted.len(), "keys at step {index}");
+        for (actual, wanted) in rows.iter().zip(&wanted) {
+            assert_features_match(actual, wanted, 1e-10);
+        }
+    }
+    let source = || LogSource::open(&logs).unwrap();
+    let as_of_us = files.concat().iter().map(|e| e.ts_ms).max().unwrap() * 1000;
+    let horizon_us = HORIZON_MS * 1000;
+    assert!(
+        rolling
+            .advance(&source(), as_of_us, horizon_us)
+            .unwrap()
+            .is_none(),
+        "the same files and cut-off: nothing new"
+    );
+
+    // A file read before is gone: every file is read again.
+    std::fs::remove_file(logs.join("part-2.parquet")).unwrap();
+    let refresh = rolling
+        .advance(&source(), as_of_us, horizon_us)
+        .unwrap()
+        .expect("a file went away");
+    assert!(!refresh.rolled);
+    files.remove(2);
+    let remaining = files.concat();
+    let rows: Vec<KeyFeatures> = refresh.states.into_table().rows().collect();
+    let wanted = expected(&remaining, as_of_us / 1000);
+    assert_eq!(rows.len(), wanted.len());
+    for (actual, wanted) in rows.iter().zip(&wanted) {
+        assert_features_match(actual, wanted, 1e-10);
     }
 }

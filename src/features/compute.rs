@@ -14,10 +14,11 @@ use rayon::prelude::*;
 
 use super::FeatureTable;
 use super::definition::{KeyFeatures, neighbourhood};
+use super::rolling::History;
 use super::state::{CutOff, KeyState};
 use super::table::{BATCH_ROWS, BatchBuilder};
 use crate::keys::{KeyArena, key_hasher};
-use crate::logs::{AccessBatch, LogError, LogSource, TimeRange};
+use crate::logs::{AccessBatch, LogError, LogSource, ScanPlan, TimeRange};
 
 /// Shards of the key states: enough that workers seldom want the same one
 /// at once and for parallel sorting on many cores, few enough that empty
@@ -32,11 +33,13 @@ fn shard_of(hash: u64) -> usize {
     (hash >> 32) as usize % SHARDS
 }
 
-/// The key states of one shard: keys in a flat arena, states by slot.
+/// The key states of one shard: keys in a flat arena, states by slot,
+/// and, when the states are to be rolled forward, what that needs.
 #[derive(Default)]
-struct Shard {
+pub(super) struct Shard {
     keys: KeyArena,
-    states: Vec<KeyState>,
+    pub(super) states: Vec<KeyState>,
+    pub(super) history: Option<History>,
 }
 
 impl Shard {
@@ -63,6 +66,19 @@ impl Shard {
         self.states.push(state);
     }
 
+    /// A copy of the shard's keys and states in the order of `slots`,
+    /// without an index or history.
+    fn reordered_copy(&self, slots: &[u32]) -> Shard {
+        Shard {
+            keys: self.keys.reordered(slots),
+            states: slots
+                .iter()
+                .map(|&slot| self.states[slot as usize].clone())
+                .collect(),
+            history: None,
+        }
+    }
+
     /// The shard's keys and states in the order of `slots`, without an
     /// index: the states are permuted in place (they are most of a shard's
     /// memory), only the keys are copied.
@@ -85,14 +101,18 @@ impl Shard {
                 at = from;
             }
         }
-        Shard { keys, states }
+        Shard {
+            keys,
+            states,
+            history: None,
+        }
     }
 }
 
 /// Names (of tables, of tenants) seen by any worker, with ids shared by
 /// all of them.
 #[derive(Clone, Default)]
-struct NameRegistry {
+pub(super) struct NameRegistry {
     // A std Mutex: taken once per batch, never across an await or a long step.
     names: Arc<Mutex<Vec<Arc<str>>>>,
 }
@@ -245,6 +265,9 @@ impl BatchRows<'_> {
             };
             let state = &mut shard.states[slot];
             state.add(&self.cut, ts[row], ops[row], sizes[row]);
+            if let Some(history) = &mut shard.history {
+                history.record(&self.cut, slot as u32, ts[row], ops[row]);
+            }
             if let Some(tenants) = &self.tenants
                 && let Some(&id) = tenants.ids.get(tenants.of_row[row] as usize)
             {
@@ -291,15 +314,20 @@ impl KeyOrder {
 
     /// The shard's keys and states in output order.
     fn sort(&self, shard: Shard) -> Shard {
+        let slots = self.order(&shard);
+        shard.into_reordered(&slots)
+    }
+
+    /// The shard's slots in output order.
+    fn order(&self, shard: &Shard) -> Vec<u32> {
         let mut records: Vec<(Coarse, u32)> = (0..shard.len())
-            .map(|slot| (self.coarse(&shard, slot), slot as u32))
+            .map(|slot| (self.coarse(shard, slot), slot as u32))
             .collect();
         records.sort_unstable_by(|a, b| {
             a.0.cmp(&b.0)
                 .then_with(|| shard.key(a.1 as usize).cmp(shard.key(b.1 as usize)))
         });
-        let slots: Vec<u32> = records.into_iter().map(|(_, slot)| slot).collect();
-        shard.into_reordered(&slots)
+        records.into_iter().map(|(_, slot)| slot).collect()
     }
 
     /// Merges sorted shards: the shard of each row, in output order.
@@ -425,21 +453,40 @@ impl RowContext {
 impl KeyStates {
     /// Sorts the scan's shards into output order and computes the
     /// neighbourhood columns from the states.
-    fn sort(
-        shards: Vec<Shard>,
-        keys_are_utf8: bool,
-        events: u64,
-        cut: CutOff,
-        tables: &NameRegistry,
-        tenants: &NameRegistry,
-    ) -> KeyStates {
+    pub(super) fn sort(scanned: Scanned) -> KeyStates {
         let started = Instant::now();
-        let names = tables.names();
+        let names = scanned.scan.tables.names();
         let key_order = KeyOrder::new(&names);
-        let shards: Vec<Shard> = shards
+        let shards: Vec<Shard> = scanned
+            .shards
             .into_par_iter()
             .map(|shard| key_order.sort(shard))
             .collect();
+        Self::from_sorted(shards, &key_order, names, &scanned.scan, started)
+    }
+
+    /// The states of `scanned` in output order, left in place (copied).
+    pub(super) fn sorted_copy(scanned: &Scanned) -> KeyStates {
+        let started = Instant::now();
+        let names = scanned.scan.tables.names();
+        let key_order = KeyOrder::new(&names);
+        let shards: Vec<Shard> = scanned
+            .shards
+            .par_iter()
+            .map(|shard| shard.reordered_copy(&key_order.order(shard)))
+            .collect();
+        Self::from_sorted(shards, &key_order, names, &scanned.scan, started)
+    }
+
+    /// Merges shards each in output order, and works out the
+    /// neighbourhood columns.
+    fn from_sorted(
+        shards: Vec<Shard>,
+        key_order: &KeyOrder,
+        names: Vec<Arc<str>>,
+        scan: &ScanTotals,
+        started: Instant,
+    ) -> KeyStates {
         let shard_of_row = key_order.merge(&shards);
         let mut cursor = [0u32; SHARDS];
         let slot_of_row: Vec<u32> = shard_of_row
@@ -459,11 +506,11 @@ impl KeyStates {
                 prefix_events: Vec::new(),
                 range_events: Vec::new(),
                 names,
-                tenant_names: tenants.names(),
-                keys_are_utf8,
-                cut,
+                tenant_names: scan.tenants.names(),
+                keys_are_utf8: scan.keys_are_utf8,
+                cut: scan.cut,
             },
-            events,
+            events: scan.events,
         };
         let events_24h: Vec<i64> = (0..states.len())
             .map(|row| {
@@ -665,31 +712,84 @@ pub fn scan(
         rows = stats.rows_planned,
         "scanning access logs"
     );
-    let cut = CutOff::new(options.as_of, options.horizon);
-    let (tables, tenants) = (NameRegistry::default(), NameRegistry::default());
-    let started = Instant::now();
-    let shards: Vec<Mutex<Shard>> = (0..SHARDS).map(|_| Mutex::default()).collect();
-    let workers = plan.fold(
-        || Accumulator::new(cut, tables.clone(), tenants.clone(), &shards),
-        |accumulator, batch| accumulator.add_batch(batch),
-        on_rows,
-    )?;
-    tracing::info!(seconds = started.elapsed().as_secs_f64(), "scanned");
-    let keys_are_utf8 = workers.iter().all(|w| w.keys_are_utf8);
-    let events = workers.iter().map(|w| w.events).sum();
-    drop(workers);
-    let shards = shards
-        .into_iter()
-        .map(|shard| shard.into_inner().expect("a feature worker panicked"))
-        .collect();
-    Ok(KeyStates::sort(
-        shards,
-        keys_are_utf8,
-        events,
-        cut,
-        &tables,
-        &tenants,
-    ))
+    let mut scanned = Scanned::empty(CutOff::new(options.as_of, options.horizon), false);
+    scanned.add(&plan, on_rows)?;
+    Ok(KeyStates::sort(scanned))
+}
+
+/// Key states being scanned into, and what the scans so far saw.
+pub(super) struct Scanned {
+    pub(super) shards: Vec<Shard>,
+    pub(super) scan: ScanTotals,
+}
+
+/// What every scan into a [`Scanned`] adds to: the cut-off its states are
+/// as of, names by id, whether every key was text, events read.
+pub(super) struct ScanTotals {
+    pub(super) cut: CutOff,
+    tables: NameRegistry,
+    tenants: NameRegistry,
+    keys_are_utf8: bool,
+    pub(super) events: u64,
+}
+
+impl Scanned {
+    /// No keys yet; `with_history` keeps what rolling the states forward
+    /// needs ([`History`]).
+    pub(super) fn empty(cut: CutOff, with_history: bool) -> Self {
+        Scanned {
+            shards: (0..SHARDS)
+                .map(|_| Shard {
+                    history: with_history.then(History::default),
+                    ..Shard::default()
+                })
+                .collect(),
+            scan: ScanTotals {
+                cut,
+                tables: NameRegistry::default(),
+                tenants: NameRegistry::default(),
+                keys_are_utf8: true,
+                events: 0,
+            },
+        }
+    }
+
+    /// Adds the events `plan` reads, on every core, at the states' cut-off.
+    pub(super) fn add(
+        &mut self,
+        plan: &ScanPlan,
+        on_rows: &(dyn Fn(u64) + Sync),
+    ) -> Result<(), LogError> {
+        let started = Instant::now();
+        let shards: Vec<Mutex<Shard>> = std::mem::take(&mut self.shards)
+            .into_iter()
+            .map(Mutex::new)
+            .collect();
+        let scan = &self.scan;
+        let folded = plan
+            .fold(
+                || Accumulator::new(scan.cut, scan.tables.clone(), scan.tenants.clone(), &shards),
+                |accumulator, batch| accumulator.add_batch(batch),
+                on_rows,
+            )
+            .map(|workers| {
+                (
+                    workers.iter().all(|w| w.keys_are_utf8),
+                    workers.iter().map(|w| w.events).sum::<u64>(),
+                )
+            });
+        // The shards come back whatever the scan gave: a caller rolling
+        // them forward sees what was added, and may start again.
+        self.shards = shards
+            .into_iter()
+            .map(|shard| shard.into_inner().expect("a feature worker panicked"))
+            .collect();
+        let (keys_are_utf8, events) = folded?;
+        self.scan.keys_are_utf8 &= keys_are_utf8;
+        self.scan.events += events;
+        tracing::info!(seconds = started.elapsed().as_secs_f64(), "scanned");
+        Ok(())
+    }
 }
 
 #[cfg(test)]

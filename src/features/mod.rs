@@ -18,11 +18,13 @@
 
 mod compute;
 pub mod definition;
+mod rolling;
 pub mod rows;
 mod state;
 pub mod table;
 
 pub use compute::{FeatureOptions, KeyStates, compute, scan};
 pub use definition::{FEATURE_SET_NAME, FEATURE_SET_VERSION, KeyFeatures};
+pub use rolling::{HISTORY_EVENT_LIMIT, Refresh, RollingFeatures};
 pub use rows::FeatureRows;
 pub use table::{FeatureFileError, FeatureTable};

@@ -14,7 +14,7 @@ use crate::time::{DAY_US, HOUR_US};
 
 const LN_2: f64 = std::f64::consts::LN_2;
 const WEEK_US: i64 = 7 * DAY_US;
-const TOD_BUCKET_US: i64 = 6 * HOUR_US;
+pub(crate) const TOD_BUCKET_US: i64 = 6 * HOUR_US;
 
 /// Quantities that depend only on the cut-off, computed once per scan.
 #[derive(Clone, Copy, Debug)]
@@ -24,6 +24,10 @@ pub(crate) struct CutOff {
     pub horizon: i64,
     /// Time of day of the cut-off, to find events in the 6 hours after it.
     pub as_of_tod: i64,
+    /// How long before the cut-off an event may be and still count in a
+    /// window (fixed, or on the horizon's scale): an event older than this
+    /// counts in none, at this cut-off or any later one.
+    pub window_span: i64,
 }
 
 impl CutOff {
@@ -32,9 +36,59 @@ impl CutOff {
         CutOff {
             as_of,
             horizon,
-            as_of_tod: as_of.rem_euclid(DAY_US),
+            as_of_tod: time_of_day(as_of),
+            window_span: window_span(horizon),
         }
     }
+
+    /// Whether a time of day is in the 6 hours after the cut-off's.
+    #[inline]
+    pub fn in_next_6h(&self, tod: i64) -> bool {
+        (tod - self.as_of_tod).rem_euclid(DAY_US) < TOD_BUCKET_US
+    }
+}
+
+/// See [`CutOff::window_span`].
+fn window_span(horizon: i64) -> i64 {
+    let fixed = WINDOWS
+        .iter()
+        .map(|&(_, window)| window)
+        .chain([WEEK_US])
+        .max()
+        .unwrap_or(WEEK_US);
+    HORIZON_WINDOWS
+        .iter()
+        .map(|&(_, numerator, denominator)| {
+            let (product, denominator) = (
+                i128::from(horizon) * i128::from(numerator),
+                i128::from(denominator),
+            );
+            let span = (product + denominator - 1) / denominator;
+            i64::try_from(span).unwrap_or(i64::MAX)
+        })
+        .fold(fixed, i64::max)
+}
+
+/// The factors that move decayed counters `shift` microseconds on.
+pub(crate) struct DecayShift {
+    fixed: [f64; DECAY_HALF_LIVES.len()],
+    horizon: [f64; HORIZON_HALF_LIVES.len()],
+}
+
+impl DecayShift {
+    pub fn new(horizon: i64, shift: i64) -> Self {
+        DecayShift {
+            fixed: DECAY_HALF_LIVES
+                .map(|(_, half_life)| (-LN_2 * shift as f64 / half_life as f64).exp()),
+            horizon: HORIZON_HALF_LIVES
+                .map(|(_, multiple)| (-LN_2 * shift as f64 / (horizon as f64 * multiple)).exp()),
+        }
+    }
+}
+
+/// Microseconds since midnight UTC.
+pub(crate) fn time_of_day(ts: i64) -> i64 {
+    ts.rem_euclid(DAY_US)
 }
 
 #[derive(Clone, Debug)]
@@ -124,9 +178,7 @@ impl KeyState {
     #[inline]
     pub fn add(&mut self, cut: &CutOff, ts: i64, op: Op, size: i64) {
         let age = cut.as_of - ts;
-        for (count, (_, window)) in self.events.iter_mut().zip(WINDOWS) {
-            *count += u32::from(age < window);
-        }
+        self.count_in_windows(cut, age, op != Op::Read);
         let decay = if op == Op::Read {
             self.reads += 1;
             self.last_read_ts = self.last_read_ts.max(ts);
@@ -134,7 +186,6 @@ impl KeyState {
         } else {
             self.writes += 1;
             self.last_write_ts = self.last_write_ts.max(ts);
-            self.writes_7d += u32::from(age < WEEK_US);
             &mut self.write_decay
         };
         for (value, (_, half_life)) in decay.iter_mut().zip(DECAY_HALF_LIVES) {
@@ -148,9 +199,24 @@ impl KeyState {
             self.last_size = size;
         }
         self.size_max = self.size_max.max(size);
-        let tod = ts.rem_euclid(DAY_US);
+        let tod = time_of_day(ts);
         self.tod[(tod / TOD_BUCKET_US) as usize] += 1;
-        self.tod_next_6h += u32::from((tod - cut.as_of_tod).rem_euclid(DAY_US) < TOD_BUCKET_US);
+        self.tod_next_6h += u32::from(cut.in_next_6h(tod));
+        for (value, (_, multiple)) in self.horizon_decay.iter_mut().zip(HORIZON_HALF_LIVES) {
+            *value += (-LN_2 * age as f64 / (cut.horizon as f64 * multiple)).exp();
+        }
+        self.keep_latest(ts);
+    }
+
+    /// Counts an event `age` before the cut-off in every window that holds
+    /// it: the only counts that change as the cut-off moves on without the
+    /// event (see [`CutOff::window_span`]).
+    #[inline]
+    pub fn count_in_windows(&mut self, cut: &CutOff, age: i64, write: bool) {
+        for (count, (_, window)) in self.events.iter_mut().zip(WINDOWS) {
+            *count += u32::from(age < window);
+        }
+        self.writes_7d += u32::from(write && age < WEEK_US);
         let age_wide = i128::from(age);
         let horizon_wide = i128::from(cut.horizon);
         for (count, (_, numerator, denominator)) in
@@ -160,10 +226,29 @@ impl KeyState {
                 age_wide * i128::from(denominator) < horizon_wide * i128::from(numerator),
             );
         }
-        for (value, (_, multiple)) in self.horizon_decay.iter_mut().zip(HORIZON_HALF_LIVES) {
-            *value += (-LN_2 * age as f64 / (cut.horizon as f64 * multiple)).exp();
+    }
+
+    /// Forgets every window count, to count them again from the events
+    /// still young enough (see [`count_in_windows`](Self::count_in_windows)).
+    pub fn clear_windows(&mut self) {
+        self.events = [0; WINDOWS.len()];
+        self.writes_7d = 0;
+        self.horizon_events = [0; HORIZON_WINDOWS.len()];
+    }
+
+    /// Moves every decayed counter to a cut-off `factors` later: a sum of
+    /// `exp(-ln 2 * age / h)` scales by `exp(-ln 2 * shift / h)` when every
+    /// age grows by `shift`.
+    pub fn decay_by(&mut self, factors: &DecayShift) {
+        for (value, factor) in self.read_decay.iter_mut().zip(factors.fixed) {
+            *value *= factor;
         }
-        self.keep_latest(ts);
+        for (value, factor) in self.write_decay.iter_mut().zip(factors.fixed) {
+            *value *= factor;
+        }
+        for (value, factor) in self.horizon_decay.iter_mut().zip(factors.horizon) {
+            *value *= factor;
+        }
     }
 }
 

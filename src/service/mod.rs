@@ -546,6 +546,9 @@ const REPLAN_RETRY: Duration = Duration::from_secs(30);
 async fn replan_while_serving(shared: Arc<Shared>, replan: Replan) {
     let mut every = tokio::time::interval(Duration::from_secs(1));
     let mut last_attempt: Option<std::time::Instant> = None;
+    // Features refreshed but not planned from (the plan failed): the next
+    // attempt plans from them even if the logs stayed the same.
+    let mut unplanned = false;
     loop {
         every.tick().await;
         let serving = shared.serving();
@@ -571,15 +574,18 @@ async fn replan_while_serving(shared: Arc<Shared>, replan: Replan) {
             // deadlock with a holder of the planner waiting for the pool.
             let mut planner = planning.planner();
             let held: &mut planning::Planner = &mut planner;
-            if !planning.planning_pool.install(|| held.refresh_features())? {
+            let refreshed = planning.planning_pool.install(|| held.refresh_features());
+            if refreshed? {
+                planning
+                    .events_since_plan
+                    .fetch_sub(fresh_events, Ordering::Relaxed);
+            } else if !unplanned {
                 return Ok(());
             }
-            planning
-                .events_since_plan
-                .fetch_sub(fresh_events, Ordering::Relaxed);
             planning.replan(&planner)
         })
         .await;
+        unplanned = !matches!(planned, Ok(Ok(())));
         match planned {
             Ok(Ok(())) => {}
             Ok(Err(error)) => {

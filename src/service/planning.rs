@@ -14,7 +14,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::features::{self, FeatureOptions, FeatureTable};
+use crate::features::{self, FeatureOptions, FeatureTable, RollingFeatures};
 use crate::logs::{LogError, LogSource};
 use crate::model::input::raw_inputs;
 use crate::model::registry::{Manifest, Registry};
@@ -110,6 +110,9 @@ pub struct Planner {
     model_name: String,
     policies: PolicyRegistry,
     features: Option<FeatureTable>,
+    /// The key states behind `features` when they come from the logs,
+    /// rolled forward as files arrive.
+    rolling: RollingFeatures,
 }
 
 impl Planner {
@@ -131,6 +134,7 @@ impl Planner {
             model_name,
             policies,
             features: None,
+            rolling: RollingFeatures::default(),
         }
     }
 
@@ -146,9 +150,10 @@ impl Planner {
         &self.policies
     }
 
-    /// Recomputes the features from the logs, or reads the feature table
-    /// again if it was replaced. `Ok(false)`: nothing new to plan from (no
-    /// log files yet, or the same table).
+    /// Brings the features up to date with the logs (rolled forward from
+    /// the files read before where that is exact), or reads the feature
+    /// table again if it was replaced. `Ok(false)`: nothing new to plan
+    /// from (no log files yet, the same files and cut-off, or the same table).
     pub fn refresh_features(&mut self) -> Result<bool, PlanError> {
         if let Some((path, read)) = &mut self.feature_table {
             let stamp =
@@ -182,7 +187,21 @@ impl Planner {
         };
         let as_of = source.resolve_as_of(&self.as_of).map_err(logs_error)?;
         let horizon = self.serving_horizon()?;
-        let table = Self::compute(&source, as_of, horizon).map_err(logs_error)?;
+        let started = std::time::Instant::now();
+        let Some(refresh) = self
+            .rolling
+            .advance(&source, as_of, horizon)
+            .map_err(|error| logs_error(error.to_string()))?
+        else {
+            return Ok(false);
+        };
+        let table = refresh.states.into_table();
+        tracing::debug!(
+            rolled = refresh.rolled,
+            keys = table.len(),
+            seconds = started.elapsed().as_secs_f64(),
+            "features refreshed"
+        );
         self.features = Some(self.own_keys(table));
         Ok(true)
     }
