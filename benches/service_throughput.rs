@@ -4,9 +4,10 @@
 //! answers the same message sizes and does no work (the machine's loopback
 //! gRPC limit); executors acknowledge per key, then in the compact form
 //! (the whole lease copied at the versions leased). Then 8 executors for
-//! 10 s while the service re-plans 2M keys again and again (the window opens
-//! once its start-up plan is in place), beside the same service planned
-//! once from the same logs and not re-planning. Then batched location
+//! 10 s while log files arrive every second and the service re-plans its
+//! 2M keys from them (the window opens once its start-up plan is in place),
+//! beside the same service planned once from the same logs and not
+//! re-planning. Then batched location
 //! look-ups of random tracked keys over one connection.
 //!
 //! `cargo bench --bench service_throughput [-- KEYS]` (default 8 million:
@@ -35,7 +36,7 @@ use shadowcast::service::proto::executor_server::{Executor, ExecutorServer};
 use tonic::{Request, Response, Status};
 
 const RUN: Duration = Duration::from_secs(4);
-/// Keys the re-planning run's logs name (each re-plan recomputes them all).
+/// Keys the re-planning run's logs name (each re-plan scores them all).
 const REPLANNED_KEYS: usize = 2_000_000;
 /// Long enough for several re-plans to start and finish.
 const REPLAN_RUN: Duration = Duration::from_secs(10);
@@ -45,9 +46,9 @@ const REPLAN_RUN: Duration = Duration::from_secs(10);
 enum Planning<'a> {
     /// The location map planned beforehand; no logs.
     Template,
-    /// Planned at start from `logs` (each re-plan recomputes every key's
-    /// features, scores, ranks and swaps the plan in), and again every
-    /// second when `replan`.
+    /// Planned at start from `logs`, and again every second when `replan`
+    /// and new log files arrived (each re-plan brings every key's features
+    /// up to date, scores, ranks and swaps the plan in).
     Logs { logs: &'a Path, replan: bool },
 }
 
@@ -202,15 +203,34 @@ async fn start_bare(
 
 /// One read of each of the first `keys` candidate keys, a second apart, as
 /// an access log.
+/// When the first logged read happened; one read a second from then on.
+const LOGS_START_US: i64 = 1_700_000_000_000_000;
+/// Reads in each file shipped while a run serves.
+const SHIPPED_READS: usize = 20_000;
+
+/// Writes one read of each of the first `keys` candidates, a second apart.
 fn write_logs(path: &Path, candidates: &shadowcast::policy::Candidates, keys: usize) {
+    write_reads(
+        path,
+        candidates,
+        (0..keys).map(|i| (i, LOGS_START_US + i as i64 * 1_000_000)),
+    );
+}
+
+/// Writes reads of candidates at the given times, under a name the
+/// service does not read until the file is whole.
+fn write_reads(
+    path: &Path,
+    candidates: &shadowcast::policy::Candidates,
+    reads: impl Iterator<Item = (usize, i64)>,
+) {
     use shadowcast::logs::Op;
     use shadowcast::logs::writer::{AccessEvent, LogBatchBuilder, write_log_file};
     let mut builder = LogBatchBuilder::new();
-    let start_us = 1_700_000_000_000_000i64;
-    for i in 0..keys {
+    for (i, ts) in reads {
         let key = std::str::from_utf8(candidates.key(i)).expect("UTF-8 keys");
         builder.push(&AccessEvent {
-            ts: start_us + i as i64 * 1_000_000,
+            ts,
             key,
             table: candidates.tables.name(candidates.table_ids[i]),
             op: Op::Read,
@@ -220,7 +240,38 @@ fn write_logs(path: &Path, candidates: &shadowcast::policy::Candidates, keys: us
         });
     }
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    write_log_file(path, &builder.finish()).expect("writing the log");
+    let writing = path.with_extension("writing");
+    write_log_file(&writing, &builder.finish()).expect("writing the log");
+    std::fs::rename(&writing, path).unwrap();
+}
+
+/// Ships a log file into `logs` every second until `stop`, as a log
+/// shipper would: [`SHIPPED_READS`] reads of random keys among the first
+/// `keys`, later than every read before (which were a second apart from
+/// [`LOGS_START_US`]).
+fn ship_logs(
+    logs: &Path,
+    candidates: &shadowcast::policy::Candidates,
+    keys: usize,
+    stop: &std::sync::atomic::AtomicBool,
+) -> usize {
+    let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(11);
+    let mut shipped = 0;
+    let mut next_ts = LOGS_START_US + keys as i64 * 1_000_000;
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_secs(1));
+        shipped += 1;
+        let reads: Vec<(usize, i64)> = (0..SHIPPED_READS)
+            .map(|j| (rng.random_range(0..keys), next_ts + j as i64 * 1_000))
+            .collect();
+        next_ts += SHIPPED_READS as i64 * 1_000;
+        write_reads(
+            &logs.join(format!("part-{shipped}.parquet")),
+            candidates,
+            reads.into_iter(),
+        );
+    }
+    shipped
 }
 
 /// A copy of the planned state in `dir/name`: the redb file and the key
@@ -311,52 +362,60 @@ fn main() {
         }
     }
 
-    // The same with 8 executors while the service re-plans all keys again
-    // and again: one log event per planned key, `--replan-every 1s`.
-    let logs = dir.path().join("logs");
-    write_logs(
-        &logs.join("part-0.parquet"),
-        &candidates,
-        REPLANNED_KEYS.min(keys),
-    );
+    // The same with 8 executors while logs keep arriving (a file of
+    // 20,000 reads a second) and the service re-plans all keys from them
+    // (`--replan-every 1s`), beside the same service not re-planning.
+    let planned_keys = REPLANNED_KEYS.min(keys);
+    let first_logs = dir.path().join("logs-at-start.parquet");
+    write_logs(&first_logs, &candidates, planned_keys);
     for form in [AckForm::PerKey, AckForm::Compact] {
         for replan in [true, false] {
-            let state = fresh_state(dir.path(), &template, &format!("replan-{form:?}-{replan}"));
+            let name = format!("replan-{form:?}-{replan}");
+            let state = fresh_state(dir.path(), &template, &name);
+            let logs = dir.path().join(format!("logs-{name}"));
+            std::fs::create_dir_all(&logs).unwrap();
+            std::fs::copy(&first_logs, logs.join("part-0.parquet")).unwrap();
             let planning = Planning::Logs {
                 logs: &logs,
                 replan,
             };
-            runtime.block_on(async {
-                let (endpoint, stop, mut admin) = start_in_background(&state, planning).await;
-                // The window opens once the start-up plan from the logs is
-                // in place: what is measured is serving, not the start.
-                let before = loop {
-                    let made = plans_made(&mut admin).await;
-                    if made > 0 {
-                        break made;
-                    }
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                };
-                let (rate, p50, p99, copied) = drive(&endpoint, 8, form, REPLAN_RUN).await;
-                let after = plans_made(&mut admin).await;
-                let planned = match replan {
-                    true => format!(
-                        "while re-planning {} keys ({} plans made in {} s)",
-                        REPLANNED_KEYS.min(keys),
-                        after - before,
-                        REPLAN_RUN.as_secs()
-                    ),
-                    false => format!(
-                        "planned once from the same logs, for {} s",
-                        REPLAN_RUN.as_secs()
-                    ),
-                };
-                println!(
-                    "{planned}, {form:?} acks, 8 executors: {rate:.0} keys/s, lease p50 {:.2}ms, p99 {:.2}ms, {copied} keys copied",
-                    p50.as_secs_f64() * 1e3,
-                    p99.as_secs_f64() * 1e3
-                );
-                let _ = stop.send(());
+            let stop_shipping = std::sync::atomic::AtomicBool::new(false);
+            std::thread::scope(|scope| {
+                runtime.block_on(async {
+                    let (endpoint, stop, mut admin) = start_in_background(&state, planning).await;
+                    // The window opens once the start-up plan from the logs is
+                    // in place: what is measured is serving, not the start.
+                    let before = loop {
+                        let made = plans_made(&mut admin).await;
+                        if made > 0 {
+                            break made;
+                        }
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    };
+                    let shipper =
+                        scope.spawn(|| ship_logs(&logs, &candidates, planned_keys, &stop_shipping));
+                    let (rate, p50, p99, copied) = drive(&endpoint, 8, form, REPLAN_RUN).await;
+                    let after = plans_made(&mut admin).await;
+                    stop_shipping.store(true, std::sync::atomic::Ordering::Relaxed);
+                    let shipped = shipper.join().expect("the log shipper");
+                    let planned = match replan {
+                        true => format!(
+                            "while re-planning {planned_keys} keys ({} plans made in {} s, {shipped} log files shipped)",
+                            after - before,
+                            REPLAN_RUN.as_secs()
+                        ),
+                        false => format!(
+                            "planned once from the same logs, for {} s ({shipped} log files shipped)",
+                            REPLAN_RUN.as_secs()
+                        ),
+                    };
+                    println!(
+                        "{planned}, {form:?} acks, 8 executors: {rate:.0} keys/s, lease p50 {:.2}ms, p99 {:.2}ms, {copied} keys copied",
+                        p50.as_secs_f64() * 1e3,
+                        p99.as_secs_f64() * 1e3
+                    );
+                    let _ = stop.send(());
+                });
             });
         }
     }

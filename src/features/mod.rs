@@ -8,6 +8,9 @@
 //! Parquet by [`table`]. Or, from [`scan`], the [`KeyStates`] behind that
 //! table, which build its rows only when asked ([`FeatureRows`] holds
 //! either), for callers that need a sample of the rows or one pass over them.
+//! Or, from [`RollingFeatures`], the states of a folder of logs kept and
+//! rolled forward to each new cut-off as files arrive, reading only the new
+//! ones (what the service plans from while serving).
 //!
 //! Guarantees: every feature is a mergeable aggregate (sum, count, min, max),
 //! so the scan reads files in any order on every core into one state per

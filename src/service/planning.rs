@@ -10,7 +10,9 @@
 //! [`Prediction`]s behind the plan the scheduler took.
 //! Guarantees: a failed step (no logs yet, a model that does not load)
 //! leaves the previous plan in place; the features are kept, so a model
-//! promotion or a policy change re-plans without re-reading the logs.
+//! promotion or a policy change re-plans without re-reading the logs, and
+//! the key states behind them are rolled forward as log files arrive, so a
+//! re-plan reads only the new files.
 
 use std::path::{Path, PathBuf};
 
