@@ -92,7 +92,8 @@ pub fn policy_command(args: PolicyArgs) -> Result<()> {
                 Some(text) => parse_instant(&text).map_err(anyhow::Error::msg)?,
                 None => table.as_of,
             };
-            let candidates = Candidates::from_features(&table, raw.view(), &scores, now_us);
+            let candidates =
+                Candidates::from_features((&table).into(), raw.view(), &scores, now_us);
             let decided = registry.decide(&candidates);
             if let Some(error) = decided.failures.first() {
                 return Err(anyhow::anyhow!("{error}"));

@@ -558,6 +558,11 @@ impl KeyStates {
         self.context.keys_are_utf8
     }
 
+    /// Events the states were computed from.
+    pub fn events(&self) -> u64 {
+        self.events
+    }
+
     /// Row `row` as (shard, slot, row).
     fn locate(&self, row: usize) -> (&Shard, usize, usize) {
         (
@@ -565,6 +570,12 @@ impl KeyStates {
             self.slot_of_row[row] as usize,
             row,
         )
+    }
+
+    /// Row `row`'s features.
+    pub fn row(&self, row: usize) -> KeyFeatures {
+        let (shard, slot, row) = self.locate(row);
+        self.context.features(shard, slot, row)
     }
 
     /// The batch of at most [`BATCH_ROWS`] rows from row `first` on.

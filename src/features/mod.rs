@@ -29,5 +29,5 @@ pub mod table;
 pub use compute::{FeatureOptions, KeyStates, compute, scan};
 pub use definition::{FEATURE_SET_NAME, FEATURE_SET_VERSION, KeyFeatures};
 pub use rolling::{HISTORY_EVENT_LIMIT, Refresh, RollingFeatures};
-pub use rows::FeatureRows;
+pub use rows::{FeatureRows, FeatureRowsRef};
 pub use table::{FeatureFileError, FeatureTable};

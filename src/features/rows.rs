@@ -20,10 +20,7 @@ pub enum FeatureRows {
 impl FeatureRows {
     /// Number of keys.
     pub fn len(&self) -> usize {
-        match self {
-            FeatureRows::Built(table) => table.len(),
-            FeatureRows::OnDemand(states) => states.len(),
-        }
+        self.borrowed().len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -82,9 +79,22 @@ impl FeatureRows {
 
     /// Who each key is — table, key bytes, tenant — in (table, key) order.
     pub fn for_each_key(&self, each: impl FnMut(&str, &[u8], Option<&str>)) {
+        self.borrowed().for_each_key(each)
+    }
+
+    /// The rows borrowed.
+    pub fn borrowed(&self) -> FeatureRowsRef<'_> {
         match self {
-            FeatureRows::Built(table) => table.for_each_key(each),
-            FeatureRows::OnDemand(states) => states.for_each_key(each),
+            FeatureRows::Built(table) => FeatureRowsRef::Built(table),
+            FeatureRows::OnDemand(states) => FeatureRowsRef::OnDemand(states),
+        }
+    }
+
+    /// Events the rows were computed from.
+    pub fn events(&self) -> u64 {
+        match self {
+            FeatureRows::Built(table) => table.events_scanned,
+            FeatureRows::OnDemand(states) => states.events(),
         }
     }
 
@@ -100,5 +110,40 @@ impl FeatureRows {
     pub fn rows(&self) -> impl Iterator<Item = KeyFeatures> + '_ {
         self.batches()
             .flat_map(|batch| FeatureTable::rows_of(batch.into_owned()))
+    }
+}
+
+/// A cut-off's rows borrowed, however they are held.
+#[derive(Clone, Copy)]
+pub enum FeatureRowsRef<'a> {
+    Built(&'a FeatureTable),
+    OnDemand(&'a KeyStates),
+}
+
+impl FeatureRowsRef<'_> {
+    /// Number of keys.
+    pub fn len(&self) -> usize {
+        match self {
+            FeatureRowsRef::Built(table) => table.len(),
+            FeatureRowsRef::OnDemand(states) => states.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Who each key is — table, key bytes, tenant — in (table, key) order.
+    pub fn for_each_key(&self, each: impl FnMut(&str, &[u8], Option<&str>)) {
+        match self {
+            FeatureRowsRef::Built(table) => table.for_each_key(each),
+            FeatureRowsRef::OnDemand(states) => states.for_each_key(each),
+        }
+    }
+}
+
+impl<'a> From<&'a FeatureTable> for FeatureRowsRef<'a> {
+    fn from(table: &'a FeatureTable) -> Self {
+        FeatureRowsRef::Built(table)
     }
 }

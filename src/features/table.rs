@@ -154,67 +154,99 @@ fn schema(keys_are_utf8: bool) -> SchemaRef {
 /// Rows per batch in memory and per row group on disk.
 pub const BATCH_ROWS: usize = 256 * 1024;
 
-/// How one numeric column takes its value from a row, with the values so far.
+/// How one numeric column reads its value from a row.
+#[derive(Clone, Copy)]
+enum Numeric {
+    Int(fn(&KeyFeatures) -> i64),
+    Float(fn(&KeyFeatures) -> f64),
+    OptionalFloat(fn(&KeyFeatures) -> Option<f64>),
+    Bool(fn(&KeyFeatures) -> bool),
+}
+
+impl Numeric {
+    /// The value as a model input reads the column: numbers as they are,
+    /// booleans as 0 or 1, a missing value as NaN.
+    fn input(self, row: &KeyFeatures) -> f64 {
+        match self {
+            Numeric::Int(value) => value(row) as f64,
+            Numeric::Float(value) => value(row),
+            Numeric::OptionalFloat(value) => value(row).unwrap_or(f64::NAN),
+            Numeric::Bool(value) => f64::from(u8::from(value(row))),
+        }
+    }
+
+    /// An empty column of this kind, with room for `capacity` values.
+    fn values(self, capacity: usize) -> ColumnValues {
+        match self {
+            Numeric::Int(_) => ColumnValues::Int(Vec::with_capacity(capacity)),
+            Numeric::Float(_) => ColumnValues::Float(Vec::with_capacity(capacity)),
+            Numeric::OptionalFloat(_) => {
+                ColumnValues::OptionalFloat(Float64Builder::with_capacity(capacity))
+            }
+            Numeric::Bool(_) => ColumnValues::Bool(BooleanBuilder::with_capacity(capacity)),
+        }
+    }
+}
+
+/// The values of one numeric column so far.
 enum ColumnValues {
-    Int(fn(&KeyFeatures) -> i64, Vec<i64>),
-    Float(fn(&KeyFeatures) -> f64, Vec<f64>),
-    OptionalFloat(fn(&KeyFeatures) -> Option<f64>, Float64Builder),
-    Bool(fn(&KeyFeatures) -> bool, BooleanBuilder),
+    Int(Vec<i64>),
+    Float(Vec<f64>),
+    OptionalFloat(Float64Builder),
+    Bool(BooleanBuilder),
 }
 
 /// The numeric columns after [`KEY_COLUMNS`], in [`column_names`] order.
-fn numeric_columns(capacity: usize) -> Vec<ColumnValues> {
-    use ColumnValues::{Bool, Float, Int, OptionalFloat};
-    let int = |value: fn(&KeyFeatures) -> i64| Int(value, Vec::with_capacity(capacity));
-    let float = |value: fn(&KeyFeatures) -> f64| Float(value, Vec::with_capacity(capacity));
-    vec![
-        float(|r| r.first_seen_age_s),
-        int(|r| r.events[0]),
-        int(|r| r.events[1]),
-        int(|r| r.events[2]),
-        int(|r| r.events[3]),
-        int(|r| r.reads_total),
-        int(|r| r.writes_total),
-        float(|r| r.reads_decay[0]),
-        float(|r| r.reads_decay[1]),
-        float(|r| r.reads_decay[2]),
-        float(|r| r.writes_decay[0]),
-        float(|r| r.writes_decay[1]),
-        float(|r| r.writes_decay[2]),
-        OptionalFloat(
-            |r| r.secs_since_last_read,
-            Float64Builder::with_capacity(capacity),
-        ),
-        OptionalFloat(
-            |r| r.secs_since_last_write,
-            Float64Builder::with_capacity(capacity),
-        ),
-        float(|r| r.read_share),
-        float(|r| r.change_rate_per_h),
-        int(|r| r.size_last),
-        int(|r| r.size_max),
-        Bool(|r| r.is_deleted, BooleanBuilder::with_capacity(capacity)),
-        float(|r| r.tod_share[0]),
-        float(|r| r.tod_share[1]),
-        float(|r| r.tod_share[2]),
-        float(|r| r.tod_share[3]),
-        float(|r| r.tod_share_next_6h),
-        int(|r| r.prefix_events_24h),
-        int(|r| r.range_events_24h),
-        int(|r| r.horizon_events[0]),
-        int(|r| r.horizon_events[1]),
-        int(|r| r.horizon_events[2]),
-        int(|r| r.horizon_events[3]),
-        int(|r| r.horizon_events[4]),
-        float(|r| r.horizon_decay[0]),
-        float(|r| r.horizon_decay[1]),
-        float(|r| r.horizon_decay[2]),
-        OptionalFloat(|r| r.gaps_h[0], Float64Builder::with_capacity(capacity)),
-        OptionalFloat(|r| r.gaps_h[1], Float64Builder::with_capacity(capacity)),
-        OptionalFloat(|r| r.gaps_h[2], Float64Builder::with_capacity(capacity)),
-        OptionalFloat(|r| r.gaps_h[3], Float64Builder::with_capacity(capacity)),
-        float(|r| r.age_h),
+const NUMERIC_COLUMNS: [Numeric; 40] = {
+    use Numeric::{Bool, Float, Int, OptionalFloat};
+    [
+        Float(|r| r.first_seen_age_s),
+        Int(|r| r.events[0]),
+        Int(|r| r.events[1]),
+        Int(|r| r.events[2]),
+        Int(|r| r.events[3]),
+        Int(|r| r.reads_total),
+        Int(|r| r.writes_total),
+        Float(|r| r.reads_decay[0]),
+        Float(|r| r.reads_decay[1]),
+        Float(|r| r.reads_decay[2]),
+        Float(|r| r.writes_decay[0]),
+        Float(|r| r.writes_decay[1]),
+        Float(|r| r.writes_decay[2]),
+        OptionalFloat(|r| r.secs_since_last_read),
+        OptionalFloat(|r| r.secs_since_last_write),
+        Float(|r| r.read_share),
+        Float(|r| r.change_rate_per_h),
+        Int(|r| r.size_last),
+        Int(|r| r.size_max),
+        Bool(|r| r.is_deleted),
+        Float(|r| r.tod_share[0]),
+        Float(|r| r.tod_share[1]),
+        Float(|r| r.tod_share[2]),
+        Float(|r| r.tod_share[3]),
+        Float(|r| r.tod_share_next_6h),
+        Int(|r| r.prefix_events_24h),
+        Int(|r| r.range_events_24h),
+        Int(|r| r.horizon_events[0]),
+        Int(|r| r.horizon_events[1]),
+        Int(|r| r.horizon_events[2]),
+        Int(|r| r.horizon_events[3]),
+        Int(|r| r.horizon_events[4]),
+        Float(|r| r.horizon_decay[0]),
+        Float(|r| r.horizon_decay[1]),
+        Float(|r| r.horizon_decay[2]),
+        OptionalFloat(|r| r.gaps_h[0]),
+        OptionalFloat(|r| r.gaps_h[1]),
+        OptionalFloat(|r| r.gaps_h[2]),
+        OptionalFloat(|r| r.gaps_h[3]),
+        Float(|r| r.age_h),
     ]
+};
+
+/// A row's numeric columns as model inputs read them (see
+/// `model::input::raw_inputs`), in column order, without building a batch.
+pub(crate) fn input_values(row: &KeyFeatures) -> impl Iterator<Item = f64> + '_ {
+    NUMERIC_COLUMNS.iter().map(move |column| column.input(row))
 }
 
 /// Builds one record batch row by row: each row is pushed into every column
@@ -236,7 +268,10 @@ impl BatchBuilder {
             tenants: StringBuilder::with_capacity(capacity, capacity * 8),
             utf8_keys: StringBuilder::new(),
             binary_keys: BinaryBuilder::new(),
-            values: numeric_columns(capacity),
+            values: NUMERIC_COLUMNS
+                .iter()
+                .map(|column| column.values(capacity))
+                .collect(),
         }
     }
 
@@ -249,12 +284,15 @@ impl BatchBuilder {
         } else {
             self.binary_keys.append_value(&row.key);
         }
-        for column in &mut self.values {
-            match column {
-                ColumnValues::Int(value, out) => out.push(value(row)),
-                ColumnValues::Float(value, out) => out.push(value(row)),
-                ColumnValues::OptionalFloat(value, out) => out.append_option(value(row)),
-                ColumnValues::Bool(value, out) => out.append_value(value(row)),
+        for (column, values) in NUMERIC_COLUMNS.iter().zip(&mut self.values) {
+            match (column, values) {
+                (Numeric::Int(value), ColumnValues::Int(out)) => out.push(value(row)),
+                (Numeric::Float(value), ColumnValues::Float(out)) => out.push(value(row)),
+                (Numeric::OptionalFloat(value), ColumnValues::OptionalFloat(out)) => {
+                    out.append_option(value(row))
+                }
+                (Numeric::Bool(value), ColumnValues::Bool(out)) => out.append_value(value(row)),
+                _ => unreachable!("each column's values are of its kind"),
             }
         }
     }
@@ -272,10 +310,10 @@ impl BatchBuilder {
         ];
         columns.extend(self.values.into_iter().map(|column| -> ArrayRef {
             match column {
-                ColumnValues::Int(_, values) => Arc::new(Int64Array::from(values)),
-                ColumnValues::Float(_, values) => Arc::new(Float64Array::from(values)),
-                ColumnValues::OptionalFloat(_, mut values) => Arc::new(values.finish()),
-                ColumnValues::Bool(_, mut values) => Arc::new(values.finish()),
+                ColumnValues::Int(values) => Arc::new(Int64Array::from(values)),
+                ColumnValues::Float(values) => Arc::new(Float64Array::from(values)),
+                ColumnValues::OptionalFloat(mut values) => Arc::new(values.finish()),
+                ColumnValues::Bool(mut values) => Arc::new(values.finish()),
             }
         }));
         RecordBatch::try_new(schema(self.keys_are_utf8), columns).expect("columns match schema")

@@ -11,8 +11,10 @@ use arrow_schema::DataType;
 use ndarray::{Array2, ArrayView1, ArrayView2, Axis};
 use serde::{Deserialize, Serialize};
 
-use crate::features::table::{KEY_COLUMNS, column_names};
-use crate::features::{FeatureRows, FeatureTable};
+use rayon::prelude::*;
+
+use crate::features::table::{KEY_COLUMNS, column_names, input_values};
+use crate::features::{FeatureRows, FeatureTable, KeyStates};
 
 /// Recency of something that never happened, in seconds (about 116 days):
 /// older than anything a cut-off looks back at.
@@ -39,7 +41,32 @@ pub fn raw_inputs(table: &FeatureTable) -> Array2<f64> {
 
 /// Like [`raw_inputs`], for a cut-off's rows however they are held.
 pub fn raw_inputs_of_rows(rows: &FeatureRows) -> Array2<f64> {
-    stacked(rows.len(), rows.batches())
+    match rows {
+        FeatureRows::Built(table) => raw_inputs(table),
+        FeatureRows::OnDemand(states) => raw_inputs_of_states(states),
+    }
+}
+
+/// Like [`raw_inputs`], each row's inputs built from its key's state
+/// directly, on every core, with no feature batch in between.
+pub fn raw_inputs_of_states(states: &KeyStates) -> Array2<f64> {
+    const CHUNK_ROWS: usize = 4096;
+    let width = input_names().len();
+    let mut inputs = Array2::<f64>::zeros((states.len(), width));
+    inputs
+        .as_slice_mut()
+        .expect("a new array is contiguous")
+        .par_chunks_mut(width * CHUNK_ROWS)
+        .enumerate()
+        .for_each(|(chunk, block)| {
+            for (offset, out) in block.chunks_mut(width).enumerate() {
+                let features = states.row(chunk * CHUNK_ROWS + offset);
+                for (slot, value) in out.iter_mut().zip(input_values(&features)) {
+                    *slot = value;
+                }
+            }
+        });
+    inputs
 }
 
 fn stacked<B: Borrow<RecordBatch>>(rows: usize, batches: impl Iterator<Item = B>) -> Array2<f64> {
@@ -301,6 +328,11 @@ mod tests {
         let same = |a: f64, b: f64| a == b || (a.is_nan() && b.is_nan());
         // A second scan adds each key's decayed terms in another order.
         let close = |a: f64, b: f64| same(a, b) || (a - b).abs() <= 1e-12 * a.abs().max(b.abs());
+        let from_states = raw_inputs_of_rows(&on_demand);
+        assert_eq!(from_states.dim(), all.dim());
+        for ((at, &a), &b) in all.indexed_iter().zip(from_states.iter()) {
+            assert!(close(a, b), "{at:?} from the states: {a} against {b}");
+        }
         let rows = [0, 7, 8, 99, 100, 101, 250, table.len() - 1];
         let some = raw_inputs_of(&FeatureRows::Built(table.clone()), &rows);
         let some_on_demand = raw_inputs_of(&on_demand, &rows);

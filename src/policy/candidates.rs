@@ -6,7 +6,7 @@ use shadowcast_policy::{Batch, Strings};
 
 use ndarray::ArrayView2;
 
-use crate::features::FeatureTable;
+use crate::features::FeatureRowsRef;
 use crate::model::input::input_column;
 use crate::model::predictor::Scores;
 
@@ -33,11 +33,12 @@ pub struct Candidates {
 }
 
 impl Candidates {
-    /// Every key of `table` with its `scores` (one per row, in row order);
-    /// `raw` is the table's [`raw_inputs`](crate::model::input::raw_inputs),
-    /// as the scores were computed from.
+    /// Every key of a cut-off's rows with its `scores` (one per row, in
+    /// row order): `rows` is a feature table or the key states behind one;
+    /// `raw` its [`raw_inputs`](crate::model::input::raw_inputs), as the
+    /// scores were computed from.
     pub fn from_features(
-        table: &FeatureTable,
+        rows: FeatureRowsRef<'_>,
         raw: ArrayView2<f64>,
         scores: &Scores,
         now_us: i64,
@@ -45,7 +46,7 @@ impl Candidates {
         let size_column = input_column("size_last");
         let mut candidates = Candidates {
             now_us,
-            key_offsets: Vec::with_capacity(table.len() + 1),
+            key_offsets: Vec::with_capacity(rows.len() + 1),
             // The policy ABI's features lead the inputs, in its order.
             features: (0..FEATURE_NAMES.len())
                 .map(|column| raw.column(column).to_vec())
@@ -61,7 +62,7 @@ impl Candidates {
             ..Candidates::default()
         };
         candidates.key_offsets.push(0);
-        table.for_each_key(|table_name, key, tenant| {
+        rows.for_each_key(|table_name, key, tenant| {
             let table_id = candidates.tables.intern(table_name);
             candidates.table_ids.push(table_id);
             let tenant_id = match tenant {

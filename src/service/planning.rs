@@ -16,9 +16,9 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::features::{self, FeatureOptions, FeatureTable, RollingFeatures};
+use crate::features::{self, FeatureOptions, FeatureRows, FeatureTable, RollingFeatures};
 use crate::logs::{LogError, LogSource};
-use crate::model::input::raw_inputs;
+use crate::model::input::raw_inputs_of_rows;
 use crate::model::registry::{Manifest, Registry};
 use crate::policy::{Candidates, Decisions, PolicyRegistry, scheduling_order};
 
@@ -111,7 +111,7 @@ pub struct Planner {
     models: Registry,
     model_name: String,
     policies: PolicyRegistry,
-    features: Option<FeatureTable>,
+    features: Option<FeatureRows>,
     /// The key states behind `features` when they come from the logs,
     /// rolled forward as files arrive.
     rolling: RollingFeatures,
@@ -172,7 +172,7 @@ impl Planner {
                 (shard != crate::shard::Shard::WHOLE).then_some(&owned);
             let table = FeatureTable::read_parquet_where(path, keep)?;
             *read = Some(stamp);
-            self.features = Some(table);
+            self.features = Some(FeatureRows::Built(table));
             return Ok(true);
         }
         let logs_error = |problem: String| PlanError::Logs {
@@ -197,33 +197,32 @@ impl Planner {
         else {
             return Ok(false);
         };
-        let table = refresh.states.into_table();
         tracing::debug!(
             rolled = refresh.rolled,
-            keys = table.len(),
+            keys = refresh.states.len(),
             seconds = started.elapsed().as_secs_f64(),
             "features refreshed"
         );
-        self.features = Some(self.own_keys(table));
+        self.features = Some(self.own_keys(FeatureRows::OnDemand(refresh.states)));
         Ok(true)
     }
 
     /// The rows of `table` whose keys this shard owns. Features are
     /// computed over every key first: a key's neighbourhood features
     /// (same prefix, nearby keys) count keys of other shards.
-    fn own_keys(&self, table: FeatureTable) -> FeatureTable {
+    fn own_keys(&self, features: FeatureRows) -> FeatureRows {
         if self.shard == crate::shard::Shard::WHOLE {
-            return table;
+            return features;
         }
         let mut rows = Vec::new();
         let mut row = 0;
-        table.for_each_key(|name, key, _| {
+        features.for_each_key(|name, key, _| {
             if self.shard.owns(name, key) {
                 rows.push(row);
             }
             row += 1;
         });
-        table.take(&rows)
+        FeatureRows::Built(features.take(&rows))
     }
 
     fn compute(source: &LogSource, as_of: i64, horizon: i64) -> Result<FeatureTable, String> {
@@ -246,20 +245,21 @@ impl Planner {
     /// with the active policy: everything a plan needs, computed without
     /// the scheduler. `Ok(None)`: no features yet (no logs).
     pub fn prepare(&self) -> Result<Option<PreparedPlan>, PlanError> {
-        let Some(table) = &self.features else {
+        let Some(features) = &self.features else {
             return Ok(None);
         };
+        let (as_of, features_horizon) = features.cutoff();
         let model = self.models.load_active(&self.model_name)?;
         let horizon = model.manifest.window.horizon_seconds * crate::time::SECOND_US;
         // A model promoted with another horizon reads features on its own
         // time scale: scan again rather than score features it was not made for.
         let rescanned;
-        let table = if table.horizon == horizon {
-            table
+        let features = if features_horizon == horizon {
+            features
         } else if let Some((path, _)) = &self.feature_table {
             return Err(PlanError::HorizonMismatch {
                 path: path.clone(),
-                table: crate::time::format_duration(table.horizon),
+                table: crate::time::format_duration(features_horizon),
                 model: model_label(&model.manifest),
                 wanted: crate::time::format_duration(horizon),
             });
@@ -268,17 +268,17 @@ impl Planner {
                 path: self.logs.clone(),
                 problem: error.to_string(),
             })?;
-            rescanned = self.own_keys(Self::compute(&source, table.as_of, horizon).map_err(
-                |problem| PlanError::Logs {
+            let table =
+                Self::compute(&source, as_of, horizon).map_err(|problem| PlanError::Logs {
                     path: self.logs.clone(),
                     problem,
-                },
-            )?);
+                })?;
+            rescanned = self.own_keys(FeatureRows::Built(table));
             &rescanned
         };
-        let raw = raw_inputs(table);
+        let raw = raw_inputs_of_rows(features);
         let scores = model.predictor.score(raw.view());
-        let candidates = Candidates::from_features(table, raw.view(), &scores, table.as_of);
+        let candidates = Candidates::from_features(features.borrowed(), raw.view(), &scores, as_of);
         let decided = self.policies.decide(&candidates);
         for failure in &decided.failures {
             tracing::error!(%failure, "policy failed while planning and was unloaded");
@@ -286,12 +286,12 @@ impl Planner {
         let summary = PlanSummary {
             keys: candidates.len(),
             made_at_us: crate::time::now_us(),
-            as_of_us: table.as_of,
+            as_of_us: as_of,
             logs: match &self.feature_table {
                 Some((path, _)) => format!("features {}", path.display()),
                 None => self.logs.display().to_string(),
             },
-            events: table.events_scanned,
+            events: features.events(),
             model: model_label(&model.manifest),
             horizon_seconds: model.manifest.window.horizon_seconds,
             policy: decided.policy,

@@ -610,7 +610,8 @@ impl PlanContext<'_> {
             }
             Strategy::Oracle => accesses_only(reads_after_cutover(rows, traffic, options.timeline)),
         };
-        let candidates = Candidates::from_features(features, raw.view(), &scores, features.as_of);
+        let candidates =
+            Candidates::from_features(features.into(), raw.view(), &scores, features.as_of);
         let decisions = match (strategy, inputs.policy) {
             (Strategy::ModelPolicy, Some(policies)) => {
                 let decided = policies.decide(&candidates);
