@@ -6,11 +6,14 @@
 //! Gives: the [`KeyStates`] as of the cut-off, or nothing when neither the
 //! files nor the cut-off changed.
 //! Guarantees: the states equal those of a full scan at the new cut-off:
-//! counts exactly, decayed counters up to floating-point rounding. Where
-//! rolling forward cannot be exact (a file read before changed or went
-//! away, the cut-off moved back or past events already read that were after
-//! it, another horizon), every file is read again, and so when the history
-//! kept for rolling would pass [`HISTORY_EVENT_LIMIT`].
+//! counts exactly, decayed counters up to floating-point rounding. The
+//! events the states lack are read: the new files' up to the cut-off, and
+//! those of files read before that lie between the old cut-off and the new
+//! (found by the files' statistics, so a folder that only grows costs
+//! nothing here). Where rolling forward cannot be exact (a file read before
+//! changed or went away, the cut-off moved back, another horizon), every
+//! file is read again, and so when the history kept for rolling would pass
+//! [`HISTORY_EVENT_LIMIT`].
 //!
 //! How each feature moves from cut-off T to T' > T without the old events:
 //! sums, counts, extremes and the latest times do not depend on the
@@ -166,7 +169,8 @@ struct Kept {
     /// The files whose events up to the cut-off are in the states, as they
     /// looked before they were read.
     absorbed: HashMap<PathBuf, Option<FileStamp>>,
-    /// The latest event in those files, by their statistics.
+    /// The latest event in those files, by their statistics (`None` or
+    /// `i64::MAX` when unknown).
     absorbed_through: Option<i64>,
 }
 
@@ -225,8 +229,9 @@ impl RollingFeatures {
         }))
     }
 
-    /// Moves the kept states to `cut` and adds the files not read yet.
-    /// Returns `None` when there is nothing new.
+    /// Moves the kept states to `cut` and adds the events they lack: the
+    /// files not read yet, and the events of those read before that the
+    /// cut-off moved past. Returns `None` when there is nothing new.
     fn roll(
         &mut self,
         source: &LogSource,
@@ -238,40 +243,13 @@ impl RollingFeatures {
             .into_iter()
             .filter(|(path, _)| !kept.absorbed.contains_key(path))
             .collect();
-        let from = kept.scanned.scan.cut;
-        if fresh.is_empty() && cut.as_of == from.as_of {
+        if fresh.is_empty() && cut.as_of == kept.scanned.scan.cut.as_of {
             return Ok(None);
         }
-        kept.scanned.shards.par_iter_mut().for_each(|shard| {
-            if let Some(history) = &mut shard.history {
-                history.roll(&mut shard.states, &from, &cut);
-            }
-        });
-        kept.scanned.scan.cut = cut;
-        if let Some(fresh_files) = source.only(|path| fresh.contains_key(path)) {
-            let range = TimeRange {
-                start: None,
-                end: Some(cut.as_of),
-            };
-            match fresh_files.plan(range) {
-                Ok(plan) => {
-                    if let Err(error) = kept.scanned.add(&plan, &|_| {}) {
-                        // Part of the files may be in the states: start again next time.
-                        self.kept = None;
-                        return Err(error);
-                    }
-                    let last = plan.stats().data_span.map(|(_, last)| last);
-                    kept.absorbed_through = kept.absorbed_through.max(last);
-                    kept.absorbed.extend(fresh);
-                }
-                // Every event of the new files is after the cut-off: they
-                // hold nothing for it, and moving it on reads every file.
-                Err(LogError::NothingInRange { .. }) => {
-                    kept.absorbed_through = Some(i64::MAX);
-                    kept.absorbed.extend(fresh);
-                }
-                Err(error) => return Err(error),
-            }
+        if let Err(error) = kept.read_on(source, cut, fresh) {
+            // Part of the events may be in the states: start again next time.
+            self.kept = None;
+            return Err(error);
         }
         let states = KeyStates::sorted_copy(&kept.scanned);
         let kept_events: u64 = kept
@@ -296,6 +274,57 @@ impl RollingFeatures {
 }
 
 impl Kept {
+    /// See [`RollingFeatures::roll`].
+    fn read_on(
+        &mut self,
+        source: &LogSource,
+        cut: CutOff,
+        fresh: HashMap<PathBuf, Option<FileStamp>>,
+    ) -> Result<(), LogError> {
+        let from = self.scanned.scan.cut;
+        self.scanned.shards.par_iter_mut().for_each(|shard| {
+            if let Some(history) = &mut shard.history {
+                history.roll(&mut shard.states, &from, &cut);
+            }
+        });
+        self.scanned.scan.cut = cut;
+        let passed_some = self.absorbed_through.is_none_or(|last| last > from.as_of);
+        if cut.as_of > from.as_of
+            && passed_some
+            && let Some(read) = source.only(|path| self.absorbed.contains_key(path))
+        {
+            let passed = TimeRange {
+                start: Some(from.as_of + 1),
+                end: Some(cut.as_of),
+            };
+            self.add(&read, passed)?;
+        }
+        if let Some(arrived) = source.only(|path| fresh.contains_key(path)) {
+            if !self.add(&arrived, TimeRange::until(cut.as_of))? {
+                // Every event of the new files is after the cut-off: read
+                // when the cut-off moves past them.
+                self.absorbed_through = Some(i64::MAX);
+            }
+            self.absorbed.extend(fresh);
+        }
+        Ok(())
+    }
+
+    /// Adds the events of `files` in `range` to the states; `false` when
+    /// there were none.
+    fn add(&mut self, files: &LogSource, range: TimeRange) -> Result<bool, LogError> {
+        let plan = match files.plan(range) {
+            Ok(plan) => plan,
+            Err(LogError::NothingInRange { .. }) => return Ok(false),
+            Err(error) => return Err(error),
+        };
+        self.scanned.add(&plan, &|_| {})?;
+        // Without statistics, any of the files may hold later events.
+        let last = plan.stats().data_span.map_or(i64::MAX, |(_, last)| last);
+        self.absorbed_through = self.absorbed_through.max(Some(last));
+        Ok(true)
+    }
+
     /// Why the kept states cannot be rolled forward to `cut` over the
     /// files of `stamps`; `None` when they can.
     fn why_not_roll(
@@ -309,13 +338,6 @@ impl Kept {
         }
         if cut.as_of < kept_cut.as_of {
             return Some("the cut-off moved back");
-        }
-        if cut.as_of > kept_cut.as_of
-            && self
-                .absorbed_through
-                .is_none_or(|last| last > kept_cut.as_of)
-        {
-            return Some("files already read hold events after the cut-off they were read at");
         }
         let now: HashMap<&PathBuf, &Option<FileStamp>> =
             stamps.iter().map(|(path, stamp)| (path, stamp)).collect();

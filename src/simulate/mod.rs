@@ -330,6 +330,9 @@ pub fn simulate(
             .collect(),
         None => Vec::new(),
     };
+    // Each re-plan's features are the last ones rolled forward, as the
+    // service keeps them.
+    let mut rolling = features::RollingFeatures::default();
     let mut replan_features = Vec::with_capacity(replan_times.len());
     for (k, &at) in replan_times.iter().enumerate() {
         on_step(&format!(
@@ -337,15 +340,10 @@ pub fn simulate(
             k + 1,
             replan_times.len()
         ));
-        replan_features.push(features::compute(
-            source,
-            FeatureOptions {
-                as_of: at,
-                horizon: options.feature_horizon_us,
-                since: None,
-            },
-            &|_| {},
-        )?);
+        let refresh = rolling
+            .advance(source, at, options.feature_horizon_us)?
+            .expect("each re-plan is later than the one before");
+        replan_features.push(refresh.states.into_table());
     }
     let context = PlanContext {
         features: &features,
