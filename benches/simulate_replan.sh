@@ -21,8 +21,10 @@ for profile in oltp read-heavy write-heavy deletes; do
         echo "## $profile, planned $mode ($events events over 96 h; window 6h, then 6h measured)"
         extra=()
         if [ "$mode" != once ]; then extra=(--replan-every "$every"); fi
+        started=$(date +%s.%N)
         "$bin" simulate --logs "$dir/$profile" --window 6h --after 6h --strategies most-frequent,decayed,model,oracle \
             --budget 0.1 --budgets 0.05,0.2 "${extra[@]}" 2>/dev/null
+        awk -v started="$started" -v ended="$(date +%s.%N)" 'BEGIN { printf "(simulate took %.1f s)\n", ended - started }'
         echo
     done
 done
