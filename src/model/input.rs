@@ -8,13 +8,13 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::Float64Type;
 use arrow_array::{Array, RecordBatch};
 use arrow_schema::DataType;
-use ndarray::{Array2, ArrayView1, ArrayView2, Axis};
+use ndarray::{Array2, ArrayView1, ArrayView2, ArrayViewMut2, Axis};
 use serde::{Deserialize, Serialize};
 
 use rayon::prelude::*;
 
 use crate::features::table::{KEY_COLUMNS, column_names, input_values};
-use crate::features::{FeatureRows, FeatureTable, KeyStates};
+use crate::features::{FeatureRows, FeatureRowsRef, FeatureTable, KeyStates};
 
 /// Recency of something that never happened, in seconds (about 116 days):
 /// older than anything a cut-off looks back at.
@@ -47,28 +47,6 @@ pub fn raw_inputs_of_rows(rows: &FeatureRows) -> Array2<f64> {
     }
 }
 
-/// Like [`raw_inputs`], each row's inputs built from its key's state
-/// directly, on every core, with no feature batch in between.
-pub fn raw_inputs_of_states(states: &KeyStates) -> Array2<f64> {
-    const CHUNK_ROWS: usize = 4096;
-    let width = input_names().len();
-    let mut inputs = Array2::<f64>::zeros((states.len(), width));
-    inputs
-        .as_slice_mut()
-        .expect("a new array is contiguous")
-        .par_chunks_mut(width * CHUNK_ROWS)
-        .enumerate()
-        .for_each(|(chunk, block)| {
-            for (offset, out) in block.chunks_mut(width).enumerate() {
-                let features = states.row(chunk * CHUNK_ROWS + offset);
-                for (slot, value) in out.iter_mut().zip(input_values(&features)) {
-                    *slot = value;
-                }
-            }
-        });
-    inputs
-}
-
 fn stacked<B: Borrow<RecordBatch>>(rows: usize, batches: impl Iterator<Item = B>) -> Array2<f64> {
     let names = input_names();
     let mut inputs = Array2::<f64>::zeros((rows, names.len()));
@@ -80,6 +58,64 @@ fn stacked<B: Borrow<RecordBatch>>(rows: usize, batches: impl Iterator<Item = B>
         first = end;
     }
     inputs
+}
+
+/// Like [`raw_inputs`], each row's inputs built from its key's state
+/// directly, on every core, with no feature batch in between.
+pub fn raw_inputs_of_states(states: &KeyStates) -> Array2<f64> {
+    let mut inputs = Array2::<f64>::zeros((states.len(), input_names().len()));
+    fill_inputs_of_states(states, 0, &mut inputs.view_mut());
+    inputs
+}
+
+/// Calls `each` with the raw inputs of every row, a block of rows at a
+/// time, in row order: a pass over every key that never holds every row's
+/// inputs. From states, blocks of `block_rows` share one buffer; a table's
+/// blocks are its batches.
+pub fn for_each_input_block(
+    rows: FeatureRowsRef<'_>,
+    block_rows: usize,
+    mut each: impl FnMut(ArrayView2<f64>),
+) {
+    let names = input_names();
+    match rows {
+        FeatureRowsRef::Built(table) => {
+            for batch in table.batches() {
+                let mut inputs = Array2::<f64>::zeros((batch.num_rows(), names.len()));
+                fill_inputs(batch, &names, inputs.view_mut());
+                each(inputs.view());
+            }
+        }
+        FeatureRowsRef::OnDemand(states) => {
+            let block_rows = block_rows.clamp(1, states.len().max(1));
+            let mut buffer = Array2::<f64>::zeros((block_rows, names.len()));
+            for first in (0..states.len()).step_by(block_rows) {
+                let rows = (states.len() - first).min(block_rows);
+                let mut block = buffer.slice_mut(ndarray::s![..rows, ..]);
+                fill_inputs_of_states(states, first, &mut block);
+                each(block.view());
+            }
+        }
+    }
+}
+
+/// Fills the rows of `out` with the inputs of the states' rows from
+/// `first` on, on every core.
+fn fill_inputs_of_states(states: &KeyStates, first: usize, out: &mut ArrayViewMut2<f64>) {
+    const CHUNK_ROWS: usize = 4096;
+    let width = out.ncols();
+    out.as_slice_mut()
+        .expect("whole rows of a standard-layout array")
+        .par_chunks_mut(width * CHUNK_ROWS)
+        .enumerate()
+        .for_each(|(chunk, block)| {
+            for (offset, out) in block.chunks_mut(width).enumerate() {
+                let features = states.row(first + chunk * CHUNK_ROWS + offset);
+                for (slot, value) in out.iter_mut().zip(input_values(&features)) {
+                    *slot = value;
+                }
+            }
+        });
 }
 
 /// Like [`raw_inputs`], for the given rows only (in ascending order).
@@ -332,6 +368,18 @@ mod tests {
         assert_eq!(from_states.dim(), all.dim());
         for ((at, &a), &b) in all.indexed_iter().zip(from_states.iter()) {
             assert!(close(a, b), "{at:?} from the states: {a} against {b}");
+        }
+        // Blocks of 100 rows from the states, the batches of the table.
+        for (held, block_rows) in [(on_demand.borrowed(), 100), ((&table).into(), 1)] {
+            let mut blocks = Vec::new();
+            for_each_input_block(held, block_rows, |raw| blocks.push(raw.to_owned()));
+            assert!(blocks.len() > 3, "{} blocks", blocks.len());
+            let views: Vec<_> = blocks.iter().map(|block| block.view()).collect();
+            let stacked_blocks = ndarray::concatenate(Axis(0), &views).unwrap();
+            assert_eq!(stacked_blocks.dim(), all.dim());
+            for ((at, &a), &b) in all.indexed_iter().zip(stacked_blocks.iter()) {
+                assert!(close(a, b), "{at:?} from blocks: {a} against {b}");
+            }
         }
         let rows = [0, 7, 8, 99, 100, 101, 250, table.len() - 1];
         let some = raw_inputs_of(&FeatureRows::Built(table.clone()), &rows);

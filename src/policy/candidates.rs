@@ -43,37 +43,61 @@ impl Candidates {
         scores: &Scores,
         now_us: i64,
     ) -> Candidates {
-        let size_column = input_column("size_last");
-        let mut candidates = Candidates {
+        let mut candidates = Candidates::starting(now_us, rows.len());
+        candidates.extend_scored(raw, scores);
+        candidates.name_keys(rows);
+        candidates
+    }
+
+    /// No candidates yet, as of `now_us`, with room for `keys`: filled by
+    /// [`extend_scored`](Self::extend_scored) a block of keys at a time,
+    /// then [`name_keys`](Self::name_keys).
+    pub fn starting(now_us: i64, keys: usize) -> Candidates {
+        Candidates {
             now_us,
-            key_offsets: Vec::with_capacity(rows.len() + 1),
-            // The policy ABI's features lead the inputs, in its order.
+            key_offsets: Vec::with_capacity(keys + 1),
             features: (0..FEATURE_NAMES.len())
-                .map(|column| raw.column(column).to_vec())
+                .map(|_| Vec::with_capacity(keys))
                 .collect(),
-            size_bytes: raw
-                .column(size_column)
-                .iter()
-                .map(|&size| size.max(0.0) as u64)
-                .collect(),
-            hot: scores.hot.clone(),
-            churn: scores.churn.clone(),
-            expected_accesses: scores.accesses.clone(),
+            size_bytes: Vec::with_capacity(keys),
+            hot: Vec::with_capacity(keys),
+            churn: Vec::with_capacity(keys),
+            expected_accesses: Vec::with_capacity(keys),
             ..Candidates::default()
-        };
-        candidates.key_offsets.push(0);
+        }
+    }
+
+    /// Adds the next keys' inputs (rows of `raw`) and their scores, in one
+    /// pass over the rows.
+    pub fn extend_scored(&mut self, raw: ArrayView2<f64>, scores: &Scores) {
+        let size_column = input_column("size_last");
+        for row in raw.rows() {
+            // The policy ABI's features lead the inputs, in its order.
+            for (column, values) in self.features.iter_mut().enumerate() {
+                values.push(row[column]);
+            }
+            self.size_bytes.push(row[size_column].max(0.0) as u64);
+        }
+        self.hot.extend_from_slice(&scores.hot);
+        self.churn.extend_from_slice(&scores.churn);
+        self.expected_accesses.extend_from_slice(&scores.accesses);
+    }
+
+    /// Names every key of `rows`, in row order (the order their inputs
+    /// were added in).
+    pub fn name_keys(&mut self, rows: FeatureRowsRef<'_>) {
+        self.key_offsets.push(0);
         rows.for_each_key(|table_name, key, tenant| {
-            let table_id = candidates.tables.intern(table_name);
-            candidates.table_ids.push(table_id);
+            let table_id = self.tables.intern(table_name);
+            self.table_ids.push(table_id);
             let tenant_id = match tenant {
-                Some(tenant) => candidates.tenants.intern(tenant),
+                Some(tenant) => self.tenants.intern(tenant),
                 None => NO_TENANT,
             };
-            candidates.tenant_ids.push(tenant_id);
-            candidates.key_bytes.extend_from_slice(key);
-            candidates.key_offsets.push(candidates.key_bytes.len());
+            self.tenant_ids.push(tenant_id);
+            self.key_bytes.extend_from_slice(key);
+            self.key_offsets.push(self.key_bytes.len());
         });
-        candidates
     }
 
     /// A small, varied batch for checking a policy before it serves: two

@@ -18,9 +18,12 @@ use std::path::{Path, PathBuf};
 
 use crate::features::{self, FeatureOptions, FeatureRows, FeatureTable, RollingFeatures};
 use crate::logs::{LogError, LogSource};
-use crate::model::input::raw_inputs_of_rows;
+use crate::model::input::for_each_input_block;
 use crate::model::registry::{Manifest, Registry};
 use crate::policy::{Candidates, Decisions, PolicyRegistry, scheduling_order};
+
+/// Keys scored at a time while planning.
+const INPUT_BLOCK_ROWS: usize = 65_536;
 
 /// How many predictions the service keeps for `TopPredictions`.
 pub const KEPT_PREDICTIONS: usize = 10_000;
@@ -276,9 +279,15 @@ impl Planner {
             rescanned = self.own_keys(FeatureRows::Built(table));
             &rescanned
         };
-        let raw = raw_inputs_of_rows(features);
-        let scores = model.predictor.score(raw.view());
-        let candidates = Candidates::from_features(features.borrowed(), raw.view(), &scores, as_of);
+        // Scored a block of keys at a time: the inputs of every key at once
+        // would be hundreds of megabytes at millions of keys, paged in anew
+        // for each plan.
+        let mut candidates = Candidates::starting(as_of, features.len());
+        for_each_input_block(features.borrowed(), INPUT_BLOCK_ROWS, |raw| {
+            let scores = model.predictor.score(raw);
+            candidates.extend_scored(raw, &scores);
+        });
+        candidates.name_keys(features.borrowed());
         let decided = self.policies.decide(&candidates);
         for failure in &decided.failures {
             tracing::error!(%failure, "policy failed while planning and was unloaded");
