@@ -9,7 +9,8 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Timelike};
 use common::*;
 use rand::{Rng, SeedableRng};
-use shadowcast::features::{FeatureTable, KeyFeatures};
+use shadowcast::features::{FeatureTable, KeyFeatures, KeyStates, RollingFeatures};
+use shadowcast::logs::LogSource;
 
 const HOUR_MS: i64 = 3_600_000;
 const AS_OF_MS: i64 = DAY_2026_11_20_MS + 10 * 24 * HOUR_MS + 13 * HOUR_MS + 17 * 60_000;
@@ -319,6 +320,18 @@ fn threads_do_not_change_the_result() {
     }
 }
 
+/// Key states rolled forward hold the features of `events` as of
+/// `as_of_ms`, by the independent computation (decayed counters were
+/// scaled rather than summed again: equal up to rounding).
+fn assert_rolled_match(states: KeyStates, events: &[Event], as_of_ms: i64) {
+    let rows: Vec<KeyFeatures> = states.into_table().rows().collect();
+    let wanted = expected(events, as_of_ms);
+    assert_eq!(rows.len(), wanted.len(), "keys as of {as_of_ms}");
+    for (actual, wanted) in rows.iter().zip(&wanted) {
+        assert_features_match(actual, wanted, 1e-10);
+    }
+}
+
 /// The service keeps its features fresh by rolling the key states of the
 /// files it read forward to each new cut-off and reading only new files:
 /// at every step the features equal the independent computation over
@@ -327,9 +340,6 @@ fn threads_do_not_change_the_result() {
 /// than a day, with late events arriving in later files.
 #[test]
 fn features_rolled_forward_file_by_file_match_an_independent_computation() {
-    use shadowcast::features::RollingFeatures;
-    use shadowcast::logs::LogSource;
-
     let dir = tempfile::tempdir().unwrap();
     let logs = dir.path().join("logs");
     let mut events = reference_events();
@@ -387,12 +397,7 @@ fn features_rolled_forward_file_by_file_match_an_independent_computation() {
             .unwrap()
             .expect("a new file is something new");
         assert_eq!(refresh.rolled, index > 0, "step {index}");
-        let rows: Vec<KeyFeatures> = refresh.states.into_table().rows().collect();
-        let wanted = expected(&written, as_of_ms);
-        assert_eq!(rows.len(), wanted.len(), "keys at step {index}");
-        for (actual, wanted) in rows.iter().zip(&wanted) {
-            assert_features_match(actual, wanted, 1e-10);
-        }
+        assert_rolled_match(refresh.states, &written, as_of_ms);
     }
     let source = || LogSource::open(&logs).unwrap();
     let as_of_us = files.concat().iter().map(|e| e.ts_ms).max().unwrap() * 1000;
@@ -414,12 +419,7 @@ fn features_rolled_forward_file_by_file_match_an_independent_computation() {
     assert!(!refresh.rolled);
     files.remove(2);
     let remaining = files.concat();
-    let rows: Vec<KeyFeatures> = refresh.states.into_table().rows().collect();
-    let wanted = expected(&remaining, as_of_us / 1000);
-    assert_eq!(rows.len(), wanted.len());
-    for (actual, wanted) in rows.iter().zip(&wanted) {
-        assert_features_match(actual, wanted, 1e-10);
-    }
+    assert_rolled_match(refresh.states, &remaining, as_of_us / 1000);
 }
 
 /// A replay (`simulate --replan-every`) moves the cut-off through files
@@ -427,9 +427,6 @@ fn features_rolled_forward_file_by_file_match_an_independent_computation() {
 /// cut-off moved past, and equals the independent computation.
 #[test]
 fn features_rolled_through_files_that_hold_later_events_match_an_independent_computation() {
-    use shadowcast::features::RollingFeatures;
-    use shadowcast::logs::LogSource;
-
     let dir = tempfile::tempdir().unwrap();
     let logs = dir.path().join("logs");
     let mut events = reference_events();
@@ -452,11 +449,6 @@ fn features_rolled_through_files_that_hold_later_events_match_an_independent_com
             .unwrap()
             .expect("the cut-off moved");
         assert_eq!(refresh.rolled, step > 0, "step {step}");
-        let rows: Vec<KeyFeatures> = refresh.states.into_table().rows().collect();
-        let wanted = expected(&events, as_of_ms);
-        assert_eq!(rows.len(), wanted.len(), "keys at step {step}");
-        for (actual, wanted) in rows.iter().zip(&wanted) {
-            assert_features_match(actual, wanted, 1e-10);
-        }
+        assert_rolled_match(refresh.states, &events, as_of_ms);
     }
 }
