@@ -741,7 +741,7 @@ pub(super) struct ScanTotals {
     tables: NameRegistry,
     tenants: NameRegistry,
     keys_are_utf8: bool,
-    pub(super) events: u64,
+    events: u64,
 }
 
 impl Scanned {
@@ -751,7 +751,7 @@ impl Scanned {
         Scanned {
             shards: (0..SHARDS)
                 .map(|_| Shard {
-                    history: with_history.then(History::default),
+                    history: with_history.then(History::new),
                     ..Shard::default()
                 })
                 .collect(),

@@ -33,7 +33,7 @@ use rayon::prelude::*;
 use super::compute::{KeyStates, Scanned};
 use super::state::{CutOff, DecayShift, KeyState, TOD_BUCKET_US, time_of_day};
 use crate::export::{FileStamp, file_stamp};
-use crate::logs::{LogError, LogSource, Op, TimeRange};
+use crate::logs::{LogError, LogSource, Op, ScanPlan, TimeRange};
 use crate::time::{DAY_US, MINUTE_US};
 
 /// Events whose history is kept for rolling forward (24 bytes each at
@@ -46,13 +46,11 @@ const QUARTERS: usize = (DAY_US / QUARTER_US) as usize;
 
 /// What moving a shard's states to a later cut-off needs beyond the
 /// states themselves.
-#[derive(Default)]
 pub(crate) struct History {
     /// Events still young enough to count in a window.
     recent: Vec<RecentEvent>,
     /// Every event's key and time of day, by quarter hour of the day.
     by_quarter: Vec<Vec<TimeOfDay>>,
-    events: u64,
 }
 
 #[derive(Clone, Copy)]
@@ -70,6 +68,21 @@ struct TimeOfDay {
 }
 
 impl History {
+    pub fn new() -> Self {
+        History {
+            recent: Vec::new(),
+            by_quarter: vec![Vec::new(); QUARTERS],
+        }
+    }
+
+    /// Events recorded.
+    fn events(&self) -> u64 {
+        self.by_quarter
+            .iter()
+            .map(|quarter| quarter.len() as u64)
+            .sum()
+    }
+
     /// Keeps what the event at `ts` of the key in `slot` (added to its
     /// state at `cut`) will count for at later cut-offs.
     #[inline]
@@ -81,15 +94,11 @@ impl History {
                 write: op != Op::Read,
             });
         }
-        if self.by_quarter.is_empty() {
-            self.by_quarter = vec![Vec::new(); QUARTERS];
-        }
         let tod = time_of_day(ts);
         self.by_quarter[(tod / QUARTER_US) as usize].push(TimeOfDay {
             slot,
             into_quarter: (tod % QUARTER_US) as u32,
         });
-        self.events += 1;
     }
 
     /// Moves `states` (by slot) from cut-off `from` to the later `to`, on
@@ -139,7 +148,7 @@ impl History {
 
     /// `for_each_between` within one day: `0 <= start <= end <= DAY_US`.
     fn for_each_within(&self, start: i64, end: i64, each: &mut impl FnMut(usize)) {
-        if start >= end || self.by_quarter.is_empty() {
+        if start >= end {
             return;
         }
         let (first, last) = (
@@ -169,9 +178,9 @@ struct Kept {
     /// The files whose events up to the cut-off are in the states, as they
     /// looked before they were read.
     absorbed: HashMap<PathBuf, Option<FileStamp>>,
-    /// The latest event in those files, by their statistics (`None` or
-    /// `i64::MAX` when unknown).
-    absorbed_through: Option<i64>,
+    /// The latest event in those files, by their statistics (`i64::MAX`
+    /// when unknown).
+    absorbed_through: i64,
 }
 
 /// Fresh key states, and whether they were rolled forward (`false`: every
@@ -221,7 +230,7 @@ impl RollingFeatures {
         self.kept = Some(Kept {
             scanned,
             absorbed: stamps.into_iter().collect(),
-            absorbed_through: plan.stats().data_span.map(|(_, last)| last),
+            absorbed_through: latest_event(&plan),
         });
         Ok(Some(Refresh {
             states,
@@ -257,7 +266,7 @@ impl RollingFeatures {
             .shards
             .iter()
             .filter_map(|shard| shard.history.as_ref())
-            .map(|history| history.events)
+            .map(History::events)
             .sum();
         if kept_events > HISTORY_EVENT_LIMIT {
             tracing::info!(
@@ -288,9 +297,8 @@ impl Kept {
             }
         });
         self.scanned.scan.cut = cut;
-        let passed_some = self.absorbed_through.is_none_or(|last| last > from.as_of);
         if cut.as_of > from.as_of
-            && passed_some
+            && self.absorbed_through > from.as_of
             && let Some(read) = source.only(|path| self.absorbed.contains_key(path))
         {
             let passed = TimeRange {
@@ -303,7 +311,7 @@ impl Kept {
             if !self.add(&arrived, TimeRange::until(cut.as_of))? {
                 // Every event of the new files is after the cut-off: read
                 // when the cut-off moves past them.
-                self.absorbed_through = Some(i64::MAX);
+                self.absorbed_through = i64::MAX;
             }
             self.absorbed.extend(fresh);
         }
@@ -319,9 +327,7 @@ impl Kept {
             Err(error) => return Err(error),
         };
         self.scanned.add(&plan, &|_| {})?;
-        // Without statistics, any of the files may hold later events.
-        let last = plan.stats().data_span.map_or(i64::MAX, |(_, last)| last);
-        self.absorbed_through = self.absorbed_through.max(Some(last));
+        self.absorbed_through = self.absorbed_through.max(latest_event(&plan));
         Ok(true)
     }
 
@@ -350,4 +356,10 @@ impl Kept {
         }
         None
     }
+}
+
+/// The latest event in the files of `plan`, by their statistics; without
+/// statistics, any of them may hold events as late as can be.
+fn latest_event(plan: &ScanPlan) -> i64 {
+    plan.stats().data_span.map_or(i64::MAX, |(_, last)| last)
 }

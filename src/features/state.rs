@@ -78,12 +78,18 @@ pub(crate) struct DecayShift {
 impl DecayShift {
     pub fn new(horizon: i64, shift: i64) -> Self {
         DecayShift {
-            fixed: DECAY_HALF_LIVES
-                .map(|(_, half_life)| (-LN_2 * shift as f64 / half_life as f64).exp()),
+            fixed: DECAY_HALF_LIVES.map(|(_, half_life)| decay_weight(shift, half_life as f64)),
             horizon: HORIZON_HALF_LIVES
-                .map(|(_, multiple)| (-LN_2 * shift as f64 / (horizon as f64 * multiple)).exp()),
+                .map(|(_, multiple)| decay_weight(shift, horizon as f64 * multiple)),
         }
     }
+}
+
+/// What an event `age` microseconds old adds to a counter decaying with
+/// `half_life`: also the factor that moves such a counter `age` on.
+#[inline]
+fn decay_weight(age: i64, half_life: f64) -> f64 {
+    (-LN_2 * age as f64 / half_life).exp()
 }
 
 /// Microseconds since midnight UTC.
@@ -189,7 +195,7 @@ impl KeyState {
             &mut self.write_decay
         };
         for (value, (_, half_life)) in decay.iter_mut().zip(DECAY_HALF_LIVES) {
-            *value += (-LN_2 * age as f64 / half_life as f64).exp();
+            *value += decay_weight(age, half_life as f64);
         }
         self.first_ts = self.first_ts.min(ts);
         self.last_event_code = self.last_event_code.max(ts * 4 + i64::from(op.code()));
@@ -203,7 +209,7 @@ impl KeyState {
         self.tod[(tod / TOD_BUCKET_US) as usize] += 1;
         self.tod_next_6h += u32::from(cut.in_next_6h(tod));
         for (value, (_, multiple)) in self.horizon_decay.iter_mut().zip(HORIZON_HALF_LIVES) {
-            *value += (-LN_2 * age as f64 / (cut.horizon as f64 * multiple)).exp();
+            *value += decay_weight(age, cut.horizon as f64 * multiple);
         }
         self.keep_latest(ts);
     }

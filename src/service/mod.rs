@@ -22,9 +22,10 @@
 //!   thread under the planner's own lock, beside the scheduler; the result
 //!   is handed to the owner in slices and one final message. The planner
 //!   keeps the key states behind its features and rolls them forward to
-//!   each re-plan's cut-off, reading only the log files that arrived. The planner's lock is always
-//!   taken before any work enters the planning threads, never inside them. Log files are scanned beside it
-//!   too, and only what they say about keys is applied by the owner.
+//!   each re-plan's cut-off, reading only the log files that arrived. The
+//!   planner's lock is always taken before any work enters the planning
+//!   threads, never inside them. Log files are scanned beside it too, and
+//!   only what they say about keys is applied by the owner.
 //! - A timer sends the owner one `advance` step every 500 ms (phases,
 //!   lease expiry, confidence) and wakes waiting lease calls.
 //!
