@@ -290,15 +290,25 @@ pub fn simulate(
     check(options, inputs)?;
     let timeline = options.timeline;
     on_step("features as of the window's start");
-    let features = features::compute(
-        source,
-        FeatureOptions {
-            as_of: timeline.start_us,
-            horizon: options.feature_horizon_us,
-            since: None,
-        },
-        &|_| {},
-    )?;
+    // Re-plans roll these features forward, as the service keeps them: the
+    // logs are read whole once.
+    let mut rolling = features::RollingFeatures::default();
+    let features = match options.replan_every_us {
+        Some(_) => rolling
+            .advance(source, timeline.start_us, options.feature_horizon_us)?
+            .expect("the first features are new")
+            .states
+            .into_table(),
+        None => features::compute(
+            source,
+            FeatureOptions {
+                as_of: timeline.start_us,
+                horizon: options.feature_horizon_us,
+                since: None,
+            },
+            &|_| {},
+        )?,
+    };
     on_step("loading the traffic after the start");
     let traffic = Traffic::load(
         source,
@@ -330,9 +340,6 @@ pub fn simulate(
             .collect(),
         None => Vec::new(),
     };
-    // Each re-plan's features are the last ones rolled forward, as the
-    // service keeps them.
-    let mut rolling = features::RollingFeatures::default();
     let mut replan_features = Vec::with_capacity(replan_times.len());
     for (k, &at) in replan_times.iter().enumerate() {
         on_step(&format!(
