@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use shadowcast::policy::{Candidates, Decisions};
 use shadowcast::scheduler::{
-    Ack, AckOutcome, AckResult, Idle, Lease, LeaseRequest, Phase, SampleConfig, Scheduler,
-    SchedulerConfig, WriteEvent,
+    Ack, AckCall, AckCallOutcome, AckOutcome, AckResult, Idle, Lease, LeaseRequest, Phase,
+    SampleConfig, Scheduler, SchedulerConfig, WriteEvent,
 };
 use shadowcast::state::Location;
 use shadowcast_policy::abi::{FEATURE_NAMES, priority};
@@ -234,6 +234,104 @@ fn batches_hold_key_byte_and_bandwidth_limits_that_change_at_run_time() {
     scheduler.set_bandwidth(None, T0 + 10 * SECOND).unwrap();
     let unlimited = scheduler.lease(&request(50), T0 + 10 * SECOND).unwrap();
     assert_eq!(unlimited.keys.len(), 50);
+}
+
+/// Acknowledgements applied together are judged in order, each against
+/// the copies before it in the same batch: a key named again is judged
+/// against its own earlier copy, by its lease or by another call, and a
+/// compact call judges its lease's keys that others named.
+#[test]
+fn a_batch_judges_a_key_named_again_against_its_own_earlier_copy() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut scheduler = planned(dir.path(), config(), 20, Phase::Background);
+    let first = scheduler.lease(&request(3), T0).unwrap();
+    let second = scheduler.lease(&request(3), T0).unwrap();
+    let named = |lease: &Lease, at: usize, version: u64| {
+        let key = &lease.keys[at];
+        Ack {
+            table: key.table.clone(),
+            key: key.key.clone().into(),
+            result: AckResult::Copied { version },
+        }
+    };
+    let by_first = [
+        named(&first, 0, 5),
+        named(&first, 0, 3),
+        named(&first, 0, 7),
+    ];
+    let without_lease = [named(&first, 0, 6), named(&second, 0, 4)];
+    let calls = [
+        AckCall {
+            lease: first.id,
+            acks: &by_first,
+            others_copied_at_leased_version: false,
+        },
+        AckCall {
+            lease: 0,
+            acks: &without_lease,
+            others_copied_at_leased_version: false,
+        },
+        AckCall {
+            lease: second.id,
+            acks: &[],
+            others_copied_at_leased_version: true,
+        },
+    ];
+    let outcomes: Vec<AckCallOutcome> = scheduler
+        .acknowledge_all(&calls, T0)
+        .unwrap()
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    // By hand: 5 is new; 3 is older than the 5 just accepted; 7 is newer
+    // again; 6 is older than 7; the second lease's first key copied at 4
+    // by the call without a lease, so the compact form's copy of it at
+    // the version leased (0) is not new, and its other two keys are.
+    let accepted = AckOutcome::Accepted;
+    let already = AckOutcome::AlreadyCurrent;
+    assert_eq!(
+        outcomes,
+        [
+            AckCallOutcome {
+                acks: vec![accepted.clone(), already.clone(), accepted.clone()],
+                ..Default::default()
+            },
+            AckCallOutcome {
+                acks: vec![already.clone(), accepted.clone()],
+                ..Default::default()
+            },
+            AckCallOutcome {
+                acks: vec![],
+                others_accepted: 2,
+                others_not_accepted: vec![(0, already)],
+            },
+        ]
+    );
+    // The batch's last word on the first key is version 7: a write at 6
+    // leaves it current, one at 8 does not.
+    let key = &first.keys[0];
+    let write = |version| WriteEvent {
+        table: key.table.clone(),
+        key: key.key.clone(),
+        version,
+        size_bytes: None,
+    };
+    assert_eq!(
+        scheduler.record_writes(&[write(6)], T0).unwrap().made_stale,
+        0
+    );
+    assert_eq!(
+        scheduler.record_writes(&[write(8)], T0).unwrap().made_stale,
+        1
+    );
+    // The first lease still holds the two keys it did not name; the
+    // second lease is over; the rest (14 keys) waits, after the re-sync.
+    let rest = scheduler.lease(&request(100), T0).unwrap();
+    assert_eq!(
+        keys_of(&rest)[0],
+        String::from_utf8(key.key.clone()).unwrap()
+    );
+    assert_eq!(rest.keys.len(), 1 + 14);
 }
 
 #[test]

@@ -2,15 +2,101 @@
 //! are named one by one, or, in the compact form, a live lease's keys not
 //! named are all taken as copied at the version they were leased at.
 
+use super::queues::Plans;
 use super::{Ack, AckCall, AckCallOutcome, AckOutcome, AckResult, Scheduler, SchedulerError};
 use crate::prefetch::AHEAD;
-use crate::state::{KeyId, KeyRecord, Location};
+use crate::state::{Change, KeyId, KeyRecord, Location, LocationMap};
 
-/// Per-key changes an acknowledgement batch is building, before its commit.
+/// Per-key changes an acknowledgement batch is building, before its
+/// commit, in the order first made. A key changed here carries the
+/// changed mark in the scheduler's plans, so that judging a key the batch
+/// has not touched (nearly all of them) looks nothing up; the positions of
+/// the changes are indexed only once a key is judged a second time.
 #[derive(Default)]
 struct Pending {
-    changes: ahash::AHashMap<KeyId, KeyRecord>,
+    changes: Vec<Change>,
+    positions: Option<ahash::AHashMap<KeyId, usize>>,
     accepted_bytes: u64,
+}
+
+impl Pending {
+    /// Where the batch holds a change of `id` (a key `plans` marks).
+    fn position(&mut self, id: KeyId) -> Option<usize> {
+        let changes = &self.changes;
+        self.positions
+            .get_or_insert_with(|| {
+                changes
+                    .iter()
+                    .enumerate()
+                    .map(|(at, &(id, _))| (id, at))
+                    .collect()
+            })
+            .get(&id)
+            .copied()
+    }
+
+    /// `id`'s record as this batch leaves it so far.
+    fn record(&mut self, plans: &Plans, map: &LocationMap, id: KeyId) -> KeyRecord {
+        if plans.changed(id)
+            && let Some(at) = self.position(id)
+        {
+            return self.changes[at].1;
+        }
+        map.record(id)
+    }
+
+    fn set(&mut self, plans: &mut Plans, id: KeyId, record: KeyRecord) {
+        if plans.changed(id)
+            && let Some(at) = self.position(id)
+        {
+            self.changes[at].1 = record;
+            return;
+        }
+        plans.mark_changed(id, true);
+        if let Some(positions) = &mut self.positions {
+            positions.insert(id, self.changes.len());
+        }
+        self.changes.push((id, record));
+    }
+
+    /// Judges a copy of `id` at `version` against what is known, counting
+    /// the batch's earlier copies: accepted copies join the batch.
+    fn judge_copy(
+        &mut self,
+        plans: &mut Plans,
+        map: &LocationMap,
+        id: KeyId,
+        version: u64,
+    ) -> AckOutcome {
+        let record = self.record(plans, map, id);
+        if version < record.latest_write {
+            AckOutcome::Stale {
+                copied: version,
+                latest_write: record.latest_write,
+            }
+        } else if record.copied_version.is_some_and(|c| c >= version) {
+            AckOutcome::AlreadyCurrent
+        } else {
+            self.set(
+                plans,
+                id,
+                KeyRecord {
+                    copied_version: Some(version),
+                    ..record
+                },
+            );
+            self.accepted_bytes += record.size_bytes;
+            AckOutcome::Accepted
+        }
+    }
+
+    /// The changes to commit, every mark they set cleared.
+    fn finish(self, plans: &mut Plans) -> Vec<Change> {
+        for &(id, _) in &self.changes {
+            plans.mark_changed(id, false);
+        }
+        self.changes
+    }
 }
 
 impl Scheduler {
@@ -57,8 +143,8 @@ impl Scheduler {
             .map(|live| live.keys.len())
             .sum();
         let mut pending = Pending {
-            changes: ahash::AHashMap::with_capacity(named + others),
-            accepted_bytes: 0,
+            changes: Vec::with_capacity(named + others),
+            ..Default::default()
         };
         let mut released = Vec::new();
         for call in calls {
@@ -102,7 +188,9 @@ impl Scheduler {
                 }
                 let held_here = call.lease != 0 && self.plans.lease(id) == call.lease;
                 let judged = match &ack.result {
-                    AckResult::Copied { version } => self.judge_copy(id, *version, &mut pending),
+                    AckResult::Copied { version } => {
+                        pending.judge_copy(&mut self.plans, &self.map, id, *version)
+                    }
                     AckResult::Failed { reason } if held_here => {
                         tracing::debug!(key = %self.map.describe(id), %reason, "copy failed; key back in line");
                         AckOutcome::Requeued
@@ -130,7 +218,7 @@ impl Scheduler {
                     if let Some(&(_, ahead, _)) = others.get(at + AHEAD) {
                         self.map.prefetch_record(ahead);
                     }
-                    match self.judge_copy(id, version, &mut pending) {
+                    match pending.judge_copy(&mut self.plans, &self.map, id, version) {
                         AckOutcome::Accepted => outcome.others_accepted += 1,
                         other => outcome.others_not_accepted.push((position, other)),
                     }
@@ -139,7 +227,8 @@ impl Scheduler {
             }
             results.push(Ok(outcome));
         }
-        let changes: Vec<(KeyId, KeyRecord)> = pending.changes.into_iter().collect();
+        let accepted_bytes = pending.accepted_bytes;
+        let changes = pending.finish(&mut self.plans);
         self.commit(&changes, &[])?;
         let mut ended_per_lease: ahash::AHashMap<u64, usize> = ahash::AHashMap::new();
         for (at, &(id, lease)) in released.iter().enumerate() {
@@ -183,36 +272,8 @@ impl Scheduler {
         }
         if !changes.is_empty() {
             self.copied
-                .push_back((now_us, pending.accepted_bytes, changes.len() as u64));
+                .push_back((now_us, accepted_bytes, changes.len() as u64));
         }
         Ok(results)
-    }
-
-    /// Judges a copy of `id` at `version` against what is known, counting
-    /// the batch's earlier copies: accepted copies join `pending`.
-    fn judge_copy(&self, id: KeyId, version: u64, pending: &mut Pending) -> AckOutcome {
-        let record = pending
-            .changes
-            .get(&id)
-            .copied()
-            .unwrap_or_else(|| self.map.record(id));
-        if version < record.latest_write {
-            AckOutcome::Stale {
-                copied: version,
-                latest_write: record.latest_write,
-            }
-        } else if record.copied_version.is_some_and(|c| c >= version) {
-            AckOutcome::AlreadyCurrent
-        } else {
-            pending.changes.insert(
-                id,
-                KeyRecord {
-                    copied_version: Some(version),
-                    ..record
-                },
-            );
-            pending.accepted_bytes += record.size_bytes;
-            AckOutcome::Accepted
-        }
     }
 }

@@ -131,7 +131,7 @@ impl Scheduler {
             self.map.table_of(id),
             &self.map.record(id),
             &self.plans.get(id),
-            self.plans.lease(id) != 0,
+            self.plans.leased(id),
         )
     }
 
@@ -150,7 +150,7 @@ impl Scheduler {
                 if let Some(&(next, _)) = ahead.next() {
                     plans.prefetch(next);
                 }
-                let (plan, leased) = (&plans.get(id), plans.lease(id) != 0);
+                let (plan, leased) = (&plans.get(id), plans.leased(id));
                 census.uncount(Standing::of(table, before, plan, leased));
                 census.count(Standing::of(table, after, plan, leased));
             })
@@ -169,7 +169,7 @@ impl Scheduler {
 
     /// Puts `id` under `lease` (0: under none), keeping the census.
     pub(super) fn set_lease(&mut self, id: KeyId, lease: u64) {
-        let was_leased = self.plans.lease(id) != 0;
+        let was_leased = self.plans.leased(id);
         self.plans.set_lease(id, lease);
         self.count_lease_change(id, was_leased, lease != 0);
     }
@@ -177,10 +177,9 @@ impl Scheduler {
     /// Ends `lease`'s hold on `id` if it still holds the key (`false`:
     /// it does not), keeping the census.
     pub(super) fn release(&mut self, id: KeyId, lease: u64) -> bool {
-        if self.plans.lease(id) != lease {
+        if !self.plans.release(id, lease) {
             return false;
         }
-        self.plans.set_lease(id, 0);
         self.count_lease_change(id, true, false);
         true
     }

@@ -118,8 +118,9 @@ impl Scheduler {
         let mut keys = Vec::new();
         let mut bytes = 0u64;
         'classes: for slot in 0..CLASSES.len() {
+            let mut heads = None;
             while keys.len() < max_keys {
-                let Some(key) = self.next_in_class(slot, &tables, now_us) else {
+                let Some(key) = self.next_in_class(slot, &tables, now_us, &mut heads) else {
                     continue 'classes;
                 };
                 let size = self.map.record(key).size_bytes;

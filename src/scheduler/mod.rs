@@ -276,7 +276,7 @@ impl Scheduler {
     /// Whether (`table`, `key`) is under a lease now.
     pub fn is_leased(&self, table: &str, key: &[u8]) -> bool {
         self.find(table, key)
-            .is_some_and(|id| self.plans.lease(id) != 0)
+            .is_some_and(|id| self.plans.leased(id))
     }
 
     fn find(&self, table: &str, key: &[u8]) -> Option<KeyId> {

@@ -53,11 +53,13 @@ impl Plan {
 }
 
 /// Every key's [`Plan`] by key id, stored in parts: the four scores side by
-/// side (16 bytes) and the class (1 byte) for every key, and what only a
-/// few keys have at a time kept aside: a destination other than
+/// side (16 bytes) and one byte of class and marks for every key, and what
+/// only a few keys have at a time kept aside: a destination other than
 /// [`ANY_DESTINATION`], a policy's "not before", and the lease holding the
 /// key. (As one struct per key, with the lease and the time, they took 40
-/// bytes, mostly zeros.)
+/// bytes, mostly zeros.) The marks say, without a look into the maps,
+/// whether a lease holds the key and whether the acknowledgements being
+/// judged changed it.
 #[derive(Default)]
 pub(super) struct Plans {
     scores: Vec<[f32; 4]>,
@@ -66,6 +68,15 @@ pub(super) struct Plans {
     leases: HashMap<KeyId, u64>,
     not_before_us: HashMap<KeyId, i64>,
 }
+
+/// The bits of a key's byte in [`Plans::classes`] that hold its class
+/// ([`EXCLUDED`] is stored as all of them).
+const CLASS_BITS: u8 = 0b0011_1111;
+/// Set while `Plans::leases` holds the key.
+const LEASED: u8 = 0b1000_0000;
+/// Set while an acknowledgement batch holds a change of the key's record
+/// not yet committed (see [`Plans::mark_changed`]).
+const CHANGED: u8 = 0b0100_0000;
 
 /// Sets `id`'s entry in a map that holds only values other than `none`
 /// (without hashing when the map is empty and the value is `none`, the
@@ -111,7 +122,7 @@ impl Plans {
             expected,
             frequency,
             write_rate,
-            class: self.classes[id.index()],
+            class: self.class(id),
             destination: self
                 .destinations
                 .get(&id)
@@ -124,7 +135,8 @@ impl Plans {
     /// `Scheduler::update_plan`, which keeps the census.
     pub fn set(&mut self, id: KeyId, plan: Plan) {
         self.scores[id.index()] = [plan.benefit, plan.expected, plan.frequency, plan.write_rate];
-        self.classes[id.index()] = plan.class;
+        let byte = &mut self.classes[id.index()];
+        *byte = (*byte & !CLASS_BITS) | (plan.class & CLASS_BITS);
         set_sparse(
             &mut self.destinations,
             id,
@@ -134,7 +146,10 @@ impl Plans {
     }
 
     pub fn class(&self, id: KeyId) -> u8 {
-        self.classes[id.index()]
+        match self.classes[id.index()] & CLASS_BITS {
+            CLASS_BITS => EXCLUDED,
+            class => class,
+        }
     }
 
     /// Asks for `id`'s scores and class (see [`crate::prefetch`]).
@@ -151,15 +166,59 @@ impl Plans {
         self.scores[id.index()][1]
     }
 
+    /// Whether a lease holds `id`.
+    pub fn leased(&self, id: KeyId) -> bool {
+        self.classes[id.index()] & LEASED != 0
+    }
+
     /// The lease holding `id`, 0 for none.
     pub fn lease(&self, id: KeyId) -> u64 {
+        if !self.leased(id) {
+            return 0;
+        }
         self.leases.get(&id).copied().unwrap_or(0)
     }
 
     /// Sets the lease holding `id` (0: none). The scheduler goes through
     /// `Scheduler::set_lease` or `Scheduler::release`, which keep the census.
     pub fn set_lease(&mut self, id: KeyId, lease: u64) {
+        if lease == 0 && !self.leased(id) {
+            return;
+        }
         set_sparse(&mut self.leases, id, lease, 0);
+        self.set_mark(id, LEASED, lease != 0);
+    }
+
+    /// Ends `lease`'s hold on `id` if it holds the key (one look into the
+    /// map); `false` when it does not.
+    pub fn release(&mut self, id: KeyId, lease: u64) -> bool {
+        if !self.leased(id) {
+            return false;
+        }
+        match self.leases.entry(id) {
+            hashbrown::hash_map::Entry::Occupied(held) if *held.get() == lease => {
+                held.remove();
+                self.set_mark(id, LEASED, false);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether `id` carries the mark of [`mark_changed`](Self::mark_changed).
+    pub fn changed(&self, id: KeyId) -> bool {
+        self.classes[id.index()] & CHANGED != 0
+    }
+
+    /// Marks `id` as changed by the batch being judged (`false`: clears the
+    /// mark). The batch clears every mark it set before it ends.
+    pub fn mark_changed(&mut self, id: KeyId, changed: bool) {
+        self.set_mark(id, CHANGED, changed);
+    }
+
+    fn set_mark(&mut self, id: KeyId, mark: u8, on: bool) {
+        let byte = &mut self.classes[id.index()];
+        *byte = if on { *byte | mark } else { *byte & !mark };
     }
 
     /// The time before which `id` must not be leased (0: any time).
@@ -368,7 +427,7 @@ impl Scheduler {
     /// Whether `id` may be leased now; a key held by "not before" goes to
     /// the deferred heap.
     pub(super) fn ready(&mut self, id: KeyId, now_us: i64) -> bool {
-        if self.plans.lease(id) != 0
+        if self.plans.leased(id)
             || self.plans.class(id) == EXCLUDED
             || self.map.record(id).location() == Location::Current
         {
@@ -433,12 +492,15 @@ impl Scheduler {
     }
 
     /// The next key for `tables` in class slot `slot`, taken from its line:
-    /// re-syncs first, then the best new work across tables.
+    /// re-syncs first, then the best new work across tables. `heads` keeps
+    /// each table's best new work between calls of one lease (`None` before
+    /// the first), so that a key taken looks again at its own table only.
     pub(super) fn next_in_class(
         &mut self,
         slot: usize,
         tables: &[usize],
         now_us: i64,
+        heads: &mut Option<Vec<Option<KeyId>>>,
     ) -> Option<KeyId> {
         for &table in tables {
             if let Some(id) = self.front_resync(table, slot, now_us) {
@@ -446,20 +508,37 @@ impl Scheduler {
                 return Some(id);
             }
         }
-        let mut best: Option<(f32, usize)> = None;
-        for &table in tables {
-            if let Some(id) = self.front_fresh(table, slot, now_us) {
-                let benefit = self.plans.benefit(id);
-                if best.is_none_or(|(b, _)| benefit > b) {
-                    best = Some((benefit, table));
-                }
+        let heads = match heads {
+            Some(heads) => heads,
+            None => heads.insert(
+                tables
+                    .iter()
+                    .map(|&table| self.front_fresh(table, slot, now_us))
+                    .collect(),
+            ),
+        };
+        loop {
+            let (at, id) = heads
+                .iter()
+                .enumerate()
+                .filter_map(|(at, head)| head.map(|id| (at, id)))
+                .reduce(|best, next| {
+                    if self.plans.benefit(next.1) > self.plans.benefit(best.1) {
+                        next
+                    } else {
+                        best
+                    }
+                })?;
+            let table = tables[at];
+            // A head kept from an earlier call may have been leased since
+            // (a re-sync hands out keys that wait in the new work too).
+            let still_ready = self.ready(id, now_us);
+            self.queues[table].fresh[slot].cursor += 1;
+            heads[at] = self.front_fresh(table, slot, now_us);
+            if still_ready {
+                return Some(id);
             }
         }
-        let (_, table) = best?;
-        let queue = &mut self.queues[table].fresh[slot];
-        let id = queue.order[queue.cursor];
-        queue.cursor += 1;
-        Some(id)
     }
 
     /// Whether any key of any table and class may be leased now in this

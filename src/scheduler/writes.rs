@@ -79,7 +79,7 @@ impl Scheduler {
         for ((id, record), was_current) in changes.iter().zip(was_current) {
             if was_current && record.location() == Location::Stale {
                 report.made_stale += 1;
-                if self.plans.lease(*id) == 0 {
+                if !self.plans.leased(*id) {
                     self.requeue(*id);
                 }
             }

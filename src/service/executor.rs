@@ -2,7 +2,6 @@
 //! writes. Requests are checked field by field, then handed to the
 //! scheduler as its own typed values.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -50,7 +49,8 @@ impl std::fmt::Display for Item<'_> {
 struct CallCheck<'a> {
     limits: &'a RequestLimits,
     now_us: i64,
-    tables: HashSet<String>,
+    /// Hashed with ahash: every key's table name is looked up.
+    tables: ahash::AHashSet<String>,
 }
 
 impl<'a> CallCheck<'a> {
@@ -64,7 +64,7 @@ impl<'a> CallCheck<'a> {
         Ok(CallCheck {
             limits,
             now_us: now_us(),
-            tables: HashSet::new(),
+            tables: ahash::AHashSet::new(),
         })
     }
 
