@@ -153,6 +153,7 @@ impl KeyArena {
             .filter(|&slot| slot < u32::MAX)
             .ok_or(ArenaFull)?;
         let start = self.bytes.len();
+        let (ends_capacity, bytes_capacity) = (self.ends.capacity(), self.bytes.capacity());
         push_table(&mut self.bytes, table);
         self.bytes.extend_from_slice(key);
         let Ok(end) = u32::try_from(self.bytes.len()) else {
@@ -160,6 +161,8 @@ impl KeyArena {
             return Err(ArenaFull);
         };
         self.ends.push(end);
+        crate::prefetch::huge_pages_if_grown(&self.ends, ends_capacity);
+        crate::prefetch::huge_pages_if_grown(&self.bytes, bytes_capacity);
         let (index, rehash) = self.index_and_rehash();
         index.insert_unique(hash, slot, rehash);
         Ok(slot as usize)
@@ -169,9 +172,12 @@ impl KeyArena {
     pub fn reserve(&mut self, additional: usize, key_bytes: usize) {
         let (index, rehash) = self.index_and_rehash();
         index.reserve(additional, rehash);
+        let (ends_capacity, bytes_capacity) = (self.ends.capacity(), self.bytes.capacity());
         self.ends.reserve(additional);
         // One byte of table id each, for fewer than 128 tables.
         self.bytes.reserve(key_bytes + additional);
+        crate::prefetch::huge_pages_if_grown(&self.ends, ends_capacity);
+        crate::prefetch::huge_pages_if_grown(&self.bytes, bytes_capacity);
     }
 
     /// The keys of `slots`, in that order, without an index (for sorted output).
@@ -182,6 +188,8 @@ impl KeyArena {
             ends: Vec::with_capacity(slots.len()),
             bytes: Vec::with_capacity(self.bytes.len()),
         };
+        crate::prefetch::huge_pages(&out.ends);
+        crate::prefetch::huge_pages(&out.bytes);
         for &slot in slots {
             out.bytes
                 .extend_from_slice(slot_in(&self.ends, &self.bytes, slot as usize));

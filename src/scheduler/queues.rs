@@ -105,14 +105,28 @@ impl Plans {
 
     /// Adds the plan of the next key id.
     pub fn push(&mut self, plan: Plan) {
+        let capacity = self.classes.capacity();
         self.scores.push([0.0; 4]);
         self.classes.push(0);
         self.set(KeyId((self.classes.len() - 1) as u32), plan);
+        if self.classes.capacity() != capacity {
+            self.huge_pages();
+        }
     }
 
     pub fn reserve(&mut self, keys: usize) {
+        let capacity = self.classes.capacity();
         self.scores.reserve(keys);
         self.classes.reserve(keys);
+        if self.classes.capacity() != capacity {
+            self.huge_pages();
+        }
+    }
+
+    /// See [`crate::prefetch::huge_pages`]: plans are read in ranked order.
+    fn huge_pages(&self) {
+        crate::prefetch::huge_pages(&self.scores);
+        crate::prefetch::huge_pages(&self.classes);
     }
 
     pub fn get(&self, id: KeyId) -> Plan {

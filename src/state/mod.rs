@@ -203,11 +203,23 @@ impl Records {
     }
 
     fn push(&mut self, record: &KeyRecord) {
+        let capacity = self.flags.capacity();
         let (versions, flags) = Self::packed(record);
         self.versions.push(versions);
         self.flags.push(flags);
         self.sizes.push(0);
         self.set_size(self.sizes.len() - 1, record.size_bytes);
+        if self.flags.capacity() != capacity {
+            self.huge_pages();
+        }
+    }
+
+    /// See [`crate::prefetch::huge_pages`]: records are read in ranked
+    /// order.
+    fn huge_pages(&self) {
+        crate::prefetch::huge_pages(&self.versions);
+        crate::prefetch::huge_pages(&self.sizes);
+        crate::prefetch::huge_pages(&self.flags);
     }
 
     /// Replaces record `index`; gives the one it held.
@@ -219,9 +231,13 @@ impl Records {
     }
 
     fn reserve(&mut self, keys: usize) {
+        let capacity = self.flags.capacity();
         self.versions.reserve(keys);
         self.sizes.reserve(keys);
         self.flags.reserve(keys);
+        if self.flags.capacity() != capacity {
+            self.huge_pages();
+        }
     }
 
     fn memory_bytes(&self) -> usize {
