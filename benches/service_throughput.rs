@@ -10,8 +10,10 @@
 //! re-planning. Then batched location
 //! look-ups of random tracked keys over one connection.
 //!
-//! `cargo bench --bench service_throughput [-- KEYS]` (default 8 million:
-//! more than the fastest run copies in a 10 s window).
+//! `cargo bench --bench service_throughput [-- KEYS]` (default 20 million:
+//! more than the fastest run copies in a 10 s window, 1.9 M keys/s on the
+//! machine of 2026-12-02's fifth session; with fewer, a run that copies
+//! every key ends early).
 //! Plans KEYS keys into a location map once, then for each executor count
 //! serves a fresh copy of it in this process and lets the executors lease
 //! and acknowledge (every key copied at the version asked) for up to 4 s.
@@ -69,10 +71,7 @@ fn config(state: &Path, planning: Planning) -> ServeConfig {
     .expect("config")
 }
 
-async fn start(
-    state: &Path,
-    planning: Planning<'_>,
-) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
+async fn start(state: &Path, planning: Planning<'_>) -> (SocketAddr, common::Stop) {
     common::serve_in_process(config(state, planning)).await
 }
 
@@ -82,7 +81,7 @@ async fn start(
 async fn start_in_background(
     state: &Path,
     planning: Planning<'_>,
-) -> (String, tokio::sync::oneshot::Sender<()>, Clients) {
+) -> (String, common::Stop, Clients) {
     let (address, stop) = start(state, planning).await;
     let endpoint = format!("http://{address}");
     let mut admin = connect(&endpoint, None, None).await.unwrap();
@@ -274,6 +273,12 @@ fn ship_logs(
     shipped
 }
 
+/// Frees the disk a run's copy of the state took (a gigabyte at 20
+/// million keys).
+fn remove_state(state: &Path) {
+    std::fs::remove_dir_all(state).expect("removing the run's state");
+}
+
 /// A copy of the planned state in `dir/name`: the redb file and the key
 /// files beside it.
 fn fresh_state(dir: &Path, template: &Path, name: &str) -> std::path::PathBuf {
@@ -290,7 +295,7 @@ fn main() {
     let keys: usize = std::env::args()
         .skip(1)
         .find_map(|a| a.parse().ok())
-        .unwrap_or(8_000_000);
+        .unwrap_or(20_000_000);
     let dir = tempfile::tempdir().expect("temp dir");
     let template = dir.path().join("template");
     std::fs::create_dir_all(&template).unwrap();
@@ -357,8 +362,9 @@ fn main() {
                     ms(bare_p99),
                     100.0 * rate / bare_rate
                 );
-                let _ = stop.send(());
+                stop.stop().await;
             });
+            remove_state(&state);
         }
     }
 
@@ -414,9 +420,11 @@ fn main() {
                         p50.as_secs_f64() * 1e3,
                         p99.as_secs_f64() * 1e3
                     );
-                    let _ = stop.send(());
+                    stop.stop().await;
                 });
             });
+            remove_state(&state);
+            std::fs::remove_dir_all(&logs).expect("removing the run's logs");
         }
     }
 
@@ -464,6 +472,6 @@ fn main() {
             "look-ups: {:.0} keys/s over one connection (batches of 10,000 random tracked keys)",
             located as f64 / started.elapsed().as_secs_f64()
         );
-        let _ = stop.send(());
+        stop.stop().await;
     });
 }

@@ -40,7 +40,7 @@ fn resident_bytes() -> u64 {
 
 /// Starts shard `shard` over its planned `state` in this process and
 /// moves it to BACKGROUND: its endpoint and stop signal.
-async fn start(state: PathBuf, shard: Shard) -> (String, tokio::sync::oneshot::Sender<()>) {
+async fn start(state: PathBuf, shard: Shard) -> (String, common::Stop) {
     let config = ServeConfig::resolve(ServeArgs {
         listen: Some("127.0.0.1:0".parse().unwrap()),
         logs: Some(state.join("no-logs")),
@@ -124,7 +124,7 @@ fn main() {
         .unwrap();
     let before = resident_bytes();
     let started = Instant::now();
-    let shards: Vec<(String, tokio::sync::oneshot::Sender<()>)> = runtime.block_on(async {
+    let shards: Vec<(String, common::Stop)> = runtime.block_on(async {
         let mut shards = Vec::new();
         for (index, state) in states.iter().enumerate() {
             let shard = Shard {
@@ -180,7 +180,9 @@ fn main() {
         "  all {count} shards on this machine's cores: {:.2}x one shard alone",
         together / alone
     );
-    for (_, stop) in shards {
-        let _ = stop.send(());
-    }
+    runtime.block_on(async {
+        for (_, stop) in shards {
+            stop.stop().await;
+        }
+    });
 }

@@ -56,10 +56,10 @@ pub fn candidates_where(keys: usize, keep: impl Fn(&str, &[u8]) -> bool) -> Cand
 /// signal that stops it.
 pub async fn serve_in_process(
     config: shadowcast::config::ServeConfig,
-) -> (std::net::SocketAddr, tokio::sync::oneshot::Sender<()>) {
+) -> (std::net::SocketAddr, Stop) {
     let (address_tx, address_rx) = tokio::sync::oneshot::channel();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(async move {
+    let served = tokio::spawn(async move {
         shadowcast::service::serve(
             config,
             move |address| {
@@ -72,5 +72,26 @@ pub async fn serve_in_process(
         .await
         .expect("serve");
     });
-    (address_rx.await.expect("listening"), stop_tx)
+    (
+        address_rx.await.expect("listening"),
+        Stop {
+            signal: stop_tx,
+            served,
+        },
+    )
+}
+
+/// Stops a service [`serve_in_process`] started.
+pub struct Stop {
+    signal: tokio::sync::oneshot::Sender<()>,
+    served: tokio::task::JoinHandle<()>,
+}
+
+impl Stop {
+    /// Asks the service to stop and waits until it has (its state written
+    /// and its files closed).
+    pub async fn stop(self) {
+        let _ = self.signal.send(());
+        self.served.await.expect("the service ended cleanly");
+    }
 }
