@@ -3,8 +3,10 @@
 //! A plan hands keys out best first, which is random in key-id order: each
 //! key's record, plan and bytes sit on cache lines of their own in arrays
 //! far larger than the caches. Asking for a key's lines a few keys before
-//! it is reached lets those loads overlap instead of waiting one by one.
-//! A hint changes no value; on processors without one it does nothing.
+//! it is reached lets those loads overlap instead of waiting one by one,
+//! and backing those arrays with huge pages ([`huge_pages`]) spares each
+//! load a page-table walk. A hint changes no value; where the processor or
+//! the kernel has none it does nothing.
 
 /// How many keys ahead of the one being worked on a walk asks for its
 /// lines: far enough that a miss (about 100 ns) ends before the key is
