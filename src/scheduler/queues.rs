@@ -105,28 +105,30 @@ impl Plans {
 
     /// Adds the plan of the next key id.
     pub fn push(&mut self, plan: Plan) {
-        let capacity = self.classes.capacity();
+        let capacities = self.capacities();
         self.scores.push([0.0; 4]);
         self.classes.push(0);
         self.set(KeyId((self.classes.len() - 1) as u32), plan);
-        if self.classes.capacity() != capacity {
-            self.huge_pages();
-        }
+        self.huge_pages_if_grown(capacities);
     }
 
     pub fn reserve(&mut self, keys: usize) {
-        let capacity = self.classes.capacity();
+        let capacities = self.capacities();
         self.scores.reserve(keys);
         self.classes.reserve(keys);
-        if self.classes.capacity() != capacity {
-            self.huge_pages();
-        }
+        self.huge_pages_if_grown(capacities);
+    }
+
+    fn capacities(&self) -> [usize; 2] {
+        [self.scores.capacity(), self.classes.capacity()]
     }
 
     /// See [`crate::prefetch::huge_pages`]: plans are read in ranked order.
-    fn huge_pages(&self) {
-        crate::prefetch::huge_pages(&self.scores);
-        crate::prefetch::huge_pages(&self.classes);
+    /// Each array is asked for apart: growing one push at a time, they move
+    /// at different lengths.
+    fn huge_pages_if_grown(&self, [scores, classes]: [usize; 2]) {
+        crate::prefetch::huge_pages_if_grown(&self.scores, scores);
+        crate::prefetch::huge_pages_if_grown(&self.classes, classes);
     }
 
     pub fn get(&self, id: KeyId) -> Plan {

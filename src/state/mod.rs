@@ -203,23 +203,30 @@ impl Records {
     }
 
     fn push(&mut self, record: &KeyRecord) {
-        let capacity = self.flags.capacity();
+        let capacities = self.capacities();
         let (versions, flags) = Self::packed(record);
         self.versions.push(versions);
         self.flags.push(flags);
         self.sizes.push(0);
         self.set_size(self.sizes.len() - 1, record.size_bytes);
-        if self.flags.capacity() != capacity {
-            self.huge_pages();
-        }
+        self.huge_pages_if_grown(capacities);
+    }
+
+    fn capacities(&self) -> [usize; 3] {
+        [
+            self.versions.capacity(),
+            self.sizes.capacity(),
+            self.flags.capacity(),
+        ]
     }
 
     /// See [`crate::prefetch::huge_pages`]: records are read in ranked
-    /// order.
-    fn huge_pages(&self) {
-        crate::prefetch::huge_pages(&self.versions);
-        crate::prefetch::huge_pages(&self.sizes);
-        crate::prefetch::huge_pages(&self.flags);
+    /// order. Each array is asked for apart: growing one push at a time,
+    /// they move at different lengths.
+    fn huge_pages_if_grown(&self, [versions, sizes, flags]: [usize; 3]) {
+        crate::prefetch::huge_pages_if_grown(&self.versions, versions);
+        crate::prefetch::huge_pages_if_grown(&self.sizes, sizes);
+        crate::prefetch::huge_pages_if_grown(&self.flags, flags);
     }
 
     /// Replaces record `index`; gives the one it held.
@@ -231,13 +238,11 @@ impl Records {
     }
 
     fn reserve(&mut self, keys: usize) {
-        let capacity = self.flags.capacity();
+        let capacities = self.capacities();
         self.versions.reserve(keys);
         self.sizes.reserve(keys);
         self.flags.reserve(keys);
-        if self.flags.capacity() != capacity {
-            self.huge_pages();
-        }
+        self.huge_pages_if_grown(capacities);
     }
 
     fn memory_bytes(&self) -> usize {
