@@ -3,7 +3,7 @@
 //! them in one journal record, and everything a checkpoint moves into the
 //! files are all a [`Changes`]: absorbing a later one keeps commit order.
 
-use super::{KeyId, KeyRecord};
+use super::{KeyId, KeyRecord, Records};
 
 /// Keys the store does not hold yet: ids `first..first + len()`, each with
 /// its table, their bytes side by side.
@@ -64,7 +64,7 @@ pub(super) struct Changes {
     pub new_keys: NewKeys,
     /// Changed records, a key possibly several times (the later wins); every
     /// new key has one.
-    pub records: Vec<(KeyId, KeyRecord)>,
+    pub records: RecordChanges,
     pub settings: Vec<(String, String)>,
 }
 
@@ -97,7 +97,7 @@ impl Changes {
             }
         }
         self.tables.extend(later.tables);
-        self.records.extend(later.records);
+        self.records.extend(&later.records);
         self.settings.extend(later.settings);
         Ok(())
     }
@@ -108,21 +108,98 @@ impl Changes {
         // whole record; among one key's records the last position wins.
         let mut order: Vec<u64> = self
             .records
+            .ids
             .iter()
             .enumerate()
-            .map(|(position, (id, _))| (u64::from(id.0) << 32) | position as u64)
+            .map(|(position, id)| (u64::from(id.0) << 32) | position as u64)
             .collect();
         order.sort_unstable();
-        let mut latest = Vec::with_capacity(order.len());
+        let mut latest = RecordChanges::with_capacity(order.len());
         for (index, &entry) in order.iter().enumerate() {
             let last_of_its_key = order
                 .get(index + 1)
                 .is_none_or(|&next| next >> 32 != entry >> 32);
             if last_of_its_key {
-                latest.push(self.records[(entry & u64::from(u32::MAX)) as usize]);
+                let (id, record) = self.records.get((entry & u64::from(u32::MAX)) as usize);
+                latest.push(id, &record);
             }
         }
         self.records = latest;
+    }
+}
+
+/// Changed records by key id, in the order given. Each takes 25 bytes, as
+/// the location map holds records, where a `(KeyId, KeyRecord)` takes 48:
+/// a journal's worth of them (a million and more) waits here for its
+/// checkpoint.
+#[derive(Default)]
+pub(super) struct RecordChanges {
+    ids: Vec<KeyId>,
+    records: Records,
+}
+
+impl RecordChanges {
+    pub fn with_capacity(records: usize) -> RecordChanges {
+        let mut changes = RecordChanges {
+            ids: Vec::with_capacity(records),
+            records: Records::default(),
+        };
+        changes.records.reserve(records);
+        changes
+    }
+
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    pub fn push(&mut self, id: KeyId, record: &KeyRecord) {
+        self.ids.push(id);
+        self.records.push(record);
+    }
+
+    pub fn reserve(&mut self, more: usize) {
+        self.ids.reserve(more);
+        self.records.reserve(more);
+    }
+
+    /// The `index`th record given, with its key.
+    pub fn get(&self, index: usize) -> (KeyId, KeyRecord) {
+        (self.ids[index], self.records.get(index))
+    }
+
+    pub fn ids(&self) -> &[KeyId] {
+        &self.ids
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (KeyId, KeyRecord)> + '_ {
+        (0..self.len()).map(|index| self.get(index))
+    }
+
+    pub fn extend(&mut self, later: &RecordChanges) {
+        self.reserve(later.len());
+        for (id, record) in later.iter() {
+            self.push(id, &record);
+        }
+    }
+}
+
+impl std::fmt::Debug for RecordChanges {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+impl<'a> FromIterator<(KeyId, &'a KeyRecord)> for RecordChanges {
+    fn from_iter<I: IntoIterator<Item = (KeyId, &'a KeyRecord)>>(records: I) -> Self {
+        let mut changes = RecordChanges::default();
+        for (id, record) in records {
+            changes.push(id, record);
+        }
+        changes
     }
 }
 
@@ -138,19 +215,29 @@ mod tests {
         };
         first.new_keys.push(0, b"a");
         first.new_keys.push(1, b"bb");
-        first.records = vec![(KeyId(4), KeyRecord::new(1)), (KeyId(5), KeyRecord::new(2))];
+        first.records = [
+            (KeyId(4), &KeyRecord::new(1)),
+            (KeyId(5), &KeyRecord::new(2)),
+        ]
+        .into_iter()
+        .collect();
         let mut second = Changes {
             new_keys: NewKeys::starting_at(6),
             ..Default::default()
         };
         second.new_keys.push(0, b"");
-        second.records = vec![(KeyId(4), KeyRecord::new(9)), (KeyId(6), KeyRecord::new(3))];
+        second.records = [
+            (KeyId(4), &KeyRecord::new(9)),
+            (KeyId(6), &KeyRecord::new(3)),
+        ]
+        .into_iter()
+        .collect();
         first.absorb(second).unwrap();
         let keys: Vec<(u32, u32, &[u8])> = first.new_keys.iter().collect();
         assert_eq!(keys, [(4, 0, &b"a"[..]), (5, 1, b"bb"), (6, 0, b"")]);
         first.keep_latest_records();
         assert_eq!(
-            first.records,
+            first.records.iter().collect::<Vec<_>>(),
             [
                 (KeyId(4), KeyRecord::new(9)),
                 (KeyId(5), KeyRecord::new(2)),
@@ -168,6 +255,47 @@ mod tests {
                 .absorb(gap)
                 .unwrap_err()
                 .contains("from id 9 do not follow those up to id 7")
+        );
+    }
+
+    /// Every field of a record survives its compact form, a size of 4 GiB
+    /// or more included, however the records are reordered.
+    #[test]
+    fn records_come_back_whole_from_their_compact_form() {
+        let large = KeyRecord {
+            size_bytes: 5 << 30,
+            copied_version: Some(7),
+            latest_write: 9,
+            in_sample: true,
+        };
+        let small = KeyRecord {
+            size_bytes: 12,
+            copied_version: None,
+            latest_write: u64::MAX,
+            in_sample: false,
+        };
+        let copied_at_zero = KeyRecord {
+            copied_version: Some(0),
+            ..small
+        };
+        let mut changes = Changes::default();
+        changes.records = [
+            (KeyId(9), &large),
+            (KeyId(3), &small),
+            (KeyId(9), &small),
+            (KeyId(1), &large),
+            (KeyId(3), &copied_at_zero),
+        ]
+        .into_iter()
+        .collect();
+        changes.keep_latest_records();
+        assert_eq!(
+            changes.records.iter().collect::<Vec<_>>(),
+            [
+                (KeyId(1), large),
+                (KeyId(3), copied_at_zero),
+                (KeyId(9), small)
+            ]
         );
     }
 }

@@ -28,7 +28,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 
-use super::changes::{Changes, NewKeys};
+use super::changes::{Changes, NewKeys, RecordChanges};
 use super::store::{RECORD_LEN, decode, encode};
 use super::{KeyId, KeyRecord};
 
@@ -120,9 +120,9 @@ impl Journal {
             record.put_bytes(key)?;
         }
         record.put_u32(changes.records.len())?;
-        for (id, key_record) in &changes.records {
+        for (id, key_record) in changes.records.iter() {
             record.put(&id.0.to_le_bytes())?;
-            record.put(&encode(key_record))?;
+            record.put(&encode(&key_record))?;
         }
         record.put_u32(changes.settings.len())?;
         for (name, value) in &changes.settings {
@@ -375,7 +375,7 @@ impl<'a> Fields<'a> {
 fn parse(payload: &[u8]) -> Result<Changes, String> {
     let mut fields = Fields { rest: payload };
     let mut new_keys = NewKeys::default();
-    let mut records = Vec::new();
+    let mut records = RecordChanges::default();
     let (tables, settings) = fields.tables_and_settings_around(|fields| {
         new_keys = NewKeys::starting_at(fields.number()?);
         for _ in 0..fields.number()? {
@@ -386,7 +386,7 @@ fn parse(payload: &[u8]) -> Result<Changes, String> {
         records.reserve(count.min(fields.rest.len() / (4 + RECORD_LEN)));
         for _ in 0..count {
             let id = KeyId(fields.number()?);
-            records.push((id, decode(fields.take(RECORD_LEN)?)?));
+            records.push(id, &decode(fields.take(RECORD_LEN)?)?);
         }
         Ok(())
     })?;
@@ -434,7 +434,7 @@ mod tests {
         Changes {
             tables: tables.iter().map(|(id, n)| (*id, n.to_string())).collect(),
             new_keys: keys,
-            records: records.iter().map(|(id, r)| (KeyId(*id), *r)).collect(),
+            records: records.iter().map(|(id, r)| (KeyId(*id), r)).collect(),
             settings: settings
                 .iter()
                 .map(|(n, v)| (n.to_string(), v.to_string()))

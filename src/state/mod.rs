@@ -29,7 +29,7 @@ mod store;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use changes::{Changes, NewKeys};
+use changes::{Changes, NewKeys, RecordChanges};
 use journal::Replayed;
 pub use pipeline::DurableWatch;
 use pipeline::{Journaled, Write, Writer};
@@ -461,7 +461,7 @@ impl LocationMap {
                 return Err(format!("new key id {id} after only {} keys", self.len()));
             }
         }
-        for (id, record) in changes.records {
+        for (id, record) in changes.records.iter() {
             if id.index() >= self.len() {
                 return Err(format!(
                     "a record for key id {} of {} keys",
@@ -470,7 +470,7 @@ impl LocationMap {
                 ));
             }
             self.set_record(id, &record);
-            recovered.records.push((id, record));
+            recovered.records.push(id, &record);
         }
         recovered.settings.extend(changes.settings);
         Ok(())
@@ -493,7 +493,7 @@ impl LocationMap {
                 recovered.new_keys.push(table, &key);
             }
             self.set_record(id, &record);
-            recovered.records.push((id, record));
+            recovered.records.push(id, &record);
         }
         recovered.settings.extend(changes.settings);
         Ok(())
@@ -717,15 +717,17 @@ impl LocationMap {
             }
         }
         let unnamed = named.iter().filter(|named| !**named).count();
-        let mut records = Vec::with_capacity(changes.len() + unnamed);
+        let mut records = RecordChanges::with_capacity(changes.len() + unnamed);
         for (offset, named) in named.into_iter().enumerate() {
             let id = KeyId(self.stored_keys + offset as u32);
             new_keys.push(self.table_of(id), self.key(id));
             if !named {
-                records.push((id, self.record(id)));
+                records.push(id, &self.record(id));
             }
         }
-        records.extend_from_slice(changes);
+        for (id, record) in changes {
+            records.push(*id, record);
+        }
         Changes {
             tables: self
                 .unstored_tables

@@ -31,7 +31,7 @@ use redb::{
     Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition, TableError,
 };
 
-use super::changes::Changes;
+use super::changes::{Changes, RecordChanges};
 use super::journal::{Fields, read_up_to, with_suffix};
 use super::{KeyRecord, StateError};
 
@@ -247,7 +247,7 @@ impl Store {
         }
         let known = files.stored_keys.max(new_keys.next_id());
         let records = &changes.records;
-        if let Some((id, _)) = records.iter().find(|(id, _)| id.0 >= known) {
+        if let Some(id) = records.ids().iter().find(|id| id.0 >= known) {
             return Err(self.failed(format!(
                 "a record for key id {} beyond the {known} keys stored",
                 id.0
@@ -446,27 +446,27 @@ impl Store {
 
 /// Writes `records` (in id order) into the record file: each 64 KiB block
 /// they touch read, patched and written back once.
-fn write_records(file: &File, records: &[(super::KeyId, KeyRecord)]) -> std::io::Result<()> {
+fn write_records(file: &File, records: &RecordChanges) -> std::io::Result<()> {
     let offset = |id: u64| RECORDS_MAGIC.len() as u64 + id * RECORD_LEN as u64;
+    let ids = records.ids();
     let mut block = Vec::new();
     let mut at = 0;
-    while at < records.len() {
-        let first = u64::from(records[at].0.0) / RECORDS_PER_BLOCK * RECORDS_PER_BLOCK;
+    while at < ids.len() {
+        let first = u64::from(ids[at].0) / RECORDS_PER_BLOCK * RECORDS_PER_BLOCK;
         let mut last = at;
-        while last + 1 < records.len()
-            && u64::from(records[last + 1].0.0) < first + RECORDS_PER_BLOCK
-        {
+        while last + 1 < ids.len() && u64::from(ids[last + 1].0) < first + RECORDS_PER_BLOCK {
             last += 1;
         }
         let start = offset(first);
-        let end = offset(u64::from(records[last].0.0) + 1);
+        let end = offset(u64::from(ids[last].0) + 1);
         block.clear();
         block.resize((end - start) as usize, 0);
         let read = read_at_up_to(file, &mut block, start)?;
         block[read..].fill(0);
-        for (id, record) in &records[at..=last] {
+        for index in at..=last {
+            let (id, record) = records.get(index);
             let place = (offset(u64::from(id.0)) - start) as usize;
-            block[place..place + RECORD_LEN].copy_from_slice(&encode(record));
+            block[place..place + RECORD_LEN].copy_from_slice(&encode(&record));
         }
         file.write_all_at(&block, start)?;
         at = last + 1;
