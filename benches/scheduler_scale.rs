@@ -209,10 +209,11 @@ fn main() {
         "  status record (phase, counts, confidence):                 {:.1} µs",
         status_each.as_secs_f64() * 1e6
     );
+    let per_key = tracked as f64 / keys as f64;
     println!(
-        "  resident memory for the tracked keys: {:.0} MiB = {:.0} bytes per key (location map alone: {:.0} bytes per key)",
+        "  resident memory for the tracked keys: {:.0} MiB = {per_key:.1} bytes per key = {:.1} + the key's {key_bytes:.1} (location map alone: {:.1} bytes per key)",
         tracked as f64 / (1 << 20) as f64,
-        tracked as f64 / keys as f64,
+        per_key - key_bytes,
         map_bytes as f64 / keys as f64
     );
     println!(

@@ -180,10 +180,8 @@ impl RecordChanges {
     }
 
     pub fn extend(&mut self, later: &RecordChanges) {
-        self.reserve(later.len());
-        for (id, record) in later.iter() {
-            self.push(id, &record);
-        }
+        self.ids.extend_from_slice(&later.ids);
+        self.records.append(&later.records);
     }
 }
 
@@ -259,7 +257,7 @@ mod tests {
     }
 
     /// Every field of a record survives its compact form, a size of 4 GiB
-    /// or more included, however the records are reordered.
+    /// or more included, through absorbing and reordering.
     #[test]
     fn records_come_back_whole_from_their_compact_form() {
         let large = KeyRecord {
@@ -278,16 +276,23 @@ mod tests {
             copied_version: Some(0),
             ..small
         };
-        let mut changes = Changes::default();
-        changes.records = [
-            (KeyId(9), &large),
-            (KeyId(3), &small),
-            (KeyId(9), &small),
-            (KeyId(1), &large),
-            (KeyId(3), &copied_at_zero),
-        ]
-        .into_iter()
-        .collect();
+        let mut changes = Changes {
+            records: [(KeyId(9), &large), (KeyId(3), &small)]
+                .into_iter()
+                .collect(),
+            ..Default::default()
+        };
+        let later = Changes {
+            records: [
+                (KeyId(9), &small),
+                (KeyId(1), &large),
+                (KeyId(3), &copied_at_zero),
+            ]
+            .into_iter()
+            .collect(),
+            ..Default::default()
+        };
+        changes.absorb(later).unwrap();
         changes.keep_latest_records();
         assert_eq!(
             changes.records.iter().collect::<Vec<_>>(),

@@ -237,6 +237,21 @@ impl Records {
         before
     }
 
+    /// Appends `later`'s records after these.
+    fn append(&mut self, later: &Records) {
+        let (capacities, offset) = (self.capacities(), self.len());
+        self.versions.extend_from_slice(&later.versions);
+        self.sizes.extend_from_slice(&later.sizes);
+        self.flags.extend_from_slice(&later.flags);
+        self.large_sizes.extend(
+            later
+                .large_sizes
+                .iter()
+                .map(|(index, size)| (offset + index, *size)),
+        );
+        self.huge_pages_if_grown(capacities);
+    }
+
     fn reserve(&mut self, keys: usize) {
         let capacities = self.capacities();
         self.versions.reserve(keys);
