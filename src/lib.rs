@@ -29,4 +29,5 @@ pub mod simulate;
 pub mod state;
 pub mod time;
 pub mod verify;
+pub mod wait;
 pub mod workload;

@@ -201,7 +201,7 @@ fn own(mut scheduler: Scheduler, inbox: &mpsc::Receiver<Message>) {
     loop {
         let message = match next.take() {
             Some(message) => message,
-            None => match inbox.recv() {
+            None => match crate::wait::receive(inbox) {
                 Ok(message) => message,
                 Err(_) => break,
             },

@@ -120,7 +120,7 @@ fn write_in_groups(
     if let Some(journaled) = &mut journaled {
         journaled.in_background = true;
     }
-    while let Ok(first) = queue.recv() {
+    while let Ok(first) = crate::wait::receive(queue) {
         let mut last = first.seq;
         let mut group = first.changes;
         let mut grouped = Ok(());
