@@ -139,7 +139,7 @@ pub struct Confidence {
 }
 
 /// One key as the confidence sees it.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct KeyProfile {
     pub table: u32,
     pub size_bytes: u64,
@@ -151,9 +151,13 @@ pub struct KeyProfile {
     pub predicted: f64,
 }
 
+/// ⌊log2(1 + value)⌋, at most 63: the exponent of 1 + value, read from
+/// its bits (exact where `log2()` rounds up just below a power of two, and
+/// no library call for every key the census moves).
 fn log2_bucket(value: f64) -> usize {
     if value > 0.0 {
-        ((1.0 + value).log2() as usize).min(63)
+        let exponent = ((1.0 + value).to_bits() >> 52) & 0x7ff;
+        (exponent as usize - 1023).min(63)
     } else {
         0
     }
@@ -178,6 +182,19 @@ impl Pair {
                 }
                 histogram[bucket] += 1;
             }
+        }
+    }
+
+    /// Moves a key of `bucket`, counted already, into the destination
+    /// (`false`: out of it).
+    fn shift(&mut self, bucket: usize, into_destination: bool) {
+        if into_destination {
+            if self.destination.len() <= bucket {
+                self.destination.resize(bucket + 1, 0);
+            }
+            self.destination[bucket] += 1;
+        } else {
+            self.destination[bucket] -= 1;
         }
     }
 
@@ -229,7 +246,9 @@ pub fn sampling_margin(bins: f64, sampled: f64, population: f64, risk: f64) -> f
 /// Predicted accesses in units of 2^-16, so that sums taken apart again key
 /// by key come back exactly (floating-point sums would drift).
 fn fixed_point(predicted: f64) -> u128 {
-    (predicted.max(0.0) * 65_536.0).round() as u128
+    // Rounded half up through u64 (which holds 2^48 accesses): converting
+    // a float to u128 and rounding are library calls.
+    u128::from((predicted.max(0.0) * 65_536.0 + 0.5) as u64)
 }
 
 /// Everything the confidence is computed from, as counts that keys can be
@@ -263,6 +282,31 @@ impl Histograms {
         self.table.add(table, in_destination);
         self.frequency.add(frequency, in_destination);
         self.write_rate.add(write_rate, in_destination);
+    }
+
+    /// [`remove`](Self::remove) then [`add`](Self::add) of one key whose
+    /// profile did not change: only the destination side can.
+    pub fn shift(&mut self, key: &KeyProfile, was_in_destination: bool, in_destination: bool) {
+        if was_in_destination == in_destination {
+            return;
+        }
+        let predicted = fixed_point(key.predicted);
+        if in_destination {
+            self.keys_compared += 1;
+            self.predicted_current += predicted;
+        } else {
+            self.keys_compared -= 1;
+            self.predicted_current -= predicted;
+        }
+        let [size, table, frequency, write_rate] = buckets(key);
+        for (pair, bucket) in [
+            (&mut self.size, size),
+            (&mut self.table, table),
+            (&mut self.frequency, frequency),
+            (&mut self.write_rate, write_rate),
+        ] {
+            pair.shift(bucket, in_destination);
+        }
     }
 
     /// Takes back an [`add`](Self::add) of the same key and side.
@@ -393,6 +437,28 @@ impl RecentWrites {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// ⌊log2(1 + x)⌋ worked out by hand, including just below a power of
+    /// two, where the float `log2` rounds up to the next bucket.
+    #[test]
+    fn log2_buckets_are_exact() {
+        let just_below_2_pow_53 = 9_007_199_254_740_990.0; // 2^53 − 2
+        for (value, bucket) in [
+            (-1.0, 0),
+            (0.0, 0),
+            (0.5, 0),
+            (1.0, 1),
+            (2.9, 1),
+            (3.0, 2),
+            (1023.0, 10),
+            (just_below_2_pow_53, 52),
+            (1e300, 63),
+            (f64::INFINITY, 63),
+            (f64::NAN, 0),
+        ] {
+            assert_eq!(log2_bucket(value), bucket, "{value}");
+        }
+    }
 
     fn profile(table: u32, size_bytes: u64) -> KeyProfile {
         KeyProfile {
