@@ -10,7 +10,9 @@
 //! re-planning. Then batched location
 //! look-ups of random tracked keys over one connection.
 //!
-//! `cargo bench --bench service_throughput [-- KEYS]` (default 20 million:
+//! `cargo bench --bench service_throughput [-- KEYS] [quick]` (`quick`:
+//! only the 8-executor rows, to compare builds in alternating runs;
+//! default 20 million keys:
 //! more than the fastest run copies in a 10 s window, 1.9 M keys/s on the
 //! machine of 2026-12-02's fifth session; with fewer, a run that copies
 //! every key ends early).
@@ -296,6 +298,8 @@ fn main() {
         .skip(1)
         .find_map(|a| a.parse().ok())
         .unwrap_or(20_000_000);
+    let quick = std::env::args().skip(1).any(|a| a == "quick");
+    let executor_counts: &[usize] = if quick { &[8] } else { &[1, 8, 32] };
     let dir = tempfile::tempdir().expect("temp dir");
     let template = dir.path().join("template");
     std::fs::create_dir_all(&template).unwrap();
@@ -336,7 +340,7 @@ fn main() {
     );
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
     for form in [AckForm::PerKey, AckForm::Compact] {
-        for executors in [1usize, 8, 32] {
+        for &executors in executor_counts {
             let state = fresh_state(dir.path(), &template, &format!("run-{form:?}-{executors}"));
             runtime.block_on(async {
                 let (bare_address, stop_bare) = start_bare(&candidates).await;
@@ -368,6 +372,9 @@ fn main() {
         }
     }
 
+    if quick {
+        return;
+    }
     // The same with 8 executors while logs keep arriving (a file of
     // 20,000 reads a second) and the service re-plans all keys from them
     // (`--replan-every 1s`), beside the same service not re-planning.
