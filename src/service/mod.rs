@@ -24,8 +24,12 @@
 //!   keeps the key states behind its features and rolls them forward to
 //!   each re-plan's cut-off, reading only the log files that arrived. The
 //!   planner's lock is always taken before any work enters the planning
-//!   threads, never inside them. Log files are scanned beside it too, and
-//!   only what they say about keys is applied by the owner.
+//!   threads, never inside them. Planning threads run in the idle
+//!   scheduling class: any serving thread that wakes takes the CPU from
+//!   them. Log files are scanned beside it too, and only what they say
+//!   about keys is applied by the owner.
+//! - The owner and the state writer stay awake for 50 µs waiting for their
+//!   next message before they sleep (`crate::wait`).
 //! - A timer sends the owner one `advance` step every 500 ms (phases,
 //!   lease expiry, confidence) and wakes waiting lease calls.
 //!
