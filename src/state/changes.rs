@@ -108,7 +108,7 @@ impl Changes {
         // whole record; among one key's records the last position wins.
         let mut order: Vec<u64> = self
             .records
-            .ids
+            .ids()
             .iter()
             .enumerate()
             .map(|(position, id)| (u64::from(id.0) << 32) | position as u64)
@@ -140,11 +140,8 @@ pub(super) struct RecordChanges {
 
 impl RecordChanges {
     pub fn with_capacity(records: usize) -> RecordChanges {
-        let mut changes = RecordChanges {
-            ids: Vec::with_capacity(records),
-            records: Records::default(),
-        };
-        changes.records.reserve(records);
+        let mut changes = RecordChanges::default();
+        changes.reserve(records);
         changes
     }
 
