@@ -10,7 +10,10 @@
 //! - Commits are pipelined (see [`crate::state::DurableWatch`]): the owner
 //!   applies a change in memory and goes on to the next message while the
 //!   state writer fsyncs; a call that changed something answers only once
-//!   its commit is durable. So a lease never waits behind an fsync.
+//!   its commit is durable. So a lease never waits behind an fsync. The
+//!   owner leaves an acknowledge call's answer with the state writer, which
+//!   gives it right after the fsync: the call is woken once, not by the
+//!   owner and then again by the writer.
 //! - A job that panics is reported and the owner goes on with the next one.
 
 use std::panic::AssertUnwindSafe;
@@ -49,20 +52,27 @@ struct WaitingAck {
     reply: oneshot::Sender<AckAnswer>,
 }
 
-/// The owner's answer to an acknowledge call: the outcome and the commit
-/// to wait for, and the call's acknowledgements handed back to be freed on
-/// the caller's thread (a thousand keys' buffers freed on the owner took
-/// a few percent of its time).
+/// The answer to an acknowledge call, given once what it accepted is
+/// durable, and the call's acknowledgements handed back to be freed on the
+/// caller's thread (a thousand keys' buffers freed on the owner took a few
+/// percent of its time).
 struct AckAnswer {
-    outcome: Result<(AckCallOutcome, u64), Status>,
+    outcome: Result<AckCallOutcome, Status>,
     acks: Vec<Ack>,
 }
 
 impl WaitingAck {
-    fn answer(self, outcome: Result<(AckCallOutcome, u64), Status>) {
+    fn answer(self, outcome: Result<AckCallOutcome, Status>) {
         let _ = self.reply.send(AckAnswer {
             outcome,
             acks: self.acks,
+        });
+    }
+
+    /// Answers with `outcome` once commit `commit` is durable.
+    fn answer_when_durable(self, outcome: AckCallOutcome, commit: u64, durable: &DurableWatch) {
+        durable.when_durable(commit, move |stored| {
+            self.answer(stored.map(|()| outcome).map_err(not_durable));
         });
     }
 }
@@ -91,9 +101,10 @@ impl SchedulerOwner {
     pub fn start(mut scheduler: Scheduler) -> SchedulerOwner {
         let durable = scheduler.pipeline();
         let (messages, inbox) = mpsc::channel();
+        let answers = durable.clone();
         let thread = std::thread::Builder::new()
             .name("scheduler".into())
-            .spawn(move || own(scheduler, &inbox))
+            .spawn(move || own(scheduler, &inbox, &answers))
             .expect("starting the scheduler's owner");
         SchedulerOwner {
             messages,
@@ -151,7 +162,8 @@ impl SchedulerOwner {
     }
 
     /// Applies acknowledgements for `lease` (grouped with whatever other
-    /// calls are waiting) and answers once the accepted copies are durable.
+    /// calls are waiting) and answers once the accepted copies are durable
+    /// (the answer comes from the state writer).
     /// A call naming a live lease that another caller holds is refused.
     pub async fn acknowledge(
         &self,
@@ -172,9 +184,7 @@ impl SchedulerOwner {
             .map_err(|_| gone())?;
         let AckAnswer { outcome, acks } = answer.await.map_err(|_| gone())?;
         drop(acks);
-        let (outcomes, commit) = outcome?;
-        self.durable(commit).await?;
-        Ok(outcomes)
+        outcome
     }
 
     async fn durable(&self, commit: u64) -> Result<(), Status> {
@@ -196,7 +206,7 @@ impl SchedulerOwner {
     }
 }
 
-fn own(mut scheduler: Scheduler, inbox: &mpsc::Receiver<Message>) {
+fn own(mut scheduler: Scheduler, inbox: &mpsc::Receiver<Message>, durable: &DurableWatch) {
     let mut next = None;
     loop {
         let message = match next.take() {
@@ -228,13 +238,13 @@ fn own(mut scheduler: Scheduler, inbox: &mpsc::Receiver<Message>) {
                         Err(_) => break,
                     }
                 }
-                acknowledge_group(&mut scheduler, group);
+                acknowledge_group(&mut scheduler, group, durable);
             }
         }
     }
 }
 
-fn acknowledge_group(scheduler: &mut Scheduler, group: Vec<WaitingAck>) {
+fn acknowledge_group(scheduler: &mut Scheduler, group: Vec<WaitingAck>, durable: &DurableWatch) {
     let (group, refused): (Vec<WaitingAck>, Vec<WaitingAck>) = group
         .into_iter()
         .partition(|call| scheduler.check_holder(call.lease, call.caller).is_ok());
@@ -259,11 +269,10 @@ fn acknowledge_group(scheduler: &mut Scheduler, group: Vec<WaitingAck>) {
     match result {
         Ok(Ok(outcomes)) => {
             for (call, outcome) in group.into_iter().zip(outcomes) {
-                call.answer(
-                    outcome
-                        .map(|outcome| (outcome, commit))
-                        .map_err(scheduler_status),
-                );
+                match outcome {
+                    Ok(outcome) => call.answer_when_durable(outcome, commit, durable),
+                    Err(error) => call.answer(Err(scheduler_status(error))),
+                }
             }
         }
         Ok(Err(error)) => {
