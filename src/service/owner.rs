@@ -11,9 +11,9 @@
 //!   applies a change in memory and goes on to the next message while the
 //!   state writer fsyncs; a call that changed something answers only once
 //!   its commit is durable. So a lease never waits behind an fsync. The
-//!   owner leaves such a call's answer with the state writer, which gives
-//!   it right after the fsync: the call is woken once, not by the owner and
-//!   then again by the writer.
+//!   owner leaves an acknowledge call's answer with the state writer, which
+//!   gives it right after the fsync: the call is woken once, not by the
+//!   owner and then again by the writer.
 //! - A job that panics is reported and the owner goes on with the next one.
 
 use std::panic::AssertUnwindSafe;
@@ -145,29 +145,20 @@ impl SchedulerOwner {
     }
 
     /// Runs `job`, which may commit changes, and answers once they are
-    /// durable (the answer comes from the state writer, as an
-    /// acknowledgement's does).
+    /// durable.
     pub async fn run_durable<T: Send + 'static>(
         &self,
         job: impl FnOnce(&mut Scheduler) -> Result<T, SchedulerError> + Send + 'static,
     ) -> Result<T, Status> {
-        let (reply, answer) = oneshot::channel();
-        let durable = self.durable.clone();
-        self.messages
-            .send(Message::Run(Box::new(move |scheduler| {
-                match job(scheduler) {
-                    Ok(value) => durable.when_durable(scheduler.map().committed(), move |stored| {
-                        let _ = reply.send(stored.map(|()| value).map_err(not_durable));
-                    }),
-                    Err(error) => {
-                        let _ = reply.send(Err(scheduler_status(error)));
-                    }
-                }
-            })))
-            .map_err(|_| gone())?;
-        answer
-            .await
-            .map_err(|_| Status::internal("the scheduler failed while handling the call"))?
+        let (result, commit) = self
+            .run(move |scheduler| {
+                let result = job(scheduler);
+                (result, scheduler.map().committed())
+            })
+            .await?;
+        let value = result.map_err(scheduler_status)?;
+        self.durable(commit).await?;
+        Ok(value)
     }
 
     /// Applies acknowledgements for `lease` (grouped with whatever other
@@ -194,6 +185,14 @@ impl SchedulerOwner {
         let AckAnswer { outcome, acks } = answer.await.map_err(|_| gone())?;
         drop(acks);
         outcome
+    }
+
+    async fn durable(&self, commit: u64) -> Result<(), Status> {
+        self.durable
+            .clone()
+            .durable(commit)
+            .await
+            .map_err(not_durable)
     }
 
     /// Resolves if storing changes ever fails (the service must then stop).
