@@ -14,9 +14,8 @@
 //!   queued into one journal record and one fsync; a checkpoint thread
 //!   moves the journal into the state's key files now and then. The owner
 //!   does not wait for either: a call that changed something (acknowledge,
-//!   report writes, operator commands) answers once its commit is durable
-//!   (an acknowledge call's answer is left with the writer, which gives it
-//!   right after the fsync); a lease or look-up waits for nobody's fsync. A lease's messages are
+//!   report writes, operator commands) answers once its commit is durable;
+//!   a lease or look-up waits for nobody's fsync. A lease's messages are
 //!   built by the handler from the batch the owner hands back (no
 //!   allocation per key on the owner).
 //! - Planning (features, scores, policy decisions) runs on a blocking

@@ -10,10 +10,7 @@
 //! - Commits are pipelined (see [`crate::state::DurableWatch`]): the owner
 //!   applies a change in memory and goes on to the next message while the
 //!   state writer fsyncs; a call that changed something answers only once
-//!   its commit is durable. So a lease never waits behind an fsync. The
-//!   owner leaves an acknowledge call's answer with the state writer, which
-//!   gives it right after the fsync: the call is woken once, not by the
-//!   owner and then again by the writer.
+//!   its commit is durable. So a lease never waits behind an fsync.
 //! - A job that panics is reported and the owner goes on with the next one.
 
 use std::panic::AssertUnwindSafe;
@@ -52,27 +49,20 @@ struct WaitingAck {
     reply: oneshot::Sender<AckAnswer>,
 }
 
-/// The answer to an acknowledge call, given once what it accepted is
-/// durable, and the call's acknowledgements handed back to be freed on the
-/// caller's thread (a thousand keys' buffers freed on the owner took a few
-/// percent of its time).
+/// The owner's answer to an acknowledge call: the outcome and the commit
+/// to wait for, and the call's acknowledgements handed back to be freed on
+/// the caller's thread (a thousand keys' buffers freed on the owner took
+/// a few percent of its time).
 struct AckAnswer {
-    outcome: Result<AckCallOutcome, Status>,
+    outcome: Result<(AckCallOutcome, u64), Status>,
     acks: Vec<Ack>,
 }
 
 impl WaitingAck {
-    fn answer(self, outcome: Result<AckCallOutcome, Status>) {
+    fn answer(self, outcome: Result<(AckCallOutcome, u64), Status>) {
         let _ = self.reply.send(AckAnswer {
             outcome,
             acks: self.acks,
-        });
-    }
-
-    /// Answers with `outcome` once commit `commit` is durable.
-    fn answer_when_durable(self, outcome: AckCallOutcome, commit: u64, durable: &DurableWatch) {
-        durable.when_durable(commit, move |stored| {
-            self.answer(stored.map(|()| outcome).map_err(not_durable));
         });
     }
 }
@@ -101,10 +91,9 @@ impl SchedulerOwner {
     pub fn start(mut scheduler: Scheduler) -> SchedulerOwner {
         let durable = scheduler.pipeline();
         let (messages, inbox) = mpsc::channel();
-        let answers = durable.clone();
         let thread = std::thread::Builder::new()
             .name("scheduler".into())
-            .spawn(move || own(scheduler, &inbox, &answers))
+            .spawn(move || own(scheduler, &inbox))
             .expect("starting the scheduler's owner");
         SchedulerOwner {
             messages,
@@ -162,8 +151,7 @@ impl SchedulerOwner {
     }
 
     /// Applies acknowledgements for `lease` (grouped with whatever other
-    /// calls are waiting) and answers once the accepted copies are durable
-    /// (the answer comes from the state writer).
+    /// calls are waiting) and answers once the accepted copies are durable.
     /// A call naming a live lease that another caller holds is refused.
     pub async fn acknowledge(
         &self,
@@ -184,7 +172,9 @@ impl SchedulerOwner {
             .map_err(|_| gone())?;
         let AckAnswer { outcome, acks } = answer.await.map_err(|_| gone())?;
         drop(acks);
-        outcome
+        let (outcomes, commit) = outcome?;
+        self.durable(commit).await?;
+        Ok(outcomes)
     }
 
     async fn durable(&self, commit: u64) -> Result<(), Status> {
@@ -206,7 +196,7 @@ impl SchedulerOwner {
     }
 }
 
-fn own(mut scheduler: Scheduler, inbox: &mpsc::Receiver<Message>, durable: &DurableWatch) {
+fn own(mut scheduler: Scheduler, inbox: &mpsc::Receiver<Message>) {
     let mut next = None;
     loop {
         let message = match next.take() {
@@ -238,13 +228,13 @@ fn own(mut scheduler: Scheduler, inbox: &mpsc::Receiver<Message>, durable: &Dura
                         Err(_) => break,
                     }
                 }
-                acknowledge_group(&mut scheduler, group, durable);
+                acknowledge_group(&mut scheduler, group);
             }
         }
     }
 }
 
-fn acknowledge_group(scheduler: &mut Scheduler, group: Vec<WaitingAck>, durable: &DurableWatch) {
+fn acknowledge_group(scheduler: &mut Scheduler, group: Vec<WaitingAck>) {
     let (group, refused): (Vec<WaitingAck>, Vec<WaitingAck>) = group
         .into_iter()
         .partition(|call| scheduler.check_holder(call.lease, call.caller).is_ok());
@@ -269,10 +259,11 @@ fn acknowledge_group(scheduler: &mut Scheduler, group: Vec<WaitingAck>, durable:
     match result {
         Ok(Ok(outcomes)) => {
             for (call, outcome) in group.into_iter().zip(outcomes) {
-                match outcome {
-                    Ok(outcome) => call.answer_when_durable(outcome, commit, durable),
-                    Err(error) => call.answer(Err(scheduler_status(error))),
-                }
+                call.answer(
+                    outcome
+                        .map(|outcome| (outcome, commit))
+                        .map_err(scheduler_status),
+                );
             }
         }
         Ok(Err(error)) => {

@@ -5,11 +5,8 @@
 //! in the background (see [`super::journal`]). A map that commits directly
 //! appends to the same journal itself. Whoever must not
 //! answer before the change is durable waits for its commit's sequence
-//! number on a [`DurableWatch`], or leaves an answer with it that the
-//! writer gives right after the fsync (so a call is woken once, by the
-//! writer, instead of once by whoever applied its change and again by the
-//! writer); everybody else goes on at once, so nobody waits behind an fsync
-//! that is not theirs.
+//! number on a [`DurableWatch`]; everybody else goes on at once, so nobody
+//! waits behind an fsync that is not theirs.
 //!
 //! Writes reach the disk in commit order. If one fails, the map is
 //! poisoned: that write and every later one fail, every waiter hears why,
@@ -17,8 +14,8 @@
 //! changes the disk does not, which is why nothing was answered for them:
 //! the process must stop, and a restart reloads what is on disk.
 
+use std::sync::Arc;
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 
 use tokio::sync::watch;
@@ -45,87 +42,10 @@ struct Progress {
     failed: Option<String>,
 }
 
-impl Progress {
-    /// Whether commit `seq` is durable, or why it never will be; `None`
-    /// while it may still become durable (`ended`: the writer is gone, so
-    /// it will not).
-    fn settled(&self, seq: u64, ended: bool) -> Option<Result<(), String>> {
-        if self.durable >= seq {
-            Some(Ok(()))
-        } else if let Some(problem) = &self.failed {
-            Some(Err(problem.clone()))
-        } else if ended {
-            Some(Err("the state writer stopped".into()))
-        } else {
-            None
-        }
-    }
-}
-
-/// What to do once a commit is durable (or with the reason it never will
-/// be).
-type WhenDurable = Box<dyn FnOnce(Result<(), String>) + Send>;
-
-/// Answers left with the writer, each for a commit not yet durable when it
-/// was left.
-#[derive(Default)]
-struct Waiting {
-    answers: Vec<(u64, WhenDurable)>,
-    /// The writer ended: no commit becomes durable any more.
-    ended: bool,
-}
-
-impl Waiting {
-    /// The answers `progress` settles, taken out of the list.
-    fn settled(&mut self, progress: &Progress) -> Vec<(WhenDurable, Result<(), String>)> {
-        let ended = self.ended;
-        self.answers
-            .extract_if(.., |(seq, _)| progress.settled(*seq, ended).is_some())
-            .map(|(seq, answer)| {
-                let result = progress.settled(seq, ended).expect("extracted as settled");
-                (answer, result)
-            })
-            .collect()
-    }
-}
-
-fn lock(waiting: &Mutex<Waiting>) -> MutexGuard<'_, Waiting> {
-    waiting.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// How the writer tells its progress: to the watch, and to the answers
-/// left with it that the progress settles.
-struct Report {
-    progress: watch::Sender<Progress>,
-    waiting: Arc<Mutex<Waiting>>,
-}
-
-impl Report {
-    fn failed(&self) -> bool {
-        self.progress.borrow().failed.is_some()
-    }
-
-    /// Changes the progress and gives the answers it settles. The list is
-    /// locked across both, so an answer left meanwhile either sees the new
-    /// progress or is settled here.
-    fn update(&self, change: impl FnOnce(&mut Progress), ended: bool) {
-        let settled = {
-            let mut waiting = lock(&self.waiting);
-            self.progress.send_modify(change);
-            waiting.ended |= ended;
-            waiting.settled(&self.progress.borrow())
-        };
-        for (answer, result) in settled {
-            answer(result);
-        }
-    }
-}
-
 /// The writer thread and the way to it.
 pub(super) struct Writer {
     writes: Option<mpsc::Sender<Write>>,
     progress: watch::Receiver<Progress>,
-    waiting: Arc<Mutex<Waiting>>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -143,11 +63,6 @@ impl Writer {
             durable: already_durable,
             failed: None,
         });
-        let waiting = Arc::new(Mutex::new(Waiting::default()));
-        let report = Report {
-            progress: report,
-            waiting: waiting.clone(),
-        };
         let thread = std::thread::Builder::new()
             .name("state-writer".into())
             .spawn(move || write_in_groups(&store, journaled, &queue, &report))
@@ -155,7 +70,6 @@ impl Writer {
         Writer {
             writes: Some(writes),
             progress,
-            waiting,
             thread: Some(thread),
         }
     }
@@ -175,7 +89,6 @@ impl Writer {
     pub fn watch(&self) -> DurableWatch {
         DurableWatch {
             progress: self.progress.clone(),
-            waiting: self.waiting.clone(),
         }
     }
 }
@@ -194,11 +107,11 @@ fn write_in_groups(
     store: &Arc<Store>,
     journaled: Result<Option<Journaled>, String>,
     queue: &mpsc::Receiver<Write>,
-    report: &Report,
+    report: &watch::Sender<Progress>,
 ) {
     let fail = |problem: String| {
         tracing::error!(%problem, "storing the location map failed; no further change is stored and the service must restart");
-        report.update(|progress| progress.failed = Some(problem), false);
+        report.send_modify(|progress| progress.failed = Some(problem));
     };
     let mut journaled = journaled.unwrap_or_else(|problem| {
         fail(problem);
@@ -216,7 +129,7 @@ fn write_in_groups(
             last = write.seq;
             grouped = grouped.and(group.absorb(write.changes));
         }
-        if report.failed() {
+        if report.borrow().failed.is_some() {
             continue;
         }
         let stored = grouped.and_then(|()| match &mut journaled {
@@ -224,17 +137,16 @@ fn write_in_groups(
             None => Ok(()),
         });
         match stored {
-            Ok(()) => report.update(|progress| progress.durable = last, false),
+            Ok(()) => report.send_modify(|progress| progress.durable = last),
             Err(problem) => fail(problem),
         }
     }
     if let Some(journaled) = journaled
-        && !report.failed()
+        && report.borrow().failed.is_none()
         && let Err(problem) = journaled.finish(store)
     {
         fail(problem);
     }
-    report.update(|_| {}, true);
 }
 
 /// The journal, what it holds that the key files do not, and the
@@ -367,7 +279,6 @@ fn create_journal(base: &std::path::Path) -> Result<Journal, String> {
 #[derive(Clone)]
 pub struct DurableWatch {
     progress: watch::Receiver<Progress>,
-    waiting: Arc<Mutex<Waiting>>,
 }
 
 impl DurableWatch {
@@ -376,26 +287,12 @@ impl DurableWatch {
     pub async fn durable(&mut self, seq: u64) -> Result<(), String> {
         let progress = self
             .progress
-            .wait_for(|p| p.settled(seq, false).is_some())
+            .wait_for(|p| p.durable >= seq || p.failed.is_some())
             .await
             .map_err(|_| "the state writer stopped".to_string())?;
-        progress.settled(seq, false).expect("waited for")
-    }
-
-    /// Calls `answer` once commit `seq` (and every one before it) is
-    /// durable, or with the reason it never will be: here and now if that
-    /// is known, else on the writer's thread right after its fsync. For a
-    /// thread that must not wait itself, answering calls that must (the
-    /// scheduler's owner): `answer` should only hand the result on.
-    pub fn when_durable(&self, seq: u64, answer: impl FnOnce(Result<(), String>) + Send + 'static) {
-        let mut waiting = lock(&self.waiting);
-        let settled = self.progress.borrow().settled(seq, waiting.ended);
-        match settled {
-            Some(result) => {
-                drop(waiting);
-                answer(result);
-            }
-            None => waiting.answers.push((seq, Box::new(answer))),
+        match &progress.failed {
+            Some(problem) if progress.durable < seq => Err(problem.clone()),
+            _ => Ok(()),
         }
     }
 
@@ -416,89 +313,5 @@ impl DurableWatch {
             Ok(problem) => problem,
             Err(_) => std::future::pending().await,
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::sync::mpsc::RecvTimeoutError;
-    use std::time::Duration;
-
-    /// Where an answer left with a [`DurableWatch`] was given, and what it
-    /// said.
-    fn leave(
-        watch: &DurableWatch,
-        seq: u64,
-    ) -> mpsc::Receiver<(std::thread::ThreadId, Result<(), String>)> {
-        let (tell, told) = mpsc::channel();
-        watch.when_durable(seq, move |result| {
-            let _ = tell.send((std::thread::current().id(), result));
-        });
-        told
-    }
-
-    fn wait(
-        told: &mpsc::Receiver<(std::thread::ThreadId, Result<(), String>)>,
-    ) -> (std::thread::ThreadId, Result<(), String>) {
-        told.recv_timeout(Duration::from_secs(10))
-            .expect("an answer left with the writer is given")
-    }
-
-    fn write(seq: u64) -> Write {
-        Write {
-            seq,
-            changes: Changes::default(),
-        }
-    }
-
-    #[test]
-    fn answers_left_with_the_writer_are_given_once_their_commit_is_durable() {
-        let store = Arc::new(Store::in_memory("test").unwrap());
-        let here = std::thread::current().id();
-        let writer = Writer::start(store, Ok(None), 3);
-        let watch = writer.watch();
-        // Durable before the pipeline started: answered at once, here.
-        assert_eq!(wait(&leave(&watch, 3)), (here, Ok(())));
-        let fourth = leave(&watch, 4);
-        let fifth = leave(&watch, 5);
-        assert_eq!(
-            fourth.recv_timeout(Duration::from_millis(50)),
-            Err(RecvTimeoutError::Timeout),
-            "nothing was written yet"
-        );
-        writer.send(write(4)).unwrap();
-        let (by, result) = wait(&fourth);
-        assert_eq!(result, Ok(()));
-        assert_ne!(by, here, "the writer answers after its write");
-        assert_eq!(
-            fifth.recv_timeout(Duration::from_millis(50)),
-            Err(RecvTimeoutError::Timeout),
-            "commit 5 is not written"
-        );
-        // The writer ends with commit 5 never sent: its answer says so, and
-        // so does one left afterwards.
-        drop(writer);
-        let (_, result) = wait(&fifth);
-        assert_eq!(result, Err("the state writer stopped".to_string()));
-        assert_eq!(
-            wait(&leave(&watch, 5)),
-            (here, Err("the state writer stopped".to_string()))
-        );
-        assert_eq!(wait(&leave(&watch, 4)), (here, Ok(())));
-    }
-
-    #[test]
-    fn answers_left_with_a_failed_writer_give_its_reason() {
-        let store = Arc::new(Store::in_memory("test").unwrap());
-        let writer = Writer::start(store, Err("the disk is gone".into()), 0);
-        let watch = writer.watch();
-        let first = leave(&watch, 1);
-        let _ = writer.send(write(1));
-        assert_eq!(wait(&first).1, Err("the disk is gone".to_string()));
-        assert_eq!(
-            wait(&leave(&watch, 2)).1,
-            Err("the disk is gone".to_string())
-        );
     }
 }
