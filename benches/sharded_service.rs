@@ -80,10 +80,10 @@ async fn drive_all(endpoints: &[String]) -> (f64, Duration, u64) {
         .collect();
     let (mut rate, mut p99, mut copied) = (0.0, Duration::ZERO, 0);
     for run in runs {
-        let (shard_rate, _, shard_p99, shard_copied) = run.await.unwrap();
-        rate += shard_rate;
-        p99 = p99.max(shard_p99);
-        copied += shard_copied;
+        let shard = run.await.unwrap();
+        rate += shard.keys_per_second;
+        p99 = p99.max(shard.lease_p99);
+        copied += shard.copied;
     }
     (rate, p99, copied)
 }

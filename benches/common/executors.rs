@@ -18,14 +18,20 @@ pub enum AckForm {
     Compact,
 }
 
-/// One run of `executors` clients against `endpoint` for `run`: keys/s,
-/// lease p50 and p99, keys copied.
-pub async fn drive(
-    endpoint: &str,
-    executors: usize,
-    form: AckForm,
-    run: Duration,
-) -> (f64, Duration, Duration, u64) {
+/// What one run of executors measured.
+pub struct Run {
+    pub keys_per_second: f64,
+    pub lease_p50: Duration,
+    pub lease_p99: Duration,
+    /// From sending an acknowledgement to its answer (for the service:
+    /// applied and durable).
+    pub ack_p50: Duration,
+    pub ack_p99: Duration,
+    pub copied: u64,
+}
+
+/// One run of `executors` clients against `endpoint` for `run`.
+pub async fn drive(endpoint: &str, executors: usize, form: AckForm, run: Duration) -> Run {
     let mut clients = Vec::new();
     for _ in 0..executors {
         clients.push(connect(endpoint, None, None).await.unwrap());
@@ -36,27 +42,38 @@ pub async fn drive(
         .into_iter()
         .map(|c| tokio::spawn(executor(c, deadline, form)))
         .collect();
-    let (mut copied, mut latencies) = (0, Vec::new());
+    let mut copied = 0;
+    let (mut leases, mut acks) = (Vec::new(), Vec::new());
     for task in tasks {
-        let (n, l) = task.await.unwrap();
-        copied += n;
-        latencies.extend(l);
+        let calls = task.await.unwrap();
+        copied += calls.copied;
+        leases.extend(calls.leases);
+        acks.extend(calls.acks);
     }
     let elapsed = started.elapsed().as_secs_f64();
-    latencies.sort();
-    (
-        copied as f64 / elapsed,
-        percentile(&latencies, 0.5),
-        percentile(&latencies, 0.99),
+    leases.sort();
+    acks.sort();
+    Run {
+        keys_per_second: copied as f64 / elapsed,
+        lease_p50: percentile(&leases, 0.5),
+        lease_p99: percentile(&leases, 0.99),
+        ack_p50: percentile(&acks, 0.5),
+        ack_p99: percentile(&acks, 0.99),
         copied,
-    )
+    }
 }
 
-/// Leases and acknowledges until `deadline` or no keys are left; returns
-/// keys copied and each lease call's latency.
-async fn executor(mut clients: Clients, deadline: Instant, form: AckForm) -> (u64, Vec<Duration>) {
-    let mut copied = 0;
-    let mut latencies = Vec::new();
+/// What one executor did: keys copied, and each call's latency.
+#[derive(Default)]
+struct Calls {
+    copied: u64,
+    leases: Vec<Duration>,
+    acks: Vec<Duration>,
+}
+
+/// Leases and acknowledges until `deadline` or no keys are left.
+async fn executor(mut clients: Clients, deadline: Instant, form: AckForm) -> Calls {
+    let mut calls = Calls::default();
     while Instant::now() < deadline {
         let asked = Instant::now();
         let lease = clients
@@ -71,11 +88,11 @@ async fn executor(mut clients: Clients, deadline: Instant, form: AckForm) -> (u6
             .await
             .expect("lease")
             .into_inner();
-        latencies.push(asked.elapsed());
+        calls.leases.push(asked.elapsed());
         if lease.keys.is_empty() {
             break;
         }
-        copied += lease.keys.len() as u64;
+        calls.copied += lease.keys.len() as u64;
         let acks = match form {
             AckForm::PerKey => lease
                 .keys
@@ -88,6 +105,7 @@ async fn executor(mut clients: Clients, deadline: Instant, form: AckForm) -> (u6
                 .collect::<Vec<_>>(),
             AckForm::Compact => Vec::new(),
         };
+        let acknowledged = Instant::now();
         clients
             .executor
             .acknowledge(proto::AcknowledgeRequest {
@@ -97,10 +115,14 @@ async fn executor(mut clients: Clients, deadline: Instant, form: AckForm) -> (u6
             })
             .await
             .expect("acknowledge");
+        calls.acks.push(acknowledged.elapsed());
     }
-    (copied, latencies)
+    calls
 }
 
 fn percentile(sorted: &[Duration], q: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
     sorted[((sorted.len() - 1) as f64 * q).round() as usize]
 }
