@@ -26,7 +26,6 @@ pub struct Run {
     /// From sending an acknowledgement to its answer (for the service:
     /// applied and durable).
     pub ack_p50: Duration,
-    pub ack_p99: Duration,
     pub copied: u64,
 }
 
@@ -58,7 +57,6 @@ pub async fn drive(endpoint: &str, executors: usize, form: AckForm, run: Duratio
         lease_p50: percentile(&leases, 0.5),
         lease_p99: percentile(&leases, 0.99),
         ack_p50: percentile(&acks, 0.5),
-        ack_p99: percentile(&acks, 0.99),
         copied,
     }
 }
