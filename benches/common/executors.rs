@@ -31,33 +31,65 @@ pub struct Run {
 
 /// One run of `executors` clients against `endpoint` for `run`.
 pub async fn drive(endpoint: &str, executors: usize, form: AckForm, run: Duration) -> Run {
-    let mut clients = Vec::new();
-    for _ in 0..executors {
-        clients.push(connect(endpoint, None, None).await.unwrap());
+    let mut measured = Measured::default();
+    measured.drive(endpoint, executors, form, run).await;
+    measured.summary()
+}
+
+/// Runs against one endpoint, pooled (for windows taken in turn with a
+/// peer's).
+#[derive(Default)]
+pub struct Measured {
+    copied: u64,
+    elapsed: Duration,
+    leases: Vec<Duration>,
+    acks: Vec<Duration>,
+}
+
+impl Measured {
+    /// One window of `executors` clients against `endpoint` for `run`,
+    /// added to the pool; gives the window's keys/s.
+    pub async fn drive(
+        &mut self,
+        endpoint: &str,
+        executors: usize,
+        form: AckForm,
+        run: Duration,
+    ) -> f64 {
+        let mut clients = Vec::new();
+        for _ in 0..executors {
+            clients.push(connect(endpoint, None, None).await.unwrap());
+        }
+        let started = Instant::now();
+        let deadline = started + run;
+        let tasks: Vec<_> = clients
+            .into_iter()
+            .map(|c| tokio::spawn(executor(c, deadline, form)))
+            .collect();
+        let mut copied = 0;
+        for task in tasks {
+            let calls = task.await.unwrap();
+            copied += calls.copied;
+            self.leases.extend(calls.leases);
+            self.acks.extend(calls.acks);
+        }
+        let elapsed = started.elapsed();
+        self.copied += copied;
+        self.elapsed += elapsed;
+        copied as f64 / elapsed.as_secs_f64()
     }
-    let started = Instant::now();
-    let deadline = started + run;
-    let tasks: Vec<_> = clients
-        .into_iter()
-        .map(|c| tokio::spawn(executor(c, deadline, form)))
-        .collect();
-    let mut copied = 0;
-    let (mut leases, mut acks) = (Vec::new(), Vec::new());
-    for task in tasks {
-        let calls = task.await.unwrap();
-        copied += calls.copied;
-        leases.extend(calls.leases);
-        acks.extend(calls.acks);
-    }
-    let elapsed = started.elapsed().as_secs_f64();
-    leases.sort();
-    acks.sort();
-    Run {
-        keys_per_second: copied as f64 / elapsed,
-        lease_p50: percentile(&leases, 0.5),
-        lease_p99: percentile(&leases, 0.99),
-        ack_p50: percentile(&acks, 0.5),
-        copied,
+
+    /// Keys/s and latencies over every window.
+    pub fn summary(mut self) -> Run {
+        self.leases.sort();
+        self.acks.sort();
+        Run {
+            keys_per_second: self.copied as f64 / self.elapsed.as_secs_f64(),
+            lease_p50: percentile(&self.leases, 0.5),
+            lease_p99: percentile(&self.leases, 0.99),
+            ack_p50: percentile(&self.acks, 0.5),
+            copied: self.copied,
+        }
     }
 }
 
