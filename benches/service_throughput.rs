@@ -16,7 +16,8 @@
 //! default 20 million keys:
 //! more than the fastest run copies in a 10 s window, 1.9 M keys/s on the
 //! machine of 2026-12-02's fifth session; with fewer, a run that copies
-//! every key ends early).
+//! every key ends early, and its share counts only the windows that still
+//! had keys to lease).
 //! Plans KEYS keys into a location map once, then for each executor count
 //! serves a fresh copy of it in this process and lets the executors lease
 //! and acknowledge (every key copied at the version asked) for up to 4 s,
@@ -214,10 +215,11 @@ async fn start_bare(
     (address, stop_tx)
 }
 
-/// The median of `sorted` (the middle two's mean when even).
+/// The median of `sorted` (the middle two's mean when even; NaN for none).
 fn median(sorted: &[f64]) -> f64 {
     let middle = sorted.len() / 2;
     match sorted.len() % 2 {
+        _ if sorted.is_empty() => f64::NAN,
         1 => sorted[middle],
         _ => (sorted[middle - 1] + sorted[middle]) / 2.0,
     }
@@ -381,6 +383,10 @@ fn main() {
                         let our_rate = ours.drive(&endpoint, executors, form, window).await;
                         (bare.drive(&bare_endpoint, executors, form, window).await, our_rate)
                     };
+                    if our_rate == 0.0 {
+                        // Every key is copied: later windows measure nothing.
+                        break;
+                    }
                     shares.push(100.0 * our_rate / bare_rate);
                 }
                 let _ = stop_bare.send(());
@@ -403,7 +409,11 @@ fn main() {
                     ms(bare.lease_p99),
                     ms(bare.ack_p50),
                     median(&shares),
-                    format!("{:.0}–{:.0}%", shares[0], shares[shares.len() - 1]),
+                    format!(
+                        "{:.0}–{:.0}%",
+                        shares.first().copied().unwrap_or(f64::NAN),
+                        shares.last().copied().unwrap_or(f64::NAN)
+                    ),
                 );
                 stop.stop().await;
             });
