@@ -170,18 +170,19 @@ struct Pair {
     destination: Vec<u64>,
 }
 
+/// Counts one more key in `bucket` of `histogram`, growing it to reach.
+fn count_in(histogram: &mut Vec<u64>, bucket: usize) {
+    if histogram.len() <= bucket {
+        histogram.resize(bucket + 1, 0);
+    }
+    histogram[bucket] += 1;
+}
+
 impl Pair {
     fn add(&mut self, bucket: usize, in_destination: bool) {
-        for (histogram, counts) in [
-            (&mut self.source, true),
-            (&mut self.destination, in_destination),
-        ] {
-            if counts {
-                if histogram.len() <= bucket {
-                    histogram.resize(bucket + 1, 0);
-                }
-                histogram[bucket] += 1;
-            }
+        count_in(&mut self.source, bucket);
+        if in_destination {
+            count_in(&mut self.destination, bucket);
         }
     }
 
@@ -189,10 +190,7 @@ impl Pair {
     /// (`false`: out of it).
     fn shift(&mut self, bucket: usize, into_destination: bool) {
         if into_destination {
-            if self.destination.len() <= bucket {
-                self.destination.resize(bucket + 1, 0);
-            }
-            self.destination[bucket] += 1;
+            count_in(&mut self.destination, bucket);
         } else {
             self.destination[bucket] -= 1;
         }
@@ -277,11 +275,20 @@ impl Histograms {
             self.keys_compared += 1;
             self.predicted_current += predicted;
         }
+        for (pair, bucket) in self.pairs(key) {
+            pair.add(bucket, in_destination);
+        }
+    }
+
+    /// Each distribution's histograms, with the bucket `key` falls in.
+    fn pairs(&mut self, key: &KeyProfile) -> [(&mut Pair, usize); 4] {
         let [size, table, frequency, write_rate] = buckets(key);
-        self.size.add(size, in_destination);
-        self.table.add(table, in_destination);
-        self.frequency.add(frequency, in_destination);
-        self.write_rate.add(write_rate, in_destination);
+        [
+            (&mut self.size, size),
+            (&mut self.table, table),
+            (&mut self.frequency, frequency),
+            (&mut self.write_rate, write_rate),
+        ]
     }
 
     /// [`remove`](Self::remove) then [`add`](Self::add) of one key whose
@@ -298,13 +305,7 @@ impl Histograms {
             self.keys_compared -= 1;
             self.predicted_current -= predicted;
         }
-        let [size, table, frequency, write_rate] = buckets(key);
-        for (pair, bucket) in [
-            (&mut self.size, size),
-            (&mut self.table, table),
-            (&mut self.frequency, frequency),
-            (&mut self.write_rate, write_rate),
-        ] {
+        for (pair, bucket) in self.pairs(key) {
             pair.shift(bucket, in_destination);
         }
     }
@@ -319,11 +320,9 @@ impl Histograms {
             self.keys_compared -= 1;
             self.predicted_current -= predicted;
         }
-        let [size, table, frequency, write_rate] = buckets(key);
-        self.size.remove(size, in_destination);
-        self.table.remove(table, in_destination);
-        self.frequency.remove(frequency, in_destination);
-        self.write_rate.remove(write_rate, in_destination);
+        for (pair, bucket) in self.pairs(key) {
+            pair.remove(bucket, in_destination);
+        }
     }
 
     /// Share of the predicted accesses on keys in the destination (0 when
