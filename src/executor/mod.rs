@@ -17,13 +17,17 @@
 //! expire. While the service is unavailable (restarting, or the connection
 //! dropped) every call is retried with backoff for `ExecutorOptions::patience`,
 //! so a restart of the service costs the executor a pause, not its batch:
-//! copies made meanwhile are acknowledged once it is back.
+//! copies made meanwhile are acknowledged once it is back. A batch's
+//! acknowledgement is sent from a thread of its own while the next batch is
+//! leased and copied, so the copier does not wait for the service to make
+//! the last one durable; at most one acknowledgement is outstanding.
 
 mod postgres;
 mod sqlite;
 pub mod tables;
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use crate::service::client::{Clients, connect};
@@ -193,6 +197,27 @@ pub struct ExecutorReport {
 }
 
 impl ExecutorReport {
+    /// Counts what the service said of a lease's copies.
+    fn count(&mut self, answer: Option<proto::AcknowledgeResponse>) {
+        let Some(answer) = answer else {
+            return;
+        };
+        self.accepted += answer.others_accepted;
+        let others = answer
+            .others_not_accepted
+            .into_iter()
+            .filter_map(|p| p.result);
+        for result in answer.results.into_iter().chain(others) {
+            match proto::AckOutcome::try_from(result.outcome) {
+                Ok(proto::AckOutcome::Accepted | proto::AckOutcome::AlreadyCurrent) => {
+                    self.accepted += 1
+                }
+                Ok(proto::AckOutcome::Stale) => self.stale += 1,
+                _ => self.failed += 1,
+            }
+        }
+    }
+
     fn add(&mut self, other: ExecutorReport) {
         self.leases += other.leases;
         self.keys += other.keys;
@@ -272,6 +297,18 @@ pub fn run(
         tables: options.tables.clone(),
         wait_ms: 1_000,
     };
+    let mut acknowledger = Acknowledger::start({
+        let options = options.clone();
+        move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let mut clients = connect_patiently(&runtime, &options)?;
+            Ok(move |lease: &proto::LeaseResponse, acks| {
+                acknowledge(&runtime, &mut clients, lease, acks, options.patience)
+            })
+        }
+    });
     while !stop.load(Ordering::Relaxed) {
         let lease = patiently(
             &runtime,
@@ -282,6 +319,7 @@ pub fn run(
         )?
         .into_inner();
         if lease.keys.is_empty() {
+            report.count(acknowledger.settle()?);
             if finished(&runtime, &mut clients, &lease, options)? {
                 break;
             }
@@ -293,23 +331,101 @@ pub fn run(
         let acks = copy_batch(&runtime, &mut clients, &lease, copier);
         report.keys += lease.keys.len() as u64;
         report.bytes += lease.keys.iter().map(|k| k.size_bytes).sum::<u64>();
-        let answer = acknowledge(&runtime, &mut clients, &lease, acks, options.patience)?;
-        report.accepted += answer.others_accepted;
-        let others = answer
-            .others_not_accepted
-            .into_iter()
-            .filter_map(|p| p.result);
-        for result in answer.results.into_iter().chain(others) {
-            match proto::AckOutcome::try_from(result.outcome) {
-                Ok(proto::AckOutcome::Accepted | proto::AckOutcome::AlreadyCurrent) => {
-                    report.accepted += 1
+        report.count(acknowledger.send(lease, acks)?);
+    }
+    report.count(acknowledger.settle()?);
+    Ok(report)
+}
+
+/// Sends each lease's acknowledgements from a thread of its own, over a
+/// connection of its own, one lease at a time: the executor leases and
+/// copies its next batch while the service applies the last one and makes
+/// it durable, instead of waiting for that answer first.
+struct Acknowledger {
+    leases: Option<mpsc::Sender<(proto::LeaseResponse, Vec<proto::KeyAck>)>>,
+    answers: mpsc::Receiver<anyhow::Result<proto::AcknowledgeResponse>>,
+    awaiting_answer: bool,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Acknowledger {
+    /// Starts the thread, which first runs `connect` to get the function
+    /// that acknowledges a lease (if connecting fails, each lease handed
+    /// over is answered with that failure).
+    fn start<F>(connect: impl FnOnce() -> anyhow::Result<F> + Send + 'static) -> Acknowledger
+    where
+        F: FnMut(
+            &proto::LeaseResponse,
+            Vec<proto::KeyAck>,
+        ) -> anyhow::Result<proto::AcknowledgeResponse>,
+    {
+        let (leases, handed_over) = mpsc::channel::<(proto::LeaseResponse, Vec<proto::KeyAck>)>();
+        let (answer, answers) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("acknowledger".into())
+            .spawn(move || {
+                let mut acknowledge = connect();
+                for (lease, acks) in handed_over {
+                    let answered = match &mut acknowledge {
+                        Ok(acknowledge) => acknowledge(&lease, acks),
+                        Err(error) => Err(anyhow::anyhow!(
+                            "connecting to acknowledge copies: {error:#}"
+                        )),
+                    };
+                    if answer.send(answered).is_err() {
+                        break;
+                    }
                 }
-                Ok(proto::AckOutcome::Stale) => report.stale += 1,
-                _ => report.failed += 1,
-            }
+            })
+            .expect("starting the acknowledging thread");
+        Acknowledger {
+            leases: Some(leases),
+            answers,
+            awaiting_answer: false,
+            thread: Some(thread),
         }
     }
-    Ok(report)
+
+    /// Hands over `lease`'s acknowledgements, once the answer to the lease
+    /// handed over before (returned) has come.
+    fn send(
+        &mut self,
+        lease: proto::LeaseResponse,
+        acks: Vec<proto::KeyAck>,
+    ) -> anyhow::Result<Option<proto::AcknowledgeResponse>> {
+        let before = self.settle()?;
+        self.leases
+            .as_ref()
+            .expect("lease handed over before the acknowledger is dropped")
+            .send((lease, acks))
+            .map_err(|_| anyhow::anyhow!("the acknowledging thread ended"))?;
+        self.awaiting_answer = true;
+        Ok(before)
+    }
+
+    /// Waits for the answer to the lease handed over last, if it has not
+    /// been returned yet.
+    fn settle(&mut self) -> anyhow::Result<Option<proto::AcknowledgeResponse>> {
+        if !std::mem::take(&mut self.awaiting_answer) {
+            return Ok(None);
+        }
+        let answer = self
+            .answers
+            .recv()
+            .map_err(|_| anyhow::anyhow!("the acknowledging thread ended"))?;
+        answer.map(Some)
+    }
+}
+
+impl Drop for Acknowledger {
+    /// Lets an acknowledgement already handed over finish (an executor
+    /// that stops on an error keeps the copies it had made).
+    fn drop(&mut self) {
+        self.leases.take();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 /// Refuses a service that counts versions another way than `copying`
@@ -681,6 +797,59 @@ pub fn compare(source: &str, destination: &str) -> anyhow::Result<(usize, usize)
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn lease(id: u64) -> proto::LeaseResponse {
+        proto::LeaseResponse {
+            lease_id: id,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_next_batch_goes_on_while_an_acknowledgement_waits_for_its_answer() {
+        let (release, released) = mpsc::channel::<()>();
+        let (sent, acknowledged) = mpsc::channel::<u64>();
+        let mut acknowledger = Acknowledger::start(move || {
+            Ok(move |lease: &proto::LeaseResponse, _acks| {
+                sent.send(lease.lease_id).unwrap();
+                released
+                    .recv_timeout(Duration::from_secs(10))
+                    .expect("the test lets the service answer");
+                Ok(proto::AcknowledgeResponse {
+                    others_accepted: lease.lease_id,
+                    ..Default::default()
+                })
+            })
+        });
+        // Handing over the first lease returns while the service has not
+        // answered it: an acknowledger that waited would never return here.
+        assert!(acknowledger.send(lease(1), vec![]).unwrap().is_none());
+        assert_eq!(acknowledged.recv().unwrap(), 1);
+        release.send(()).unwrap();
+        let first = acknowledger.send(lease(2), vec![]).unwrap();
+        assert_eq!(first.unwrap().others_accepted, 1);
+        assert_eq!(acknowledged.recv().unwrap(), 2);
+        release.send(()).unwrap();
+        assert_eq!(acknowledger.settle().unwrap().unwrap().others_accepted, 2);
+        assert!(acknowledger.settle().unwrap().is_none());
+    }
+
+    #[test]
+    fn a_failure_to_connect_answers_each_lease_handed_over() {
+        type Acknowledge = fn(
+            &proto::LeaseResponse,
+            Vec<proto::KeyAck>,
+        ) -> anyhow::Result<proto::AcknowledgeResponse>;
+        let mut acknowledger = Acknowledger::start(|| -> anyhow::Result<Acknowledge> {
+            anyhow::bail!("no route to host")
+        });
+        acknowledger.send(lease(1), vec![]).unwrap();
+        let error = acknowledger.settle().unwrap_err();
+        assert!(
+            format!("{error:#}").contains("no route to host"),
+            "{error:#}"
+        );
+    }
 
     #[test]
     fn a_broken_connection_is_unreachable_and_a_refusal_is_not() {
