@@ -1,7 +1,6 @@
 //! Executors for the service benchmarks: clients that lease 1,000-key
 //! batches and acknowledge every key copied at the version leased, as fast
-//! as the service answers (the next lease asked for while the last
-//! acknowledgement is answered, as the reference executor does).
+//! as the service answers.
 
 use std::time::{Duration, Instant};
 
@@ -102,12 +101,9 @@ struct Calls {
     acks: Vec<Duration>,
 }
 
-/// Leases and acknowledges until `deadline` or no keys are left, as the
-/// reference executor does: the next lease is asked for while the last
-/// acknowledgement waits for its answer, at most one at a time.
+/// Leases and acknowledges until `deadline` or no keys are left.
 async fn executor(mut clients: Clients, deadline: Instant, form: AckForm) -> Calls {
     let mut calls = Calls::default();
-    let mut acknowledging: Option<tokio::task::JoinHandle<Duration>> = None;
     while Instant::now() < deadline {
         let asked = Instant::now();
         let lease = clients
@@ -123,9 +119,6 @@ async fn executor(mut clients: Clients, deadline: Instant, form: AckForm) -> Cal
             .expect("lease")
             .into_inner();
         calls.leases.push(asked.elapsed());
-        if let Some(answered) = acknowledging.take() {
-            calls.acks.push(answered.await.expect("acknowledge"));
-        }
         if lease.keys.is_empty() {
             break;
         }
@@ -142,22 +135,17 @@ async fn executor(mut clients: Clients, deadline: Instant, form: AckForm) -> Cal
                 .collect::<Vec<_>>(),
             AckForm::Compact => Vec::new(),
         };
-        let mut executor = clients.executor.clone();
-        acknowledging = Some(tokio::spawn(async move {
-            let acknowledged = Instant::now();
-            executor
-                .acknowledge(proto::AcknowledgeRequest {
-                    lease_id: lease.lease_id,
-                    acks,
-                    others_copied_at_leased_version: form == AckForm::Compact,
-                })
-                .await
-                .expect("acknowledge");
-            acknowledged.elapsed()
-        }));
-    }
-    if let Some(answered) = acknowledging {
-        calls.acks.push(answered.await.expect("acknowledge"));
+        let acknowledged = Instant::now();
+        clients
+            .executor
+            .acknowledge(proto::AcknowledgeRequest {
+                lease_id: lease.lease_id,
+                acks,
+                others_copied_at_leased_version: form == AckForm::Compact,
+            })
+            .await
+            .expect("acknowledge");
+        calls.acks.push(acknowledged.elapsed());
     }
     calls
 }
