@@ -45,8 +45,6 @@ fn fingerprint(table: &FeatureTable) -> Vec<(Vec<u8>, i64, i64, [i64; 4])> {
 }
 
 fn main() {
-    // As the shadowcast program runs.
-    shadowcast::allocator::give_back_freed_memory_at_once();
     let events: u64 = std::env::args()
         .skip(1)
         .find_map(|a| a.parse().ok())

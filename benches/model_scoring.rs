@@ -21,8 +21,6 @@ use shadowcast::time::{HOUR_US, parse_instant};
 use shadowcast::workload::{GenerateOptions, Generator, profile};
 
 fn main() {
-    // As the shadowcast program runs.
-    shadowcast::allocator::give_back_freed_memory_at_once();
     let dir = tempfile::tempdir().expect("temp dir");
     let start = parse_instant("2026-11-01").expect("date");
     Generator::new(GenerateOptions {

@@ -68,8 +68,6 @@ fn millis(d: Duration) -> String {
 }
 
 fn main() {
-    // As the shadowcast program runs.
-    shadowcast::allocator::give_back_freed_memory_at_once();
     let sdk_module = std::fs::read(common::example_policies().join("favour_small_rows.wasm"))
         .expect("built module");
     let wat_module = std::fs::read(common::example_wat()).expect("wat");

@@ -37,8 +37,6 @@ fn median(times: &[Duration]) -> Duration {
 }
 
 fn main() {
-    // As the shadowcast program runs.
-    shadowcast::allocator::give_back_freed_memory_at_once();
     let keys: usize = std::env::args()
         .skip(1)
         .find_map(|a| a.parse().ok())

@@ -317,8 +317,6 @@ fn fresh_state(dir: &Path, template: &Path, name: &str) -> std::path::PathBuf {
 }
 
 fn main() {
-    // As the shadowcast program runs.
-    shadowcast::allocator::give_back_freed_memory_at_once();
     let keys: usize = std::env::args()
         .skip(1)
         .find_map(|a| a.parse().ok())

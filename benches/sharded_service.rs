@@ -89,8 +89,6 @@ async fn drive_all(endpoints: &[String]) -> (f64, Duration, u64) {
 }
 
 fn main() {
-    // As the shadowcast program runs.
-    shadowcast::allocator::give_back_freed_memory_at_once();
     let mut numbers = std::env::args()
         .skip(1)
         .filter_map(|a| a.parse::<u64>().ok());

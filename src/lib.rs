@@ -9,7 +9,6 @@
 //! [`shard`] says which of N services owns a key when one migration runs
 //! as several.
 
-pub mod allocator;
 pub mod capture;
 pub mod chart;
 pub mod cli;
