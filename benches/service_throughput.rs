@@ -2,8 +2,8 @@
 //! and 32 concurrent executors (1,000-key batches), with p50 and p99 lease
 //! latency and p50 acknowledge latency (for the service: applied and
 //! durable), beside the same clients against a bare tonic server that
-//! answers the same message sizes and does no work (the machine's loopback
-//! gRPC limit); executors acknowledge per key, then in the compact form
+//! answers the same message sizes and does no work, in a process of its
+//! own built with mimalloc (the machine's loopback gRPC limit); executors acknowledge per key, then in the compact form
 //! (the whole lease copied at the versions leased). Then 8 executors for
 //! 10 s while log files arrive every second and the service re-plans its
 //! 2M keys from them (the window opens once its start-up plan is in place),
@@ -166,9 +166,79 @@ impl Executor for Bare {
     }
 }
 
-async fn start_bare(
-    candidates: &shadowcast::policy::Candidates,
-) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
+/// Set in the environment of the bare peer's process.
+const PEER_VARIABLE: &std::ffi::CStr = c"SHADOWCAST_BENCH_BARE_PEER";
+
+/// The bare peer runs in a process of its own that allocates with
+/// mimalloc, as a skilled tonic user would run it (bound by glibc's heap
+/// locks, the same server answered 40–60% fewer keys/s; BENCHMARKS.md),
+/// while this process serves shadowcast on glibc's allocator, as the
+/// shipped program does. Which one a process uses is settled at its first
+/// allocation, from the environment, so no block is freed by the other.
+struct ChosenAllocator;
+
+static PEER_PROCESS: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(UNSETTLED);
+const UNSETTLED: u8 = 0;
+const SERVICE: u8 = 1;
+const PEER: u8 = 2;
+
+fn in_peer_process() -> bool {
+    use std::sync::atomic::Ordering::Relaxed;
+    match PEER_PROCESS.load(Relaxed) {
+        SERVICE => false,
+        PEER => true,
+        _ => {
+            // SAFETY: getenv reads the environment without allocating; the
+            // first allocation comes before any thread could change it.
+            let peer = unsafe { !libc::getenv(PEER_VARIABLE.as_ptr()).is_null() };
+            PEER_PROCESS.store(if peer { PEER } else { SERVICE }, Relaxed);
+            peer
+        }
+    }
+}
+
+// SAFETY: every call goes to the one allocator the process settled on.
+unsafe impl std::alloc::GlobalAlloc for ChosenAllocator {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        if in_peer_process() {
+            unsafe { mimalloc::MiMalloc.alloc(layout) }
+        } else {
+            unsafe { std::alloc::System.alloc(layout) }
+        }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: std::alloc::Layout) -> *mut u8 {
+        if in_peer_process() {
+            unsafe { mimalloc::MiMalloc.alloc_zeroed(layout) }
+        } else {
+            unsafe { std::alloc::System.alloc_zeroed(layout) }
+        }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        if in_peer_process() {
+            unsafe { mimalloc::MiMalloc.dealloc(ptr, layout) }
+        } else {
+            unsafe { std::alloc::System.dealloc(ptr, layout) }
+        }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, new_size: usize) -> *mut u8 {
+        if in_peer_process() {
+            unsafe { mimalloc::MiMalloc.realloc(ptr, layout, new_size) }
+        } else {
+            unsafe { std::alloc::System.realloc(ptr, layout, new_size) }
+        }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: ChosenAllocator = ChosenAllocator;
+
+/// The bare peer's process: serves [`Bare`] on a loopback port, prints
+/// the port's address, and runs until its standard input closes.
+fn run_bare_peer() {
+    let candidates = common::candidates(BATCH as usize);
     let keys = (0..BATCH as usize)
         .map(|i| proto::LeasedKey {
             table: candidates.tables.name(candidates.table_ids[i]).to_string(),
@@ -197,22 +267,61 @@ async fn start_bare(
             ..Default::default()
         },
     };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(async move {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        println!("{}", listener.local_addr().unwrap());
+        let parent_gone = tokio::task::spawn_blocking(|| {
+            let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut Vec::new());
+        });
         tonic::transport::Server::builder()
             .add_service(ExecutorServer::new(bare))
             .serve_with_incoming_shutdown(
                 tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
                 async move {
-                    let _ = stop_rx.await;
+                    let _ = parent_gone.await;
                 },
             )
             .await
             .expect("bare server");
     });
-    (address, stop_tx)
+}
+
+/// The bare peer's process, ended when dropped.
+struct BarePeer {
+    process: std::process::Child,
+    endpoint: String,
+}
+
+impl BarePeer {
+    fn start() -> BarePeer {
+        let mut process = std::process::Command::new(std::env::current_exe().unwrap())
+            .env(PEER_VARIABLE.to_str().unwrap(), "1")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("starting the bare peer");
+        let mut address = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(process.stdout.take().unwrap()),
+            &mut address,
+        )
+        .expect("the bare peer's address");
+        BarePeer {
+            process,
+            endpoint: format!("http://{}", address.trim()),
+        }
+    }
+}
+
+impl Drop for BarePeer {
+    fn drop(&mut self) {
+        drop(self.process.stdin.take());
+        let _ = self.process.wait();
+    }
 }
 
 /// The median of `sorted` (the middle two's mean when even; NaN for none).
@@ -317,6 +426,10 @@ fn fresh_state(dir: &Path, template: &Path, name: &str) -> std::path::PathBuf {
 }
 
 fn main() {
+    if in_peer_process() {
+        run_bare_peer();
+        return;
+    }
     let keys: usize = std::env::args()
         .skip(1)
         .find_map(|a| a.parse().ok())
@@ -369,8 +482,8 @@ fn main() {
         for &executors in executor_counts {
             let state = fresh_state(dir.path(), &template, &format!("run-{form:?}-{executors}"));
             runtime.block_on(async {
-                let (bare_address, stop_bare) = start_bare(&candidates).await;
-                let bare_endpoint = format!("http://{bare_address}");
+                let peer = BarePeer::start();
+                let bare_endpoint = peer.endpoint.clone();
                 let (endpoint, stop, _admin) = start_in_background(&state, Planning::Template).await;
                 let (mut bare, mut ours) = (Measured::default(), Measured::default());
                 let mut shares = Vec::new();
@@ -389,7 +502,7 @@ fn main() {
                     }
                     shares.push(100.0 * our_rate / bare_rate);
                 }
-                let _ = stop_bare.send(());
+                drop(peer);
                 shares.sort_by(f64::total_cmp);
                 let (bare, ours) = (bare.summary(), ours.summary());
                 println!(
