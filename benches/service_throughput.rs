@@ -3,8 +3,9 @@
 //! latency and p50 acknowledge latency (for the service: applied and
 //! durable), beside the same clients against a bare tonic server that
 //! answers the same message sizes and does no work, in a process of its
-//! own built with mimalloc (the machine's loopback gRPC limit); executors acknowledge per key, then in the compact form
-//! (the whole lease copied at the versions leased). Then 8 executors for
+//! own built with mimalloc (the machine's loopback gRPC limit); executors
+//! acknowledge per key, then in the compact form (the whole lease copied
+//! at the versions leased). Then 8 executors for
 //! 10 s while log files arrive every second and the service re-plans its
 //! 2M keys from them (the window opens once its start-up plan is in place),
 //! beside the same service planned once from the same logs and not
@@ -197,38 +198,31 @@ fn in_peer_process() -> bool {
     }
 }
 
+/// The allocator this process settled on.
+fn chosen() -> &'static dyn std::alloc::GlobalAlloc {
+    if in_peer_process() {
+        &mimalloc::MiMalloc
+    } else {
+        &std::alloc::System
+    }
+}
+
 // SAFETY: every call goes to the one allocator the process settled on.
 unsafe impl std::alloc::GlobalAlloc for ChosenAllocator {
     unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
-        if in_peer_process() {
-            unsafe { mimalloc::MiMalloc.alloc(layout) }
-        } else {
-            unsafe { std::alloc::System.alloc(layout) }
-        }
+        unsafe { chosen().alloc(layout) }
     }
 
     unsafe fn alloc_zeroed(&self, layout: std::alloc::Layout) -> *mut u8 {
-        if in_peer_process() {
-            unsafe { mimalloc::MiMalloc.alloc_zeroed(layout) }
-        } else {
-            unsafe { std::alloc::System.alloc_zeroed(layout) }
-        }
+        unsafe { chosen().alloc_zeroed(layout) }
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
-        if in_peer_process() {
-            unsafe { mimalloc::MiMalloc.dealloc(ptr, layout) }
-        } else {
-            unsafe { std::alloc::System.dealloc(ptr, layout) }
-        }
+        unsafe { chosen().dealloc(ptr, layout) }
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, new_size: usize) -> *mut u8 {
-        if in_peer_process() {
-            unsafe { mimalloc::MiMalloc.realloc(ptr, layout, new_size) }
-        } else {
-            unsafe { std::alloc::System.realloc(ptr, layout, new_size) }
-        }
+        unsafe { chosen().realloc(ptr, layout, new_size) }
     }
 }
 
