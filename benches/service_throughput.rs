@@ -5,7 +5,10 @@
 //! answers the same message sizes and does no work, in a process of its
 //! own built with mimalloc (the machine's loopback gRPC limit); executors
 //! acknowledge per key, then in the compact form (the whole lease copied
-//! at the versions leased). Then 8 executors for
+//! at the versions leased). After each run, the service's /metrics say
+//! where its calls spent their time (waiting for the scheduler's owner,
+//! run by it, waiting for a tokio worker, waiting for the commit's fsync).
+//! Then 8 executors for
 //! 10 s while log files arrive every second and the service re-plans its
 //! 2M keys from them (the window opens once its start-up plan is in place),
 //! beside the same service planned once from the same logs and not
@@ -318,6 +321,53 @@ impl Drop for BarePeer {
     }
 }
 
+/// Where the service's calls spent their time, from its /metrics: the
+/// mean per call of each stage (see `src/service/metrics.rs`), and the
+/// journal's records and commits.
+fn call_times(endpoint: &str) -> String {
+    use std::io::{Read, Write};
+    let address = endpoint.trim_start_matches("http://");
+    let mut http = std::net::TcpStream::connect(address).expect("connecting for /metrics");
+    write!(
+        http,
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut page = String::new();
+    http.read_to_string(&mut page).unwrap();
+    let sample = |name: &str| -> f64 {
+        page.lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+            .unwrap_or_else(|| panic!("no {name} on the service's /metrics"))
+            .parse()
+            .unwrap()
+    };
+    let mean_us = |name: &str, labels: &str| {
+        let sum = sample(&format!("shadowcast_{name}_sum{labels}"));
+        let count = sample(&format!("shadowcast_{name}_count{labels}"));
+        1e6 * sum / count.max(1.0)
+    };
+    let stages = |call: &str| {
+        let labels = format!("{{call=\"{call}\"}}");
+        format!(
+            "queued {:.0} µs, run {:.0} µs, answer taken up after {:.0} µs",
+            mean_us("scheduler_queued_seconds", &labels),
+            mean_us("scheduler_running_seconds", &labels),
+            mean_us("scheduler_answer_wait_seconds", &labels),
+        )
+    };
+    let records = sample("shadowcast_journal_records_total");
+    format!(
+        "    where a call's time went (means): lease {}; acknowledge {}, then {:.0} µs waiting for its commit; \
+         journal: {records} records of {:.1} commits each, {:.0} µs to append and fsync one",
+        stages("lease"),
+        stages("acknowledge"),
+        mean_us("durable_wait_seconds", ""),
+        sample("shadowcast_journal_commits_total") / records.max(1.0),
+        1e6 * sample("shadowcast_journal_append_seconds_total") / records.max(1.0),
+    )
+}
+
 /// The median of `sorted` (the middle two's mean when even; NaN for none).
 fn median(sorted: &[f64]) -> f64 {
     let middle = sorted.len() / 2;
@@ -522,6 +572,7 @@ fn main() {
                         shares.last().copied().unwrap_or(f64::NAN)
                     ),
                 );
+                println!("{}", call_times(&endpoint));
                 stop.stop().await;
             });
             remove_state(&state);

@@ -1554,6 +1554,111 @@ async fn a_compact_acknowledgement_judges_each_key_of_the_lease() {
     assert!(without_lease.message().contains("lease_id"));
 }
 
+/// The value of the sample `name` (labels included) on a /metrics page.
+fn sample(page: &str, name: &str) -> f64 {
+    page.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no {name} in\n{page}"))
+        .parse()
+        .unwrap()
+}
+
+/// /metrics says where calls spent their time: each lease and each
+/// acknowledgement is counted once in every stage, acknowledgements and
+/// reported writes once each waiting for their commit, and no lease's
+/// stages add up to more than the client waited for its answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_say_where_calls_spend_their_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = logs(dir.path());
+    // No re-plan (it waits for a commit of its own) during the count.
+    let service = Service::start(dir.path(), &logs, &["--replan-every", "off"]);
+    let mut clients = service.clients(None).await;
+    force(&mut clients, proto::Phase::Background).await;
+    let before = metrics_page(&service.address);
+    let (leases, acknowledgements) = (3, 2);
+    let mut leased = Vec::new();
+    let mut waited = Duration::ZERO;
+    for _ in 0..leases {
+        let asked = Instant::now();
+        let lease = clients
+            .executor
+            .lease(lease_request(20))
+            .await
+            .unwrap()
+            .into_inner();
+        waited += asked.elapsed();
+        assert_eq!(lease.keys.len(), 20);
+        leased.push(lease);
+    }
+    for lease in &leased[..acknowledgements] {
+        clients
+            .executor
+            .acknowledge(proto::AcknowledgeRequest {
+                lease_id: lease.lease_id,
+                acks: vec![],
+                others_copied_at_leased_version: true,
+            })
+            .await
+            .unwrap();
+    }
+    let written = &leased[2].keys[0];
+    clients
+        .executor
+        .report_writes(proto::ReportWritesRequest {
+            writes: vec![proto::Write {
+                table: written.table.clone(),
+                key: written.key.clone(),
+                version: written.min_version + 1,
+                size_bytes: None,
+            }],
+        })
+        .await
+        .unwrap();
+    let after = metrics_page(&service.address);
+    let grown = |name: &str| sample(&after, name) - sample(&before, name);
+
+    for stage in ["queued", "running", "answer_wait"] {
+        let name = format!("shadowcast_scheduler_{stage}_seconds");
+        let lease = "{call=\"lease\"}";
+        let acknowledge = "{call=\"acknowledge\"}";
+        assert_eq!(
+            grown(&format!("{name}_count{lease}")),
+            leases as f64,
+            "{stage}"
+        );
+        assert_eq!(
+            grown(&format!("{name}_count{acknowledge}")),
+            acknowledgements as f64,
+            "{stage}"
+        );
+        assert!(grown(&format!("{name}_sum{acknowledge}")) > 0.0, "{stage}");
+    }
+    let lease_stages: f64 = ["queued", "running", "answer_wait"]
+        .iter()
+        .map(|stage| {
+            grown(&format!(
+                "shadowcast_scheduler_{stage}_seconds_sum{{call=\"lease\"}}"
+            ))
+        })
+        .sum();
+    assert!(lease_stages > 0.0);
+    assert!(
+        lease_stages <= waited.as_secs_f64(),
+        "the leases' stages took {lease_stages} s, the client waited {} s in all",
+        waited.as_secs_f64()
+    );
+    assert_eq!(
+        grown("shadowcast_durable_wait_seconds_count"),
+        (acknowledgements + 1) as f64
+    );
+    let records = grown("shadowcast_journal_records_total");
+    let commits = grown("shadowcast_journal_commits_total");
+    assert!(records >= 1.0, "{after}");
+    assert!(commits >= records, "{commits} commits in {records} records");
+    assert!(grown("shadowcast_journal_append_seconds_total") > 0.0);
+}
+
 /// The service plans again while serving: on its own schedule, from
 /// features recomputed from the logs it follows, so a key first seen after
 /// the start is scored and a lease goes on meanwhile; status and /metrics

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use tonic::{Request, Response, Status};
 
 use super::auth::Caller;
+use super::owner::CallKind;
 use super::proto::{self, executor_server::Executor, key_ack};
 use super::{Shared, invalid};
 use crate::config::RequestLimits;
@@ -238,7 +239,9 @@ impl Executor for ExecutorApi {
             let leased = self
                 .shared
                 .scheduler
-                .run(move |scheduler| scheduler.lease_batch_as(&asked, caller, now))
+                .run_as(CallKind::Lease, move |scheduler| {
+                    scheduler.lease_batch_as(&asked, caller, now)
+                })
                 .await?;
             match leased {
                 Ok(mut lease) => {

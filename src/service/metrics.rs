@@ -1,13 +1,17 @@
 //! Prometheus metrics at `/metrics` (text format 0.0.4): the scheduler's
-//! counters and gauges, read without scanning keys, and the service's own
-//! request counters.
+//! counters and gauges, read without scanning keys, the service's own
+//! request counters, and where calls spend their time (waiting for the
+//! scheduler's owner, run by it, waiting for a tokio worker to take its
+//! answer, waiting for their commit's fsync).
 
 use std::fmt::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
 use super::Shared;
 use super::auth::Auth;
+use super::owner::CallKind;
 use crate::scheduler::{Gauges, LocationCounts, Phase};
 
 #[derive(Default)]
@@ -24,6 +28,31 @@ impl Counter {
 
     fn get(&self) -> u64 {
         self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Time spent in one stage of a call: a sum and a count, as a Prometheus
+/// summary without quantiles.
+#[derive(Default)]
+pub struct Timing {
+    nanos: AtomicU64,
+    count: AtomicU64,
+}
+
+impl Timing {
+    /// Counts the time from `started` until now.
+    pub fn since(&self, started: Instant) {
+        let nanos = started.elapsed().as_nanos().try_into().unwrap_or(u64::MAX);
+        self.nanos.fetch_add(nanos, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn seconds(&self) -> f64 {
+        self.nanos.load(Ordering::Relaxed) as f64 / 1e9
+    }
+
+    fn count(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
     }
 }
 
@@ -73,7 +102,7 @@ fn escape(label: &str) -> String {
         .replace('\n', "\\n")
 }
 
-fn render(shared: &Shared, gauges: Gauges) -> String {
+fn render<'a>(shared: &'a Shared, gauges: Gauges) -> String {
     let serving = shared.serving();
     let mut out = String::new();
     let mut metric = |name: &str, kind: &str, help: &str, samples: &[(String, f64)]| {
@@ -257,6 +286,25 @@ fn render(shared: &Shared, gauges: Gauges) -> String {
         "Keys in the current plan.",
         &one(serving.keys as f64),
     );
+    let journal = shared.scheduler.journal_totals();
+    metric(
+        "journal_records_total",
+        "counter",
+        "Journal records appended, one fsync each.",
+        &one(journal.records as f64),
+    );
+    metric(
+        "journal_commits_total",
+        "counter",
+        "Commits the journal records held.",
+        &one(journal.commits as f64),
+    );
+    metric(
+        "journal_append_seconds_total",
+        "counter",
+        "Time spent appending journal records and waiting for their fsyncs.",
+        &one(journal.append_seconds),
+    );
     metric(
         "shard_info",
         "gauge",
@@ -268,6 +316,41 @@ fn render(shared: &Shared, gauges: Gauges) -> String {
             ),
             1.0,
         )],
+    );
+    let times = shared.scheduler.times();
+    let mut summary = |name: &str, help: &str, samples: &[(String, &Timing)]| {
+        let _ = writeln!(out, "# HELP shadowcast_{name} {help}");
+        let _ = writeln!(out, "# TYPE shadowcast_{name} summary");
+        for (labels, timing) in samples {
+            let _ = writeln!(out, "shadowcast_{name}_sum{labels} {}", timing.seconds());
+            let _ = writeln!(out, "shadowcast_{name}_count{labels} {}", timing.count());
+        }
+    };
+    let by_call = |stage: &'a [Timing; 3]| -> Vec<(String, &'a Timing)> {
+        CallKind::ALL
+            .iter()
+            .map(|&kind| (format!("{{call=\"{kind}\"}}"), &stage[kind as usize]))
+            .collect()
+    };
+    summary(
+        "scheduler_queued_seconds",
+        "Time calls waited for the scheduler's owner to take them up.",
+        &by_call(&times.queued),
+    );
+    summary(
+        "scheduler_running_seconds",
+        "Time the scheduler's owner spent on calls (acknowledgements applied together each count the group's time).",
+        &by_call(&times.running),
+    );
+    summary(
+        "scheduler_answer_wait_seconds",
+        "Time from the owner's answer until the call went on with it (waiting for a tokio worker).",
+        &by_call(&times.answer_wait),
+    );
+    summary(
+        "durable_wait_seconds",
+        "Time calls that changed something waited for their commit to be durable.",
+        &[(String::new(), &times.durable)],
     );
     out
 }

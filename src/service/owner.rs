@@ -12,16 +12,21 @@
 //!   state writer fsyncs; a call that changed something answers only once
 //!   its commit is durable. So a lease never waits behind an fsync.
 //! - A job that panics is reported and the owner goes on with the next one.
+//! - Where each call's time goes (waiting for the owner, run by it, waiting
+//!   for a tokio worker to take the answer, waiting for the commit) is
+//!   summed in [`CallTimes`], for /metrics.
 
 use std::panic::AssertUnwindSafe;
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
+use std::time::Instant;
 
 use tokio::sync::oneshot;
 use tonic::Status;
 
+use super::metrics::Timing;
 use super::scheduler_status;
 use crate::scheduler::{Ack, AckCall, AckCallOutcome, Scheduler, SchedulerError};
-use crate::state::DurableWatch;
+use crate::state::{DurableWatch, JournalTotals};
 use crate::time::now_us;
 
 /// Most acknowledge calls one commit takes: each is up to a lease's keys
@@ -32,8 +37,54 @@ const MOST_CALLS_PER_COMMIT: usize = 16;
 
 type Job = Box<dyn FnOnce(&mut Scheduler) + Send>;
 
+/// What a call to the owner is, for [`CallTimes`].
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum CallKind {
+    Lease,
+    Acknowledge,
+    /// Everything else: extensions, look-ups, writes, status, operator
+    /// commands, planning and log files.
+    Other,
+}
+
+impl CallKind {
+    pub const ALL: [CallKind; 3] = [CallKind::Lease, CallKind::Acknowledge, CallKind::Other];
+}
+
+impl std::fmt::Display for CallKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            CallKind::Lease => "lease",
+            CallKind::Acknowledge => "acknowledge",
+            CallKind::Other => "other",
+        })
+    }
+}
+
+/// Where calls to the owner spend their time, by [`CallKind`].
+#[derive(Default)]
+pub struct CallTimes {
+    /// In the owner's inbox, before it took the call up.
+    pub queued: [Timing; 3],
+    /// Run by the owner (each call of a group of acknowledgements counts
+    /// the whole group's time: it waited for all of it).
+    pub running: [Timing; 3],
+    /// From the owner's answer until the handler went on with it: the
+    /// wait for a tokio worker.
+    pub answer_wait: [Timing; 3],
+    /// Calls that changed something, waiting for their commit's fsync.
+    pub durable: Timing,
+}
+
+/// A job on its way to the owner.
+struct Call {
+    job: Job,
+    kind: CallKind,
+    sent: Instant,
+}
+
 enum Message {
-    Run(Job),
+    Run(Call),
     Acknowledge(WaitingAck),
     /// Drop the scheduler (its queued writes are flushed) and end.
     Stop,
@@ -46,6 +97,7 @@ struct WaitingAck {
     caller: u32,
     acks: Vec<Ack>,
     others_copied_at_leased_version: bool,
+    sent: Instant,
     reply: oneshot::Sender<AckAnswer>,
 }
 
@@ -56,6 +108,7 @@ struct WaitingAck {
 struct AckAnswer {
     outcome: Result<(AckCallOutcome, u64), Status>,
     acks: Vec<Ack>,
+    answered: Instant,
 }
 
 impl WaitingAck {
@@ -63,6 +116,7 @@ impl WaitingAck {
         let _ = self.reply.send(AckAnswer {
             outcome,
             acks: self.acks,
+            answered: Instant::now(),
         });
     }
 }
@@ -71,6 +125,7 @@ impl WaitingAck {
 pub struct SchedulerOwner {
     messages: mpsc::Sender<Message>,
     durable: DurableWatch,
+    times: Arc<CallTimes>,
     thread: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
@@ -91,13 +146,16 @@ impl SchedulerOwner {
     pub fn start(mut scheduler: Scheduler) -> SchedulerOwner {
         let durable = scheduler.pipeline();
         let (messages, inbox) = mpsc::channel();
+        let times = Arc::new(CallTimes::default());
+        let timed = times.clone();
         let thread = std::thread::Builder::new()
             .name("scheduler".into())
-            .spawn(move || own(scheduler, &inbox))
+            .spawn(move || own(scheduler, &inbox, &timed))
             .expect("starting the scheduler's owner");
         SchedulerOwner {
             messages,
             durable,
+            times,
             thread: std::sync::Mutex::new(Some(thread)),
         }
     }
@@ -122,15 +180,31 @@ impl SchedulerOwner {
         &self,
         job: impl FnOnce(&mut Scheduler) -> T + Send + 'static,
     ) -> Result<T, Status> {
+        self.run_as(CallKind::Other, job).await
+    }
+
+    /// [`run`](Self::run), its times counted as `kind`'s.
+    pub async fn run_as<T: Send + 'static>(
+        &self,
+        kind: CallKind,
+        job: impl FnOnce(&mut Scheduler) -> T + Send + 'static,
+    ) -> Result<T, Status> {
         let (reply, answer) = oneshot::channel();
+        let job: Job = Box::new(move |scheduler| {
+            let _ = reply.send((job(scheduler), Instant::now()));
+        });
         self.messages
-            .send(Message::Run(Box::new(move |scheduler| {
-                let _ = reply.send(job(scheduler));
-            })))
+            .send(Message::Run(Call {
+                job,
+                kind,
+                sent: Instant::now(),
+            }))
             .map_err(|_| gone())?;
-        answer
+        let (value, answered) = answer
             .await
-            .map_err(|_| Status::internal("the scheduler failed while handling the call"))
+            .map_err(|_| Status::internal("the scheduler failed while handling the call"))?;
+        self.times.answer_wait[kind as usize].since(answered);
+        Ok(value)
     }
 
     /// Runs `job`, which may commit changes, and answers once they are
@@ -167,10 +241,16 @@ impl SchedulerOwner {
                 caller,
                 acks,
                 others_copied_at_leased_version,
+                sent: Instant::now(),
                 reply,
             }))
             .map_err(|_| gone())?;
-        let AckAnswer { outcome, acks } = answer.await.map_err(|_| gone())?;
+        let AckAnswer {
+            outcome,
+            acks,
+            answered,
+        } = answer.await.map_err(|_| gone())?;
+        self.times.answer_wait[CallKind::Acknowledge as usize].since(answered);
         drop(acks);
         let (outcomes, commit) = outcome?;
         self.durable(commit).await?;
@@ -178,11 +258,20 @@ impl SchedulerOwner {
     }
 
     async fn durable(&self, commit: u64) -> Result<(), Status> {
-        self.durable
-            .clone()
-            .durable(commit)
-            .await
-            .map_err(not_durable)
+        let started = Instant::now();
+        let durable = self.durable.clone().durable(commit).await;
+        self.times.durable.since(started);
+        durable.map_err(not_durable)
+    }
+
+    /// Where calls have spent their time so far.
+    pub fn times(&self) -> &CallTimes {
+        &self.times
+    }
+
+    /// What the state writer has appended to the journal so far.
+    pub fn journal_totals(&self) -> JournalTotals {
+        self.durable.journal_totals()
     }
 
     /// Resolves if storing changes ever fails (the service must then stop).
@@ -196,7 +285,7 @@ impl SchedulerOwner {
     }
 }
 
-fn own(mut scheduler: Scheduler, inbox: &mpsc::Receiver<Message>) {
+fn own(mut scheduler: Scheduler, inbox: &mpsc::Receiver<Message>, times: &CallTimes) {
     let mut next = None;
     loop {
         let message = match next.take() {
@@ -207,8 +296,11 @@ fn own(mut scheduler: Scheduler, inbox: &mpsc::Receiver<Message>) {
             },
         };
         match message {
-            Message::Run(job) => {
+            Message::Run(Call { job, kind, sent }) => {
+                times.queued[kind as usize].since(sent);
+                let started = Instant::now();
                 let ran = std::panic::catch_unwind(AssertUnwindSafe(|| job(&mut scheduler)));
+                times.running[kind as usize].since(started);
                 if ran.is_err() {
                     tracing::error!(
                         "a scheduler call panicked; the call failed, the service goes on"
@@ -228,7 +320,16 @@ fn own(mut scheduler: Scheduler, inbox: &mpsc::Receiver<Message>) {
                         Err(_) => break,
                     }
                 }
+                let started = Instant::now();
+                let acknowledge = CallKind::Acknowledge as usize;
+                for call in &group {
+                    times.queued[acknowledge].since(call.sent);
+                }
+                let calls = group.len();
                 acknowledge_group(&mut scheduler, group);
+                for _ in 0..calls {
+                    times.running[acknowledge].since(started);
+                }
             }
         }
     }

@@ -31,7 +31,7 @@ use std::sync::Arc;
 
 use changes::{Changes, NewKeys, RecordChanges};
 use journal::Replayed;
-pub use pipeline::DurableWatch;
+pub use pipeline::{DurableWatch, JournalTotals};
 use pipeline::{Journaled, Write, Writer};
 use store::Store;
 

@@ -15,8 +15,10 @@
 //! the process must stop, and a restart reloads what is on disk.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
+use std::time::Instant;
 
 use tokio::sync::watch;
 
@@ -42,10 +44,48 @@ struct Progress {
     failed: Option<String>,
 }
 
+/// What the writer has appended so far, for the service's metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct JournalTotals {
+    /// Journal records appended (each one fsync).
+    pub records: u64,
+    /// Commits those records held (a record takes every commit that
+    /// queued while the one before it was written).
+    pub commits: u64,
+    /// Time spent appending records and waiting for their fsyncs.
+    pub append_seconds: f64,
+}
+
+/// [`JournalTotals`] as the writer thread counts them.
+#[derive(Default)]
+struct Counts {
+    records: AtomicU64,
+    commits: AtomicU64,
+    append_nanos: AtomicU64,
+}
+
+impl Counts {
+    fn appended(&self, commits: u64, started: Instant) {
+        let nanos = started.elapsed().as_nanos().try_into().unwrap_or(u64::MAX);
+        self.records.fetch_add(1, Ordering::Relaxed);
+        self.commits.fetch_add(commits, Ordering::Relaxed);
+        self.append_nanos.fetch_add(nanos, Ordering::Relaxed);
+    }
+
+    fn totals(&self) -> JournalTotals {
+        JournalTotals {
+            records: self.records.load(Ordering::Relaxed),
+            commits: self.commits.load(Ordering::Relaxed),
+            append_seconds: self.append_nanos.load(Ordering::Relaxed) as f64 / 1e9,
+        }
+    }
+}
+
 /// The writer thread and the way to it.
 pub(super) struct Writer {
     writes: Option<mpsc::Sender<Write>>,
     progress: watch::Receiver<Progress>,
+    counts: Arc<Counts>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -63,13 +103,16 @@ impl Writer {
             durable: already_durable,
             failed: None,
         });
+        let counts = Arc::new(Counts::default());
+        let counted = counts.clone();
         let thread = std::thread::Builder::new()
             .name("state-writer".into())
-            .spawn(move || write_in_groups(&store, journaled, &queue, &report))
+            .spawn(move || write_in_groups(&store, journaled, &queue, &report, &counted))
             .expect("starting the state writer");
         Writer {
             writes: Some(writes),
             progress,
+            counts,
             thread: Some(thread),
         }
     }
@@ -89,6 +132,7 @@ impl Writer {
     pub fn watch(&self) -> DurableWatch {
         DurableWatch {
             progress: self.progress.clone(),
+            counts: self.counts.clone(),
         }
     }
 }
@@ -108,6 +152,7 @@ fn write_in_groups(
     journaled: Result<Option<Journaled>, String>,
     queue: &mpsc::Receiver<Write>,
     report: &watch::Sender<Progress>,
+    counts: &Counts,
 ) {
     let fail = |problem: String| {
         tracing::error!(%problem, "storing the location map failed; no further change is stored and the service must restart");
@@ -124,16 +169,23 @@ fn write_in_groups(
         let mut last = first.seq;
         let mut group = first.changes;
         let mut grouped = Ok(());
+        let mut commits = 1;
         for _ in 1..MOST_COMMITS_PER_RECORD {
             let Ok(write) = queue.try_recv() else { break };
             last = write.seq;
+            commits += 1;
             grouped = grouped.and(group.absorb(write.changes));
         }
         if report.borrow().failed.is_some() {
             continue;
         }
+        let started = Instant::now();
         let stored = grouped.and_then(|()| match &mut journaled {
-            Some(journaled) => journaled.append(store, group),
+            Some(journaled) => {
+                let appended = journaled.append(store, group);
+                counts.appended(commits, started);
+                appended
+            }
             None => Ok(()),
         });
         match stored {
@@ -279,6 +331,7 @@ fn create_journal(base: &std::path::Path) -> Result<Journal, String> {
 #[derive(Clone)]
 pub struct DurableWatch {
     progress: watch::Receiver<Progress>,
+    counts: Arc<Counts>,
 }
 
 impl DurableWatch {
@@ -294,6 +347,11 @@ impl DurableWatch {
             Some(problem) if progress.durable < seq => Err(problem.clone()),
             _ => Ok(()),
         }
+    }
+
+    /// What the writer has appended to the journal so far.
+    pub fn journal_totals(&self) -> JournalTotals {
+        self.counts.totals()
     }
 
     /// Why writing stopped, once it has.
