@@ -32,6 +32,9 @@
 //!   next message before they sleep (`crate::wait`).
 //! - A timer sends the owner one `advance` step every 500 ms (phases,
 //!   lease expiry, confidence) and wakes waiting lease calls.
+//! - /metrics say how long calls wait at each of these hand-offs: for the
+//!   owner, while it runs them, for a tokio worker to take the answer, and
+//!   for the commit (`owner::CallTimes`, the writer's journal totals).
 //!
 //! Guarantees:
 //! - Everything a call accepts is durable when it answers; shutdown
