@@ -119,6 +119,37 @@ pub fn now_us() -> i64 {
         .map_or(0, |elapsed| elapsed.as_micros() as i64)
 }
 
+/// A running total of durations and how many there were, shared between
+/// threads (for the service's metrics).
+#[derive(Default)]
+pub struct DurationTotal {
+    nanos: std::sync::atomic::AtomicU64,
+    count: std::sync::atomic::AtomicU64,
+}
+
+impl DurationTotal {
+    /// Adds the time from `started` until now, once.
+    pub fn since(&self, started: std::time::Instant) {
+        self.add(started.elapsed(), 1);
+    }
+
+    /// Adds `elapsed` `times` times (calls that each waited for all of it).
+    pub fn add(&self, elapsed: std::time::Duration, times: u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let nanos: u64 = elapsed.as_nanos().try_into().unwrap_or(u64::MAX);
+        self.nanos.fetch_add(nanos.saturating_mul(times), Relaxed);
+        self.count.fetch_add(times, Relaxed);
+    }
+
+    pub fn seconds(&self) -> f64 {
+        self.nanos.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1e9
+    }
+
+    pub fn count(&self) -> u64 {
+        self.count.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,12 +7,12 @@
 use std::fmt::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
 
 use super::Shared;
 use super::auth::Auth;
 use super::owner::CallKind;
 use crate::scheduler::{Gauges, LocationCounts, Phase};
+use crate::time::DurationTotal;
 
 #[derive(Default)]
 pub struct Counter(AtomicU64);
@@ -28,31 +28,6 @@ impl Counter {
 
     fn get(&self) -> u64 {
         self.0.load(Ordering::Relaxed)
-    }
-}
-
-/// Time spent in one stage of a call: a sum and a count, as a Prometheus
-/// summary without quantiles.
-#[derive(Default)]
-pub struct Timing {
-    nanos: AtomicU64,
-    count: AtomicU64,
-}
-
-impl Timing {
-    /// Counts the time from `started` until now.
-    pub fn since(&self, started: Instant) {
-        let nanos = started.elapsed().as_nanos().try_into().unwrap_or(u64::MAX);
-        self.nanos.fetch_add(nanos, Ordering::Relaxed);
-        self.count.fetch_add(1, Ordering::Relaxed);
-    }
-
-    fn seconds(&self) -> f64 {
-        self.nanos.load(Ordering::Relaxed) as f64 / 1e9
-    }
-
-    fn count(&self) -> u64 {
-        self.count.load(Ordering::Relaxed)
     }
 }
 
@@ -102,7 +77,7 @@ fn escape(label: &str) -> String {
         .replace('\n', "\\n")
 }
 
-fn render<'a>(shared: &'a Shared, gauges: Gauges) -> String {
+fn render(shared: &Shared, gauges: Gauges) -> String {
     let serving = shared.serving();
     let mut out = String::new();
     let mut metric = |name: &str, kind: &str, help: &str, samples: &[(String, f64)]| {
@@ -291,19 +266,19 @@ fn render<'a>(shared: &'a Shared, gauges: Gauges) -> String {
         "journal_records_total",
         "counter",
         "Journal records appended, one fsync each.",
-        &one(journal.records as f64),
+        &one(journal.appends.count() as f64),
     );
     metric(
         "journal_commits_total",
         "counter",
         "Commits the journal records held.",
-        &one(journal.commits as f64),
+        &one(journal.commits() as f64),
     );
     metric(
         "journal_append_seconds_total",
         "counter",
         "Time spent appending journal records and waiting for their fsyncs.",
-        &one(journal.append_seconds),
+        &one(journal.appends.seconds()),
     );
     metric(
         "shard_info",
@@ -318,7 +293,7 @@ fn render<'a>(shared: &'a Shared, gauges: Gauges) -> String {
         )],
     );
     let times = shared.scheduler.times();
-    let mut summary = |name: &str, help: &str, samples: &[(String, &Timing)]| {
+    let mut summary = |name: &str, help: &str, samples: &[(String, &DurationTotal)]| {
         let _ = writeln!(out, "# HELP shadowcast_{name} {help}");
         let _ = writeln!(out, "# TYPE shadowcast_{name} summary");
         for (labels, timing) in samples {
@@ -326,12 +301,12 @@ fn render<'a>(shared: &'a Shared, gauges: Gauges) -> String {
             let _ = writeln!(out, "shadowcast_{name}_count{labels} {}", timing.count());
         }
     };
-    let by_call = |stage: &'a [Timing; 3]| -> Vec<(String, &'a Timing)> {
+    fn by_call(stage: &[DurationTotal; 3]) -> Vec<(String, &DurationTotal)> {
         CallKind::ALL
             .iter()
             .map(|&kind| (format!("{{call=\"{kind}\"}}"), &stage[kind as usize]))
             .collect()
-    };
+    }
     summary(
         "scheduler_queued_seconds",
         "Time calls waited for the scheduler's owner to take them up.",

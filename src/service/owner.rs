@@ -23,11 +23,10 @@ use std::time::Instant;
 use tokio::sync::oneshot;
 use tonic::Status;
 
-use super::metrics::Timing;
 use super::scheduler_status;
 use crate::scheduler::{Ack, AckCall, AckCallOutcome, Scheduler, SchedulerError};
 use crate::state::{DurableWatch, JournalTotals};
-use crate::time::now_us;
+use crate::time::{DurationTotal, now_us};
 
 /// Most acknowledge calls one commit takes: each is up to a lease's keys
 /// (1,000 by default), and a lease call queued behind the group waits for
@@ -65,15 +64,15 @@ impl std::fmt::Display for CallKind {
 #[derive(Default)]
 pub struct CallTimes {
     /// In the owner's inbox, before it took the call up.
-    pub queued: [Timing; 3],
+    pub queued: [DurationTotal; 3],
     /// Run by the owner (each call of a group of acknowledgements counts
     /// the whole group's time: it waited for all of it).
-    pub running: [Timing; 3],
+    pub running: [DurationTotal; 3],
     /// From the owner's answer until the handler went on with it: the
     /// wait for a tokio worker.
-    pub answer_wait: [Timing; 3],
+    pub answer_wait: [DurationTotal; 3],
     /// Calls that changed something, waiting for their commit's fsync.
-    pub durable: Timing,
+    pub durable: DurationTotal,
 }
 
 /// A job on its way to the owner.
@@ -270,7 +269,7 @@ impl SchedulerOwner {
     }
 
     /// What the state writer has appended to the journal so far.
-    pub fn journal_totals(&self) -> JournalTotals {
+    pub fn journal_totals(&self) -> &JournalTotals {
         self.durable.journal_totals()
     }
 
@@ -325,11 +324,9 @@ fn own(mut scheduler: Scheduler, inbox: &mpsc::Receiver<Message>, times: &CallTi
                 for call in &group {
                     times.queued[acknowledge].since(call.sent);
                 }
-                let calls = group.len();
+                let calls = group.len() as u64;
                 acknowledge_group(&mut scheduler, group);
-                for _ in 0..calls {
-                    times.running[acknowledge].since(started);
-                }
+                times.running[acknowledge].add(started.elapsed(), calls);
             }
         }
     }

@@ -22,6 +22,8 @@ use std::time::Instant;
 
 use tokio::sync::watch;
 
+use crate::time::DurationTotal;
+
 use super::changes::Changes;
 use super::journal::{self, CHECKPOINT_BYTES, Journal};
 use super::store::{Store, sync_folder};
@@ -45,39 +47,19 @@ struct Progress {
 }
 
 /// What the writer has appended so far, for the service's metrics.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
+#[derive(Default)]
 pub struct JournalTotals {
-    /// Journal records appended (each one fsync).
-    pub records: u64,
+    /// Journal records appended (each one fsync), and the time spent
+    /// appending them and waiting for their fsyncs.
+    pub appends: DurationTotal,
     /// Commits those records held (a record takes every commit that
     /// queued while the one before it was written).
-    pub commits: u64,
-    /// Time spent appending records and waiting for their fsyncs.
-    pub append_seconds: f64,
-}
-
-/// [`JournalTotals`] as the writer thread counts them.
-#[derive(Default)]
-struct Counts {
-    records: AtomicU64,
     commits: AtomicU64,
-    append_nanos: AtomicU64,
 }
 
-impl Counts {
-    fn appended(&self, commits: u64, started: Instant) {
-        let nanos = started.elapsed().as_nanos().try_into().unwrap_or(u64::MAX);
-        self.records.fetch_add(1, Ordering::Relaxed);
-        self.commits.fetch_add(commits, Ordering::Relaxed);
-        self.append_nanos.fetch_add(nanos, Ordering::Relaxed);
-    }
-
-    fn totals(&self) -> JournalTotals {
-        JournalTotals {
-            records: self.records.load(Ordering::Relaxed),
-            commits: self.commits.load(Ordering::Relaxed),
-            append_seconds: self.append_nanos.load(Ordering::Relaxed) as f64 / 1e9,
-        }
+impl JournalTotals {
+    pub fn commits(&self) -> u64 {
+        self.commits.load(Ordering::Relaxed)
     }
 }
 
@@ -85,7 +67,7 @@ impl Counts {
 pub(super) struct Writer {
     writes: Option<mpsc::Sender<Write>>,
     progress: watch::Receiver<Progress>,
-    counts: Arc<Counts>,
+    totals: Arc<JournalTotals>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -103,8 +85,8 @@ impl Writer {
             durable: already_durable,
             failed: None,
         });
-        let counts = Arc::new(Counts::default());
-        let counted = counts.clone();
+        let totals = Arc::new(JournalTotals::default());
+        let counted = totals.clone();
         let thread = std::thread::Builder::new()
             .name("state-writer".into())
             .spawn(move || write_in_groups(&store, journaled, &queue, &report, &counted))
@@ -112,7 +94,7 @@ impl Writer {
         Writer {
             writes: Some(writes),
             progress,
-            counts,
+            totals,
             thread: Some(thread),
         }
     }
@@ -132,7 +114,7 @@ impl Writer {
     pub fn watch(&self) -> DurableWatch {
         DurableWatch {
             progress: self.progress.clone(),
-            counts: self.counts.clone(),
+            totals: self.totals.clone(),
         }
     }
 }
@@ -152,7 +134,7 @@ fn write_in_groups(
     journaled: Result<Option<Journaled>, String>,
     queue: &mpsc::Receiver<Write>,
     report: &watch::Sender<Progress>,
-    counts: &Counts,
+    totals: &JournalTotals,
 ) {
     let fail = |problem: String| {
         tracing::error!(%problem, "storing the location map failed; no further change is stored and the service must restart");
@@ -183,7 +165,8 @@ fn write_in_groups(
         let stored = grouped.and_then(|()| match &mut journaled {
             Some(journaled) => {
                 let appended = journaled.append(store, group);
-                counts.appended(commits, started);
+                totals.appends.since(started);
+                totals.commits.fetch_add(commits, Ordering::Relaxed);
                 appended
             }
             None => Ok(()),
@@ -331,7 +314,7 @@ fn create_journal(base: &std::path::Path) -> Result<Journal, String> {
 #[derive(Clone)]
 pub struct DurableWatch {
     progress: watch::Receiver<Progress>,
-    counts: Arc<Counts>,
+    totals: Arc<JournalTotals>,
 }
 
 impl DurableWatch {
@@ -350,8 +333,8 @@ impl DurableWatch {
     }
 
     /// What the writer has appended to the journal so far.
-    pub fn journal_totals(&self) -> JournalTotals {
-        self.counts.totals()
+    pub fn journal_totals(&self) -> &JournalTotals {
+        &self.totals
     }
 
     /// Why writing stopped, once it has.
