@@ -153,15 +153,20 @@ impl Scheduler {
                 continue;
             }
             let mut outcome = AckCallOutcome::default();
-            // Only the compact form needs to know which keys were named.
-            let mut named = ahash::AHashSet::new();
+            let leased = self.leases.get(&call.lease);
+            // The places in the lease of the keys the call names (only the
+            // compact form needs them).
+            let mut named = match leased {
+                Some(live) if call.others_copied_at_leased_version => vec![false; live.keys.len()],
+                _ => Vec::new(),
+            };
+            // Where each of the lease's keys is, built once a key is named
+            // out of its place.
+            let mut places: Option<ahash::AHashMap<KeyId, usize>> = None;
             let mut table_cache: Option<(&str, Option<u32>)> = None;
-            // Executors name a lease's keys in the order they got them: the
-            // key at the same place in the lease is tried before the index.
-            let leased = self.leases.get(&call.lease).map(|live| &live.keys[..]);
             for (position, ack) in call.acks.iter().enumerate() {
-                if let Some(keys) = leased {
-                    self.prefetch_ahead(keys, position);
+                if let Some(live) = leased {
+                    self.prefetch_ahead(&live.keys, position);
                 }
                 let table = match table_cache {
                     Some((name, id)) if name == ack.table => id,
@@ -171,8 +176,11 @@ impl Scheduler {
                         id
                     }
                 };
+                // Executors name a lease's keys in the order they got
+                // them: the key at the same place in the lease is tried
+                // before the index.
                 let in_place = leased
-                    .and_then(|keys| keys.get(position))
+                    .and_then(|live| live.keys.get(position))
                     .copied()
                     .filter(|&id| {
                         table == Some(self.map.table_of(id)) && self.map.key(id) == &ack.key[..]
@@ -183,10 +191,27 @@ impl Scheduler {
                     outcome.acks.push(AckOutcome::UnknownKey);
                     continue;
                 };
-                if call.others_copied_at_leased_version {
-                    named.insert(id);
+                let place = match (in_place, leased) {
+                    (Some(_), _) => Some(position),
+                    (None, Some(live)) => places
+                        .get_or_insert_with(|| {
+                            live.keys
+                                .iter()
+                                .enumerate()
+                                .map(|(at, &id)| (id, at))
+                                .collect()
+                        })
+                        .get(&id)
+                        .copied(),
+                    (None, None) => None,
+                };
+                if let Some(place) = place
+                    && let Some(named) = named.get_mut(place)
+                {
+                    *named = true;
                 }
-                let held_here = call.lease != 0 && self.plans.lease(id) == call.lease;
+                let held_here = call.lease != 0
+                    && place.is_some_and(|place| leased.is_some_and(|live| live.holds(place)));
                 let judged = match &ack.result {
                     AckResult::Copied { version } => {
                         pending.judge_copy(&mut self.plans, &self.map, id, *version)
@@ -197,32 +222,29 @@ impl Scheduler {
                     }
                     AckResult::Failed { .. } => AckOutcome::NotLeased,
                 };
-                if held_here {
-                    released.push((id, call.lease));
+                if let Some(place) = place
+                    && held_here
+                {
+                    released.push((id, call.lease, place));
                 }
                 outcome.acks.push(judged);
             }
-            if call.others_copied_at_leased_version {
-                let live = &self.leases[&call.lease];
-                let others: Vec<(u32, KeyId, u64)> = live
-                    .keys
-                    .iter()
-                    .zip(&live.versions)
-                    .enumerate()
-                    .filter(|(_, (id, _))| {
-                        self.plans.lease(**id) == call.lease && !named.contains(*id)
-                    })
-                    .map(|(position, (&id, &version))| (position as u32, id, version))
+            if let Some(live) = leased
+                && call.others_copied_at_leased_version
+            {
+                let others: Vec<(usize, KeyId, u64)> = (0..live.keys.len())
+                    .filter(|&place| live.holds(place) && !named[place])
+                    .map(|place| (place, live.keys[place], live.versions[place]))
                     .collect();
-                for (at, &(position, id, version)) in others.iter().enumerate() {
+                for (at, &(place, id, version)) in others.iter().enumerate() {
                     if let Some(&(_, ahead, _)) = others.get(at + AHEAD) {
                         self.map.prefetch_record(ahead);
                     }
                     match pending.judge_copy(&mut self.plans, &self.map, id, version) {
                         AckOutcome::Accepted => outcome.others_accepted += 1,
-                        other => outcome.others_not_accepted.push((position, other)),
+                        other => outcome.others_not_accepted.push((place as u32, other)),
                     }
-                    released.push((id, call.lease));
+                    released.push((id, call.lease, place));
                 }
             }
             results.push(Ok(outcome));
@@ -230,29 +252,22 @@ impl Scheduler {
         let accepted_bytes = pending.accepted_bytes;
         let changes = pending.finish(&mut self.plans);
         self.commit(&changes, &[])?;
-        let mut ended_per_lease: ahash::AHashMap<u64, usize> = ahash::AHashMap::new();
-        for (at, &(id, lease)) in released.iter().enumerate() {
-            if let Some(&(ahead, _)) = released.get(at + AHEAD) {
+        for (at, &(_, lease, place)) in released.iter().enumerate() {
+            if let Some(&(ahead, _, _)) = released.get(at + AHEAD) {
                 self.map.prefetch_record(ahead);
             }
-            if !self.release(id, lease) {
+            let Some(id) = self.let_go(lease, place) else {
                 continue;
-            }
-            *ended_per_lease.entry(lease).or_default() += 1;
+            };
             if self.map.record(id).location() != Location::Current {
                 self.requeue(id);
             }
         }
         for call in calls {
-            // A lease whose every key this batch ended is over without a
-            // look at each key (a lease holds each of its keys once).
-            let ended = ended_per_lease.get(&call.lease).copied().unwrap_or(0);
-            if let Some(live) = self.leases.get(&call.lease)
-                && (ended == live.keys.len()
-                    || live
-                        .keys
-                        .iter()
-                        .all(|&id| self.plans.lease(id) != call.lease))
+            if self
+                .leases
+                .get(&call.lease)
+                .is_some_and(|live| live.holds_none())
             {
                 self.leases.remove(&call.lease);
             }

@@ -178,21 +178,28 @@ impl Scheduler {
         self.census.recount(before, self.standing(id));
     }
 
-    /// Puts `id` under `lease` (0: under none), keeping the census.
-    pub(super) fn set_lease(&mut self, id: KeyId, lease: u64) {
+    /// Puts `id` under a lease (which records it, by its place), keeping
+    /// the census.
+    pub(super) fn hold(&mut self, id: KeyId) {
         let was_leased = self.plans.leased(id);
-        self.plans.set_lease(id, lease);
-        self.count_lease_change(id, was_leased, lease != 0);
+        self.plans.set_leased(id, true);
+        self.count_lease_change(id, was_leased, true);
     }
 
-    /// Ends `lease`'s hold on `id` if it still holds the key (`false`:
-    /// it does not), keeping the census.
-    pub(super) fn release(&mut self, id: KeyId, lease: u64) -> bool {
-        if !self.plans.release(id, lease) {
-            return false;
-        }
+    /// Ends `lease`'s hold on the key at `place` in it and gives the key,
+    /// or `None` if the lease is not live or no longer holds it, keeping
+    /// the census.
+    pub(super) fn let_go(&mut self, lease: u64, place: usize) -> Option<KeyId> {
+        let id = self.leases.get_mut(&lease)?.let_go(place)?;
+        self.no_longer_leased(id);
+        Some(id)
+    }
+
+    /// Takes off `id` the mark of a lease that let go of it, keeping the
+    /// census.
+    pub(super) fn no_longer_leased(&mut self, id: KeyId) {
+        self.plans.set_leased(id, false);
         self.count_lease_change(id, true, false);
-        true
     }
 
     /// A lease changes only the leased tallies of a key's standing: the

@@ -10,16 +10,53 @@ use super::{
 use crate::state::KeyId;
 
 pub(super) struct LiveLease {
-    /// The keys as leased, in order (a key is still held while its plan
-    /// names this lease).
+    /// The keys as leased, in order.
     pub keys: Vec<KeyId>,
     /// The version each key was leased at (its `min_version`).
     pub versions: Vec<u64>,
+    /// Whether the lease still holds the key at the same place in `keys`.
+    /// Which lease holds a key is known only here, so that a hold is
+    /// found by the key's place in its lease (where executors name it)
+    /// rather than looked up by key id, a cache miss in a map as large as
+    /// every lease out.
+    held: Vec<bool>,
+    /// How many keys it still holds: none, and the lease is over.
+    holding: usize,
     pub expires_us: i64,
     /// How many leases were taken before it, this one included.
     pub taken: u64,
     /// Who took it ([`ANY_HOLDER`]: anyone may extend or acknowledge it).
     pub holder: u32,
+}
+
+impl LiveLease {
+    /// Whether it still holds the key at `place`.
+    pub fn holds(&self, place: usize) -> bool {
+        self.held.get(place).copied().unwrap_or(false)
+    }
+
+    pub fn holds_none(&self) -> bool {
+        self.holding == 0
+    }
+
+    /// Ends its hold on the key at `place` and gives the key (`None`: it
+    /// did not hold one there).
+    pub fn let_go(&mut self, place: usize) -> Option<KeyId> {
+        if !std::mem::take(self.held.get_mut(place)?) {
+            return None;
+        }
+        self.holding -= 1;
+        Some(self.keys[place])
+    }
+
+    /// The keys it still holds.
+    pub fn held_keys(&self) -> impl Iterator<Item = KeyId> + '_ {
+        self.keys
+            .iter()
+            .zip(&self.held)
+            .filter(|(_, held)| **held)
+            .map(|(&id, _)| id)
+    }
 }
 
 /// A lease holder that binds nothing.
@@ -42,11 +79,10 @@ impl Scheduler {
                 continue;
             }
             let live = self.leases.remove(&lease).expect("present");
-            for id in live.keys {
-                if self.release(id, lease) {
-                    self.counters.redelivered += 1;
-                    self.requeue(id);
-                }
+            for id in live.held_keys() {
+                self.no_longer_leased(id);
+                self.counters.redelivered += 1;
+                self.requeue(id);
             }
         }
         while let Some(&Reverse((due, id))) = self.deferred.peek() {
@@ -130,7 +166,7 @@ impl Scheduler {
                     break 'classes;
                 }
                 bytes += size;
-                self.set_lease(key, id);
+                self.hold(key);
                 keys.push(key);
             }
             break;
@@ -174,6 +210,8 @@ impl Scheduler {
         self.leases.insert(
             id,
             LiveLease {
+                held: vec![true; keys.len()],
+                holding: keys.len(),
                 keys,
                 versions: batch.min_versions().to_vec(),
                 expires_us,

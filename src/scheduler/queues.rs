@@ -55,24 +55,23 @@ impl Plan {
 /// Every key's [`Plan`] by key id, stored in parts: the four scores side by
 /// side (16 bytes) and one byte of class and marks for every key, and what
 /// only a few keys have at a time kept aside: a destination other than
-/// [`ANY_DESTINATION`], a policy's "not before", and the lease holding the
-/// key. (As one struct per key, with the lease and the time, they took 40
-/// bytes, mostly zeros.) The marks say, without a look into the maps,
-/// whether a lease holds the key and whether the acknowledgements being
-/// judged changed it.
+/// [`ANY_DESTINATION`] and a policy's "not before". (As one struct per key,
+/// with the lease and the time, they took 40 bytes, mostly zeros.) The
+/// marks say whether a lease holds the key (which one is known only to
+/// the lease, by the key's place in it) and whether the acknowledgements
+/// being judged changed it.
 #[derive(Default)]
 pub(super) struct Plans {
     scores: Vec<[f32; 4]>,
     classes: Vec<u8>,
     destinations: HashMap<KeyId, u32>,
-    leases: HashMap<KeyId, u64>,
     not_before_us: HashMap<KeyId, i64>,
 }
 
 /// The bits of a key's byte in [`Plans::classes`] that hold its class
 /// ([`EXCLUDED`] is stored as all of them).
 const CLASS_BITS: u8 = 0b0011_1111;
-/// Set while `Plans::leases` holds the key.
+/// Set while a live lease holds the key.
 const LEASED: u8 = 0b1000_0000;
 /// Set while an acknowledgement batch holds a change of the key's record
 /// not yet committed (see [`Plans::mark_changed`]).
@@ -187,38 +186,11 @@ impl Plans {
         self.classes[id.index()] & LEASED != 0
     }
 
-    /// The lease holding `id`, 0 for none.
-    pub fn lease(&self, id: KeyId) -> u64 {
-        if !self.leased(id) {
-            return 0;
-        }
-        self.leases.get(&id).copied().unwrap_or(0)
-    }
-
-    /// Sets the lease holding `id` (0: none). The scheduler goes through
-    /// `Scheduler::set_lease` or `Scheduler::release`, which keep the census.
-    pub fn set_lease(&mut self, id: KeyId, lease: u64) {
-        if lease == 0 && !self.leased(id) {
-            return;
-        }
-        set_sparse(&mut self.leases, id, lease, 0);
-        self.set_mark(id, LEASED, lease != 0);
-    }
-
-    /// Ends `lease`'s hold on `id` if it holds the key (one look into the
-    /// map); `false` when it does not.
-    pub fn release(&mut self, id: KeyId, lease: u64) -> bool {
-        if !self.leased(id) {
-            return false;
-        }
-        match self.leases.entry(id) {
-            hashbrown::hash_map::Entry::Occupied(held) if *held.get() == lease => {
-                held.remove();
-                self.set_mark(id, LEASED, false);
-                true
-            }
-            _ => false,
-        }
+    /// Marks `id` as held by a lease (`false`: by none). The scheduler
+    /// goes through `Scheduler::hold` or `Scheduler::let_go`, which keep
+    /// the census and the lease's own record of what it holds.
+    pub fn set_leased(&mut self, id: KeyId, leased: bool) {
+        self.set_mark(id, LEASED, leased);
     }
 
     /// Whether `id` carries the mark of [`mark_changed`](Self::mark_changed).
