@@ -252,24 +252,26 @@ impl Scheduler {
         let accepted_bytes = pending.accepted_bytes;
         let changes = pending.finish(&mut self.plans);
         self.commit(&changes, &[])?;
-        for (at, &(_, lease, place)) in released.iter().enumerate() {
-            if let Some(&(ahead, _, _)) = released.get(at + AHEAD) {
-                self.map.prefetch_record(ahead);
-            }
-            let Some(id) = self.let_go(lease, place) else {
+        // Each call's keys are together: its lease is looked up once, and
+        // put back only while it holds keys.
+        for run in released.chunk_by(|a, b| a.1 == b.1) {
+            let Some(mut live) = self.leases.remove(&run[0].1) else {
                 continue;
             };
-            if self.map.record(id).location() != Location::Current {
-                self.requeue(id);
+            for (at, &(_, _, place)) in run.iter().enumerate() {
+                if let Some(&(ahead, _, _)) = run.get(at + AHEAD) {
+                    self.map.prefetch_record(ahead);
+                }
+                let Some(id) = live.let_go(place) else {
+                    continue;
+                };
+                self.no_longer_leased(id);
+                if self.map.record(id).location() != Location::Current {
+                    self.requeue(id);
+                }
             }
-        }
-        for call in calls {
-            if self
-                .leases
-                .get(&call.lease)
-                .is_some_and(|live| live.holds_none())
-            {
-                self.leases.remove(&call.lease);
+            if !live.holds_none() {
+                self.leases.insert(run[0].1, live);
             }
         }
         for outcome in results.iter().flatten() {

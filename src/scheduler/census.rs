@@ -186,15 +186,6 @@ impl Scheduler {
         self.count_lease_change(id, was_leased, true);
     }
 
-    /// Ends `lease`'s hold on the key at `place` in it and gives the key,
-    /// or `None` if the lease is not live or no longer holds it, keeping
-    /// the census.
-    pub(super) fn let_go(&mut self, lease: u64, place: usize) -> Option<KeyId> {
-        let id = self.leases.get_mut(&lease)?.let_go(place)?;
-        self.no_longer_leased(id);
-        Some(id)
-    }
-
     /// Takes off `id` the mark of a lease that let go of it, keeping the
     /// census.
     pub(super) fn no_longer_leased(&mut self, id: KeyId) {
