@@ -468,6 +468,71 @@ fn expired_and_failed_keys_are_offered_again_and_extensions_hold_them() {
 }
 
 #[test]
+fn keys_acknowledged_out_of_their_lease_order_are_each_found_and_ended() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut scheduler = planned(dir.path(), config(), 30, Phase::Background);
+    let now = T0 + SECOND;
+
+    // Per key, last key first, the second failed.
+    let lease = scheduler.lease(&request(5), now).unwrap();
+    let mut acks = common::copied_as_leased(&lease);
+    acks[1].result = AckResult::Failed {
+        reason: "destination timeout".into(),
+    };
+    acks.reverse();
+    let outcomes = scheduler.acknowledge(lease.id, &acks, now).unwrap();
+    use AckOutcome::{Accepted, Requeued};
+    assert_eq!(outcomes, [Accepted, Accepted, Accepted, Requeued, Accepted]);
+    for key in &lease.keys {
+        assert!(!scheduler.is_leased(&key.table, &key.key));
+    }
+    assert!(
+        scheduler.extend(lease.id, now).is_err(),
+        "a lease whose every key was acknowledged is over"
+    );
+    let retry = scheduler.lease(&request(1), now).unwrap();
+    assert_eq!(
+        retry.keys[0].key, lease.keys[1].key,
+        "the failed key comes back"
+    );
+
+    // Compact: two keys named out of order and failed, the other three
+    // copied at the versions leased.
+    let compact = scheduler.lease(&request(5), now).unwrap();
+    let failed = |at: usize| Ack {
+        result: AckResult::Failed {
+            reason: "destination timeout".into(),
+        },
+        ..common::copied_as_leased(&compact).swap_remove(at)
+    };
+    let named = [failed(4), failed(1)];
+    let outcome = scheduler
+        .acknowledge_all(
+            &[AckCall {
+                lease: compact.id,
+                acks: &named,
+                others_copied_at_leased_version: true,
+            }],
+            now,
+        )
+        .unwrap()
+        .pop()
+        .unwrap()
+        .unwrap();
+    assert_eq!(outcome.acks, [Requeued, Requeued]);
+    assert_eq!(outcome.others_accepted, 3);
+    assert!(outcome.others_not_accepted.is_empty());
+    assert!(scheduler.extend(compact.id, now).is_err());
+    let again = scheduler.lease(&request(2), now).unwrap();
+    let mut back = keys_of(&again);
+    back.sort();
+    let mut expected = vec![keys_of(&compact)[1].clone(), keys_of(&compact)[4].clone()];
+    expected.sort();
+    assert_eq!(back, expected, "only the two failed keys come back");
+    assert_eq!(scheduler.status(now).counters.failures, 3);
+}
+
+#[test]
 fn phases_run_from_shadowing_to_done_and_the_status_follows() {
     let dir = tempfile::tempdir().unwrap();
     let mut scheduler = open(dir.path(), config());
