@@ -10,19 +10,27 @@
 //!
 //! Files: `STATE.journal` takes appends; when it grows past
 //! [`CHECKPOINT_BYTES`] it is renamed `STATE.journal.checkpoint` while its
-//! records are checkpointed, and a fresh `STATE.journal` goes on. Opening
+//! records are checkpointed, and a new `STATE.journal` goes on. Opening
 //! the state replays both, older first, and deletes them, so a crash at any
-//! point loses nothing that was reported durable.
+//! point loses nothing that was reported durable. A checkpointed journal is
+//! kept as `STATE.journal.spare` and overwritten by the next one
+//! ([`Journal::reuse`]): its blocks are allocated and its size does not
+//! change, so the fsync of an append commits no metadata (about a fifth
+//! less time per append; BENCHMARKS.md). A spare is never replayed.
 //!
-//! A journal starts with [`MAGIC`]; then each record is its payload's
-//! length (8 bytes) and CRC-32, then the payload: new table names, the keys
-//! new to the store (the first one's id, then table and bytes of each, in
-//! id order), changed records by key id, settings. A record cut short or
-//! failing its CRC ends the journal (a crash mid-append: its group was
-//! never reported durable); what is dropped is logged with the file and
-//! offset. A journal without the magic was written by a version that named
-//! every key by its table and bytes (4-byte lengths, no ids): it is
-//! replayed by looking the keys up.
+//! A journal starts with [`MAGIC`] and its generation, a random number
+//! drawn when the file is started or reused; then each record is its
+//! payload's length (8 bytes), the generation and a CRC-32, then the
+//! payload: new table names, the keys new to the store (the first one's
+//! id, then table and bytes of each, in id order), changed records by key
+//! id, settings. A record of another generation is what a reused file held
+//! before, and ends the journal. A record cut short or failing its CRC
+//! ends it too (a crash mid-append: its group was never reported durable);
+//! what is dropped is logged with the file and offset. A journal starting
+//! with [`MAGIC_UNREUSED`] has no generations (the format before reuse);
+//! one without a magic was written by a version that named every key by
+//! its table and bytes (4-byte lengths, no ids): it is replayed by looking
+//! the keys up.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufReader, Read, Write};
@@ -43,11 +51,17 @@ const KEPT_BUFFER_BYTES: usize = 1 << 20;
 /// write); small in the unit tests so that they write records in pieces.
 const FLUSH_BYTES: usize = if cfg!(test) { 256 } else { 4 << 20 };
 
-/// A record's length (8 bytes) and CRC-32.
-const HEADER_BYTES: usize = 12;
+/// A record's length (8 bytes), generation (8 bytes) and CRC-32.
+const HEADER_BYTES: usize = 20;
 
-/// The first bytes of a journal in this format.
-const MAGIC: &[u8; 8] = b"SCJRNL02";
+/// The first bytes of a journal in this format, before its generation.
+const MAGIC: &[u8; 8] = b"SCJRNL03";
+
+/// The magic of the format before journals were reused: no generations.
+const MAGIC_UNREUSED: &[u8; 8] = b"SCJRNL02";
+
+/// The magic and the generation.
+const FILE_HEADER_BYTES: u64 = 16;
 
 /// The file that takes appends.
 pub(super) fn current_path(state: &Path) -> PathBuf {
@@ -57,6 +71,11 @@ pub(super) fn current_path(state: &Path) -> PathBuf {
 /// The file being checkpointed.
 pub(super) fn checkpoint_path(state: &Path) -> PathBuf {
     with_suffix(state, ".journal.checkpoint")
+}
+
+/// A checkpointed journal kept for the next one to overwrite.
+pub(super) fn spare_path(state: &Path) -> PathBuf {
+    with_suffix(state, ".journal.spare")
 }
 
 pub(super) fn with_suffix(state: &Path, suffix: &str) -> PathBuf {
@@ -70,22 +89,45 @@ pub(super) struct Journal {
     file: File,
     bytes: u64,
     buffer: Vec<u8>,
+    generation: u64,
 }
 
 impl Journal {
     /// Starts an empty journal at `path` (one left there was replayed when
     /// the state was opened).
     pub fn create(path: &Path) -> std::io::Result<Journal> {
-        let mut file = OpenOptions::new()
+        let file = OpenOptions::new()
             .create(true)
             .write(true)
             .truncate(true)
             .open(path)?;
-        file.write_all(MAGIC)?;
+        Journal::start(file)
+    }
+
+    /// Starts an empty journal at `path` in the file at `spare` (a
+    /// checkpointed journal): its first bytes take a new generation, which
+    /// is durable before the file is renamed to `path`, so what it held
+    /// is never replayed.
+    pub fn reuse(spare: &Path, path: &Path) -> std::io::Result<Journal> {
+        let file = OpenOptions::new().write(true).open(spare)?;
+        let journal = Journal::start(file)?;
+        journal.file.sync_data()?;
+        std::fs::rename(spare, path)?;
+        Ok(journal)
+    }
+
+    /// Writes the magic and a new generation at the start of `file` and
+    /// leaves it positioned after them.
+    fn start(mut file: File) -> std::io::Result<Journal> {
+        let generation = rand::random::<u64>();
+        let mut header = MAGIC.to_vec();
+        header.extend_from_slice(&generation.to_le_bytes());
+        file.write_all(&header)?;
         Ok(Journal {
             file,
-            bytes: MAGIC.len() as u64,
+            bytes: FILE_HEADER_BYTES,
             buffer: Vec::new(),
+            generation,
         })
     }
 
@@ -104,9 +146,13 @@ impl Journal {
             buffer: &mut self.buffer,
             crc: crc32fast::Hasher::new(),
             flushed: 0,
+            generation: self.generation,
         };
         record.buffer.clear();
         record.buffer.extend_from_slice(&u64::MAX.to_le_bytes());
+        record
+            .buffer
+            .extend_from_slice(&self.generation.to_le_bytes());
         record.buffer.extend_from_slice(&[0; 4]);
         record.put_u32(changes.tables.len())?;
         for (id, name) in &changes.tables {
@@ -142,12 +188,14 @@ impl Journal {
 }
 
 /// One record on its way into the journal: encoded into a buffer that is
-/// written out whenever it passes [`FLUSH_BYTES`]; the first 12 bytes
-/// written are the header, which [`finish`](Self::finish) fills in.
+/// written out whenever it passes [`FLUSH_BYTES`]; the first
+/// [`HEADER_BYTES`] written are the header, which
+/// [`finish`](Self::finish) fills in.
 struct RecordWriter<'a> {
     file: &'a mut File,
     buffer: &'a mut Vec<u8>,
     crc: crc32fast::Hasher,
+    generation: u64,
     /// Bytes written to the file so far, the header included.
     flushed: u64,
 }
@@ -182,7 +230,8 @@ impl RecordWriter<'_> {
         let length = self.flushed + self.buffer.len() as u64;
         let mut header = [0u8; HEADER_BYTES];
         header[..8].copy_from_slice(&(length - HEADER_BYTES as u64).to_le_bytes());
-        header[8..].copy_from_slice(&self.crc.finalize().to_le_bytes());
+        header[8..16].copy_from_slice(&self.generation.to_le_bytes());
+        header[16..].copy_from_slice(&self.crc.finalize().to_le_bytes());
         if self.flushed == 0 {
             self.buffer[..HEADER_BYTES].copy_from_slice(&header);
             self.file.write_all(self.buffer)?;
@@ -225,24 +274,38 @@ pub(super) fn replay(path: &Path) -> Result<Option<Replayed>, String> {
     let mut reader = BufReader::new(file);
     let mut start = [0u8; 8];
     let read = read_up_to(&mut reader, &mut start).map_err(failed)?;
-    if read < start.len() || &start == MAGIC {
-        let mut changes = Changes::default();
-        if read == start.len() {
-            read_records(
-                &mut reader,
-                path,
-                MAGIC.len() as u64,
-                length,
-                8,
-                |payload| changes.absorb(parse(payload)?),
-            )?;
+    let mut changes = Changes::default();
+    let mut take = |payload: &[u8]| changes.absorb(parse(payload)?);
+    if read < start.len() {
+        return Ok(Some(Replayed::ById(changes)));
+    }
+    if &start == MAGIC {
+        let mut generation = [0u8; 8];
+        if read_up_to(&mut reader, &mut generation).map_err(failed)? == generation.len() {
+            let layout = Layout {
+                length_bytes: 8,
+                generation: Some(u64::from_le_bytes(generation)),
+            };
+            read_records(&mut reader, path, FILE_HEADER_BYTES, length, layout, take)?;
         }
         return Ok(Some(Replayed::ById(changes)));
     }
-    // The older format has no magic: its first record starts at byte 0.
+    if &start == MAGIC_UNREUSED {
+        let layout = Layout {
+            length_bytes: 8,
+            generation: None,
+        };
+        read_records(&mut reader, path, 8, length, layout, &mut take)?;
+        return Ok(Some(Replayed::ById(changes)));
+    }
+    // The oldest format has no magic: its first record starts at byte 0.
     let mut reader = std::io::Cursor::new(start).chain(reader);
     let mut changes = KeyedChanges::default();
-    read_records(&mut reader, path, 0, length, 4, |payload| {
+    let layout = Layout {
+        length_bytes: 4,
+        generation: None,
+    };
+    read_records(&mut reader, path, 0, length, layout, |payload| {
         parse_keyed(payload, &mut changes)
     })?;
     Ok(Some(Replayed::ByKey(changes)))
@@ -260,20 +323,31 @@ pub(super) fn read_up_to(reader: &mut impl Read, buffer: &mut [u8]) -> std::io::
     Ok(read)
 }
 
-/// Calls `take` with each whole record's payload from `offset` on; the
-/// length field is `length_bytes` wide.
+/// How a journal's record headers are laid out.
+#[derive(Clone, Copy)]
+struct Layout {
+    /// How wide the length field is.
+    length_bytes: usize,
+    /// The journal's generation, which each record repeats after its
+    /// length (formats before reuse have none).
+    generation: Option<u64>,
+}
+
+/// Calls `take` with each whole record's payload from `offset` on.
 fn read_records(
     reader: &mut impl Read,
     path: &Path,
     mut offset: u64,
     length: u64,
-    length_bytes: usize,
+    layout: Layout,
     mut take: impl FnMut(&[u8]) -> Result<(), String>,
 ) -> Result<(), String> {
-    let header_bytes = length_bytes as u64 + 4;
+    let length_bytes = layout.length_bytes;
+    let generation_bytes = if layout.generation.is_some() { 8 } else { 0 };
+    let header_bytes = (length_bytes + generation_bytes + 4) as u64;
     let mut payload = Vec::new();
     loop {
-        let mut header = [0u8; 12];
+        let mut header = [0u8; HEADER_BYTES];
         let header = &mut header[..header_bytes as usize];
         let read = read_up_to(reader, header).map_err(|e| format!("{}: {e}", path.display()))?;
         if read < header.len() {
@@ -285,7 +359,14 @@ fn read_records(
         let mut size = [0u8; 8];
         size[..length_bytes].copy_from_slice(&header[..length_bytes]);
         let size = u64::from_le_bytes(size);
-        let crc = u32::from_le_bytes(header[length_bytes..].try_into().expect("4 bytes"));
+        let (generation, crc) = header[length_bytes..].split_at(generation_bytes);
+        if let Some(expected) = layout.generation
+            && generation != expected.to_le_bytes()
+        {
+            // What the reused file held before: nothing of this journal.
+            return Ok(());
+        }
+        let crc = u32::from_le_bytes(crc.try_into().expect("4 bytes"));
         if size > length.saturating_sub(offset + header_bytes) {
             torn(path, offset, length, "a record cut short");
             return Ok(());
@@ -585,8 +666,9 @@ mod tests {
         drop(map);
 
         let mut placeholder = written.clone();
-        placeholder[MAGIC.len()..MAGIC.len() + 8].copy_from_slice(&u64::MAX.to_le_bytes());
-        placeholder[MAGIC.len() + 8..MAGIC.len() + HEADER_BYTES].fill(0);
+        let record = FILE_HEADER_BYTES as usize;
+        placeholder[record..record + 8].copy_from_slice(&u64::MAX.to_le_bytes());
+        placeholder[record + 16..record + HEADER_BYTES].fill(0);
         let dir = tempfile::tempdir().unwrap();
         let path = state_with_a(dir.path());
         std::fs::write(current_path(&path), &placeholder).unwrap();
@@ -615,9 +697,10 @@ mod tests {
         drop(map);
 
         // A record whose checksum holds but whose contents do not parse is
-        // not a torn append: opening fails and names the journal.
+        // not a torn append: opening fails and names the journal (written
+        // in the format before reuse, which is still replayed).
         let payload = [1u8, 0, 0, 0];
-        let mut bytes = MAGIC.to_vec();
+        let mut bytes = MAGIC_UNREUSED.to_vec();
         bytes.extend_from_slice(&(payload.len() as u64).to_le_bytes());
         bytes.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
         bytes.extend_from_slice(&payload);
@@ -638,6 +721,35 @@ mod tests {
             error.contains("key id 0 is z in the journal but the state has users/a"),
             "{error}"
         );
+    }
+
+    /// A journal started in a spare file replays only what was appended
+    /// to it since: the longer journal the file held before, newer
+    /// versions included, is of another generation.
+    #[test]
+    fn a_reused_journal_replays_only_its_own_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = state_with_a(dir.path());
+        let mut before = Journal::create(&spare_path(&path)).unwrap();
+        for version in 50..60 {
+            before
+                .append(&changes(&[], 1, &[], &[(0, copied(version))], &[]))
+                .unwrap();
+        }
+        let held = std::fs::metadata(spare_path(&path)).unwrap().len();
+        let mut journal = Journal::reuse(&spare_path(&path), &current_path(&path)).unwrap();
+        journal
+            .append(&changes(&[], 1, &[], &[(0, copied(7))], &[]))
+            .unwrap();
+        assert!(!spare_path(&path).exists());
+        assert_eq!(
+            std::fs::metadata(current_path(&path)).unwrap().len(),
+            held,
+            "the file keeps its size: the old records are still in it"
+        );
+        let map = LocationMap::open(&path).unwrap();
+        let a = map.find(0, b"a").unwrap();
+        assert_eq!(map.record(a).copied_version, Some(7));
     }
 
     /// Thousands of pipelined changes go through many checkpoints. A copy
@@ -679,6 +791,10 @@ mod tests {
         while checkpoint_path(&path).exists() {
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
+        assert!(
+            spare_path(&path).exists(),
+            "the last checkpointed journal is kept for the next"
+        );
         let image = dir.path().join("image");
         std::fs::create_dir(&image).unwrap();
         for from in [
@@ -699,7 +815,13 @@ mod tests {
         let crashed = LocationMap::open(image.join("locations.redb")).unwrap();
         expect_all(&crashed);
         drop(map);
-        assert!(!current_path(&path).exists() && !checkpoint_path(&path).exists());
+        for gone in [
+            current_path(&path),
+            checkpoint_path(&path),
+            spare_path(&path),
+        ] {
+            assert!(!gone.exists(), "{}", gone.display());
+        }
         expect_all(&LocationMap::open(&path).unwrap());
     }
 }

@@ -259,6 +259,7 @@ impl Journaled {
         self.journal = create_journal(&self.base)?;
         let pending = std::mem::take(&mut self.pending);
         let store = store.clone();
+        let spare = journal::spare_path(&self.base);
         self.checkpoint = Some(
             std::thread::Builder::new()
                 .name("state-checkpoint".into())
@@ -266,8 +267,9 @@ impl Journaled {
                     store
                         .checkpoint(pending)
                         .map_err(|error| error.to_string())?;
-                    std::fs::remove_file(&checkpointed)
-                        .map_err(|error| format!("removing {}: {error}", checkpointed.display()))
+                    std::fs::rename(&checkpointed, &spare).map_err(|error| {
+                        format!("keeping {} for reuse: {error}", checkpointed.display())
+                    })
                 })
                 .map_err(|error| format!("starting a checkpoint: {error}"))?,
         );
@@ -282,8 +284,8 @@ impl Journaled {
         }
     }
 
-    /// Checkpoints everything and removes the journal: the key files alone
-    /// then hold the state.
+    /// Checkpoints everything and removes the journal and its spare: the
+    /// key files alone then hold the state.
     pub fn finish(mut self, store: &Store) -> Result<(), String> {
         self.wait_for_checkpoint()?;
         if let Some(problem) = self.failure.take() {
@@ -294,16 +296,29 @@ impl Journaled {
             .map_err(|error| error.to_string())?;
         let current = journal::current_path(&self.base);
         std::fs::remove_file(&current)
-            .map_err(|error| format!("removing {}: {error}", current.display()))
+            .map_err(|error| format!("removing {}: {error}", current.display()))?;
+        let spare = journal::spare_path(&self.base);
+        match std::fs::remove_file(&spare) {
+            Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+                Err(format!("removing {}: {error}", spare.display()))
+            }
+            _ => Ok(()),
+        }
     }
 }
 
-/// A fresh journal beside `base`, its name durable in the folder before
-/// anything is appended to it.
+/// An empty journal beside `base`, in the spare file if there is one, its
+/// name durable in the folder before anything is appended to it.
 fn create_journal(base: &std::path::Path) -> Result<Journal, String> {
     let path = journal::current_path(base);
-    let journal =
-        Journal::create(&path).map_err(|error| format!("creating {}: {error}", path.display()))?;
+    let spare = journal::spare_path(base);
+    let journal = if spare.exists() {
+        Journal::reuse(&spare, &path).map_err(|error| {
+            format!("reusing {} as {}: {error}", spare.display(), path.display())
+        })?
+    } else {
+        Journal::create(&path).map_err(|error| format!("creating {}: {error}", path.display()))?
+    };
     sync_folder(base)
         .map_err(|error| format!("syncing the folder of {}: {error}", base.display()))?;
     Ok(journal)
