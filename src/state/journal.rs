@@ -15,7 +15,7 @@
 //! point loses nothing that was reported durable. A checkpointed journal is
 //! kept as `STATE.journal.spare` and overwritten by the next one
 //! ([`Journal::reuse`]): its blocks are allocated and its size does not
-//! change, so the fsync of an append commits no metadata (about a fifth
+//! change, so the fsync of an append commits no metadata (about a sixth
 //! less time per append; BENCHMARKS.md). A spare is never replayed.
 //!
 //! A journal starts with [`MAGIC`] and its generation, a random number
