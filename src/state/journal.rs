@@ -752,6 +752,37 @@ mod tests {
         assert_eq!(map.record(a).copied_version, Some(7));
     }
 
+    /// A spare that cannot be reused (here a folder in its place) is
+    /// passed over: checkpointed journals are removed as before, new ones
+    /// are started, and nothing is lost.
+    #[test]
+    fn a_spare_that_cannot_be_reused_loses_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = state_with_a(dir.path());
+        std::fs::create_dir(spare_path(&path)).unwrap();
+        let mut map = LocationMap::open(&path).unwrap();
+        let users = map.table_id("users").unwrap();
+        let keys: Vec<Vec<u8>> = (0..2_000).map(|i| format!("k-{i}").into_bytes()).collect();
+        for (round, chunk) in keys.chunks(100).enumerate() {
+            let changes: Vec<_> = chunk
+                .iter()
+                .map(|key| {
+                    let (id, _) = map.track(users, key, KeyRecord::new(10)).unwrap();
+                    (id, copied(round as u64 + 1))
+                })
+                .collect();
+            map.commit(&changes, &[]).unwrap();
+        }
+        drop(map);
+        assert!(spare_path(&path).is_dir());
+        assert!(!current_path(&path).exists() && !checkpoint_path(&path).exists());
+        let map = LocationMap::open(&path).unwrap();
+        for (index, key) in keys.iter().enumerate() {
+            let id = map.find(users, key).unwrap();
+            assert_eq!(map.record(id).copied_version, Some(index as u64 / 100 + 1));
+        }
+    }
+
     /// Thousands of pipelined changes go through many checkpoints. A copy
     /// of the files taken while the writer lives (what a crash would leave
     /// once the running checkpoint is done) opens with every durable

@@ -267,9 +267,7 @@ impl Journaled {
                     store
                         .checkpoint(pending)
                         .map_err(|error| error.to_string())?;
-                    std::fs::rename(&checkpointed, &spare).map_err(|error| {
-                        format!("keeping {} for reuse: {error}", checkpointed.display())
-                    })
+                    keep_as_spare(&checkpointed, &spare)
                 })
                 .map_err(|error| format!("starting a checkpoint: {error}"))?,
         );
@@ -300,24 +298,45 @@ impl Journaled {
         let spare = journal::spare_path(&self.base);
         match std::fs::remove_file(&spare) {
             Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
-                Err(format!("removing {}: {error}", spare.display()))
+                // Never replayed: left behind, it costs only its space.
+                tracing::warn!(spare = %spare.display(), %error, "the journal's spare could not be removed");
             }
-            _ => Ok(()),
+            _ => {}
         }
+        Ok(())
     }
 }
 
-/// An empty journal beside `base`, in the spare file if there is one, its
-/// name durable in the folder before anything is appended to it.
+/// Keeps a checkpointed journal as the spare the next journal reuses; if
+/// it cannot be kept, it is removed, as a journal was before reuse.
+fn keep_as_spare(checkpointed: &std::path::Path, spare: &std::path::Path) -> Result<(), String> {
+    let Err(error) = std::fs::rename(checkpointed, spare) else {
+        return Ok(());
+    };
+    tracing::warn!(journal = %checkpointed.display(), %error, "a checkpointed journal cannot be kept for reuse; removing it");
+    std::fs::remove_file(checkpointed)
+        .map_err(|error| format!("removing {}: {error}", checkpointed.display()))
+}
+
+/// An empty journal beside `base`, in the spare file if there is one (a
+/// new file if the spare cannot be reused), its name durable in the
+/// folder before anything is appended to it.
 fn create_journal(base: &std::path::Path) -> Result<Journal, String> {
     let path = journal::current_path(base);
     let spare = journal::spare_path(base);
-    let journal = if spare.exists() {
-        Journal::reuse(&spare, &path).map_err(|error| {
-            format!("reusing {} as {}: {error}", spare.display(), path.display())
-        })?
+    let reused = if spare.exists() {
+        Journal::reuse(&spare, &path)
+            .inspect_err(|error| {
+                tracing::warn!(spare = %spare.display(), %error, "the journal's spare cannot be reused; starting a new journal");
+            })
+            .ok()
     } else {
-        Journal::create(&path).map_err(|error| format!("creating {}: {error}", path.display()))?
+        None
+    };
+    let journal = match reused {
+        Some(journal) => journal,
+        None => Journal::create(&path)
+            .map_err(|error| format!("creating {}: {error}", path.display()))?,
     };
     sync_folder(base)
         .map_err(|error| format!("syncing the folder of {}: {error}", base.display()))?;
