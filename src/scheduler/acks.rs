@@ -210,21 +210,21 @@ impl Scheduler {
                 {
                     *named = true;
                 }
-                let held_here = call.lease != 0
-                    && place.is_some_and(|place| leased.is_some_and(|live| live.holds(place)));
+                // Where the call's lease still holds the key.
+                let held_at = place.filter(|&place| {
+                    call.lease != 0 && leased.is_some_and(|live| live.holds(place))
+                });
                 let judged = match &ack.result {
                     AckResult::Copied { version } => {
                         pending.judge_copy(&mut self.plans, &self.map, id, *version)
                     }
-                    AckResult::Failed { reason } if held_here => {
+                    AckResult::Failed { reason } if held_at.is_some() => {
                         tracing::debug!(key = %self.map.describe(id), %reason, "copy failed; key back in line");
                         AckOutcome::Requeued
                     }
                     AckResult::Failed { .. } => AckOutcome::NotLeased,
                 };
-                if let Some(place) = place
-                    && held_here
-                {
+                if let Some(place) = held_at {
                     released.push((id, call.lease, place));
                 }
                 outcome.acks.push(judged);

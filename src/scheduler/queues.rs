@@ -187,8 +187,8 @@ impl Plans {
     }
 
     /// Marks `id` as held by a lease (`false`: by none). The scheduler
-    /// goes through `Scheduler::hold` or `Scheduler::let_go`, which keep
-    /// the census and the lease's own record of what it holds.
+    /// goes through `Scheduler::hold` or `Scheduler::no_longer_leased`,
+    /// which keep the census; the lease itself records what it holds.
     pub fn set_leased(&mut self, id: KeyId, leased: bool) {
         self.set_mark(id, LEASED, leased);
     }

@@ -274,28 +274,30 @@ pub(super) fn replay(path: &Path) -> Result<Option<Replayed>, String> {
     let mut reader = BufReader::new(file);
     let mut start = [0u8; 8];
     let read = read_up_to(&mut reader, &mut start).map_err(failed)?;
-    let mut changes = Changes::default();
-    let mut take = |payload: &[u8]| changes.absorb(parse(payload)?);
     if read < start.len() {
-        return Ok(Some(Replayed::ById(changes)));
+        return Ok(Some(Replayed::ById(Changes::default())));
     }
-    if &start == MAGIC {
+    // Where the records start, and the generation they must carry.
+    let by_id = if &start == MAGIC {
         let mut generation = [0u8; 8];
-        if read_up_to(&mut reader, &mut generation).map_err(failed)? == generation.len() {
-            let layout = Layout {
-                length_bytes: 8,
-                generation: Some(u64::from_le_bytes(generation)),
-            };
-            read_records(&mut reader, path, FILE_HEADER_BYTES, length, layout, take)?;
+        if read_up_to(&mut reader, &mut generation).map_err(failed)? < generation.len() {
+            return Ok(Some(Replayed::ById(Changes::default())));
         }
-        return Ok(Some(Replayed::ById(changes)));
-    }
-    if &start == MAGIC_UNREUSED {
+        Some((FILE_HEADER_BYTES, Some(u64::from_le_bytes(generation))))
+    } else if &start == MAGIC_UNREUSED {
+        Some((MAGIC_UNREUSED.len() as u64, None))
+    } else {
+        None
+    };
+    if let Some((offset, generation)) = by_id {
+        let mut changes = Changes::default();
         let layout = Layout {
             length_bytes: 8,
-            generation: None,
+            generation,
         };
-        read_records(&mut reader, path, 8, length, layout, &mut take)?;
+        read_records(&mut reader, path, offset, length, layout, |payload| {
+            changes.absorb(parse(payload)?)
+        })?;
         return Ok(Some(Replayed::ById(changes)));
     }
     // The oldest format has no magic: its first record starts at byte 0.
