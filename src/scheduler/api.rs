@@ -73,7 +73,7 @@ impl LeasedBatch {
     }
 
     /// Adds a key; `table` indexes [`tables`](Self::tables).
-    pub(super) fn push(
+    pub(crate) fn push(
         &mut self,
         table: u32,
         key: &[u8],

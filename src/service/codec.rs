@@ -1,14 +1,27 @@
 //! The API's gRPC codec: prost's, except that a message that does not
 //! decode (truncated, a string that is not UTF-8, a wrong wire type) is the
 //! caller's error, INVALID_ARGUMENT saying what was wrong, rather than
-//! INTERNAL, which would blame the service.
+//! INTERNAL, which would blame the service; and that what is sent may be a
+//! message the service encodes itself ([`Outgoing`]).
 
 use std::marker::PhantomData;
 
 use prost::Message;
 use tonic::Status;
-use tonic::codec::{Codec, DecodeBuf, Decoder};
-use tonic_prost::ProstEncoder;
+use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
+
+/// A message to send: any generated one, or one the service writes in the
+/// same wire format straight from its own values (`service::wire`).
+pub trait Outgoing: Send + 'static {
+    fn encode_to(&self, buf: &mut EncodeBuf<'_>);
+}
+
+impl<T: Message + Send + 'static> Outgoing for T {
+    fn encode_to(&self, buf: &mut EncodeBuf<'_>) {
+        self.encode(buf)
+            .expect("an encode buffer grows to fit whatever is written");
+    }
+}
 
 pub struct ApiCodec<T, U>(PhantomData<(T, U)>);
 
@@ -20,20 +33,32 @@ impl<T, U> Default for ApiCodec<T, U> {
 
 impl<T, U> Codec for ApiCodec<T, U>
 where
-    T: Message + Send + 'static,
+    T: Outgoing,
     U: Message + Default + Send + 'static,
 {
     type Encode = T;
     type Decode = U;
-    type Encoder = ProstEncoder<T>;
+    type Encoder = ApiEncoder<T>;
     type Decoder = ApiDecoder<U>;
 
     fn encoder(&mut self) -> Self::Encoder {
-        ProstEncoder::default()
+        ApiEncoder(PhantomData)
     }
 
     fn decoder(&mut self) -> Self::Decoder {
         ApiDecoder(PhantomData)
+    }
+}
+
+pub struct ApiEncoder<T>(PhantomData<T>);
+
+impl<T: Outgoing> Encoder for ApiEncoder<T> {
+    type Item = T;
+    type Error = Status;
+
+    fn encode(&mut self, item: T, buf: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        item.encode_to(buf);
+        Ok(())
     }
 }
 

@@ -9,7 +9,8 @@ use tonic::{Request, Response, Status};
 
 use super::auth::Caller;
 use super::owner::CallKind;
-use super::proto::{self, executor_server::Executor, key_ack};
+use super::proto::{self, key_ack};
+use super::wire::{LeaseAnswer, executor_server::Executor};
 use super::{Shared, invalid};
 use crate::config::RequestLimits;
 use crate::scheduler::{Ack, AckOutcome, AckResult, Idle, LeaseRequest, WriteEvent};
@@ -213,7 +214,7 @@ impl Executor for ExecutorApi {
     async fn lease(
         &self,
         request: Request<proto::LeaseRequest>,
-    ) -> Result<Response<proto::LeaseResponse>, Status> {
+    ) -> Result<Response<LeaseAnswer>, Status> {
         let (wanted, wait) = lease_request(request.get_ref())?;
         let caller = Caller::of(&request).0;
         let deadline = Instant::now() + wait;
@@ -244,33 +245,15 @@ impl Executor for ExecutorApi {
                 })
                 .await?;
             match leased {
-                Ok(mut lease) => {
+                Ok(lease) => {
                     metrics.keys_leased.add(lease.len() as u64);
-                    // The keys are slices of one buffer, not a copy each.
-                    let key_bytes = prost::bytes::Bytes::from(std::mem::take(&mut lease.key_bytes));
-                    let keys = lease
-                        .iter()
-                        .map(|key| proto::LeasedKey {
-                            table: key.table.to_string(),
-                            key: key_bytes.slice(key.key_range),
-                            size_bytes: key.size_bytes,
-                            priority: key.priority as i32 + 1,
-                            destination: key.destination,
-                            min_version: key.min_version,
-                        })
-                        .collect();
-                    return Ok(Response::new(proto::LeaseResponse {
-                        lease_id: lease.id,
-                        expires_at_us: lease.expires_us,
-                        keys,
-                        ..Default::default()
-                    }));
+                    return Ok(Response::new(LeaseAnswer::Leased(lease)));
                 }
                 Err(idle) => {
                     let left = deadline.saturating_duration_since(Instant::now());
                     if left.is_zero() || matches!(idle, Idle::Done) {
                         metrics.idle_answers.inc();
-                        return Ok(Response::new(idle_response(idle, now)));
+                        return Ok(Response::new(LeaseAnswer::Idle(idle_response(idle, now))));
                     }
                     let mut pause = left.min(RECHECK);
                     if let Idle::OverBudget { retry_after_us } = idle {

@@ -15,9 +15,9 @@
 //!   moves the journal into the state's key files now and then. The owner
 //!   does not wait for either: a call that changed something (acknowledge,
 //!   report writes, operator commands) answers once its commit is durable;
-//!   a lease or look-up waits for nobody's fsync. A lease's messages are
-//!   built by the handler from the batch the owner hands back (no
-//!   allocation per key on the owner).
+//!   a lease or look-up waits for nobody's fsync. A lease's answer is
+//!   written onto the wire straight from the batch the owner hands back
+//!   (`wire.rs`: no allocation per key, on the owner or the tokio worker).
 //! - Planning (features, scores, policy decisions) runs on a blocking
 //!   thread under the planner's own lock, beside the scheduler; the result
 //!   is handed to the owner in slices and one final message. The planner
@@ -58,6 +58,7 @@ mod metrics;
 mod owner;
 pub mod planning;
 mod routing;
+pub mod wire;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -433,7 +434,7 @@ fn routes(shared: &Arc<Shared>, config: &ServeConfig) -> Result<tonic::service::
     let reflection_v1alpha = described()
         .build_v1alpha()
         .context("building the v1alpha reflection service")?;
-    let executor = proto::executor_server::ExecutorServer::with_interceptor(
+    let executor = wire::executor_server::ExecutorServer::with_interceptor(
         executor::ExecutorApi::new(shared.clone()),
         auth.clone(),
     );
@@ -446,9 +447,9 @@ fn routes(shared: &Arc<Shared>, config: &ServeConfig) -> Result<tonic::service::
         auth.clone(),
     );
     tokio::spawn(async move {
-        use proto::executor_server::ExecutorServer;
         use proto::management_server::ManagementServer;
         use proto::routing_server::RoutingServer;
+        use wire::executor_server::ExecutorServer;
         health
             .set_serving::<ExecutorServer<executor::ExecutorApi>>()
             .await;
