@@ -2,9 +2,9 @@
 //! with the vendored `protoc` so a build needs nothing installed.
 //!
 //! The `Executor` service's server is generated a second time, into
-//! `OUT_DIR/wire/`, over the same message types except `LeaseResponse`,
-//! which the service encodes itself from the scheduler's batch
-//! (`service::wire`): the generated struct would cost an allocation per key.
+//! `OUT_DIR/wire/`, over the same message types except `LeaseResponse` and
+//! `AcknowledgeRequest`, which the service writes and reads itself
+//! (`service::wire`): the generated structs cost an allocation per key.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let protos = [
@@ -30,6 +30,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .extern_path(
             ".shadowcast.v1.LeaseResponse",
             "crate::service::wire::LeaseAnswer",
+        )
+        .extern_path(
+            ".shadowcast.v1.AcknowledgeRequest",
+            "crate::service::wire::AckRequest",
         )
         .compile_protos(&protos[..1], &["proto"])?;
     for proto in protos {

@@ -105,7 +105,7 @@ fn main() {
         .keys
         .iter()
         .map(|k| Ack {
-            table: k.table.clone(),
+            table: k.table.as_str().into(),
             key: k.key.clone().into(),
             result: AckResult::Copied { version: 1 },
         })

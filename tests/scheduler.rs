@@ -249,7 +249,7 @@ fn a_batch_judges_a_key_named_again_against_its_own_earlier_copy() {
     let named = |lease: &Lease, at: usize, version: u64| {
         let key = &lease.keys[at];
         Ack {
-            table: key.table.clone(),
+            table: key.table.as_str().into(),
             key: key.key.clone().into(),
             result: AckResult::Copied { version },
         }

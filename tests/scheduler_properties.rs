@@ -441,7 +441,7 @@ fn run(planned: usize, sizes: &[u16], steps: &[Step], durable: bool) -> Result<(
                         AckResult::Copied { version }
                     };
                     acks.push(Ack {
-                        table: key.table.to_string(),
+                        table: key.table.into(),
                         key: key.key.clone().into(),
                         result,
                     });
@@ -475,7 +475,7 @@ fn run(planned: usize, sizes: &[u16], steps: &[Step], durable: bool) -> Result<(
                         expected_named.push(key.copy(leased_at + 1));
                     }
                     acks.push(Ack {
-                        table: key.table.to_string(),
+                        table: key.table.into(),
                         key: key.key.clone().into(),
                         result: AckResult::Copied {
                             version: leased_at + 1,

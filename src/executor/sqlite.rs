@@ -20,15 +20,17 @@ impl Sqlite {
         };
         let connection = Connection::open(path).map_err(failed)?;
         // WAL lets readers (the demo's checks, other executors) work while
-        // one executor writes; a busy timeout rides out their locks.
+        // one executor writes; a busy timeout rides out their locks. The
+        // timeout comes first: switching to WAL takes a lock too, and
+        // another connection writing would refuse it at once.
+        connection
+            .busy_timeout(std::time::Duration::from_secs(30))
+            .map_err(failed)?;
         connection
             .pragma_update(None, "journal_mode", "WAL")
             .map_err(failed)?;
         connection
             .pragma_update(None, "synchronous", "NORMAL")
-            .map_err(failed)?;
-        connection
-            .busy_timeout(std::time::Duration::from_secs(30))
             .map_err(failed)?;
         Ok(Sqlite { name, connection })
     }

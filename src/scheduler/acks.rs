@@ -169,7 +169,7 @@ impl Scheduler {
                     self.prefetch_ahead(&live.keys, position);
                 }
                 let table = match table_cache {
-                    Some((name, id)) if name == ack.table => id,
+                    Some((name, id)) if name == &*ack.table => id,
                     _ => {
                         let id = self.map.find_table(&ack.table);
                         table_cache = Some((&ack.table, id));

@@ -158,7 +158,9 @@ pub enum AckResult {
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Ack {
-    pub table: String,
+    /// Shared by the keys of one table that came together (no copy per
+    /// key).
+    pub table: std::sync::Arc<str>,
     /// Shared with the request it came in (no copy per key).
     pub key: prost::bytes::Bytes,
     pub result: AckResult,

@@ -16,6 +16,20 @@ pub trait Outgoing: Send + 'static {
     fn encode_to(&self, buf: &mut EncodeBuf<'_>);
 }
 
+/// A message to receive: any generated one, or one the service reads
+/// itself straight into its own values (`service::wire`).
+pub trait Incoming: Sized + Send + 'static {
+    fn decode_from(buf: &mut DecodeBuf<'_>) -> Result<Self, Status>;
+}
+
+impl<U: Message + Default + Send + 'static> Incoming for U {
+    fn decode_from(buf: &mut DecodeBuf<'_>) -> Result<Self, Status> {
+        U::decode(buf).map_err(|error| {
+            Status::invalid_argument(format!("the message does not decode: {error}"))
+        })
+    }
+}
+
 impl<T: Message + Send + 'static> Outgoing for T {
     fn encode_to(&self, buf: &mut EncodeBuf<'_>) {
         self.encode(buf)
@@ -34,7 +48,7 @@ impl<T, U> Default for ApiCodec<T, U> {
 impl<T, U> Codec for ApiCodec<T, U>
 where
     T: Outgoing,
-    U: Message + Default + Send + 'static,
+    U: Incoming,
 {
     type Encode = T;
     type Decode = U;
@@ -64,13 +78,11 @@ impl<T: Outgoing> Encoder for ApiEncoder<T> {
 
 pub struct ApiDecoder<U>(PhantomData<U>);
 
-impl<U: Message + Default> Decoder for ApiDecoder<U> {
+impl<U: Incoming> Decoder for ApiDecoder<U> {
     type Item = U;
     type Error = Status;
 
     fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<U>, Status> {
-        U::decode(buf).map(Some).map_err(|error| {
-            Status::invalid_argument(format!("the message does not decode: {error}"))
-        })
+        U::decode_from(buf).map(Some)
     }
 }

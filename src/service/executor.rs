@@ -9,8 +9,8 @@ use tonic::{Request, Response, Status};
 
 use super::auth::Caller;
 use super::owner::CallKind;
-use super::proto::{self, key_ack};
-use super::wire::{LeaseAnswer, executor_server::Executor};
+use super::proto;
+use super::wire::{AckRequest, LeaseAnswer, executor_server::Executor};
 use super::{Shared, invalid};
 use crate::config::RequestLimits;
 use crate::scheduler::{Ack, AckOutcome, AckResult, Idle, LeaseRequest, WriteEvent};
@@ -288,7 +288,7 @@ impl Executor for ExecutorApi {
 
     async fn acknowledge(
         &self,
-        request: Request<proto::AcknowledgeRequest>,
+        request: Request<AckRequest>,
     ) -> Result<Response<proto::AcknowledgeResponse>, Status> {
         let caller = Caller::of(&request).0;
         let request = request.into_inner();
@@ -314,11 +314,11 @@ impl Executor for ExecutorApi {
             };
             check.key(item, &ack.table, &ack.key)?;
             let result = match ack.result {
-                Some(key_ack::Result::CopiedVersion(version)) => {
+                Some(AckResult::Copied { version }) => {
                     check.version(format_args!("{item}.copied_version"), version)?;
                     AckResult::Copied { version }
                 }
-                Some(key_ack::Result::Failure(reason)) => AckResult::Failed { reason },
+                Some(failed) => failed,
                 None => {
                     return Err(invalid(
                         format!("acks[{i}].result"),

@@ -1,24 +1,32 @@
-//! Messages the service writes itself, byte for byte what prost would write
-//! for the generated types, but straight from the scheduler's values.
+//! The executor calls' two large messages, written and read by the service
+//! itself from and into the scheduler's values, in prost's wire format.
 //!
 //! A lease of 1,000 keys as a generated `LeaseResponse` is 1,000 table
 //! names allocated, 1,000 shared key buffers counted up and down, and a
-//! pass to size every key before another writes it; each freed on another
-//! thread than the one that made it. [`LeaseAnswer`] writes the same bytes
-//! from the scheduler's [`LeasedBatch`] (one buffer of key bytes, table ids)
-//! in one pass. Clients decode it as the generated `LeaseResponse`: the wire
-//! format, and so the API, is unchanged.
+//! pass to size every key before another writes it. [`LeaseAnswer`] writes
+//! the same bytes from the scheduler's [`LeasedBatch`] (one buffer of key
+//! bytes, table ids) in one pass. An acknowledgement naming 1,000 keys
+//! read into the generated `AcknowledgeRequest` is 1,000 table names
+//! allocated; [`AckRequest`] reads it into the scheduler's [`Ack`]s with one
+//! table name per run of keys of the same table. Clients use the generated
+//! types: the wire format, and so the API, is unchanged.
 //!
 //! The `Executor` server below is generated over these types (see
 //! `build.rs`); every other message is the generated one.
 
-use prost::bytes::BufMut;
-use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint};
-use tonic::codec::EncodeBuf;
+use std::sync::Arc;
 
-use super::codec::Outgoing;
+use prost::bytes::{Buf, BufMut, Bytes};
+use prost::encoding::{
+    DecodeContext, WireType, check_wire_type, decode_key, decode_varint, encode_key, encode_varint,
+    encoded_len_varint, skip_field,
+};
+use tonic::Status;
+use tonic::codec::{DecodeBuf, EncodeBuf};
+
+use super::codec::{Incoming, Outgoing};
 use super::proto;
-use crate::scheduler::LeasedBatch;
+use crate::scheduler::{AckResult, LeasedBatch};
 
 include!(concat!(env!("OUT_DIR"), "/wire/shadowcast.v1.rs"));
 
@@ -98,6 +106,167 @@ impl Outgoing for LeaseAnswer {
     fn encode_to(&self, buf: &mut EncodeBuf<'_>) {
         buf.reserve(self.size_hint());
         self.encode(buf);
+    }
+}
+
+/// An `AcknowledgeRequest` as the service reads it.
+#[derive(Debug, Default, PartialEq)]
+pub struct AckRequest {
+    pub lease_id: u64,
+    pub acks: Vec<KeyAck>,
+    pub others_copied_at_leased_version: bool,
+}
+
+/// One key an acknowledgement names, as read.
+#[derive(Debug, PartialEq)]
+pub struct KeyAck {
+    /// Shared with the keys before it of the same table.
+    pub table: Arc<str>,
+    /// A slice of the request's buffer.
+    pub key: Bytes,
+    /// `None` when the key names no result (the call is refused, naming it).
+    pub result: Option<AckResult>,
+}
+
+/// `AcknowledgeRequest`'s and `KeyAck`'s field numbers.
+mod ack_field {
+    pub const LEASE_ID: u32 = 1;
+    pub const ACKS: u32 = 2;
+    pub const OTHERS_COPIED: u32 = 3;
+
+    pub const TABLE: u32 = 1;
+    pub const KEY: u32 = 2;
+    pub const COPIED_VERSION: u32 = 3;
+    pub const FAILURE: u32 = 4;
+}
+
+/// Why a message does not decode, in the words prost would use.
+#[derive(Debug)]
+pub struct Undecodable(String);
+
+impl std::fmt::Display for Undecodable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<prost::DecodeError> for Undecodable {
+    fn from(error: prost::DecodeError) -> Self {
+        Undecodable(error.to_string())
+    }
+}
+
+impl AckRequest {
+    /// Reads the message as prost reads an `AcknowledgeRequest` (the last
+    /// of a repeated scalar wins, unknown fields are skipped, strings must
+    /// be UTF-8), with keys sharing `message`'s buffer.
+    pub fn decode(message: Bytes) -> Result<AckRequest, Undecodable> {
+        let mut request = AckRequest::default();
+        let mut last_table: Option<Arc<str>> = None;
+        let mut rest = &message[..];
+        while rest.has_remaining() {
+            let (tag, wire_type) = decode_key(&mut rest)?;
+            match tag {
+                ack_field::LEASE_ID => {
+                    check_wire_type(WireType::Varint, wire_type)?;
+                    request.lease_id = decode_varint(&mut rest)?;
+                }
+                ack_field::ACKS => {
+                    check_wire_type(WireType::LengthDelimited, wire_type)?;
+                    let length = delimited_length(&mut rest)?;
+                    let start = message.len() - rest.len();
+                    let key_ack = &message.slice(start..start + length);
+                    request.acks.push(decode_key_ack(key_ack, &mut last_table)?);
+                    rest.advance(length);
+                }
+                ack_field::OTHERS_COPIED => {
+                    check_wire_type(WireType::Varint, wire_type)?;
+                    request.others_copied_at_leased_version = decode_varint(&mut rest)? != 0;
+                }
+                _ => skip_field(wire_type, tag, &mut rest, DecodeContext::default())?,
+            }
+        }
+        Ok(request)
+    }
+}
+
+/// A length prefix, checked against what is left.
+fn delimited_length(rest: &mut &[u8]) -> Result<usize, Undecodable> {
+    let length = decode_varint(rest)?;
+    if length > rest.len() as u64 {
+        return Err(Undecodable("buffer underflow".into()));
+    }
+    Ok(length as usize)
+}
+
+fn decode_key_ack(
+    message: &Bytes,
+    last_table: &mut Option<Arc<str>>,
+) -> Result<KeyAck, Undecodable> {
+    let mut table: Option<Arc<str>> = None;
+    let mut key = Bytes::new();
+    let mut result = None;
+    let mut rest = &message[..];
+    while rest.has_remaining() {
+        let (tag, wire_type) = decode_key(&mut rest)?;
+        match tag {
+            ack_field::TABLE => {
+                check_wire_type(WireType::LengthDelimited, wire_type)?;
+                let length = delimited_length(&mut rest)?;
+                let name = &rest[..length];
+                let shared = match last_table {
+                    Some(last) if last.as_bytes() == name => last.clone(),
+                    _ => {
+                        let name: Arc<str> = utf8(name)?.into();
+                        *last_table = Some(name.clone());
+                        name
+                    }
+                };
+                table = Some(shared);
+                rest.advance(length);
+            }
+            ack_field::KEY => {
+                check_wire_type(WireType::LengthDelimited, wire_type)?;
+                let length = delimited_length(&mut rest)?;
+                let start = message.len() - rest.len();
+                key = message.slice(start..start + length);
+                rest.advance(length);
+            }
+            ack_field::COPIED_VERSION => {
+                check_wire_type(WireType::Varint, wire_type)?;
+                result = Some(AckResult::Copied {
+                    version: decode_varint(&mut rest)?,
+                });
+            }
+            ack_field::FAILURE => {
+                check_wire_type(WireType::LengthDelimited, wire_type)?;
+                let length = delimited_length(&mut rest)?;
+                result = Some(AckResult::Failed {
+                    reason: utf8(&rest[..length])?.to_string(),
+                });
+                rest.advance(length);
+            }
+            _ => skip_field(wire_type, tag, &mut rest, DecodeContext::default())?,
+        }
+    }
+    Ok(KeyAck {
+        table: table.unwrap_or_else(|| Arc::from("")),
+        key,
+        result,
+    })
+}
+
+fn utf8(bytes: &[u8]) -> Result<&str, Undecodable> {
+    std::str::from_utf8(bytes)
+        .map_err(|_| Undecodable("invalid string value: data is not UTF-8 encoded".into()))
+}
+
+impl Incoming for AckRequest {
+    fn decode_from(buf: &mut DecodeBuf<'_>) -> Result<Self, Status> {
+        let message = buf.copy_to_bytes(buf.remaining());
+        AckRequest::decode(message).map_err(|error| {
+            Status::invalid_argument(format!("the message does not decode: {error}"))
+        })
     }
 }
 
@@ -197,6 +366,155 @@ mod tests {
             prop_assert!(written.len() <= answer.size_hint());
             prop_assert_eq!(written, expected);
         }
+    }
+
+    /// The request as prost reads the generated message, put in the
+    /// service's form.
+    fn read_by_prost(message: &[u8]) -> Result<AckRequest, prost::DecodeError> {
+        let generated = proto::AcknowledgeRequest::decode(message)?;
+        Ok(AckRequest {
+            lease_id: generated.lease_id,
+            acks: generated
+                .acks
+                .into_iter()
+                .map(|ack| KeyAck {
+                    table: ack.table.into(),
+                    key: ack.key,
+                    result: ack.result.map(|result| match result {
+                        proto::key_ack::Result::CopiedVersion(version) => {
+                            AckResult::Copied { version }
+                        }
+                        proto::key_ack::Result::Failure(reason) => AckResult::Failed { reason },
+                    }),
+                })
+                .collect(),
+            others_copied_at_leased_version: generated.others_copied_at_leased_version,
+        })
+    }
+
+    fn ack_requests() -> impl Strategy<Value = proto::AcknowledgeRequest> {
+        let result = prop_oneof![
+            Just(None),
+            any::<u64>().prop_map(|v| Some(proto::key_ack::Result::CopiedVersion(v))),
+            "[a-zé ]{0,12}".prop_map(|r| Some(proto::key_ack::Result::Failure(r))),
+        ];
+        let key_ack = (
+            prop_oneof![Just(""), Just("orders"), Just("línea"), Just("users")],
+            prop::collection::vec(any::<u8>(), 0..40),
+            result,
+        )
+            .prop_map(|(table, key, result)| proto::KeyAck {
+                table: table.to_string(),
+                key: key.into(),
+                result,
+            });
+        (
+            prop_oneof![Just(0u64), any::<u64>()],
+            prop::collection::vec(key_ack, 0..30),
+            any::<bool>(),
+        )
+            .prop_map(|(lease_id, acks, others)| proto::AcknowledgeRequest {
+                lease_id,
+                acks,
+                others_copied_at_leased_version: others,
+            })
+    }
+
+    /// A change to a valid message: a byte replaced, inserted or removed,
+    /// or the message cut short, at a place chosen by the fraction.
+    #[derive(Clone, Debug)]
+    enum Damage {
+        Replace(f64, u8),
+        Insert(f64, u8),
+        Remove(f64),
+        Truncate(f64),
+    }
+
+    fn damages() -> impl Strategy<Value = Vec<Damage>> {
+        let damage = prop_oneof![
+            (0.0..1.0, any::<u8>()).prop_map(|(at, byte)| Damage::Replace(at, byte)),
+            (0.0..1.0, any::<u8>()).prop_map(|(at, byte)| Damage::Insert(at, byte)),
+            (0.0..1.0).prop_map(Damage::Remove),
+            (0.0..1.0).prop_map(Damage::Truncate),
+        ];
+        prop::collection::vec(damage, 1..4)
+    }
+
+    fn damaged(mut message: Vec<u8>, damages: &[Damage]) -> Vec<u8> {
+        for damage in damages {
+            let at = |fraction: f64| (fraction * message.len() as f64) as usize;
+            match *damage {
+                Damage::Replace(fraction, byte) if !message.is_empty() => {
+                    let at = at(fraction).min(message.len() - 1);
+                    message[at] = byte;
+                }
+                Damage::Insert(fraction, byte) => {
+                    let at = at(fraction);
+                    message.insert(at, byte);
+                }
+                Damage::Remove(fraction) if !message.is_empty() => {
+                    let at = at(fraction).min(message.len() - 1);
+                    message.remove(at);
+                }
+                Damage::Truncate(fraction) => {
+                    let at = at(fraction);
+                    message.truncate(at);
+                }
+                _ => {}
+            }
+        }
+        message
+    }
+
+    proptest! {
+        #[test]
+        fn an_acknowledgement_is_read_as_prost_reads_the_generated_message(
+            request in ack_requests()
+        ) {
+            let message = request.encode_to_vec();
+            let ours = AckRequest::decode(Bytes::from(message.clone())).unwrap();
+            prop_assert_eq!(ours, read_by_prost(&message).unwrap());
+        }
+
+    }
+
+    proptest! {
+        // Most damage is caught by the first check it meets: many cases
+        // are needed to reach each of the others.
+        #![proptest_config(ProptestConfig::with_cases(20_000))]
+
+        #[test]
+        fn a_damaged_acknowledgement_is_refused_exactly_when_prost_refuses_it(
+            request in ack_requests(),
+            damages in damages(),
+        ) {
+            let message = damaged(request.encode_to_vec(), &damages);
+            let ours = AckRequest::decode(Bytes::from(message.clone()));
+            match read_by_prost(&message) {
+                Ok(expected) => prop_assert_eq!(ours.unwrap(), expected),
+                Err(error) => prop_assert!(ours.is_err(), "prost refused it: {error}"),
+            }
+        }
+    }
+
+    #[test]
+    fn keys_of_one_table_share_its_name() {
+        let key_ack = |table: &str| proto::KeyAck {
+            table: table.to_string(),
+            key: vec![1].into(),
+            result: Some(proto::key_ack::Result::CopiedVersion(1)),
+        };
+        let message = proto::AcknowledgeRequest {
+            acks: vec![key_ack("a"), key_ack("a"), key_ack("b"), key_ack("a")],
+            ..Default::default()
+        }
+        .encode_to_vec();
+        let read = AckRequest::decode(message.into()).unwrap();
+        let tables: Vec<&Arc<str>> = read.acks.iter().map(|ack| &ack.table).collect();
+        assert!(Arc::ptr_eq(tables[0], tables[1]));
+        assert!(!Arc::ptr_eq(tables[1], tables[3]));
+        assert_eq!(&**tables[2], "b");
+        assert_eq!(&**tables[3], "a");
     }
 
     #[test]

@@ -286,7 +286,7 @@ impl Replayer<'_> {
                     landed[earlier] = None;
                 }
                 landed.push(Some(Ack {
-                    table: table.to_string(),
+                    table: table.into(),
                     key: prost::bytes::Bytes::copy_from_slice(key),
                     result: AckResult::Copied { version },
                 }));
@@ -328,7 +328,7 @@ impl Replayer<'_> {
                         .keys
                         .into_iter()
                         .map(|k| Ack {
-                            table: k.table,
+                            table: k.table.into(),
                             key: k.key.into(),
                             result: AckResult::Copied {
                                 version: k.min_version,

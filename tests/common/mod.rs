@@ -355,7 +355,7 @@ pub fn copied_as_leased(lease: &shadowcast::scheduler::Lease) -> Vec<shadowcast:
         .keys
         .iter()
         .map(|k| shadowcast::scheduler::Ack {
-            table: k.table.clone(),
+            table: k.table.as_str().into(),
             key: k.key.clone().into(),
             result: shadowcast::scheduler::AckResult::Copied {
                 version: k.min_version,
