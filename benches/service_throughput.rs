@@ -15,8 +15,11 @@
 //! re-planning. Then batched location
 //! look-ups of random tracked keys over one connection.
 //!
-//! `cargo bench --bench service_throughput [-- KEYS] [quick]` (`quick`:
-//! only the 8-executor rows, to compare builds in alternating runs;
+//! `cargo bench --bench service_throughput [-- KEYS] [quick] [lean-peer]`
+//! (`quick`: only the 8-executor rows, to compare builds in alternating
+//! runs; `lean-peer`: the bare peer writes its leases and reads
+//! acknowledgements with the service's own message code, `service::wire`,
+//! instead of the generated types, so it too skips their work per key;
 //! default 20 million keys:
 //! more than the fastest run copies in a 10 s window, 1.9 M keys/s on the
 //! machine of 2026-12-02's fifth session; with fewer, a run that copies
@@ -45,6 +48,7 @@ use shadowcast::scheduler::{Scheduler, SchedulerConfig};
 use shadowcast::service::client::{Clients, connect};
 use shadowcast::service::proto;
 use shadowcast::service::proto::executor_server::{Executor, ExecutorServer};
+use shadowcast::service::wire;
 use tonic::{Request, Response, Status};
 
 /// How long the executors run against each of the service and the bare
@@ -170,8 +174,55 @@ impl Executor for Bare {
     }
 }
 
+/// The bare peer written as the service writes its messages
+/// (`lean-peer`): the same lease, kept as the scheduler's batch and
+/// written by `service::wire`, and acknowledgements read by it.
+struct LeanBare {
+    lease: shadowcast::scheduler::LeasedBatch,
+    ack: proto::AcknowledgeResponse,
+}
+
+#[tonic::async_trait]
+impl wire::executor_server::Executor for LeanBare {
+    async fn lease(
+        &self,
+        _: Request<proto::LeaseRequest>,
+    ) -> Result<Response<wire::LeaseAnswer>, Status> {
+        Ok(Response::new(wire::LeaseAnswer::Leased(self.lease.clone())))
+    }
+
+    async fn extend_lease(
+        &self,
+        _: Request<proto::ExtendLeaseRequest>,
+    ) -> Result<Response<proto::ExtendLeaseResponse>, Status> {
+        Ok(Response::new(proto::ExtendLeaseResponse::default()))
+    }
+
+    async fn acknowledge(
+        &self,
+        request: Request<wire::AckRequest>,
+    ) -> Result<Response<proto::AcknowledgeResponse>, Status> {
+        if request.get_ref().others_copied_at_leased_version {
+            return Ok(Response::new(proto::AcknowledgeResponse {
+                others_accepted: u64::from(BATCH),
+                ..Default::default()
+            }));
+        }
+        Ok(Response::new(self.ack.clone()))
+    }
+
+    async fn report_writes(
+        &self,
+        _: Request<proto::ReportWritesRequest>,
+    ) -> Result<Response<proto::ReportWritesResponse>, Status> {
+        Ok(Response::new(proto::ReportWritesResponse::default()))
+    }
+}
+
 /// Set in the environment of the bare peer's process.
 const PEER_VARIABLE: &std::ffi::CStr = c"SHADOWCAST_BENCH_BARE_PEER";
+/// Set beside it for `lean-peer`.
+const LEAN_PEER_VARIABLE: &str = "SHADOWCAST_BENCH_LEAN_PEER";
 
 /// The bare peer runs in a process of its own that allocates with
 /// mimalloc, as a skilled tonic user would run it (bound by glibc's heap
@@ -246,24 +297,23 @@ fn run_bare_peer() {
             min_version: 0,
         })
         .collect();
-    let bare = Bare {
-        lease: proto::LeaseResponse {
-            lease_id: 1,
-            expires_at_us: 1,
-            keys,
-            ..Default::default()
-        },
-        ack: proto::AcknowledgeResponse {
-            results: (0..BATCH)
-                .map(|_| proto::KeyAckResult {
-                    outcome: proto::AckOutcome::Accepted as i32,
-                    latest_write: 0,
-                    reason: String::new(),
-                })
-                .collect(),
-            ..Default::default()
-        },
+    let lease = proto::LeaseResponse {
+        lease_id: 1,
+        expires_at_us: 1,
+        keys,
+        ..Default::default()
     };
+    let ack = proto::AcknowledgeResponse {
+        results: (0..BATCH)
+            .map(|_| proto::KeyAckResult {
+                outcome: proto::AckOutcome::Accepted as i32,
+                latest_write: 0,
+                reason: String::new(),
+            })
+            .collect(),
+        ..Default::default()
+    };
+    let lean = std::env::var_os(LEAN_PEER_VARIABLE).is_some();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -274,8 +324,18 @@ fn run_bare_peer() {
         let parent_gone = tokio::task::spawn_blocking(|| {
             let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut Vec::new());
         });
-        tonic::transport::Server::builder()
-            .add_service(ExecutorServer::new(bare))
+        let router = if lean {
+            let lease = LeanBare {
+                lease: batch_of(&lease),
+                ack,
+            };
+            tonic::transport::Server::builder()
+                .add_service(wire::executor_server::ExecutorServer::new(lease))
+        } else {
+            tonic::transport::Server::builder()
+                .add_service(ExecutorServer::new(Bare { lease, ack }))
+        };
+        router
             .serve_with_incoming_shutdown(
                 tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
                 async move {
@@ -287,6 +347,30 @@ fn run_bare_peer() {
     });
 }
 
+/// `lease` as the scheduler hands a lease out.
+fn batch_of(lease: &proto::LeaseResponse) -> shadowcast::scheduler::LeasedBatch {
+    let mut batch =
+        shadowcast::scheduler::LeasedBatch::new(lease.lease_id, lease.expires_at_us, Vec::new());
+    for key in &lease.keys {
+        let table = match batch.tables.iter().position(|name| *name == key.table) {
+            Some(known) => known,
+            None => {
+                batch.tables.push(key.table.clone());
+                batch.tables.len() - 1
+            }
+        };
+        batch.push(
+            table as u32,
+            &key.key,
+            key.size_bytes,
+            key.priority as u32 - 1,
+            key.destination,
+            key.min_version,
+        );
+    }
+    batch
+}
+
 /// The bare peer's process, ended when dropped.
 struct BarePeer {
     process: std::process::Child,
@@ -294,8 +378,12 @@ struct BarePeer {
 }
 
 impl BarePeer {
-    fn start() -> BarePeer {
-        let mut process = std::process::Command::new(std::env::current_exe().unwrap())
+    fn start(lean: bool) -> BarePeer {
+        let mut command = std::process::Command::new(std::env::current_exe().unwrap());
+        if lean {
+            command.env(LEAN_PEER_VARIABLE, "1");
+        }
+        let mut process = command
             .env(PEER_VARIABLE.to_str().unwrap(), "1")
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
@@ -479,6 +567,7 @@ fn main() {
         .find_map(|a| a.parse().ok())
         .unwrap_or(20_000_000);
     let quick = std::env::args().skip(1).any(|a| a == "quick");
+    let lean_peer = std::env::args().skip(1).any(|a| a == "lean-peer");
     let executor_counts: &[usize] = if quick { &[8] } else { &[1, 8, 32] };
     let dir = tempfile::tempdir().expect("temp dir");
     let template = dir.path().join("template");
@@ -526,7 +615,7 @@ fn main() {
         for &executors in executor_counts {
             let state = fresh_state(dir.path(), &template, &format!("run-{form:?}-{executors}"));
             runtime.block_on(async {
-                let peer = BarePeer::start();
+                let peer = BarePeer::start(lean_peer);
                 let bare_endpoint = peer.endpoint.clone();
                 let (endpoint, stop, _admin) = start_in_background(&state, Planning::Template).await;
                 let (mut bare, mut ours) = (Measured::default(), Measured::default());

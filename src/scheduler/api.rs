@@ -64,6 +64,16 @@ pub struct LeasedKeyRef<'a> {
 }
 
 impl LeasedBatch {
+    /// A lease with no keys yet; [`push`](Self::push) adds them.
+    pub fn new(id: u64, expires_us: i64, tables: Vec<String>) -> Self {
+        LeasedBatch {
+            id,
+            expires_us,
+            tables,
+            ..Default::default()
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.table_of.len()
     }
@@ -73,7 +83,7 @@ impl LeasedBatch {
     }
 
     /// Adds a key; `table` indexes [`tables`](Self::tables).
-    pub(crate) fn push(
+    pub fn push(
         &mut self,
         table: u32,
         key: &[u8],

@@ -178,11 +178,7 @@ impl Scheduler {
         self.leases_taken += 1;
         self.bandwidth.spend(bytes);
         self.counters.leased += keys.len() as u64;
-        let mut batch = LeasedBatch {
-            id,
-            expires_us,
-            ..Default::default()
-        };
+        let mut batch = LeasedBatch::new(id, expires_us, Vec::new());
         // Table ids of the map, and where each is in the batch's names.
         let mut batch_tables: Vec<(u32, u32)> = Vec::new();
         for &key in &keys {

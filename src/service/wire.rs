@@ -345,10 +345,7 @@ mod tests {
             prop::collection::vec(key, 0..50),
         )
             .prop_map(|(id, expires_us, tables, keys)| {
-                let mut batch = LeasedBatch::default();
-                batch.id = id;
-                batch.expires_us = expires_us;
-                batch.tables = tables;
+                let mut batch = LeasedBatch::new(id, expires_us, tables);
                 for (table, key, size, priority, destination, version) in keys {
                     batch.push(table, &key, size, priority, destination, version);
                 }
