@@ -157,13 +157,10 @@ impl Executor for Bare {
         &self,
         request: Request<proto::AcknowledgeRequest>,
     ) -> Result<Response<proto::AcknowledgeResponse>, Status> {
-        if request.get_ref().others_copied_at_leased_version {
-            return Ok(Response::new(proto::AcknowledgeResponse {
-                others_accepted: u64::from(BATCH),
-                ..Default::default()
-            }));
-        }
-        Ok(Response::new(self.ack.clone()))
+        Ok(acknowledged(
+            request.get_ref().others_copied_at_leased_version,
+            &self.ack,
+        ))
     }
 
     async fn report_writes(
@@ -202,13 +199,10 @@ impl wire::executor_server::Executor for LeanBare {
         &self,
         request: Request<wire::AckRequest>,
     ) -> Result<Response<proto::AcknowledgeResponse>, Status> {
-        if request.get_ref().others_copied_at_leased_version {
-            return Ok(Response::new(proto::AcknowledgeResponse {
-                others_accepted: u64::from(BATCH),
-                ..Default::default()
-            }));
-        }
-        Ok(Response::new(self.ack.clone()))
+        Ok(acknowledged(
+            request.get_ref().others_copied_at_leased_version,
+            &self.ack,
+        ))
     }
 
     async fn report_writes(
@@ -217,6 +211,21 @@ impl wire::executor_server::Executor for LeanBare {
     ) -> Result<Response<proto::ReportWritesResponse>, Status> {
         Ok(Response::new(proto::ReportWritesResponse::default()))
     }
+}
+
+/// A bare peer's answer to an acknowledgement: the compact form's count,
+/// or one result per key named.
+fn acknowledged(
+    compact: bool,
+    per_key: &proto::AcknowledgeResponse,
+) -> Response<proto::AcknowledgeResponse> {
+    if compact {
+        return Response::new(proto::AcknowledgeResponse {
+            others_accepted: u64::from(BATCH),
+            ..Default::default()
+        });
+    }
+    Response::new(per_key.clone())
 }
 
 /// Set in the environment of the bare peer's process.
