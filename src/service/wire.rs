@@ -7,9 +7,10 @@
 //! the same bytes from the scheduler's [`LeasedBatch`] (one buffer of key
 //! bytes, table ids) in one pass. An acknowledgement naming 1,000 keys
 //! read into the generated `AcknowledgeRequest` is 1,000 table names
-//! allocated; [`AckRequest`] reads it into the scheduler's [`Ack`]s with one
-//! table name per run of keys of the same table. Clients use the generated
-//! types: the wire format, and so the API, is unchanged.
+//! allocated; [`AckRequest`] reads it into the scheduler's
+//! [`Ack`](crate::scheduler::Ack)s with one table name per run of keys of
+//! the same table. Clients use the generated types: the wire format, and so
+//! the API, is unchanged.
 //!
 //! The `Executor` server below is generated over these types (see
 //! `build.rs`); every other message is the generated one.
@@ -93,10 +94,11 @@ impl LeaseAnswer {
         match self {
             LeaseAnswer::Idle(_) => 0,
             LeaseAnswer::Leased(batch) => {
-                // Every tag and varint at its longest.
+                // Every tag and varint at its longest, every table name the
+                // longest: no pass over the keys.
                 let per_key_fields = 7 * 11;
-                let tables: usize = batch.iter().map(|key| key.table.len()).sum();
-                22 + batch.key_bytes.len() + tables + batch.len() * per_key_fields
+                let longest_table = batch.tables.iter().map(String::len).max().unwrap_or(0);
+                22 + batch.key_bytes.len() + batch.len() * (per_key_fields + longest_table)
             }
         }
     }
