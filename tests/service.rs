@@ -1227,9 +1227,16 @@ async fn undecodable_messages_are_invalid_arguments() {
     let not_utf8 = vec![0x0a, 0x02, 0xff, 0xfe];
     // Field 1, length 10, but only 2 bytes follow.
     let truncated = vec![0x0a, 0x0a, b'a', b'b'];
+    // Acknowledgements are read by the service's own code (service::wire):
+    // field 2 (a KeyAck, length 4) whose table (field 1, length 2) is
+    // 0xff 0xfe; then one whose key (field 2) comes as a varint.
+    let ack_table_not_utf8 = vec![0x12, 0x04, 0x0a, 0x02, 0xff, 0xfe];
+    let ack_key_a_number = vec![0x12, 0x02, 0x10, 0x01];
     for (path, bytes) in [
         ("/shadowcast.v1.Executor/Lease", not_utf8),
         ("/shadowcast.v1.Executor/ReportWrites", truncated),
+        ("/shadowcast.v1.Executor/Acknowledge", ack_table_not_utf8),
+        ("/shadowcast.v1.Executor/Acknowledge", ack_key_a_number),
     ] {
         let status = raw_call(&service.endpoint, path, bytes).await;
         assert_eq!(status.code(), Code::InvalidArgument, "{path}: {status:?}");
