@@ -24,10 +24,13 @@ pub trait Incoming: Sized + Send + 'static {
 
 impl<U: Message + Default + Send + 'static> Incoming for U {
     fn decode_from(buf: &mut DecodeBuf<'_>) -> Result<Self, Status> {
-        U::decode(buf).map_err(|error| {
-            Status::invalid_argument(format!("the message does not decode: {error}"))
-        })
+        U::decode(buf).map_err(undecodable)
     }
+}
+
+/// The caller's message did not decode: its error, not the service's.
+pub fn undecodable(error: impl std::fmt::Display) -> Status {
+    Status::invalid_argument(format!("the message does not decode: {error}"))
 }
 
 impl<T: Message + Send + 'static> Outgoing for T {

@@ -313,19 +313,15 @@ impl Executor for ExecutorApi {
                 index: i,
             };
             check.key(item, &ack.table, &ack.key)?;
-            let result = match ack.result {
-                Some(AckResult::Copied { version }) => {
-                    check.version(format_args!("{item}.copied_version"), version)?;
-                    AckResult::Copied { version }
-                }
-                Some(failed) => failed,
-                None => {
-                    return Err(invalid(
-                        format!("acks[{i}].result"),
-                        "is missing: set copied_version or failure",
-                    ));
-                }
+            let Some(result) = ack.result else {
+                return Err(invalid(
+                    format!("acks[{i}].result"),
+                    "is missing: set copied_version or failure",
+                ));
             };
+            if let AckResult::Copied { version } = result {
+                check.version(format_args!("{item}.copied_version"), version)?;
+            }
             acks.push(Ack {
                 table: ack.table,
                 key: ack.key,

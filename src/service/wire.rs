@@ -25,7 +25,7 @@ use prost::encoding::{
 use tonic::Status;
 use tonic::codec::{DecodeBuf, EncodeBuf};
 
-use super::codec::{Incoming, Outgoing};
+use super::codec::{Incoming, Outgoing, undecodable};
 use super::proto;
 use crate::scheduler::{AckResult, LeasedBatch};
 
@@ -175,11 +175,10 @@ impl AckRequest {
                 }
                 ack_field::ACKS => {
                     check_wire_type(WireType::LengthDelimited, wire_type)?;
-                    let length = delimited_length(&mut rest)?;
-                    let start = message.len() - rest.len();
-                    let key_ack = &message.slice(start..start + length);
-                    request.acks.push(decode_key_ack(key_ack, &mut last_table)?);
-                    rest.advance(length);
+                    let key_ack = delimited(&mut rest)?;
+                    request
+                        .acks
+                        .push(decode_key_ack(&message, key_ack, &mut last_table)?);
                 }
                 ack_field::OTHERS_COPIED => {
                     check_wire_type(WireType::Varint, wire_type)?;
@@ -192,30 +191,34 @@ impl AckRequest {
     }
 }
 
-/// A length prefix, checked against what is left.
-fn delimited_length(rest: &mut &[u8]) -> Result<usize, Undecodable> {
+/// A length-delimited field's bytes (after its key), taken off `rest`.
+fn delimited<'a>(rest: &mut &'a [u8]) -> Result<&'a [u8], Undecodable> {
     let length = decode_varint(rest)?;
     if length > rest.len() as u64 {
         return Err(Undecodable("buffer underflow".into()));
     }
-    Ok(length as usize)
+    let (field, after) = rest.split_at(length as usize);
+    *rest = after;
+    Ok(field)
 }
 
+/// Reads the `KeyAck` whose bytes are `key_ack`, a part of `message`
+/// (its key is a slice of `message`).
 fn decode_key_ack(
     message: &Bytes,
+    key_ack: &[u8],
     last_table: &mut Option<Arc<str>>,
 ) -> Result<KeyAck, Undecodable> {
     let mut table: Option<Arc<str>> = None;
     let mut key = Bytes::new();
     let mut result = None;
-    let mut rest = &message[..];
+    let mut rest = key_ack;
     while rest.has_remaining() {
         let (tag, wire_type) = decode_key(&mut rest)?;
         match tag {
             ack_field::TABLE => {
                 check_wire_type(WireType::LengthDelimited, wire_type)?;
-                let length = delimited_length(&mut rest)?;
-                let name = &rest[..length];
+                let name = delimited(&mut rest)?;
                 let shared = match last_table {
                     Some(last) if last.as_bytes() == name => last.clone(),
                     _ => {
@@ -225,14 +228,10 @@ fn decode_key_ack(
                     }
                 };
                 table = Some(shared);
-                rest.advance(length);
             }
             ack_field::KEY => {
                 check_wire_type(WireType::LengthDelimited, wire_type)?;
-                let length = delimited_length(&mut rest)?;
-                let start = message.len() - rest.len();
-                key = message.slice(start..start + length);
-                rest.advance(length);
+                key = message.slice_ref(delimited(&mut rest)?);
             }
             ack_field::COPIED_VERSION => {
                 check_wire_type(WireType::Varint, wire_type)?;
@@ -242,11 +241,9 @@ fn decode_key_ack(
             }
             ack_field::FAILURE => {
                 check_wire_type(WireType::LengthDelimited, wire_type)?;
-                let length = delimited_length(&mut rest)?;
                 result = Some(AckResult::Failed {
-                    reason: utf8(&rest[..length])?.to_string(),
+                    reason: utf8(delimited(&mut rest)?)?.to_string(),
                 });
-                rest.advance(length);
             }
             _ => skip_field(wire_type, tag, &mut rest, DecodeContext::default())?,
         }
@@ -266,9 +263,7 @@ fn utf8(bytes: &[u8]) -> Result<&str, Undecodable> {
 impl Incoming for AckRequest {
     fn decode_from(buf: &mut DecodeBuf<'_>) -> Result<Self, Status> {
         let message = buf.copy_to_bytes(buf.remaining());
-        AckRequest::decode(message).map_err(|error| {
-            Status::invalid_argument(format!("the message does not decode: {error}"))
-        })
+        AckRequest::decode(message).map_err(undecodable)
     }
 }
 
