@@ -30,8 +30,9 @@ pub fn display_url(url: &str) -> String {
 const TEXT_FORMS: &str = "SET TimeZone = 'UTC'; SET DateStyle = 'ISO, YMD'; \
      SET IntervalStyle = 'postgres'; SET bytea_output = 'hex'; SET extra_float_digits = 1";
 
-/// Connects to `url` with [`TEXT_FORMS`] set, naming the database (not the
-/// password) on failure.
+/// Connects to `url` with the session settings that pin text forms (UTC,
+/// ISO dates, hex bytea, shortest round-trip floats), naming the database
+/// (not the password) on failure.
 pub fn connect(url: &str) -> anyhow::Result<Client> {
     let mut client = Client::connect(url, NoTls).map_err(failed_at(display_url(url)))?;
     client
