@@ -17,9 +17,9 @@
 //! thread, a commit is durable when its [`DurableWatch`] says so, with the
 //! same guarantees. Checkpoints move the journal into files addressed by
 //! key id (see `state/store.rs`); opening the map replays what journals
-//! hold. A key's location is derived from its two versions, never stored beside
-//! them, so the two cannot disagree. Leases are the scheduler's and are
-//! not stored: a restart voids them and their keys are offered again.
+//! hold. A key's location is derived from its two versions, never stored
+//! beside them, so the two cannot disagree. Leases are the scheduler's and
+//! are not stored: a restart voids them and their keys are offered again.
 
 mod changes;
 mod journal;
