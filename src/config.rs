@@ -84,6 +84,12 @@ pub struct ServeArgs {
     /// Seconds a lease lasts unless extended [default: 30].
     #[arg(long, env = "SHADOWCAST_LEASE_SECONDS")]
     pub lease_seconds: Option<f64>,
+    /// Seconds a key whose copy failed waits before it is offered again, doubled with each failure in a row up to 64 times [default: 1].
+    #[arg(long, env = "SHADOWCAST_COPY_RETRY_SECONDS")]
+    pub copy_retry_seconds: Option<f64>,
+    /// Failures in a row after which a key is parked (listed in the status, offered again by RetryParked or a new write), counted only while other keys are copied; 0 never parks [default: 5].
+    #[arg(long, env = "SHADOWCAST_MAX_COPY_FAILURES")]
+    pub max_copy_failures: Option<u32>,
     /// Most keys in one batch [default: 10000].
     #[arg(long, env = "SHADOWCAST_MAX_BATCH_KEYS")]
     pub max_batch_keys: Option<usize>,
@@ -222,6 +228,8 @@ struct FileSettings {
     follow_seconds: Option<f64>,
     replan_every: Option<String>,
     lease_seconds: Option<f64>,
+    copy_retry_seconds: Option<f64>,
+    max_copy_failures: Option<u32>,
     max_batch_keys: Option<usize>,
     max_batch_bytes: Option<u64>,
     bandwidth_bytes_per_s: Option<u64>,
@@ -511,6 +519,16 @@ impl ServeConfig {
                 "lease_seconds",
                 args.lease_seconds.or(file.lease_seconds).unwrap_or(30.0),
             )? * SECOND_US as f64) as i64,
+            copy_retry_us: match args.copy_retry_seconds.or(file.copy_retry_seconds) {
+                Some(seconds) => {
+                    (positive("copy_retry_seconds", seconds)? * SECOND_US as f64) as i64
+                }
+                None => defaults.copy_retry_us,
+            },
+            max_copy_failures: args
+                .max_copy_failures
+                .or(file.max_copy_failures)
+                .unwrap_or(defaults.max_copy_failures),
             predicted_hot_share: args
                 .predicted_hot_share
                 .or(file.predicted_hot_share)

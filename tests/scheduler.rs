@@ -457,14 +457,202 @@ fn expired_and_failed_keys_are_offered_again_and_extensions_hold_them() {
         .unwrap();
     assert_eq!(outcomes[0], AckOutcome::Requeued);
     assert!(outcomes[1..].iter().all(|o| *o == AckOutcome::Accepted));
-    let retry = scheduler.lease(&request(1), T0 + 12 * SECOND).unwrap();
+    let meanwhile = scheduler.lease(&request(1), T0 + 12 * SECOND).unwrap();
+    assert_ne!(
+        meanwhile.keys[0].key, kept.keys[0].key,
+        "a failed copy waits its retry delay (1 s by default)"
+    );
+    let retry = scheduler.lease(&request(1), T0 + 13 * SECOND).unwrap();
     assert_eq!(
         retry.keys[0].key, kept.keys[0].key,
-        "a failed copy is retried"
+        "a failed copy is retried first once its delay is over"
     );
-    let status = scheduler.status(T0 + 12 * SECOND);
+    let status = scheduler.status(T0 + 13 * SECOND);
     assert_eq!(status.counters.redelivered, 5);
     assert_eq!(status.counters.failures, 1);
+}
+
+/// Acknowledges `lease`: `failing` fails with `reason`, the rest are copied.
+fn fail_one(scheduler: &mut Scheduler, lease: &Lease, failing: &[u8], reason: &str, at: i64) {
+    let mut acks = common::copied_as_leased(lease);
+    for ack in acks.iter_mut().filter(|ack| &ack.key[..] == failing) {
+        ack.result = AckResult::Failed {
+            reason: reason.into(),
+        };
+    }
+    scheduler.acknowledge(lease.id, &acks, at).unwrap();
+}
+
+#[test]
+fn a_key_that_keeps_failing_waits_longer_each_time_and_is_parked_while_others_copy() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut scheduler = planned(
+        dir.path(),
+        SchedulerConfig {
+            lease_duration_us: 600 * SECOND,
+            copy_retry_us: SECOND,
+            max_copy_failures: 3,
+            ..config()
+        },
+        30,
+        Phase::Background,
+    );
+    let first = scheduler.lease(&request(5), T0).unwrap();
+    let (table, poison) = (first.keys[0].table.clone(), first.keys[0].key.clone());
+    let leases_it = |lease: &Lease| lease.keys.iter().any(|k| k.key == poison);
+    let reason = "duplicate key value violates unique constraint \"users_email_key\"";
+
+    // Failure 1 at T0: offered again from T0 + 1 s.
+    fail_one(&mut scheduler, &first, &poison, reason, T0);
+    let waiting = scheduler.lease(&request(2), T0 + SECOND / 2).unwrap();
+    assert!(!leases_it(&waiting), "offered again inside its first delay");
+    fail_one(&mut scheduler, &waiting, b"", "", T0 + SECOND / 2);
+    let again = scheduler.lease(&request(1), T0 + SECOND).unwrap();
+    assert!(leases_it(&again), "not offered once its delay was over");
+    // Failure 2 at T0 + 1 s: the delay doubles to 2 s.
+    fail_one(&mut scheduler, &again, &poison, reason, T0 + SECOND);
+    let waiting = scheduler.lease(&request(1), T0 + 3 * SECOND - 1).unwrap();
+    assert!(
+        !leases_it(&waiting),
+        "offered again inside its second delay"
+    );
+    fail_one(&mut scheduler, &waiting, b"", "", T0 + 3 * SECOND - 1);
+    let status = scheduler.status(T0 + 3 * SECOND - 1);
+    assert_eq!((status.retrying_keys, status.parked.keys), (1, 0));
+    let again = scheduler.lease(&request(1), T0 + 3 * SECOND).unwrap();
+    assert!(
+        leases_it(&again),
+        "not offered once its second delay was over"
+    );
+    // Failure 3, with copies of other keys accepted since the first: parked.
+    fail_one(&mut scheduler, &again, &poison, reason, T0 + 3 * SECOND);
+    let status = scheduler.status(T0 + 3 * SECOND);
+    assert_eq!(status.counters.failures, 3);
+    assert_eq!((status.retrying_keys, status.parked.keys), (0, 1));
+    let size = first.keys[0].size_bytes;
+    assert_eq!(status.parked.bytes, size);
+    assert_eq!(status.parked_keys.len(), 1);
+    let listed = &status.parked_keys[0];
+    assert_eq!(
+        (
+            listed.table.as_str(),
+            listed.key.as_bytes(),
+            listed.failures
+        ),
+        (table.as_str(), poison.as_slice(), 3)
+    );
+    assert_eq!(listed.last_reason, reason);
+
+    // Everything else is copied; the parked key never goes out, and the
+    // migration does not reach CUTOVER_READY without it.
+    let mut at = T0 + 10 * SECOND;
+    while let Ok(lease) = scheduler.lease(&request(7), at) {
+        assert!(!leases_it(&lease), "a parked key was leased");
+        fail_one(&mut scheduler, &lease, b"", "", at);
+        at += SECOND;
+    }
+    let at = at + 3600 * SECOND;
+    assert!(scheduler.lease(&request(7), at).is_err());
+    assert_eq!(scheduler.advance(at), Phase::Background);
+    assert_eq!(scheduler.status(at).source_only.keys, 1);
+
+    // A new write to it replaces the value that failed: offered again at once.
+    scheduler
+        .record_writes(
+            &[WriteEvent {
+                table: table.clone(),
+                key: poison.clone(),
+                version: 7,
+                size_bytes: None,
+            }],
+            at,
+        )
+        .unwrap();
+    assert_eq!(scheduler.status(at).parked.keys, 0);
+    let mut at = at;
+    for _ in 0..3 {
+        let lease = scheduler.lease(&request(1), at).unwrap();
+        assert!(leases_it(&lease), "a written key was not offered again");
+        fail_one(&mut scheduler, &lease, &poison, "still failing", at);
+        at += 100 * SECOND;
+    }
+    let status = scheduler.status(at);
+    assert_eq!(
+        status.parked.keys, 0,
+        "parked with no copy accepted since its first failure"
+    );
+    assert_eq!(status.retrying_keys, 1);
+    // The operator's retry frees it only once it is parked: here it is not.
+    assert_eq!(scheduler.retry_parked(), 0);
+}
+
+#[test]
+fn the_operator_offers_parked_keys_again_and_the_migration_completes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut scheduler = planned(
+        dir.path(),
+        SchedulerConfig {
+            lease_duration_us: 600 * SECOND,
+            copy_retry_us: 0,
+            max_copy_failures: 2,
+            ..config()
+        },
+        12,
+        Phase::Background,
+    );
+    // Two keys fail twice each, in leases where the others are copied.
+    let first = scheduler.lease(&request(6), T0).unwrap();
+    let poison = [first.keys[0].key.clone(), first.keys[1].key.clone()];
+    let mut acks = common::copied_as_leased(&first);
+    for ack in &mut acks[..2] {
+        ack.result = AckResult::Failed {
+            reason: "value too long for type character varying(8)".into(),
+        };
+    }
+    scheduler.acknowledge(first.id, &acks, T0).unwrap();
+    let second = scheduler.lease(&request(6), T0).unwrap();
+    let retried: Vec<&Vec<u8>> = second.keys[..2].iter().map(|k| &k.key).collect();
+    assert_eq!(
+        retried,
+        [&poison[0], &poison[1]],
+        "with no delay, failed keys come back first"
+    );
+    let mut acks = common::copied_as_leased(&second);
+    for ack in &mut acks[..2] {
+        ack.result = AckResult::Failed {
+            reason: "value too long for type character varying(8)".into(),
+        };
+    }
+    scheduler.acknowledge(second.id, &acks, T0).unwrap();
+    let status = scheduler.status(T0);
+    assert_eq!(status.parked.keys, 2);
+    let mut listed: Vec<Vec<u8>> = status
+        .parked_keys
+        .iter()
+        .map(|k| k.key.as_bytes().to_vec())
+        .collect();
+    listed.sort();
+    let mut expected = poison.to_vec();
+    expected.sort();
+    assert_eq!(listed, expected);
+
+    while let Ok(lease) = scheduler.lease(&request(12), T0) {
+        let acks = common::copied_as_leased(&lease);
+        scheduler.acknowledge(lease.id, &acks, T0).unwrap();
+    }
+    assert_eq!(scheduler.status(T0).current.keys, 10);
+    assert_eq!(scheduler.advance(T0), Phase::Background);
+
+    assert_eq!(scheduler.retry_parked(), 2);
+    let lease = scheduler.lease(&request(12), T0 + SECOND).unwrap();
+    let mut offered: Vec<Vec<u8>> = lease.keys.iter().map(|k| k.key.clone()).collect();
+    offered.sort();
+    assert_eq!(offered, expected);
+    let acks = common::copied_as_leased(&lease);
+    scheduler.acknowledge(lease.id, &acks, T0 + SECOND).unwrap();
+    let status = scheduler.status(T0 + SECOND);
+    assert_eq!((status.parked.keys, status.retrying_keys), (0, 0));
+    assert_eq!(status.phase, Phase::CutoverReady);
 }
 
 #[test]
@@ -1020,6 +1208,14 @@ fn bad_settings_are_refused_with_the_field_named() {
         .unwrap()
         .to_string();
     assert!(error.contains("sample.fraction"), "{error}");
+    let mut bad = config();
+    bad.copy_retry_us = 2 * 3600 * SECOND;
+    let error = Scheduler::open(dir.path().join("s.redb"), bad, T0)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(error.contains("copy_retry_seconds"), "{error}");
+    assert!(error.contains("7200"), "{error}");
     std::fs::write(dir.path().join("junk.redb"), b"definitely not a database").unwrap();
     let error = Scheduler::open(dir.path().join("junk.redb"), config(), T0)
         .err()

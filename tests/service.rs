@@ -1561,6 +1561,118 @@ async fn a_compact_acknowledgement_judges_each_key_of_the_lease() {
     assert!(without_lease.message().contains("lease_id"));
 }
 
+/// A key whose copy keeps failing while others are copied is parked after
+/// --max-copy-failures failures: GetStatus, /metrics and `shadowcast status`
+/// name it with the executor's reason, it is not leased again, and
+/// RetryParked offers it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_that_keeps_failing_is_parked_named_and_offered_again_by_the_operator() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = logs(dir.path());
+    let service = Service::start(
+        dir.path(),
+        &logs,
+        &["--max-copy-failures", "2", "--copy-retry-seconds", "0"],
+    );
+    let mut clients = service.clients(None).await;
+    force(&mut clients, proto::Phase::Background).await;
+    let reason = "null value in column \"email\" violates not-null constraint";
+    let mut poison: Option<proto::LeasedKey> = None;
+    for round in 1..=2 {
+        let lease = clients
+            .executor
+            .lease(lease_request(10))
+            .await
+            .unwrap()
+            .into_inner();
+        let failing = poison.get_or_insert_with(|| lease.keys[0].clone()).clone();
+        assert_eq!(
+            (&lease.keys[0].table, &lease.keys[0].key),
+            (&failing.table, &failing.key),
+            "with no retry delay the failed key comes back first"
+        );
+        let mut acks: Vec<proto::KeyAck> = lease.keys[1..]
+            .iter()
+            .map(|key| copied(key, key.min_version))
+            .collect();
+        acks.push(proto::KeyAck {
+            table: failing.table.clone(),
+            key: failing.key.clone(),
+            result: Some(key_ack::Result::Failure(reason.into())),
+        });
+        clients
+            .executor
+            .acknowledge(proto::AcknowledgeRequest {
+                lease_id: lease.lease_id,
+                acks,
+                others_copied_at_leased_version: false,
+            })
+            .await
+            .unwrap();
+        let now = status(&mut clients).await;
+        let parked = now.parked.unwrap_or_default().keys;
+        assert_eq!(
+            (now.retrying_keys, parked),
+            if round == 1 { (1, 0) } else { (0, 1) }
+        );
+    }
+    let poison = poison.unwrap();
+    let now = status(&mut clients).await;
+    assert_eq!(now.parked.unwrap().bytes, poison.size_bytes);
+    assert_eq!(now.copy_failures_total, 2);
+    let listed = &now.parked_keys[..];
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].table, poison.table);
+    assert_eq!(listed[0].key.as_bytes(), &poison.key[..]);
+    assert_eq!(
+        (listed[0].failures, listed[0].last_reason.as_str()),
+        (2, reason)
+    );
+    let page = metrics_page(&service.address);
+    assert_eq!(sample(&page, "shadowcast_keys_parked"), 1.0);
+    assert_eq!(sample(&page, "shadowcast_keys_retrying"), 0.0);
+    let printed = Command::new(BIN)
+        .args(["status", "--endpoints", &service.endpoint])
+        .output()
+        .unwrap();
+    let printed = String::from_utf8_lossy(&printed.stdout);
+    let key = String::from_utf8_lossy(&poison.key);
+    let line = format!("parked {}/{key} after 2 failures: {reason}", poison.table);
+    assert!(printed.contains(&line), "no {line:?} in\n{printed}");
+
+    let next = clients
+        .executor
+        .lease(lease_request(500))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        !next
+            .keys
+            .iter()
+            .any(|k| k.key == poison.key && k.table == poison.table)
+    );
+
+    let retried = clients
+        .management
+        .retry_parked(proto::RetryParkedRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(retried.keys, 1);
+    assert_eq!(retried.status.unwrap().parked.unwrap().keys, 0);
+    let again = clients
+        .executor
+        .lease(lease_request(1))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (&again.keys[0].table, &again.keys[0].key),
+        (&poison.table, &poison.key)
+    );
+}
+
 /// The value of the sample `name` (labels included) on a /metrics page.
 fn sample(page: &str, name: &str) -> f64 {
     page.lines()

@@ -121,6 +121,19 @@ fn print_table(shards: &[proto::Status], whole: &proto::Status) {
             );
         }
     }
+    let parked = whole.parked.unwrap_or_default();
+    if parked.keys > 0 || whole.retrying_keys > 0 {
+        println!(
+            "{} keys retrying after failed copies; {} parked ({} bytes), offered again by RetryParked or a new write",
+            whole.retrying_keys, parked.keys, parked.bytes
+        );
+        for key in &whole.parked_keys {
+            println!(
+                "parked {}/{} after {} failures: {}",
+                key.table, key.key, key.failures, key.last_reason
+            );
+        }
+    }
     match whole.eta_seconds {
         Some(eta) => println!(
             "eta {eta:.0} s at {:.0} keys/s",
@@ -193,6 +206,16 @@ fn prometheus(whole: &proto::Status) -> String {
         "copy_failures_total",
         "Copies reported failed, all shards.",
         whole.copy_failures_total as f64,
+    );
+    gauge(
+        "keys_retrying",
+        "Keys waiting to be offered again after failed copies, all shards.",
+        whole.retrying_keys as f64,
+    );
+    gauge(
+        "keys_parked",
+        "Keys parked after max_copy_failures failures in a row, all shards.",
+        whole.parked.unwrap_or_default().keys as f64,
     );
     out
 }

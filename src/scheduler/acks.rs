@@ -147,6 +147,7 @@ impl Scheduler {
             ..Default::default()
         };
         let mut released = Vec::new();
+        let mut failed: Vec<(KeyId, &str)> = Vec::new();
         for call in calls {
             if call.others_copied_at_leased_version && !self.leases.contains_key(&call.lease) {
                 results.push(Err(self.unknown_lease(call.lease)));
@@ -216,10 +217,15 @@ impl Scheduler {
                 });
                 let judged = match &ack.result {
                     AckResult::Copied { version } => {
-                        pending.judge_copy(&mut self.plans, &self.map, id, *version)
+                        let judged = pending.judge_copy(&mut self.plans, &self.map, id, *version);
+                        if matches!(judged, AckOutcome::Accepted | AckOutcome::AlreadyCurrent) {
+                            self.failing.forget(id);
+                        }
+                        judged
                     }
                     AckResult::Failed { reason } if held_at.is_some() => {
                         tracing::debug!(key = %self.map.describe(id), %reason, "copy failed; key back in line");
+                        failed.push((id, reason));
                         AckOutcome::Requeued
                     }
                     AckResult::Failed { .. } => AckOutcome::NotLeased,
@@ -241,7 +247,10 @@ impl Scheduler {
                         self.map.prefetch_record(ahead);
                     }
                     match pending.judge_copy(&mut self.plans, &self.map, id, version) {
-                        AckOutcome::Accepted => outcome.others_accepted += 1,
+                        AckOutcome::Accepted => {
+                            self.failing.forget(id);
+                            outcome.others_accepted += 1
+                        }
                         other => outcome.others_not_accepted.push((place as u32, other)),
                     }
                     released.push((id, call.lease, place));
@@ -286,6 +295,11 @@ impl Scheduler {
                     AckOutcome::NotLeased | AckOutcome::UnknownKey => {}
                 }
             }
+        }
+        // After the tallies: a failure parks a key only if other copies
+        // were accepted since its first, these calls' included.
+        for (id, reason) in failed {
+            self.copy_failed(id, reason, now_us);
         }
         if !changes.is_empty() {
             self.copied

@@ -152,7 +152,8 @@ pub enum Idle {
     OverBudget {
         retry_after_us: i64,
     },
-    /// Nothing eligible now; a "not before" time frees keys at this time.
+    /// Nothing eligible now; a "not before" time or a failed copy's retry
+    /// delay frees keys at this time.
     NothingDue {
         next_due_us: Option<i64>,
     },

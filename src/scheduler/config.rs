@@ -67,6 +67,12 @@ pub struct SchedulerConfig {
     /// confidence in SHADOWING (a measure reads running tallies, so this
     /// is how quickly the phase reacts, not a cost).
     pub confidence_every_us: i64,
+    /// How long a key whose copy failed waits before it is offered again;
+    /// doubled with each failure in a row (see `scheduler/failures.rs`).
+    pub copy_retry_us: i64,
+    /// Failures in a row after which a key is parked while other keys are
+    /// copied; 0 never parks.
+    pub max_copy_failures: u32,
 }
 
 impl Default for SchedulerConfig {
@@ -83,6 +89,8 @@ impl Default for SchedulerConfig {
             sample: SampleConfig::default(),
             confidence: ConfidenceConfig::default(),
             confidence_every_us: SECOND_US,
+            copy_retry_us: SECOND_US,
+            max_copy_failures: 5,
         }
     }
 }
@@ -100,6 +108,16 @@ impl SchedulerConfig {
         }
         if self.confidence_every_us < 0 {
             return invalid("confidence_every", "must not be negative".into());
+        }
+        if !(0..=super::failures::MAX_COPY_RETRY_US).contains(&self.copy_retry_us) {
+            return invalid(
+                "copy_retry_seconds",
+                format!(
+                    "must be between 0 and {}, got {}",
+                    super::failures::MAX_COPY_RETRY_US / SECOND_US,
+                    self.copy_retry_us as f64 / SECOND_US as f64
+                ),
+            );
         }
         if self.lease_duration_us < SECOND_US / 10 {
             return invalid("lease_duration", "must be at least 100 ms".into());

@@ -18,7 +18,10 @@
 //!   failed copy) before new work, then new work by
 //!   `weight · predicted accesses · (1 − churn_penalty · P(churn)) / (size + 64 B)`.
 //!   Keys the policy excludes (weight 0) never go out; "not before" times
-//!   hold.
+//!   hold. A key whose copy failed waits a delay that doubles with each
+//!   failure in a row, and after `max_copy_failures` of them, while other
+//!   keys are copied, it is parked: listed in the status and not offered
+//!   until [`Scheduler::retry_parked`] or a new write to it.
 //! - Phases: SHADOWING leases only the shadow sample and the predicted-hot
 //!   keys; BACKGROUND (when confidence reaches the threshold, when SHADOWING
 //!   has copied all it may unless configured to hold, or by the operator)
@@ -54,6 +57,7 @@ mod budget;
 mod census;
 pub mod confidence;
 mod config;
+mod failures;
 mod follow;
 mod leasing;
 mod phases;
@@ -76,6 +80,7 @@ pub use api::{
 pub use budget::Bandwidth;
 pub use confidence::{Confidence, ConfidenceConfig};
 pub use config::{SchedulerConfig, Versions};
+pub use failures::{PARKED_KEYS_LISTED, ParkedKey};
 pub use follow::{IngestReport, LogFollower, Scan, ScannedFile, Unreadable};
 pub use phases::Phase;
 pub use queues::{Ranking, RankingInput, ReplacedLines};
@@ -140,8 +145,11 @@ pub struct Scheduler {
     map: LocationMap,
     plans: Plans,
     queues: Vec<TableQueues>,
-    /// Keys held back by a "not before" time, earliest first.
+    /// Keys held back by a "not before" time or a failed copy's retry
+    /// delay, earliest first.
     deferred: BinaryHeap<Reverse<(i64, KeyId)>>,
+    /// Keys whose copies failed and are not copied since.
+    failing: failures::FailingKeys,
     leases: HashMap<u64, LiveLease>,
     /// Lease expiry times with the order the leases were taken in (which
     /// breaks ties, so expiries replay alike) and their ids, earliest first
@@ -220,6 +228,7 @@ impl Scheduler {
             plans: Plans::unscored(map.len()),
             queues: Vec::new(),
             deferred: BinaryHeap::new(),
+            failing: Default::default(),
             leases: HashMap::new(),
             expiries: BinaryHeap::new(),
             leases_taken: 0,

@@ -10,6 +10,7 @@ use hashbrown::HashMap;
 use rayon::prelude::*;
 use shadowcast_policy::abi::{ANY_DESTINATION, priority};
 
+use super::failures::Hold;
 use super::{Phase, Scheduler};
 use crate::prefetch::AHEAD;
 use crate::state::{KeyId, Location};
@@ -412,8 +413,9 @@ impl Scheduler {
         }
     }
 
-    /// Whether `id` may be leased now; a key held by "not before" goes to
-    /// the deferred heap.
+    /// Whether `id` may be leased now; a key held by "not before" or a
+    /// failed copy's retry delay goes to the deferred heap, a parked key
+    /// nowhere.
     pub(super) fn ready(&mut self, id: KeyId, now_us: i64) -> bool {
         if self.plans.leased(id)
             || self.plans.class(id) == EXCLUDED
@@ -426,7 +428,14 @@ impl Scheduler {
             self.deferred.push(Reverse((not_before_us, id)));
             return false;
         }
-        true
+        match self.failing.hold(id, now_us) {
+            Hold::Free => true,
+            Hold::Until(retry_at_us) => {
+                self.deferred.push(Reverse((retry_at_us, id)));
+                false
+            }
+            Hold::Parked => false,
+        }
     }
 
     /// Puts a key that needs copying (again) at the front of its line.

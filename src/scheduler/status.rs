@@ -50,6 +50,13 @@ pub struct Status {
     pub eta_seconds: Option<f64>,
     pub live_leases: u64,
     pub counters: Counters,
+    /// Keys whose last copies failed, waiting to be offered again.
+    pub retrying_keys: u64,
+    /// Keys set aside after `max_copy_failures` failures in a row (counted
+    /// in `source_only` or `stale` too), and the first
+    /// [`PARKED_KEYS_LISTED`](super::PARKED_KEYS_LISTED) of them.
+    pub parked: LocationCounts,
+    pub parked_keys: Vec<super::ParkedKey>,
     /// What versions are (`serve --versions`).
     pub versions: super::Versions,
     /// Each table's keys by where they are (leased or not) and its part
@@ -167,6 +174,9 @@ impl Scheduler {
             eta_seconds: None,
             live_leases: self.leases.len() as u64,
             counters: self.counters,
+            retrying_keys: self.failing.counts().0,
+            parked: LocationCounts::default(),
+            parked_keys: Vec::new(),
             versions: self.config.versions,
             tables: self
                 .census
@@ -208,6 +218,7 @@ impl Scheduler {
             }
         }
         status.leased = leased;
+        (status.parked, status.parked_keys) = self.parked_keys();
         status.sample = self.census.sample;
         status.sample_current = self.census.sample_current;
         status.predicted_access_share_in_destination =
@@ -249,6 +260,9 @@ pub struct Gauges {
     /// The confidence last measured, if any.
     pub confidence: Option<f64>,
     pub counters: Counters,
+    /// Keys waiting to be offered again after failed copies, and keys parked.
+    pub retrying_keys: u64,
+    pub parked_keys: u64,
 }
 
 impl Scheduler {
@@ -271,6 +285,8 @@ impl Scheduler {
             live_leases: self.leases.len() as u64,
             confidence: self.last_confidence.map(|(_, value)| value),
             counters: self.counters,
+            retrying_keys: self.failing.counts().0,
+            parked_keys: self.failing.counts().1,
         }
     }
 }

@@ -71,17 +71,16 @@ impl Scheduler {
             }
         }
         let changes: Vec<(KeyId, KeyRecord)> = changes.into_iter().collect();
-        let was_current: Vec<bool> = changes
-            .iter()
-            .map(|(id, _)| self.map.record(*id).location() == Location::Current)
-            .collect();
+        let before: Vec<KeyRecord> = changes.iter().map(|(id, _)| self.map.record(*id)).collect();
         self.commit(&changes, settings)?;
-        for ((id, record), was_current) in changes.iter().zip(was_current) {
-            if was_current && record.location() == Location::Stale {
-                report.made_stale += 1;
-                if !self.plans.leased(*id) {
-                    self.requeue(*id);
-                }
+        for ((id, record), before) in changes.iter().zip(before) {
+            let made_stale =
+                before.location() == Location::Current && record.location() == Location::Stale;
+            report.made_stale += usize::from(made_stale);
+            // A new write replaces the value whose copies failed.
+            let unparked = record.latest_write > before.latest_write && self.failing.forget(*id);
+            if (made_stale || unparked) && !self.plans.leased(*id) {
+                self.requeue(*id);
             }
         }
         // A key made stale, or a new one not copied yet: not every key is

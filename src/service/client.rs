@@ -325,6 +325,14 @@ pub fn combine(shards: &[super::proto::Status]) -> Result<super::proto::Status, 
         shard_count: count,
         versions: first.versions.clone(),
         tables: combine_tables(shards),
+        retrying_keys: add(|s| s.retrying_keys),
+        parked: sum(|s| s.parked),
+        // The shards' lists one after another, as many as one shard lists.
+        parked_keys: shards
+            .iter()
+            .flat_map(|s| s.parked_keys.iter().cloned())
+            .take(crate::scheduler::PARKED_KEYS_LISTED)
+            .collect(),
     })
 }
 

@@ -89,6 +89,18 @@ fn status_message(shared: &Shared, status: crate::scheduler::Status) -> proto::S
         shard_index: shared.shard.index,
         shard_count: shared.shard.count,
         versions: status.versions.name().to_string(),
+        retrying_keys: status.retrying_keys,
+        parked: counts(status.parked),
+        parked_keys: status
+            .parked_keys
+            .into_iter()
+            .map(|parked| proto::ParkedKey {
+                table: parked.table,
+                key: parked.key,
+                failures: parked.failures,
+                last_reason: parked.last_reason,
+            })
+            .collect(),
         tables: status
             .tables
             .into_iter()
@@ -448,6 +460,24 @@ impl Management for ManagementApi {
         self.shared.work.notify_waiters();
         tracing::info!(%phase, at = %format_instant(now_us()), "phase forced by the operator");
         self.status().await
+    }
+
+    async fn retry_parked(
+        &self,
+        request: Request<proto::RetryParkedRequest>,
+    ) -> Result<Response<proto::RetryParkedResponse>, Status> {
+        require_admin(&request, "RetryParked")?;
+        let keys = self
+            .shared
+            .scheduler
+            .run(|scheduler| scheduler.retry_parked())
+            .await?;
+        self.shared.work.notify_waiters();
+        let status = self.status().await?.into_inner();
+        Ok(Response::new(proto::RetryParkedResponse {
+            keys,
+            status: Some(status),
+        }))
     }
 }
 

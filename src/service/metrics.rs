@@ -135,6 +135,18 @@ fn render(shared: &Shared, gauges: Gauges) -> String {
         &one(counters.redelivered as f64),
     );
     metric(
+        "keys_retrying",
+        "gauge",
+        "Keys waiting to be offered again after failed copies.",
+        &one(gauges.retrying_keys as f64),
+    );
+    metric(
+        "keys_parked",
+        "gauge",
+        "Keys parked after max_copy_failures failures in a row.",
+        &one(gauges.parked_keys as f64),
+    );
+    metric(
         "lookups_total",
         "counter",
         "Keys located for routing.",

@@ -1,0 +1,213 @@
+//! Keys whose copies fail. A failed key is offered again after a delay
+//! that doubles with each failure in a row (from `copy_retry_us`, at most
+//! [`MAX_DOUBLINGS`] times), so that a failing key does not take every
+//! batch's first place. After `max_copy_failures` failures in a row it is
+//! parked, set aside until an operator's [`Scheduler::retry_parked`] or a
+//! new write to it, but only if other copies were accepted since its first
+//! failure: when nothing is accepted (the destination is down, or every
+//! executor fails alike) no key is to blame and every one is retried, at
+//! the longest delay, until copies go through again.
+//!
+//! Failures are kept in memory for the keys that failed (none in a healthy
+//! migration), not in the location map: a restart forgets them and gives
+//! every parked key another round.
+
+use std::collections::HashMap;
+
+use super::Scheduler;
+use crate::state::{KeyId, Location, LocationCounts};
+
+/// Doublings of the first retry delay at most (64 times it).
+pub const MAX_DOUBLINGS: u32 = 6;
+
+/// Longest first retry delay: an hour.
+pub const MAX_COPY_RETRY_US: i64 = 3600 * crate::time::SECOND_US;
+
+/// Longest failure reason kept per key, in bytes.
+const MAX_REASON_BYTES: usize = 1024;
+
+/// How many parked keys a status lists by name.
+pub const PARKED_KEYS_LISTED: usize = 20;
+
+/// A key whose copy failed, as the status lists it.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct ParkedKey {
+    pub table: String,
+    /// The key as text (UTF-8, or its bytes in hex).
+    pub key: String,
+    /// Failures in a row.
+    pub failures: u32,
+    /// What the executor said the last time.
+    pub last_reason: String,
+}
+
+#[derive(Debug)]
+struct Failing {
+    failures: u32,
+    /// Copies accepted (all keys) when this key first failed.
+    accepted_before: u64,
+    /// When the key may be offered again ([`i64::MAX`] once parked).
+    retry_at_us: i64,
+    reason: String,
+}
+
+impl Failing {
+    fn parked(&self) -> bool {
+        self.retry_at_us == i64::MAX
+    }
+}
+
+/// Whether a key may be offered, as far as its failures go.
+pub(super) enum Hold {
+    Free,
+    Until(i64),
+    Parked,
+}
+
+/// The keys that failed and are not copied since.
+#[derive(Debug, Default)]
+pub(super) struct FailingKeys {
+    keys: HashMap<KeyId, Failing>,
+    parked: usize,
+}
+
+impl FailingKeys {
+    pub fn hold(&self, id: KeyId, now_us: i64) -> Hold {
+        if self.keys.is_empty() {
+            return Hold::Free;
+        }
+        match self.keys.get(&id) {
+            Some(failing) if failing.parked() => Hold::Parked,
+            Some(failing) if failing.retry_at_us > now_us => Hold::Until(failing.retry_at_us),
+            _ => Hold::Free,
+        }
+    }
+
+    /// Forgets `id`'s failures (it was copied, or written again); whether
+    /// it was parked.
+    pub fn forget(&mut self, id: KeyId) -> bool {
+        if self.keys.is_empty() {
+            return false;
+        }
+        let parked = self
+            .keys
+            .remove(&id)
+            .is_some_and(|failing| failing.parked());
+        self.parked -= usize::from(parked);
+        parked
+    }
+
+    /// Keys failing but not parked, and keys parked.
+    pub fn counts(&self) -> (u64, u64) {
+        let parked = self.parked as u64;
+        (self.keys.len() as u64 - parked, parked)
+    }
+}
+
+impl Scheduler {
+    /// Counts a failed copy of a leased key: the key waits before it is
+    /// offered again, or is parked (see the module's documentation).
+    pub(super) fn copy_failed(&mut self, id: KeyId, reason: &str, now_us: i64) {
+        // Another call of the same batch may have copied it since.
+        if self.map.record(id).location() == Location::Current {
+            return;
+        }
+        let accepted = self.counters.accepted;
+        let failing = self.failing.keys.entry(id).or_insert(Failing {
+            failures: 0,
+            accepted_before: accepted,
+            retry_at_us: now_us,
+            reason: String::new(),
+        });
+        failing.failures += 1;
+        failing.reason.clear();
+        failing.reason.push_str(truncated(reason, MAX_REASON_BYTES));
+        let limit = self.config.max_copy_failures;
+        if limit > 0 && failing.failures >= limit && accepted > failing.accepted_before {
+            failing.retry_at_us = i64::MAX;
+            self.failing.parked += 1;
+            tracing::warn!(
+                key = %self.map.describe(id),
+                failures = failing.failures,
+                reason = %failing.reason,
+                "copy failed {limit} times in a row while other keys were copied; the key is parked until RetryParked or a new write to it"
+            );
+        } else {
+            let doublings = (failing.failures - 1).min(MAX_DOUBLINGS);
+            failing.retry_at_us = now_us.saturating_add(self.config.copy_retry_us << doublings);
+        }
+    }
+
+    /// Offers every parked key again, with its failures forgotten; how
+    /// many there were.
+    pub fn retry_parked(&mut self) -> u64 {
+        let parked: Vec<KeyId> = self
+            .failing
+            .keys
+            .iter()
+            .filter(|(_, failing)| failing.parked())
+            .map(|(&id, _)| id)
+            .collect();
+        for &id in &parked {
+            self.failing.forget(id);
+            if self.map.record(id).location() != Location::Current && !self.plans.leased(id) {
+                self.requeue(id);
+            }
+        }
+        if !parked.is_empty() {
+            tracing::info!(keys = parked.len(), "parked keys offered again");
+        }
+        parked.len() as u64
+    }
+
+    /// The parked keys' count and bytes, and the first
+    /// [`PARKED_KEYS_LISTED`] of them in key order.
+    pub(super) fn parked_keys(&self) -> (LocationCounts, Vec<ParkedKey>) {
+        let mut parked: Vec<(KeyId, &Failing)> = self
+            .failing
+            .keys
+            .iter()
+            .filter(|(_, failing)| failing.parked())
+            .map(|(&id, failing)| (id, failing))
+            .collect();
+        parked.sort_unstable_by_key(|&(id, _)| id);
+        let counts = LocationCounts {
+            keys: parked.len() as u64,
+            bytes: parked
+                .iter()
+                .map(|&(id, _)| self.map.record(id).size_bytes)
+                .sum(),
+        };
+        let listed = parked
+            .iter()
+            .take(PARKED_KEYS_LISTED)
+            .map(|&(id, failing)| ParkedKey {
+                table: self.map.table_name(id).to_string(),
+                key: crate::keys::display_key(self.map.key(id)),
+                failures: failing.failures,
+                last_reason: failing.reason.clone(),
+            })
+            .collect();
+        (counts, listed)
+    }
+}
+
+fn truncated(text: &str, max_bytes: usize) -> &str {
+    let mut end = text.len().min(max_bytes);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_are_cut_at_a_character_boundary() {
+        assert_eq!(truncated("abc", 2), "ab");
+        assert_eq!(truncated("aé", 2), "a");
+        assert_eq!(truncated("aé", 3), "aé");
+    }
+}
