@@ -658,7 +658,12 @@ fn the_operator_offers_parked_keys_again_and_the_migration_completes() {
 #[test]
 fn keys_acknowledged_out_of_their_lease_order_are_each_found_and_ended() {
     let dir = tempfile::tempdir().unwrap();
-    let mut scheduler = planned(dir.path(), config(), 30, Phase::Background);
+    // Failed keys come back at once, with no retry delay.
+    let config = SchedulerConfig {
+        copy_retry_us: 0,
+        ..config()
+    };
+    let mut scheduler = planned(dir.path(), config, 30, Phase::Background);
     let now = T0 + SECOND;
 
     // Per key, last key first, the second failed.

@@ -10,10 +10,14 @@
 //! - every key's location is the model's: an accepted copy is never lost,
 //!   a key written after its copy is never CURRENT;
 //! - the status counts agree with the model;
+//! - a failed key waits its retry delay (doubling with each failure in a
+//!   row) and is parked after `max_copy_failures` of them if copies were
+//!   accepted since its first, until a new write or a restart;
 //! - in BACKGROUND, "nothing due" means no key is waiting.
 //!
-//! And once writes stop, leasing and copying until nothing is due leaves
-//! every key CURRENT and the migration CUTOVER_READY.
+//! And once writes stop and the parked keys are offered again, leasing and
+//! copying until nothing is due leaves every key CURRENT and the migration
+//! CUTOVER_READY.
 
 mod common;
 
@@ -126,9 +130,52 @@ struct Key {
     copied: Option<u64>,
     /// The live lease holding it (0: none).
     holder: u64,
+    /// Failed copies in a row, copies accepted (all keys) when the first
+    /// of them came, and when it may be leased again.
+    failures: u32,
+    accepted_before: u64,
+    retry_at: i64,
+    parked: bool,
 }
 
 impl Key {
+    fn new(table: &'static str, key: Vec<u8>, latest_write: u64) -> Key {
+        Key {
+            table,
+            key,
+            latest_write,
+            copied: None,
+            holder: 0,
+            failures: 0,
+            accepted_before: 0,
+            retry_at: 0,
+            parked: false,
+        }
+    }
+
+    fn forget_failures(&mut self) {
+        self.failures = 0;
+        self.parked = false;
+        self.retry_at = 0;
+    }
+
+    /// A failed copy under its lease at `now`, `accepted` copies accepted
+    /// so far (this call's included); nothing for a key copied meanwhile.
+    fn failed(&mut self, accepted: u64, now: i64) {
+        if self.location() == Location::Current {
+            return;
+        }
+        if self.failures == 0 {
+            self.accepted_before = accepted;
+        }
+        self.failures += 1;
+        if self.failures >= MAX_COPY_FAILURES && accepted > self.accepted_before {
+            self.parked = true;
+        } else {
+            self.retry_at = now + (RETRY_US << (self.failures - 1).min(6));
+        }
+    }
+
     fn location(&self) -> Location {
         match self.copied {
             None => Location::SourceOnly,
@@ -137,17 +184,21 @@ impl Key {
         }
     }
 
-    /// The outcome of a copy at `version`, applied.
-    fn copy(&mut self, version: u64) -> AckOutcome {
+    /// The outcome of a copy at `version`, applied; `accepted` counts the
+    /// copies accepted.
+    fn copy(&mut self, version: u64, accepted: &mut u64) -> AckOutcome {
         if version < self.latest_write {
             AckOutcome::Stale {
                 copied: version,
                 latest_write: self.latest_write,
             }
         } else if self.copied.is_some_and(|copied| copied >= version) {
+            self.forget_failures();
             AckOutcome::AlreadyCurrent
         } else {
             self.copied = Some(version);
+            self.forget_failures();
+            *accepted += 1;
             AckOutcome::Accepted
         }
     }
@@ -170,6 +221,8 @@ struct Model {
     leases: Vec<LeaseModel>,
     paused: bool,
     restarts: usize,
+    /// Copies accepted, all keys.
+    accepted: u64,
 }
 
 impl Model {
@@ -186,13 +239,15 @@ impl Model {
         }
     }
 
-    fn void_leases(&mut self) {
+    /// A restart: leases void, failures forgotten.
+    fn restart(&mut self) {
         self.restarts += 1;
         for lease in &mut self.leases {
             lease.live = false;
         }
         for key in &mut self.keys {
             key.holder = 0;
+            key.forget_failures();
         }
     }
 
@@ -219,11 +274,12 @@ impl Model {
         }
     }
 
-    fn waiting(&self, table: Option<&str>) -> usize {
+    fn waiting(&self, table: Option<&str>, now: i64) -> usize {
         self.keys
             .iter()
             .filter(|key| table.is_none_or(|t| t == key.table))
             .filter(|key| key.holder == 0 && key.location() != Location::Current)
+            .filter(|key| !key.parked && key.retry_at <= now)
             .count()
     }
 }
@@ -254,9 +310,15 @@ fn planned_keys(n: usize, sizes: &[u16]) -> Candidates {
     candidates
 }
 
+/// A failed key's first retry delay, and the failures that park it.
+const RETRY_US: i64 = SECOND;
+const MAX_COPY_FAILURES: u32 = 2;
+
 fn config() -> SchedulerConfig {
     let mut config = SchedulerConfig {
         lease_duration_us: LEASE_US,
+        copy_retry_us: RETRY_US,
+        max_copy_failures: MAX_COPY_FAILURES,
         ..SchedulerConfig::default()
     };
     config.sample.fraction = 0.3;
@@ -309,15 +371,10 @@ fn run(planned: usize, sizes: &[u16], steps: &[Step], durable: bool) -> Result<(
         leases: Vec::new(),
         paused: false,
         restarts: 0,
+        accepted: 0,
     };
     for i in 0..planned + UNPLANNED {
-        let key = Key {
-            table: TABLES[i % 2],
-            key: format!("k{i}").into_bytes(),
-            latest_write: 0,
-            copied: None,
-            holder: 0,
-        };
+        let key = Key::new(TABLES[i % 2], format!("k{i}").into_bytes(), 0);
         if i < planned {
             model.index.insert((key.table, key.key.clone()), i);
             model.keys.push(key);
@@ -372,6 +429,11 @@ fn run(planned: usize, sizes: &[u16], steps: &[Step], durable: bool) -> Result<(
                                 key.location() != Location::Current,
                                 "step {n}: a current key was leased"
                             );
+                            prop_assert!(!key.parked, "step {n}: a parked key was leased");
+                            prop_assert!(
+                                key.retry_at <= now,
+                                "step {n}: a failed key was leased inside its retry delay"
+                            );
                             prop_assert!(table.is_none_or(|t| t == key.table));
                             prop_assert_eq!(leased.min_version, key.latest_write);
                             key.holder = lease.id;
@@ -390,7 +452,7 @@ fn run(planned: usize, sizes: &[u16], steps: &[Step], durable: bool) -> Result<(
                         prop_assert!(!model.paused);
                         if phase == Phase::Background {
                             prop_assert_eq!(
-                                model.waiting(table),
+                                model.waiting(table, now),
                                 0,
                                 "step {}: nothing due in BACKGROUND with keys waiting",
                                 n
@@ -413,6 +475,7 @@ fn run(planned: usize, sizes: &[u16], steps: &[Step], durable: bool) -> Result<(
                 let mut acks = Vec::new();
                 let mut expected = Vec::new();
                 let mut named = Vec::new();
+                let mut failed = Vec::new();
                 for (position, &(index, leased_at)) in
                     model.leases[lease].keys.clone().iter().enumerate()
                 {
@@ -423,6 +486,7 @@ fn run(planned: usize, sizes: &[u16], steps: &[Step], durable: bool) -> Result<(
                     let key = &mut model.keys[index];
                     let result = if fail & (1 << (position % 8)) != 0 {
                         expected.push(if key.holder == id {
+                            failed.push(index);
                             AckOutcome::Requeued
                         } else {
                             AckOutcome::NotLeased
@@ -437,7 +501,7 @@ fn run(planned: usize, sizes: &[u16], steps: &[Step], durable: bool) -> Result<(
                             Version::Below(d) => leased_at.saturating_sub(u64::from(*d)),
                             Version::Exactly(v) => u64::from(*v),
                         };
-                        expected.push(key.copy(version));
+                        expected.push(key.copy(version, &mut model.accepted));
                         AckResult::Copied { version }
                     };
                     acks.push(Ack {
@@ -452,6 +516,9 @@ fn run(planned: usize, sizes: &[u16], steps: &[Step], durable: bool) -> Result<(
                     if model.keys[index].holder == id {
                         model.keys[index].holder = 0;
                     }
+                }
+                for index in failed {
+                    model.keys[index].failed(model.accepted, now);
                 }
                 model.settle(lease);
             }
@@ -472,7 +539,7 @@ fn run(planned: usize, sizes: &[u16], steps: &[Step], durable: bool) -> Result<(
                     named_keys.push(index);
                     let key = &mut model.keys[index];
                     if live {
-                        expected_named.push(key.copy(leased_at + 1));
+                        expected_named.push(key.copy(leased_at + 1, &mut model.accepted));
                     }
                     acks.push(Ack {
                         table: key.table.into(),
@@ -505,7 +572,7 @@ fn run(planned: usize, sizes: &[u16], steps: &[Step], durable: bool) -> Result<(
                     if key.holder != id || named_keys.contains(&index) {
                         continue;
                     }
-                    match key.copy(leased_at) {
+                    match key.copy(leased_at, &mut model.accepted) {
                         AckOutcome::Accepted => accepted += 1,
                         other => others.push((position as u32, other)),
                     }
@@ -572,6 +639,9 @@ fn run(planned: usize, sizes: &[u16], steps: &[Step], durable: bool) -> Result<(
                     Some(&index) => {
                         let key = &mut model.keys[index];
                         let was_current = key.location() == Location::Current;
+                        if version > key.latest_write {
+                            key.forget_failures();
+                        }
                         key.latest_write = key.latest_write.max(version);
                         (
                             0,
@@ -580,13 +650,7 @@ fn run(planned: usize, sizes: &[u16], steps: &[Step], durable: bool) -> Result<(
                     }
                     None => {
                         model.index.insert((table, name.clone()), model.keys.len());
-                        model.keys.push(Key {
-                            table,
-                            key: name,
-                            latest_write: version,
-                            copied: None,
-                            holder: 0,
-                        });
+                        model.keys.push(Key::new(table, name, version));
                         (1, 0)
                     }
                 };
@@ -624,26 +688,36 @@ fn run(planned: usize, sizes: &[u16], steps: &[Step], durable: bool) -> Result<(
             }
             Step::Restart => {
                 subject.restart(now);
-                model.void_leases();
+                model.restart();
             }
         }
         model.expire(now);
         agree(subject.get(), &model, now, n)?;
     }
 
-    // Writes stop: copy until nothing is due.
+    // Writes stop, parked keys are offered again: copy until nothing is
+    // due, the clock moved on to each retry delay's end.
     now += LEASE_US + SECOND;
     model.expire(now);
     subject.get().resume().unwrap();
     subject.get().force_phase(Phase::Background).unwrap();
-    for _ in 0..=model.keys.len() {
+    let parked = model.keys.iter().filter(|key| key.parked).count() as u64;
+    prop_assert_eq!(subject.get().retry_parked(), parked);
+    for _ in 0..=2 * model.keys.len() {
         let request = LeaseRequest {
             max_keys: 4,
             max_bytes: u64::MAX,
             tables: Vec::new(),
         };
-        let Ok(lease) = subject.get().lease(&request, now) else {
-            break;
+        let lease = match subject.get().lease(&request, now) {
+            Ok(lease) => lease,
+            Err(Idle::NothingDue {
+                next_due_us: Some(due),
+            }) => {
+                now = now.max(due);
+                continue;
+            }
+            Err(_) => break,
         };
         let acks = common::copied_as_leased(&lease);
         let outcomes = subject.get().acknowledge(lease.id, &acks, now).unwrap();
@@ -710,6 +784,15 @@ fn agree(
         step
     );
     prop_assert_eq!(status.paused, model.paused);
+    prop_assert_eq!(
+        (status.retrying_keys, status.parked.keys),
+        (
+            count(&|k| k.failures > 0 && !k.parked),
+            count(&|k| k.parked)
+        ),
+        "after step {}",
+        step
+    );
     // The status's running tallies against a walk over the stored records.
     let map = scheduler.map();
     let (mut sample, mut sample_current, mut bytes) = (0, 0, 0);

@@ -246,11 +246,12 @@ impl Scheduler {
                     if let Some(&(_, ahead, _)) = others.get(at + AHEAD) {
                         self.map.prefetch_record(ahead);
                     }
-                    match pending.judge_copy(&mut self.plans, &self.map, id, version) {
-                        AckOutcome::Accepted => {
-                            self.failing.forget(id);
-                            outcome.others_accepted += 1
-                        }
+                    let judged = pending.judge_copy(&mut self.plans, &self.map, id, version);
+                    if matches!(judged, AckOutcome::Accepted | AckOutcome::AlreadyCurrent) {
+                        self.failing.forget(id);
+                    }
+                    match judged {
+                        AckOutcome::Accepted => outcome.others_accepted += 1,
                         other => outcome.others_not_accepted.push((place as u32, other)),
                     }
                     released.push((id, call.lease, place));

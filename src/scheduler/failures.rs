@@ -84,17 +84,16 @@ impl FailingKeys {
     }
 
     /// Forgets `id`'s failures (it was copied, or written again); whether
-    /// it was parked.
+    /// it had any.
     pub fn forget(&mut self, id: KeyId) -> bool {
         if self.keys.is_empty() {
             return false;
         }
-        let parked = self
-            .keys
-            .remove(&id)
-            .is_some_and(|failing| failing.parked());
-        self.parked -= usize::from(parked);
-        parked
+        let Some(failing) = self.keys.remove(&id) else {
+            return false;
+        };
+        self.parked -= usize::from(failing.parked());
+        true
     }
 
     /// Keys failing but not parked, and keys parked.

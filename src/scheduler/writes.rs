@@ -77,9 +77,11 @@ impl Scheduler {
             let made_stale =
                 before.location() == Location::Current && record.location() == Location::Stale;
             report.made_stale += usize::from(made_stale);
-            // A new write replaces the value whose copies failed.
-            let unparked = record.latest_write > before.latest_write && self.failing.forget(*id);
-            if (made_stale || unparked) && !self.plans.leased(*id) {
+            // A new write replaces the value whose copies failed: the key
+            // is offered at once, parked or waiting out a retry delay.
+            let failures_forgotten =
+                record.latest_write > before.latest_write && self.failing.forget(*id);
+            if (made_stale || failures_forgotten) && !self.plans.leased(*id) {
                 self.requeue(*id);
             }
         }
