@@ -116,6 +116,14 @@ fn copied(key: &proto::LeasedKey, version: u64) -> proto::KeyAck {
     }
 }
 
+fn failure(key: &proto::LeasedKey, reason: &str) -> proto::KeyAck {
+    proto::KeyAck {
+        table: key.table.clone(),
+        key: key.key.clone(),
+        result: Some(key_ack::Result::Failure(reason.into())),
+    }
+}
+
 async fn status(clients: &mut Clients) -> proto::Status {
     clients
         .management
@@ -645,11 +653,7 @@ async fn lease_ids_cannot_be_guessed_to_take_another_executors_keys() {
             acks: first
                 .keys
                 .iter()
-                .map(|key| proto::KeyAck {
-                    table: key.table.clone(),
-                    key: key.key.clone(),
-                    result: Some(key_ack::Result::Failure("guessed".into())),
-                })
+                .map(|key| failure(key, "guessed"))
                 .collect(),
         };
         let answer = clients
@@ -734,11 +738,7 @@ async fn a_lease_answers_only_to_the_token_that_took_it() {
         acks: taken
             .keys
             .iter()
-            .map(|key| proto::KeyAck {
-                table: key.table.clone(),
-                key: key.key.clone(),
-                result: Some(key_ack::Result::Failure("not mine".into())),
-            })
+            .map(|key| failure(key, "not mine"))
             .collect(),
     };
     let refused = beta.executor.acknowledge(failures).await.unwrap_err();
@@ -1511,11 +1511,7 @@ async fn a_compact_acknowledgement_judges_each_key_of_the_lease() {
     let failed = &lease.keys[7];
     let compact = proto::AcknowledgeRequest {
         lease_id: lease.lease_id,
-        acks: vec![proto::KeyAck {
-            table: failed.table.clone(),
-            key: failed.key.clone(),
-            result: Some(key_ack::Result::Failure("disk full".into())),
-        }],
+        acks: vec![failure(failed, "disk full")],
         others_copied_at_leased_version: true,
     };
     let answer = clients
@@ -1595,11 +1591,7 @@ async fn a_key_that_keeps_failing_is_parked_named_and_offered_again_by_the_opera
             .iter()
             .map(|key| copied(key, key.min_version))
             .collect();
-        acks.push(proto::KeyAck {
-            table: failing.table.clone(),
-            key: failing.key.clone(),
-            result: Some(key_ack::Result::Failure(reason.into())),
-        });
+        acks.push(failure(&failing, reason));
         clients
             .executor
             .acknowledge(proto::AcknowledgeRequest {
@@ -1843,11 +1835,7 @@ async fn fail_under(
         .executor
         .acknowledge(proto::AcknowledgeRequest {
             lease_id,
-            acks: vec![proto::KeyAck {
-                table: key.table.clone(),
-                key: key.key.clone(),
-                result: Some(key_ack::Result::Failure("gave up".into())),
-            }],
+            acks: vec![failure(key, "gave up")],
             others_copied_at_leased_version: false,
         })
         .await
