@@ -16,6 +16,8 @@ runtime. Used by the equality test (tests/sql_spark.rs).
 """
 import argparse
 import pathlib
+import shutil
+import tempfile
 import time
 
 from pyspark.sql import SparkSession
@@ -49,9 +51,12 @@ def main() -> None:
     }.items():
         prelude = prelude.replace("{" + name + "}", value)
     (query,) = statements((here / args.sql).read_text())
+    # Spark makes its warehouse folder where it runs unless told otherwise.
+    warehouse = tempfile.mkdtemp(prefix="shadowcast-spark-warehouse-")
     spark = (
         SparkSession.builder.master(args.master)
         .appName(f"shadowcast {args.sql}")
+        .config("spark.sql.warehouse.dir", warehouse)
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.ui.enabled", "false")
         .config("spark.ui.showConsoleProgress", "false")
@@ -64,6 +69,7 @@ def main() -> None:
     spark.sql(query).write.mode("overwrite").parquet(args.out)
     print(f"spark {spark.version} {args.sql}: written in {time.perf_counter() - started:.3f}s")
     spark.stop()
+    shutil.rmtree(warehouse, ignore_errors=True)
 
 
 if __name__ == "__main__":
