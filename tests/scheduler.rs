@@ -656,6 +656,30 @@ fn the_operator_offers_parked_keys_again_and_the_migration_completes() {
 }
 
 #[test]
+fn a_failing_key_the_policy_then_excludes_is_no_longer_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let (names, candidates) = many(6);
+    let mut scheduler = open(dir.path(), config());
+    scheduler
+        .plan(&candidates, &Decisions::neutral(candidates.len()))
+        .unwrap();
+    scheduler.force_phase(Phase::Background).unwrap();
+    let lease = scheduler.lease(&request(6), T0).unwrap();
+    let failing = String::from_utf8(lease.keys[0].key.clone()).unwrap();
+    fail_one(&mut scheduler, &lease, failing.as_bytes(), "timeout", T0);
+    assert_eq!(scheduler.status(T0).retrying_keys, 1);
+    assert_eq!(scheduler.gauges().retrying_keys, 1);
+
+    let mut decisions = Decisions::neutral(candidates.len());
+    let excluded = names.iter().position(|name| *name == failing).unwrap();
+    decisions.weight[excluded] = 0.0;
+    scheduler.plan(&candidates, &decisions).unwrap();
+    let status = scheduler.status(T0);
+    assert_eq!((status.retrying_keys, status.parked.keys), (0, 0));
+    assert_eq!(scheduler.gauges().retrying_keys, 0);
+}
+
+#[test]
 fn keys_acknowledged_out_of_their_lease_order_are_each_found_and_ended() {
     let dir = tempfile::tempdir().unwrap();
     // Failed keys come back at once, with no retry delay.

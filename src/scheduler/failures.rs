@@ -15,6 +15,7 @@
 use std::collections::HashMap;
 
 use super::Scheduler;
+use super::queues::EXCLUDED;
 use crate::state::{KeyId, Location, LocationCounts};
 
 /// Doublings of the first retry delay at most (64 times it).
@@ -68,7 +69,6 @@ pub(super) enum Hold {
 #[derive(Debug, Default)]
 pub(super) struct FailingKeys {
     keys: HashMap<KeyId, Failing>,
-    parked: usize,
 }
 
 impl FailingKeys {
@@ -89,17 +89,7 @@ impl FailingKeys {
         if self.keys.is_empty() {
             return false;
         }
-        let Some(failing) = self.keys.remove(&id) else {
-            return false;
-        };
-        self.parked -= usize::from(failing.parked());
-        true
-    }
-
-    /// Keys failing but not parked, and keys parked.
-    pub fn counts(&self) -> (u64, u64) {
-        let parked = self.parked as u64;
-        (self.keys.len() as u64 - parked, parked)
+        self.keys.remove(&id).is_some()
     }
 }
 
@@ -124,7 +114,6 @@ impl Scheduler {
         let limit = self.config.max_copy_failures;
         if limit > 0 && failing.failures >= limit && accepted > failing.accepted_before {
             failing.retry_at_us = i64::MAX;
-            self.failing.parked += 1;
             tracing::warn!(
                 key = %self.map.describe(id),
                 failures = failing.failures,
@@ -159,15 +148,34 @@ impl Scheduler {
         parked.len() as u64
     }
 
+    /// The failing keys the status counts: a key the plan excludes is
+    /// never offered, whatever its failures.
+    fn counted_failures(&self) -> impl Iterator<Item = (KeyId, &Failing)> {
+        self.failing
+            .keys
+            .iter()
+            .filter(|&(&id, _)| self.plans.class(id) != EXCLUDED)
+            .map(|(&id, failing)| (id, failing))
+    }
+
+    /// Keys waiting out a retry delay, and keys parked.
+    pub(super) fn failure_counts(&self) -> (u64, u64) {
+        self.counted_failures()
+            .fold((0, 0), |(retrying, parked), (_, failing)| {
+                if failing.parked() {
+                    (retrying, parked + 1)
+                } else {
+                    (retrying + 1, parked)
+                }
+            })
+    }
+
     /// The parked keys' count and bytes, and the first
     /// [`PARKED_KEYS_LISTED`] of them in key order.
     pub(super) fn parked_keys(&self) -> (LocationCounts, Vec<ParkedKey>) {
         let mut parked: Vec<(KeyId, &Failing)> = self
-            .failing
-            .keys
-            .iter()
+            .counted_failures()
             .filter(|(_, failing)| failing.parked())
-            .map(|(&id, failing)| (id, failing))
             .collect();
         parked.sort_unstable_by_key(|&(id, _)| id);
         let counts = LocationCounts {

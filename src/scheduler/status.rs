@@ -174,7 +174,7 @@ impl Scheduler {
             eta_seconds: None,
             live_leases: self.leases.len() as u64,
             counters: self.counters,
-            retrying_keys: self.failing.counts().0,
+            retrying_keys: self.failure_counts().0,
             parked: LocationCounts::default(),
             parked_keys: Vec::new(),
             versions: self.config.versions,
@@ -267,6 +267,7 @@ pub struct Gauges {
 
 impl Scheduler {
     pub fn gauges(&self) -> Gauges {
+        let (retrying_keys, parked_keys) = self.failure_counts();
         let mut queued = [0u64; 4];
         for table in &self.queues {
             for (slot, count) in queued.iter_mut().enumerate() {
@@ -285,8 +286,8 @@ impl Scheduler {
             live_leases: self.leases.len() as u64,
             confidence: self.last_confidence.map(|(_, value)| value),
             counters: self.counters,
-            retrying_keys: self.failing.counts().0,
-            parked_keys: self.failing.counts().1,
+            retrying_keys,
+            parked_keys,
         }
     }
 }
