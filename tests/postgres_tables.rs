@@ -373,15 +373,15 @@ fn a_live_migration_survives_killed_capture_and_executor_and_verifies_clean() {
         capture.stderr()
     );
 
-    let status = status(&runtime, &mut clients);
+    let ready = status(&runtime, &mut clients);
     assert_eq!(
-        status.phase,
+        ready.phase,
         proto::Phase::CutoverReady as i32,
         "{}",
-        status.json
+        ready.json
     );
     assert!(
-        status.total.unwrap().keys > total,
+        ready.total.unwrap().keys > total,
         "keys inserted by the application were captured and tracked"
     );
     let verified = Command::new(BIN)
@@ -449,6 +449,61 @@ fn a_live_migration_survives_killed_capture_and_executor_and_verifies_clean() {
                      = sum(keys_total) FILTER (WHERE scope = 'migration'))::text FROM shadowcast_status"
         ),
         "true"
+    );
+
+    // A TRUNCATE in the source: the capture reports the table, every key of
+    // it is copied again (each copy deletes the row), and the migration
+    // comes back to CUTOVER_READY with the table empty on both sides.
+    let lines = status(&runtime, &mut clients)
+        .tables
+        .iter()
+        .find(|t| t.table == "order_lines")
+        .map(|t| t.total.unwrap().keys)
+        .unwrap();
+    client(&source)
+        .batch_execute("TRUNCATE order_lines")
+        .unwrap();
+    wait_until(
+        "the truncation to send order_lines back to BACKGROUND",
+        Duration::from_secs(30),
+        || {
+            let now = status(&runtime, &mut clients);
+            let table = now
+                .tables
+                .iter()
+                .find(|t| t.table == "order_lines")
+                .unwrap();
+            now.phase == proto::Phase::Background as i32
+                && table.current.unwrap_or_default().keys == 0
+        },
+    );
+    assert!(
+        capture.stderr().contains("table truncated in the source"),
+        "{}",
+        capture.stderr()
+    );
+    let mut executor = Process::start(&executor_args, dir.path().join("executor-3.log"));
+    let finished = executor.wait(Duration::from_secs(120));
+    assert!(finished.success(), "{}", executor.stderr());
+    let after = status(&runtime, &mut clients);
+    assert_eq!(after.phase, proto::Phase::CutoverReady as i32);
+    let table = after
+        .tables
+        .iter()
+        .find(|t| t.table == "order_lines")
+        .unwrap();
+    assert_eq!(
+        (table.total.unwrap().keys, table.current.unwrap().keys),
+        (lines, lines)
+    );
+    assert_eq!(
+        one(&destination, "SELECT count(*)::text FROM order_lines"),
+        "0"
+    );
+    assert_eq!(
+        digest(&source, "orders", "region, id"),
+        digest(&destination, "orders", "region, id"),
+        "the other tables are untouched"
     );
 
     // The operator ends the migration: the capture drops its slot and stops.

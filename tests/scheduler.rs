@@ -680,6 +680,46 @@ fn a_failing_key_the_policy_then_excludes_is_no_longer_counted() {
 }
 
 #[test]
+fn a_truncated_table_has_every_tracked_key_copied_again() {
+    let dir = tempfile::tempdir().unwrap();
+    // 12 keys: k00000, k00003, k00006 and k00009 in orders, 8 in users.
+    let mut scheduler = planned(dir.path(), config(), 12, Phase::Background);
+    while let Ok(lease) = scheduler.lease(&request(5), T0) {
+        let acks = common::copied_as_leased(&lease);
+        scheduler.acknowledge(lease.id, &acks, T0).unwrap();
+    }
+    assert_eq!(scheduler.advance(T0), Phase::CutoverReady);
+
+    let report = scheduler
+        .record_truncations(&[("orders".into(), 50), ("nowhere".into(), 60)], T0)
+        .unwrap();
+    assert_eq!((report.made_stale, report.new_keys), (4, 0));
+    let status = scheduler.status(T0);
+    assert_eq!(status.phase, Phase::Background);
+    assert_eq!((status.stale.keys, status.current.keys), (4, 8));
+    let lease = scheduler.lease(&request(100), T0).unwrap();
+    let mut again = keys_of(&lease);
+    again.sort();
+    assert_eq!(again, ["k00000", "k00003", "k00006", "k00009"]);
+    assert!(
+        lease
+            .keys
+            .iter()
+            .all(|k| k.table == "orders" && k.min_version == 50)
+    );
+    let acks = common::copied_as_leased(&lease);
+    scheduler.acknowledge(lease.id, &acks, T0).unwrap();
+    assert_eq!(scheduler.advance(T0), Phase::CutoverReady);
+
+    // A truncation older than what was copied changes nothing.
+    let report = scheduler
+        .record_truncations(&[("orders".into(), 40)], T0)
+        .unwrap();
+    assert_eq!(report.made_stale, 0);
+    assert_eq!(scheduler.advance(T0), Phase::CutoverReady);
+}
+
+#[test]
 fn keys_acknowledged_out_of_their_lease_order_are_each_found_and_ended() {
     let dir = tempfile::tempdir().unwrap();
     // Failed keys come back at once, with no retry delay.

@@ -304,6 +304,7 @@ async fn expired_leases_are_offered_again_and_acks_are_judged_by_version() {
                 version: version + 10,
                 size_bytes: Some(100),
             }],
+            truncations: vec![],
         })
         .await
         .unwrap()
@@ -403,6 +404,7 @@ async fn malformed_requests_are_named_and_the_service_keeps_serving() {
             version: 1,
             size_bytes: None,
         }],
+        truncations: vec![],
     };
     invalid(
         clients.executor.report_writes(empty_key).await.unwrap_err(),
@@ -539,7 +541,10 @@ async fn implausible_versions_and_oversized_calls_are_refused_and_store_nothing(
         version,
         size_bytes: None,
     };
-    let report = |writes: Vec<proto::Write>| proto::ReportWritesRequest { writes };
+    let report = |writes: Vec<proto::Write>| proto::ReportWritesRequest {
+        writes,
+        truncations: vec![],
+    };
     let refused = |status: tonic::Status, code: Code, words: &[&str]| {
         assert_eq!(status.code(), code, "{status:?}");
         for word in words {
@@ -1126,6 +1131,7 @@ async fn random_and_mangled_requests_never_blame_the_service() {
                     version: 5,
                     size_bytes: Some(10),
                 }],
+                truncations: vec![],
             }
             .encode_to_vec(),
         ),
@@ -1505,6 +1511,7 @@ async fn a_compact_acknowledgement_judges_each_key_of_the_lease() {
                 version: written.min_version + 5,
                 size_bytes: None,
             }],
+            truncations: vec![],
         })
         .await
         .unwrap();
@@ -1665,6 +1672,91 @@ async fn a_key_that_keeps_failing_is_parked_named_and_offered_again_by_the_opera
     );
 }
 
+/// A truncation reported with ReportWrites sends every key of its table
+/// that was current back to be copied; a bad one is refused whole, naming
+/// the field.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reported_truncation_sends_its_tables_keys_back_and_bad_ones_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = logs(dir.path());
+    let service = Service::start(dir.path(), &logs, &[]);
+    let mut clients = service.clients(None).await;
+    force(&mut clients, proto::Phase::Background).await;
+    let lease = clients
+        .executor
+        .lease(lease_request(50))
+        .await
+        .unwrap()
+        .into_inner();
+    clients
+        .executor
+        .acknowledge(proto::AcknowledgeRequest {
+            lease_id: lease.lease_id,
+            acks: lease
+                .keys
+                .iter()
+                .map(|k| copied(k, k.min_version))
+                .collect(),
+            others_copied_at_leased_version: false,
+        })
+        .await
+        .unwrap();
+    let table = lease.keys[0].table.clone();
+    let in_table = lease.keys.iter().filter(|k| k.table == table).count() as u64;
+    let version = lease.keys.iter().map(|k| k.min_version).max().unwrap() + 1;
+    let truncation = |table: &str, version: u64| proto::Truncation {
+        table: table.into(),
+        version,
+    };
+    let before = status(&mut clients).await;
+
+    for (truncations, field) in [
+        (vec![truncation("", version)], "truncations[0].table"),
+        (
+            vec![
+                truncation(&table, version),
+                truncation(&table, u64::MAX / 2),
+            ],
+            "truncations[1].version",
+        ),
+    ] {
+        let refused = clients
+            .executor
+            .report_writes(proto::ReportWritesRequest {
+                writes: vec![],
+                truncations,
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+        assert!(refused.message().contains(field), "{refused:?}");
+    }
+    assert_eq!(
+        status(&mut clients).await.current.unwrap().keys,
+        before.current.unwrap().keys,
+        "a refused call changes nothing"
+    );
+
+    let answer = clients
+        .executor
+        .report_writes(proto::ReportWritesRequest {
+            writes: vec![],
+            truncations: vec![
+                truncation(&table, version),
+                truncation("no_such_table", version),
+            ],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((answer.made_stale, answer.new_keys), (in_table, 0));
+    let after = status(&mut clients).await;
+    assert_eq!(
+        after.current.unwrap().keys,
+        before.current.unwrap().keys - in_table
+    );
+}
+
 /// The value of the sample `name` (labels included) on a /metrics page.
 fn sample(page: &str, name: &str) -> f64 {
     page.lines()
@@ -1723,6 +1815,7 @@ async fn metrics_say_where_calls_spend_their_time() {
                 version: written.min_version + 1,
                 size_bytes: None,
             }],
+            truncations: vec![],
         })
         .await
         .unwrap();
@@ -2305,6 +2398,7 @@ async fn a_migration_across_three_shards_survives_a_killed_shard() {
                 version: 1,
                 size_bytes: Some(10),
             }],
+            truncations: vec![],
         })
         .await
         .unwrap_err();
@@ -2345,12 +2439,15 @@ async fn a_migration_across_three_shards_survives_a_killed_shard() {
         .as_ref()
         .map_or(0, |row| row.version);
     let routed_write = routed
-        .report_writes(vec![proto::Write {
-            table: table.clone(),
-            key: key.clone(),
-            version: seeded_version,
-            size_bytes: Some(10),
-        }])
+        .report_writes(
+            vec![proto::Write {
+                table: table.clone(),
+                key: key.clone(),
+                version: seeded_version,
+                size_bytes: Some(10),
+            }],
+            &[],
+        )
         .await
         .unwrap();
     assert_eq!((routed_write.new_keys, routed_write.made_stale), (0, 0));

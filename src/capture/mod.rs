@@ -5,8 +5,9 @@
 //! the capture records the slot it made and keeps the `shadowcast_status`
 //! table), the service's endpoints.
 //! Gives: ReportWrites for each committed change (inserts, updates,
-//! deletes; an update that changes a key reports both keys), and the
-//! status table refreshed every few seconds.
+//! deletes; an update that changes a key reports both keys; a TRUNCATE
+//! reports its tables, whose every tracked key the service then copies
+//! again), and the status table refreshed every few seconds.
 //! Guarantees: the slot is confirmed only up to transactions the service
 //! has accepted, so a crash of the capture or of the service loses no
 //! write and re-sends at most what was not confirmed (a re-sent write is
@@ -64,6 +65,8 @@ pub struct CaptureOptions {
 pub struct CaptureReport {
     pub transactions: u64,
     pub writes: u64,
+    /// Tables reported truncated (once per truncating transaction).
+    pub truncations: u64,
     /// Commit to accepted by the service, per transaction, in microseconds.
     pub lags_us: Vec<i64>,
     /// The migration was DONE and the slot dropped.
@@ -130,8 +133,27 @@ pub fn run(options: &CaptureOptions, stop: &AtomicBool) -> anyhow::Result<Captur
                     })
                 })
                 .collect();
+            let truncations: Vec<proto::Truncation> = committed
+                .iter()
+                .flat_map(|txn| {
+                    txn.truncated.iter().map(|table| proto::Truncation {
+                        table: table.clone(),
+                        version: txn.commit_lsn,
+                    })
+                })
+                .collect();
+            for table in &truncations {
+                tracing::info!(
+                    table = table.table,
+                    lsn = %pg::lsn::format(table.version),
+                    "table truncated in the source: its keys will be copied again (deleted)"
+                );
+            }
+            // Versions only rise, so the order of writes and truncations
+            // across calls does not matter.
+            report_patiently(&runtime, &mut clients, &[], &truncations, options.patience)?;
             for chunk in writes.chunks(10_000) {
-                report_patiently(&runtime, &mut clients, chunk, options.patience)?;
+                report_patiently(&runtime, &mut clients, chunk, &[], options.patience)?;
             }
             let accepted_at = crate::time::now_us();
             match &mut appender {
@@ -140,6 +162,7 @@ pub fn run(options: &CaptureOptions, stop: &AtomicBool) -> anyhow::Result<Captur
             }
             report.transactions += committed.len() as u64;
             report.writes += writes.len() as u64;
+            report.truncations += truncations.len() as u64;
             report.lags_us.extend(
                 committed
                     .iter()
@@ -463,16 +486,21 @@ fn connect_patiently(
     })?)
 }
 
-/// Reports `writes`, retrying with backoff while the service is
-/// unreachable; a refusal is an error (the slot stays unconfirmed).
+/// Reports `writes` and `truncations`, retrying with backoff while the
+/// service is unreachable; a refusal is an error (the slot stays
+/// unconfirmed). Nothing to report is no call.
 fn report_patiently(
     runtime: &tokio::runtime::Runtime,
     clients: &mut ShardedClients,
     writes: &[proto::Write],
+    truncations: &[proto::Truncation],
     patience: Duration,
 ) -> anyhow::Result<()> {
+    if writes.is_empty() && truncations.is_empty() {
+        return Ok(());
+    }
     match patiently(runtime, clients, patience, "report writes", async |c| {
-        c.report_writes(writes.to_vec()).await
+        c.report_writes(writes.to_vec(), truncations).await
     }) {
         Ok(_) => Ok(()),
         Err(status) if unreachable(&status) => {

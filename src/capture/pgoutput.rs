@@ -1,7 +1,7 @@
 //! PostgreSQL's logical replication protocol (`pgoutput`, protocol
 //! version 1) as `pg_logical_slot_peek_binary_changes` returns it: one
 //! message per row, turned here into the keys each committed transaction
-//! wrote.
+//! wrote and the tables it truncated.
 
 use std::collections::HashMap;
 
@@ -34,6 +34,9 @@ pub struct Committed {
     /// The commit's time, microseconds since the Unix epoch.
     pub committed_at_us: i64,
     pub writes: Vec<RowWrite>,
+    /// Tables the transaction emptied with TRUNCATE (their keys are not
+    /// listed), each once, in the order truncated.
+    pub truncated: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -42,10 +45,6 @@ pub enum DecodeError {
     Truncated { what: &'static str, len: usize },
     #[error("a change names relation {0}, which no relation message described")]
     UnknownRelation(u32),
-    #[error(
-        "table {table} was truncated: its keys are not listed one by one, so run `shadowcast verify --requeue` for it"
-    )]
-    Truncate { table: String },
     #[error("a {what} message has an unexpected tag {tag:?}")]
     Malformed { what: &'static str, tag: char },
 }
@@ -69,6 +68,7 @@ pub struct Decoder {
     default_schema: String,
     relations: HashMap<u32, Relation>,
     open: Vec<RowWrite>,
+    open_truncated: Vec<String>,
 }
 
 struct Reader<'a> {
@@ -153,6 +153,7 @@ impl Decoder {
             default_schema: default_schema.to_string(),
             relations: HashMap::new(),
             open: Vec::new(),
+            open_truncated: Vec::new(),
         }
     }
 
@@ -177,7 +178,10 @@ impl Decoder {
             len: bytes.len(),
         };
         match tag {
-            b'B' => self.open.clear(),
+            b'B' => {
+                self.open.clear();
+                self.open_truncated.clear();
+            }
             b'C' => {
                 reader.u8()?;
                 let commit_lsn = reader.u64()?;
@@ -188,6 +192,7 @@ impl Decoder {
                     end_lsn,
                     committed_at_us: committed_at + POSTGRES_EPOCH_US,
                     writes: std::mem::take(&mut self.open),
+                    truncated: std::mem::take(&mut self.open_truncated),
                 }));
             }
             b'R' => {
@@ -272,14 +277,20 @@ impl Decoder {
                 });
             }
             b'T' => {
-                let _relation_count = reader.u32()?;
+                let count = reader.u32()?;
+                // CASCADE and RESTART IDENTITY change nothing here: a
+                // table emptied by cascade is listed too.
                 let _options = reader.u8()?;
-                let first = reader.u32()?;
-                let table = self
-                    .relations
-                    .get(&first)
-                    .map_or_else(|| format!("relation {first}"), |r| r.table.clone());
-                return Err(DecodeError::Truncate { table });
+                for _ in 0..count {
+                    let id = reader.u32()?;
+                    let relation = self
+                        .relations
+                        .get(&id)
+                        .ok_or(DecodeError::UnknownRelation(id))?;
+                    if !self.open_truncated.contains(&relation.table) {
+                        self.open_truncated.push(relation.table.clone());
+                    }
+                }
             }
             // Origin, type and logical messages say nothing about rows.
             _ => {}
@@ -454,10 +465,61 @@ mod tests {
             .message(&relation(3, "public", "t", &[("id", true)]))
             .unwrap();
         let mut truncate = vec![b'T'];
-        truncate.extend(1u32.to_be_bytes());
+        truncate.extend(2u32.to_be_bytes());
         truncate.push(0);
         truncate.extend(3u32.to_be_bytes());
-        let error = decoder.message(&truncate).unwrap_err().to_string();
-        assert!(error.contains("table t was truncated"), "{error}");
+        truncate.extend(4u32.to_be_bytes());
+        assert!(matches!(
+            decoder.message(&truncate),
+            Err(DecodeError::UnknownRelation(4))
+        ));
+        assert!(matches!(
+            decoder.message(&truncate[..9]),
+            Err(DecodeError::Truncated {
+                what: "truncate",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn a_truncate_names_each_table_it_emptied_once() {
+        let mut decoder = Decoder::new("public");
+        decoder.message(&[&[b'B'][..], &[0; 20]].concat()).unwrap();
+        decoder
+            .message(&relation(3, "public", "orders", &[("id", true)]))
+            .unwrap();
+        decoder
+            .message(&relation(4, "sales", "items", &[("id", true)]))
+            .unwrap();
+        // TRUNCATE orders, sales.items (option bits: CASCADE), then orders again.
+        let mut truncate = vec![b'T'];
+        truncate.extend(2u32.to_be_bytes());
+        truncate.push(1);
+        truncate.extend(3u32.to_be_bytes());
+        truncate.extend(4u32.to_be_bytes());
+        assert_eq!(decoder.message(&truncate).unwrap(), None);
+        let mut again = vec![b'T'];
+        again.extend(1u32.to_be_bytes());
+        again.push(0);
+        again.extend(3u32.to_be_bytes());
+        decoder.message(&again).unwrap();
+        let mut insert = vec![b'I'];
+        insert.extend(3u32.to_be_bytes());
+        insert.push(b'N');
+        insert.extend(tuple(&[Some("9")]));
+        decoder.message(&insert).unwrap();
+        let done = decoder.message(&commit(0x40, 0x48)).unwrap().unwrap();
+        assert_eq!(done.truncated, ["orders", "sales.items"]);
+        assert_eq!(
+            done.writes.len(),
+            1,
+            "a row written after the truncate is a write"
+        );
+        let next = decoder.message(&commit(0x50, 0x58)).unwrap().unwrap();
+        assert!(
+            next.truncated.is_empty(),
+            "a commit takes its own truncations only"
+        );
     }
 }

@@ -307,6 +307,7 @@ fn application(
                     version,
                     size_bytes: Some(*size),
                 }],
+                truncations: Vec::new(),
             }))?;
         made_stale += report.into_inner().made_stale;
         writes += 1;

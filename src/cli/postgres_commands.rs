@@ -204,7 +204,7 @@ pub fn verify(args: VerifyArgs) -> Result<()> {
             )
             .await?;
             for chunk in writes.chunks(10_000) {
-                clients.report_writes(chunk.to_vec()).await?;
+                clients.report_writes(chunk.to_vec(), &[]).await?;
             }
             anyhow::Ok(())
         })?;

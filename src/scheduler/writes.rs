@@ -71,17 +71,70 @@ impl Scheduler {
             }
         }
         let changes: Vec<(KeyId, KeyRecord)> = changes.into_iter().collect();
+        report.made_stale = self.commit_writes(&changes, settings)?;
+        Ok(report)
+    }
+
+    /// Records that each table was emptied at its version (a TRUNCATE in
+    /// the source): every key of it tracked so far counts as written then,
+    /// so one current in the destination goes stale and each is copied
+    /// again (the copy finds the row gone and deletes it). A table with no
+    /// tracked key changes nothing. Durable when this returns.
+    pub fn record_truncations(
+        &mut self,
+        truncations: &[(String, u64)],
+        now_us: i64,
+    ) -> Result<WriteReport, SchedulerError> {
+        let mut emptied: HashMap<u32, u64> = HashMap::new();
+        for (table, version) in truncations {
+            if let Some(table) = self.map.find_table(table) {
+                let latest = emptied.entry(table).or_default();
+                *latest = (*latest).max(*version);
+            }
+        }
+        if emptied.is_empty() {
+            return Ok(WriteReport::default());
+        }
+        let mut changes = Vec::new();
+        let mut bytes = 0;
+        for id in self.map.ids() {
+            let Some(&version) = emptied.get(&self.map.table_of(id)) else {
+                continue;
+            };
+            let mut record = self.map.record(id);
+            bytes += record.size_bytes;
+            if record.latest_write < version {
+                record.latest_write = version;
+                changes.push((id, record));
+            }
+        }
+        self.recent_writes.add(bytes.max(1), now_us);
+        Ok(WriteReport {
+            new_keys: 0,
+            made_stale: self.commit_writes(&changes, &[])?,
+        })
+    }
+
+    /// Commits records whose versions or sizes changed, and `settings`;
+    /// puts back in line the keys made stale (how many) and those whose
+    /// failed copies a new write makes moot.
+    fn commit_writes(
+        &mut self,
+        changes: &[(KeyId, KeyRecord)],
+        settings: &[(&str, String)],
+    ) -> Result<usize, SchedulerError> {
         let before: Vec<KeyRecord> = changes.iter().map(|(id, _)| self.map.record(*id)).collect();
-        self.commit(&changes, settings)?;
+        self.commit(changes, settings)?;
+        let mut made_stale = 0;
         for ((id, record), before) in changes.iter().zip(before) {
-            let made_stale =
+            let stale =
                 before.location() == Location::Current && record.location() == Location::Stale;
-            report.made_stale += usize::from(made_stale);
+            made_stale += usize::from(stale);
             // A new write replaces the value whose copies failed: the key
             // is offered at once, parked or waiting out a retry delay.
             let failures_forgotten =
                 record.latest_write > before.latest_write && self.failing.forget(*id);
-            if (made_stale || failures_forgotten) && !self.plans.leased(*id) {
+            if (stale || failures_forgotten) && !self.plans.leased(*id) {
                 self.requeue(*id);
             }
         }
@@ -90,6 +143,6 @@ impl Scheduler {
         if self.phase == Phase::CutoverReady && !self.all_current() {
             self.set_phase(Phase::Background)?;
         }
-        Ok(report)
+        Ok(made_stale)
     }
 }

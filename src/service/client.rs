@@ -197,12 +197,15 @@ impl ShardedClients {
             .collect())
     }
 
-    /// Reports writes, each to the shard owning its key; the answers added
-    /// up. A failure after some shards took theirs leaves those taken:
-    /// writes are judged by version, so sending them all again is safe.
+    /// Reports writes, each to the shard owning its key, and truncations,
+    /// to every shard (a table's keys are spread over them); the answers
+    /// added up. A failure after some shards took theirs leaves those
+    /// taken: writes are judged by version, so sending them all again is
+    /// safe.
     pub async fn report_writes(
         &mut self,
         writes: Vec<super::proto::Write>,
+        truncations: &[super::proto::Truncation],
     ) -> Result<super::proto::ReportWritesResponse, tonic::Status> {
         let mut parts = vec![Vec::new(); self.shards.len()];
         for write in writes {
@@ -211,12 +214,15 @@ impl ShardedClients {
         }
         let mut total = super::proto::ReportWritesResponse::default();
         for (clients, writes) in self.shards.iter_mut().zip(parts) {
-            if writes.is_empty() {
+            if writes.is_empty() && truncations.is_empty() {
                 continue;
             }
             let answer = clients
                 .executor
-                .report_writes(super::proto::ReportWritesRequest { writes })
+                .report_writes(super::proto::ReportWritesRequest {
+                    writes,
+                    truncations: truncations.to_vec(),
+                })
                 .await?
                 .into_inner();
             total.new_keys += answer.new_keys;

@@ -71,9 +71,7 @@ impl<'a> CallCheck<'a> {
     }
 
     fn key(&mut self, field: Item, table: &str, key: &[u8]) -> Result<(), Status> {
-        if table.is_empty() {
-            return Err(invalid(format!("{field}.table"), "is empty"));
-        }
+        self.table(field, table)?;
         if key.is_empty() {
             return Err(invalid(format!("{field}.key"), "is empty"));
         }
@@ -86,6 +84,13 @@ impl<'a> CallCheck<'a> {
                     self.limits.max_key_bytes
                 ),
             ));
+        }
+        Ok(())
+    }
+
+    fn table(&mut self, field: Item, table: &str) -> Result<(), Status> {
+        if table.is_empty() {
+            return Err(invalid(format!("{field}.table"), "is empty"));
         }
         if !self.tables.contains(table) {
             if self.tables.len() == self.limits.max_tables_per_call {
@@ -364,6 +369,16 @@ impl Executor for ExecutorApi {
     ) -> Result<Response<proto::ReportWritesResponse>, Status> {
         let request = request.into_inner();
         let mut check = CallCheck::new(&self.shared.limits, "writes", request.writes.len())?;
+        let mut truncations = Vec::with_capacity(request.truncations.len());
+        for (i, truncation) in request.truncations.into_iter().enumerate() {
+            let item = Item {
+                list: "truncations",
+                index: i,
+            };
+            check.table(item, &truncation.table)?;
+            check.version(format_args!("{item}.version"), truncation.version)?;
+            truncations.push((truncation.table, truncation.version));
+        }
         let mut writes = Vec::with_capacity(request.writes.len());
         for (i, write) in request.writes.into_iter().enumerate() {
             let item = Item {
@@ -384,7 +399,12 @@ impl Executor for ExecutorApi {
         let report = self
             .shared
             .scheduler
-            .run_durable(move |scheduler| scheduler.record_writes(&writes, now_us()))
+            .run_durable(move |scheduler| {
+                let now = now_us();
+                let mut report = scheduler.record_writes(&writes, now)?;
+                report.made_stale += scheduler.record_truncations(&truncations, now)?.made_stale;
+                Ok(report)
+            })
             .await?;
         if report.made_stale > 0 || report.new_keys > 0 {
             self.shared.work.notify_waiters();
