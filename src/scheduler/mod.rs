@@ -5,8 +5,9 @@
 //! model scores, weights and hints) through [`Scheduler::plan`]; executors'
 //! lease requests and acknowledgements; writes seen in new log files
 //! ([`Scheduler::ingest_logs`]) or reported by executors and the shadowing
-//! module ([`Scheduler::record_writes`]); operator commands (pause, resume,
-//! bandwidth budget, force a phase).
+//! module ([`Scheduler::record_writes`]), and tables truncated
+//! ([`Scheduler::record_truncations`]); operator commands (pause, resume,
+//! bandwidth budget, force a phase, offer parked keys again).
 //!
 //! Gives: [`Lease`]s — batches of keys to copy, highest expected benefit
 //! per byte first, within per-batch key and byte limits and a global
