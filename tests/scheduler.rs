@@ -587,6 +587,51 @@ fn a_key_that_keeps_failing_waits_longer_each_time_and_is_parked_while_others_co
 }
 
 #[test]
+fn a_batch_that_fails_whole_parks_none_of_its_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut scheduler = planned(
+        dir.path(),
+        SchedulerConfig {
+            lease_duration_us: 600 * SECOND,
+            copy_retry_us: SECOND,
+            max_copy_failures: 2,
+            ..config()
+        },
+        30,
+        Phase::Background,
+    );
+    // The same three keys fail together four times (retry delays of 1, 2,
+    // 4 and 8 s, rounds 10 s apart), each time while another lease's keys
+    // are copied: nothing says which of the three is at fault.
+    let mut failing: Option<Vec<String>> = None;
+    for round in 0..4 {
+        let at = T0 + round * 10 * SECOND;
+        let lease = scheduler.lease(&request(3), at).unwrap();
+        let mut leased = keys_of(&lease);
+        leased.sort();
+        let keys = failing.get_or_insert_with(|| leased.clone()).clone();
+        assert_eq!(leased, keys, "the failed keys come back first");
+        let acks: Vec<Ack> = common::copied_as_leased(&lease)
+            .into_iter()
+            .map(|ack| Ack {
+                result: AckResult::Failed {
+                    reason: "connection reset".into(),
+                },
+                ..ack
+            })
+            .collect();
+        scheduler.acknowledge(lease.id, &acks, at).unwrap();
+        let other = scheduler.lease(&request(2), at).unwrap();
+        assert!(keys_of(&other).iter().all(|k| !keys.contains(k)));
+        let acks = common::copied_as_leased(&other);
+        scheduler.acknowledge(other.id, &acks, at).unwrap();
+    }
+    let status = scheduler.status(T0 + 40 * SECOND);
+    assert_eq!((status.retrying_keys, status.parked.keys), (3, 0));
+    assert_eq!(status.counters.failures, 12);
+}
+
+#[test]
 fn the_operator_offers_parked_keys_again_and_the_migration_completes() {
     let dir = tempfile::tempdir().unwrap();
     let mut scheduler = planned(

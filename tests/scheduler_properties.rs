@@ -11,8 +11,10 @@
 //!   a key written after its copy is never CURRENT;
 //! - the status counts agree with the model;
 //! - a failed key waits its retry delay (doubling with each failure in a
-//!   row) and is parked after `max_copy_failures` of them if copies were
-//!   accepted since its first, until a new write or a restart;
+//!   row) and is parked after `max_copy_failures` of them that were its
+//!   own (other keys of the lease copied in the same call, or a lease of
+//!   one key) if copies were accepted since its first, until a new write
+//!   or a restart;
 //! - in BACKGROUND, "nothing due" means no key is waiting.
 //!
 //! And once writes stop and the parked keys are offered again, leasing and
@@ -130,9 +132,11 @@ struct Key {
     copied: Option<u64>,
     /// The live lease holding it (0: none).
     holder: u64,
-    /// Failed copies in a row, copies accepted (all keys) when the first
-    /// of them came, and when it may be leased again.
+    /// Failed copies in a row and those of them that were its own,
+    /// copies accepted (all keys) when the first of them came, and when it
+    /// may be leased again.
     failures: u32,
+    own_failures: u32,
     accepted_before: u64,
     retry_at: i64,
     parked: bool,
@@ -147,6 +151,7 @@ impl Key {
             copied: None,
             holder: 0,
             failures: 0,
+            own_failures: 0,
             accepted_before: 0,
             retry_at: 0,
             parked: false,
@@ -155,13 +160,14 @@ impl Key {
 
     fn forget_failures(&mut self) {
         self.failures = 0;
+        self.own_failures = 0;
         self.parked = false;
         self.retry_at = 0;
     }
 
     /// A failed copy under its lease at `now`, `accepted` copies accepted
     /// so far (this call's included); nothing for a key copied meanwhile.
-    fn failed(&mut self, accepted: u64, now: i64) {
+    fn failed(&mut self, own: bool, accepted: u64, now: i64) {
         if self.location() == Location::Current {
             return;
         }
@@ -169,7 +175,8 @@ impl Key {
             self.accepted_before = accepted;
         }
         self.failures += 1;
-        if self.failures >= MAX_COPY_FAILURES && accepted > self.accepted_before {
+        self.own_failures += u32::from(own);
+        if self.own_failures >= MAX_COPY_FAILURES && accepted > self.accepted_before {
             self.parked = true;
         } else {
             self.retry_at = now + (RETRY_US << (self.failures - 1).min(6));
@@ -517,8 +524,12 @@ fn run(planned: usize, sizes: &[u16], steps: &[Step], durable: bool) -> Result<(
                         model.keys[index].holder = 0;
                     }
                 }
+                let own = model.leases[lease].keys.len() == 1
+                    || acks
+                        .iter()
+                        .any(|ack| matches!(ack.result, AckResult::Copied { .. }));
                 for index in failed {
-                    model.keys[index].failed(model.accepted, now);
+                    model.keys[index].failed(own, model.accepted, now);
                 }
                 model.settle(lease);
             }

@@ -684,28 +684,58 @@ fn copy_batch(
             key: key.key.clone(),
             result: Some(result),
         };
-        match copier.copy(table, &keys) {
-            Ok(versions) => {
-                acks.extend(keys.iter().zip(versions).map(|(key, copied)| {
-                    ack(
-                        key,
-                        match copied {
-                            Ok(version) => key_ack::Result::CopiedVersion(version),
-                            Err(problem) => key_ack::Result::Failure(problem),
-                        },
-                    )
-                }));
-            }
+        let copied = match copier.copy(table, &keys) {
+            Ok(versions) => versions,
             Err(error) => {
-                tracing::warn!(%error, table, keys = keys.len(), "copy failed; acknowledging as failed");
-                acks.extend(
-                    keys.iter()
-                        .map(|key| ack(key, key_ack::Result::Failure(error.to_string()))),
-                );
+                tracing::warn!(%error, table, keys = keys.len(), "copy failed; copying the batch in halves to find the keys at fault");
+                isolate(copier, table, &keys, error.to_string())
             }
-        }
+        };
+        acks.extend(keys.iter().zip(copied).map(|(key, copied)| {
+            ack(
+                key,
+                match copied {
+                    Ok(version) => key_ack::Result::CopiedVersion(version),
+                    Err(problem) => key_ack::Result::Failure(problem),
+                },
+            )
+        }));
     }
     acks
+}
+
+/// Copies `keys`, whose copy in one batch failed with `error`, in halves,
+/// so that a key that cannot be copied (a row the destination refuses)
+/// fails alone and the rest are copied: a half that fails while the other
+/// goes through is split again. When both halves fail, the failure is not
+/// the keys' (the destination is down, say) and every key fails with it,
+/// after three tries in all.
+fn isolate(
+    copier: &mut dyn Copier,
+    table: &str,
+    keys: &[&proto::LeasedKey],
+    error: String,
+) -> Vec<Result<u64, String>> {
+    if keys.len() == 1 {
+        return vec![Err(error)];
+    }
+    let (first, second) = keys.split_at(keys.len() / 2);
+    match (copier.copy(table, first), copier.copy(table, second)) {
+        (Ok(mut first), Ok(second)) => {
+            first.extend(second);
+            first
+        }
+        (Ok(mut first), Err(failed)) => {
+            first.extend(isolate(copier, table, second, failed.to_string()));
+            first
+        }
+        (Err(failed), Ok(second)) => {
+            let mut first = isolate(copier, table, first, failed.to_string());
+            first.extend(second);
+            first
+        }
+        (Err(_), Err(_)) => vec![Err(error); keys.len()],
+    }
 }
 
 /// Fills `database` with the state the logs describe: every key not
@@ -803,6 +833,77 @@ mod tests {
             lease_id: id,
             ..Default::default()
         }
+    }
+
+    /// Fails a whole batch holding a key it refuses, or every batch when
+    /// `down`; counts its calls.
+    struct Refusing {
+        refused: &'static [u8],
+        down: bool,
+        calls: usize,
+    }
+
+    impl Copier for Refusing {
+        fn versions(&self) -> crate::scheduler::Versions {
+            crate::scheduler::Versions::Time
+        }
+
+        fn copy(
+            &mut self,
+            _table: &str,
+            keys: &[&proto::LeasedKey],
+        ) -> Result<Vec<Result<u64, String>>, DatabaseError> {
+            self.calls += 1;
+            let failed = |problem: String| DatabaseError {
+                database: "destination".into(),
+                problem,
+            };
+            if self.down {
+                return Err(failed("connection refused".into()));
+            }
+            if keys.iter().any(|key| &key.key[..] == self.refused) {
+                return Err(failed(format!("{} keys, one refused", keys.len())));
+            }
+            Ok(keys.iter().map(|_| Ok(7)).collect())
+        }
+    }
+
+    #[test]
+    fn a_failed_batch_is_copied_in_halves_until_the_key_at_fault_fails_alone() {
+        let keys: Vec<proto::LeasedKey> = (0..8)
+            .map(|i| proto::LeasedKey {
+                table: "t".into(),
+                key: format!("k{i}").into_bytes().into(),
+                ..Default::default()
+            })
+            .collect();
+        let keys: Vec<&proto::LeasedKey> = keys.iter().collect();
+        let mut copier = Refusing {
+            refused: b"k5",
+            down: false,
+            calls: 0,
+        };
+        let results = isolate(&mut copier, "t", &keys, "the batch".into());
+        let failed: Vec<usize> = (0..8).filter(|&i| results[i].is_err()).collect();
+        assert_eq!(failed, [5]);
+        assert!(
+            results[5]
+                .as_ref()
+                .unwrap_err()
+                .contains("1 keys, one refused")
+        );
+        assert!(results.iter().flatten().all(|&version| version == 7));
+        // Halves of 4, 2 and 1 keys: two copies at each of three levels.
+        assert_eq!(copier.calls, 6);
+
+        let mut down = Refusing {
+            refused: b"",
+            down: true,
+            calls: 0,
+        };
+        let results = isolate(&mut down, "t", &keys, "the batch".into());
+        assert!(results.iter().all(|r| r == &Err("the batch".to_string())));
+        assert_eq!(down.calls, 2, "both halves failed: no further splits");
     }
 
     #[test]

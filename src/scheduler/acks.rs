@@ -147,7 +147,9 @@ impl Scheduler {
             ..Default::default()
         };
         let mut released = Vec::new();
-        let mut failed: Vec<(KeyId, &str)> = Vec::new();
+        // Failed copies: key, reason, and whether the failure is the key's
+        // own (see `copy_failed`).
+        let mut failed: Vec<(KeyId, &str, bool)> = Vec::new();
         for call in calls {
             if call.others_copied_at_leased_version && !self.leases.contains_key(&call.lease) {
                 results.push(Err(self.unknown_lease(call.lease)));
@@ -155,6 +157,15 @@ impl Scheduler {
             }
             let mut outcome = AckCallOutcome::default();
             let leased = self.leases.get(&call.lease);
+            // A failure is the key's own when the executor copied other
+            // keys of the lease in the same call, or the lease held it alone;
+            // a whole lease failing says nothing of its keys.
+            let failures_are_own = call.others_copied_at_leased_version
+                || leased.is_some_and(|live| live.keys.len() == 1)
+                || call
+                    .acks
+                    .iter()
+                    .any(|ack| matches!(ack.result, AckResult::Copied { .. }));
             // The places in the lease of the keys the call names (only the
             // compact form needs them).
             let mut named = match leased {
@@ -225,7 +236,7 @@ impl Scheduler {
                     }
                     AckResult::Failed { reason } if held_at.is_some() => {
                         tracing::debug!(key = %self.map.describe(id), %reason, "copy failed; key back in line");
-                        failed.push((id, reason));
+                        failed.push((id, reason, failures_are_own));
                         AckOutcome::Requeued
                     }
                     AckResult::Failed { .. } => AckOutcome::NotLeased,
@@ -299,8 +310,8 @@ impl Scheduler {
         }
         // After the tallies: a failure parks a key only if other copies
         // were accepted since its first, these calls' included.
-        for (id, reason) in failed {
-            self.copy_failed(id, reason, now_us);
+        for (id, reason, own) in failed {
+            self.copy_failed(id, reason, own, now_us);
         }
         if !changes.is_empty() {
             self.copied

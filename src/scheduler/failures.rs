@@ -1,12 +1,17 @@
 //! Keys whose copies fail. A failed key is offered again after a delay
 //! that doubles with each failure in a row (from `copy_retry_us`, at most
 //! [`MAX_DOUBLINGS`] times), so that a failing key does not take every
-//! batch's first place. After `max_copy_failures` failures in a row it is
-//! parked, set aside until an operator's [`Scheduler::retry_parked`] or a
-//! new write to it, but only if other copies were accepted since its first
-//! failure: when nothing is accepted (the destination is down, or every
-//! executor fails alike) no key is to blame and every one is retried, at
-//! the longest delay, until copies go through again.
+//! batch's first place. After `max_copy_failures` failures in a row that
+//! were its own it is parked, set aside until an operator's
+//! [`Scheduler::retry_parked`] or a new write to it. A failure is the
+//! key's own when the executor copied other keys of the same lease in the
+//! same acknowledgement, or the lease held the key alone: when a whole
+//! batch fails, nothing says which of its keys is at fault (the reference
+//! executor then copies the batch in halves to find out). And a key is
+//! parked only if other copies were accepted since its first failure: when
+//! nothing is accepted (the destination is down, or every executor fails
+//! alike) no key is to blame and every one is retried, at the longest
+//! delay, until copies go through again.
 //!
 //! Failures are kept in memory for the keys that failed (none in a healthy
 //! migration), not in the location map: a restart forgets them and gives
@@ -44,7 +49,9 @@ pub struct ParkedKey {
 
 #[derive(Debug)]
 struct Failing {
+    /// Failures in a row, and those of them that were the key's own.
     failures: u32,
+    own_failures: u32,
     /// Copies accepted (all keys) when this key first failed.
     accepted_before: u64,
     /// When the key may be offered again ([`i64::MAX`] once parked).
@@ -94,9 +101,10 @@ impl FailingKeys {
 }
 
 impl Scheduler {
-    /// Counts a failed copy of a leased key: the key waits before it is
-    /// offered again, or is parked (see the module's documentation).
-    pub(super) fn copy_failed(&mut self, id: KeyId, reason: &str, now_us: i64) {
+    /// Counts a failed copy of a leased key (`own`: see the module's
+    /// documentation): the key waits before it is offered again, or is
+    /// parked.
+    pub(super) fn copy_failed(&mut self, id: KeyId, reason: &str, own: bool, now_us: i64) {
         // Another call of the same batch may have copied it since.
         if self.map.record(id).location() == Location::Current {
             return;
@@ -104,15 +112,17 @@ impl Scheduler {
         let accepted = self.counters.accepted;
         let failing = self.failing.keys.entry(id).or_insert(Failing {
             failures: 0,
+            own_failures: 0,
             accepted_before: accepted,
             retry_at_us: now_us,
             reason: String::new(),
         });
         failing.failures += 1;
+        failing.own_failures += u32::from(own);
         failing.reason.clear();
         failing.reason.push_str(truncated(reason, MAX_REASON_BYTES));
         let limit = self.config.max_copy_failures;
-        if limit > 0 && failing.failures >= limit && accepted > failing.accepted_before {
+        if limit > 0 && failing.own_failures >= limit && accepted > failing.accepted_before {
             failing.retry_at_us = i64::MAX;
             tracing::warn!(
                 key = %self.map.describe(id),
