@@ -143,37 +143,50 @@ async fn force(clients: &mut Clients, phase: proto::Phase) {
         .unwrap();
 }
 
+/// A reference executor in a thread, until `until` or `stop`; the copies
+/// the service accepted from it.
+fn executor_thread(
+    endpoint: &str,
+    source: &str,
+    destination: &str,
+    id: usize,
+    until: executor::Until,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<u64> {
+    let (endpoint, source, destination) = (
+        endpoint.to_string(),
+        source.to_string(),
+        destination.to_string(),
+    );
+    std::thread::spawn(move || {
+        let options = executor::ExecutorOptions {
+            endpoint,
+            token: None,
+            tls_ca: None,
+            id: format!("executor-{id}"),
+            max_keys: 500,
+            max_bytes: 64 << 20,
+            tables: vec![],
+            until,
+            patience: Duration::from_secs(60),
+        };
+        let mut copier = executor::VersionedRows::open(&source, &destination).unwrap();
+        executor::run(&options, &mut copier, &stop)
+            .unwrap()
+            .accepted
+    })
+}
+
 /// Runs reference executors in threads until every key is current.
 fn run_executors(endpoint: &str, source: &str, destination: &str, count: usize) -> u64 {
     let handles: Vec<_> = (0..count)
         .map(|i| {
-            let (endpoint, source, destination) = (
-                endpoint.to_string(),
-                source.to_string(),
-                destination.to_string(),
-            );
-            std::thread::spawn(move || {
-                let options = executor::ExecutorOptions {
-                    endpoint,
-                    token: None,
-                    tls_ca: None,
-                    id: format!("executor-{i}"),
-                    max_keys: 500,
-                    max_bytes: 64 << 20,
-                    tables: vec![],
-                    until: executor::Until::CutoverReady,
-                    patience: Duration::from_secs(60),
-                };
-                let mut copier = executor::VersionedRows::open(&source, &destination).unwrap();
-                let stop = std::sync::atomic::AtomicBool::new(false);
-                executor::run(&options, &mut copier, &stop).unwrap()
-            })
+            let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let until = executor::Until::CutoverReady;
+            executor_thread(endpoint, source, destination, i, until, stop)
         })
         .collect();
-    handles
-        .into_iter()
-        .map(|h| h.join().unwrap().accepted)
-        .sum()
+    handles.into_iter().map(|h| h.join().unwrap()).sum()
 }
 
 fn assert_same(source: &str, destination: &str) -> usize {
@@ -1670,6 +1683,103 @@ async fn a_key_that_keeps_failing_is_parked_named_and_offered_again_by_the_opera
         (&again.keys[0].table, &again.keys[0].key),
         (&poison.table, &poison.key)
     );
+}
+
+/// One row the destination refuses, copied by the reference executor: its
+/// batches fail, the executor copies them in halves until that key fails
+/// alone, and the scheduler parks it, and it only, naming the database's
+/// reason; everything else is copied. Once the cause is mended,
+/// RetryParked lets the migration complete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_row_the_destination_refuses_is_parked_alone_and_the_rest_is_copied() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = logs(dir.path());
+    let source = format!("sqlite:{}", dir.path().join("source.db").display());
+    let destination_path = dir.path().join("destination.db");
+    let destination = format!("sqlite:{}", destination_path.display());
+    seed(&logs, &source);
+    let service = Service::start(
+        dir.path(),
+        &logs,
+        &["--max-copy-failures", "3", "--copy-retry-seconds", "0"],
+    );
+    let mut clients = service.clients(None).await;
+    force(&mut clients, proto::Phase::Background).await;
+    let refused = predictions(&mut clients, "", 1).await.remove(0);
+    let hex: String = refused.key.iter().map(|b| format!("{b:02x}")).collect();
+    let table = refused.table.replace('"', "\"\"");
+    rusqlite::Connection::open(&destination_path)
+        .unwrap()
+        .execute_batch(&format!(
+            "CREATE TABLE \"{table}\" (key BLOB PRIMARY KEY, version INTEGER NOT NULL, value BLOB NOT NULL); \
+             CREATE TRIGGER refuse BEFORE INSERT ON \"{table}\" WHEN NEW.key = X'{hex}' \
+             BEGIN SELECT RAISE(ABORT, 'refused by the test'); END;"
+        ))
+        .unwrap();
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let until = executor::Until::Done;
+    let worker = executor_thread(
+        &service.endpoint,
+        &source,
+        &destination,
+        0,
+        until,
+        stop.clone(),
+    );
+    let started = Instant::now();
+    let parked = loop {
+        let now = status(&mut clients).await;
+        let (total, current) = (now.total.unwrap().keys, now.current.unwrap().keys);
+        if now.parked.unwrap_or_default().keys > 0 && current + 1 == total {
+            break now;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "no key parked with the rest copied: {}",
+            now.json
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    tokio::task::spawn_blocking(move || worker.join().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(parked.parked.unwrap().keys, 1);
+    let listed = &parked.parked_keys[0];
+    assert_eq!(
+        (&listed.table, listed.key.as_bytes()),
+        (&refused.table, &refused.key[..])
+    );
+    assert_eq!(listed.failures, 3);
+    assert!(
+        listed.last_reason.contains("refused by the test"),
+        "{listed:?}"
+    );
+    assert_eq!(parked.phase, proto::Phase::Background as i32);
+
+    rusqlite::Connection::open(&destination_path)
+        .unwrap()
+        .execute_batch("DROP TRIGGER refuse")
+        .unwrap();
+    let retried = clients
+        .management
+        .retry_parked(proto::RetryParkedRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(retried.keys, 1);
+    let endpoint = service.endpoint.clone();
+    let (s, d) = (source.clone(), destination.clone());
+    let migration = tokio::task::spawn_blocking(move || run_executors(&endpoint, &s, &d, 1));
+    let copied = tokio::time::timeout(Duration::from_secs(120), migration)
+        .await
+        .expect("the migration finishes")
+        .unwrap();
+    assert_eq!(copied, 1, "only the parked key was left");
+    let done = status(&mut clients).await;
+    assert_eq!(done.phase, proto::Phase::CutoverReady as i32);
+    assert_same(&source, &destination);
 }
 
 /// A truncation reported with ReportWrites sends every key of its table

@@ -12,9 +12,10 @@
 //! Guarantees: a destination row is never replaced by an older version
 //! (writes are conditional on the version); a key absent from the source is
 //! removed from the destination, acknowledged at the version the lease
-//! asked for; a batch the databases fail on is acknowledged as failed, so
-//! its keys go back in line at once instead of waiting for the lease to
-//! expire. While the service is unavailable (restarting, or the connection
+//! asked for; a batch the databases fail on is copied again in halves
+//! until the keys at fault fail alone, and what still fails is
+//! acknowledged as failed, so its keys go back in line instead of waiting
+//! for the lease to expire. While the service is unavailable (restarting, or the connection
 //! dropped) every call is retried with backoff for `ExecutorOptions::patience`,
 //! so a restart of the service costs the executor a pause, not its batch:
 //! copies made meanwhile are acknowledged once it is back. A batch's
