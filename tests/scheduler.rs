@@ -519,6 +519,9 @@ fn a_key_that_keeps_failing_waits_longer_each_time_and_is_parked_while_others_co
     fail_one(&mut scheduler, &waiting, b"", "", T0 + 3 * SECOND - 1);
     let status = scheduler.status(T0 + 3 * SECOND - 1);
     assert_eq!((status.retrying_keys, status.parked.keys), (1, 0));
+    let listed = &status.failing_keys;
+    assert_eq!(listed.len(), 1);
+    assert_eq!((listed[0].failures, listed[0].parked), (2, false));
     let again = scheduler.lease(&request(1), T0 + 3 * SECOND).unwrap();
     assert!(
         leases_it(&again),
@@ -531,8 +534,8 @@ fn a_key_that_keeps_failing_waits_longer_each_time_and_is_parked_while_others_co
     assert_eq!((status.retrying_keys, status.parked.keys), (0, 1));
     let size = first.keys[0].size_bytes;
     assert_eq!(status.parked.bytes, size);
-    assert_eq!(status.parked_keys.len(), 1);
-    let listed = &status.parked_keys[0];
+    assert_eq!(status.failing_keys.len(), 1);
+    let listed = &status.failing_keys[0];
     assert_eq!(
         (
             listed.table.as_str(),
@@ -542,6 +545,7 @@ fn a_key_that_keeps_failing_waits_longer_each_time_and_is_parked_while_others_co
         (table.as_str(), poison.as_slice(), 3)
     );
     assert_eq!(listed.last_reason, reason);
+    assert!(listed.parked);
 
     // Everything else is copied; the parked key never goes out, and the
     // migration does not reach CUTOVER_READY without it.
@@ -629,6 +633,15 @@ fn a_batch_that_fails_whole_parks_none_of_its_keys() {
     let status = scheduler.status(T0 + 40 * SECOND);
     assert_eq!((status.retrying_keys, status.parked.keys), (3, 0));
     assert_eq!(status.counters.failures, 12);
+    let mut listed: Vec<String> = status.failing_keys.iter().map(|k| k.key.clone()).collect();
+    listed.sort();
+    assert_eq!(listed, failing.unwrap());
+    assert!(
+        status
+            .failing_keys
+            .iter()
+            .all(|k| { !k.parked && k.failures == 4 && k.last_reason == "connection reset" })
+    );
 }
 
 #[test]
@@ -671,8 +684,9 @@ fn the_operator_offers_parked_keys_again_and_the_migration_completes() {
     scheduler.acknowledge(second.id, &acks, T0).unwrap();
     let status = scheduler.status(T0);
     assert_eq!(status.parked.keys, 2);
+    assert!(status.failing_keys.iter().all(|k| k.parked));
     let mut listed: Vec<Vec<u8>> = status
-        .parked_keys
+        .failing_keys
         .iter()
         .map(|k| k.key.as_bytes().to_vec())
         .collect();

@@ -1632,13 +1632,17 @@ async fn a_key_that_keeps_failing_is_parked_named_and_offered_again_by_the_opera
     let now = status(&mut clients).await;
     assert_eq!(now.parked.unwrap().bytes, poison.size_bytes);
     assert_eq!(now.copy_failures_total, 2);
-    let listed = &now.parked_keys[..];
+    let listed = &now.failing_keys[..];
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].table, poison.table);
     assert_eq!(listed[0].key.as_bytes(), &poison.key[..]);
     assert_eq!(
-        (listed[0].failures, listed[0].last_reason.as_str()),
-        (2, reason)
+        (
+            listed[0].failures,
+            listed[0].last_reason.as_str(),
+            listed[0].parked
+        ),
+        (2, reason, true)
     );
     let page = metrics_page(&service.address);
     assert_eq!(sample(&page, "shadowcast_keys_parked"), 1.0);
@@ -1746,7 +1750,7 @@ async fn a_row_the_destination_refuses_is_parked_alone_and_the_rest_is_copied() 
         .await
         .unwrap();
     assert_eq!(parked.parked.unwrap().keys, 1);
-    let listed = &parked.parked_keys[0];
+    let listed = &parked.failing_keys[0];
     assert_eq!(
         (&listed.table, listed.key.as_bytes()),
         (&refused.table, &refused.key[..])

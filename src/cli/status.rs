@@ -127,10 +127,14 @@ fn print_table(shards: &[proto::Status], whole: &proto::Status) {
             "{} keys retrying after failed copies; {} parked ({} bytes), offered again by RetryParked or a new write",
             whole.retrying_keys, parked.keys, parked.bytes
         );
-        for key in &whole.parked_keys {
+        for key in &whole.failing_keys {
             println!(
-                "parked {}/{} after {} failures: {}",
-                key.table, key.key, key.failures, key.last_reason
+                "{} {}/{} after {} failures: {}",
+                if key.parked { "parked" } else { "retrying" },
+                key.table,
+                key.key,
+                key.failures,
+                key.last_reason
             );
         }
     }

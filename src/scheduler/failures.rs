@@ -32,12 +32,12 @@ pub const MAX_COPY_RETRY_US: i64 = 3600 * crate::time::SECOND_US;
 /// Longest failure reason kept per key, in bytes.
 const MAX_REASON_BYTES: usize = 1024;
 
-/// How many parked keys a status lists by name.
-pub const PARKED_KEYS_LISTED: usize = 20;
+/// How many failing keys a status lists by name.
+pub const FAILING_KEYS_LISTED: usize = 20;
 
 /// A key whose copy failed, as the status lists it.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
-pub struct ParkedKey {
+pub struct FailingKey {
     pub table: String,
     /// The key as text (UTF-8, or its bytes in hex).
     pub key: String,
@@ -45,6 +45,8 @@ pub struct ParkedKey {
     pub failures: u32,
     /// What the executor said the last time.
     pub last_reason: String,
+    /// Parked, or waiting out a retry delay.
+    pub parked: bool,
 }
 
 #[derive(Debug)]
@@ -181,28 +183,25 @@ impl Scheduler {
     }
 
     /// The parked keys' count and bytes, and the first
-    /// [`PARKED_KEYS_LISTED`] of them in key order.
-    pub(super) fn parked_keys(&self) -> (LocationCounts, Vec<ParkedKey>) {
-        let mut parked: Vec<(KeyId, &Failing)> = self
-            .counted_failures()
-            .filter(|(_, failing)| failing.parked())
-            .collect();
-        parked.sort_unstable_by_key(|&(id, _)| id);
+    /// [`FAILING_KEYS_LISTED`] failing keys, parked ones first, each in key
+    /// order.
+    pub(super) fn failing_keys(&self) -> (LocationCounts, Vec<FailingKey>) {
+        let mut failing: Vec<(KeyId, &Failing)> = self.counted_failures().collect();
+        failing.sort_unstable_by_key(|&(id, failing)| (!failing.parked(), id));
+        let parked = failing.iter().filter(|(_, failing)| failing.parked());
         let counts = LocationCounts {
-            keys: parked.len() as u64,
-            bytes: parked
-                .iter()
-                .map(|&(id, _)| self.map.record(id).size_bytes)
-                .sum(),
+            keys: parked.clone().count() as u64,
+            bytes: parked.map(|&(id, _)| self.map.record(id).size_bytes).sum(),
         };
-        let listed = parked
+        let listed = failing
             .iter()
-            .take(PARKED_KEYS_LISTED)
-            .map(|&(id, failing)| ParkedKey {
+            .take(FAILING_KEYS_LISTED)
+            .map(|&(id, failing)| FailingKey {
                 table: self.map.table_name(id).to_string(),
                 key: crate::keys::display_key(self.map.key(id)),
                 failures: failing.failures,
                 last_reason: failing.reason.clone(),
+                parked: failing.parked(),
             })
             .collect();
         (counts, listed)

@@ -81,7 +81,7 @@ pub use api::{
 pub use budget::Bandwidth;
 pub use confidence::{Confidence, ConfidenceConfig};
 pub use config::{SchedulerConfig, Versions};
-pub use failures::{PARKED_KEYS_LISTED, ParkedKey};
+pub use failures::{FAILING_KEYS_LISTED, FailingKey};
 pub use follow::{IngestReport, LogFollower, Scan, ScannedFile, Unreadable};
 pub use phases::Phase;
 pub use queues::{Ranking, RankingInput, ReplacedLines};

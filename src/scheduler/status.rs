@@ -53,10 +53,11 @@ pub struct Status {
     /// Keys whose last copies failed, waiting to be offered again.
     pub retrying_keys: u64,
     /// Keys set aside after `max_copy_failures` failures in a row (counted
-    /// in `source_only` or `stale` too), and the first
-    /// [`PARKED_KEYS_LISTED`](super::PARKED_KEYS_LISTED) of them.
+    /// in `source_only` or `stale` too).
     pub parked: LocationCounts,
-    pub parked_keys: Vec<super::ParkedKey>,
+    /// The first [`FAILING_KEYS_LISTED`](super::FAILING_KEYS_LISTED)
+    /// failing keys, parked ones first.
+    pub failing_keys: Vec<super::FailingKey>,
     /// What versions are (`serve --versions`).
     pub versions: super::Versions,
     /// Each table's keys by where they are (leased or not) and its part
@@ -176,7 +177,7 @@ impl Scheduler {
             counters: self.counters,
             retrying_keys: self.failure_counts().0,
             parked: LocationCounts::default(),
-            parked_keys: Vec::new(),
+            failing_keys: Vec::new(),
             versions: self.config.versions,
             tables: self
                 .census
@@ -218,7 +219,7 @@ impl Scheduler {
             }
         }
         status.leased = leased;
-        (status.parked, status.parked_keys) = self.parked_keys();
+        (status.parked, status.failing_keys) = self.failing_keys();
         status.sample = self.census.sample;
         status.sample_current = self.census.sample_current;
         status.predicted_access_share_in_destination =

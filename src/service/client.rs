@@ -333,12 +333,14 @@ pub fn combine(shards: &[super::proto::Status]) -> Result<super::proto::Status, 
         tables: combine_tables(shards),
         retrying_keys: add(|s| s.retrying_keys),
         parked: sum(|s| s.parked),
-        // The shards' lists one after another, as many as one shard lists.
-        parked_keys: shards
-            .iter()
-            .flat_map(|s| s.parked_keys.iter().cloned())
-            .take(crate::scheduler::PARKED_KEYS_LISTED)
-            .collect(),
+        failing_keys: {
+            // The shards' lists one after another, parked keys first, as
+            // many as one shard lists.
+            let mut failing: Vec<_> = shards.iter().flat_map(|s| s.failing_keys.clone()).collect();
+            failing.sort_by_key(|key| !key.parked);
+            failing.truncate(crate::scheduler::FAILING_KEYS_LISTED);
+            failing
+        },
     })
 }
 

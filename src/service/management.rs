@@ -91,14 +91,15 @@ fn status_message(shared: &Shared, status: crate::scheduler::Status) -> proto::S
         versions: status.versions.name().to_string(),
         retrying_keys: status.retrying_keys,
         parked: counts(status.parked),
-        parked_keys: status
-            .parked_keys
+        failing_keys: status
+            .failing_keys
             .into_iter()
-            .map(|parked| proto::ParkedKey {
-                table: parked.table,
-                key: parked.key,
-                failures: parked.failures,
-                last_reason: parked.last_reason,
+            .map(|failing| proto::FailingKey {
+                table: failing.table,
+                key: failing.key,
+                failures: failing.failures,
+                last_reason: failing.last_reason,
+                parked: failing.parked,
             })
             .collect(),
         tables: status
