@@ -472,6 +472,17 @@ fn expired_and_failed_keys_are_offered_again_and_extensions_hold_them() {
     assert_eq!(status.counters.failures, 1);
 }
 
+/// Leases long enough not to expire, failed copies retried after
+/// `copy_retry_us` (doubling) and parked after `max_copy_failures`.
+fn retrying(copy_retry_us: i64, max_copy_failures: u32) -> SchedulerConfig {
+    SchedulerConfig {
+        lease_duration_us: 600 * SECOND,
+        copy_retry_us,
+        max_copy_failures,
+        ..config()
+    }
+}
+
 /// Acknowledges `lease`: `failing` fails with `reason`, the rest are copied.
 fn fail_one(scheduler: &mut Scheduler, lease: &Lease, failing: &[u8], reason: &str, at: i64) {
     let mut acks = common::copied_as_leased(lease);
@@ -486,17 +497,7 @@ fn fail_one(scheduler: &mut Scheduler, lease: &Lease, failing: &[u8], reason: &s
 #[test]
 fn a_key_that_keeps_failing_waits_longer_each_time_and_is_parked_while_others_copy() {
     let dir = tempfile::tempdir().unwrap();
-    let mut scheduler = planned(
-        dir.path(),
-        SchedulerConfig {
-            lease_duration_us: 600 * SECOND,
-            copy_retry_us: SECOND,
-            max_copy_failures: 3,
-            ..config()
-        },
-        30,
-        Phase::Background,
-    );
+    let mut scheduler = planned(dir.path(), retrying(SECOND, 3), 30, Phase::Background);
     let first = scheduler.lease(&request(5), T0).unwrap();
     let (table, poison) = (first.keys[0].table.clone(), first.keys[0].key.clone());
     let leases_it = |lease: &Lease| lease.keys.iter().any(|k| k.key == poison);
@@ -593,17 +594,7 @@ fn a_key_that_keeps_failing_waits_longer_each_time_and_is_parked_while_others_co
 #[test]
 fn a_batch_that_fails_whole_parks_none_of_its_keys() {
     let dir = tempfile::tempdir().unwrap();
-    let mut scheduler = planned(
-        dir.path(),
-        SchedulerConfig {
-            lease_duration_us: 600 * SECOND,
-            copy_retry_us: SECOND,
-            max_copy_failures: 2,
-            ..config()
-        },
-        30,
-        Phase::Background,
-    );
+    let mut scheduler = planned(dir.path(), retrying(SECOND, 2), 30, Phase::Background);
     // The same three keys fail together four times (retry delays of 1, 2,
     // 4 and 8 s, rounds 10 s apart), each time while another lease's keys
     // are copied: nothing says which of the three is at fault.
@@ -647,17 +638,7 @@ fn a_batch_that_fails_whole_parks_none_of_its_keys() {
 #[test]
 fn the_operator_offers_parked_keys_again_and_the_migration_completes() {
     let dir = tempfile::tempdir().unwrap();
-    let mut scheduler = planned(
-        dir.path(),
-        SchedulerConfig {
-            lease_duration_us: 600 * SECOND,
-            copy_retry_us: 0,
-            max_copy_failures: 2,
-            ..config()
-        },
-        12,
-        Phase::Background,
-    );
+    let mut scheduler = planned(dir.path(), retrying(0, 2), 12, Phase::Background);
     // Two keys fail twice each, in leases where the others are copied.
     let first = scheduler.lease(&request(6), T0).unwrap();
     let poison = [first.keys[0].key.clone(), first.keys[1].key.clone()];
