@@ -705,12 +705,14 @@ fn copy_batch(
     acks
 }
 
-/// Copies `keys`, whose copy in one batch failed with `error`, in halves,
+/// Copies `keys`, whose copy in one batch failed with `error`, in parts,
 /// so that a key that cannot be copied (a row the destination refuses)
-/// fails alone and the rest are copied: a half that fails while the other
-/// goes through is split again. When both halves fail, the failure is not
-/// the keys' (the destination is down, say) and every key fails with it,
-/// after three tries in all.
+/// fails alone and the rest are copied: first in halves, and a part that
+/// fails while another goes through is split again. When both halves fail
+/// they are tried once more as quarters (two refused rows may have fallen
+/// one in each half); when every quarter fails too, the failure is not the
+/// keys' (the destination is down, say) and every key fails with it, after
+/// seven tries in all.
 fn isolate(
     copier: &mut dyn Copier,
     table: &str,
@@ -720,23 +722,24 @@ fn isolate(
     if keys.len() == 1 {
         return vec![Err(error)];
     }
-    let (first, second) = keys.split_at(keys.len() / 2);
-    match (copier.copy(table, first), copier.copy(table, second)) {
-        (Ok(mut first), Ok(second)) => {
-            first.extend(second);
-            first
+    for split in [2, 4] {
+        if split > keys.len() {
+            break;
         }
-        (Ok(mut first), Err(failed)) => {
-            first.extend(isolate(copier, table, second, failed.to_string()));
-            first
+        let parts: Vec<&[&proto::LeasedKey]> = keys.chunks(keys.len().div_ceil(split)).collect();
+        let tried: Vec<_> = parts.iter().map(|part| copier.copy(table, part)).collect();
+        if tried.iter().any(Result::is_ok) {
+            let mut copied = Vec::with_capacity(keys.len());
+            for (part, result) in parts.into_iter().zip(tried) {
+                match result {
+                    Ok(versions) => copied.extend(versions),
+                    Err(failed) => copied.extend(isolate(copier, table, part, failed.to_string())),
+                }
+            }
+            return copied;
         }
-        (Err(failed), Ok(second)) => {
-            let mut first = isolate(copier, table, first, failed.to_string());
-            first.extend(second);
-            first
-        }
-        (Err(_), Err(_)) => vec![Err(error); keys.len()],
     }
+    vec![Err(error); keys.len()]
 }
 
 /// Fills `database` with the state the logs describe: every key not
@@ -839,7 +842,7 @@ mod tests {
     /// Fails a whole batch holding a key it refuses, or every batch when
     /// `down`; counts its calls.
     struct Refusing {
-        refused: &'static [u8],
+        refused: &'static [&'static [u8]],
         down: bool,
         calls: usize,
     }
@@ -862,15 +865,19 @@ mod tests {
             if self.down {
                 return Err(failed("connection refused".into()));
             }
-            if keys.iter().any(|key| &key.key[..] == self.refused) {
+            if keys.iter().any(|key| self.refused.contains(&&key.key[..])) {
                 return Err(failed(format!("{} keys, one refused", keys.len())));
             }
             Ok(keys.iter().map(|_| Ok(7)).collect())
         }
     }
 
-    #[test]
-    fn a_failed_batch_is_copied_in_halves_until_the_key_at_fault_fails_alone() {
+    /// The keys `copier` fails among k0..k7 after their batch failed, and
+    /// how many copies it took.
+    fn isolated(
+        refused: &'static [&'static [u8]],
+        down: bool,
+    ) -> (Vec<usize>, usize, Vec<Result<u64, String>>) {
         let keys: Vec<proto::LeasedKey> = (0..8)
             .map(|i| proto::LeasedKey {
                 table: "t".into(),
@@ -880,12 +887,19 @@ mod tests {
             .collect();
         let keys: Vec<&proto::LeasedKey> = keys.iter().collect();
         let mut copier = Refusing {
-            refused: b"k5",
-            down: false,
+            refused,
+            down,
             calls: 0,
         };
         let results = isolate(&mut copier, "t", &keys, "the batch".into());
-        let failed: Vec<usize> = (0..8).filter(|&i| results[i].is_err()).collect();
+        let failed = (0..8).filter(|&i| results[i].is_err()).collect();
+        (failed, copier.calls, results)
+    }
+
+    #[test]
+    fn a_failed_batch_is_copied_in_parts_until_the_keys_at_fault_fail_alone() {
+        // One refused key: halves of 4, 2 and 1 keys, two copies each.
+        let (failed, calls, results) = isolated(&[b"k5"], false);
         assert_eq!(failed, [5]);
         assert!(
             results[5]
@@ -894,17 +908,17 @@ mod tests {
                 .contains("1 keys, one refused")
         );
         assert!(results.iter().flatten().all(|&version| version == 7));
-        // Halves of 4, 2 and 1 keys: two copies at each of three levels.
-        assert_eq!(copier.calls, 6);
-
-        let mut down = Refusing {
-            refused: b"",
-            down: true,
-            calls: 0,
-        };
-        let results = isolate(&mut down, "t", &keys, "the batch".into());
+        assert_eq!(calls, 6);
+        // One in each half: both halves fail (2), the quarters (4), then
+        // the two failing quarters in halves (2 + 2).
+        let (failed, calls, _) = isolated(&[b"k1", b"k6"], false);
+        assert_eq!(failed, [1, 6]);
+        assert_eq!(calls, 10);
+        // Down: halves and quarters fail, and every key with the batch.
+        let (failed, calls, results) = isolated(&[], true);
+        assert_eq!(failed, (0..8).collect::<Vec<_>>());
         assert!(results.iter().all(|r| r == &Err("the batch".to_string())));
-        assert_eq!(down.calls, 2, "both halves failed: no further splits");
+        assert_eq!(calls, 6);
     }
 
     #[test]
