@@ -3,7 +3,8 @@
 //! `cargo bench --bench scheduler_scale [-- KEYS]` (default 10 million).
 //! Registers KEYS candidates in a fresh location map (one redb
 //! transaction), ranks them by benefit per byte, leases and acknowledges a
-//! first batch, and takes status records; reports time per step, resident
+//! first batch, truncates a table, and takes status records; reports time
+//! per step, resident
 //! memory per tracked key, and the ranking beside a plain `sort_unstable`
 //! of the same number of `f32` scores in the same run.
 
@@ -143,6 +144,14 @@ fn main() {
     }
     let owner_rate = drained as f64 / started.elapsed().as_secs_f64();
 
+    // A TRUNCATE of one table of four: every tracked key is looked at on
+    // the owner, those of the table made stale in one commit.
+    let started = Instant::now();
+    let truncated = scheduler
+        .record_truncations(&[("orders".to_string(), 2)], 2)
+        .expect("truncate");
+    let truncating = started.elapsed();
+
     // A status record reads running tallies: its cost must not grow with
     // the number of keys (it used to walk every one).
     let started = Instant::now();
@@ -200,6 +209,11 @@ fn main() {
     println!(
         "  lease + compact ack on the scheduler alone (8 leases of 1000 keys, then one ack message): {:.0} keys/s",
         owner_rate
+    );
+    println!(
+        "  truncate one table of four on the owner ({} keys made stale): {:.2} s",
+        truncated.made_stale,
+        truncating.as_secs_f64()
     );
     println!(
         "  reopen (every key loaded back from the state files):       {:.2} s",
