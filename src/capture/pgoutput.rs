@@ -382,6 +382,17 @@ mod tests {
         m
     }
 
+    /// A TRUNCATE of the relations `ids`, with `options` (1: CASCADE).
+    fn truncate(options: u8, ids: &[u32]) -> Vec<u8> {
+        let mut m = vec![b'T'];
+        m.extend((ids.len() as u32).to_be_bytes());
+        m.push(options);
+        for id in ids {
+            m.extend(id.to_be_bytes());
+        }
+        m
+    }
+
     fn commit(commit_lsn: u64, end_lsn: u64) -> Vec<u8> {
         let mut m = vec![b'C', 0];
         m.extend(commit_lsn.to_be_bytes());
@@ -464,17 +475,13 @@ mod tests {
         decoder
             .message(&relation(3, "public", "t", &[("id", true)]))
             .unwrap();
-        let mut truncate = vec![b'T'];
-        truncate.extend(2u32.to_be_bytes());
-        truncate.push(0);
-        truncate.extend(3u32.to_be_bytes());
-        truncate.extend(4u32.to_be_bytes());
+        let emptied = truncate(0, &[3, 4]);
         assert!(matches!(
-            decoder.message(&truncate),
+            decoder.message(&emptied),
             Err(DecodeError::UnknownRelation(4))
         ));
         assert!(matches!(
-            decoder.message(&truncate[..9]),
+            decoder.message(&emptied[..9]),
             Err(DecodeError::Truncated {
                 what: "truncate",
                 ..
@@ -493,17 +500,8 @@ mod tests {
             .message(&relation(4, "sales", "items", &[("id", true)]))
             .unwrap();
         // TRUNCATE orders, sales.items (option bits: CASCADE), then orders again.
-        let mut truncate = vec![b'T'];
-        truncate.extend(2u32.to_be_bytes());
-        truncate.push(1);
-        truncate.extend(3u32.to_be_bytes());
-        truncate.extend(4u32.to_be_bytes());
-        assert_eq!(decoder.message(&truncate).unwrap(), None);
-        let mut again = vec![b'T'];
-        again.extend(1u32.to_be_bytes());
-        again.push(0);
-        again.extend(3u32.to_be_bytes());
-        decoder.message(&again).unwrap();
+        assert_eq!(decoder.message(&truncate(1, &[3, 4])).unwrap(), None);
+        decoder.message(&truncate(0, &[3])).unwrap();
         let mut insert = vec![b'I'];
         insert.extend(3u32.to_be_bytes());
         insert.push(b'N');

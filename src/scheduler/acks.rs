@@ -229,9 +229,7 @@ impl Scheduler {
                 let judged = match &ack.result {
                     AckResult::Copied { version } => {
                         let judged = pending.judge_copy(&mut self.plans, &self.map, id, *version);
-                        if matches!(judged, AckOutcome::Accepted | AckOutcome::AlreadyCurrent) {
-                            self.failing.forget(id);
-                        }
+                        self.failing.copy_judged(id, &judged);
                         judged
                     }
                     AckResult::Failed { reason } if held_at.is_some() => {
@@ -258,9 +256,7 @@ impl Scheduler {
                         self.map.prefetch_record(ahead);
                     }
                     let judged = pending.judge_copy(&mut self.plans, &self.map, id, version);
-                    if matches!(judged, AckOutcome::Accepted | AckOutcome::AlreadyCurrent) {
-                        self.failing.forget(id);
-                    }
+                    self.failing.copy_judged(id, &judged);
                     match judged {
                         AckOutcome::Accepted => outcome.others_accepted += 1,
                         other => outcome.others_not_accepted.push((place as u32, other)),

@@ -19,8 +19,8 @@
 
 use std::collections::HashMap;
 
-use super::Scheduler;
 use super::queues::EXCLUDED;
+use super::{AckOutcome, Scheduler};
 use crate::state::{KeyId, Location, LocationCounts};
 
 /// Doublings of the first retry delay at most (64 times it).
@@ -92,6 +92,14 @@ impl FailingKeys {
         }
     }
 
+    /// Forgets `id`'s failures when a copy of it was `judged` to leave it
+    /// current (accepted, or current already).
+    pub fn copy_judged(&mut self, id: KeyId, judged: &AckOutcome) {
+        if matches!(judged, AckOutcome::Accepted | AckOutcome::AlreadyCurrent) {
+            self.forget(id);
+        }
+    }
+
     /// Forgets `id`'s failures (it was copied, or written again); whether
     /// it had any.
     pub fn forget(&mut self, id: KeyId) -> bool {
@@ -144,12 +152,10 @@ impl Scheduler {
         let parked: Vec<KeyId> = self
             .failing
             .keys
-            .iter()
-            .filter(|(_, failing)| failing.parked())
-            .map(|(&id, _)| id)
+            .extract_if(|_, failing| failing.parked())
+            .map(|(id, _)| id)
             .collect();
         for &id in &parked {
-            self.failing.forget(id);
             if self.map.record(id).location() != Location::Current && !self.plans.leased(id) {
                 self.requeue(id);
             }
@@ -182,10 +188,10 @@ impl Scheduler {
             })
     }
 
-    /// The parked keys' count and bytes, and the first
-    /// [`FAILING_KEYS_LISTED`] failing keys, parked ones first, each in key
-    /// order.
-    pub(super) fn failing_keys(&self) -> (LocationCounts, Vec<FailingKey>) {
+    /// Keys waiting out a retry delay, the parked keys' count and bytes,
+    /// and the first [`FAILING_KEYS_LISTED`] failing keys, parked ones
+    /// first, each in key order.
+    pub(super) fn failing_keys(&self) -> (u64, LocationCounts, Vec<FailingKey>) {
         let mut failing: Vec<(KeyId, &Failing)> = self.counted_failures().collect();
         failing.sort_unstable_by_key(|&(id, failing)| (!failing.parked(), id));
         let parked = failing.iter().filter(|(_, failing)| failing.parked());
@@ -193,6 +199,7 @@ impl Scheduler {
             keys: parked.clone().count() as u64,
             bytes: parked.map(|&(id, _)| self.map.record(id).size_bytes).sum(),
         };
+        let retrying = failing.len() as u64 - counts.keys;
         let listed = failing
             .iter()
             .take(FAILING_KEYS_LISTED)
@@ -204,7 +211,7 @@ impl Scheduler {
                 parked: failing.parked(),
             })
             .collect();
-        (counts, listed)
+        (retrying, counts, listed)
     }
 }
 

@@ -175,7 +175,7 @@ impl Scheduler {
             eta_seconds: None,
             live_leases: self.leases.len() as u64,
             counters: self.counters,
-            retrying_keys: self.failure_counts().0,
+            retrying_keys: 0,
             parked: LocationCounts::default(),
             failing_keys: Vec::new(),
             versions: self.config.versions,
@@ -219,7 +219,7 @@ impl Scheduler {
             }
         }
         status.leased = leased;
-        (status.parked, status.failing_keys) = self.failing_keys();
+        (status.retrying_keys, status.parked, status.failing_keys) = self.failing_keys();
         status.sample = self.census.sample;
         status.sample_current = self.census.sample_current;
         status.predicted_access_share_in_destination =
